@@ -1,0 +1,1 @@
+"""Domain of the SMS gateway: accounts, devices, messages, OTP. Never imports Chalice."""

@@ -1,0 +1,140 @@
+"""Accounts, their API keys and IP whitelists, and authentication of API requests.
+
+Keys are 64 hex characters from `secrets`, shown once; only their SHA-256 is stored (a
+random 256-bit key needs no slow hash). A warm container remembers a verified key for
+AUTH_CACHE_SECONDS, so revocation and whitelist changes take effect within that time.
+"""
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib import clock, settings
+from chalicelib.cache import TTLCache
+from chalicelib.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from chalicelib.tables import Account, ApiKey
+
+KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+_auth_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
+
+
+@dataclass(frozen=True)
+class Caller:
+    account_id: str
+    key_id: str
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_account(name: str) -> Account:
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise BadRequest("Account name must be 1-100 characters.", "name")
+    account = Account(account_id="acc_" + secrets.token_hex(6), name=name,
+                      created_at=clock.now_ms(), ip_whitelist=[], next_device_id=0)
+    account.save(Account.account_id.does_not_exist())
+    return account
+
+
+def get_account(account_id: str) -> Account:
+    try:
+        return Account.get(account_id)
+    except DoesNotExist:
+        raise NotFound(f"Unknown account: {account_id}.", "account_id")
+
+
+def list_accounts() -> list[Account]:
+    """Admin listing for the CLI; the only Scan in the project, never on a request path."""
+    return sorted(Account.scan(), key=lambda a: a.created_at)
+
+
+def create_key(account_id: str, label: str = "") -> tuple[str, ApiKey]:
+    """Returns the plain key (show it once) and its stored record."""
+    get_account(account_id)
+    plain = secrets.token_hex(32)
+    record = ApiKey(key_hash=_hash_key(plain), key_id="key_" + secrets.token_hex(4),
+                    account_id=account_id, label=label, created_at=clock.now_ms())
+    record.save(ApiKey.key_hash.does_not_exist())
+    return plain, record
+
+
+def list_keys(account_id: str) -> list[ApiKey]:
+    return list(ApiKey.by_account.query(account_id))
+
+
+def revoke_key(account_id: str, key_id: str) -> ApiKey:
+    for record in ApiKey.by_account.query(account_id, ApiKey.key_id == key_id):
+        if record.revoked_at is None:
+            record.update(actions=[ApiKey.revoked_at.set(clock.now_ms())])
+        _auth_cache.drop(record.key_hash)
+        return record
+    raise NotFound(f"Account {account_id} has no key {key_id}.", "key_id")
+
+
+def parse_whitelist(entries) -> list[str]:
+    """Validate addresses and CIDR ranges (IPv4 and IPv6); returns them in canonical form."""
+    result = []
+    for entry in entries:
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            result.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise BadRequest(f"Not an IP address or CIDR range: '{entry}'.", "ip_whitelist")
+    return result
+
+
+def set_whitelist(account_id: str, entries) -> list[str]:
+    networks = parse_whitelist(entries)
+    account = get_account(account_id)
+    account.update(actions=[Account.ip_whitelist.set(networks)])
+    _auth_cache.clear()
+    return networks
+
+
+def ip_allowed(source_ip: str | None, whitelist) -> bool:
+    if not whitelist:
+        return True
+    try:
+        address = ipaddress.ip_address(source_ip or "")
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(net) for net in whitelist)
+
+
+def authenticate(key: str | None, source_ip: str | None) -> Caller:
+    """The account behind an API key, if the key is live and the caller's address allowed."""
+    if not key:
+        raise Unauthorized("Missing API key: pass api_key (or an Authorization: Bearer or "
+                           "X-API-Key header).", "api_key")
+    if not KEY_PATTERN.match(key):
+        raise Unauthorized("Malformed API key: expected 64 hexadecimal characters.", "api_key")
+    key_hash = _hash_key(key)
+    cached = _auth_cache.get(key_hash)
+    if cached is None:
+        try:
+            record = ApiKey.get(key_hash)
+        except DoesNotExist:
+            raise Unauthorized("Invalid API key.", "api_key")
+        if not hmac.compare_digest(record.key_hash, key_hash) or record.revoked_at is not None:
+            raise Unauthorized("Invalid API key.", "api_key")
+        whitelist = tuple(get_account(record.account_id).ip_whitelist or ())
+        cached = (Caller(record.account_id, record.key_id), whitelist)
+        _auth_cache.put(key_hash, cached)
+    caller, whitelist = cached
+    if not ip_allowed(source_ip, whitelist):
+        raise Forbidden(f"IP address {source_ip} is not whitelisted for this account.", "ip")
+    return caller
+
+
+def forget_cached() -> None:
+    _auth_cache.clear()

@@ -1,0 +1,23 @@
+"""Lazily created AWS clients shared by warm invocations, with botocore's standard retries.
+
+Nothing is created at import time: a cold start pays only for what its request uses.
+"""
+import functools
+
+import boto3
+from botocore.config import Config
+
+from chalicelib import settings
+
+RETRY_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"},
+                      connect_timeout=3, read_timeout=25)
+
+
+@functools.cache
+def sqs():
+    return boto3.session.Session().client("sqs", region_name=settings.REGION, config=RETRY_CONFIG)
+
+
+def reset() -> None:
+    """Forget cached clients (tests switch moto backends between cases)."""
+    sqs.cache_clear()

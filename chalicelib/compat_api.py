@@ -1,0 +1,169 @@
+"""The compatibility surface `/myAPI.php?action=...`: the reference's actions, answered in its
+`{"status", "message", "response", "data"}` envelope.
+
+HTTP status policy: every answer is HTTP 200, errors included, because the reference's PHP
+example reads answers with `file_get_contents`, which returns false on any non-2xx status and
+would hide the error envelope. The envelope's `status`/`response` say success or error;
+errors carry `data.error_code`, `data.parameter` and, when retrying helps, `data.retry_after`
+(also sent as a `Retry-After` header, with `X-Error-Code`).
+"""
+import logging
+import re
+
+from chalicelib import accounts, devices, messages, params, phone
+from chalicelib.errors import BadRequest, GatewayError, Unavailable
+
+log = logging.getLogger("smsgw")
+
+COMMON = {"api_key", "action"}
+ACTIONS = {}
+IDEMPOTENCY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
+THROTTLE_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException",
+                  "RequestLimitExceeded", "Throttling", "InternalServerError",
+                  "ServiceUnavailable", "TransactionInProgressException"}
+
+
+def action(name: str, allowed: set):
+    """Register a handler `fn(caller, params, headers) -> (message, data)` for `action=name`."""
+    def register(fn):
+        ACTIONS[name] = (fn, allowed | COMMON)
+        return fn
+    return register
+
+
+def success(message: str, data=None) -> dict:
+    return {"status": "success", "message": message, "response": True, "data": data}
+
+
+def error_envelope(error: GatewayError) -> dict:
+    data = {"error_code": error.code}
+    if error.parameter:
+        data["parameter"] = error.parameter
+    if error.retry_after is not None:
+        data["retry_after"] = error.retry_after
+    return {"status": "error", "message": error.message, "response": False, "data": data}
+
+
+def _api_key(query_params: dict, headers: dict) -> str | None:
+    candidates = set()
+    if query_params.get("api_key"):
+        candidates.add(query_params["api_key"].strip())
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        candidates.add(auth[7:].strip())
+    if headers.get("x-api-key"):
+        candidates.add(headers["x-api-key"].strip())
+    if len(candidates) > 1:
+        raise BadRequest("Conflicting API keys: api_key and the Authorization/X-API-Key header "
+                         "differ.", "api_key")
+    return candidates.pop() if candidates else None
+
+
+def _cause_code(exc: BaseException) -> str | None:
+    seen = 0
+    while exc is not None and seen < 5:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            return response.get("Error", {}).get("Code")
+        exc = getattr(exc, "cause", None) or exc.__cause__
+        seen += 1
+    return None
+
+
+def handle(query: dict | None, headers: dict, body: bytes | None, source_ip: str | None):
+    """Answer one request: returns (http_status, extra_headers, envelope)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    try:
+        try:
+            request = params.collect(query, headers, body)
+            name = request.get("action", "").strip()
+            if name not in ACTIONS:
+                valid = ", ".join(sorted(ACTIONS))
+                what = f"Unknown action '{name[:40]}'" if name else "Missing parameter: action"
+                raise BadRequest(f"{what}. Valid actions: {valid}.", "action")
+            handler, allowed = ACTIONS[name]
+            unknown = sorted(set(request) - allowed)
+            if unknown:
+                raise BadRequest(f"Unknown parameter for {name}: {', '.join(unknown)}. Allowed: "
+                                 f"{', '.join(sorted(allowed))}.", unknown[0])
+            caller = accounts.authenticate(_api_key(request, headers), source_ip)
+            message, data = handler(caller, request, headers)
+            return 200, {}, success(message, data)
+        except GatewayError:
+            raise
+        except Exception as exc:  # storage trouble: say so, retryably, without internals
+            code = _cause_code(exc)
+            if code in THROTTLE_CODES or code is None and "Throttl" in repr(exc):
+                raise Unavailable("The gateway is busy; retry shortly.", retry_after=1)
+            log.exception("unexpected error in %s", request.get("action") if "request" in
+                          locals() else "request")
+            raise Unavailable("Internal error; nothing was changed by this request. Retry "
+                              "shortly.", retry_after=5, code="internal_error")
+    except GatewayError as error:
+        extra = {"X-Error-Code": error.code}
+        if error.retry_after is not None:
+            extra["Retry-After"] = str(error.retry_after)
+        return 200, extra, error_envelope(error)
+
+
+def _idempotency_key(request: dict, headers: dict) -> str | None:
+    given = {v.strip() for v in (request.get("idempotency_key"), headers.get("idempotency-key"))
+             if v and v.strip()}
+    if len(given) > 1:
+        raise BadRequest("idempotency_key and the Idempotency-Key header differ.",
+                         "idempotency_key")
+    key = given.pop() if given else None
+    if key is not None and not IDEMPOTENCY_PATTERN.match(key):
+        raise BadRequest("Invalid idempotency_key: 1-128 printable ASCII characters.",
+                         "idempotency_key")
+    return key
+
+
+@action("send_sms", {"device_id", "device_uid", "phone_number", "message", "sim_slot",
+                     "idempotency_key"})
+def send_sms(caller, request, headers):
+    number = phone.normalise(request.get("phone_number"))
+    sim_slot = params.integer(request, "sim_slot", 1, 1, 2)
+    text = request.get("message")
+    messages.check_text(text)
+    idempotency_key = _idempotency_key(request, headers)
+    device = devices.resolve(caller.account_id, request.get("device_id"),
+                             request.get("device_uid"))
+    accepted = messages.send(caller.account_id, device, number, text, sim_slot,
+                             idempotency_key=idempotency_key)
+    m = accepted.message
+    data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot}
+    if not accepted.queued:
+        return "SMS accepted; queueing it to the device was delayed and will be retried " \
+               "automatically.", data
+    return "SMS queued successfully.", data
+
+
+@action("check_status", {"message_id"})
+def check_status(caller, request, headers):
+    message = messages.get(caller.account_id, params.require(request, "message_id"))
+    return "Status found.", messages.status_of(message)
+
+
+@action("get_history", {"type", "limit", "cursor"})
+def get_history(caller, request, headers):
+    kind = (request.get("type") or "all").strip().lower()
+    limit = params.integer(request, "limit", 20, 1, messages.MAX_HISTORY, clamp_high=True)
+    entries, cursor = messages.history(caller.account_id, kind, limit,
+                                       request.get("cursor") or None)
+    return "History found.", {"messages": entries, "next_cursor": cursor}
+
+
+@action("device_status", set())
+def device_status(caller, request, headers):
+    return "Devices found.", [devices.describe(d) for d in devices.list_devices(caller.account_id)]
+
+
+def _not_yet(caller, request, headers):
+    raise BadRequest("send_otp and verify_otp are not available on this gateway yet.", "action",
+                     code="not_implemented")
+
+
+ACTIONS.setdefault("send_otp", (_not_yet, {"device_uid", "device_id", "phone_number", "length",
+                                           "expiry", "message"} | COMMON))
+ACTIONS.setdefault("verify_otp", (_not_yet, {"phone_number", "otp_code"} | COMMON))

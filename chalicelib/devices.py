@@ -1,0 +1,157 @@
+"""Devices (phones) of an account: registration with their own secret and SQS queue, lookup,
+removal, and the running/stopped status the API reports.
+
+A device authenticates with a token `<device_uid>.<secret>`; only the secret's SHA-256 is
+stored, and it is unrelated to the account's API keys, so one lost phone is revoked alone.
+"""
+import hashlib
+import hmac
+import re
+import secrets
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib import aws, clock, settings
+from chalicelib.accounts import get_account
+from chalicelib.cache import TTLCache
+from chalicelib.errors import BadRequest, NotFound, Unauthorized
+from chalicelib.tables import Account, Device
+
+UID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+ID_PATTERN = re.compile(r"^[0-9]{1,9}$")
+_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def register(account_id: str, name: str, sim_count: int | None = None) -> tuple[Device, str]:
+    """Creates the device and its queue; returns it and its token (shown once)."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise BadRequest("Device name must be 1-100 characters.", "name")
+    if sim_count is not None and sim_count not in (1, 2):
+        raise BadRequest("sim_count must be 1 or 2.", "sim_count")
+    get_account(account_id)
+    counter = Account(account_id=account_id)
+    counter.update(actions=[Account.next_device_id.add(1)],
+                   condition=Account.account_id.exists())
+    uid = secrets.token_hex(8)
+    secret = secrets.token_hex(24)
+    queue_url = aws.sqs().create_queue(
+        QueueName=settings.queue_name(uid),
+        Attributes={"VisibilityTimeout": str(settings.LEASE_SECONDS),
+                    "MessageRetentionPeriod": "1209600"},
+        tags={"account_id": account_id},
+    )["QueueUrl"]
+    device = Device(device_uid=uid, account_id=account_id, device_id=counter.next_device_id,
+                    name=name, secret_hash=_hash(secret), queue_url=queue_url,
+                    created_at=clock.now_ms(), sim_count=sim_count)
+    device.save(Device.device_uid.does_not_exist())
+    return device, f"{uid}.{secret}"
+
+
+def list_devices(account_id: str) -> list[Device]:
+    return list(Device.by_account.query(account_id))
+
+
+def _by_uid(account_id: str, uid: str) -> Device:
+    try:
+        device = Device.get(uid)
+    except DoesNotExist:
+        device = None
+    if device is None or device.account_id != account_id:
+        raise NotFound(f"Unknown device: no device with device_uid '{uid}' in this account.",
+                       "device_uid")
+    return device
+
+
+def _by_id(account_id: str, device_id: int) -> Device:
+    for device in Device.by_account.query(account_id, Device.device_id == device_id):
+        return device
+    raise NotFound(f"Unknown device: no device with device_id {device_id} in this account.",
+                   "device_id")
+
+
+def resolve(account_id: str, device_id: str | None = None, device_uid: str | None = None) -> Device:
+    """The account's device named by `device_id` (an id, or a uid as the reference allows) and/or
+    `device_uid`. Cached across warm invocations."""
+    refs = []
+    if device_id not in (None, ""):
+        if ID_PATTERN.match(device_id):
+            refs.append(("id", int(device_id), "device_id"))
+        elif UID_PATTERN.match(device_id.lower()):
+            refs.append(("uid", device_id.lower(), "device_id"))
+        else:
+            raise BadRequest("Invalid device_id: expected a device id (a number) or a 16-hex "
+                             "device uid.", "device_id")
+    if device_uid not in (None, ""):
+        if not UID_PATTERN.match(device_uid.lower()):
+            raise BadRequest("Invalid device_uid: expected 16 hexadecimal characters.",
+                             "device_uid")
+        refs.append(("uid", device_uid.lower(), "device_uid"))
+    if not refs:
+        raise BadRequest("Missing required parameter: device_id or device_uid.", "device_id")
+    found = []
+    for kind, value, _ in refs:
+        key = (account_id, kind, value)
+        device = _cache.get(key)
+        if device is None:
+            device = _by_id(account_id, value) if kind == "id" else _by_uid(account_id, value)
+            _cache.put(key, device)
+        found.append(device)
+    if len({d.device_uid for d in found}) > 1:
+        raise BadRequest("device_id and device_uid name different devices.", "device_uid")
+    return found[0]
+
+
+def remove(account_id: str, device_ref: str) -> Device:
+    """Deletes the device and its queue. Its unsent messages are settled by the expiry sweep."""
+    ref = str(device_ref)
+    device = resolve(account_id, device_id=ref)
+    device.delete(Device.account_id == account_id)
+    try:
+        aws.sqs().delete_queue(QueueUrl=device.queue_url)
+    except aws.sqs().exceptions.QueueDoesNotExist:
+        pass
+    forget_cached()
+    return device
+
+
+def authenticate(token: str | None) -> Device:
+    """The device behind a device token `<device_uid>.<secret>`."""
+    uid, _, secret = (token or "").partition(".")
+    if not UID_PATTERN.match(uid) or not secret:
+        raise Unauthorized("Missing or malformed device token.", "authorization")
+    try:
+        device = Device.get(uid)
+    except DoesNotExist:
+        raise Unauthorized("Invalid device token.", "authorization")
+    if not hmac.compare_digest(device.secret_hash, _hash(secret)):
+        raise Unauthorized("Invalid device token.", "authorization")
+    return device
+
+
+def is_running(device: Device, now_ms: int | None = None) -> bool:
+    now_ms = clock.now_ms() if now_ms is None else now_ms
+    return (device.app_state == "running" and device.last_seen is not None
+            and now_ms - device.last_seen <= settings.HEARTBEAT_WINDOW_SECONDS * 1000)
+
+
+def describe(device: Device) -> dict:
+    """A device as `device_status` shows it."""
+    return {
+        "device_id": device.device_id,
+        "device_uid": device.device_uid,
+        "name": device.name,
+        "status": "running" if is_running(device) else "stopped",
+        "last_seen": clock.fmt(device.last_seen),
+        "sim_count": device.sim_count,
+        "battery": device.battery,
+        "signal": device.signal,
+    }
+
+
+def forget_cached() -> None:
+    _cache.clear()

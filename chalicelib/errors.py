@@ -1,0 +1,44 @@
+"""Domain errors. Each says what was wrong and, where it applies, which parameter and when to retry;
+handlers turn them into the error envelope."""
+
+
+class GatewayError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, parameter: str | None = None, retry_after: int | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
+        self.retry_after = retry_after
+        if code:
+            self.code = code
+
+
+class BadRequest(GatewayError):
+    code = "invalid_parameter"
+
+
+class Unauthorized(GatewayError):
+    code = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    code = "forbidden"
+
+
+class NotFound(GatewayError):
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    code = "conflict"
+
+
+class RateLimited(GatewayError):
+    code = "rate_limited"
+
+
+class Unavailable(GatewayError):
+    """Storage or queue trouble the client should retry after `retry_after` seconds."""
+    code = "temporarily_unavailable"

@@ -1,0 +1,243 @@
+"""Outgoing messages: accepting a send (write first, then queue), status, and history.
+
+Lifecycle: pending -> processing -> sent -> delivered; any non-terminal state may end
+`failed` (with a reason) or `expired`. A message is written before its job is queued; if the
+queue call fails the message stays `pending` without `queued_at`, and the outbox sweep
+queues it later. Devices may see a job twice; the conditional lease makes it sent once.
+"""
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import aws, clock, ids, settings
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.segments import count
+from chalicelib.tables import Device, Idempotency, IncomingMessage, Message
+
+TERMINAL = ("delivered", "failed", "expired")
+HISTORY_TYPES = ("outgoing", "incoming", "all")
+MAX_HISTORY = 100
+_connection = None
+
+
+@dataclass
+class Accepted:
+    message: Message
+    queued: bool
+    replayed: bool = False
+
+
+def check_text(text: str, parameter: str = "message"):
+    if text is None or not text.strip():
+        raise BadRequest(f"Missing required parameter: {parameter} (the SMS text must not be "
+                         "empty).", parameter)
+    counted = count(text)
+    if counted.segments > settings.MAX_SEGMENTS:
+        raise BadRequest(
+            f"Message too long: {counted.segments} SMS segments ({counted.encoding}); at most "
+            f"{settings.MAX_SEGMENTS} are allowed.", parameter)
+    return counted
+
+
+def check_sim_slot(device: Device, sim_slot: int) -> int:
+    if sim_slot not in (1, 2):
+        raise BadRequest("Invalid sim_slot: must be 1 or 2.", "sim_slot")
+    if device.sim_count is not None and sim_slot > device.sim_count:
+        raise BadRequest(f"Invalid sim_slot: device {device.device_id} has only "
+                         f"{device.sim_count} SIM.", "sim_slot")
+    return sim_slot
+
+
+def _transaction_connection():
+    global _connection
+    if _connection is None:
+        _connection = Connection(region=settings.REGION)
+    return _connection
+
+
+def job_payload(message: Message, text: str) -> dict:
+    """What a device needs to send one SMS; self-contained so devices could read SQS directly."""
+    return {
+        "message_id": message.message_id,
+        "device_uid": message.device_uid,
+        "phone_number": message.phone_number,
+        "message": text,
+        "sim_slot": message.sim_slot,
+        "expires_at": message.expires_at,
+        "kind": message.kind,
+    }
+
+
+def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
+    """Put the job on the device's queue; False (and nothing recorded) if SQS refused."""
+    try:
+        aws.sqs().send_message(QueueUrl=device_queue_url,
+                               MessageBody=json.dumps(job_payload(message, text)))
+        return True
+    except (BotoCoreError, ClientError):
+        return False
+
+
+def _stored_for(account_id, message_id, request) -> Message:
+    message = Message.get(account_id, message_id, consistent_read=True)
+    if (message.phone_number, message.device_uid) != (request.phone_number, request.device_uid) \
+            or message.body != request.body:
+        raise Conflict("idempotency_key was already used for a different request.",
+                       "idempotency_key")
+    return message
+
+
+def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot: int = 1,
+         idempotency_key: str | None = None, kind: str = "sms", stored_text: str | None = None,
+         valid_for_seconds: int | None = None) -> Accepted:
+    """Accept one SMS: validate, write it `pending`, queue its job. `stored_text` replaces the
+    text in the stored record (OTP codes are never stored in clear)."""
+    counted = check_text(text)
+    check_sim_slot(device, sim_slot)
+    now = clock.now_ms()
+    validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
+    for _ in range(5):
+        message = Message(
+            account_id=account_id, message_id=ids.new_message_id(), device_uid=device.device_uid,
+            device_id=device.device_id, phone_number=phone_number,
+            body=stored_text if stored_text is not None else text, sim_slot=sim_slot,
+            segments=counted.segments, encoding=counted.encoding, kind=kind, status="pending",
+            created_at=now, expires_at=now + validity * 1000, attempts=0,
+            idempotency_key=idempotency_key,
+            retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
+        try:
+            if idempotency_key:
+                claim = Idempotency(key=f"{account_id}#{idempotency_key}",
+                                    message_id=message.message_id, created_at=now,
+                                    expires=clock.at(now + settings.IDEMPOTENCY_SECONDS * 1000))
+                with TransactWrite(connection=_transaction_connection()) as tx:
+                    tx.save(claim, condition=Idempotency.key.does_not_exist()
+                            | (Idempotency.expires < clock.at(now)))
+                    tx.save(message, condition=Message.message_id.does_not_exist())
+            else:
+                message.save(Message.message_id.does_not_exist())
+        except TransactWriteError as error:
+            reasons = [r.code if r else None for r in (error.cancellation_reasons or [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                claim = Idempotency.get(f"{account_id}#{idempotency_key}", consistent_read=True)
+                return Accepted(_stored_for(account_id, claim.message_id, message),
+                                queued=True, replayed=True)
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                continue  # same-millisecond id clash: draw another
+            raise
+        except PutError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                continue
+            raise
+        return Accepted(message, queued=enqueue(device.queue_url, message, text))
+    raise Conflict("Could not allocate a message id; retry.", retry_after=1)
+
+
+def get(account_id: str, message_id) -> Message:
+    try:
+        number = int(str(message_id).strip())
+        if number < 0 or number >= 2 ** 53:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise BadRequest("Invalid message_id: expected a positive integer.", "message_id")
+    try:
+        return Message.get(account_id, number)
+    except DoesNotExist:
+        raise NotFound(f"Message not found: no message {number} in this account.", "message_id")
+
+
+def status_of(message: Message) -> dict:
+    """`check_status` data: the reference's four fields first, then our extras."""
+    return {
+        "status": message.status,
+        "created_at": clock.fmt(message.created_at),
+        "processed_at": clock.fmt(message.processed_at),
+        "phone_number": message.phone_number,
+        "message_id": message.message_id,
+        "device_id": message.device_id,
+        "device_uid": message.device_uid,
+        "sim_slot": message.sim_slot,
+        "segments": message.segments,
+        "delivered_at": clock.fmt(message.delivered_at),
+        "failed_reason": message.reason if message.status in ("failed", "expired") else None,
+    }
+
+
+def _outgoing_entry(m: Message) -> dict:
+    return {"message_id": m.message_id, "type": "outgoing", "device_id": m.device_id,
+            "device_uid": m.device_uid, "phone_number": m.phone_number, "message": m.body,
+            "sim_slot": m.sim_slot, "status": m.status, "created_at": clock.fmt(m.created_at),
+            "processed_at": clock.fmt(m.processed_at)}
+
+
+def _incoming_entry(m: IncomingMessage) -> dict:
+    return {"message_id": m.message_id, "type": "incoming", "device_id": m.device_id,
+            "device_uid": m.device_uid, "phone_number": m.phone_number, "message": m.body,
+            "sim_slot": m.sim_slot, "status": "received", "created_at": clock.fmt(m.received_at),
+            "processed_at": None}
+
+
+def _encode_cursor(position: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str, kind: str) -> dict:
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=="))
+        if not isinstance(position, dict) or position.get("t") != kind or not all(
+                isinstance(position.get(tag, 0), int) and position.get(tag, 0) >= -1
+                for tag in ("o", "i")):
+            raise ValueError
+        return position
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("Invalid cursor: pass the next_cursor of a previous get_history "
+                         "answer with the same type.", "cursor")
+
+
+def _page(model, account_id, before, limit):
+    condition = model.message_id < before if before is not None else None
+    return list(model.query(account_id, condition, scan_index_forward=False, limit=limit))
+
+
+SOURCES = {"outgoing": [("o", Message, _outgoing_entry)],
+           "incoming": [("i", IncomingMessage, _incoming_entry)]}
+SOURCES["all"] = SOURCES["outgoing"] + SOURCES["incoming"]
+
+
+def history(account_id: str, kind: str = "all", limit: int = 20, cursor: str | None = None):
+    """Newest first, by Query only: reads at most `limit` items of each kind asked for.
+    Returns (entries, next_cursor or None). The cursor holds, per kind, the last id shown
+    (the next page reads below it) or -1 once that kind is exhausted."""
+    if kind not in HISTORY_TYPES:
+        raise BadRequest("Invalid type: must be outgoing, incoming or all.", "type")
+    if limit < 1:
+        raise BadRequest("Invalid limit: must be at least 1.", "limit")
+    limit = min(limit, MAX_HISTORY)
+    position = _decode_cursor(cursor, kind) if cursor else {"t": kind}
+    fetched = {}
+    for tag, model, render in SOURCES[kind]:
+        if position.get(tag) != -1:
+            fetched[tag] = [(item.message_id, tag, render(item))
+                            for item in _page(model, account_id, position.get(tag), limit)]
+    page = sorted((e for items in fetched.values() for e in items), key=lambda e: -e[0])[:limit]
+    next_position = {"t": kind}
+    for tag, _, _ in SOURCES[kind]:
+        if tag not in fetched:
+            next_position[tag] = -1
+            continue
+        shown = [e[0] for e in page if e[1] == tag]
+        all_shown = len(shown) == len(fetched[tag])
+        if all_shown and len(fetched[tag]) < limit:
+            next_position[tag] = -1
+        elif shown:
+            next_position[tag] = shown[-1]
+        elif tag in position:
+            next_position[tag] = position[tag]
+    more = any(next_position.get(tag) != -1 for tag, _, _ in SOURCES[kind])
+    return [e[2] for e in page], (_encode_cursor(next_position) if more else None)

@@ -1,0 +1,130 @@
+"""Request parameters of the compatibility API, read the way PHP's `$_REQUEST` clients send them:
+the query string, a form body (urlencoded or multipart) or a JSON object body.
+
+A parameter given twice (in one place or two) is an error rather than a silent pick, and so is
+an unknown one: a typo in `phone_numbr` must not become a message to nobody.
+"""
+import json
+from email.parser import BytesParser
+from email.policy import HTTP
+from urllib.parse import parse_qsl
+
+from chalicelib import settings
+from chalicelib.errors import BadRequest
+
+MAX_VALUE_CHARS = 4000
+
+
+def _add(params: dict, name: str, value, where: str) -> None:
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise BadRequest("Malformed parameter name.", None)
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise BadRequest(f"Parameter {name} must be a single string or number.", name)
+    if isinstance(value, (int, float)):
+        value = str(value)
+    if not isinstance(value, str):
+        raise BadRequest(f"Parameter {name} must be a single string or number.", name)
+    if "\x00" in value:
+        raise BadRequest(f"Parameter {name} contains a NUL character.", name)
+    if len(value) > MAX_VALUE_CHARS:
+        raise BadRequest(f"Parameter {name} is too long (at most {MAX_VALUE_CHARS} characters).",
+                         name)
+    if name in params:
+        raise BadRequest(f"Duplicate parameter: {name} (given more than once, {where}).", name)
+    params[name] = value
+
+
+def _form(body: bytes) -> list:
+    try:
+        text = body.decode("utf-8")
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text.strip()),
+                         errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("Malformed form body: expected UTF-8 application/x-www-form-urlencoded.",
+                         None)
+
+
+def _multipart(content_type: str, body: bytes) -> list:
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise BadRequest("Malformed multipart/form-data body.", None)
+    pairs = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name or part.get_filename():
+            raise BadRequest("Malformed multipart/form-data body: only plain fields are accepted.",
+                             None)
+        try:
+            pairs.append((name, part.get_payload(decode=True).decode("utf-8")))
+        except UnicodeDecodeError:
+            raise BadRequest(f"Parameter {name} is not valid UTF-8.", name)
+    return pairs
+
+
+def _json(body: bytes) -> list:
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("Malformed JSON body.", None)
+    if not isinstance(document, dict):
+        raise BadRequest("The JSON body must be an object of parameters.", None)
+    return list(document.items())
+
+
+def collect(query: dict | None, headers: dict, body: bytes | None) -> dict:
+    """All parameters as one flat dict of strings."""
+    params = {}
+    for name, values in (query or {}).items():
+        if isinstance(values, str):
+            values = [values]
+        if len(values) > 1:
+            raise BadRequest(f"Duplicate parameter: {name} (given {len(values)} times in the "
+                             "query string).", name)
+        _add(params, name, values[0], "in the query string")
+    if body:
+        if len(body) > settings.MAX_BODY_BYTES:
+            raise BadRequest(f"Request body too large: {len(body)} bytes, at most "
+                             f"{settings.MAX_BODY_BYTES}.", None)
+        content_type = headers.get("content-type", "")
+        kind = content_type.split(";")[0].strip().lower()
+        if kind == "application/json" or (not kind and body.lstrip()[:1] == b"{"):
+            pairs = _json(body)
+        elif kind == "multipart/form-data":
+            pairs = _multipart(content_type, body)
+        elif kind in ("application/x-www-form-urlencoded", "", "text/plain"):
+            pairs = _form(body)
+        else:
+            raise BadRequest(f"Unsupported body type {kind}: send a form, JSON or a query string.",
+                             None)
+        seen = set()
+        for name, value in pairs:
+            where = "in the body" if name in seen else "in the query string and the body"
+            seen.add(name)
+            _add(params, name, value, where)
+    return params
+
+
+def require(params: dict, name: str) -> str:
+    value = params.get(name)
+    if value is None or value.strip() == "":
+        raise BadRequest(f"Missing required parameter: {name}.", name)
+    return value
+
+
+def integer(params: dict, name: str, default: int, low: int, high: int | None = None,
+            clamp_high: bool = False) -> int:
+    raw = params.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadRequest(f"Invalid {name}: '{raw[:40]}' is not a whole number.", name)
+    if value < low:
+        raise BadRequest(f"Invalid {name}: must be at least {low}.", name)
+    if high is not None and value > high:
+        if clamp_high:
+            return high
+        raise BadRequest(f"Invalid {name}: must be at most {high}.", name)
+    return value

@@ -1,0 +1,22 @@
+"""Phone numbers in, E.164 out, through Google's libphonenumber port."""
+import phonenumbers
+
+from chalicelib import settings
+from chalicelib.errors import BadRequest
+
+
+def normalise(raw: str, parameter: str = "phone_number") -> str:
+    text = (raw or "").strip()
+    if not text:
+        raise BadRequest(f"Missing required parameter: {parameter}.", parameter)
+    if len(text) > 32:
+        raise BadRequest(f"Invalid {parameter}: too long.", parameter)
+    region = settings.DEFAULT_REGION
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        hint = "" if region else " Write it in international form, e.g. +8801712345678."
+        raise BadRequest(f"Invalid {parameter}: '{text}' is not a phone number.{hint}", parameter)
+    if not phonenumbers.is_valid_number(number):
+        raise BadRequest(f"Invalid {parameter}: '{text}' is not a valid phone number.", parameter)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

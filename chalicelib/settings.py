@@ -1,0 +1,45 @@
+"""Every name and limit the gateway reads from its environment, in one place.
+
+Table and queue names here are the ones the deployment template and IAM policy use
+(`.chalice/config.json` sets the environment per stage), so code and infrastructure
+cannot drift apart.
+"""
+import os
+
+STAGE = os.environ.get("SMSGW_STAGE", "dev")
+PREFIX = os.environ.get("SMSGW_PREFIX", f"smsgw-{STAGE}")
+REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+
+TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps")
+
+
+def table_name(short: str) -> str:
+    """Physical DynamoDB table name for one of TABLES."""
+    assert short in TABLES, short
+    return f"{PREFIX}-{short}"
+
+
+def queue_name(device_uid: str) -> str:
+    """SQS queue name of one device: the IAM policy grants the `{PREFIX}-device-*` prefix."""
+    return f"{PREFIX}-device-{device_uid}"
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+# Seconds a warm Lambda may reuse an API key or device lookup (revocation takes effect within this).
+AUTH_CACHE_SECONDS = _int("SMSGW_AUTH_CACHE_SECONDS", 30)
+# Region assumed for numbers written without a +country code; empty means such numbers are rejected.
+DEFAULT_REGION = os.environ.get("SMSGW_DEFAULT_REGION", "").upper() or None
+MAX_SEGMENTS = _int("SMSGW_MAX_SEGMENTS", 10)
+MAX_BODY_BYTES = _int("SMSGW_MAX_BODY_BYTES", 16384)
+# How long a device may hold a job before it comes back (SQS visibility timeout = lease).
+LEASE_SECONDS = _int("SMSGW_LEASE_SECONDS", 60)
+MAX_ATTEMPTS = _int("SMSGW_MAX_ATTEMPTS", 3)
+HEARTBEAT_WINDOW_SECONDS = _int("SMSGW_HEARTBEAT_WINDOW_SECONDS", 120)
+MAX_POLL_WAIT_SECONDS = _int("SMSGW_MAX_POLL_WAIT_SECONDS", 20)
+# Default validity of an outgoing message: not sent by then, it ends `expired`.
+MESSAGE_VALIDITY_SECONDS = _int("SMSGW_MESSAGE_VALIDITY_SECONDS", 24 * 3600)
+RETENTION_DAYS = _int("SMSGW_RETENTION_DAYS", 90)
+IDEMPOTENCY_SECONDS = _int("SMSGW_IDEMPOTENCY_SECONDS", 24 * 3600)

@@ -1,0 +1,157 @@
+"""PynamoDB models: the gateway's whole storage layout. Names come from `settings`.
+
+Every table is keyed so that the API reads by key (GetItem/Query), never Scan, and every
+account-owned item carries `account_id` in its key so a lookup cannot cross accounts.
+"""
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib import settings
+
+
+class _Meta:
+    region = settings.REGION
+    billing_mode = "PAY_PER_REQUEST"
+
+
+def _meta(short):
+    return type("Meta", (_Meta,), {"table_name": settings.table_name(short)})
+
+
+class Account(Model):
+    Meta = _meta("accounts")
+    account_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    created_at = NumberAttribute()
+    ip_whitelist = ListAttribute(of=UnicodeAttribute, default=list)
+    next_device_id = NumberAttribute(default=0)
+
+
+class KeysByAccount(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-account"
+        projection = AllProjection()
+    account_id = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute(range_key=True)
+
+
+class ApiKey(Model):
+    """Only the SHA-256 of a key is stored; the key itself is shown once at creation."""
+    Meta = _meta("api-keys")
+    key_hash = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    label = UnicodeAttribute(default="")
+    created_at = NumberAttribute()
+    revoked_at = NumberAttribute(null=True)
+    by_account = KeysByAccount()
+
+
+class DevicesByAccount(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-account"
+        projection = AllProjection()
+    account_id = UnicodeAttribute(hash_key=True)
+    device_id = NumberAttribute(range_key=True)
+
+
+class Device(Model):
+    Meta = _meta("devices")
+    device_uid = UnicodeAttribute(hash_key=True)
+    account_id = UnicodeAttribute()
+    device_id = NumberAttribute()
+    name = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    queue_url = UnicodeAttribute()
+    created_at = NumberAttribute()
+    sim_count = NumberAttribute(null=True)
+    last_seen = NumberAttribute(null=True)
+    app_state = UnicodeAttribute(null=True)
+    battery = NumberAttribute(null=True)
+    signal = NumberAttribute(null=True)
+    by_account = DevicesByAccount()
+
+
+class Message(Model):
+    """An outgoing SMS. `message_id` grows with time, so a reverse Query is newest-first."""
+    Meta = _meta("messages")
+    account_id = UnicodeAttribute(hash_key=True)
+    message_id = NumberAttribute(range_key=True)
+    device_uid = UnicodeAttribute()
+    device_id = NumberAttribute()
+    phone_number = UnicodeAttribute()
+    body = UnicodeAttribute()  # OTP codes are redacted here; only the queued job has them
+    sim_slot = NumberAttribute()
+    segments = NumberAttribute()
+    encoding = UnicodeAttribute()
+    kind = UnicodeAttribute(default="sms")
+    status = UnicodeAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+    queued_at = NumberAttribute(null=True)
+    leased_at = NumberAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
+    receipt_handle = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    processed_at = NumberAttribute(null=True)  # when the device sent it
+    delivered_at = NumberAttribute(null=True)
+    failed_at = NumberAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    idempotency_key = UnicodeAttribute(null=True)
+    retain_until = TTLAttribute(null=True)
+
+
+class IncomingMessage(Model):
+    """An SMS a device received and pushed to the gateway."""
+    Meta = _meta("incoming")
+    account_id = UnicodeAttribute(hash_key=True)
+    message_id = NumberAttribute(range_key=True)
+    device_uid = UnicodeAttribute()
+    device_id = NumberAttribute()
+    device_message_id = UnicodeAttribute()
+    phone_number = UnicodeAttribute()
+    body = UnicodeAttribute()
+    sim_slot = NumberAttribute(null=True)
+    received_at = NumberAttribute()
+    created_at = NumberAttribute()
+    retain_until = TTLAttribute(null=True)
+
+
+class Idempotency(Model):
+    """Claims a client's idempotency key (or a device's incoming-SMS id) for one record."""
+    Meta = _meta("idempotency")
+    key = UnicodeAttribute(hash_key=True)
+    message_id = NumberAttribute()
+    created_at = NumberAttribute()
+    expires = TTLAttribute()
+
+
+class Otp(Model):
+    """The one live code per (account, phone number), stored only as an HMAC."""
+    Meta = _meta("otps")
+    key = UnicodeAttribute(hash_key=True)  # account_id#E.164
+    code_hmac = UnicodeAttribute(null=True)
+    message_id = NumberAttribute(null=True)
+    created_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+    tries = NumberAttribute(default=0)
+    used = BooleanAttribute(default=False)
+    send_times = ListAttribute(of=NumberAttribute, default=list)
+    expires = TTLAttribute(null=True)
+
+
+MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)
+
+
+def create_all(wait: bool = False) -> None:
+    """Create missing tables (local gateway and tests; AWS gets them from the template)."""
+    for model in MODELS:
+        if not model.exists():
+            model.create_table(wait=wait, billing_mode="PAY_PER_REQUEST")
