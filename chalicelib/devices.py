@@ -155,3 +155,30 @@ def describe(device: Device) -> dict:
 
 def forget_cached() -> None:
     _cache.clear()
+
+
+APP_STATES = ("running", "stopped")
+# A poll refreshes `last_seen` only when it is older than this, so idle polling stays cheap.
+SEEN_REFRESH_SECONDS = 30
+
+
+def heartbeat(device: Device, app_state: str, battery: int | None = None,
+              signal: int | None = None, sim_count: int | None = None) -> Device:
+    """Record what the device's app says about itself (one UpdateItem)."""
+    actions = [Device.last_seen.set(clock.now_ms()), Device.app_state.set(app_state),
+               Device.battery.set(battery) if battery is not None else Device.battery.remove(),
+               Device.signal.set(signal) if signal is not None else Device.signal.remove()]
+    if sim_count is not None:
+        actions.append(Device.sim_count.set(sim_count))
+    device.update(actions=actions, condition=Device.device_uid.exists())
+    return device
+
+
+def seen(device: Device) -> None:
+    """A job poll shows the app is running: refresh `last_seen` unless it is recent already."""
+    now = clock.now_ms()
+    if device.app_state == "running" and device.last_seen is not None \
+            and now - device.last_seen < SEEN_REFRESH_SECONDS * 1000:
+        return
+    device.update(actions=[Device.last_seen.set(now), Device.app_state.set("running")],
+                  condition=Device.device_uid.exists())
