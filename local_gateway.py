@@ -42,10 +42,11 @@ class LocalGateway:
     """The local stack, started and stopped as a whole (also a context manager)."""
 
     def __init__(self, port: int = 0, demo: bool = True, schedules: bool = True,
-                 agent: bool = False, env: dict | None = None):
+                 agent: bool = False, env: dict | None = None, extra_devices: int = 0):
         self.port = port or free_port()
         self.demo, self.schedules, self.agent = demo, schedules, agent
         self.extra_env = env or {}
+        self.extra_devices = extra_devices
         self.url = f"http://127.0.0.1:{self.port}"
         self.demo_info = None
         self._stop = threading.Event()
@@ -67,7 +68,7 @@ class LocalGateway:
         from chalicelib import tables
         tables.create_all(wait=True)
         if self.demo:
-            self.demo_info = create_demo()
+            self.demo_info = create_demo(self.extra_devices)
         self._serve_http()
         if self.schedules:
             self._start_schedules()
@@ -134,18 +135,40 @@ class LocalGateway:
         self.stop()
 
 
-def create_demo() -> dict:
+def create_demo(extra_devices: int = 0) -> dict:
     from chalicelib import accounts, devices
     account = accounts.create_account("Demo")
     key, _ = accounts.create_key(account.account_id, "demo")
     device, token = devices.register(account.account_id, "Demo phone", sim_count=2)
-    return {"account_id": account.account_id, "api_key": key, "device_id": device.device_id,
+    info = {"account_id": account.account_id, "api_key": key, "device_id": device.device_id,
             "device_uid": device.device_uid, "device_token": token}
+    if extra_devices:
+        info["devices"] = []
+        for n in range(extra_devices):  # more phones without an agent (tests drive them)
+            extra, extra_token = devices.register(account.account_id, f"Phone {n + 2}",
+                                                  sim_count=2)
+            info["devices"].append({"device_id": extra.device_id,
+                                    "device_uid": extra.device_uid,
+                                    "device_token": extra_token})
+    return info
 
 
 def start_demo_agent(url: str, token: str):
-    """A simulated phone for the demo device (the device agent's simulator backend)."""
-    return None
+    """A simulated phone for the demo device: the device agent (./agent) with its simulator
+    backend, in a thread, polling with short waits so the demo settles within seconds."""
+    try:
+        import smsgw_agent  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent"))
+    from smsgw_agent import Agent, AgentConfig
+    from smsgw_agent.journal import Journal
+
+    config = AgentConfig(url=url, token=token, backend="simulator", journal=":memory:",
+                         poll_wait=int(os.environ.get("SMSGW_LOCAL_AGENT_WAIT", "1")),
+                         sim_count=2, delivery_delay=float(
+                             os.environ.get("SMSGW_LOCAL_AGENT_DELIVERY_DELAY", "1")),
+                         incoming_seconds=5.0).check()
+    return Agent(config, journal=Journal(":memory:")).start()
 
 
 def banner(gw: LocalGateway) -> str:
@@ -178,11 +201,13 @@ Ctrl-C stops everything.
 @click.option("--port", type=int, default=lambda: int(os.environ.get("SMSGW_PORT", 8000)),
               show_default="8000 or $SMSGW_PORT", help="Port of the gateway on 127.0.0.1.")
 @click.option("--no-agent", is_flag=True, help="Do not start the simulated demo phone.")
+@click.option("--devices", "extra_devices", type=click.IntRange(0, 20), default=0,
+              help="Register this many more devices (no agent) in the demo account.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the gateway's URL and demo credentials as one JSON line (for scripts).")
-def main(port, no_agent, as_json):
+def main(port, no_agent, extra_devices, as_json):
     """Start the local SMS gateway with a demo account and device."""
-    gw = LocalGateway(port=port, agent=not no_agent)
+    gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices)
     try:
         gw.start()
     except OSError as exc:
