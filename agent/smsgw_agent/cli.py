@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     parser.add_argument("--delivery-delay", type=float, dest="delivery_delay")
     parser.add_argument("--ledger", help="simulator: JSON-lines file of sends")
     parser.add_argument("--inbox", help="simulator: JSON-lines file of received SMS")
+    parser.add_argument("--push-existing", action="store_const", const=True,
+                        dest="push_existing",
+                        help="on the first run, also push SMS already in the inbox")
     parser.add_argument("--crash-after", choices=["take", "send"], dest="crash_after",
                         help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true")
