@@ -1,9 +1,9 @@
 """Routes and schedules of the SMS gateway. The logic lives in chalicelib/."""
 import json
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
-from chalicelib import compat_api
+from chalicelib import compat_api, sweeps
 
 app = Chalice(app_name="smsgw")
 ANY_BODY = ["*/*"]
@@ -21,3 +21,9 @@ def my_api():
         dict(request.headers), request.raw_body, _source_ip())
     return Response(json.dumps(envelope), status_code=status,
                     headers={"Content-Type": "application/json", **headers})
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def settle_messages(event):
+    """Requeue lost jobs, release dead leases, expire and fail what time settles."""
+    return dict(sweeps.settle_due_messages())

@@ -120,17 +120,18 @@ def _idempotency_key(request: dict, headers: dict) -> str | None:
 
 
 @action("send_sms", {"device_id", "device_uid", "phone_number", "message", "sim_slot",
-                     "idempotency_key"})
+                     "idempotency_key", "valid_for", "expires_at"})
 def send_sms(caller, request, headers):
     number = phone.normalise(request.get("phone_number"))
     sim_slot = params.integer(request, "sim_slot", 1, 1, 2)
     text = request.get("message")
     messages.check_text(text)
     idempotency_key = _idempotency_key(request, headers)
+    validity = messages.parse_validity(request.get("valid_for"), request.get("expires_at"))
     device = devices.resolve(caller.account_id, request.get("device_id"),
                              request.get("device_uid"))
     accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                             idempotency_key=idempotency_key)
+                             idempotency_key=idempotency_key, valid_for_seconds=validity)
     m = accepted.message
     data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot}
     if not accepted.queued:

@@ -43,3 +43,8 @@ MAX_POLL_WAIT_SECONDS = _int("SMSGW_MAX_POLL_WAIT_SECONDS", 20)
 MESSAGE_VALIDITY_SECONDS = _int("SMSGW_MESSAGE_VALIDITY_SECONDS", 24 * 3600)
 RETENTION_DAYS = _int("SMSGW_RETENTION_DAYS", 90)
 IDEMPOTENCY_SECONDS = _int("SMSGW_IDEMPOTENCY_SECONDS", 24 * 3600)
+# A `pending` message not taken by its device within this is queued again (in case the first
+# queue call was lost), then again after twice as long, and so on.
+OUTBOX_GRACE_SECONDS = _int("SMSGW_OUTBOX_GRACE_SECONDS", 120)
+OPEN_SHARDS = _int("SMSGW_OPEN_SHARDS", 8)
+MAX_VALIDITY_SECONDS = 7 * 24 * 3600

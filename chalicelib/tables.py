@@ -79,6 +79,16 @@ class Device(Model):
     by_account = DevicesByAccount()
 
 
+class OpenMessages(GlobalSecondaryIndex):
+    """Sparse index of messages that time must still settle: only non-terminal messages carry
+    `open_shard`, so sweeps Query what is due instead of scanning history."""
+    class Meta:
+        index_name = "open"
+        projection = AllProjection()
+    open_shard = UnicodeAttribute(hash_key=True)
+    open_due = NumberAttribute(range_key=True)
+
+
 class Message(Model):
     """An outgoing SMS. `message_id` grows with time, so a reverse Query is newest-first."""
     Meta = _meta("messages")
@@ -106,6 +116,11 @@ class Message(Model):
     reason = UnicodeAttribute(null=True)
     idempotency_key = UnicodeAttribute(null=True)
     retain_until = TTLAttribute(null=True)
+    # While non-terminal: the sweep shard and when a sweep should next look at the message.
+    open_shard = UnicodeAttribute(null=True)
+    open_due = NumberAttribute(null=True)
+    requeues = NumberAttribute(default=0)
+    open_messages = OpenMessages()
 
 
 class IncomingMessage(Model):
