@@ -100,8 +100,9 @@ def _pinned(value):
     return value
 
 
-def table_resource(model) -> dict:
-    """CloudFormation for one PynamoDB model, from the schema PynamoDB itself creates."""
+def table_resource(model, stage: str) -> dict:
+    """CloudFormation for one PynamoDB model, from the schema PynamoDB itself creates. Tables
+    outlive their stack (deleted or replaced) except in `dev`."""
     schema = model._get_schema()
     definitions = {d["AttributeName"]: d["AttributeType"] for d in schema["attribute_definitions"]}
     properties = {
@@ -129,8 +130,9 @@ def table_resource(model) -> dict:
         raise SystemExit(f"{model.__name__}: DynamoDB allows one TTL attribute, found {ttl}")
     if ttl:
         properties["TimeToLiveSpecification"] = {"AttributeName": ttl[0], "Enabled": True}
-    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain", "Properties": properties}
+    keep = "Delete" if stage == "dev" else "Retain"
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": keep,
+            "UpdateReplacePolicy": keep, "Properties": properties}
 
 
 def functions(app, prefix: str) -> list[tuple[str, str, str]]:
@@ -163,7 +165,7 @@ def template(stage: str) -> dict:
     pinned_policy = _pinned(policy(stage))
     resources = {}
     for model in tables.MODELS:
-        resources[f"{model.__name__}Table"] = table_resource(model)
+        resources[f"{model.__name__}Table"] = table_resource(model, stage)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
                                "Properties": {"TopicName": f"{settings.PREFIX}-alarms"}}
     resources["AlarmEmailSubscription"] = {
