@@ -4,8 +4,10 @@
 #   deploy/check.sh [stage ...]     (default: dev prod)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv=${VENV:-/tmp/venv}
-if [ -x "$venv/bin/python" ]; then PATH="$venv/bin:$PATH"; fi
+# Tools from $VENV, else the project's .venv (./run-tests makes it), else /tmp/venv, else PATH.
+for venv in "${VENV:-}" "$root/.venv" /tmp/venv; do
+    if [ -n "$venv" ] && [ -x "$venv/bin/chalice" ]; then PATH="$venv/bin:$PATH"; break; fi
+done
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(dev prod)
 start=$(date +%s)

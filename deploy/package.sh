@@ -7,8 +7,10 @@ set -euo pipefail
 stage=${1:?usage: deploy/package.sh <stage> [outdir]}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${2:-$root/build/$stage}
-venv=${VENV:-/tmp/venv}
-if [ -x "$venv/bin/python" ]; then PATH="$venv/bin:$PATH"; fi
+# Tools from $VENV, else the project's .venv (./run-tests makes it), else /tmp/venv, else PATH.
+for venv in "${VENV:-}" "$root/.venv" /tmp/venv; do
+    if [ -n "$venv" ] && [ -x "$venv/bin/chalice" ]; then PATH="$venv/bin:$PATH"; break; fi
+done
 
 cd "$root"
 python deploy/make_template.py "$stage" --check-policy
