@@ -5,6 +5,7 @@ os.environ.update({
     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": "test",
+    "SMSGW_OTP_SECRET": "test-otp-secret-0123456789abcdef0123456789abcdef",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
@@ -45,3 +46,20 @@ def client(aws_mock):
     from app import app
     with Client(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def aws_calls(monkeypatch):
+    """Every AWS API call made from now on, as (service, operation), boto3's and PynamoDB's alike
+    (PynamoDB has its own botocore session, so this hooks the botocore client class itself)."""
+    import botocore.client
+
+    calls = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation_name, api_params):
+        calls.append((self.meta.service_model.service_name, operation_name))
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return calls
