@@ -5,7 +5,8 @@ HTTP status policy: every answer is HTTP 200, errors included, because the refer
 example reads answers with `file_get_contents`, which returns false on any non-2xx status and
 would hide the error envelope. The envelope's `status`/`response` say success or error;
 errors carry `data.error_code`, `data.parameter` and, when retrying helps, `data.retry_after`
-(also sent as a `Retry-After` header, with `X-Error-Code`).
+(also sent as a `Retry-After` header, with `X-Error-Code`). Errors flagged `bare` (verify_otp's
+"Invalid or Expired OTP.") keep the reference's exact answer, `data` null.
 """
 import logging
 import re
