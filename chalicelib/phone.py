@@ -7,6 +7,10 @@ from chalicelib.errors import BadRequest
 
 def normalise(raw: str, parameter: str = "phone_number") -> str:
     text = (raw or "").strip()
+    if raw and raw[0] == " " and text[:1].isdigit():
+        # An unencoded '+' in a form body (curl -d "phone_number=+880...", as the reference's
+        # own example sends it) arrives as a space: restore it.
+        text = "+" + text
     if not text:
         raise BadRequest(f"Missing required parameter: {parameter}.", parameter)
     if len(text) > 32:

@@ -48,18 +48,79 @@ def client(aws_mock):
         yield test_client
 
 
+@pytest.fixture(scope="session")
+def local_gateway():
+    """The README's local gateway (no simulated phone), a separate process on free ports:
+    yields its JSON banner (url, aws_endpoint, account_id, api_key, device_id, device_uid,
+    device_token)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from local_gateway import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.pop("SMSGW_STAGE", None)
+    proc = subprocess.Popen([sys.executable, str(root / "local_gateway.py"), "--port",
+                             str(free_port()), "--json", "--no-agent"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        pytest.fail("local gateway did not start")
+    info = json.loads(line)
+    yield info
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def api(client):
+    """Call /myAPI.php through the Chalice test client: api(how="form"|"query"|"json",
+    headers=..., **params) -> (decoded envelope, response)."""
+    import json
+    from urllib.parse import urlencode
+
+    def call(how="form", headers=None, **values):
+        headers = dict(headers or {})
+        if how == "query":
+            response = client.http.get("/myAPI.php?" + urlencode(values), headers=headers)
+        elif how == "json":
+            headers.setdefault("content-type", "application/json")
+            response = client.http.post("/myAPI.php", headers=headers, body=json.dumps(values))
+        else:
+            headers.setdefault("content-type", "application/x-www-form-urlencoded")
+            response = client.http.post("/myAPI.php", headers=headers, body=urlencode(values))
+        return json.loads(response.body), response
+    return call
+
+
+
+@pytest.fixture
+def from_ip(monkeypatch):
+    """from_ip("1.2.3.4") makes the test client report that address as API Gateway's sourceIp."""
+    from chalice.local import LambdaEventConverter
+
+    def set_ip(ip):
+        monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", ip)
+    return set_ip
+
+
 @pytest.fixture
 def aws_calls(monkeypatch):
-    """Every AWS API call made from now on, as (service, operation), boto3's and PynamoDB's alike
-    (PynamoDB has its own botocore session, so this hooks the botocore client class itself)."""
+    """Records every AWS operation made (service, operation) — PynamoDB's included."""
     import botocore.client
-
     calls = []
     original = botocore.client.BaseClient._make_api_call
 
-    def counting(self, operation_name, api_params):
+    def recording(self, operation_name, api_params):
         calls.append((self.meta.service_model.service_name, operation_name))
         return original(self, operation_name, api_params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
     return calls
