@@ -192,12 +192,9 @@ def _restore(key: str, code_hmac: str, old: Otp | None) -> None:
 def _fail_unqueued(message: Message) -> None:
     """A redacted OTP message must never be queued later by the outbox sweep: end it now."""
     try:
-        message.update(actions=[Message.status.set("failed"),
-                                Message.failed_at.set(clock.now_ms()),
-                                Message.reason.set("otp_not_queued")],
-                       condition=(Message.status == "pending") & Message.queued_at.does_not_exist())
-    except UpdateError:
-        pass
+        messages.close(message, "failed", "otp_not_queued", failed_at=clock.now_ms())
+    except UpdateError as error:
+        log.error("could not mark unqueued OTP message failed (%s)", error.cause_response_code)
 
 
 def send(account_id: str, device: Device, phone_number: str, template: str | None = None,
