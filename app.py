@@ -1,9 +1,9 @@
 """Routes and schedules of the SMS gateway. The logic lives in chalicelib/."""
 import json
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
-from chalicelib import compat_api, device_api
+from chalicelib import compat_api, device_api, sweeps
 
 app = Chalice(app_name="smsgw")
 ANY_BODY = ["*/*"]
@@ -50,3 +50,9 @@ def device_incoming():
 @app.route("/device/heartbeat", methods=["POST"], content_types=ANY_BODY)
 def device_heartbeat():
     return _device_route("heartbeat")
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def settle_messages(event):
+    """Requeue lost jobs, release dead leases, expire and fail what time settles."""
+    return dict(sweeps.settle_due_messages())

@@ -113,8 +113,11 @@ class LocalGateway:
     def _every(self, interval, handler):
         while not self._stop.wait(interval):
             try:
-                handler({"detail-type": "Scheduled Event", "source": "local", "detail": {}},
-                        None)
+                handler({"version": "0", "id": secrets.token_hex(8), "account": "local",
+                         "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "resources": [], "detail-type": "Scheduled Event",
+                         "source": "local", "detail": {}}, None)
             except Exception as exc:  # a failed sweep is retried at the next tick, as on AWS
                 print(f"scheduled {handler} failed: {exc!r}", file=sys.stderr)
 

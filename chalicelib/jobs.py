@@ -13,7 +13,7 @@ import logging
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import aws, clock, settings
+from chalicelib import aws, clock, messages, settings
 from chalicelib.tables import Device, Message
 
 log = logging.getLogger("smsgw")
@@ -59,7 +59,9 @@ def _lease(device: Device, job: dict, receipt_handle: str, now: int) -> str:
         | ((Message.status == "processing") & (Message.lease_until < now)))
     if _conditional(message, [Message.status.set("processing"), Message.attempts.add(1),
                               Message.leased_at.set(now), Message.lease_until.set(lease_until),
-                              Message.receipt_handle.set(receipt_handle)], leasable):
+                              Message.receipt_handle.set(receipt_handle),
+                              # the sweeps look again when the lease ends
+                              Message.open_due.set(lease_until)], leasable):
         return "leased"
     try:
         current = Message.get(device.account_id, job["message_id"], consistent_read=True)
@@ -68,18 +70,13 @@ def _lease(device: Device, job: dict, receipt_handle: str, now: int) -> str:
     if current.device_uid != device.device_uid or current.status in QUEUE_DONE:
         return "drop"
     if current.expires_at <= now:
-        _conditional(current, [Message.status.set("expired"), Message.failed_at.set(now),
-                               Message.reason.set("Not sent before it expired.")],
-                     Message.status.is_in("pending", "processing"))
+        messages.close(current, "expired", "Not sent within its validity period.")
         return "drop"
     if current.status == "processing" and (current.lease_until or 0) >= now:
         return "skip"
     if current.attempts >= settings.MAX_ATTEMPTS:
-        _conditional(current, [Message.status.set("failed"), Message.failed_at.set(now),
-                               Message.reason.set(
-                                   f"The device took it {current.attempts} times without "
-                                   "reporting a result.")],
-                     Message.status.is_in("pending", "processing"))
+        messages.close(current, "failed", f"The device took it {current.attempts} times "
+                       "without reporting a result.", failed_at=now)
         return "drop"
     return "skip"  # changed under us; the next receive decides again
 
@@ -124,6 +121,8 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
     else:
         actions = [Message.status.set("failed"), Message.failed_at.set(now),
                    Message.reason.set(reason)]
+    # None of these states is open any more: leave the sweeps' index.
+    actions += [Message.open_shard.remove(), Message.open_due.remove()]
     if _conditional(message, actions, condition):
         # The queue no longer needs the job once it left pending/processing.
         if outcome != "delivered" or message.processed_at == now:

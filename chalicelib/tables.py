@@ -79,6 +79,16 @@ class Device(Model):
     by_account = DevicesByAccount()
 
 
+class OpenMessages(GlobalSecondaryIndex):
+    """Sparse index of messages that time must still settle: only non-terminal messages carry
+    `open_shard`, so sweeps Query what is due instead of scanning history."""
+    class Meta:
+        index_name = "open"
+        projection = AllProjection()
+    open_shard = UnicodeAttribute(hash_key=True)
+    open_due = NumberAttribute(range_key=True)
+
+
 class Message(Model):
     """An outgoing SMS. `message_id` grows with time, so a reverse Query is newest-first."""
     Meta = _meta("messages")
@@ -106,6 +116,11 @@ class Message(Model):
     reason = UnicodeAttribute(null=True)
     idempotency_key = UnicodeAttribute(null=True)
     retain_until = TTLAttribute(null=True)
+    # While non-terminal: the sweep shard and when a sweep should next look at the message.
+    open_shard = UnicodeAttribute(null=True)
+    open_due = NumberAttribute(null=True)
+    requeues = NumberAttribute(default=0)
+    open_messages = OpenMessages()
 
 
 class IncomingMessage(Model):
@@ -133,18 +148,27 @@ class Idempotency(Model):
     expires = TTLAttribute()
 
 
+OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))
+
+
 class Otp(Model):
-    """The one live code per (account, phone number), stored only as an HMAC."""
+    """The one live code per (account, phone number), stored only as an HMAC.
+
+    `sent_0`..`sent_{cap-1}` (top-level, so one UpdateItem can fill them on a new item) hold the
+    times of the last OTP_HOURLY_CAP sends, oldest first: the conditional write that replaces the
+    code shifts them, so cooldown and hourly cap need no read. `expires` (TTL) outlives the code
+    by the hour the cap looks back; `expires_at` is what every read and condition checks.
+    """
     Meta = _meta("otps")
     key = UnicodeAttribute(hash_key=True)  # account_id#E.164
     code_hmac = UnicodeAttribute(null=True)
-    message_id = NumberAttribute(null=True)
     created_at = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
     tries = NumberAttribute(default=0)
     used = BooleanAttribute(default=False)
-    send_times = ListAttribute(of=NumberAttribute, default=list)
+    used_at = NumberAttribute(null=True)
     expires = TTLAttribute(null=True)
+    vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
 
 
 MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)

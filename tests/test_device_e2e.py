@@ -49,15 +49,13 @@ def device(gw, token, method, path, body=None):
     return answer.status_code, answer.json()
 
 
-@pytest.fixture(scope="module")
-def bare_gateway():
-    """A gateway without an agent, two extra devices and a LEASE-second lease."""
+def _gateway(*args, **env_extra):
     from local_gateway import free_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("SMSGW_STAGE", None)
-    env["SMSGW_LEASE_SECONDS"] = str(LEASE)
+    env.update(env_extra)
     proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                             str(free_port()), "--json", "--no-agent", "--devices", "3"],
+                             str(free_port()), "--json", *args],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line:
@@ -69,6 +67,18 @@ def bare_gateway():
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def demo_gateway():
+    """`python local_gateway.py` as the README runs it: with the simulated demo phone."""
+    yield from _gateway()
+
+
+@pytest.fixture(scope="module")
+def bare_gateway():
+    """A gateway without an agent, three extra devices and a LEASE-second lease."""
+    yield from _gateway("--no-agent", "--devices", "3", SMSGW_LEASE_SECONDS=str(LEASE))
 
 
 class AgentProcess:
@@ -98,31 +108,31 @@ class AgentProcess:
         return self.proc.returncode
 
 
-def test_send_reaches_sent_then_delivered_via_the_demo_agent(local_gateway):
-    message_id = send_sms(local_gateway, local_gateway["device_uid"])
+def test_send_reaches_sent_then_delivered_via_the_demo_agent(demo_gateway):
+    message_id = send_sms(demo_gateway, demo_gateway["device_uid"])
     seen = []
 
     def delivered():
-        data = status(local_gateway, message_id)
+        data = status(demo_gateway, message_id)
         seen.append(data["status"])
         return data if data["status"] == "delivered" else None
     data = until(delivered, what="delivered")
     assert data["processed_at"] and data["delivered_at"]
     assert set(seen) <= {"pending", "processing", "sent", "delivered"}
-    devices = api(local_gateway, action="device_status")["data"]
-    assert [d["status"] for d in devices if d["device_uid"] == local_gateway["device_uid"]] == [
+    devices = api(demo_gateway, action="device_status")["data"]
+    assert [d["status"] for d in devices if d["device_uid"] == demo_gateway["device_uid"]] == [
         "running"]
 
 
-def test_incoming_sms_shows_in_history(local_gateway):
+def test_incoming_sms_shows_in_history(demo_gateway):
     item = {"device_message_id": "e2e-1", "phone_number": "+8801812345678",
             "message": "Reply from a customer", "sim_slot": 1,
             "received_at": int(time.time() * 1000)}
     for _ in range(2):  # pushed twice, stored once
-        code, body = device(local_gateway, local_gateway["device_token"], "POST",
+        code, body = device(demo_gateway, demo_gateway["device_token"], "POST",
                             "/device/incoming", {"messages": [item]})
         assert code == 200, body
-    history = api(local_gateway, action="get_history", type="incoming", limit="50")["data"]
+    history = api(demo_gateway, action="get_history", type="incoming", limit="50")["data"]
     mine = [m for m in history["messages"] if m["message"] == "Reply from a customer"]
     assert len(mine) == 1 and mine[0]["phone_number"] == "+8801812345678"
 
