@@ -3,7 +3,7 @@ import json
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import compat_api, device_api, sweeps
+from chalicelib import compat_api, device_api, devices, sweeps
 
 app = Chalice(app_name="smsgw")
 ANY_BODY = ["*/*"]
@@ -56,3 +56,9 @@ def device_heartbeat():
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""
     return dict(sweeps.settle_due_messages())
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def stop_silent_devices(event):
+    """Devices silent past the heartbeat window become `stopped`."""
+    return {"stopped": devices.stop_silent()}

@@ -62,6 +62,16 @@ class DevicesByAccount(GlobalSecondaryIndex):
     device_id = NumberAttribute(range_key=True)
 
 
+class LiveDevices(GlobalSecondaryIndex):
+    """Sparse index of devices whose app said it is running: the liveness sweep Queries those
+    silent past the heartbeat window instead of scanning all devices."""
+    class Meta:
+        index_name = "live"
+        projection = AllProjection()
+    live = UnicodeAttribute(hash_key=True)
+    last_seen = NumberAttribute(range_key=True)
+
+
 class Device(Model):
     Meta = _meta("devices")
     device_uid = UnicodeAttribute(hash_key=True)
@@ -76,7 +86,9 @@ class Device(Model):
     app_state = UnicodeAttribute(null=True)
     battery = NumberAttribute(null=True)
     signal = NumberAttribute(null=True)
+    live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
     by_account = DevicesByAccount()
+    live_devices = LiveDevices()
 
 
 class OpenMessages(GlobalSecondaryIndex):

@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib import aws, clock, devices, settings, sweeps
-from chalicelib.tables import Message
+from chalicelib.tables import Device, Message
 
 PHONE = "+8801712345678"
 
@@ -151,3 +151,26 @@ def test_two_sweeps_at_once_requeue_each_message_once(send, account):
     attrs = sqs.get_queue_attributes(QueueUrl=device.queue_url,
                                      AttributeNames=["ApproximateNumberOfMessages"])
     assert int(attrs["Attributes"]["ApproximateNumberOfMessages"]) == 10
+
+
+def test_silent_devices_become_stopped_and_a_fresh_heartbeat_wins(account, api):
+    acct, key, device, _ = account
+    other, _ = devices.register(acct.account_id, "Phone 2")
+    clock.freeze()
+    devices.heartbeat(device, "running", battery=80)
+    devices.heartbeat(other, "running")
+    assert [d["status"] for d in api("query", api_key=key, action="device_status")[0]
+            ["data"]] == ["running", "running"]
+    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS - 1)
+    assert devices.stop_silent() == 0
+    devices.heartbeat(Device.get(other.device_uid), "running")
+    clock.advance(2)
+    assert devices.stop_silent() == 1  # only the silent one
+    stored = {d.device_uid: d for d in devices.list_devices(acct.account_id)}
+    assert stored[device.device_uid].app_state == "stopped" and stored[device.device_uid].live \
+        is None
+    assert stored[other.device_uid].app_state == "running"
+    assert devices.stop_silent() == 0  # idempotent: it left the live index
+    devices.heartbeat(stored[device.device_uid], "stopped")
+    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS * 2)
+    assert devices.stop_silent() == 1  # `other` went silent too
