@@ -85,7 +85,8 @@ def markdown(r: dict) -> str:
               "boto3 does not import, by top-level package, one -X importtime run):\n",
               "| package | self ms |", "|---|---:|"]
     lines += [f"| {name} | {ms:.1f} |" for name, ms in r["beyond_boto3_ms"]]
-    lines.append(f"| **total beyond boto3** | **{sum(ms for _, ms in r['beyond_boto3_ms']):.1f}** |")
+    total = sum(ms for _, ms in r["beyond_boto3_ms"])
+    lines.append(f"| **total beyond boto3** | **{total:.1f}** |")
     return "\n".join(lines)
 
 

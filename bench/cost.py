@@ -104,7 +104,8 @@ class Model:
                          + summary["rru"] * p["dynamodb_on_demand_per_million_read_request_units"]
                          ) / 1e6,
             "sqs": summary["sqs_requests"] * p["sqs_standard_per_million_requests"] / 1e6,
-            "logs": self.a["log_bytes_per_invocation"] / 1e9 * p["cloudwatch_logs_ingestion_per_gb"],
+            "logs": (self.a["log_bytes_per_invocation"] / 1e9
+                     * p["cloudwatch_logs_ingestion_per_gb"]),
         }
         return {"name": name, "calls": summary["calls"], "source": source, "own_ms": own,
                 "own_source": own_source, "billed_ms": billed_ms, "parts": parts,
