@@ -34,8 +34,11 @@ def run_json(args: list[str], timeout: float = 300) -> dict:
 
 def delivery(quick: bool) -> dict | None:
     """bench/delivery_latency.py's `measure(n)` (from the device branch), if present."""
-    if not (HERE / "delivery_latency.py").exists():
+    source = HERE / "delivery_latency.py"
+    if not source.exists():
         return None
+    if "def measure(" not in source.read_text():
+        return {"error": "bench/delivery_latency.py has no measure(n) -> dict yet"}
     n = 5 if quick else 30
     code = ("import json, sys; from bench import _env; _env.prepare(); "
             f"from bench.delivery_latency import measure; r = measure({n}); "
@@ -44,7 +47,7 @@ def delivery(quick: bool) -> dict | None:
     done = subprocess.run([sys.executable, "-c", code], cwd=_env.ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1][:300] if done.stderr else "failed"}
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
     return {"n": n, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
@@ -52,7 +55,7 @@ def delivery_markdown(r: dict | None) -> str:
     if r is None:
         return "not available (bench/delivery_latency.py is not on this branch yet)"
     if "error" in r:
-        return f"not available (delivery_latency failed: {r['error']})"
+        return f"not available ({r['error']})"
     return ("| n | median | p99 | worst |\n|---:|---:|---:|---:|\n"
             f"| {r['n']} | {r['median_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
             f"{r['worst_ms']:.1f} ms |")

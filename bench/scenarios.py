@@ -4,7 +4,8 @@ answers it is not on this branch yet.
 
 The same scenarios run in-process (chalice.test.Client, for exact AWS call counts) and over HTTP
 against the local gateway (for latency). Device-protocol payloads are written from the design
-(docs of the device branch may differ): adjust `DEVICE_*` below if the routes take other fields.
+of the device branch (chalicelib/device_api.py): batches `{"reports": [...]}`,
+`{"messages": [...]}`, `GET /device/jobs?wait=&max=` answering `{"jobs": [...]}`.
 """
 import itertools
 import json
@@ -228,7 +229,7 @@ def _queue_job(fx, role="proto"):
 
 
 def _poll(fx, inv, role="proto", wait="1"):
-    return fx.device(inv, role, "GET", DEVICE_JOBS, query={"wait": wait})
+    return fx.device(inv, role, "GET", DEVICE_JOBS, query={"wait": wait, "max": "1"})
 
 
 def _message_ids(body):
@@ -261,7 +262,7 @@ def _prepare_leased(fx, inv):
 def _report(status):
     def run(fx, inv):
         return fx.device(inv, "proto", "POST", DEVICE_REPORTS,
-                         json_body={"message_id": fx.leased, "status": status})
+                         json_body={"reports": [{"message_id": fx.leased, "status": status}]})
     return run
 
 
@@ -273,9 +274,10 @@ def _prepare_sent(fx, inv):
 
 
 def _incoming(fx, inv):
-    return fx.device(inv, "proto", "POST", DEVICE_INCOMING, json_body={
+    import time
+    return fx.device(inv, "proto", "POST", DEVICE_INCOMING, json_body={"messages": [{
         "device_message_id": f"bench-{next(fx.idem)}-{id(fx)}", "phone_number": PHONE,
-        "message": "Incoming hello", "sim_slot": 1})
+        "message": "Incoming hello", "sim_slot": 1, "received_at": int(time.time() * 1000)}]})
 
 
 def _heartbeat(fx, inv):
