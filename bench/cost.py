@@ -81,8 +81,8 @@ class Model:
 
     def own_ms(self, name: str) -> tuple[float, str]:
         row = self.latency.get(name, {})
-        if row.get("raw"):
-            return max(0.0, row["handler"]["median_ms"] - row["raw"]["median_ms"]), "measured"
+        if row.get("own"):
+            return max(0.0, row["own"]["median_ms"]), "measured"
         return float(self.a["own_code_ms_if_unmeasured"]), "assumed"
 
     def duration_ms(self, summary: dict, own_ms: float, wait_s: float = 0) -> float:
@@ -177,7 +177,7 @@ def markdown(r: dict) -> str:
     sms = r["sms"]
     lines = [f"Prices: `bench/prices.json` ({pr['region']}, recorded {pr['recorded']}; "
              f"sources listed there). Lambda {a['lambda_memory_mb']} MB {a['lambda_architecture']}"
-             f"; billed duration = own code (handler − raw AWS, measured locally) + "
+             f"; billed duration = own code (handler time minus its AWS calls, measured locally) + "
              f"{a['aws_latency_ms_per_call']['dynamodb']} ms per DynamoDB call + "
              f"{a['aws_latency_ms_per_call']['sqs']} ms per SQS call (assumed in-region "
              f"latency), rounded up to 1 ms.\n",
