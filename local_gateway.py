@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -42,10 +43,13 @@ class LocalGateway:
     """The local stack, started and stopped as a whole (also a context manager)."""
 
     def __init__(self, port: int = 0, demo: bool = True, schedules: bool = True,
-                 agent: bool = False, env: dict | None = None):
+                 agent: bool = False, env: dict | None = None, extra_devices: int = 0):
         self.port = port or free_port()
         self.demo, self.schedules, self.agent = demo, schedules, agent
+        self.echo = False  # the demo phone prints what it sends
+        self.inbox = None
         self.extra_env = env or {}
+        self.extra_devices = extra_devices
         self.url = f"http://127.0.0.1:{self.port}"
         self.demo_info = None
         self._stop = threading.Event()
@@ -67,12 +71,14 @@ class LocalGateway:
         from chalicelib import tables
         tables.create_all(wait=True)
         if self.demo:
-            self.demo_info = create_demo()
+            self.demo_info = create_demo(self.extra_devices)
         self._serve_http()
         if self.schedules:
             self._start_schedules()
         if self.agent and self.demo_info:
-            self._agent = start_demo_agent(self.url, self.demo_info["device_token"])
+            self.inbox = os.path.join(tempfile.mkdtemp(prefix="smsgw-demo-"), "inbox.jsonl")
+            self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
+                                           echo=self.echo)
         return self
 
     def _serve_http(self):
@@ -114,8 +120,11 @@ class LocalGateway:
     def _every(self, interval, handler):
         while not self._stop.wait(interval):
             try:
-                handler({"detail-type": "Scheduled Event", "source": "local", "detail": {}},
-                        None)
+                handler({"version": "0", "id": secrets.token_hex(8), "account": "local",
+                         "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "resources": [], "detail-type": "Scheduled Event",
+                         "source": "local", "detail": {}}, None)
             except Exception as exc:  # a failed sweep is retried at the next tick, as on AWS
                 print(f"scheduled {handler} failed: {exc!r}", file=sys.stderr)
 
@@ -136,22 +145,59 @@ class LocalGateway:
         self.stop()
 
 
-def create_demo() -> dict:
+def create_demo(extra_devices: int = 0) -> dict:
     from chalicelib import accounts, devices
     account = accounts.create_account("Demo")
     key, _ = accounts.create_key(account.account_id, "demo")
     device, token = devices.register(account.account_id, "Demo phone", sim_count=2)
-    return {"account_id": account.account_id, "api_key": key, "device_id": device.device_id,
+    info = {"account_id": account.account_id, "api_key": key, "device_id": device.device_id,
             "device_uid": device.device_uid, "device_token": token}
+    if extra_devices:
+        info["devices"] = []
+        for n in range(extra_devices):  # more phones without an agent (tests drive them)
+            extra, extra_token = devices.register(account.account_id, f"Phone {n + 2}",
+                                                  sim_count=2)
+            info["devices"].append({"device_id": extra.device_id,
+                                    "device_uid": extra.device_uid,
+                                    "device_token": extra_token})
+    return info
 
 
-def start_demo_agent(url: str, token: str):
-    """A simulated phone for the demo device (the device agent's simulator backend)."""
-    return None
+def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool = False):
+    """A simulated phone for the demo device: the device agent (./agent) with its simulator
+    backend, in a thread, polling with short waits so the demo settles within seconds. It reads
+    "received" SMS from the JSON-lines file `inbox` and, with `echo`, prints what it "sends"."""
+    try:
+        import smsgw_agent  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent"))
+    from smsgw_agent import Agent, AgentConfig
+    from smsgw_agent.backends import SimulatorBackend
+    from smsgw_agent.journal import Journal
+
+    class DemoPhone(SimulatorBackend):
+        def send(self, phone_number, text, sim_slot, message_id=None):
+            super().send(phone_number, text, sim_slot, message_id)
+            if echo:
+                print(f"[demo phone] SIM {sim_slot} -> {phone_number}: {text}", flush=True)
+
+    config = AgentConfig(url=url, token=token, backend="simulator", journal=":memory:",
+                         poll_wait=int(os.environ.get("SMSGW_LOCAL_AGENT_WAIT", "1")),
+                         sim_count=2, delivery_delay=float(
+                             os.environ.get("SMSGW_LOCAL_AGENT_DELIVERY_DELAY", "1")),
+                         incoming_seconds=2.0, inbox=inbox).check()
+    phone = DemoPhone(config.failure_rate, config.delivery_delay, inbox=inbox)
+    return Agent(config, backend=phone, journal=Journal(":memory:")).start()
 
 
 def banner(gw: LocalGateway) -> str:
     d = gw.demo_info
+    phone = "No phone is polling (--no-agent): messages stay pending until a device agent runs."
+    if gw.inbox:
+        phone = (f"A simulated phone sends for the demo device and prints each SMS below (OTP "
+                 f"codes too, to try verify_otp).\nTo make it receive an SMS (get_history "
+                 f"type=incoming), append a line to {gw.inbox}:\n  echo '{{\"phone_number\": "
+                 f"\"+8801712345678\", \"message\": \"Hi there\"}}' >> {gw.inbox}")
     return f"""
 SMS gateway running at {gw.url}  (AWS emulated by moto at {gw.aws_endpoint})
 
@@ -170,6 +216,7 @@ Send an SMS:
     -d "sim_slot=1"
 
 Then: curl "{gw.url}/myAPI.php?action=get_history&api_key={d['api_key']}&limit=5"
+{phone}
 Admin CLI against this gateway: AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local \\
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local python cli.py account list
 Ctrl-C stops everything.
@@ -180,11 +227,14 @@ Ctrl-C stops everything.
 @click.option("--port", type=int, default=lambda: int(os.environ.get("SMSGW_PORT", 8000)),
               show_default="8000 or $SMSGW_PORT", help="Port of the gateway on 127.0.0.1.")
 @click.option("--no-agent", is_flag=True, help="Do not start the simulated demo phone.")
+@click.option("--devices", "extra_devices", type=click.IntRange(0, 20), default=0,
+              help="Register this many more devices (no agent) in the demo account.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the gateway's URL and demo credentials as one JSON line (for scripts).")
-def main(port, no_agent, as_json):
+def main(port, no_agent, extra_devices, as_json):
     """Start the local SMS gateway with a demo account and device."""
-    gw = LocalGateway(port=port, agent=not no_agent)
+    gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices)
+    gw.echo = not as_json
     try:
         gw.start()
     except OSError as exc:

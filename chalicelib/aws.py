@@ -18,6 +18,12 @@ def sqs():
     return boto3.session.Session().client("sqs", region_name=settings.REGION, config=RETRY_CONFIG)
 
 
+@functools.cache
+def ssm():
+    return boto3.session.Session().client("ssm", region_name=settings.REGION, config=RETRY_CONFIG)
+
+
 def reset() -> None:
     """Forget cached clients (tests switch moto backends between cases)."""
     sqs.cache_clear()
+    ssm.cache_clear()

@@ -5,12 +5,13 @@ HTTP status policy: every answer is HTTP 200, errors included, because the refer
 example reads answers with `file_get_contents`, which returns false on any non-2xx status and
 would hide the error envelope. The envelope's `status`/`response` say success or error;
 errors carry `data.error_code`, `data.parameter` and, when retrying helps, `data.retry_after`
-(also sent as a `Retry-After` header, with `X-Error-Code`).
+(also sent as a `Retry-After` header, with `X-Error-Code`). Errors flagged `bare` (verify_otp's
+"Invalid or Expired OTP.") keep the reference's exact answer, `data` null.
 """
 import logging
 import re
 
-from chalicelib import accounts, devices, messages, params, phone
+from chalicelib import accounts, clock, devices, messages, otp, params, phone
 from chalicelib.errors import BadRequest, GatewayError, Unavailable
 
 log = logging.getLogger("smsgw")
@@ -36,6 +37,8 @@ def success(message: str, data=None) -> dict:
 
 
 def error_envelope(error: GatewayError) -> dict:
+    if error.bare:
+        return {"status": "error", "message": error.message, "response": False, "data": None}
     data = {"error_code": error.code}
     if error.parameter:
         data["parameter"] = error.parameter
@@ -120,17 +123,18 @@ def _idempotency_key(request: dict, headers: dict) -> str | None:
 
 
 @action("send_sms", {"device_id", "device_uid", "phone_number", "message", "sim_slot",
-                     "idempotency_key"})
+                     "idempotency_key", "valid_for", "expires_at"})
 def send_sms(caller, request, headers):
     number = phone.normalise(request.get("phone_number"))
     sim_slot = params.integer(request, "sim_slot", 1, 1, 2)
     text = request.get("message")
     messages.check_text(text)
     idempotency_key = _idempotency_key(request, headers)
+    validity = messages.parse_validity(request.get("valid_for"), request.get("expires_at"))
     device = devices.resolve(caller.account_id, request.get("device_id"),
                              request.get("device_uid"))
     accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                             idempotency_key=idempotency_key)
+                             idempotency_key=idempotency_key, valid_for_seconds=validity)
     m = accepted.message
     data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot}
     if not accepted.queued:
@@ -159,11 +163,23 @@ def device_status(caller, request, headers):
     return "Devices found.", [devices.describe(d) for d in devices.list_devices(caller.account_id)]
 
 
-def _not_yet(caller, request, headers):
-    raise BadRequest("send_otp and verify_otp are not available on this gateway yet.", "action",
-                     code="not_implemented")
+@action("send_otp", {"device_uid", "device_id", "phone_number", "length", "expiry", "message"})
+def send_otp(caller, request, headers):
+    number = phone.normalise(request.get("phone_number"))
+    length = params.integer(request, "length", 6, *otp.LENGTHS)
+    expiry = params.integer(request, "expiry", 5, *otp.EXPIRY_MINUTES)
+    template = otp.render_template(request.get("message"), expiry)
+    device = devices.resolve(caller.account_id, request.get("device_id"),
+                             request.get("device_uid"))
+    sent = otp.send(caller.account_id, device, number, template, length, expiry)
+    return "OTP sent successfully.", {
+        "message_id": sent.message.message_id, "phone_number": number,
+        "status": sent.message.status, "expires_at": clock.fmt(sent.expires_at),
+        "expires_in": sent.expires_in()}
 
 
-ACTIONS.setdefault("send_otp", (_not_yet, {"device_uid", "device_id", "phone_number", "length",
-                                           "expiry", "message"} | COMMON))
-ACTIONS.setdefault("verify_otp", (_not_yet, {"phone_number", "otp_code"} | COMMON))
+@action("verify_otp", {"phone_number", "otp_code"})
+def verify_otp(caller, request, headers):
+    number = phone.normalise(request.get("phone_number"))
+    otp.verify(caller.account_id, number, request.get("otp_code"))
+    return "OTP Verified Successfully.", None

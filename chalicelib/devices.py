@@ -9,7 +9,7 @@ import hmac
 import re
 import secrets
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import aws, clock, settings
 from chalicelib.accounts import get_account
@@ -19,6 +19,7 @@ from chalicelib.tables import Account, Device
 
 UID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 ID_PATTERN = re.compile(r"^[0-9]{1,9}$")
+LIVE = "live"
 _cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
 
 
@@ -155,3 +156,49 @@ def describe(device: Device) -> dict:
 
 def forget_cached() -> None:
     _cache.clear()
+
+
+APP_STATES = ("running", "stopped")
+# A poll refreshes `last_seen` only when it is older than this, so idle polling stays cheap.
+SEEN_REFRESH_SECONDS = 30
+
+
+def heartbeat(device: Device, app_state: str, battery: int | None = None,
+              signal: int | None = None, sim_count: int | None = None) -> Device:
+    """Record what the device's app says about itself (one UpdateItem)."""
+    actions = [Device.last_seen.set(clock.now_ms()), Device.app_state.set(app_state),
+               Device.live.set(LIVE) if app_state == "running" else Device.live.remove(),
+               Device.battery.set(battery) if battery is not None else Device.battery.remove(),
+               Device.signal.set(signal) if signal is not None else Device.signal.remove()]
+    if sim_count is not None:
+        actions.append(Device.sim_count.set(sim_count))
+    device.update(actions=actions, condition=Device.device_uid.exists())
+    return device
+
+
+def seen(device: Device) -> None:
+    """A job poll shows the app is running: refresh `last_seen` unless it is recent already."""
+    now = clock.now_ms()
+    if device.app_state == "running" and device.last_seen is not None \
+            and now - device.last_seen < SEEN_REFRESH_SECONDS * 1000:
+        return
+    device.update(actions=[Device.last_seen.set(now), Device.app_state.set("running"),
+                           Device.live.set(LIVE)],
+                  condition=Device.device_uid.exists())
+
+
+def stop_silent(now_ms: int | None = None) -> int:
+    """Mark `stopped` the devices whose app said running but has been silent past the
+    heartbeat window. A heartbeat racing this wins (the write is conditional on last_seen)."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    cutoff = now - settings.HEARTBEAT_WINDOW_SECONDS * 1000
+    stopped = 0
+    for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)):
+        try:
+            device.update(actions=[Device.app_state.set("stopped"), Device.live.remove()],
+                          condition=Device.last_seen == device.last_seen)
+            stopped += 1
+        except UpdateError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+    return stopped

@@ -4,6 +4,7 @@ handlers turn them into the error envelope."""
 
 class GatewayError(Exception):
     code = "error"
+    bare = False  # True: the envelope's data stays null (answers the reference fixes exactly)
 
     def __init__(self, message: str, parameter: str | None = None, retry_after: int | None = None,
                  code: str | None = None):
@@ -42,3 +43,13 @@ class RateLimited(GatewayError):
 class Unavailable(GatewayError):
     """Storage or queue trouble the client should retry after `retry_after` seconds."""
     code = "temporarily_unavailable"
+
+
+class InvalidOtp(GatewayError):
+    """verify_otp's one answer for a wrong, expired, used or unknown code, as the reference has
+    it: `data` is null, so the answer tells a guesser nothing more."""
+    code = "invalid_otp"
+    bare = True
+
+    def __init__(self):
+        super().__init__("Invalid or Expired OTP.")

@@ -9,10 +9,11 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, clock, ids, settings
@@ -21,6 +22,7 @@ from chalicelib.segments import count
 from chalicelib.tables import Device, Idempotency, IncomingMessage, Message
 
 TERMINAL = ("delivered", "failed", "expired")
+OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 HISTORY_TYPES = ("outgoing", "incoming", "all")
 MAX_HISTORY = 100
 _connection = None
@@ -102,13 +104,17 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
     validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
+    expires_at = now + validity * 1000
     for _ in range(5):
+        message_id = ids.new_message_id()
         message = Message(
-            account_id=account_id, message_id=ids.new_message_id(), device_uid=device.device_uid,
+            open_shard=open_shard(message_id),
+            open_due=min(now + settings.OUTBOX_GRACE_SECONDS * 1000, expires_at),
+            account_id=account_id, message_id=message_id, device_uid=device.device_uid,
             device_id=device.device_id, phone_number=phone_number,
             body=stored_text if stored_text is not None else text, sim_slot=sim_slot,
             segments=counted.segments, encoding=counted.encoding, kind=kind, status="pending",
-            created_at=now, expires_at=now + validity * 1000, attempts=0,
+            created_at=now, expires_at=expires_at, attempts=0,
             idempotency_key=idempotency_key,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
         try:
@@ -137,6 +143,60 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             raise
         return Accepted(message, queued=enqueue(device.queue_url, message, text))
     raise Conflict("Could not allocate a message id; retry.", retry_after=1)
+
+
+def open_shard(message_id: int) -> str:
+    return f"open#{message_id % settings.OPEN_SHARDS}"
+
+
+def close(message: Message, status: str, reason: str | None = None, **stamps) -> bool:
+    """Move a non-terminal message to `status` (sent, delivered, failed or expired) if it is
+    still in the state this caller read; leaves the sweeps' index when it stops being open.
+    Returns False when another writer got there first (the caller re-reads if it cares)."""
+    actions = [Message.status.set(status)]
+    actions += [getattr(Message, name).set(value) for name, value in stamps.items()]
+    if reason is not None:
+        actions.append(Message.reason.set(reason[:500]))
+    if status not in OPEN:
+        actions += [Message.open_shard.remove(), Message.open_due.remove()]
+    try:
+        message.update(actions=actions, condition=Message.status == message.status)
+        return True
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:
+    """Seconds a message may wait to be sent, from `valid_for` (seconds) or `expires_at`
+    ('YYYY-MM-DD HH:MM:SS' UTC or epoch seconds); None for the default."""
+    if valid_for and expires_at:
+        raise BadRequest("Give valid_for or expires_at, not both.", "expires_at")
+    limit = settings.MAX_VALIDITY_SECONDS
+    if valid_for:
+        try:
+            seconds = int(valid_for.strip())
+        except ValueError:
+            raise BadRequest("Invalid valid_for: a whole number of seconds.", "valid_for")
+        if not 60 <= seconds <= limit:
+            raise BadRequest(f"Invalid valid_for: between 60 and {limit} seconds.", "valid_for")
+        return seconds
+    if expires_at:
+        text = expires_at.strip()
+        try:
+            at = int(text) if text.isdigit() else int(
+                datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+                .timestamp())
+        except ValueError:
+            raise BadRequest("Invalid expires_at: 'YYYY-MM-DD HH:MM:SS' (UTC) or epoch seconds.",
+                             "expires_at")
+        seconds = at - int(clock.now())
+        if not 60 <= seconds <= limit:
+            raise BadRequest(f"Invalid expires_at: between 1 minute and {limit // 86400} days "
+                             "from now.", "expires_at")
+        return seconds
+    return None
 
 
 def get(account_id: str, message_id) -> Message:

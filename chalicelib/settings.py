@@ -43,3 +43,18 @@ MAX_POLL_WAIT_SECONDS = _int("SMSGW_MAX_POLL_WAIT_SECONDS", 20)
 MESSAGE_VALIDITY_SECONDS = _int("SMSGW_MESSAGE_VALIDITY_SECONDS", 24 * 3600)
 RETENTION_DAYS = _int("SMSGW_RETENTION_DAYS", 90)
 IDEMPOTENCY_SECONDS = _int("SMSGW_IDEMPOTENCY_SECONDS", 24 * 3600)
+# A `pending` message not taken by its device within this is queued again (in case the first
+# queue call was lost), then again after twice as long, and so on.
+OUTBOX_GRACE_SECONDS = _int("SMSGW_OUTBOX_GRACE_SECONDS", 120)
+OPEN_SHARDS = _int("SMSGW_OPEN_SHARDS", 8)
+MAX_VALIDITY_SECONDS = 7 * 24 * 3600
+
+# One-time passcodes: wrong guesses allowed per code, seconds between sends to one number, and
+# sends per number per account in any sliding hour.
+OTP_MAX_TRIES = max(1, _int("SMSGW_OTP_MAX_TRIES", 5))
+OTP_COOLDOWN_SECONDS = max(0, _int("SMSGW_OTP_COOLDOWN_SECONDS", 30))
+OTP_HOURLY_CAP = max(1, _int("SMSGW_OTP_HOURLY_CAP", 5))
+# The HMAC key for stored codes: given directly (local runs, tests) or, on AWS, the name of an
+# SSM Parameter Store SecureString read once per container. Never kept in the repository.
+OTP_SECRET = os.environ.get("SMSGW_OTP_SECRET", "")
+OTP_SECRET_PARAM = os.environ.get("SMSGW_OTP_SECRET_PARAM", "")

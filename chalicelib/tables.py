@@ -62,6 +62,16 @@ class DevicesByAccount(GlobalSecondaryIndex):
     device_id = NumberAttribute(range_key=True)
 
 
+class LiveDevices(GlobalSecondaryIndex):
+    """Sparse index of devices whose app said it is running: the liveness sweep Queries those
+    silent past the heartbeat window instead of scanning all devices."""
+    class Meta:
+        index_name = "live"
+        projection = AllProjection()
+    live = UnicodeAttribute(hash_key=True)
+    last_seen = NumberAttribute(range_key=True)
+
+
 class Device(Model):
     Meta = _meta("devices")
     device_uid = UnicodeAttribute(hash_key=True)
@@ -76,7 +86,19 @@ class Device(Model):
     app_state = UnicodeAttribute(null=True)
     battery = NumberAttribute(null=True)
     signal = NumberAttribute(null=True)
+    live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
     by_account = DevicesByAccount()
+    live_devices = LiveDevices()
+
+
+class OpenMessages(GlobalSecondaryIndex):
+    """Sparse index of messages that time must still settle: only non-terminal messages carry
+    `open_shard`, so sweeps Query what is due instead of scanning history."""
+    class Meta:
+        index_name = "open"
+        projection = AllProjection()
+    open_shard = UnicodeAttribute(hash_key=True)
+    open_due = NumberAttribute(range_key=True)
 
 
 class Message(Model):
@@ -106,6 +128,11 @@ class Message(Model):
     reason = UnicodeAttribute(null=True)
     idempotency_key = UnicodeAttribute(null=True)
     retain_until = TTLAttribute(null=True)
+    # While non-terminal: the sweep shard and when a sweep should next look at the message.
+    open_shard = UnicodeAttribute(null=True)
+    open_due = NumberAttribute(null=True)
+    requeues = NumberAttribute(default=0)
+    open_messages = OpenMessages()
 
 
 class IncomingMessage(Model):
@@ -133,18 +160,27 @@ class Idempotency(Model):
     expires = TTLAttribute()
 
 
+OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))
+
+
 class Otp(Model):
-    """The one live code per (account, phone number), stored only as an HMAC."""
+    """The one live code per (account, phone number), stored only as an HMAC.
+
+    `sent_0`..`sent_{cap-1}` (top-level, so one UpdateItem can fill them on a new item) hold the
+    times of the last OTP_HOURLY_CAP sends, oldest first: the conditional write that replaces the
+    code shifts them, so cooldown and hourly cap need no read. `expires` (TTL) outlives the code
+    by the hour the cap looks back; `expires_at` is what every read and condition checks.
+    """
     Meta = _meta("otps")
     key = UnicodeAttribute(hash_key=True)  # account_id#E.164
     code_hmac = UnicodeAttribute(null=True)
-    message_id = NumberAttribute(null=True)
     created_at = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
     tries = NumberAttribute(default=0)
     used = BooleanAttribute(default=False)
-    send_times = ListAttribute(of=NumberAttribute, default=list)
+    used_at = NumberAttribute(null=True)
     expires = TTLAttribute(null=True)
+    vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
 
 
 MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)

@@ -5,6 +5,7 @@ os.environ.update({
     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": "test",
+    "SMSGW_OTP_SECRET": "test-otp-secret-0123456789abcdef0123456789abcdef",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
@@ -49,7 +50,7 @@ def client(aws_mock):
 
 @pytest.fixture(scope="session")
 def local_gateway():
-    """The README's local gateway, started as a separate process on free ports:
+    """The README's local gateway (no simulated phone), a separate process on free ports:
     yields its JSON banner (url, aws_endpoint, account_id, api_key, device_id, device_uid,
     device_token)."""
     import json
@@ -64,7 +65,7 @@ def local_gateway():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("SMSGW_STAGE", None)
     proc = subprocess.Popen([sys.executable, str(root / "local_gateway.py"), "--port",
-                             str(free_port()), "--json"], cwd=root, env=env,
+                             str(free_port()), "--json", "--no-agent"], cwd=root, env=env,
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line:
@@ -77,3 +78,49 @@ def local_gateway():
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def api(client):
+    """Call /myAPI.php through the Chalice test client: api(how="form"|"query"|"json",
+    headers=..., **params) -> (decoded envelope, response)."""
+    import json
+    from urllib.parse import urlencode
+
+    def call(how="form", headers=None, **values):
+        headers = dict(headers or {})
+        if how == "query":
+            response = client.http.get("/myAPI.php?" + urlencode(values), headers=headers)
+        elif how == "json":
+            headers.setdefault("content-type", "application/json")
+            response = client.http.post("/myAPI.php", headers=headers, body=json.dumps(values))
+        else:
+            headers.setdefault("content-type", "application/x-www-form-urlencoded")
+            response = client.http.post("/myAPI.php", headers=headers, body=urlencode(values))
+        return json.loads(response.body), response
+    return call
+
+
+
+@pytest.fixture
+def from_ip(monkeypatch):
+    """from_ip("1.2.3.4") makes the test client report that address as API Gateway's sourceIp."""
+    from chalice.local import LambdaEventConverter
+
+    def set_ip(ip):
+        monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", ip)
+    return set_ip
+
+
+@pytest.fixture
+def aws_calls(monkeypatch):
+    """Records every AWS operation made (service, operation) — PynamoDB's included."""
+    import botocore.client
+    calls = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(self, operation_name, api_params):
+        calls.append((self.meta.service_model.service_name, operation_name))
+        return original(self, operation_name, api_params)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    return calls

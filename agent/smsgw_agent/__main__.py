@@ -1,0 +1,3 @@
+from smsgw_agent.cli import main
+
+main()

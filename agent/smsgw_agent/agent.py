@@ -1,0 +1,180 @@
+"""The agent's loop: long-poll jobs, send each once (journal), report outcomes, push received SMS,
+heartbeat; back off on network trouble; on stop, report `stopped`.
+
+One thread does everything, so the journal's order of events is simple: a job is written
+`sending` before the backend is asked, and its outcome (with its report queued) right after.
+"""
+import logging
+import math
+import os
+import random
+import threading
+import time
+
+from smsgw_agent import backends
+from smsgw_agent.client import GatewayClient, Rejected, Retryable
+from smsgw_agent.journal import Journal
+
+log = logging.getLogger("smsgw_agent")
+MAX_BACKOFF = 60.0
+
+
+class Agent:
+    def __init__(self, config, backend=None, journal: Journal | None = None):
+        self.config = config
+        self.backend = backend or backends.make(config)
+        self.journal = journal or Journal(config.journal)
+        self.client = GatewayClient(config.url, config.token)
+        self.stopping = threading.Event()
+        self.polling = False  # a long poll is in flight (safe to interrupt)
+        self._failures = 0
+        self._next_heartbeat = 0.0
+        self._next_incoming = 0.0
+        self._thread = None
+        self.sent_count = 0
+
+    # one job
+    def handle(self, job: dict) -> None:
+        message_id = job["message_id"]
+        known = self.journal.job(message_id)
+        if known is not None:
+            state, reason = known
+            if state == "sending":  # interrupted mid-send: outcome unknown, never send twice
+                self.journal.finish(message_id, "failed", "The agent stopped while sending; "
+                                    "not retried to avoid a duplicate SMS.")
+            else:
+                self.journal.queue_report(message_id, state, reason)
+            log.info("job %s seen again: re-reporting %s", message_id, state)
+            return
+        if self.config.crash_after == "take":
+            os._exit(3)
+        expires_at = job.get("expires_at")
+        if isinstance(expires_at, int) and expires_at < time.time() * 1000:
+            self.journal.begin(message_id)
+            self.journal.finish(message_id, "failed", "Expired before the device could send it.")
+            return
+        self.journal.begin(message_id)
+        try:
+            self.backend.send(job["phone_number"], job["message"], int(job.get("sim_slot") or 1),
+                              message_id=message_id)
+        except backends.SendError as exc:
+            self.journal.finish(message_id, "failed", str(exc)[:500])
+            log.warning("job %s failed: %s", message_id, exc)
+            return
+        self.journal.finish(message_id, "sent")
+        self.sent_count += 1
+        log.info("job %s sent to %s", message_id, job["phone_number"])
+        if self.config.crash_after == "send":
+            os._exit(3)
+
+    # outboxes
+    def flush_reports(self) -> None:
+        for message_id, status, reason in self.backend.events():
+            if self.journal.job(message_id) is not None:
+                self.journal.queue_report(message_id, status, reason)
+        while True:
+            pending = self.journal.pending_reports()
+            if not pending:
+                return
+            try:
+                self.client.report([{"message_id": m, "status": s, **({"reason": r} if r else {})}
+                                    for m, s, r in pending])
+            except Rejected as exc:  # our bug or a revoked token; do not loop on it
+                log.error("gateway rejected reports %s: %s", pending, exc)
+                if exc.status == 401:
+                    raise
+            self.journal.reported(pending)
+
+    def collect_incoming(self) -> None:
+        first_run = self.journal.meta("inbox_started") is None
+        for sms in self.backend.received():
+            skip = first_run and not self.config.push_existing
+            self.journal.add_incoming(sms["device_message_id"], sms["phone_number"],
+                                      sms["message"], sms.get("sim_slot"), sms["received_at"],
+                                      pushed=skip)
+        if first_run:
+            self.journal.meta("inbox_started", int(time.time()))
+        while True:
+            unpushed = self.journal.unpushed_incoming()
+            if not unpushed:
+                return
+            try:
+                self.client.incoming([{"device_message_id": i, "phone_number": p, "message": t,
+                                       "received_at": r, **({"sim_slot": s} if s else {})}
+                                      for i, p, t, s, r in unpushed])
+            except Rejected as exc:
+                log.error("gateway rejected incoming SMS %s: %s", unpushed, exc)
+                if exc.status == 401:
+                    raise
+            self.journal.pushed([row[0] for row in unpushed])
+
+    def heartbeat(self, app_state: str = "running", timeout: float | None = None) -> None:
+        status = self.backend.status()
+        answer = self.client.heartbeat(app_state, timeout=timeout, sim_count=self.config.sim_count,
+                                       **status)
+        self._next_heartbeat = time.monotonic() + float(
+            answer.get("heartbeat_seconds") or self.config.heartbeat_seconds)
+
+    # the loop
+    def step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self.heartbeat()
+        if now >= self._next_incoming:
+            self._next_incoming = now + self.config.incoming_seconds
+            self.collect_incoming()
+        self.flush_reports()
+        wait = self.config.poll_wait
+        for due in (self.backend.next_event_in(), self._next_heartbeat - now,
+                    self._next_incoming - now):
+            if due is not None:
+                wait = min(wait, max(0, math.ceil(due)))
+        if self.stopping.is_set():
+            return
+        self.polling = True
+        try:
+            jobs = self.client.jobs(wait, self.config.max_jobs)
+        finally:
+            self.polling = False
+        for job in jobs:
+            self.handle(job)
+        self.flush_reports()
+
+    def run(self) -> None:
+        """Run until stop(); then report `stopped` (best effort) and close the journal."""
+        log.info("agent started for %s (%s backend)", self.config.url, self.config.backend)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.step()
+                    self._failures = 0
+                except Retryable as exc:
+                    self._failures += 1
+                    delay = min(MAX_BACKOFF, 2 ** min(self._failures - 1, 6))
+                    delay = exc.retry_after or delay * (0.5 + random.random() / 2)
+                    log.warning("gateway unreachable (%s); retrying in %.1f s", exc, delay)
+                    self.stopping.wait(delay)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        for action in (self.flush_reports, lambda: self.heartbeat("stopped", timeout=5)):
+            try:
+                action()
+            except (Retryable, Rejected, KeyboardInterrupt) as exc:
+                log.warning("on stop: %s", exc)
+        self.journal.close()
+        log.info("agent stopped")
+
+    def start(self) -> "Agent":
+        """Run in a background thread (the local gateway's demo phone)."""
+        self._thread = threading.Thread(target=self.run, name="smsgw-agent", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,57 @@
+"""HTTP calls of the device protocol. Raises Retryable for what waiting fixes (network errors,
+429, 5xx) and Rejected for what it does not (401 bad token, other 4xx)."""
+import requests
+
+
+class Retryable(Exception):
+    def __init__(self, message, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class GatewayClient:
+    def __init__(self, url: str, token: str, timeout: float = 15.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {token}",
+                                     "User-Agent": "smsgw-agent/0.1"})
+
+    def _call(self, method: str, path: str, timeout: float | None = None, **kwargs) -> dict:
+        try:
+            answer = self.session.request(method, self.url + path,
+                                          timeout=timeout or self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise Retryable(f"{method} {path}: {exc.__class__.__name__}: {exc}")
+        if answer.status_code == 429 or answer.status_code >= 500:
+            retry_after = answer.headers.get("Retry-After")
+            raise Retryable(f"{method} {path}: HTTP {answer.status_code}",
+                            float(retry_after) if retry_after and retry_after.isdigit() else None)
+        try:
+            body = answer.json()
+        except ValueError:
+            raise Retryable(f"{method} {path}: HTTP {answer.status_code}, not JSON")
+        if answer.status_code >= 400:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            raise Rejected(answer.status_code, error.get("message") or answer.text[:200])
+        return body
+
+    def jobs(self, wait: int, max_jobs: int) -> list:
+        return self._call("GET", "/device/jobs", params={"wait": wait, "max": max_jobs},
+                          timeout=wait + 15)["jobs"]
+
+    def report(self, reports: list) -> list:
+        return self._call("POST", "/device/reports", json={"reports": reports})["results"]
+
+    def incoming(self, messages: list) -> list:
+        return self._call("POST", "/device/incoming", json={"messages": messages})["results"]
+
+    def heartbeat(self, app_state: str, timeout: float | None = None, **status) -> dict:
+        body = {"app_state": app_state, **{k: v for k, v in status.items() if v is not None}}
+        return self._call("POST", "/device/heartbeat", json=body, timeout=timeout)

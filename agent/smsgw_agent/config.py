@@ -1,0 +1,97 @@
+"""Agent settings: defaults, then a TOML file (`--config` or SMSGW_CONFIG), then the environment,
+then command-line flags."""
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ENV = {  # environment variable -> field
+    "SMSGW_URL": "url", "SMSGW_DEVICE_TOKEN": "token", "SMSGW_BACKEND": "backend",
+    "SMSGW_JOURNAL": "journal", "SMSGW_POLL_WAIT": "poll_wait", "SMSGW_SIM_COUNT": "sim_count",
+    "SMSGW_HEARTBEAT_SECONDS": "heartbeat_seconds",
+    "SMSGW_INCOMING_SECONDS": "incoming_seconds",
+    "SMSGW_SIM_FAILURE_RATE": "failure_rate", "SMSGW_SIM_DELIVERY_DELAY": "delivery_delay",
+    "SMSGW_SIM_LEDGER": "ledger", "SMSGW_SIM_INBOX": "inbox",
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class AgentConfig:
+    url: str = ""
+    token: str = ""
+    backend: str = "termux"  # termux | simulator
+    journal: str = field(default_factory=lambda: str(Path.home() / ".smsgw-agent" /
+                                                     "journal.sqlite3"))
+    poll_wait: int = 20  # seconds a job poll may wait on the gateway (long poll)
+    max_jobs: int = 10
+    sim_count: int | None = None
+    heartbeat_seconds: float = 40.0
+    incoming_seconds: float = 15.0  # how often the phone's inbox is read
+    push_existing: bool = False  # on the first run, also push SMS already in the inbox
+    # simulator only
+    failure_rate: float = 0.0
+    delivery_delay: float = 2.0  # seconds from "sent" to "delivered"; negative: never delivered
+    ledger: str | None = None  # JSON-lines file of every simulated send
+    inbox: str | None = None  # JSON-lines file the simulator reads incoming SMS from
+    # testing only: exit abruptly at a point of the job's handling ('take' or 'send')
+    crash_after: str | None = None
+
+    def check(self) -> "AgentConfig":
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError("Set the gateway URL (SMSGW_URL or url = ...), http(s)://...")
+        self.url = self.url.rstrip("/")
+        uid, _, secret = self.token.partition(".")
+        if len(uid) != 16 or not secret:
+            raise ConfigError("Set the device token (SMSGW_DEVICE_TOKEN or token = ...), "
+                              "'<device_uid>.<secret>' as the gateway showed it.")
+        if self.backend not in ("termux", "simulator"):
+            raise ConfigError("backend must be termux or simulator.")
+        if not 0 <= self.poll_wait <= 20:
+            raise ConfigError("poll_wait must be 0-20 seconds.")
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ConfigError("failure_rate must be between 0 and 1.")
+        if self.sim_count not in (None, 1, 2):
+            raise ConfigError("sim_count must be 1 or 2.")
+        return self
+
+
+def _convert(name: str, value):
+    kind = {f.name: f.type for f in fields(AgentConfig)}[name]
+    if isinstance(value, str):
+        if "int" in str(kind) and "float" not in str(kind):
+            return int(value) if value.strip() else None
+        if "float" in str(kind):
+            return float(value)
+        if "bool" in str(kind):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+    return value
+
+
+def load(path: str | None = None, environ=None, **overrides) -> AgentConfig:
+    environ = os.environ if environ is None else environ
+    values = {}
+    path = path or environ.get("SMSGW_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Cannot read config file {path}: {exc}")
+        known = {f.name for f in fields(AgentConfig)}
+        unknown = sorted(set(document) - known)
+        if unknown:
+            raise ConfigError(f"Unknown setting in {path}: {unknown[0]}")
+        values.update(document)
+    for variable, name in ENV.items():
+        if environ.get(variable):
+            values[name] = environ[variable]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        values = {k: _convert(k, v) for k, v in values.items()}
+    except ValueError as exc:
+        raise ConfigError(f"Bad setting: {exc}")
+    return AgentConfig(**values).check()

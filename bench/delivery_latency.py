@@ -1,0 +1,76 @@
+"""Time from send_sms returning to the job reaching a long-polling device, on the local stack.
+
+    python bench/delivery_latency.py [--count 100]
+
+Starts the local gateway in-process (moto server + the Chalice app over HTTP, no demo agent),
+runs one device poller in a thread that long-polls GET /device/jobs?wait=20 and reports each job
+sent at once, and sends `count` SMS one after another through POST /myAPI.php, each after the
+previous job arrived. Prints median, p90 and worst latency.
+"""
+import os
+import statistics
+import sys
+import threading
+import time
+
+import click
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from local_gateway import LocalGateway  # noqa: E402
+
+
+@click.command()
+@click.option("--count", default=100, show_default=True)
+def main(count):
+    with LocalGateway(agent=False, schedules=False) as gw:
+        demo = gw.demo_info
+        arrived = {}
+        got_one = threading.Event()
+        stop = threading.Event()
+        headers = {"Authorization": f"Bearer {demo['device_token']}"}
+
+        def poller():
+            session = requests.Session()
+            while not stop.is_set():
+                jobs = session.get(f"{gw.url}/device/jobs", params={"wait": 20, "max": 10},
+                                   headers=headers, timeout=40).json()["jobs"]
+                now = time.perf_counter()
+                for job in jobs:
+                    arrived[job["message_id"]] = now
+                if jobs:
+                    session.post(f"{gw.url}/device/reports", headers=headers, timeout=30, json={
+                        "reports": [{"message_id": j["message_id"], "status": "sent"}
+                                    for j in jobs]})
+                    got_one.set()
+
+        thread = threading.Thread(target=poller, daemon=True)
+        thread.start()
+        time.sleep(0.5)  # let the first long poll start
+        session = requests.Session()
+        latencies = []
+        for n in range(count):
+            got_one.clear()
+            answer = session.post(f"{gw.url}/myAPI.php", data={
+                "api_key": demo["api_key"], "action": "send_sms",
+                "device_uid": demo["device_uid"], "phone_number": "+8801712345678",
+                "message": f"bench {n}"}, timeout=30).json()
+            returned = time.perf_counter()
+            message_id = answer["data"]["message_id"]
+            if not got_one.wait(30) or message_id not in arrived:
+                deadline = time.time() + 30
+                while message_id not in arrived and time.time() < deadline:
+                    time.sleep(0.001)
+            latencies.append((arrived[message_id] - returned) * 1000)
+            time.sleep(0.05)  # let the poller go back to its long poll
+        stop.set()
+    latencies.sort()
+    print(f"send_sms -> job at a long-polling device, {count} SMS, local stack (moto server):")
+    print(f"  median {statistics.median(latencies):.1f} ms   "
+          f"p90 {latencies[int(0.9 * (count - 1))]:.1f} ms   worst {latencies[-1]:.1f} ms")
+    print("  (negative values would mean the job arrived before send_sms's answer was read)")
+
+
+if __name__ == "__main__":
+    main()

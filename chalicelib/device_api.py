@@ -1,0 +1,255 @@
+"""The device protocol's HTTP surface (/device/...): token check, strict JSON input, and plain HTTP
+status codes with `{"error": {"code", "message", "parameter"}}` bodies (docs/device-protocol.md).
+
+Unlike the compatibility API, devices are our own clients, so errors use real status codes:
+401 bad token, 400 bad input (nothing changed), 503 storage trouble (retry). Every input is
+checked before anything is written, so a bad item in a batch changes nothing.
+"""
+import json
+import logging
+import re
+
+from chalicelib import clock, devices, incoming, jobs, settings
+from chalicelib.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+
+log = logging.getLogger("smsgw")
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_BATCH = 50
+MAX_JOBS = 10  # SQS's limit per ReceiveMessage
+MAX_REASON = 500
+MAX_TEXT = 5000
+DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+STATUS_CODES = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404,
+                Conflict: 409, RateLimited: 429, Unavailable: 503}
+
+
+def error_body(error: GatewayError) -> dict:
+    return {"error": {"code": error.code, "message": error.message,
+                      "parameter": error.parameter}}
+
+
+def _status(error: GatewayError) -> int:
+    for cls, status in STATUS_CODES.items():
+        if isinstance(error, cls):
+            return status
+    return 400
+
+
+def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None):
+    """Answer one device request: returns (http_status, extra_headers, json_body)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    try:
+        try:
+            query = _query(query)
+            device = _device(headers)
+            if endpoint == "jobs":
+                unknown = sorted(set(query) - {"wait", "max"})
+                if unknown:
+                    raise BadRequest(f"Unknown parameter: {unknown[0]}. Allowed: wait, max.",
+                                     unknown[0])
+                wait = _int_param(query, "wait", settings.MAX_POLL_WAIT_SECONDS, 0,
+                                  settings.MAX_POLL_WAIT_SECONDS)
+                max_jobs = _int_param(query, "max", 1, 1, MAX_JOBS)
+                devices.seen(device)
+                return 200, {}, {"jobs": jobs.fetch(device, wait, max_jobs),
+                                 "lease_seconds": settings.LEASE_SECONDS}
+            if query:
+                name = sorted(query)[0]
+                raise BadRequest(f"Unknown parameter: {name} (send a JSON body).", name)
+            document = _json(headers, body)
+            parse, act = ENDPOINTS[endpoint]
+            work = parse(document)
+            return 200, {}, act(device, work)
+        except GatewayError:
+            raise
+        except Exception:  # storage trouble: retryable, without internals
+            log.exception("unexpected error in /device/%s", endpoint)
+            raise Unavailable("Internal error; retry shortly.", retry_after=5,
+                              code="internal_error")
+    except GatewayError as error:
+        extra = {}
+        if isinstance(error, Unauthorized):
+            extra["WWW-Authenticate"] = 'Bearer realm="smsgw-device"'
+        if error.retry_after is not None:
+            extra["Retry-After"] = str(error.retry_after)
+        return _status(error), extra, error_body(error)
+
+
+def _device(headers: dict):
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() != "bearer ":
+        raise Unauthorized("Missing device token: send Authorization: Bearer <device token>.",
+                           "authorization")
+    return devices.authenticate(auth[7:].strip())
+
+
+def _query(query) -> dict:
+    flat = {}
+    for name, values in (query or {}).items():
+        if isinstance(values, str):
+            values = [values]
+        if len(values) != 1:
+            raise BadRequest(f"Duplicate parameter: {name}.", name)
+        flat[name] = values[0]
+    return flat
+
+
+def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,9}", raw.strip()):
+        raise BadRequest(f"Invalid {name}: '{raw[:20]}' is not a whole number.", name)
+    value = int(raw)
+    if value < low:
+        raise BadRequest(f"Invalid {name}: must be at least {low}.", name)
+    return min(value, high)
+
+
+def _json(headers: dict, body: bytes | None):
+    if not body:
+        raise BadRequest("Missing JSON body.", None)
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"Body too large: at most {MAX_BODY_BYTES} bytes.", None)
+    kind = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind not in ("application/json", ""):
+        raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.", None)
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("Malformed JSON body.", None)
+    if not isinstance(document, dict):
+        raise BadRequest("The JSON body must be an object.", None)
+    return document
+
+
+def _fields(obj, allowed: set, where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise BadRequest(f"{where} must be a JSON object.", where)
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise BadRequest(f"Unknown field {unknown[0]} in {where}. Allowed: "
+                         f"{', '.join(sorted(allowed))}.", unknown[0])
+    return obj
+
+
+def _batch(document: dict, name: str) -> list:
+    _fields(document, {name}, "the body")
+    items = document.get(name)
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise BadRequest(f"{name} must be a list of 1-{MAX_BATCH} objects.", name)
+    return items
+
+
+def _integer(obj: dict, name: str, low: int, high: int, required: bool = True):
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"Missing required field: {name}.", name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"Invalid {name}: expected a whole number from {low} to {high}.", name)
+    return value
+
+
+def _string(obj: dict, name: str, max_chars: int, required: bool = True):
+    value = obj.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"Missing or empty field: {name} (a non-empty string).", name)
+    if len(value) > max_chars or "\x00" in value:
+        raise BadRequest(f"Invalid {name}: at most {max_chars} characters, no NUL.", name)
+    return value
+
+
+def parse_reports(document: dict) -> list:
+    work, seen = [], set()
+    for item in _batch(document, "reports"):
+        item = _fields(item, {"message_id", "status", "reason"}, "a report")
+        message_id = _integer(item, "message_id", 0, 2 ** 53 - 1)
+        status = item.get("status")
+        if status not in jobs.OUTCOMES:
+            raise BadRequest("Invalid status: must be sent, delivered or failed.", "status")
+        reason = _string(item, "reason", MAX_REASON, required=status == "failed")
+        if reason is not None and status != "failed":
+            raise BadRequest("reason is only for status failed.", "reason")
+        if (message_id, status) in seen:
+            raise BadRequest(f"Report for message {message_id} given twice.", "message_id")
+        seen.add((message_id, status))
+        work.append((message_id, status, reason.strip() if reason else None))
+    return work
+
+
+def act_reports(device, work) -> dict:
+    return {"results": [jobs.report(device, *item) for item in work]}
+
+
+def parse_incoming(document: dict) -> list:
+    work, seen = [], set()
+    for item in _batch(document, "messages"):
+        item = _fields(item, {"device_message_id", "phone_number", "message", "sim_slot",
+                              "received_at"}, "an incoming message")
+        device_message_id = item.get("device_message_id")
+        if not isinstance(device_message_id, str) or not DEVICE_MESSAGE_ID.match(
+                device_message_id):
+            raise BadRequest("Invalid device_message_id: 1-128 printable ASCII characters.",
+                             "device_message_id")
+        if device_message_id in seen:
+            raise BadRequest(f"device_message_id {device_message_id} given twice.",
+                             "device_message_id")
+        seen.add(device_message_id)
+        number = _string(item, "phone_number", 32).strip()
+        text = _string(item, "message", MAX_TEXT)
+        sim_slot = _integer(item, "sim_slot", 1, 2, required=False)
+        received_at = _integer(item, "received_at", 0, 2 ** 53 - 1)
+        if received_at > clock.now_ms() + 86400 * 1000:
+            raise BadRequest("Invalid received_at: more than a day in the future.",
+                             "received_at")
+        work.append((device_message_id, number, text, sim_slot, received_at))
+    return work
+
+
+def act_incoming(device, work) -> dict:
+    results = []
+    for device_message_id, number, text, sim_slot, received_at in work:
+        message_id, stored = incoming.store(device, device_message_id, number, text, sim_slot,
+                                            received_at)
+        results.append({"device_message_id": device_message_id, "message_id": message_id,
+                        "result": "stored" if stored else "duplicate"})
+    return {"results": results}
+
+
+def parse_heartbeat(document: dict) -> dict:
+    item = _fields(document, {"app_state", "battery", "signal", "sim_count"}, "the body")
+    if item.get("app_state") not in devices.APP_STATES:
+        raise BadRequest("Invalid app_state: must be running or stopped.", "app_state")
+    sim_count = item.get("sim_count")
+    if sim_count is not None and (isinstance(sim_count, bool) or sim_count not in (1, 2)):
+        raise BadRequest("Invalid sim_count: must be 1 or 2.", "sim_count")
+    return {"app_state": item["app_state"],
+            "battery": _integer(item, "battery", 0, 100, required=False),
+            "signal": _integer(item, "signal", 0, 4, required=False),
+            "sim_count": sim_count}
+
+
+def act_heartbeat(device, work) -> dict:
+    devices.heartbeat(device, **work)
+    return {"status": "running" if devices.is_running(device) else "stopped",
+            "server_time": clock.now_ms(),
+            "heartbeat_seconds": max(1, settings.HEARTBEAT_WINDOW_SECONDS // 3)}
+
+
+ENDPOINTS = {"reports": (parse_reports, act_reports),
+             "incoming": (parse_incoming, act_incoming),
+             "heartbeat": (parse_heartbeat, act_heartbeat)}

@@ -1,0 +1,140 @@
+"""The device's side of the outbox: handing jobs out under a lease, and recording what the device
+reports about them.
+
+SQS delivers at least once and a device may die holding a job, so the message item in DynamoDB,
+not the queue, decides: a job is handed out only by a conditional write that leases it
+(pending -> processing, or an expired lease -> processing again), and its SQS message is deleted
+only once an outcome (sent / failed) is recorded. A job nobody reports comes back when its SQS
+visibility timeout (= the lease) ends and is leased again, up to MAX_ATTEMPTS times.
+"""
+import json
+import logging
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib import aws, clock, messages, settings
+from chalicelib.tables import Device, Message
+
+log = logging.getLogger("smsgw")
+
+OUTCOMES = ("sent", "delivered", "failed")
+# States from which each report may move a message (forward only; `expired` and `delivered`
+# are final, and a failure after `sent` is a delivery failure).
+REPORT_FROM = {"sent": ("pending", "processing"),
+               "delivered": ("pending", "processing", "sent"),
+               "failed": ("pending", "processing", "sent")}
+QUEUE_DONE = ("sent", "delivered", "failed", "expired")  # the SQS message is no longer needed
+
+
+def _delete(queue_url: str, receipt_handle: str | None) -> None:
+    """Delete one SQS message; a stale or unknown receipt handle is fine (already gone or
+    received again by a later poll, which will settle it)."""
+    if not receipt_handle:
+        return
+    try:
+        aws.sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=receipt_handle)
+    except (ClientError, BotoCoreError) as exc:
+        log.info("delete of an SQS message failed (harmless): %r", exc)
+
+
+def _conditional(message: Message, actions, condition) -> bool:
+    try:
+        message.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def _lease(device: Device, job: dict, receipt_handle: str, now: int) -> str:
+    """Try to lease one received job. Returns what happened: 'leased', 'skip' (someone holds a live
+    lease: leave the SQS message alone) or 'drop' (settled or unknown: delete the SQS message)."""
+    message = Message(account_id=device.account_id, message_id=job["message_id"])
+    lease_until = now + settings.LEASE_SECONDS * 1000
+    leasable = (Message.device_uid == device.device_uid) & (Message.expires_at > now) & (
+        Message.attempts < settings.MAX_ATTEMPTS) & (
+        (Message.status == "pending")
+        | ((Message.status == "processing") & (Message.lease_until < now)))
+    if _conditional(message, [Message.status.set("processing"), Message.attempts.add(1),
+                              Message.leased_at.set(now), Message.lease_until.set(lease_until),
+                              Message.receipt_handle.set(receipt_handle),
+                              # the sweeps look again when the lease ends
+                              Message.open_due.set(lease_until)], leasable):
+        return "leased"
+    try:
+        current = Message.get(device.account_id, job["message_id"], consistent_read=True)
+    except DoesNotExist:
+        return "drop"
+    if current.device_uid != device.device_uid or current.status in QUEUE_DONE:
+        return "drop"
+    if current.expires_at <= now:
+        messages.close(current, "expired", "Not sent within its validity period.")
+        return "drop"
+    if current.status == "processing" and (current.lease_until or 0) >= now:
+        return "skip"
+    if current.attempts >= settings.MAX_ATTEMPTS:
+        messages.close(current, "failed", f"The device took it {current.attempts} times "
+                       "without reporting a result.", failed_at=now)
+        return "drop"
+    return "skip"  # changed under us; the next receive decides again
+
+
+def fetch(device: Device, wait_seconds: int, max_jobs: int) -> list[dict]:
+    """Long-poll the device's queue and lease what arrives; returns the job payloads."""
+    answer = aws.sqs().receive_message(
+        QueueUrl=device.queue_url, MaxNumberOfMessages=max_jobs, WaitTimeSeconds=wait_seconds,
+        VisibilityTimeout=settings.LEASE_SECONDS)
+    jobs = []
+    for sqs_message in answer.get("Messages", []):
+        receipt = sqs_message["ReceiptHandle"]
+        try:
+            job = json.loads(sqs_message["Body"])
+            if not isinstance(job, dict) or not isinstance(job.get("message_id"), int):
+                raise ValueError("not a job")
+        except ValueError:
+            log.warning("dropping a malformed job on %s", device.device_uid)
+            _delete(device.queue_url, receipt)
+            continue
+        outcome = _lease(device, job, receipt, clock.now_ms())
+        if outcome == "leased":
+            jobs.append(job)
+        elif outcome == "drop":
+            _delete(device.queue_url, receipt)
+    return jobs
+
+
+def report(device: Device, message_id: int, outcome: str, reason: str | None = None) -> dict:
+    """Record one outcome a device reports. Answers {message_id, result: ok|ignored|rejected,
+    status} where `ignored` means the message is already at or past that state."""
+    assert outcome in OUTCOMES
+    now = clock.now_ms()
+    message = Message(account_id=device.account_id, message_id=message_id)
+    condition = (Message.device_uid == device.device_uid) & Message.status.is_in(
+        *REPORT_FROM[outcome])
+    if outcome == "sent":
+        actions = [Message.status.set("sent"), Message.processed_at.set(now)]
+    elif outcome == "delivered":
+        actions = [Message.status.set("delivered"), Message.delivered_at.set(now),
+                   Message.processed_at.set(Message.processed_at | now)]
+    else:
+        actions = [Message.status.set("failed"), Message.failed_at.set(now),
+                   Message.reason.set(reason)]
+    # None of these states is open any more: leave the sweeps' index.
+    actions += [Message.open_shard.remove(), Message.open_due.remove()]
+    if _conditional(message, actions, condition):
+        # The queue no longer needs the job once it left pending/processing.
+        if outcome != "delivered" or message.processed_at == now:
+            if outcome != "failed" or message.processed_at is None:
+                _delete(device.queue_url, message.receipt_handle)
+        return {"message_id": message_id, "result": "ok", "status": message.status}
+    try:
+        current = Message.get(device.account_id, message_id, consistent_read=True)
+    except DoesNotExist:
+        current = None
+    if current is None or current.device_uid != device.device_uid:
+        return {"message_id": message_id, "result": "rejected", "status": None,
+                "error": {"code": "not_found",
+                          "message": "No such message for this device."}}
+    return {"message_id": message_id, "result": "ignored", "status": current.status}

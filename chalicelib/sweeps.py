@@ -1,0 +1,90 @@
+"""Scheduled sweeps: what time alone must settle, so no message waits on a dead phone or a lost
+queue call forever.
+
+They read only the sparse `open` index (messages not yet sent, due for a look), never scan
+history. Every write is conditional on the state read, so a sweep running twice at once, or
+racing a device report, changes each message at most once.
+"""
+from collections import Counter
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib import clock, messages, settings
+from chalicelib.tables import Device, Message
+
+PAGE = 200
+
+
+def due_messages(now_ms: int):
+    for shard in range(settings.OPEN_SHARDS):
+        yield from Message.open_messages.query(f"open#{shard}", Message.open_due <= now_ms,
+                                               limit=PAGE)
+
+
+def _reschedule(message: Message, due_ms: int, *extra) -> bool:
+    try:
+        message.update(actions=[Message.open_due.set(due_ms), *extra],
+                       condition=(Message.status == message.status)
+                       & (Message.open_due == message.open_due))
+        return True
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def _requeue(message: Message, now: int) -> str:
+    """Queue a pending message's job again: the first queue call may have been lost. Repeats
+    back off (grace, 2x, 4x, ...) so a phone that is merely offline does not pile up copies;
+    duplicates are harmless because a device must lease a message before sending it."""
+    if message.kind == "otp":
+        # The code is not stored in clear, so its job cannot be rebuilt: let expiry settle it.
+        _reschedule(message, message.expires_at)
+        return "waiting"
+    try:
+        device = Device.get(message.device_uid)
+    except DoesNotExist:
+        messages.close(message, "failed", "The device was removed before sending it.",
+                       failed_at=now)
+        return "failed"
+    backoff = settings.OUTBOX_GRACE_SECONDS * 1000 * 2 ** (message.requeues + 1)
+    if not _reschedule(message, min(now + backoff, message.expires_at),
+                       Message.requeues.add(1)):
+        return "raced"
+    return "requeued" if messages.enqueue(device.queue_url, message, message.body) else "retry"
+
+
+def settle(message: Message, now: int) -> str:
+    """Decide one due message; returns what was done (for counts and logs)."""
+    lease_over = (message.lease_until or 0) <= now
+    if message.status not in messages.OPEN:
+        messages.close(message, message.status)  # stale index entry: just leave the index
+        return "closed"
+    if now >= message.expires_at and (message.status == "pending" or lease_over):
+        done = messages.close(message, "expired", "Not sent within its validity period.")
+        return "expired" if done else "raced"
+    if message.status == "pending":
+        return _requeue(message, now)
+    if not lease_over:
+        _reschedule(message, message.lease_until)
+        return "leased"
+    if message.attempts >= settings.MAX_ATTEMPTS:
+        done = messages.close(message, "failed", f"The device took it {message.attempts} times "
+                              "without reporting a result.", failed_at=now)
+        return "failed" if done else "raced"
+    # Lease ran out: SQS makes the job visible again by itself; show it as waiting once more.
+    try:
+        message.update(actions=[Message.status.set("pending"), Message.open_due.set(
+            min(now + settings.OUTBOX_GRACE_SECONDS * 1000, message.expires_at))],
+            condition=(Message.status == "processing")
+            & (Message.lease_until == message.lease_until))
+        return "released"
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return "raced"
+        raise
+
+
+def settle_due_messages(now_ms: int | None = None) -> Counter:
+    now = clock.now_ms() if now_ms is None else now_ms
+    return Counter(settle(message, now) for message in list(due_messages(now)))

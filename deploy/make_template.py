@@ -1,0 +1,240 @@
+"""Generates the deployment's infrastructure from the code, so names cannot drift apart.
+
+    python deploy/make_template.py STAGE --template OUT.json   # merge template for chalice package
+    python deploy/make_template.py STAGE --policy              # writes .chalice/policy-STAGE.json
+    python deploy/make_template.py STAGE --check-policy        # fails if that file is stale
+
+The merge template (`chalice package --merge-template`) holds:
+- one DynamoDB table per PynamoDB model in chalicelib/tables.py: its name, key schema, GSIs and
+  TTL attribute read from the model itself, on-demand billing, point-in-time recovery;
+- fixes to what chalice generates: fixed function names (`smsgw-<stage>[-<function>]`, which the
+  IAM policy's log-group ARNs name), the API handler's log group name (chalice 1.34 refers to a
+  resource that does not exist), and each role's policy pinned to the stack's region and account;
+- alarms (to an SNS topic, optionally mailed): errors of every Lambda function, and stuck
+  messages as reported by the cleanup sweeps (chalicelib/metrics.py).
+
+The IAM policy is written from the same names: `.chalice/policy-<stage>.json` is this script's
+output, committed so `chalice` and reviewers read it; tests/test_policy.py checks it is current
+and that it allows every AWS call the handlers make.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SQS_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:CreateQueue", "sqs:DeleteMessage",
+               "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+               "sqs:ReceiveMessage", "sqs:SendMessage", "sqs:TagQueue"]
+# TransactWriteItems/TransactGetItems are authorised per item as these actions.
+TABLE_ACTIONS = ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
+                 "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+INDEX_ACTIONS = ["dynamodb:Query"]
+# API Gateway's integration timeout is 29 s; the API handler must end before it.
+API_GATEWAY_TIMEOUT_SECONDS = 29
+
+
+def _load(stage: str):
+    """Import the gateway with `stage`'s names (settings read the environment at import)."""
+    if "chalicelib.settings" in sys.modules:
+        from chalicelib import settings
+        if settings.STAGE != stage or settings.PREFIX != f"smsgw-{stage}":
+            raise SystemExit(f"chalicelib already imported for stage {settings.STAGE}; run "
+                             "this script in its own process")
+    os.environ["SMSGW_STAGE"] = stage
+    os.environ.pop("SMSGW_PREFIX", None)
+    sys.path.insert(0, str(ROOT))
+    from chalicelib import metrics, settings, tables
+    return settings, tables, metrics
+
+
+def otp_secret_parameter(stage: str) -> str:
+    return f"/smsgw/{stage}/otp-secret"
+
+
+def _arn(service: str, resource: str) -> str:
+    """Region and account are left open here (chalice deploy reads this file as is); the
+    merge template pins them to the stack's own with Fn::Sub."""
+    return f"arn:aws:{service}:*:*:{resource}"
+
+
+def policy(stage: str) -> dict:
+    settings, tables, _ = _load(stage)
+    table_arns, index_arns = [], []
+    for model in tables.MODELS:
+        table_arns.append(_arn("dynamodb", f"table/{model.Meta.table_name}"))
+        for index in model._get_schema()["global_secondary_indexes"]:
+            index_arns.append(_arn("dynamodb", f"table/{model.Meta.table_name}/index/"
+                                               f"{index['index_name']}"))
+    prefix = settings.PREFIX
+    functions = f"/aws/lambda/{prefix}"
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Tables", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": table_arns},
+        {"Sid": "TableIndexes", "Effect": "Allow", "Action": INDEX_ACTIONS,
+         "Resource": index_arns},
+        {"Sid": "DeviceQueues", "Effect": "Allow", "Action": SQS_ACTIONS,
+         "Resource": [_arn("sqs", settings.queue_name("*"))]},
+        {"Sid": "OtpSecret", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+         "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]},
+        {"Sid": "Logs", "Effect": "Allow",
+         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [_arn("logs", f"log-group:{functions}:log-stream:*"),
+                      _arn("logs", f"log-group:{functions}-*:log-stream:*")]},
+    ]}
+
+
+def _pinned(value):
+    """The policy with `arn:aws:<service>:*:*:` bound to the stack's partition/region/account."""
+    if isinstance(value, list):
+        return [_pinned(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _pinned(v) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("arn:aws:"):
+        match = re.match(r"^arn:aws:([a-z0-9-]+):\*:\*:(.*)$", value)
+        if not match:
+            raise ValueError(f"unexpected ARN in policy: {value}")
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:{match[1]}:${{AWS::Region}}:"
+                           f"${{AWS::AccountId}}:{match[2]}"}
+    return value
+
+
+def table_resource(model, stage: str) -> dict:
+    """CloudFormation for one PynamoDB model, from the schema PynamoDB itself creates. Tables
+    outlive their stack (deleted or replaced) except in `dev`."""
+    schema = model._get_schema()
+    definitions = {d["AttributeName"]: d["AttributeType"] for d in schema["attribute_definitions"]}
+    properties = {
+        "TableName": model.Meta.table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": schema["key_schema"],
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+    }
+    indexes = []
+    for index in schema["global_secondary_indexes"]:
+        for d in index["attribute_definitions"]:
+            definitions[d["AttributeName"]] = d["AttributeType"]
+        indexes.append({"IndexName": index["index_name"], "KeySchema": index["key_schema"],
+                        "Projection": index["projection"]})
+    if schema["local_secondary_indexes"]:
+        raise SystemExit(f"{model.__name__}: local secondary indexes are not generated yet")
+    properties["AttributeDefinitions"] = [{"AttributeName": name, "AttributeType": kind}
+                                          for name, kind in definitions.items()]
+    if indexes:
+        properties["GlobalSecondaryIndexes"] = indexes
+    ttl = [a.attr_name for a in model.get_attributes().values()
+           if type(a).__name__ == "TTLAttribute"]
+    if len(ttl) > 1:
+        raise SystemExit(f"{model.__name__}: DynamoDB allows one TTL attribute, found {ttl}")
+    if ttl:
+        properties["TimeToLiveSpecification"] = {"AttributeName": ttl[0], "Enabled": True}
+    keep = "Delete" if stage == "dev" else "Retain"
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": keep,
+            "UpdateReplacePolicy": keep, "Properties": properties}
+
+
+def functions(app, prefix: str) -> list[tuple[str, str, str]]:
+    """(chalice name, CloudFormation logical id, Lambda function name) of every function
+    `chalice package` generates for `app`, named as `chalice deploy` names them."""
+    from chalice.utils import to_cfn_resource_name
+    found = []
+    if app.routes:
+        found.append(("api_handler", "APIHandler", prefix))
+    for name in [s.name for s in app.event_sources] + [f.name for f in
+                                                          app.pure_lambda_functions]:
+        found.append((name, to_cfn_resource_name(name), f"{prefix}-{name}"))
+    return found
+
+
+def _alarm(description: str, properties: dict) -> dict:
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmDescription": description, "ActionsEnabled": True,
+        "AlarmActions": [{"Ref": "AlarmTopic"}], "OKActions": [{"Ref": "AlarmTopic"}],
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "Threshold": 1,
+        "EvaluationPeriods": 1, "Period": 300, "TreatMissingData": "notBreaching",
+        **properties}}
+
+
+def template(stage: str) -> dict:
+    settings, tables, metrics = _load(stage)
+    from chalice.utils import to_cfn_resource_name
+
+    from app import app
+    pinned_policy = _pinned(policy(stage))
+    resources = {}
+    for model in tables.MODELS:
+        resources[f"{model.__name__}Table"] = table_resource(model, stage)
+    resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
+                               "Properties": {"TopicName": f"{settings.PREFIX}-alarms"}}
+    resources["AlarmEmailSubscription"] = {
+        "Type": "AWS::SNS::Subscription", "Condition": "HasAlarmEmail",
+        "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
+                       "Endpoint": {"Ref": "AlarmEmail"}}}
+    for name, logical_id, function_name in functions(app, settings.PREFIX):
+        log_group = to_cfn_resource_name(f"{name}_log_group")
+        resources[logical_id] = {"DependsOn": [log_group],
+                                 "Properties": {"FunctionName": function_name}}
+        resources[log_group] = {
+            "Properties": {"LogGroupName": f"/aws/lambda/{function_name}"}}
+        resources[to_cfn_resource_name(f"{name}_role")] = {"Properties": {"Policies": [{
+            "PolicyName": f"{function_name}-least-privilege",
+            "PolicyDocument": pinned_policy}]}}
+        resources[f"{logical_id}ErrorsAlarm"] = _alarm(
+            f"{function_name}: a Lambda invocation failed (exception or timeout).",
+            {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
+             "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": logical_id}}]})
+    resources["StuckMessagesAlarm"] = _alarm(
+        "Messages the cleanup sweeps found stuck (never queued, or leased and never reported).",
+        {"Namespace": metrics.NAMESPACE, "MetricName": metrics.STUCK_MESSAGES,
+         "Statistic": "Maximum", "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+         "Dimensions": [{"Name": "Stage", "Value": stage}]})
+    outputs = {f"{model.__name__}TableName": {"Value": {"Ref": f"{model.__name__}Table"}}
+               for model in tables.MODELS}
+    outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
+    return {
+        "Parameters": {"AlarmEmail": {
+            "Type": "String", "Default": "",
+            "Description": "Address mailed when an alarm fires (empty: no subscription)."}},
+        "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"},
+                                                                      ""]}]}},
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def policy_path(stage: str) -> Path:
+    return ROOT / ".chalice" / f"policy-{stage}.json"
+
+
+def render(document: dict) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage")
+    parser.add_argument("--template", metavar="OUT", help="write the merge template here")
+    parser.add_argument("--policy", action="store_true", help="write .chalice/policy-STAGE.json")
+    parser.add_argument("--check-policy", action="store_true",
+                        help="fail if .chalice/policy-STAGE.json differs from the generated one")
+    args = parser.parse_args(argv)
+    if not re.match(r"^[a-z][a-z0-9]{0,15}$", args.stage):
+        parser.error("stage: 1-16 lowercase letters/digits, starting with a letter")
+    if args.template:
+        Path(args.template).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.template).write_text(render(template(args.stage)))
+    if args.policy:
+        policy_path(args.stage).write_text(render(policy(args.stage)))
+    if args.check_policy:
+        path = policy_path(args.stage)
+        if not path.exists() or path.read_text() != render(policy(args.stage)):
+            print(f"{path} is stale: run python deploy/make_template.py {args.stage} --policy",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Injected storage and queue faults: the client gets a retryable error envelope, never a 500 or
+a trace, and no half-written state is left behind."""
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import messages
+from chalicelib.tables import Idempotency, Message
+
+PHONE = "+8801712345678"
+
+
+def dynamodb_events():
+    """The event systems of the gateway's DynamoDB clients (models, and transactions)."""
+    return [Message._get_connection().connection.client.meta.events,
+            messages._transaction_connection().client.meta.events]
+
+
+@pytest.fixture
+def dynamodb_fault():
+    """dynamodb_fault("PutItem", code) makes every such call on the gateway's DynamoDB client
+    fail as AWS would (hooked on botocore's event system)."""
+    hooks = []
+
+    def inject(operation, code="ProvisionedThroughputExceededException"):
+        def refuse(**kwargs):
+            raise ClientError({"Error": {"Code": code, "Message": "injected"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+        added = [(events, f"before-call.dynamodb.{operation}", refuse)
+                 for events in dynamodb_events()]
+        for events, name, handler in added:
+            events.register(name, handler)
+        hooks.extend(added)
+        return lambda: [events.unregister(name, handler) for events, name, handler in added]
+    yield inject
+    for events, name, handler in hooks:
+        events.unregister(name, handler)
+
+
+def queue_depth(device):
+    attrs = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
+        QueueUrl=device.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+@pytest.mark.parametrize("operation,extra", [
+    ("PutItem", {}),
+    ("TransactWriteItems", {"idempotency_key": "k-1"}),
+])
+def test_throttled_write_is_a_retryable_envelope_and_writes_nothing(
+        api, account, dynamodb_fault, operation, extra):
+    acct, key, device, _ = account
+    api(api_key=key, action="device_status")  # warm the key cache: the fault hits the write
+    dynamodb_fault(operation)
+    body, response = api(api_key=key, action="send_sms", device_uid=device.device_uid,
+                         phone_number=PHONE, message="Hi", **extra)
+    assert response.status_code == 200
+    assert body["status"] == "error" and body["data"]["error_code"] == "temporarily_unavailable"
+    assert body["data"]["retry_after"] >= 1 and response.headers["Retry-After"]
+    assert "Traceback" not in json.dumps(body)
+    assert list(Message.query(acct.account_id)) == [] and Idempotency.count() == 0
+    assert queue_depth(device) == 0
+
+
+def test_retry_after_a_throttle_with_the_same_key_sends_once(api, account, dynamodb_fault):
+    acct, key, device, _ = account
+    values = dict(api_key=key, action="send_sms", device_uid=device.device_uid,
+                  phone_number=PHONE, message="Hi", idempotency_key="retry-me")
+    heal = dynamodb_fault("TransactWriteItems")
+    assert api(**values)[0]["status"] == "error"
+    heal()  # the storm passes
+    first = api(**values)[0]
+    second = api(**values)[0]
+    assert first["data"]["message_id"] == second["data"]["message_id"]
+    assert queue_depth(device) == 1
+
+
+def test_unexpected_storage_error_is_an_internal_error_envelope(api, account, dynamodb_fault):
+    _, key, _, _ = account
+    api(api_key=key, action="device_status")
+    dynamodb_fault("Query", code="InternalFailure")
+    body, response = api(api_key=key, action="get_history")
+    assert response.status_code == 200 and body["status"] == "error"
+    assert body["data"]["error_code"] in ("internal_error", "temporarily_unavailable")
+    assert "Traceback" not in body["message"]

@@ -1,0 +1,255 @@
+"""The stages' IAM policies allow every AWS call the handlers really make, and nothing more.
+
+The calls are recorded, not listed by hand: a representative flow runs through the real handlers
+against moto while every botocore operation (PynamoDB's included) is captured; each is turned
+into the IAM actions and resource ARNs AWS would authorise, and checked against the policy file
+of each stage.
+"""
+import fnmatch
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import botocore.client
+import pytest
+
+from chalicelib import accounts, devices, settings, tables
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("dev", "prod")
+REGION, ACCOUNT = "eu-west-1", "123456789012"
+# Actions AWS gives no resource-level permission for, that may therefore use "Resource": "*".
+# Empty: metrics go out as log lines (chalicelib/metrics.py), so even cloudwatch:PutMetricData
+# is not needed. Add here only with a reason.
+STAR_RESOURCE_ALLOWED: dict[str, str] = {}
+# Granted before the code on main calls them: what the OTP and device long-poll/report work
+# will call. Everything else granted must be exercised by the recorded flow below.
+EXPECTED_SOON = {
+    "ssm:GetParameter": "OTP HMAC secret (SecureString, AWS-managed key)",
+    "sqs:ReceiveMessage": "GET /device/jobs long-poll",
+    "sqs:DeleteMessage": "device reports a job done",
+    "sqs:ChangeMessageVisibility": "lease extension / release of a job",
+    "sqs:GetQueueAttributes": "queue depth in device status",
+    "sqs:GetQueueUrl": "re-resolving a device queue",
+    "dynamodb:ConditionCheckItem": "transactional report/OTP writes",
+    "logs:CreateLogStream": "the Lambda runtime writing logs",
+    "logs:PutLogEvents": "the Lambda runtime writing logs",
+}
+
+
+def load_policy(stage):
+    return json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
+
+
+def load_config():
+    return json.loads((ROOT / ".chalice" / "config.json").read_text())
+
+
+def statements(policy):
+    found = policy["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def _list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def allowed(policy, action, resource) -> bool:
+    """IAM's evaluation for our policies: Allow statements only, no conditions (checked below)."""
+    for st in statements(policy):
+        if st["Effect"] != "Allow":
+            continue
+        if any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _list(st["Action"])) \
+                and any(fnmatch.fnmatchcase(resource, r) for r in _list(st["Resource"])):
+            return True
+    return False
+
+
+# --- recording the calls ---------------------------------------------------------------------
+
+@pytest.fixture
+def recorded(monkeypatch):
+    calls = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def record(client, operation, params):
+        calls.append((client.meta.service_model.service_name, operation, params))
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    return calls
+
+
+def api(client, **params):
+    response = client.http.post("/myAPI.php", body=json.dumps(params),
+                                headers={"Content-Type": "application/json"})
+    envelope = json.loads(response.body)
+    assert envelope["status"] == "success", envelope
+    return envelope["data"]
+
+
+def run_flow(client):
+    """Register a device, use every API action that exists on main, remove the device."""
+    account = accounts.create_account("Policy check")
+    key, _ = accounts.create_key(account.account_id, "ci")
+    device, _ = devices.register(account.account_id, "Phone", sim_count=2)
+    sent = api(client, action="send_sms", api_key=key, device_uid=device.device_uid,
+               phone_number="+14155550100", message="hello")
+    api(client, action="send_sms", api_key=key, device_id=str(device.device_id),
+        phone_number="+14155550101", message="again", idempotency_key="k-1")
+    api(client, action="check_status", api_key=key, message_id=str(sent["message_id"]))
+    api(client, action="get_history", api_key=key, type="all", limit="5")
+    assert api(client, action="device_status", api_key=key)[0]["device_uid"] == device.device_uid
+    devices.remove(account.account_id, str(device.device_id))
+
+
+# --- from botocore operations to IAM requests ----------------------------------------------
+
+def _for_stage(name: str, stage: str) -> str:
+    """A name the tests' stage produced, as `stage` would spell it."""
+    for ours, theirs in ((settings.PREFIX + "-", f"smsgw-{stage}-"),
+                         (f"/smsgw/{settings.STAGE}/", f"/smsgw/{stage}/")):
+        if name.startswith(ours):
+            return theirs + name[len(ours):]
+    raise AssertionError(f"resource {name!r} is not named from settings")
+
+
+def _table(name, stage, index=None):
+    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_for_stage(name, stage)}"
+    return arn + (f"/index/{index}" if index else "")
+
+
+TRANSACT_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                         "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+
+def iam_requests(service, operation, params, stage):
+    """[(action, resource ARN)] that AWS authorises for one API call."""
+    if service == "dynamodb":
+        if operation in ("TransactWriteItems", "TransactGetItems"):
+            return [(f"dynamodb:{TRANSACT_ITEM_ACTIONS[kind]}", _table(body["TableName"], stage))
+                    for item in params["TransactItems"] for kind, body in item.items()]
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            return [(f"dynamodb:{operation}", _table(name, stage))
+                    for name in params["RequestItems"]]
+        return [(f"dynamodb:{operation}",
+                 _table(params["TableName"], stage, params.get("IndexName")))]
+    if service == "sqs":
+        name = params.get("QueueName") or urlparse(params["QueueUrl"]).path.rsplit("/", 1)[-1]
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{_for_stage(name, stage)}"
+        found = [(f"sqs:{operation}", arn)]
+        if operation == "CreateQueue" and params.get("tags"):
+            found.append(("sqs:TagQueue", arn))  # tagging on creation needs both
+        return found
+    if service == "ssm" and operation == "GetParameter":
+        return [("ssm:GetParameter",
+                 f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{_for_stage(params['Name'], stage)}")]
+    raise AssertionError(f"no IAM mapping for {service}:{operation}; add one to this test")
+
+
+@pytest.fixture
+def flow_requests(client, recorded):
+    recorded.clear()  # table creation by the fixture is the deployment's job, not the code's
+    run_flow(client)
+    assert recorded, "the flow made no AWS call: the recorder is not attached"
+    return recorded
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_recorded_call_is_allowed(flow_requests, stage):
+    policy = load_policy(stage)
+    denied = sorted({(action, arn) for service, operation, params in flow_requests
+                     for action, arn in iam_requests(service, operation, params, stage)
+                     if not allowed(policy, action, arn)})
+    assert denied == [], f"policy-{stage}.json denies calls the handlers make: {denied}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_nothing_granted_that_is_neither_called_nor_expected(flow_requests, stage):
+    called = {action for s, o, p in flow_requests for action, _ in iam_requests(s, o, p, stage)}
+    granted = {a for st in statements(load_policy(stage)) for a in _list(st["Action"])}
+    assert granted - called - set(EXPECTED_SOON) == set()
+
+
+def test_the_flow_covers_queues_tables_and_indexes(flow_requests):
+    """Guards the flow itself: if it stopped reaching these, the checks above would be hollow."""
+    called = {(s, o) for s, o, _ in flow_requests}
+    for needed in [("sqs", "CreateQueue"), ("sqs", "SendMessage"), ("sqs", "DeleteQueue"),
+                   ("dynamodb", "TransactWriteItems"), ("dynamodb", "Query"),
+                   ("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("dynamodb", "DeleteItem")]:
+        assert needed in called, needed
+    assert any(p.get("IndexName") for s, o, p in flow_requests if o == "Query")
+
+
+def test_a_denied_call_is_reported(flow_requests):
+    """The evaluator can say no: another stage's table, a foreign queue, an unlisted action."""
+    policy = load_policy("dev")
+    assert not allowed(policy, "dynamodb:GetItem",
+                       f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/smsgw-prod-accounts")
+    assert not allowed(policy, "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:other-queue")
+    assert not allowed(policy, "dynamodb:Scan",
+                       f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/smsgw-dev-accounts")
+    assert not allowed(policy, "dynamodb:DeleteTable",
+                       f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/smsgw-dev-accounts")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_statements_are_narrow(stage):
+    for st in statements(load_policy(stage)):
+        assert set(st) <= {"Sid", "Effect", "Action", "Resource"}, st  # no Not*/Condition
+        assert st["Effect"] == "Allow"
+        for action in _list(st["Action"]):
+            assert "*" not in action and "?" not in action, action
+        for resource in _list(st["Resource"]):
+            if resource == "*":
+                assert set(_list(st["Action"])) <= set(STAR_RESOURCE_ALLOWED), st
+            else:
+                service = resource.split(":")[2]
+                assert st["Action"] and all(a.startswith(service + ":")
+                                            for a in _list(st["Action"])), st
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_resources_are_this_stages_own(stage):
+    prefix = f"smsgw-{stage}"
+    tables_ = {f"arn:aws:dynamodb:*:*:table/{prefix}-{short}" for short in settings.TABLES}
+    indexes = {f"arn:aws:dynamodb:*:*:table/{prefix}-{short}/index/{index['index_name']}"
+               for model in tables.MODELS
+               for short in [model.Meta.table_name[len(settings.PREFIX) + 1:]]
+               for index in model._get_schema()["global_secondary_indexes"]}
+    expected = tables_ | indexes | {
+        f"arn:aws:sqs:*:*:{prefix}-device-*",
+        f"arn:aws:ssm:*:*:parameter/smsgw/{stage}/otp-secret",
+        f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}:log-stream:*",
+        f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}-*:log-stream:*",
+    }
+    granted = {r for st in statements(load_policy(stage)) for r in _list(st["Resource"])}
+    assert granted == expected
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_policy_file_is_generated_output(stage):
+    result = subprocess.run([sys.executable, "deploy/make_template.py", stage, "--check-policy"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_config(stage):
+    config = load_config()
+    stage_config = config["stages"][stage]
+    merged = {**config, **stage_config}
+    env = stage_config["environment_variables"]
+    assert merged["lambda_architecture"] == "arm64"
+    assert merged["autogen_policy"] is False
+    assert merged["iam_policy_file"] == f"policy-{stage}.json"
+    assert env["SMSGW_STAGE"] == stage and "SMSGW_PREFIX" not in env  # names the policy grants
+    assert env["SMSGW_OTP_SECRET_PARAM"] == f"/smsgw/{stage}/otp-secret"
+    poll = int(env.get("SMSGW_MAX_POLL_WAIT_SECONDS", settings.MAX_POLL_WAIT_SECONDS))
+    api_timeout = {**merged, **merged["lambda_functions"]["api_handler"]}["lambda_timeout"]
+    # The long poll and a few seconds of work fit; the Lambda ends before API Gateway's 29 s.
+    assert poll + 5 <= api_timeout < 29

@@ -1,0 +1,176 @@
+"""Scheduled sweeps settle what time must: lost queue calls, dead leases, expiry."""
+import json
+import threading
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import aws, clock, devices, settings, sweeps
+from chalicelib.tables import Device, Message
+
+PHONE = "+8801712345678"
+
+
+def jobs_in(device):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    got = sqs.receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
+                              VisibilityTimeout=0)
+    return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+
+@pytest.fixture
+def send(api, account):
+    _, key, device, _ = account
+
+    def go(**extra):
+        body, _ = api(api_key=key, action="send_sms", device_uid=device.device_uid,
+                      phone_number=PHONE, message="Hello", **extra)
+        assert body["status"] == "success", body
+        return body
+    return go
+
+
+def fail_sqs_sends():
+    def refuse(**kwargs):
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "injected"}},
+                          "SendMessage")
+    aws.sqs().meta.events.register("before-call.sqs.SendMessage", refuse)
+    return lambda: aws.sqs().meta.events.unregister("before-call.sqs.SendMessage", refuse)
+
+
+def test_lost_queue_call_is_queued_by_the_sweep(send, account):
+    acct, _, device, _ = account
+    clock.freeze()
+    restore = fail_sqs_sends()
+    body = send()
+    restore()
+    assert "delayed" in body["message"] and jobs_in(device) == []
+    assert sweeps.settle_due_messages()["requeued"] == 0  # not due yet
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    assert sweeps.settle_due_messages()["requeued"] == 1
+    [job] = jobs_in(device)
+    assert job["message_id"] == body["data"]["message_id"] and job["message"] == "Hello"
+    assert sweeps.settle_due_messages() == {}  # backed off: nothing due now
+
+
+def test_sweep_requeue_backs_off(send, account):
+    _, _, device, _ = account
+    clock.freeze()
+    send()
+    grace = settings.OUTBOX_GRACE_SECONDS
+    clock.advance(grace)
+    assert sweeps.settle_due_messages()["requeued"] == 1
+    clock.advance(grace)  # next look is 2x grace later, not yet
+    assert sweeps.settle_due_messages() == {}
+    clock.advance(grace)
+    assert sweeps.settle_due_messages()["requeued"] == 1
+    assert len(jobs_in(device)) == 3  # original + 2 copies; the lease makes them send once
+
+
+def test_unsent_message_expires(send, api, account):
+    _, key, _, _ = account
+    clock.freeze()
+    body = send(valid_for="60")
+    clock.advance(61)
+    assert sweeps.settle_due_messages()["expired"] == 1
+    status, _ = api("query", api_key=key, action="check_status",
+                    message_id=body["data"]["message_id"])
+    assert status["data"]["status"] == "expired"
+    assert "validity" in status["data"]["failed_reason"]
+    clock.advance(3600)
+    assert sweeps.settle_due_messages() == {}  # left the open index
+
+
+def test_expires_at_parameter(send, api, account):
+    clock.freeze()
+    at = clock.fmt(clock.now_ms() + 300_000)
+    body = send(expires_at=at)
+    stored = Message.get(account[0].account_id, body["data"]["message_id"])
+    assert stored.expires_at == clock.now_ms() + 300_000
+    for values, parameter in (({"valid_for": "10"}, "valid_for"),
+                              ({"valid_for": "soon"}, "valid_for"),
+                              ({"expires_at": "2020-01-01 00:00:00"}, "expires_at"),
+                              ({"expires_at": "tomorrow"}, "expires_at"),
+                              ({"valid_for": "600", "expires_at": at}, "expires_at")):
+        bad, _ = api(api_key=account[1], action="send_sms", device_uid=account[2].device_uid,
+                     phone_number=PHONE, message="x", **values)
+        assert bad["status"] == "error" and bad["data"]["parameter"] == parameter
+
+
+def test_message_of_a_removed_device_fails_with_a_reason(send, account):
+    acct, _, device, _ = account
+    clock.freeze()
+    body = send()
+    devices.remove(acct.account_id, device.device_uid)
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    assert sweeps.settle_due_messages()["failed"] == 1
+    stored = Message.get(acct.account_id, body["data"]["message_id"])
+    assert stored.status == "failed" and "removed" in stored.reason
+
+
+def _lease(account_id, message_id, attempts, lease_seconds):
+    message = Message.get(account_id, message_id)
+    message.update(actions=[Message.status.set("processing"), Message.attempts.set(attempts),
+                            Message.lease_until.set(clock.now_ms() + lease_seconds * 1000),
+                            Message.open_due.set(clock.now_ms() + lease_seconds * 1000)])
+
+
+def test_dead_lease_is_released_then_failed_after_the_attempt_limit(send, account):
+    acct = account[0]
+    clock.freeze()
+    mid = send()["data"]["message_id"]
+    _lease(acct.account_id, mid, 1, 60)
+    clock.advance(30)
+    assert sweeps.settle_due_messages() == {}  # lease still live
+    clock.advance(31)
+    assert sweeps.settle_due_messages()["released"] == 1
+    assert Message.get(acct.account_id, mid).status == "pending"
+    _lease(acct.account_id, mid, settings.MAX_ATTEMPTS, 60)
+    clock.advance(61)
+    assert sweeps.settle_due_messages()["failed"] == 1
+    stored = Message.get(acct.account_id, mid)
+    assert stored.status == "failed" and "without reporting" in stored.reason
+
+
+def test_two_sweeps_at_once_requeue_each_message_once(send, account):
+    _, _, device, _ = account
+    clock.freeze()
+    for _ in range(5):
+        send()
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(sweeps.settle_due_messages()))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r["requeued"] for r in results) == 5
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    attrs = sqs.get_queue_attributes(QueueUrl=device.queue_url,
+                                     AttributeNames=["ApproximateNumberOfMessages"])
+    assert int(attrs["Attributes"]["ApproximateNumberOfMessages"]) == 10
+
+
+def test_silent_devices_become_stopped_and_a_fresh_heartbeat_wins(account, api):
+    acct, key, device, _ = account
+    other, _ = devices.register(acct.account_id, "Phone 2")
+    clock.freeze()
+    devices.heartbeat(device, "running", battery=80)
+    devices.heartbeat(other, "running")
+    assert [d["status"] for d in api("query", api_key=key, action="device_status")[0]
+            ["data"]] == ["running", "running"]
+    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS - 1)
+    assert devices.stop_silent() == 0
+    devices.heartbeat(Device.get(other.device_uid), "running")
+    clock.advance(2)
+    assert devices.stop_silent() == 1  # only the silent one
+    stored = {d.device_uid: d for d in devices.list_devices(acct.account_id)}
+    assert stored[device.device_uid].app_state == "stopped" and stored[device.device_uid].live \
+        is None
+    assert stored[other.device_uid].app_state == "running"
+    assert devices.stop_silent() == 0  # idempotent: it left the live index
+    devices.heartbeat(stored[device.device_uid], "stopped")
+    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS * 2)
+    assert devices.stop_silent() == 1  # `other` went silent too

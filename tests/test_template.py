@@ -1,0 +1,114 @@
+"""The generated merge template declares exactly the tables the models create, with their TTL,
+and its alarms and function names agree with the code and the IAM policy."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from chalicelib import metrics, settings, tables
+
+ROOT = Path(__file__).resolve().parent.parent
+# The TTL attributes the models declare (DynamoDB deletes expired items by them).
+TTL = {"messages": "retain_until", "incoming": "retain_until", "idempotency": "expires",
+       "otps": "expires"}
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def generated(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("template") / "resources.json"
+    subprocess.run([sys.executable, "deploy/make_template.py", request.param, "--template",
+                    str(out)], cwd=ROOT, check=True)
+    return request.param, json.loads(out.read_text())
+
+
+def _short(name, prefix):
+    assert name.startswith(prefix + "-"), name
+    return name[len(prefix) + 1:]
+
+
+def _table_defs(template, stage):
+    found = {}
+    for resource in template["Resources"].values():
+        if resource.get("Type") == "AWS::DynamoDB::Table":
+            found[_short(resource["Properties"]["TableName"], f"smsgw-{stage}")] = resource
+    return found
+
+
+def _key_schema(entries):
+    return sorted((e["AttributeName"], e["KeyType"]) for e in entries)
+
+
+def test_tables_match_what_the_models_create(generated, aws_mock):
+    """Compared with the tables PynamoDB really creates (in moto), not with the generator."""
+    stage, template = generated
+    declared = _table_defs(template, stage)
+    assert set(declared) == set(settings.TABLES)
+    client = boto3.client("dynamodb", region_name=settings.REGION)
+    for model in tables.MODELS:
+        live = client.describe_table(TableName=model.Meta.table_name)["Table"]
+        props = declared[_short(model.Meta.table_name, settings.PREFIX)]["Properties"]
+        assert _key_schema(props["KeySchema"]) == _key_schema(live["KeySchema"])
+        assert sorted(map(tuple, (d.values() for d in props["AttributeDefinitions"]))) == \
+            sorted(map(tuple, (d.values() for d in live["AttributeDefinitions"])))
+        live_indexes = {i["IndexName"]: (_key_schema(i["KeySchema"]), i["Projection"])
+                        for i in live.get("GlobalSecondaryIndexes", [])}
+        assert {i["IndexName"]: (_key_schema(i["KeySchema"]), i["Projection"])
+                for i in props.get("GlobalSecondaryIndexes", [])} == live_indexes
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_ttl_on_the_declared_attributes(generated):
+    stage, template = generated
+    ttl = {short: d["Properties"].get("TimeToLiveSpecification")
+           for short, d in _table_defs(template, stage).items()}
+    assert {s: t["AttributeName"] for s, t in ttl.items() if t} == TTL
+    assert all(t["Enabled"] for t in ttl.values() if t)
+
+
+def test_prod_data_outlives_the_stack(generated):
+    stage, template = generated
+    for resource in _table_defs(template, stage).values():
+        expected = "Delete" if stage == "dev" else "Retain"
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == expected
+
+
+def test_functions_are_named_as_the_policy_expects(generated):
+    stage, template = generated
+    resources = template["Resources"]
+    api = resources["APIHandler"]["Properties"]
+    assert api["FunctionName"] == f"smsgw-{stage}"
+    assert resources["ApiHandlerLogGroup"]["Properties"]["LogGroupName"] == \
+        f"/aws/lambda/smsgw-{stage}"
+    policy = resources["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    written = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
+    # The same statements, with region and account bound to the stack's own.
+    assert [s["Action"] for s in policy["Statement"]] == \
+        [s["Action"] for s in written["Statement"]]
+    for pinned, loose in zip(policy["Statement"], written["Statement"], strict=True):
+        for sub, arn in zip(pinned["Resource"], loose["Resource"], strict=True):
+            assert sub["Fn::Sub"].replace("${AWS::Partition}", "aws").replace(
+                "${AWS::Region}:${AWS::AccountId}", "*:*") == arn
+
+
+def test_alarms_watch_errors_and_stuck_messages(generated):
+    stage, template = generated
+    alarms = {k: r["Properties"] for k, r in template["Resources"].items()
+              if r.get("Type") == "AWS::CloudWatch::Alarm"}
+    assert alarms["APIHandlerErrorsAlarm"]["MetricName"] == "Errors"
+    stuck = alarms["StuckMessagesAlarm"]
+    assert (stuck["Namespace"], stuck["MetricName"]) == (metrics.NAMESPACE, metrics.STUCK_MESSAGES)
+    assert stuck["Dimensions"] == [{"Name": "Stage", "Value": stage}]
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+
+
+def test_stuck_metric_line_is_embedded_metric_format(capsys):
+    line = json.loads(metrics.emit(metrics.STUCK_MESSAGES, 3))
+    assert json.loads(capsys.readouterr().out) == line
+    spec = line["_aws"]["CloudWatchMetrics"][0]
+    assert spec["Namespace"] == metrics.NAMESPACE
+    assert spec["Metrics"] == [{"Name": metrics.STUCK_MESSAGES, "Unit": "Count"}]
+    assert line[metrics.STUCK_MESSAGES] == 3 and line["Stage"] == settings.STAGE
