@@ -7,8 +7,8 @@ we wrap. Recording is global (all threads) while a `recording()` block is open.
 DynamoDB capacity: PynamoDB asks for `ReturnConsumedCapacity=TOTAL`, but moto answers constants
 (0.5 or 1.0 whatever the size), so units are estimated from the items' sizes with DynamoDB's
 documented rules: reads 4 KB per unit (half for eventually consistent reads, a Query summing
-the items it returns), writes 1 KB per unit, transactions twice that, and each write to a table
-with a global secondary index writing the index too (all our indexes project ALL attributes).
+the items it returns), writes 1 KB per unit, transactions twice that, and a write also writes
+each global secondary index whose key the item has (sparse indexes only hold some items).
 Where the size of an item is not visible in the request or response (an UpdateItem or DeleteItem
 that returns no attributes) it is taken as under 1 KB, which is true for every item we store.
 """
@@ -26,7 +26,7 @@ _original = botocore.client.BaseClient._make_api_call
 _lock = threading.Lock()
 _sinks: list[list] = []
 _paused = threading.local()
-GSI_COUNT: dict[str, int] = {}  # table name -> number of global secondary indexes
+GSI_KEYS: dict[str, list] = {}  # table name -> hash-key attribute of each global index
 
 
 @dataclass
@@ -84,8 +84,12 @@ def learn_indexes(models) -> None:
     """Remember how many GSIs each PynamoDB model's table has (each write writes them too)."""
     from pynamodb.indexes import GlobalSecondaryIndex
     for model in models:
-        GSI_COUNT[model.Meta.table_name] = sum(
-            isinstance(value, GlobalSecondaryIndex) for value in vars(model).values())
+        keys = []
+        for value in vars(model).values():
+            if isinstance(value, GlobalSecondaryIndex):
+                keys.append(next(a.attr_name for a in vars(type(value)).values()
+                                 if getattr(a, "is_hash_key", False)))
+        GSI_KEYS[model.Meta.table_name] = keys
 
 
 @contextmanager
@@ -148,9 +152,12 @@ def _read_units(size: int, consistent: bool) -> float:
     return units if consistent else units / 2
 
 
-def _write_units(size: int | None, table: str) -> float:
+def _write_units(size: int | None, table: str, item: dict | None = None) -> float:
+    """A write, plus one per global index the item is in (sparse indexes: only when the item
+    has the index's key; an update that takes an item out of a sparse index is not seen)."""
     units = max(1, math.ceil((size or 0) / 1024))
-    return units * (1 + GSI_COUNT.get(table, 0))
+    indexes = sum(1 for key in GSI_KEYS.get(table, []) if item is None or key in item)
+    return units * (1 + indexes)
 
 
 def estimate_units(call: Call) -> None:
@@ -162,25 +169,25 @@ def estimate_units(call: Call) -> None:
         size = sum(item_size(i) for i in r.get("Items", []))
         call.rru = _read_units(size, bool(p.get("ConsistentRead")) and "IndexName" not in p)
     elif op == "PutItem":
-        call.wru = _write_units(item_size(p.get("Item")), table)
+        call.wru = _write_units(item_size(p.get("Item")), table, p.get("Item"))
     elif op in ("UpdateItem", "DeleteItem"):
         attributes = r.get("Attributes")
         if attributes is None or p.get("ReturnValues") not in ("ALL_NEW", "ALL_OLD"):
             call.notes.append("size<1KB assumed")
-        call.wru = _write_units(item_size(attributes), table)
+        call.wru = _write_units(item_size(attributes), table, attributes)
     elif op == "TransactWriteItems":
         for entry in p.get("TransactItems", []):
             (kind, body), = entry.items()
-            size = item_size(body.get("Item")) if kind == "Put" else 0
-            call.wru += 2 * _write_units(size, body.get("TableName", ""))
+            item = body.get("Item") if kind == "Put" else None
+            call.wru += 2 * _write_units(item_size(item), body.get("TableName", ""), item)
     elif op == "TransactGetItems":
         for entry in r.get("Responses", []):
             call.rru += 2 * _read_units(item_size(entry.get("Item")), True)
     elif op == "BatchWriteItem":
         for name, requests in p.get("RequestItems", {}).items():
             for req in requests:
-                size = item_size(req.get("PutRequest", {}).get("Item"))
-                call.wru += _write_units(size, name)
+                item = req.get("PutRequest", {}).get("Item")
+                call.wru += _write_units(item_size(item), name, item)
     elif op == "BatchGetItem":
         for items in r.get("Responses", {}).values():
             call.rru += sum(_read_units(item_size(i), False) for i in items)

@@ -206,8 +206,10 @@ def _prepare_verify(fx, inv):
         raise RuntimeError(f"send_otp failed: {reply.problem()}")
     sqs = aws.sqs()
     queue = fx.dev["otp"].queue_url
-    for _ in range(20):
+    for _ in range(500):  # the queue may also hold the jobs of earlier send_otp runs
         got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
         for m in got:
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
             job = json.loads(m["Body"])
@@ -321,7 +323,7 @@ def reset_caches() -> None:
         if not name.startswith("chalicelib"):
             continue
         for attr, value in list(vars(module).items()):
-            if attr == "forget_cached" and callable(value):
+            if attr in ("forget_cached", "forget_secret") and callable(value):
                 value()
             elif hasattr(value, "cache_clear") and callable(value.cache_clear):
                 value.cache_clear()
