@@ -84,6 +84,14 @@ def goals(calls: dict, latency: dict, cold: dict) -> list[tuple[str, str, str]]:
                     "met" if not over else f"NOT met for {len(over)} of {len(measured)}",
                     f"worst {worst['name']} {worst['http_ratio']:.2f}×; handler-only worst "
                     f"{max(r['handler_ratio'] for r in measured):.2f}×"))
+    inside = [r for r in measured if r.get("in_aws") and r["in_aws"]["median_ms"] > 0]
+    if inside:
+        ratios = {r["name"]: r["handler"]["median_ms"] / r["in_aws"]["median_ms"] for r in inside}
+        name = max(ratios, key=ratios.get)
+        out.append(("handler ≤ 1.2× the time inside its own AWS calls (same requests, no replay)",
+                    "met" if ratios[name] <= 1.2 else "NOT met",
+                    f"worst {name} {ratios[name]:.2f}×; own code ≤ "
+                    f"{max(r['own']['median_ms'] for r in inside):.1f} ms median"))
     out.append(("cold start: import app ≤ 1.3× import boto3",
                 "met" if cold["ratio"] <= 1.3 else "NOT met",
                 f"{cold['app_ms']:.0f} ms vs {cold['boto3_ms']:.0f} ms = {cold['ratio']:.2f}×"))
