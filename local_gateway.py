@@ -88,6 +88,8 @@ class LocalGateway:
         from app import app
 
         class Handler(ChaliceRequestHandler):
+            disable_nagle_algorithm = True  # else small answers wait ~40 ms for delayed ACKs
+
             def _generic_handle(self):
                 # The local stand-in for API Gateway's requestContext.identity.sourceIp.
                 self.local_gateway.event_converter.LOCAL_SOURCE_IP = self.client_address[0]
