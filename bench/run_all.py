@@ -39,7 +39,7 @@ def delivery(quick: bool) -> dict | None:
         return None
     if "def measure(" not in source.read_text():
         return {"error": "bench/delivery_latency.py has no measure(n) -> dict yet"}
-    n = 5 if quick else 30
+    n = 10 if quick else 200
     code = ("import json, sys; from bench import _env; _env.prepare(); "
             f"from bench.delivery_latency import measure; r = measure({n}); "
             "print(); print(json.dumps(r))")
