@@ -53,6 +53,16 @@ def device_heartbeat():
     return _device_route("heartbeat")
 
 
+@app.route("/device/credentials", methods=["POST"], content_types=ANY_BODY)
+def device_credentials():
+    return _device_route("credentials")
+
+
+@app.route("/device/claims", methods=["POST"], content_types=ANY_BODY)
+def device_claims():
+    return _device_route("claims")
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""

@@ -67,6 +67,8 @@ class LocalGateway:
         os.environ.update(self.extra_env)
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
         self.aws_endpoint = os.environ["AWS_ENDPOINT_URL"]
+        if not os.environ.get("SMSGW_DEVICE_ROLE_ARN"):
+            os.environ["SMSGW_DEVICE_ROLE_ARN"] = create_device_role()
 
         from chalicelib import tables
         tables.create_all(wait=True)
@@ -145,6 +147,20 @@ class LocalGateway:
         self.stop()
 
 
+def create_device_role() -> str:
+    """The role devices assume in direct polling mode, as the stack creates it, in moto's IAM.
+    Locally this only makes the flow work: moto's server accepts any credentials and does not
+    evaluate the session policy that limits a device to its own queue (AWS does)."""
+    import boto3
+    iam = boto3.client("iam", region_name=os.environ["AWS_DEFAULT_REGION"])
+    prefix = os.environ.get("SMSGW_PREFIX", f"smsgw-{os.environ['SMSGW_STAGE']}")
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}
+    return iam.create_role(RoleName="DeviceRole", Path=f"/{prefix}/",
+                           AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
 def create_demo(extra_devices: int = 0) -> dict:
     from chalicelib import accounts, devices
     account = accounts.create_account("Demo")
@@ -182,6 +198,7 @@ def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool 
                 print(f"[demo phone] SIM {sim_slot} -> {phone_number}: {text}", flush=True)
 
     config = AgentConfig(url=url, token=token, backend="simulator", journal=":memory:",
+                         mode=os.environ.get("SMSGW_LOCAL_AGENT_MODE", "gateway"),
                          poll_wait=int(os.environ.get("SMSGW_LOCAL_AGENT_WAIT", "1")),
                          sim_count=2, delivery_delay=float(
                              os.environ.get("SMSGW_LOCAL_AGENT_DELIVERY_DELAY", "1")),

@@ -23,7 +23,14 @@ def ssm():
     return boto3.session.Session().client("ssm", region_name=settings.REGION, config=RETRY_CONFIG)
 
 
+@functools.cache
+def sts():
+    """STS at the regional endpoint (botocore's default), for device credentials."""
+    return boto3.session.Session().client("sts", region_name=settings.REGION, config=RETRY_CONFIG)
+
+
 def reset() -> None:
     """Forget cached clients (tests switch moto backends between cases)."""
     sqs.cache_clear()
     ssm.cache_clear()
+    sts.cache_clear()

@@ -9,7 +9,7 @@ import json
 import logging
 import re
 
-from chalicelib import clock, devices, incoming, jobs, settings
+from chalicelib import clock, devices, direct, incoming, jobs, settings
 from chalicelib.errors import (
     BadRequest,
     Conflict,
@@ -28,6 +28,7 @@ MAX_BATCH = 50
 MAX_JOBS = 10  # SQS's limit per ReceiveMessage
 MAX_REASON = 500
 MAX_TEXT = 5000
+MAX_RECEIPT_HANDLE = 4096
 DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 STATUS_CODES = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404,
                 Conflict: 409, RateLimited: 429, Unavailable: 503}
@@ -66,8 +67,8 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
             if query:
                 name = sorted(query)[0]
                 raise BadRequest(f"Unknown parameter: {name} (send a JSON body).", name)
-            document = _json(headers, body)
             parse, act = ENDPOINTS[endpoint]
+            document = {} if not body and endpoint in EMPTY_BODY_OK else _json(headers, body)
             work = parse(document)
             return 200, {}, act(device, work)
         except GatewayError:
@@ -250,6 +251,40 @@ def act_heartbeat(device, work) -> dict:
             "heartbeat_seconds": max(1, settings.HEARTBEAT_WINDOW_SECONDS // 3)}
 
 
+def parse_credentials(document: dict) -> None:
+    _fields(document, set(), "the body")
+
+
+def act_credentials(device, work) -> dict:
+    return direct.credentials(device)
+
+
+def parse_claims(document: dict) -> list:
+    items = _batch(document, "claims")
+    if len(items) > MAX_JOBS:
+        raise BadRequest(f"claims must be a list of 1-{MAX_JOBS} objects (one SQS receive).",
+                         "claims")
+    work = []
+    for item in items:
+        _fields(item, {"message_id", "receipt_handle"}, "a claim")
+        if "message_id" not in item:
+            raise BadRequest("Missing required field: message_id (null for a message whose "
+                             "body is not a job).", "message_id")
+        message_id = None if item["message_id"] is None else _integer(
+            item, "message_id", 0, 2 ** 53 - 1)
+        receipt_handle = _string(item, "receipt_handle", MAX_RECEIPT_HANDLE)
+        work.append((message_id, receipt_handle))
+    return work
+
+
+def act_claims(device, work) -> dict:
+    devices.seen(device)
+    return {"results": jobs.claim(device, work), "lease_seconds": settings.LEASE_SECONDS}
+
+
 ENDPOINTS = {"reports": (parse_reports, act_reports),
+             "credentials": (parse_credentials, act_credentials),
+             "claims": (parse_claims, act_claims),
              "incoming": (parse_incoming, act_incoming),
              "heartbeat": (parse_heartbeat, act_heartbeat)}
+EMPTY_BODY_OK = {"credentials"}

@@ -48,10 +48,10 @@ def _conditional(message: Message, actions, condition) -> bool:
         raise
 
 
-def _lease(device: Device, job: dict, receipt_handle: str, now: int) -> str:
+def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> str:
     """Try to lease one received job. Returns what happened: 'leased', 'skip' (someone holds a live
     lease: leave the SQS message alone) or 'drop' (settled or unknown: delete the SQS message)."""
-    message = Message(account_id=device.account_id, message_id=job["message_id"])
+    message = Message(account_id=device.account_id, message_id=message_id)
     lease_until = now + settings.LEASE_SECONDS * 1000
     leasable = (Message.device_uid == device.device_uid) & (Message.expires_at > now) & (
         Message.attempts < settings.MAX_ATTEMPTS) & (
@@ -64,7 +64,7 @@ def _lease(device: Device, job: dict, receipt_handle: str, now: int) -> str:
                               Message.open_due.set(lease_until)], leasable):
         return "leased"
     try:
-        current = Message.get(device.account_id, job["message_id"], consistent_read=True)
+        current = Message.get(device.account_id, message_id, consistent_read=True)
     except DoesNotExist:
         return "drop"
     if current.device_uid != device.device_uid or current.status in QUEUE_DONE:
@@ -81,6 +81,29 @@ def _lease(device: Device, job: dict, receipt_handle: str, now: int) -> str:
     return "skip"  # changed under us; the next receive decides again
 
 
+def take(device: Device, message_id: int | None, receipt_handle: str) -> str:
+    """Decide one SQS message received from the device's queue, by the gateway (GET /device/jobs)
+    or by the device itself (POST /device/claims): lease it, leave it ('skip') or delete it
+    ('drop'; `message_id` None means its body was not a job). The one place jobs are leased."""
+    outcome = "drop" if message_id is None else _lease(device, message_id, receipt_handle,
+                                                       clock.now_ms())
+    if outcome == "drop":
+        _delete(device.queue_url, receipt_handle)
+    return outcome
+
+
+def parse_job(body: str) -> dict | None:
+    """The job in an SQS message body (messages.job_payload), or None if it is not one."""
+    try:
+        job = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(job, dict) or isinstance(job.get("message_id"), bool) \
+            or not isinstance(job.get("message_id"), int):
+        return None
+    return job
+
+
 def fetch(device: Device, wait_seconds: int, max_jobs: int) -> list[dict]:
     """Long-poll the device's queue and lease what arrives; returns the job payloads."""
     answer = aws.sqs().receive_message(
@@ -88,21 +111,20 @@ def fetch(device: Device, wait_seconds: int, max_jobs: int) -> list[dict]:
         VisibilityTimeout=settings.LEASE_SECONDS)
     jobs = []
     for sqs_message in answer.get("Messages", []):
-        receipt = sqs_message["ReceiptHandle"]
-        try:
-            job = json.loads(sqs_message["Body"])
-            if not isinstance(job, dict) or not isinstance(job.get("message_id"), int):
-                raise ValueError("not a job")
-        except ValueError:
+        job = parse_job(sqs_message["Body"])
+        if job is None:
             log.warning("dropping a malformed job on %s", device.device_uid)
-            _delete(device.queue_url, receipt)
-            continue
-        outcome = _lease(device, job, receipt, clock.now_ms())
-        if outcome == "leased":
+        if take(device, job and job["message_id"], sqs_message["ReceiptHandle"]) == "leased":
             jobs.append(job)
-        elif outcome == "drop":
-            _delete(device.queue_url, receipt)
     return jobs
+
+
+def claim(device: Device, claims: list[tuple[int | None, str]]) -> list[dict]:
+    """Direct polling: the device received these SQS messages itself, as (message_id or None for
+    a body that is no job, receipt handle). Each is leased exactly as fetch() leases; the
+    device sends only those answered 'leased'."""
+    return [{"message_id": message_id, "result": take(device, message_id, receipt_handle)}
+            for message_id, receipt_handle in claims]
 
 
 def report(device: Device, message_id: int, outcome: str, reason: str | None = None) -> dict:

@@ -24,6 +24,12 @@ def queue_name(device_uid: str) -> str:
     return f"{PREFIX}-device-{device_uid}"
 
 
+def device_role_path() -> str:
+    """IAM path of the role devices assume in direct polling mode (the Lambda policy grants
+    sts:AssumeRole on roles under it; the stack creates exactly one)."""
+    return f"/{PREFIX}/"
+
+
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
@@ -48,6 +54,13 @@ IDEMPOTENCY_SECONDS = _int("SMSGW_IDEMPOTENCY_SECONDS", 24 * 3600)
 OUTBOX_GRACE_SECONDS = _int("SMSGW_OUTBOX_GRACE_SECONDS", 120)
 OPEN_SHARDS = _int("SMSGW_OPEN_SHARDS", 8)
 MAX_VALIDITY_SECONDS = 7 * 24 * 3600
+# Direct polling (docs/device-protocol.md): devices long-poll their own SQS queue with
+# credentials vended by POST /device/credentials, by assuming this role with a session policy
+# scoped to their queue. Unset: the mode is off and devices poll GET /device/jobs.
+DEVICE_ROLE_ARN = os.environ.get("SMSGW_DEVICE_ROLE_ARN", "")
+# Lifetime of those credentials: 15 min to 1 h (a Lambda role assuming a role is "role chaining",
+# which AWS caps at one hour).
+DEVICE_CREDENTIALS_SECONDS = min(3600, max(900, _int("SMSGW_DEVICE_CREDENTIALS_SECONDS", 3600)))
 
 # One-time passcodes: wrong guesses allowed per code, seconds between sends to one number, and
 # sends per number per account in any sliding hour.

@@ -11,7 +11,10 @@ The merge template (`chalice package --merge-template`) holds:
   IAM policy's log-group ARNs name), the API handler's log group name (chalice 1.34 refers to a
   resource that does not exist), and each role's policy pinned to the stack's region and account;
 - alarms (to an SNS topic, optionally mailed): errors of every Lambda function, and stuck
-  messages as reported by the cleanup sweeps (chalicelib/metrics.py).
+  messages as reported by the cleanup sweeps (chalicelib/metrics.py);
+- the role devices assume in direct polling mode (DeviceRole: sqs:ReceiveMessage on the stage's
+  device queues; the gateway narrows each session to one queue), its ARN in the API handler's
+  SMSGW_DEVICE_ROLE_ARN, and sts:AssumeRole on exactly that role in the functions' policy.
 
 The IAM policy is written from the same names: `.chalice/policy-<stage>.json` is this script's
 output, committed so `chalice` and reviewers read it; tests/test_policy.py checks it is current
@@ -57,7 +60,12 @@ def otp_secret_parameter(stage: str) -> str:
 def _arn(service: str, resource: str) -> str:
     """Region and account are left open here (chalice deploy reads this file as is); the
     merge template pins them to the stack's own with Fn::Sub."""
+    if service == "iam":  # global: no region
+        return f"arn:aws:iam::*:{resource}"
     return f"arn:aws:{service}:*:*:{resource}"
+
+
+DEVICE_ROLE_SID = "DeviceRole"
 
 
 def policy(stage: str) -> dict:
@@ -76,6 +84,10 @@ def policy(stage: str) -> dict:
          "Resource": index_arns},
         {"Sid": "DeviceQueues", "Effect": "Allow", "Action": SQS_ACTIONS,
          "Resource": [_arn("sqs", settings.queue_name("*"))]},
+        # Direct polling: vend device credentials (chalicelib/direct.py). The stack's DeviceRole
+        # is the one role under this path; the merge template names it exactly.
+        {"Sid": DEVICE_ROLE_SID, "Effect": "Allow", "Action": ["sts:AssumeRole"],
+         "Resource": [_arn("iam", f"role{settings.device_role_path()}*")]},
         {"Sid": "OtpSecret", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]},
         {"Sid": "Logs", "Effect": "Allow",
@@ -91,6 +103,9 @@ def _pinned(value):
         return [_pinned(v) for v in value]
     if isinstance(value, dict):
         return {k: _pinned(v) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("arn:aws:iam::*:"):
+        return {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:"
+                           + value[len("arn:aws:iam::*:"):]}
     if isinstance(value, str) and value.startswith("arn:aws:"):
         match = re.match(r"^arn:aws:([a-z0-9-]+):\*:\*:(.*)$", value)
         if not match:
@@ -157,13 +172,36 @@ def _alarm(description: str, properties: dict) -> dict:
         **properties}}
 
 
+def device_role(settings) -> dict:
+    """The role a device's credentials come from (POST /device/credentials). Anyone in the
+    account may assume it whose own policy allows it: only the gateway's functions' roles do.
+    Each session is narrowed further to one device's queue by the gateway's session policy."""
+    queues = f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:" \
+             f"{settings.queue_name('*')}"
+    return {"Type": "AWS::IAM::Role", "Properties": {
+        "Path": settings.device_role_path(),
+        "MaxSessionDuration": 3600,
+        "Description": f"{settings.PREFIX}: devices long-polling their own SQS queue",
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+        }]},
+        "Policies": [{"PolicyName": "receive-from-device-queues", "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": ["sqs:ReceiveMessage"],
+                "Resource": {"Fn::Sub": queues}}]}}]}}
+
+
 def template(stage: str) -> dict:
     settings, tables, metrics = _load(stage)
     from chalice.utils import to_cfn_resource_name
 
     from app import app
     pinned_policy = _pinned(policy(stage))
-    resources = {}
+    for statement in pinned_policy["Statement"]:
+        if statement["Sid"] == DEVICE_ROLE_SID:  # exactly the stack's role, not the path
+            statement["Resource"] = [{"Fn::GetAtt": ["DeviceRole", "Arn"]}]
+    resources = {"DeviceRole": device_role(settings)}
     for model in tables.MODELS:
         resources[f"{model.__name__}Table"] = table_resource(model, stage)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
@@ -176,6 +214,9 @@ def template(stage: str) -> dict:
         log_group = to_cfn_resource_name(f"{name}_log_group")
         resources[logical_id] = {"DependsOn": [log_group],
                                  "Properties": {"FunctionName": function_name}}
+        if name == "api_handler":  # merged into the environment chalice writes
+            resources[logical_id]["Properties"]["Environment"] = {"Variables": {
+                "SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}}
         resources[log_group] = {
             "Properties": {"LogGroupName": f"/aws/lambda/{function_name}"}}
         resources[to_cfn_resource_name(f"{name}_role")] = {"Properties": {"Policies": [{
@@ -193,6 +234,7 @@ def template(stage: str) -> dict:
     outputs = {f"{model.__name__}TableName": {"Value": {"Ref": f"{model.__name__}Table"}}
                for model in tables.MODELS}
     outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
+    outputs["DeviceRoleArn"] = {"Value": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
     return {
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import botocore.client
 import pytest
 
-from chalicelib import accounts, devices, settings, tables
+from chalicelib import accounts, aws, devices, settings, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("dev", "prod")
@@ -90,11 +90,11 @@ def api(client, **params):
     return envelope["data"]
 
 
-def run_flow(client):
+def run_flow(client, device_role):
     """Register a device, use every API action that exists on main, remove the device."""
     account = accounts.create_account("Policy check")
     key, _ = accounts.create_key(account.account_id, "ci")
-    device, _ = devices.register(account.account_id, "Phone", sim_count=2)
+    device, token = devices.register(account.account_id, "Phone", sim_count=2)
     sent = api(client, action="send_sms", api_key=key, device_uid=device.device_uid,
                phone_number="+14155550100", message="hello")
     api(client, action="send_sms", api_key=key, device_id=str(device.device_id),
@@ -102,6 +102,18 @@ def run_flow(client):
     api(client, action="check_status", api_key=key, message_id=str(sent["message_id"]))
     api(client, action="get_history", api_key=key, type="all", limit="5")
     assert api(client, action="device_status", api_key=key)[0]["device_uid"] == device.device_uid
+    # Direct polling: the device's credentials (STS), then a claim of what it received.
+    response = client.http.post("/device/credentials", body=b"",
+                                headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.body
+    received = aws.sqs().receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
+                                         VisibilityTimeout=settings.LEASE_SECONDS)["Messages"]
+    claims = [{"message_id": json.loads(m["Body"])["message_id"],
+               "receipt_handle": m["ReceiptHandle"]} for m in received]
+    response = client.http.post("/device/claims", body=json.dumps({"claims": claims}),
+                                headers={"Authorization": f"Bearer {token}",
+                                         "Content-Type": "application/json"})
+    assert response.status_code == 200, response.body
     devices.remove(account.account_id, str(device.device_id))
 
 
@@ -110,6 +122,7 @@ def run_flow(client):
 def _for_stage(name: str, stage: str) -> str:
     """A name the tests' stage produced, as `stage` would spell it."""
     for ours, theirs in ((settings.PREFIX + "-", f"smsgw-{stage}-"),
+                         (f"role{settings.device_role_path()}", f"role/smsgw-{stage}/"),
                          (f"/smsgw/{settings.STAGE}/", f"/smsgw/{stage}/")):
         if name.startswith(ours):
             return theirs + name[len(ours):]
@@ -143,6 +156,9 @@ def iam_requests(service, operation, params, stage):
         if operation == "CreateQueue" and params.get("tags"):
             found.append(("sqs:TagQueue", arn))  # tagging on creation needs both
         return found
+    if service == "sts" and operation == "AssumeRole":
+        account, resource = params["RoleArn"].split(":", 5)[4:]
+        return [("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:{_for_stage(resource, stage)}")]
     if service == "ssm" and operation == "GetParameter":
         return [("ssm:GetParameter",
                  f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{_for_stage(params['Name'], stage)}")]
@@ -150,9 +166,20 @@ def iam_requests(service, operation, params, stage):
 
 
 @pytest.fixture
-def flow_requests(client, recorded):
+def device_role(aws_mock, monkeypatch):
+    """The stack's DeviceRole (in moto's IAM), named by SMSGW_DEVICE_ROLE_ARN."""
+    import boto3
+    arn = boto3.client("iam", region_name=REGION).create_role(
+        RoleName="smsgw-DeviceRole-X1", Path=settings.device_role_path(),
+        AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    monkeypatch.setattr(settings, "DEVICE_ROLE_ARN", arn)
+    return arn
+
+
+@pytest.fixture
+def flow_requests(client, device_role, recorded):
     recorded.clear()  # table creation by the fixture is the deployment's job, not the code's
-    run_flow(client)
+    run_flow(client, device_role)
     assert recorded, "the flow made no AWS call: the recorder is not attached"
     return recorded
 
@@ -180,7 +207,8 @@ def test_the_flow_covers_queues_tables_and_indexes(flow_requests):
     called = {(s, o) for s, o, _ in flow_requests}
     for needed in [("sqs", "CreateQueue"), ("sqs", "SendMessage"), ("sqs", "DeleteQueue"),
                    ("dynamodb", "TransactWriteItems"), ("dynamodb", "Query"),
-                   ("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("dynamodb", "DeleteItem")]:
+                   ("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("dynamodb", "DeleteItem"),
+                   ("sts", "AssumeRole"), ("sqs", "ReceiveMessage")]:
         assert needed in called, needed
     assert any(p.get("IndexName") for s, o, p in flow_requests if o == "Query")
 
@@ -193,6 +221,9 @@ def test_a_denied_call_is_reported(flow_requests):
     assert not allowed(policy, "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:other-queue")
     assert not allowed(policy, "dynamodb:Scan",
                        f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/smsgw-dev-accounts")
+    assert not allowed(policy, "sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/admin")
+    assert not allowed(policy, "sts:AssumeRole",
+                       f"arn:aws:iam::{ACCOUNT}:role/smsgw-prod/smsgw-DeviceRole-X1")
     assert not allowed(policy, "dynamodb:DeleteTable",
                        f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/smsgw-dev-accounts")
 
@@ -209,6 +240,7 @@ def test_statements_are_narrow(stage):
                 assert set(_list(st["Action"])) <= set(STAR_RESOURCE_ALLOWED), st
             else:
                 service = resource.split(":")[2]
+                service = {"iam": "sts"}.get(service, service)  # roles are assumed via STS
                 assert st["Action"] and all(a.startswith(service + ":")
                                             for a in _list(st["Action"])), st
 
@@ -224,6 +256,7 @@ def test_resources_are_this_stages_own(stage):
     expected = tables_ | indexes | {
         f"arn:aws:sqs:*:*:{prefix}-device-*",
         f"arn:aws:ssm:*:*:parameter/smsgw/{stage}/otp-secret",
+        f"arn:aws:iam::*:role/smsgw-{stage}/*",
         f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}:log-stream:*",
         f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}-*:log-stream:*",
     }

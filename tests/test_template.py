@@ -90,6 +90,11 @@ def test_functions_are_named_as_the_policy_expects(generated):
         [s["Action"] for s in written["Statement"]]
     for pinned, loose in zip(policy["Statement"], written["Statement"], strict=True):
         for sub, arn in zip(pinned["Resource"], loose["Resource"], strict=True):
+            if pinned["Sid"] == "DeviceRole":  # exactly the stack's role, under the file's path
+                assert sub == {"Fn::GetAtt": ["DeviceRole", "Arn"]}
+                assert arn == "arn:aws:iam::*:role" + resources["DeviceRole"]["Properties"][
+                    "Path"] + "*"
+                continue
             assert sub["Fn::Sub"].replace("${AWS::Partition}", "aws").replace(
                 "${AWS::Region}:${AWS::AccountId}", "*:*") == arn
 
@@ -112,3 +117,32 @@ def test_stuck_metric_line_is_embedded_metric_format(capsys):
     assert spec["Namespace"] == metrics.NAMESPACE
     assert spec["Metrics"] == [{"Name": metrics.STUCK_MESSAGES, "Unit": "Count"}]
     assert line[metrics.STUCK_MESSAGES] == 3 and line["Stage"] == settings.STAGE
+
+
+def test_device_role_allows_receiving_from_the_stages_device_queues_only(generated):
+    """Direct polling: the role devices' credentials come from, and what reaches the code."""
+    import fnmatch
+
+    from chalicelib import direct
+    stage, template = generated
+    resources = template["Resources"]
+    role = resources["DeviceRole"]["Properties"]
+    assert role["Path"] == f"/smsgw-{stage}/" and role["MaxSessionDuration"] == 3600
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole" and trust["Principal"]["AWS"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    [policy] = role["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["sqs:ReceiveMessage"]
+    pattern = statement["Resource"]["Fn::Sub"].replace("${AWS::Partition}", "aws").replace(
+        "${AWS::Region}", "eu-west-1").replace("${AWS::AccountId}", "123456789012")
+    assert pattern == f"arn:aws:sqs:eu-west-1:123456789012:smsgw-{stage}-device-*"
+    # The gateway's session policy for a device of this stage lies inside the role's grant.
+    mine = f"https://sqs.eu-west-1.amazonaws.com/123456789012/smsgw-{stage}-device-0123456789abcdef"
+    arn = direct.queue_arn(mine).replace(f":{direct.settings.REGION}:", ":eu-west-1:")
+    assert fnmatch.fnmatchcase(arn, pattern)
+    assert not fnmatch.fnmatchcase(arn.replace(f"smsgw-{stage}-", "smsgw-other-"), pattern)
+    env = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
+    assert template["Outputs"]["DeviceRoleArn"] == {"Value": {"Fn::GetAtt": ["DeviceRole",
+                                                                            "Arn"]}}

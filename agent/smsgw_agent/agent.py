@@ -25,6 +25,11 @@ class Agent:
         self.backend = backend or backends.make(config)
         self.journal = journal or Journal(config.journal)
         self.client = GatewayClient(config.url, config.token)
+        if config.mode == "direct":
+            from smsgw_agent.direct import DirectPoller
+            self.poller = DirectPoller(self.client)
+        else:
+            self.poller = self.client
         self.stopping = threading.Event()
         self.polling = False  # a long poll is in flight (safe to interrupt)
         self._failures = 0
@@ -133,7 +138,7 @@ class Agent:
             return
         self.polling = True
         try:
-            jobs = self.client.jobs(wait, self.config.max_jobs)
+            jobs = self.poller.jobs(wait, self.config.max_jobs)
         finally:
             self.polling = False
         for job in jobs:
@@ -142,7 +147,8 @@ class Agent:
 
     def run(self) -> None:
         """Run until stop(); then report `stopped` (best effort) and close the journal."""
-        log.info("agent started for %s (%s backend)", self.config.url, self.config.backend)
+        log.info("agent started for %s (%s backend, %s polling)", self.config.url,
+                 self.config.backend, self.config.mode)
         try:
             while not self.stopping.is_set():
                 try:

@@ -46,6 +46,14 @@ class GatewayClient:
         return self._call("GET", "/device/jobs", params={"wait": wait, "max": max_jobs},
                           timeout=wait + 15)["jobs"]
 
+    def credentials(self) -> dict:
+        """Direct mode: temporary credentials for the device's own queue."""
+        return self._call("POST", "/device/credentials", json={})
+
+    def claim(self, claims: list) -> list:
+        """Direct mode: lease what the device received from its queue; results in order."""
+        return self._call("POST", "/device/claims", json={"claims": claims})["results"]
+
     def report(self, reports: list) -> list:
         return self._call("POST", "/device/reports", json={"reports": reports})["results"]
 

@@ -9,7 +9,7 @@ ENV = {  # environment variable -> field
     "SMSGW_URL": "url", "SMSGW_DEVICE_TOKEN": "token", "SMSGW_BACKEND": "backend",
     "SMSGW_JOURNAL": "journal", "SMSGW_POLL_WAIT": "poll_wait", "SMSGW_SIM_COUNT": "sim_count",
     "SMSGW_HEARTBEAT_SECONDS": "heartbeat_seconds",
-    "SMSGW_INCOMING_SECONDS": "incoming_seconds",
+    "SMSGW_INCOMING_SECONDS": "incoming_seconds", "SMSGW_POLL_MODE": "mode",
     "SMSGW_SIM_FAILURE_RATE": "failure_rate", "SMSGW_SIM_DELIVERY_DELAY": "delivery_delay",
     "SMSGW_SIM_LEDGER": "ledger", "SMSGW_SIM_INBOX": "inbox",
 }
@@ -26,7 +26,10 @@ class AgentConfig:
     backend: str = "termux"  # termux | simulator
     journal: str = field(default_factory=lambda: str(Path.home() / ".smsgw-agent" /
                                                      "journal.sqlite3"))
-    poll_wait: int = 20  # seconds a job poll may wait on the gateway (long poll)
+    # gateway: long-poll GET /device/jobs; direct: long-poll the device's SQS queue with
+    # credentials the gateway vends (needs boto3; no Lambda is billed while waiting)
+    mode: str = "gateway"
+    poll_wait: int = 20  # seconds a job poll may wait (long poll)
     max_jobs: int = 10
     sim_count: int | None = None
     heartbeat_seconds: float = 40.0
@@ -50,6 +53,8 @@ class AgentConfig:
                               "'<device_uid>.<secret>' as the gateway showed it.")
         if self.backend not in ("termux", "simulator"):
             raise ConfigError("backend must be termux or simulator.")
+        if self.mode not in ("gateway", "direct"):
+            raise ConfigError("mode must be gateway or direct.")
         if not 0 <= self.poll_wait <= 20:
             raise ConfigError("poll_wait must be 0-20 seconds.")
         if not 0.0 <= self.failure_rate <= 1.0:
