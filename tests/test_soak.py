@@ -60,5 +60,6 @@ def test_soak_nothing_lost_or_sent_twice_under_faults(tmp_path):
     assert figures["leases abandoned by a silent poller"] >= 3
     assert figures["leases expired (taken, no outcome reported in time)"] >= 3
     assert states.get("expired", 0) >= 1 and figures["sweep actions"].get("expired", 0) >= 1
+    assert figures["sweep actions"].get("requeued", 0) >= 1
     assert figures["failure reasons"].get("failed: Simulated send failure.", 0) >= 1
     assert figures["sweep runs"] >= 1 and figures["sweep errors"] == 0
