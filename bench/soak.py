@@ -9,9 +9,10 @@ app + the scheduled sweeps every second, 2 s leases), one `smsgw-agent` subproce
 of every SMS it "sent", its own SQLite journal), and a fourth device that never polls.
 
 Faults, while the messages are sent:
-- agent crashes: SIGKILL at random moments, and restarts with `--crash-after take|send` (the
-  agent exits right after leasing a job / right after sending one); every agent is restarted
-  with the same journal and ledger;
+- agent crashes: SIGKILL at random moments, and restarts with `--crash-after take|backend|send`
+  (the agent exits right after leasing a job / after the SMS left but before its journal
+  recorded it / after recording it, before reporting); every agent is restarted with the same
+  journal and ledger;
 - duplicate SQS deliveries: copies of real job bodies (rebuilt from the stored message) put on
   the device's queue, for messages in flight and for settled ones;
 - expired leases: a "silent phone" polls jobs with a device's token and never reports, so the
@@ -23,9 +24,10 @@ Then it waits (bounded) until nothing is pending or processing, reads every mess
 `get_history` / `check_status`, the agents' ledgers and the messages table, and checks: final
 state (a `failed` or `expired` one has a reason), each message in at most one ledger entry and
 on its own device's ledger with its number and text, `sent`/`delivered` sent exactly once,
-failures and expiries not sent at all, and nothing left in the sweeps' open index. A message may
-stay `sent` only when its agent was killed between the send and the delivery receipt (a real
-phone loses that receipt too); those are counted apart.
+device failures and expiries not sent at all (a failure whose outcome was unknown, e.g. the
+agent died mid-send, may have been sent once), and nothing left in the sweeps' open index. A
+message may stay `sent` only when its agent was killed between the send and the delivery
+receipt (a real phone loses that receipt too); those are counted apart.
 
 `run(...)` is what tests/test_soak.py calls at a reduced size; it returns the figures and the
 list of problems found (empty when everything held).
@@ -57,7 +59,9 @@ DELIVERY_DELAY = 0.3
 # A `sent` message is explained by a crash if its agent was killed this soon after the send.
 RECEIPT_WINDOW = DELIVERY_DELAY + 5.0
 AGENT_REASONS = ("Simulated send failure.", "Expired before the device could send it.")
-UNKNOWN_OUTCOME = "The agent stopped while sending"
+# Failures whose SMS may have left once: the agent died mid-send (it reports failed rather than
+# risk a second SMS), or its leases ran out MAX_ATTEMPTS times before any outcome came back.
+UNKNOWN_OUTCOME = ("The agent stopped while sending", "The device took it ")
 HEARTBEAT_WINDOW = 6
 LONG_OUTAGE = HEARTBEAT_WINDOW + 3.0
 GATEWAY_ENV = {
@@ -317,7 +321,7 @@ class Soak:
         for slot in self.slots:
             exits.update(slot.exits)
         return (exits["sigkill"] >= 3 and self.faults["long outages"] >= 1
-                and exits["take"] >= 1 and exits["send"] >= 1
+                and exits["take"] >= 1 and exits["send"] >= 1 and exits["backend"] >= 1
                 and self.faults["leases abandoned by a silent poller"] >= 3
                 and self.faults["duplicates of in-flight messages"] >= 3)
 
@@ -330,7 +334,7 @@ class Soak:
         if self._sending_done.is_set() or any(slot.mode and slot.running()
                                               for slot in self.slots):
             return None  # (it needs jobs to arrive to take its exit)
-        return next((mode for mode in ("send", "take") if not done[mode]), None)
+        return next((mode for mode in ("send", "backend", "take") if not done[mode]), None)
 
     def _inject(self, until: float):
         session = requests.Session()
@@ -473,10 +477,11 @@ class Soak:
                                      "times")
             elif status == "expired" and ledger:
                 self.problems.append(f"message {message_id} expired but was sent")
-            elif status == "failed" and ledger and not (reason or "").startswith(
-                    UNKNOWN_OUTCOME):
-                # only an interrupted send may have left without being reported
-                self.problems.append(f"message {message_id} failed ({reason}) but was sent")
+            elif status == "failed" and ledger:
+                if (reason or "").startswith(UNKNOWN_OUTCOME):
+                    self.faults["failed with an unknown outcome, in a ledger"] += 1
+                else:  # a device error: it must not have been sent
+                    self.problems.append(f"message {message_id} failed ({reason}) but was sent")
             if item["valid_for"] and status != "expired":
                 self.problems.append(f"message {message_id} for the offline device ended "
                                      f"{status}")
@@ -543,7 +548,7 @@ class Soak:
             item["status"]["S"] in ("sent", "delivered") or (
                 item["status"]["S"] == "failed" and any(
                     item.get("reason", {}).get("S", "").startswith(r)
-                    for r in (*AGENT_REASONS, UNKNOWN_OUTCOME)))))
+                    for r in (*AGENT_REASONS, UNKNOWN_OUTCOME[0])))))
         return {
             "messages accepted": len(self.accepted),
             "send_sms errors (not accepted)": len(self.send_errors),
@@ -552,6 +557,8 @@ class Soak:
             "final states": dict(sorted(result["states"].items())),
             "failure reasons": dict(sorted(result["reasons"].items())),
             "sends per ledger": {s.device["device_uid"]: len(s.entries()) for s in self.slots},
+            "failed with an unknown outcome yet sent once (at most once)": self.faults[
+                "failed with an unknown outcome, in a ledger"],
             "duplicates found (a message in ledgers more than once)": sum(
                 1 for entries in sends.values() if len(entries) > 1),
             "crashes injected": {"total": sum(exits.values()), **dict(exits)},
