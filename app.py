@@ -13,12 +13,13 @@ def _source_ip():
     return app.current_request.context.get("identity", {}).get("sourceIp")
 
 
-@app.route("/myAPI.php", methods=["GET", "POST"], content_types=ANY_BODY)
+@app.route("/myAPI.php", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+           content_types=ANY_BODY)
 def my_api():
     request = app.current_request
     status, headers, envelope = compat_api.handle(
         request.to_original_event().get("multiValueQueryStringParameters"),
-        dict(request.headers), request.raw_body, _source_ip())
+        dict(request.headers), request.raw_body, _source_ip(), request.method)
     return Response(json.dumps(envelope), status_code=status,
                     headers={"Content-Type": "application/json", **headers})
 

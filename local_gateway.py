@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -45,6 +46,8 @@ class LocalGateway:
                  agent: bool = False, env: dict | None = None, extra_devices: int = 0):
         self.port = port or free_port()
         self.demo, self.schedules, self.agent = demo, schedules, agent
+        self.echo = False  # the demo phone prints what it sends
+        self.inbox = None
         self.extra_env = env or {}
         self.extra_devices = extra_devices
         self.url = f"http://127.0.0.1:{self.port}"
@@ -73,7 +76,9 @@ class LocalGateway:
         if self.schedules:
             self._start_schedules()
         if self.agent and self.demo_info:
-            self._agent = start_demo_agent(self.url, self.demo_info["device_token"])
+            self.inbox = os.path.join(tempfile.mkdtemp(prefix="smsgw-demo-"), "inbox.jsonl")
+            self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
+                                           echo=self.echo)
         return self
 
     def _serve_http(self):
@@ -83,6 +88,8 @@ class LocalGateway:
         from app import app
 
         class Handler(ChaliceRequestHandler):
+            disable_nagle_algorithm = True  # else small answers wait ~40 ms for delayed ACKs
+
             def _generic_handle(self):
                 # The local stand-in for API Gateway's requestContext.identity.sourceIp.
                 self.local_gateway.event_converter.LOCAL_SOURCE_IP = self.client_address[0]
@@ -166,26 +173,41 @@ def create_demo(extra_devices: int = 0) -> dict:
     return info
 
 
-def start_demo_agent(url: str, token: str):
+def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool = False):
     """A simulated phone for the demo device: the device agent (./agent) with its simulator
-    backend, in a thread, polling with short waits so the demo settles within seconds."""
+    backend, in a thread, polling with short waits so the demo settles within seconds. It reads
+    "received" SMS from the JSON-lines file `inbox` and, with `echo`, prints what it "sends"."""
     try:
         import smsgw_agent  # noqa: F401
     except ImportError:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent"))
     from smsgw_agent import Agent, AgentConfig
+    from smsgw_agent.backends import SimulatorBackend
     from smsgw_agent.journal import Journal
+
+    class DemoPhone(SimulatorBackend):
+        def send(self, phone_number, text, sim_slot, message_id=None):
+            super().send(phone_number, text, sim_slot, message_id)
+            if echo:
+                print(f"[demo phone] SIM {sim_slot} -> {phone_number}: {text}", flush=True)
 
     config = AgentConfig(url=url, token=token, backend="simulator", journal=":memory:",
                          poll_wait=int(os.environ.get("SMSGW_LOCAL_AGENT_WAIT", "1")),
                          sim_count=2, delivery_delay=float(
                              os.environ.get("SMSGW_LOCAL_AGENT_DELIVERY_DELAY", "1")),
-                         incoming_seconds=5.0).check()
-    return Agent(config, journal=Journal(":memory:")).start()
+                         incoming_seconds=2.0, inbox=inbox).check()
+    phone = DemoPhone(config.failure_rate, config.delivery_delay, inbox=inbox)
+    return Agent(config, backend=phone, journal=Journal(":memory:")).start()
 
 
 def banner(gw: LocalGateway) -> str:
     d = gw.demo_info
+    phone = "No phone is polling (--no-agent): messages stay pending until a device agent runs."
+    if gw.inbox:
+        phone = (f"A simulated phone sends for the demo device and prints each SMS below (OTP "
+                 f"codes too, to try verify_otp).\nTo make it receive an SMS (get_history "
+                 f"type=incoming), append a line to {gw.inbox}:\n  echo '{{\"phone_number\": "
+                 f"\"+8801712345678\", \"message\": \"Hi there\"}}' >> {gw.inbox}")
     return f"""
 SMS gateway running at {gw.url}  (AWS emulated by moto at {gw.aws_endpoint})
 
@@ -204,6 +226,7 @@ Send an SMS:
     -d "sim_slot=1"
 
 Then: curl "{gw.url}/myAPI.php?action=get_history&api_key={d['api_key']}&limit=5"
+{phone}
 Admin CLI against this gateway: AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local \\
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local python cli.py account list
 Ctrl-C stops everything.
@@ -221,6 +244,7 @@ Ctrl-C stops everything.
 def main(port, no_agent, extra_devices, as_json):
     """Start the local SMS gateway with a demo account and device."""
     gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices)
+    gw.echo = not as_json
     try:
         gw.start()
     except OSError as exc:

@@ -73,11 +73,15 @@ def _cause_code(exc: BaseException) -> str | None:
     return None
 
 
-def handle(query: dict | None, headers: dict, body: bytes | None, source_ip: str | None):
+def handle(query: dict | None, headers: dict, body: bytes | None, source_ip: str | None,
+           method: str = "GET"):
     """Answer one request: returns (http_status, extra_headers, envelope)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     try:
         try:
+            if method not in ("GET", "POST"):
+                raise BadRequest(f"Method {method} is not supported: use GET or POST.", None,
+                                 code="method_not_allowed")
             request = params.collect(query, headers, body)
             name = request.get("action", "").strip()
             if name not in ACTIONS:

@@ -121,14 +121,19 @@ def remove(account_id: str, device_ref: str) -> Device:
 
 
 def authenticate(token: str | None) -> Device:
-    """The device behind a device token `<device_uid>.<secret>`."""
+    """The device behind a device token `<device_uid>.<secret>`. A warm container keeps the
+    device record for AUTH_CACHE_SECONDS (so an idle long-poll costs one SQS call); the secret
+    is checked against it on every request."""
     uid, _, secret = (token or "").partition(".")
     if not UID_PATTERN.match(uid) or not secret:
         raise Unauthorized("Missing or malformed device token.", "authorization")
-    try:
-        device = Device.get(uid)
-    except DoesNotExist:
-        raise Unauthorized("Invalid device token.", "authorization")
+    device = _cache.get(("token", uid))
+    if device is None:
+        try:
+            device = Device.get(uid)
+        except DoesNotExist:
+            raise Unauthorized("Invalid device token.", "authorization")
+        _cache.put(("token", uid), device)
     if not hmac.compare_digest(device.secret_hash, _hash(secret)):
         raise Unauthorized("Invalid device token.", "authorization")
     return device

@@ -4,7 +4,6 @@ A device may push the same SMS twice (it retries after a lost answer), so each i
 Idempotency table under `in#<device_uid>#<device_message_id>` in the same transaction that stores
 it: stored once, and a repeat answers with the id it got the first time.
 """
-import phonenumbers
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -15,6 +14,8 @@ from chalicelib.tables import Device, Idempotency, IncomingMessage
 
 def sender(raw: str) -> str:
     """E.164 when the sender is a phone number; otherwise (a short code, 'BANK') as given."""
+    import phonenumbers  # on first use: cold starts that parse no number skip its ~11 ms
+
     text = raw.strip()
     try:
         number = phonenumbers.parse(text, settings.DEFAULT_REGION)

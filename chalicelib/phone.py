@@ -1,6 +1,8 @@
-"""Phone numbers in, E.164 out, through Google's libphonenumber port."""
-import phonenumbers
+"""Phone numbers in, E.164 out, through Google's libphonenumber port.
 
+`phonenumbers` is imported on first use (~11 ms): a cold container whose first request needs no
+phone number (device polls, status, history) does not pay for it.
+"""
 from chalicelib import settings
 from chalicelib.errors import BadRequest
 
@@ -15,6 +17,8 @@ def normalise(raw: str, parameter: str = "phone_number") -> str:
         raise BadRequest(f"Missing required parameter: {parameter}.", parameter)
     if len(text) > 32:
         raise BadRequest(f"Invalid {parameter}: too long.", parameter)
+    import phonenumbers
+
     region = settings.DEFAULT_REGION
     try:
         number = phonenumbers.parse(text, region)

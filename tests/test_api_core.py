@@ -314,3 +314,11 @@ def test_removed_device_and_its_queue_are_gone(api, account):
     assert device.queue_url not in sqs.list_queues().get("QueueUrls", [])
     body, _ = api(**_base(key, device))
     assert body["status"] == "error" and body["data"]["error_code"] == "not_found"
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_other_methods_get_an_envelope(client, account, method):
+    response = client.http.request(method, f"/myAPI.php?action=device_status&api_key={account[1]}")
+    body = json.loads(response.body)
+    assert response.status_code == 200 and body["status"] == "error"
+    assert body["data"]["error_code"] == "method_not_allowed" and "GET or POST" in body["message"]

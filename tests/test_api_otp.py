@@ -195,7 +195,7 @@ def test_device_id_works_too(client, account):
 
 
 def test_aws_calls_per_request(client, account, aws_calls):
-    """Deterministic call counts (the figures in docs/otp.md)."""
+    """Deterministic call counts (the figures in README, OTP)."""
     acct, key, device, _ = account
     second = "+8801712345679"
     counts = {}

@@ -1,0 +1,333 @@
+"""The requests the benchmarks make: every public action and every device call, each with the
+set-up it needs before it (not measured) and a way to say "not available" when the code that
+answers it is not on this branch yet.
+
+The same scenarios run in-process (chalice.test.Client, for exact AWS call counts) and over HTTP
+against the local gateway (for latency). Device-protocol payloads are written from the design
+of the device branch (chalicelib/device_api.py): batches `{"reports": [...]}`,
+`{"messages": [...]}`, `GET /device/jobs?wait=&max=` answering `{"jobs": [...]}`.
+"""
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+PHONE = "+8801712345678"
+_numbers = itertools.count(100000)
+DEVICE_JOBS = "/device/jobs"
+DEVICE_REPORTS = "/device/reports"
+DEVICE_INCOMING = "/device/incoming"
+DEVICE_HEARTBEAT = "/device/heartbeat"
+
+
+def fresh_number() -> str:
+    """A different valid mobile number per call (OTP sends have per-number cooldowns and caps)."""
+    return f"+88017{next(_numbers) % 100000000:08d}"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: object
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        if not 200 <= self.status < 300:
+            return False
+        if isinstance(self.body, dict) and "response" in self.body and "status" in self.body:
+            return self.body["status"] == "success"
+        return True
+
+    def problem(self) -> str:
+        if isinstance(self.body, dict) and self.body.get("message"):
+            return f"HTTP {self.status}: {self.body['message']}"[:160]
+        return f"HTTP {self.status}: {self.text[:120]}"
+
+
+class ChaliceInvoker:
+    """Requests through chalice.test.Client: the real app, in-process."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def request(self, method, path, query=None, form=None, json_body=None, headers=None):
+        headers = dict(headers or {})
+        body = b""
+        if form is not None:
+            body = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        answer = self.client.http.request(method, path, headers=headers, body=body)
+        text = answer.body.decode() if isinstance(answer.body, bytes) else str(answer.body)
+        return Reply(answer.status_code, _json(text), text)
+
+
+class HttpInvoker:
+    """Requests over HTTP (the local gateway), one keep-alive session."""
+
+    def __init__(self, base_url):
+        import requests
+        self.base = base_url
+        self.session = requests.Session()
+
+    def request(self, method, path, query=None, form=None, json_body=None, headers=None):
+        answer = self.session.request(method, self.base + path, params=query, data=form,
+                                      json=json_body, headers=headers, timeout=60)
+        return Reply(answer.status_code, _json(answer.text), answer.text)
+
+
+def _json(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Device:
+    device_id: int
+    device_uid: str
+    token: str
+    queue_url: str
+
+
+class Fixture:
+    """One account, its key, four devices (sends, OTP, device protocol, idle) and seeded
+    history: `history` outgoing and incoming messages (100: get_history limit=100 reads full
+    pages). Built with the domain modules directly, before any measurement."""
+
+    def __init__(self, history: int = 100):
+        from chalicelib import accounts, devices, ids, messages, tables
+        self.account = accounts.create_account("Bench")
+        self.account_id = self.account.account_id
+        self.api_key, _ = accounts.create_key(self.account_id, "bench")
+        self.dev = {}
+        for role in ("send", "otp", "proto", "idle"):
+            device, token = devices.register(self.account_id, f"bench-{role}", sim_count=2)
+            self.dev[role] = Device(device.device_id, device.device_uid, token, device.queue_url)
+        send_device = devices.resolve(self.account_id, device_uid=self.dev["send"].device_uid)
+        for i in range(max(1, history)):
+            self.message_id = messages.send(self.account_id, send_device, PHONE,
+                                            f"Seeded message {i}").message.message_id
+        now = __import__("time").time_ns() // 1_000_000
+        for i in range(history):
+            tables.IncomingMessage(
+                account_id=self.account_id, message_id=ids.new_message_id(),
+                device_uid=send_device.device_uid, device_id=send_device.device_id,
+                device_message_id=f"seed-{i}", phone_number=PHONE, body=f"Incoming {i}",
+                sim_slot=1, received_at=now, created_at=now).save()
+        self.idem = itertools.count()
+        self.leased = None
+        self.otp_code = None
+        self.otp_number = None
+
+    def api(self, inv, action, method="POST", **params):
+        params = {"api_key": self.api_key, "action": action, **params}
+        if method == "GET":
+            return inv.request("GET", "/myAPI.php", query=params)
+        return inv.request("POST", "/myAPI.php", form=params)
+
+    def device(self, inv, role, method, path, query=None, json_body=None):
+        headers = {"Authorization": f"Bearer {self.dev[role].token}"}
+        return inv.request(method, path, query=query, json_body=json_body, headers=headers)
+
+
+# --- availability ------------------------------------------------------------------------------
+
+def _otp_missing():
+    from chalicelib import compat_api
+    if compat_api.ACTIONS.get("send_otp", (None,))[0] is getattr(compat_api, "_not_yet", 0):
+        return "not available (OTP code not merged)"
+    return None
+
+
+def _route_missing(path):
+    def check():
+        app = sys.modules.get("app") or __import__("app")
+        if path not in app.app.routes:
+            return f"not available (no {path} route yet)"
+        return None
+    return check
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+@dataclass
+class Scenario:
+    name: str
+    run: object                     # fn(fixture, invoker) -> Reply
+    prepare: object = None          # fn(fixture, invoker), before each run, not measured
+    missing: object = None          # fn() -> reason or None
+    group: str = "public"
+    goal: int | None = None         # warm AWS calls allowed
+    latency: bool = True            # also timed over HTTP
+
+
+def _send(fx, inv, **extra):
+    return fx.api(inv, "send_sms", device_uid=fx.dev["send"].device_uid, phone_number=PHONE,
+                  message="Hello World", sim_slot="1", **extra)
+
+
+def _send_idem(fx, inv):
+    return _send(fx, inv, idempotency_key=f"bench-{next(fx.idem)}-{id(fx)}")
+
+
+def _send_idem_replay(fx, inv):
+    return _send(fx, inv, idempotency_key="bench-replayed-key")
+
+
+def _prepare_replay(fx, inv):
+    _send(fx, inv, idempotency_key="bench-replayed-key")
+
+
+def _history(limit):
+    return lambda fx, inv: fx.api(inv, "get_history", "GET", limit=str(limit))
+
+
+def _send_otp(fx, inv):
+    return fx.api(inv, "send_otp", device_uid=fx.dev["otp"].device_uid,
+                  phone_number=fresh_number(), message="Your code is {otp}.")
+
+
+def _prepare_verify(fx, inv):
+    """Send an OTP to a fresh number and read the code from the OTP device's queue."""
+    from chalicelib import aws
+    number = fresh_number()
+    reply = fx.api(inv, "send_otp", device_uid=fx.dev["otp"].device_uid, phone_number=number,
+                   message="Your code is {otp}.")
+    if not reply.ok:
+        raise RuntimeError(f"send_otp failed: {reply.problem()}")
+    sqs = aws.sqs()
+    queue = fx.dev["otp"].queue_url
+    for _ in range(500):  # the queue may also hold the jobs of earlier send_otp runs
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        for m in got:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+            job = json.loads(m["Body"])
+            if job.get("phone_number") == number:
+                fx.otp_number = number
+                fx.otp_code = re.search(r"\d{4,10}", job["message"]).group(0)
+                return
+    raise RuntimeError("OTP job not found on the device queue")
+
+
+def _verify(fx, inv):
+    return fx.api(inv, "verify_otp", phone_number=fx.otp_number, otp_code=fx.otp_code)
+
+
+def _queue_job(fx, role="proto"):
+    from chalicelib import devices, messages
+    device = devices.resolve(fx.account_id, device_uid=fx.dev[role].device_uid)
+    return messages.send(fx.account_id, device, PHONE, "Job for the device").message.message_id
+
+
+def _poll(fx, inv, role="proto", wait="1"):
+    return fx.device(inv, role, "GET", DEVICE_JOBS, query={"wait": wait, "max": "1"})
+
+
+def _message_ids(body):
+    found = []
+    if isinstance(body, dict):
+        if isinstance(body.get("message_id"), int):
+            found.append(body["message_id"])
+        for value in body.values():
+            found += _message_ids(value)
+    elif isinstance(body, list):
+        for value in body:
+            found += _message_ids(value)
+    return found
+
+
+def _poll_with_job(fx, inv):
+    reply = _poll(fx, inv)
+    ids = _message_ids(reply.body)
+    fx.leased = ids[0] if ids else None
+    return reply
+
+
+def _prepare_leased(fx, inv):
+    _queue_job(fx)
+    reply = _poll_with_job(fx, inv)
+    if fx.leased is None:
+        raise RuntimeError(f"the job poll returned no job: {reply.problem()}")
+
+
+def _report(status):
+    def run(fx, inv):
+        return fx.device(inv, "proto", "POST", DEVICE_REPORTS,
+                         json_body={"reports": [{"message_id": fx.leased, "status": status}]})
+    return run
+
+
+def _prepare_sent(fx, inv):
+    _prepare_leased(fx, inv)
+    reply = _report("sent")(fx, inv)
+    if not reply.ok:
+        raise RuntimeError(f"report sent failed: {reply.problem()}")
+
+
+def _incoming(fx, inv):
+    import time
+    return fx.device(inv, "proto", "POST", DEVICE_INCOMING, json_body={"messages": [{
+        "device_message_id": f"bench-{next(fx.idem)}-{id(fx)}", "phone_number": PHONE,
+        "message": "Incoming hello", "sim_slot": 1, "received_at": int(time.time() * 1000)}]})
+
+
+def _heartbeat(fx, inv):
+    return fx.device(inv, "proto", "POST", DEVICE_HEARTBEAT,
+                     json_body={"app_state": "running", "battery": 80, "signal": 4})
+
+
+SCENARIOS = [
+    Scenario("send_sms", _send, goal=2),
+    Scenario("send_sms + idempotency_key", _send_idem),
+    Scenario("send_sms idempotent replay", _send_idem_replay, prepare=_prepare_replay),
+    Scenario("check_status", lambda fx, inv: fx.api(inv, "check_status", "GET",
+                                                    message_id=str(fx.message_id)), goal=2),
+    Scenario("get_history limit=1", _history(1), goal=2),
+    Scenario("get_history limit=20", _history(20), goal=2),
+    Scenario("get_history limit=100", _history(100), goal=2),
+    Scenario("device_status", lambda fx, inv: fx.api(inv, "device_status", "GET")),
+    Scenario("send_otp", _send_otp, missing=_otp_missing),
+    Scenario("verify_otp", _verify, prepare=_prepare_verify, missing=_otp_missing, goal=2),
+    Scenario("device: jobs poll returning a job", _poll_with_job,
+             prepare=lambda fx, inv: _queue_job(fx), missing=_route_missing(DEVICE_JOBS),
+             group="device"),
+    Scenario("device: jobs poll, idle (wait=1 s)",
+             lambda fx, inv: _poll(fx, inv, role="idle"), missing=_route_missing(DEVICE_JOBS),
+             group="device", latency=False),
+    Scenario("device: report sent", _report("sent"), prepare=_prepare_leased,
+             missing=_route_missing(DEVICE_REPORTS), group="device"),
+    Scenario("device: report delivered", _report("delivered"), prepare=_prepare_sent,
+             missing=_route_missing(DEVICE_REPORTS), group="device"),
+    Scenario("device: incoming SMS", _incoming, missing=_route_missing(DEVICE_INCOMING),
+             group="device"),
+    Scenario("device: heartbeat", _heartbeat, missing=_route_missing(DEVICE_HEARTBEAT),
+             group="device"),
+]
+
+
+def reset_caches() -> None:
+    """What a new Lambda container starts with: no cached keys, devices, clients, connections."""
+    from chalicelib import tables
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("chalicelib"):
+            continue
+        for attr, value in list(vars(module).items()):
+            if attr in ("forget_cached", "forget_secret") and callable(value):
+                value()
+            elif hasattr(value, "cache_clear") and callable(value.cache_clear):
+                value.cache_clear()
+            elif attr == "_connection":
+                setattr(module, attr, None)
+    for model in tables.MODELS:
+        model._connection = None
