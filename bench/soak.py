@@ -326,14 +326,15 @@ class Soak:
                 and self.faults["duplicates of in-flight messages"] >= 3)
 
     def _crash_mode_wanted(self) -> str | None:
-        """Restart once in each --crash-after mode not yet seen (one at a time, while messages
-        are being sent), else normally."""
+        """A restart in a --crash-after mode not yet seen (one at a time, while messages are
+        being sent), else a normal one."""
         done = Counter()
         for slot in self.slots:
             done.update(slot.exits)
         if self._sending_done.is_set() or any(slot.mode and slot.running()
                                               for slot in self.slots):
             return None  # (it needs jobs to arrive to take its exit)
+        # (only a phone killed before its first job gets here with a mode still to see)
         return next((mode for mode in ("send", "backend", "take") if not done[mode]), None)
 
     def _inject(self, until: float):
@@ -512,8 +513,9 @@ class Soak:
         try:
             self.slots = [AgentSlot(self.gateway, device, self.workdir, self.failure_rate)
                           for device in self.gateway.info["devices"]]
-            for slot in self.slots:
-                slot.start()
+            # each phone starts in one --crash-after mode: it exits on its first job
+            for slot, mode in zip(self.slots, ("send", "backend", "take"), strict=True):
+                slot.start(mode)
             sender = threading.Thread(target=self._send_all, daemon=True)
             sender.start()
             self._inject(until=time.monotonic() + self.send_seconds + self.fault_seconds + 60)
