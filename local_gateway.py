@@ -114,21 +114,31 @@ class LocalGateway:
             if isinstance(source, ScheduledEventConfig):
                 handler = getattr(app_module, source.name)
                 interval = schedule_seconds(source.schedule_expression)
-                thread = threading.Thread(target=self._every, args=(interval, handler),
+                thread = threading.Thread(target=self._every, args=(interval, handler, source.name),
                                           daemon=True, name=f"schedule-{source.name}")
                 thread.start()
                 self._threads.append(thread)
 
-    def _every(self, interval, handler):
+    def _every(self, interval, handler, name="schedule"):
+        # SMSGW_LOCAL_SCHEDULE_LOG: a JSON-lines file of every run and what it returned (soak
+        # runs count sweeps and what they settled from it).
+        log_path = os.environ.get("SMSGW_LOCAL_SCHEDULE_LOG")
         while not self._stop.wait(interval):
+            result = None
             try:
-                handler({"version": "0", "id": secrets.token_hex(8), "account": "local",
-                         "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         "resources": [], "detail-type": "Scheduled Event",
-                         "source": "local", "detail": {}}, None)
+                result = handler({
+                    "version": "0", "id": secrets.token_hex(8), "account": "local",
+                    "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "resources": [], "detail-type": "Scheduled Event",
+                    "source": "local", "detail": {}}, None)
             except Exception as exc:  # a failed sweep is retried at the next tick, as on AWS
                 print(f"scheduled {handler} failed: {exc!r}", file=sys.stderr)
+                result = {"error": repr(exc)}
+            if log_path:
+                with open(log_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"schedule": name, "at": time.time(),
+                                             "result": result}, default=str) + "\n")
 
     def stop(self):
         self._stop.set()

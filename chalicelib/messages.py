@@ -173,14 +173,15 @@ def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:
     ('YYYY-MM-DD HH:MM:SS' UTC or epoch seconds); None for the default."""
     if valid_for and expires_at:
         raise BadRequest("Give valid_for or expires_at, not both.", "expires_at")
-    limit = settings.MAX_VALIDITY_SECONDS
+    shortest, limit = settings.MIN_VALIDITY_SECONDS, settings.MAX_VALIDITY_SECONDS
     if valid_for:
         try:
             seconds = int(valid_for.strip())
         except ValueError:
             raise BadRequest("Invalid valid_for: a whole number of seconds.", "valid_for")
-        if not 60 <= seconds <= limit:
-            raise BadRequest(f"Invalid valid_for: between 60 and {limit} seconds.", "valid_for")
+        if not shortest <= seconds <= limit:
+            raise BadRequest(f"Invalid valid_for: between {shortest} and {limit} seconds.",
+                             "valid_for")
         return seconds
     if expires_at:
         text = expires_at.strip()
@@ -192,9 +193,9 @@ def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:
             raise BadRequest("Invalid expires_at: 'YYYY-MM-DD HH:MM:SS' (UTC) or epoch seconds.",
                              "expires_at")
         seconds = at - int(clock.now())
-        if not 60 <= seconds <= limit:
-            raise BadRequest(f"Invalid expires_at: between 1 minute and {limit // 86400} days "
-                             "from now.", "expires_at")
+        if not shortest <= seconds <= limit:
+            raise BadRequest(f"Invalid expires_at: between {shortest} seconds and "
+                             f"{limit // 86400} days from now.", "expires_at")
         return seconds
     return None
 

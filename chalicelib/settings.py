@@ -47,6 +47,9 @@ HEARTBEAT_WINDOW_SECONDS = _int("SMSGW_HEARTBEAT_WINDOW_SECONDS", 120)
 MAX_POLL_WAIT_SECONDS = _int("SMSGW_MAX_POLL_WAIT_SECONDS", 20)
 # Default validity of an outgoing message: not sent by then, it ends `expired`.
 MESSAGE_VALIDITY_SECONDS = _int("SMSGW_MESSAGE_VALIDITY_SECONDS", 24 * 3600)
+# Shortest validity a caller may ask for (valid_for / expires_at). 60 s in production; soak runs
+# lower it so messages expire within a short test.
+MIN_VALIDITY_SECONDS = max(1, _int("SMSGW_MIN_VALIDITY_SECONDS", 60))
 RETENTION_DAYS = _int("SMSGW_RETENTION_DAYS", 90)
 IDEMPOTENCY_SECONDS = _int("SMSGW_IDEMPOTENCY_SECONDS", 24 * 3600)
 # A `pending` message not taken by its device within this is queued again (in case the first

@@ -66,6 +66,8 @@ class Agent:
             self.journal.finish(message_id, "failed", str(exc)[:500])
             log.warning("job %s failed: %s", message_id, exc)
             return
+        if self.config.crash_after == "backend":  # sent, but the journal still says sending
+            os._exit(3)
         self.journal.finish(message_id, "sent")
         self.sent_count += 1
         log.info("job %s sent to %s", message_id, job["phone_number"])

@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     parser.add_argument("--push-existing", action="store_const", const=True,
                         dest="push_existing",
                         help="on the first run, also push SMS already in the inbox")
-    parser.add_argument("--crash-after", choices=["take", "send"], dest="crash_after",
+    parser.add_argument("--crash-after", choices=["take", "backend", "send"],
+                        dest="crash_after",
                         help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = vars(parser.parse_args(argv))

@@ -40,7 +40,8 @@ class AgentConfig:
     delivery_delay: float = 2.0  # seconds from "sent" to "delivered"; negative: never delivered
     ledger: str | None = None  # JSON-lines file of every simulated send
     inbox: str | None = None  # JSON-lines file the simulator reads incoming SMS from
-    # testing only: exit abruptly at a point of the job's handling ('take' or 'send')
+    # testing only: exit abruptly at a point of the job's handling: 'take' (leased, not sent),
+    # 'backend' (sent, outcome not yet journaled) or 'send' (sent and journaled, not reported)
     crash_after: str | None = None
 
     def check(self) -> "AgentConfig":
