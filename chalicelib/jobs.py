@@ -70,13 +70,14 @@ def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> st
     if current.device_uid != device.device_uid or current.status in QUEUE_DONE:
         return "drop"
     if current.expires_at <= now:
-        messages.close(current, "expired", "Not sent within its validity period.")
+        messages.close(current, "expired", "Not sent within its validity period.",
+                       presumed=current.attempts > 0 or None)
         return "drop"
     if current.status == "processing" and (current.lease_until or 0) >= now:
         return "skip"
     if current.attempts >= settings.MAX_ATTEMPTS:
-        messages.close(current, "failed", f"The device took it {current.attempts} times "
-                       "without reporting a result.", failed_at=now)
+        messages.close(current, "failed", presumed=True, failed_at=now, reason=(
+            f"The device took it {current.attempts} times without reporting a result."))
         return "drop"
     return "skip"  # changed under us; the next receive decides again
 
@@ -133,13 +134,17 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
     assert outcome in OUTCOMES
     now = clock.now_ms()
     message = Message(account_id=device.account_id, message_id=message_id)
-    condition = (Message.device_uid == device.device_uid) & Message.status.is_in(
-        *REPORT_FROM[outcome])
+    condition = Message.status.is_in(*REPORT_FROM[outcome])
+    if outcome != "failed":  # the phone did send it: that corrects a presumed failure/expiry
+        condition = condition | (Message.status.is_in("failed", "expired")
+                                 & (Message.presumed == True))  # noqa: E712
+    condition = (Message.device_uid == device.device_uid) & condition
+    corrected = [Message.presumed.remove(), Message.reason.remove(), Message.failed_at.remove()]
     if outcome == "sent":
-        actions = [Message.status.set("sent"), Message.processed_at.set(now)]
+        actions = [Message.status.set("sent"), Message.processed_at.set(now), *corrected]
     elif outcome == "delivered":
         actions = [Message.status.set("delivered"), Message.delivered_at.set(now),
-                   Message.processed_at.set(Message.processed_at | now)]
+                   Message.processed_at.set(Message.processed_at | now), *corrected]
     else:
         actions = [Message.status.set("failed"), Message.failed_at.set(now),
                    Message.reason.set(reason)]

@@ -154,7 +154,8 @@ def close(message: Message, status: str, reason: str | None = None, **stamps) ->
     still in the state this caller read; leaves the sweeps' index when it stops being open.
     Returns False when another writer got there first (the caller re-reads if it cares)."""
     actions = [Message.status.set(status)]
-    actions += [getattr(Message, name).set(value) for name, value in stamps.items()]
+    actions += [getattr(Message, name).set(value) for name, value in stamps.items()
+                if value is not None]
     if reason is not None:
         actions.append(Message.reason.set(reason[:500]))
     if status not in OPEN:

@@ -61,7 +61,8 @@ def settle(message: Message, now: int) -> str:
         messages.close(message, message.status)  # stale index entry: just leave the index
         return "closed"
     if now >= message.expires_at and (message.status == "pending" or lease_over):
-        done = messages.close(message, "expired", "Not sent within its validity period.")
+        done = messages.close(message, "expired", "Not sent within its validity period.",
+                              presumed=message.attempts > 0 or None)
         return "expired" if done else "raced"
     if message.status == "pending":
         return _requeue(message, now)
@@ -69,8 +70,8 @@ def settle(message: Message, now: int) -> str:
         _reschedule(message, message.lease_until)
         return "leased"
     if message.attempts >= settings.MAX_ATTEMPTS:
-        done = messages.close(message, "failed", f"The device took it {message.attempts} times "
-                              "without reporting a result.", failed_at=now)
+        done = messages.close(message, "failed", presumed=True, failed_at=now, reason=(
+            f"The device took it {message.attempts} times without reporting a result."))
         return "failed" if done else "raced"
     # Lease ran out: SQS makes the job visible again by itself; show it as waiting once more.
     try:

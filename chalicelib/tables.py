@@ -126,6 +126,9 @@ class Message(Model):
     delivered_at = NumberAttribute(null=True)
     failed_at = NumberAttribute(null=True)
     reason = UnicodeAttribute(null=True)
+    # True when the gateway ended it failed/expired without word from the device (a lease ran
+    # out): a late report that the phone did send it corrects the status.
+    presumed = BooleanAttribute(null=True)
     idempotency_key = UnicodeAttribute(null=True)
     retain_until = TTLAttribute(null=True)
     # While non-terminal: the sweep shard and when a sweep should next look at the message.

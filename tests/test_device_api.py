@@ -332,3 +332,30 @@ def test_bad_heartbeat(client, account, body, parameter):
     assert status == 400, answer
     assert answer["error"]["parameter"] == parameter
     assert Device.get(account[2].device_uid).last_seen is None
+
+
+def test_late_sent_report_corrects_a_presumed_failure_but_not_a_reported_one(
+        client, account, monkeypatch):
+    monkeypatch.setattr(settings, "LEASE_SECONDS", 0)
+    slow = send(account, text="slow phone")
+    for _ in range(settings.MAX_ATTEMPTS + 1):
+        get(client, "/device/jobs?wait=0", account[3])
+        clock.advance(1)
+    presumed = stored(account, slow.message_id)
+    assert presumed.status == "failed" and presumed.presumed is True
+    # The phone did send it, and says so late: the client must not be told it failed.
+    _, body = post(client, "/device/reports", account[3], {"reports": [
+        {"message_id": slow.message_id, "status": "sent"}]})
+    assert body["results"][0]["result"] == "ok"
+    corrected = stored(account, slow.message_id)
+    assert corrected.status == "sent" and corrected.reason is None and not corrected.presumed
+    assert corrected.processed_at is not None
+
+    reported = send(account, text="real failure")
+    get(client, "/device/jobs?wait=0", account[3])
+    post(client, "/device/reports", account[3], {"reports": [
+        {"message_id": reported.message_id, "status": "failed", "reason": "no signal"}]})
+    _, body = post(client, "/device/reports", account[3], {"reports": [
+        {"message_id": reported.message_id, "status": "sent"}]})
+    assert body["results"][0]["result"] == "ignored"
+    assert stored(account, reported.message_id).status == "failed"
