@@ -63,7 +63,7 @@ AGENT_REASONS = ("Simulated send failure.", "Expired before the device could sen
 # risk a second SMS), or its leases ran out MAX_ATTEMPTS times before any outcome came back.
 UNKNOWN_OUTCOME = ("The agent stopped while sending", "The device took it ")
 HEARTBEAT_WINDOW = 6
-LONG_OUTAGE = HEARTBEAT_WINDOW + 8.0  # well past it: sweeps on a loaded machine lag
+LONG_OUTAGE = HEARTBEAT_WINDOW + 4.0
 GATEWAY_ENV = {
     "SMSGW_LEASE_SECONDS": str(LEASE_SECONDS), "SMSGW_OUTBOX_GRACE_SECONDS": str(GRACE),
     "SMSGW_LOCAL_SCHEDULE_CAP_SECONDS": "1", "SMSGW_MIN_VALIDITY_SECONDS": str(MIN_VALIDITY),
@@ -344,8 +344,10 @@ class Soak:
         next_kill = started + 1.0
         while time.monotonic() < until:
             now = time.monotonic()
+            # (an outage still running is not cut short: the liveness sweep must see it)
             calm = (self._sending_done.is_set() and now - started >= self.fault_seconds
-                    and self._enough_faults())
+                    and self._enough_faults()
+                    and all(now >= t for t in restart_at.values()))
             if calm:
                 break
             for slot in self.slots:

@@ -5,6 +5,7 @@ permission beyond writing logs. The deploy template (deploy/make_template.py) al
 names defined here, so the alarm and the code that feeds it share one spelling.
 """
 import json
+import os
 
 from chalicelib import clock, settings
 
@@ -15,7 +16,8 @@ STUCK_MESSAGES = "StuckMessages"
 
 
 def emit(name: str, value: float, unit: str = "Count") -> str:
-    """Print one metric datum for the current stage; returns the line (for tests)."""
+    """Print one metric datum for the current stage (only inside Lambda, where CloudWatch reads
+    it; the local gateway's console stays quiet); returns the line (for tests)."""
     line = json.dumps({
         "_aws": {"Timestamp": clock.now_ms(),
                  "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Stage"]],
@@ -23,5 +25,6 @@ def emit(name: str, value: float, unit: str = "Count") -> str:
         "Stage": settings.STAGE,
         name: value,
     }, separators=(",", ":"))
-    print(line, flush=True)
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        print(line, flush=True)
     return line

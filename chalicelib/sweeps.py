@@ -9,7 +9,7 @@ from collections import Counter
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import clock, messages, settings
+from chalicelib import clock, messages, metrics, settings
 from chalicelib.tables import Device, Message
 
 PAGE = 200
@@ -86,6 +86,11 @@ def settle(message: Message, now: int) -> str:
         raise
 
 
+STUCK = ("requeued", "retry", "failed", "released")  # what a healthy phone would have settled
+
+
 def settle_due_messages(now_ms: int | None = None) -> Counter:
     now = clock.now_ms() if now_ms is None else now_ms
-    return Counter(settle(message, now) for message in list(due_messages(now)))
+    done = Counter(settle(message, now) for message in list(due_messages(now)))
+    metrics.emit(metrics.STUCK_MESSAGES, sum(done[outcome] for outcome in STUCK))
+    return done

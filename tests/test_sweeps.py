@@ -175,3 +175,18 @@ def test_silent_devices_become_stopped_and_a_fresh_heartbeat_wins(account, api):
     devices.heartbeat(stored[device.device_uid], "stopped")
     clock.advance(settings.HEARTBEAT_WINDOW_SECONDS * 2)
     assert devices.stop_silent() == 1  # `other` went silent too
+
+
+def test_sweep_reports_stuck_messages_as_a_metric(send, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "smsgw-test-settle_messages")
+    clock.freeze()
+    send()
+    send()
+    sweeps.settle_due_messages()
+    quiet = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert quiet["StuckMessages"] == 0
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    sweeps.settle_due_messages()
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["StuckMessages"] == 2 and line["Stage"] == settings.STAGE
+    assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == "StuckMessages"

@@ -110,7 +110,11 @@ def test_alarms_watch_errors_and_stuck_messages(generated):
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
 
 
-def test_stuck_metric_line_is_embedded_metric_format(capsys):
+def test_stuck_metric_line_is_embedded_metric_format(capsys, monkeypatch):
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    metrics.emit(metrics.STUCK_MESSAGES, 1)
+    assert capsys.readouterr().out == ""  # outside Lambda (local gateway, tests): quiet
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "smsgw-test-settle_messages")
     line = json.loads(metrics.emit(metrics.STUCK_MESSAGES, 3))
     assert json.loads(capsys.readouterr().out) == line
     spec = line["_aws"]["CloudWatchMetrics"][0]
