@@ -12,20 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import aws, clock, ids, settings
+from chalicelib import aws, clock, records, settings
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.segments import count
-from chalicelib.tables import Device, Idempotency, IncomingMessage, Message
+from chalicelib.tables import Device, IncomingMessage, Message
 
 TERMINAL = ("delivered", "failed", "expired")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 HISTORY_TYPES = ("outgoing", "incoming", "all")
 MAX_HISTORY = 100
-_connection = None
 
 
 @dataclass
@@ -54,13 +51,6 @@ def check_sim_slot(device: Device, sim_slot: int) -> int:
         raise BadRequest(f"Invalid sim_slot: device {device.device_id} has only "
                          f"{device.sim_count} SIM.", "sim_slot")
     return sim_slot
-
-
-def _transaction_connection():
-    global _connection
-    if _connection is None:
-        _connection = Connection(region=settings.REGION)
-    return _connection
 
 
 def job_payload(message: Message, text: str) -> dict:
@@ -105,9 +95,9 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     now = clock.now_ms()
     validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
     expires_at = now + validity * 1000
-    for _ in range(5):
-        message_id = ids.new_message_id()
-        message = Message(
+
+    def make(message_id):
+        return Message(
             open_shard=open_shard(message_id),
             open_due=min(now + settings.OUTBOX_GRACE_SECONDS * 1000, expires_at),
             account_id=account_id, message_id=message_id, device_uid=device.device_uid,
@@ -117,32 +107,13 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             created_at=now, expires_at=expires_at, attempts=0,
             idempotency_key=idempotency_key,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
-        try:
-            if idempotency_key:
-                claim = Idempotency(key=f"{account_id}#{idempotency_key}",
-                                    message_id=message.message_id, created_at=now,
-                                    expires=clock.at(now + settings.IDEMPOTENCY_SECONDS * 1000))
-                with TransactWrite(connection=_transaction_connection()) as tx:
-                    tx.save(claim, condition=Idempotency.key.does_not_exist()
-                            | (Idempotency.expires < clock.at(now)))
-                    tx.save(message, condition=Message.message_id.does_not_exist())
-            else:
-                message.save(Message.message_id.does_not_exist())
-        except TransactWriteError as error:
-            reasons = [r.code if r else None for r in (error.cancellation_reasons or [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                claim = Idempotency.get(f"{account_id}#{idempotency_key}", consistent_read=True)
-                return Accepted(_stored_for(account_id, claim.message_id, message),
-                                queued=True, replayed=True)
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                continue  # same-millisecond id clash: draw another
-            raise
-        except PutError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                continue
-            raise
-        return Accepted(message, queued=enqueue(device.queue_url, message, text))
-    raise Conflict("Could not allocate a message id; retry.", retry_after=1)
+
+    claim = f"{account_id}#{idempotency_key}" if idempotency_key else None
+    message, first_id = records.save_new(make, claim)
+    if message is None:
+        return Accepted(_stored_for(account_id, first_id, make(first_id)), queued=True,
+                        replayed=True)
+    return Accepted(message, queued=enqueue(device.queue_url, message, text))
 
 
 def open_shard(message_id: int) -> str:

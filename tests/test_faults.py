@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import messages
+from chalicelib import records
 from chalicelib.tables import Idempotency, Message
 
 PHONE = "+8801712345678"
@@ -15,7 +15,7 @@ PHONE = "+8801712345678"
 def dynamodb_events():
     """The event systems of the gateway's DynamoDB clients (models, and transactions)."""
     return [Message._get_connection().connection.client.meta.events,
-            messages._transaction_connection().client.meta.events]
+            records.transaction_connection().client.meta.events]
 
 
 @pytest.fixture

@@ -1,0 +1,57 @@
+"""Storing a new time-ordered record exactly once.
+
+Outgoing and incoming messages get a fresh id (`ids.new_message_id`) whose rare same-millisecond
+clash is caught by a conditional put; with an idempotency key, the key's claim and the record are
+written in one transaction, so a retried request finds the first record instead of making a
+second. One implementation for both, so the rules cannot drift apart.
+"""
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import clock, ids, settings
+from chalicelib.errors import Conflict
+from chalicelib.tables import Idempotency
+
+ATTEMPTS = 5
+_connection = None
+
+
+def transaction_connection() -> Connection:
+    global _connection
+    if _connection is None:
+        _connection = Connection(region=settings.REGION)
+    return _connection
+
+
+def save_new(make_record, idempotency_key: str | None = None):
+    """Save `make_record(message_id)` under a fresh id. Returns (record, None), or, when
+    `idempotency_key` was already claimed (and has not expired), (None, the claimed id)."""
+    now = clock.now_ms()
+    for _ in range(ATTEMPTS):
+        record = make_record(ids.new_message_id())
+        new_id = type(record).message_id.does_not_exist()
+        if idempotency_key is None:
+            try:
+                record.save(new_id)
+                return record, None
+            except PutError as error:
+                if error.cause_response_code == "ConditionalCheckFailedException":
+                    continue  # same-millisecond id clash: draw another
+                raise
+        claim = Idempotency(key=idempotency_key, message_id=record.message_id, created_at=now,
+                            expires=clock.at(now + settings.IDEMPOTENCY_SECONDS * 1000))
+        try:
+            with TransactWrite(connection=transaction_connection()) as tx:
+                tx.save(claim, condition=Idempotency.key.does_not_exist()
+                        | (Idempotency.expires < clock.at(now)))
+                tx.save(record, condition=new_id)
+            return record, None
+        except TransactWriteError as error:
+            reasons = [r.code if r else None for r in (error.cancellation_reasons or [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return None, Idempotency.get(idempotency_key, consistent_read=True).message_id
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                continue
+            raise
+    raise Conflict("Could not allocate a message id; retry.", retry_after=1)
