@@ -9,13 +9,13 @@ import hmac
 import re
 import secrets
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import aws, clock, settings
 from chalicelib.accounts import get_account
 from chalicelib.cache import TTLCache
 from chalicelib.errors import BadRequest, NotFound, Unauthorized
-from chalicelib.tables import Account, Device
+from chalicelib.tables import Account, Device, update_if
 
 UID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 ID_PATTERN = re.compile(r"^[0-9]{1,9}$")
@@ -197,13 +197,6 @@ def stop_silent(now_ms: int | None = None) -> int:
     heartbeat window. A heartbeat racing this wins (the write is conditional on last_seen)."""
     now = clock.now_ms() if now_ms is None else now_ms
     cutoff = now - settings.HEARTBEAT_WINDOW_SECONDS * 1000
-    stopped = 0
-    for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)):
-        try:
-            device.update(actions=[Device.app_state.set("stopped"), Device.live.remove()],
-                          condition=Device.last_seen == device.last_seen)
-            stopped += 1
-        except UpdateError as error:
-            if error.cause_response_code != "ConditionalCheckFailedException":
-                raise
-    return stopped
+    return sum(update_if(device, [Device.app_state.set("stopped"), Device.live.remove()],
+                         Device.last_seen == device.last_seen)
+               for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)))

@@ -11,10 +11,10 @@ import json
 import logging
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import aws, clock, messages, settings
-from chalicelib.tables import Device, Message
+from chalicelib.tables import Device, Message, update_if
 
 log = logging.getLogger("smsgw")
 
@@ -38,16 +38,6 @@ def _delete(queue_url: str, receipt_handle: str | None) -> None:
         log.info("delete of an SQS message failed (harmless): %r", exc)
 
 
-def _conditional(message: Message, actions, condition) -> bool:
-    try:
-        message.update(actions=actions, condition=condition)
-        return True
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-
-
 def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> str:
     """Try to lease one received job. Returns what happened: 'leased', 'skip' (someone holds a live
     lease: leave the SQS message alone) or 'drop' (settled or unknown: delete the SQS message)."""
@@ -57,7 +47,7 @@ def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> st
         Message.attempts < settings.MAX_ATTEMPTS) & (
         (Message.status == "pending")
         | ((Message.status == "processing") & (Message.lease_until < now)))
-    if _conditional(message, [Message.status.set("processing"), Message.attempts.add(1),
+    if update_if(message, [Message.status.set("processing"), Message.attempts.add(1),
                               Message.leased_at.set(now), Message.lease_until.set(lease_until),
                               Message.receipt_handle.set(receipt_handle),
                               # the sweeps look again when the lease ends
@@ -150,7 +140,7 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
                    Message.reason.set(reason)]
     # None of these states is open any more: leave the sweeps' index.
     actions += [Message.open_shard.remove(), Message.open_due.remove()]
-    if _conditional(message, actions, condition):
+    if update_if(message, actions, condition):
         # The queue no longer needs the job once it left pending/processing.
         if outcome != "delivered" or message.processed_at == now:
             if outcome != "failed" or message.processed_at is None:

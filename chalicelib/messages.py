@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import aws, clock, records, settings
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.segments import count
-from chalicelib.tables import Device, IncomingMessage, Message
+from chalicelib.tables import Device, IncomingMessage, Message, update_if
 
 TERMINAL = ("delivered", "failed", "expired")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
@@ -131,13 +131,7 @@ def close(message: Message, status: str, reason: str | None = None, **stamps) ->
         actions.append(Message.reason.set(reason[:500]))
     if status not in OPEN:
         actions += [Message.open_shard.remove(), Message.open_due.remove()]
-    try:
-        message.update(actions=actions, condition=Message.status == message.status)
-        return True
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
+    return update_if(message, actions, Message.status == message.status)
 
 
 def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:

@@ -7,10 +7,10 @@ racing a device report, changes each message at most once.
 """
 from collections import Counter
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import clock, messages, metrics, settings
-from chalicelib.tables import Device, Message
+from chalicelib.tables import Device, Message, update_if
 
 PAGE = 200
 
@@ -22,15 +22,8 @@ def due_messages(now_ms: int):
 
 
 def _reschedule(message: Message, due_ms: int, *extra) -> bool:
-    try:
-        message.update(actions=[Message.open_due.set(due_ms), *extra],
-                       condition=(Message.status == message.status)
-                       & (Message.open_due == message.open_due))
-        return True
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
+    return update_if(message, [Message.open_due.set(due_ms), *extra],
+                     (Message.status == message.status) & (Message.open_due == message.open_due))
 
 
 def _requeue(message: Message, now: int) -> str:
@@ -74,16 +67,10 @@ def settle(message: Message, now: int) -> str:
             f"The device took it {message.attempts} times without reporting a result."))
         return "failed" if done else "raced"
     # Lease ran out: SQS makes the job visible again by itself; show it as waiting once more.
-    try:
-        message.update(actions=[Message.status.set("pending"), Message.open_due.set(
-            min(now + settings.OUTBOX_GRACE_SECONDS * 1000, message.expires_at))],
-            condition=(Message.status == "processing")
-            & (Message.lease_until == message.lease_until))
-        return "released"
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return "raced"
-        raise
+    released = update_if(message, [Message.status.set("pending"), Message.open_due.set(
+        min(now + settings.OUTBOX_GRACE_SECONDS * 1000, message.expires_at))],
+        (Message.status == "processing") & (Message.lease_until == message.lease_until))
+    return "released" if released else "raced"
 
 
 STUCK = ("requeued", "retry", "failed", "released")  # what a healthy phone would have settled

@@ -10,6 +10,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
+from pynamodb.exceptions import UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -184,6 +185,19 @@ class Otp(Model):
     used_at = NumberAttribute(null=True)
     expires = TTLAttribute(null=True)
     vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
+
+
+def update_if(item: Model, actions, condition) -> bool:
+    """One conditional UpdateItem: True if it applied, False if the condition did not hold
+    (another writer got there first); other errors propagate. How every state change in the
+    gateway is made, so races are settled by DynamoDB, not by a read before the write."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
 
 
 MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)
