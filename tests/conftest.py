@@ -112,15 +112,29 @@ def from_ip(monkeypatch):
     return set_ip
 
 
+class RecordedCalls(list):
+    """(service, operation) of every AWS call made; `.requests` also has the parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.requests = []
+
+    def clear(self):
+        super().clear()
+        self.requests.clear()
+
+
 @pytest.fixture
 def aws_calls(monkeypatch):
     """Records every AWS operation made (service, operation) — PynamoDB's included."""
     import botocore.client
-    calls = []
+    calls = RecordedCalls()
     original = botocore.client.BaseClient._make_api_call
 
     def recording(self, operation_name, api_params):
-        calls.append((self.meta.service_model.service_name, operation_name))
+        service = self.meta.service_model.service_name
+        calls.append((service, operation_name))
+        calls.requests.append((service, operation_name, api_params))
         return original(self, operation_name, api_params)
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
     return calls

@@ -4,7 +4,6 @@ device received itself with the very lease rules of GET /device/jobs."""
 import json
 
 import boto3
-import botocore.client
 import pytest
 
 from chalicelib import aws, direct, messages, settings
@@ -60,32 +59,24 @@ def role(aws_mock, monkeypatch):
     return arn
 
 
-@pytest.fixture
-def sts_calls(monkeypatch):
-    """Every STS call's parameters, as botocore sends them."""
-    calls = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def record(client, operation, params):
-        if client.meta.service_model.service_name == "sts":
-            calls.append((operation, params))
-        return original(client, operation, params)
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
-    return calls
+def sts_only(aws_calls):
+    """The STS calls among those recorded, with their parameters as botocore sends them."""
+    return [(operation, params) for service, operation, params in aws_calls.requests
+            if service == "sts"]
 
 
 # --- credentials -----------------------------------------------------------------------------
 
-def test_credentials_when_direct_mode_is_off_is_a_clear_409(client, account, sts_calls):
+def test_credentials_when_direct_mode_is_off_is_a_clear_409(client, account, aws_calls):
     assert settings.DEVICE_ROLE_ARN == ""
     status, body = post(client, "/device/credentials", account[3])
     assert status == 409
     assert body["error"]["code"] == "direct_polling_disabled"
     assert "not enabled on this stage" in body["error"]["message"]
-    assert sts_calls == []
+    assert sts_only(aws_calls) == []
 
 
-def test_credentials_are_scoped_to_this_devices_queue(client, account, role, sts_calls):
+def test_credentials_are_scoped_to_this_devices_queue(client, account, role, aws_calls):
     from chalicelib import devices
     device, token = account[2], account[3]
     other, _ = devices.register(account[0].account_id, "Phone 2")
@@ -96,7 +87,7 @@ def test_credentials_are_scoped_to_this_devices_queue(client, account, role, sts
     assert body["access_key_id"] and body["secret_access_key"] and body["session_token"]
     assert isinstance(body["expiration"], int)
 
-    [(operation, params)] = sts_calls
+    [(operation, params)] = sts_only(aws_calls)
     assert operation == "AssumeRole"
     assert params["RoleArn"] == role
     assert params["RoleSessionName"] == device.device_uid
@@ -128,18 +119,18 @@ def test_credentials_reach_the_queue(client, account, role):
 
 
 @pytest.mark.parametrize("body", ['{"device_uid": "x"}', "[]", "not json"])
-def test_bad_credentials_requests(client, account, role, body, sts_calls):
+def test_bad_credentials_requests(client, account, role, body, aws_calls):
     status, answer = post(client, "/device/credentials", account[3], body)
     assert status == 400 and answer["error"]["code"] == "invalid_parameter"
-    assert sts_calls == []
+    assert sts_only(aws_calls) == []
 
 
-def test_credentials_need_a_device_token(client, account, role, sts_calls):
+def test_credentials_need_a_device_token(client, account, role, aws_calls):
     answer = client.http.post("/device/credentials", headers={"Content-Type": "application/json"},
                               body=b"")
     assert answer.status_code == 401
     status, _ = post(client, "/device/credentials", account[3].split(".")[0] + ".wrong")
-    assert status == 401 and sts_calls == []
+    assert status == 401 and sts_only(aws_calls) == []
 
 
 def test_credentials_aws_calls(client, account, role, aws_calls):

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-import botocore.client
 import pytest
 
 from chalicelib import accounts, aws, devices, settings, tables
@@ -70,16 +69,9 @@ def allowed(policy, action, resource) -> bool:
 # --- recording the calls ---------------------------------------------------------------------
 
 @pytest.fixture
-def recorded(monkeypatch):
-    calls = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def record(client, operation, params):
-        calls.append((client.meta.service_model.service_name, operation, params))
-        return original(client, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
-    return calls
+def recorded(aws_calls):
+    """(service, operation, params) of every AWS call, from conftest's recorder."""
+    return aws_calls.requests
 
 
 def api(client, **params):
