@@ -13,24 +13,27 @@ def _source_ip():
     return app.current_request.context.get("identity", {}).get("sourceIp")
 
 
+def _query():
+    return app.current_request.to_original_event().get("multiValueQueryStringParameters")
+
+
+def _json_response(status, headers, body):
+    return Response(json.dumps(body), status_code=status,
+                    headers={"Content-Type": "application/json", **headers})
+
+
 @app.route("/myAPI.php", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
            content_types=ANY_BODY)
 def my_api():
     request = app.current_request
-    status, headers, envelope = compat_api.handle(
-        request.to_original_event().get("multiValueQueryStringParameters"),
-        dict(request.headers), request.raw_body, _source_ip(), request.method)
-    return Response(json.dumps(envelope), status_code=status,
-                    headers={"Content-Type": "application/json", **headers})
+    return _json_response(*compat_api.handle(_query(), dict(request.headers), request.raw_body,
+                                             _source_ip(), request.method))
 
 
 def _device_route(endpoint):
     request = app.current_request
-    status, headers, body = device_api.handle(
-        endpoint, dict(request.headers),
-        request.to_original_event().get("multiValueQueryStringParameters"), request.raw_body)
-    return Response(json.dumps(body), status_code=status,
-                    headers={"Content-Type": "application/json", **headers})
+    return _json_response(*device_api.handle(endpoint, dict(request.headers), _query(),
+                                             request.raw_body))
 
 
 @app.route("/device/jobs", methods=["GET"])

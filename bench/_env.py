@@ -15,3 +15,18 @@ def prepare(stage: str = "bench") -> None:
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(name, None)
     os.environ.setdefault("SMSGW_OTP_SECRET", "bench-" + "0" * 58)
+
+
+def run_command(measure, markdown, doc: str, quick_help: str) -> None:
+    """The command line every bench script shares: `[--quick] [--json]`, markdown by default."""
+    import json
+
+    import click
+
+    @click.command(help=doc)
+    @click.option("--quick", is_flag=True, help=quick_help)
+    @click.option("--json", "as_json", is_flag=True, help="Print the raw figures as JSON.")
+    def cli(quick, as_json):
+        result = measure(quick)
+        click.echo(json.dumps(result) if as_json else markdown(result))
+    cli()

@@ -113,16 +113,8 @@ def _goal(r) -> str:
 
 
 def main():
-    import click
-
-    @click.command()
-    @click.option("--quick", is_flag=True, help="Fewer warm repeats.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the raw figures as JSON.")
-    def cli(quick, as_json):
-        """AWS calls per action, cold and warm."""
-        result = measure(quick)
-        click.echo(json.dumps(result) if as_json else markdown(result))
-    cli()
+    _env.run_command(measure, markdown, "AWS calls per action, cold and warm.",
+                     "Fewer warm repeats.")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ request) in fresh interpreters, next to a bare `import boto3`, and what dominate
 
     python bench/cold_start.py [--quick] [--json]
 """
-import json
 import os
 import re
 import statistics
@@ -91,16 +90,8 @@ def markdown(r: dict) -> str:
 
 
 def main():
-    import click
-
-    @click.command()
-    @click.option("--quick", is_flag=True, help="3 runs instead of 9.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the raw figures as JSON.")
-    def cli(quick, as_json):
-        """Import time of app vs boto3 in fresh interpreters."""
-        result = measure(quick)
-        click.echo(json.dumps(result) if as_json else markdown(result))
-    cli()
+    _env.run_command(measure, markdown, "Import time of app vs boto3 in fresh interpreters.",
+                     "3 runs instead of 9.")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,13 @@ import logging
 import re
 
 from chalicelib import accounts, clock, devices, messages, otp, params, phone
-from chalicelib.errors import BadRequest, GatewayError, Unavailable
+from chalicelib.errors import BadRequest, GatewayError, from_unexpected
 
 log = logging.getLogger("smsgw")
 
 COMMON = {"api_key", "action"}
 ACTIONS = {}
 IDEMPOTENCY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
-THROTTLE_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException",
-                  "RequestLimitExceeded", "Throttling", "InternalServerError",
-                  "ServiceUnavailable", "TransactionInProgressException"}
-
 
 def action(name: str, allowed: set):
     """Register a handler `fn(caller, params, headers) -> (message, data)` for `action=name`."""
@@ -62,17 +58,6 @@ def _api_key(query_params: dict, headers: dict) -> str | None:
     return candidates.pop() if candidates else None
 
 
-def _cause_code(exc: BaseException) -> str | None:
-    seen = 0
-    while exc is not None and seen < 5:
-        response = getattr(exc, "response", None)
-        if isinstance(response, dict):
-            return response.get("Error", {}).get("Code")
-        exc = getattr(exc, "cause", None) or exc.__cause__
-        seen += 1
-    return None
-
-
 def handle(query: dict | None, headers: dict, body: bytes | None, source_ip: str | None,
            method: str = "GET"):
     """Answer one request: returns (http_status, extra_headers, envelope)."""
@@ -99,13 +84,10 @@ def handle(query: dict | None, headers: dict, body: bytes | None, source_ip: str
         except GatewayError:
             raise
         except Exception as exc:  # storage trouble: say so, retryably, without internals
-            code = _cause_code(exc)
-            if code in THROTTLE_CODES or code is None and "Throttl" in repr(exc):
-                raise Unavailable("The gateway is busy; retry shortly.", retry_after=1)
-            log.exception("unexpected error in %s", request.get("action") if "request" in
-                          locals() else "request")
-            raise Unavailable("Internal error; nothing was changed by this request. Retry "
-                              "shortly.", retry_after=5, code="internal_error")
+            error = from_unexpected(exc)
+            if error.code == "internal_error":
+                log.exception("unexpected error in /myAPI.php")
+            raise error
     except GatewayError as error:
         extra = {"X-Error-Code": error.code}
         if error.retry_after is not None:

@@ -19,6 +19,7 @@ from chalicelib.errors import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    from_unexpected,
 )
 
 log = logging.getLogger("smsgw")
@@ -73,10 +74,11 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
             return 200, {}, act(device, work)
         except GatewayError:
             raise
-        except Exception:  # storage trouble: retryable, without internals
-            log.exception("unexpected error in /device/%s", endpoint)
-            raise Unavailable("Internal error; retry shortly.", retry_after=5,
-                              code="internal_error")
+        except Exception as exc:  # storage trouble: retryable, without internals
+            error = from_unexpected(exc)
+            if error.code == "internal_error":
+                log.exception("unexpected error in /device/%s", endpoint)
+            raise error
     except GatewayError as error:
         extra = {}
         if isinstance(error, Unauthorized):

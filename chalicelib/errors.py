@@ -53,3 +53,31 @@ class InvalidOtp(GatewayError):
 
     def __init__(self):
         super().__init__("Invalid or Expired OTP.")
+
+
+THROTTLE_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException",
+                  "RequestLimitExceeded", "Throttling", "InternalServerError",
+                  "ServiceUnavailable", "TransactionInProgressException"}
+
+
+def _aws_error_code(exc: BaseException) -> str | None:
+    """The AWS error code behind an exception (PynamoDB wraps botocore's in `.cause`)."""
+    for _ in range(5):
+        if exc is None:
+            return None
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            return response.get("Error", {}).get("Code")
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return None
+
+
+def from_unexpected(exc: BaseException) -> Unavailable:
+    """What a client is told about an exception that is not a GatewayError: AWS throttling is
+    `temporarily_unavailable` (retry in 1 s); anything else `internal_error` (retry in 5 s).
+    Never the exception's text."""
+    code = _aws_error_code(exc)
+    if code in THROTTLE_CODES or (code is None and "Throttl" in repr(exc)):
+        return Unavailable("The gateway is busy; retry shortly.", retry_after=1)
+    return Unavailable("Internal error; nothing was changed by this request. Retry shortly.",
+                       retry_after=5, code="internal_error")

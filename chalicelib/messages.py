@@ -2,8 +2,8 @@
 
 Lifecycle: pending -> processing -> sent -> delivered; any non-terminal state may end
 `failed` (with a reason) or `expired`. A message is written before its job is queued; if the
-queue call fails the message stays `pending` without `queued_at`, and the outbox sweep
-queues it later. Devices may see a job twice; the conditional lease makes it sent once.
+queue call fails the message stays `pending` (the answer says queueing was delayed), and the
+outbox sweep queues it later. Devices may see a job twice; the conditional lease makes it sent once.
 """
 import base64
 import binascii

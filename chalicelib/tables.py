@@ -118,7 +118,6 @@ class Message(Model):
     status = UnicodeAttribute()
     created_at = NumberAttribute()
     expires_at = NumberAttribute()
-    queued_at = NumberAttribute(null=True)
     leased_at = NumberAttribute(null=True)
     lease_until = NumberAttribute(null=True)
     receipt_handle = UnicodeAttribute(null=True)

@@ -196,16 +196,22 @@ def _queue_url(gw, device_uid):
     return sqs, sqs.get_queue_url(QueueName=f"smsgw-local-device-{device_uid}")["QueueUrl"]
 
 
+def queue_copy(gw, device_uid, message_id, text):
+    """A second copy of a sent message's job on its device's queue, as SQS's at-least-once
+    delivery may produce. Returns (sqs client, queue url)."""
+    data = status(gw, message_id)
+    sqs, queue_url = _queue_url(gw, device_uid)
+    job = {"message_id": message_id, "device_uid": device_uid,
+           "phone_number": data["phone_number"], "message": text, "sim_slot": 1,
+           "expires_at": int(time.time() * 1000) + 3600_000, "kind": "sms"}
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(job))
+    return sqs, queue_url
+
+
 def test_the_same_job_delivered_twice_is_sent_once(bare_gateway, tmp_path):
     dev = bare_gateway["devices"][1]
     message_id = send_sms(bare_gateway, dev["device_uid"], "Twice queued")
-    data = status(bare_gateway, message_id)
-    sqs, queue_url = _queue_url(bare_gateway, dev["device_uid"])
-    # A second copy of the job on the queue, as SQS's at-least-once delivery may produce.
-    job = {"message_id": message_id, "device_uid": dev["device_uid"],
-           "phone_number": data["phone_number"], "message": "Twice queued", "sim_slot": 1,
-           "expires_at": int(time.time() * 1000) + 3600_000, "kind": "sms"}
-    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(job))
+    sqs, queue_url = queue_copy(bare_gateway, dev["device_uid"], message_id, "Twice queued")
     agent = AgentProcess(bare_gateway, dev["device_token"], tmp_path)
     try:
         until(lambda: status(bare_gateway, message_id)["status"] == "delivered",

@@ -2,7 +2,6 @@
 AWS) and a real agent process in direct mode (SMSGW_POLL_MODE=direct) that long-polls its SQS
 queue with the credentials the gateway vends and claims what it receives. Waits poll with
 generous deadlines; nothing asserts how long anything took."""
-import json
 import os
 import time
 
@@ -11,9 +10,9 @@ from test_device_e2e import (
     LEASE,
     AgentProcess,
     _gateway,
-    _queue_url,
     api,
     device,
+    queue_copy,
     send_sms,
     status,
     until,
@@ -70,12 +69,8 @@ def test_direct_agent_sends_and_reports(direct_gateway, tmp_path):
 def test_direct_agent_sends_a_job_queued_twice_once(direct_gateway, tmp_path):
     dev = direct_gateway["devices"][1]
     message_id = send_sms(direct_gateway, dev["device_uid"], "Twice queued, direct")
-    data = status(direct_gateway, message_id)
-    sqs, queue_url = _queue_url(direct_gateway, dev["device_uid"])
-    job = {"message_id": message_id, "device_uid": dev["device_uid"],
-           "phone_number": data["phone_number"], "message": "Twice queued, direct",
-           "sim_slot": 1, "expires_at": int(time.time() * 1000) + 3600_000, "kind": "sms"}
-    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(job))
+    sqs, queue_url = queue_copy(direct_gateway, dev["device_uid"], message_id,
+                                "Twice queued, direct")
     agent = direct_agent(direct_gateway, dev["device_token"], tmp_path)
     try:
         until(lambda: status(direct_gateway, message_id)["status"] == "delivered",

@@ -6,16 +6,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import records
+from chalicelib import records, tables
 from chalicelib.tables import Idempotency, Message
 
 PHONE = "+8801712345678"
 
 
 def dynamodb_events():
-    """The event systems of the gateway's DynamoDB clients (models, and transactions)."""
-    return [Message._get_connection().connection.client.meta.events,
-            records.transaction_connection().client.meta.events]
+    """The event systems of the gateway's DynamoDB clients (each model's, and transactions')."""
+    clients = {id(c): c for c in [model._get_connection().connection.client
+                                  for model in tables.MODELS]
+               + [records.transaction_connection().client]}
+    return [client.meta.events for client in clients.values()]
 
 
 @pytest.fixture
@@ -85,3 +87,15 @@ def test_unexpected_storage_error_is_an_internal_error_envelope(api, account, dy
     assert response.status_code == 200 and body["status"] == "error"
     assert body["data"]["error_code"] in ("internal_error", "temporarily_unavailable")
     assert "Traceback" not in body["message"]
+
+
+def test_device_api_answers_a_throttle_as_503_retry_soon(client, account, dynamodb_fault):
+    _, _, device, token = account
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    client.http.get("/device/jobs?wait=0", headers=headers)  # warm the device cache
+    dynamodb_fault("UpdateItem")
+    response = client.http.post("/device/heartbeat", headers=headers,
+                                body=json.dumps({"app_state": "running"}))
+    assert response.status_code == 503
+    assert json.loads(response.body)["error"]["code"] == "temporarily_unavailable"
+    assert response.headers["Retry-After"] == "1"
