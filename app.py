@@ -3,7 +3,8 @@ import json
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import compat_api, device_api, devices, sweeps
+from chalicelib.domain import devices, sweeps
+from chalicelib.surfaces import compat_api, device_api
 
 app = Chalice(app_name="smsgw")
 ANY_BODY = ["*/*"]

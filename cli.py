@@ -10,8 +10,9 @@ import sys
 
 import click
 
-from chalicelib import accounts, clock, devices
-from chalicelib.errors import GatewayError
+from chalicelib.core import clock
+from chalicelib.core.errors import GatewayError
+from chalicelib.domain import accounts, devices
 
 
 class Cli(click.Group):
@@ -168,7 +169,7 @@ def device_remove(account_id, device, as_json):
 @main.command("create-tables")
 def create_tables():
     """Create the stage's tables if missing (local use; AWS stages get them from the template)."""
-    from chalicelib import tables
+    from chalicelib.storage import tables
     tables.create_all(wait=True)
     click.echo("tables ready")
 

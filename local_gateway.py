@@ -70,7 +70,7 @@ class LocalGateway:
         if not os.environ.get("SMSGW_DEVICE_ROLE_ARN"):
             os.environ["SMSGW_DEVICE_ROLE_ARN"] = create_device_role()
 
-        from chalicelib import tables
+        from chalicelib.storage import tables
         tables.create_all(wait=True)
         if self.demo:
             self.demo_info = create_demo(self.extra_devices)
@@ -172,7 +172,7 @@ def create_device_role() -> str:
 
 
 def create_demo(extra_devices: int = 0) -> dict:
-    from chalicelib import accounts, devices
+    from chalicelib.domain import accounts, devices
     account = accounts.create_account("Demo")
     key, _ = accounts.create_key(account.account_id, "demo")
     device, token = devices.register(account.account_id, "Demo phone", sim_count=2)

@@ -30,7 +30,7 @@ def measure(quick: bool = False) -> dict:
 
     from bench import awsrec, scenarios
     with moto.mock_aws():
-        from chalicelib import aws, tables
+        from chalicelib.storage import aws, tables
         aws.reset()
         tables.create_all()
         aws.ssm().put_parameter(Name=os.environ["SMSGW_OTP_SECRET_PARAM"], Type="SecureString",

@@ -44,7 +44,7 @@ class Call:
     @property
     def label(self) -> str:
         """`service.Operation(table)`, the table by its short name (settings.TABLES)."""
-        from chalicelib import settings
+        from chalicelib.core import settings
         table = self.params.get("TableName") or ""
         short = next((t for t in settings.TABLES if table.endswith("-" + t)), table)
         return f"{self.service}.{self.operation}" + (f"({short})" if short else "")

@@ -58,7 +58,7 @@ class Replayer:
     def __init__(self, endpoint):
         import boto3
 
-        from chalicelib.aws import RETRY_CONFIG
+        from chalicelib.storage.aws import RETRY_CONFIG
         session = boto3.session.Session()
         self.clients = {s: session.client(s, endpoint_url=endpoint, region_name="us-east-1",
                                           config=RETRY_CONFIG) for s in ("dynamodb", "sqs")}
@@ -101,7 +101,7 @@ def measure(quick: bool = False, n: int | None = None) -> dict:
     gw = LocalGateway(port=0, demo=False, schedules=False, agent=False).start()
     try:
         import app as app_module
-        from chalicelib import tables
+        from chalicelib.storage import tables
         app_module.app.register_middleware(_timing_middleware, "http")
         awsrec.learn_indexes(tables.MODELS)
         awsrec.install()

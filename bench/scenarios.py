@@ -4,7 +4,7 @@ answers it is not on this branch yet.
 
 The same scenarios run in-process (chalice.test.Client, for exact AWS call counts) and over HTTP
 against the local gateway (for latency). Device-protocol payloads are written from the design
-of the device branch (chalicelib/device_api.py): batches `{"reports": [...]}`,
+of the device branch (chalicelib/surfaces/device_api.py): batches `{"reports": [...]}`,
 `{"messages": [...]}`, `GET /device/jobs?wait=&max=` answering `{"jobs": [...]}`.
 """
 import itertools
@@ -104,7 +104,9 @@ class Fixture:
     pages). Built with the domain modules directly, before any measurement."""
 
     def __init__(self, history: int = 100):
-        from chalicelib import accounts, devices, ids, messages, tables
+        from chalicelib.core import ids
+        from chalicelib.domain import accounts, devices, messages
+        from chalicelib.storage import tables
         self.account = accounts.create_account("Bench")
         self.account_id = self.account.account_id
         self.api_key, _ = accounts.create_key(self.account_id, "bench")
@@ -142,7 +144,7 @@ class Fixture:
 # --- availability ------------------------------------------------------------------------------
 
 def _otp_missing():
-    from chalicelib import compat_api
+    from chalicelib.surfaces import compat_api
     if compat_api.ACTIONS.get("send_otp", (None,))[0] is getattr(compat_api, "_not_yet", 0):
         return "not available (OTP code not merged)"
     return None
@@ -198,7 +200,7 @@ def _send_otp(fx, inv):
 
 def _prepare_verify(fx, inv):
     """Send an OTP to a fresh number and read the code from the OTP device's queue."""
-    from chalicelib import aws
+    from chalicelib.storage import aws
     number = fresh_number()
     reply = fx.api(inv, "send_otp", device_uid=fx.dev["otp"].device_uid, phone_number=number,
                    message="Your code is {otp}.")
@@ -225,7 +227,7 @@ def _verify(fx, inv):
 
 
 def _queue_job(fx, role="proto"):
-    from chalicelib import devices, messages
+    from chalicelib.domain import devices, messages
     device = devices.resolve(fx.account_id, device_uid=fx.dev[role].device_uid)
     return messages.send(fx.account_id, device, PHONE, "Job for the device").message.message_id
 
@@ -318,7 +320,7 @@ SCENARIOS = [
 
 def reset_caches() -> None:
     """What a new Lambda container starts with: no cached keys, devices, clients, connections."""
-    from chalicelib import tables
+    from chalicelib.storage import tables
     for name, module in list(sys.modules.items()):
         if not name.startswith("chalicelib"):
             continue

@@ -1,1 +1,2 @@
-"""Domain of the SMS gateway: accounts, devices, messages, OTP. Never imports Chalice."""
+"""The gateway's code, in layers that import only downwards and never Chalice:
+surfaces (HTTP faces) -> domain (the gateway's concepts) -> storage (tables, AWS) -> core."""

@@ -5,13 +5,13 @@
     python deploy/make_template.py STAGE --check-policy        # fails if that file is stale
 
 The merge template (`chalice package --merge-template`) holds:
-- one DynamoDB table per PynamoDB model in chalicelib/tables.py: its name, key schema, GSIs and
-  TTL attribute read from the model itself, on-demand billing, point-in-time recovery;
+- one DynamoDB table per PynamoDB model in chalicelib/storage/tables.py: its name, key schema,
+  GSIs and TTL attribute read from the model itself, on-demand billing, point-in-time recovery;
 - fixes to what chalice generates: fixed function names (`smsgw-<stage>[-<function>]`, which the
   IAM policy's log-group ARNs name), the API handler's log group name (chalice 1.34 refers to a
   resource that does not exist), and each role's policy pinned to the stack's region and account;
 - alarms (to an SNS topic, optionally mailed): errors of every Lambda function, and stuck
-  messages as reported by the cleanup sweeps (chalicelib/metrics.py);
+  messages as reported by the cleanup sweeps (chalicelib/core/metrics.py);
 - the role devices assume in direct polling mode (DeviceRole: sqs:ReceiveMessage on the stage's
   device queues; the gateway narrows each session to one queue), its ARN in the API handler's
   SMSGW_DEVICE_ROLE_ARN, and sts:AssumeRole on exactly that role in the functions' policy.
@@ -41,15 +41,16 @@ API_GATEWAY_TIMEOUT_SECONDS = 29
 
 def _load(stage: str):
     """Import the gateway with `stage`'s names (settings read the environment at import)."""
-    if "chalicelib.settings" in sys.modules:
-        from chalicelib import settings
+    if "chalicelib.core.settings" in sys.modules:
+        from chalicelib.core import settings
         if settings.STAGE != stage or settings.PREFIX != f"smsgw-{stage}":
             raise SystemExit(f"chalicelib already imported for stage {settings.STAGE}; run "
                              "this script in its own process")
     os.environ["SMSGW_STAGE"] = stage
     os.environ.pop("SMSGW_PREFIX", None)
     sys.path.insert(0, str(ROOT))
-    from chalicelib import metrics, settings, tables
+    from chalicelib.core import metrics, settings
+    from chalicelib.storage import tables
     return settings, tables, metrics
 
 
@@ -84,8 +85,8 @@ def policy(stage: str) -> dict:
          "Resource": index_arns},
         {"Sid": "DeviceQueues", "Effect": "Allow", "Action": SQS_ACTIONS,
          "Resource": [_arn("sqs", settings.queue_name("*"))]},
-        # Direct polling: vend device credentials (chalicelib/direct.py). The stack's DeviceRole
-        # is the one role under this path; the merge template names it exactly.
+        # Direct polling: vend device credentials (chalicelib/domain/direct.py). The stack's
+        # DeviceRole is the one role under this path; the merge template names it exactly.
         {"Sid": DEVICE_ROLE_SID, "Effect": "Allow", "Action": ["sts:AssumeRole"],
          "Resource": [_arn("iam", f"role{settings.device_role_path()}*")]},
         {"Sid": "OtpSecret", "Effect": "Allow", "Action": ["ssm:GetParameter"],

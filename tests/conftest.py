@@ -13,7 +13,9 @@ os.environ.pop("AWS_PROFILE", None)
 import moto  # noqa: E402
 import pytest  # noqa: E402
 
-from chalicelib import accounts, aws, clock, devices, tables  # noqa: E402
+from chalicelib.core import clock  # noqa: E402
+from chalicelib.domain import accounts, devices  # noqa: E402
+from chalicelib.storage import aws, tables  # noqa: E402
 
 
 @pytest.fixture

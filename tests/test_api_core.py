@@ -4,8 +4,8 @@ import json
 import boto3
 import pytest
 
-from chalicelib import accounts, devices
-from chalicelib.tables import Idempotency, Message
+from chalicelib.domain import accounts, devices
+from chalicelib.storage.tables import Idempotency, Message
 
 PHONE = "+8801712345678"
 

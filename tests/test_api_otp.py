@@ -6,7 +6,8 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from chalicelib import accounts, clock, settings
+from chalicelib.core import clock, settings
+from chalicelib.domain import accounts
 
 NUMBER = "+8801712345678"
 SUCCESS = {"status": "success", "message": "OTP Verified Successfully.", "response": True,
@@ -230,7 +231,7 @@ def test_aws_calls_per_request(client, account, aws_calls):
 def test_storage_failure_after_claim_restores_the_otp(client, account):
     """The message write fails (table gone) after the code was stored: the client gets a
     retryable error and may retry at once, no cooldown charged."""
-    from chalicelib.tables import Message, Otp
+    from chalicelib.storage.tables import Message, Otp
     acct, key, device, _ = account
     boto3.client("dynamodb", region_name=settings.REGION).delete_table(
         TableName=settings.table_name("messages"))

@@ -7,7 +7,7 @@ import boto3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import tables
+from chalicelib.storage import tables
 
 PHONE = "+8801712345678"
 ACTIONS = ["send_sms", "send_otp", "verify_otp", "check_status", "get_history", "device_status"]

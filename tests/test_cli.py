@@ -3,7 +3,7 @@ import json
 
 from click.testing import CliRunner
 
-from chalicelib import accounts, devices
+from chalicelib.domain import accounts, devices
 from cli import main
 
 

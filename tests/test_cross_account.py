@@ -1,9 +1,9 @@
 """No action lets one account's key see or touch another account's devices or messages."""
 import pytest
 
-from chalicelib import accounts, devices
-from chalicelib.errors import NotFound
-from chalicelib.tables import Message
+from chalicelib.core.errors import NotFound
+from chalicelib.domain import accounts, devices
+from chalicelib.storage.tables import Message
 
 PHONE = "+8801712345678"
 

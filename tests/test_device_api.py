@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from chalicelib import aws, clock, messages, settings
-from chalicelib.tables import Device, IncomingMessage, Message
+from chalicelib.core import clock, settings
+from chalicelib.domain import messages
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Device, IncomingMessage, Message
 
 
 def _auth(token):
@@ -144,7 +146,7 @@ def test_terminal_message_job_is_dropped(client, account):
 
 
 def test_another_devices_token_cannot_report(client, account):
-    from chalicelib import accounts, devices
+    from chalicelib.domain import accounts, devices
     message = send(account)
     get(client, "/device/jobs?wait=0", account[3])
     _, other_token = devices.register(account[0].account_id, "Phone 2")
@@ -175,7 +177,7 @@ def test_incoming_is_stored_once_and_in_history(client, account):
 
 
 def test_heartbeat_and_poll_make_the_device_running(client, account):
-    from chalicelib import devices
+    from chalicelib.domain import devices
     status, body = post(client, "/device/heartbeat", account[3],
                         {"app_state": "running", "battery": 80, "signal": 3, "sim_count": 2})
     assert status == 200 and body["status"] == "running"

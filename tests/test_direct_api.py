@@ -6,8 +6,10 @@ import json
 import boto3
 import pytest
 
-from chalicelib import aws, direct, messages, settings
-from chalicelib.tables import Message
+from chalicelib.core import settings
+from chalicelib.domain import direct, messages
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Message
 
 ROLE_PATH = settings.device_role_path()
 
@@ -77,7 +79,7 @@ def test_credentials_when_direct_mode_is_off_is_a_clear_409(client, account, aws
 
 
 def test_credentials_are_scoped_to_this_devices_queue(client, account, role, aws_calls):
-    from chalicelib import devices
+    from chalicelib.domain import devices
     device, token = account[2], account[3]
     other, _ = devices.register(account[0].account_id, "Phone 2")
     status, body = post(client, "/device/credentials", token, {})
@@ -208,7 +210,7 @@ def test_claim_of_a_settled_message_drops_and_deletes_it(client, account):
 
 
 def test_claim_of_another_devices_message_is_dropped_and_leaves_it_alone(client, account):
-    from chalicelib import accounts, devices
+    from chalicelib.domain import accounts, devices
     owner = account[2]
     message = send(account)
     other, other_token = devices.register(account[0].account_id, "Phone 2")
@@ -238,7 +240,7 @@ def test_claim_of_a_body_that_is_no_job_deletes_it(client, account):
 
 
 def test_claim_of_an_expired_job_expires_the_message(client, account):
-    from chalicelib import clock
+    from chalicelib.core import clock
     device, token = account[2], account[3]
     message = send(account)
     [received] = receive(device)

@@ -6,8 +6,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import records, tables
-from chalicelib.tables import Idempotency, Message
+from chalicelib.storage import records, tables
+from chalicelib.storage.tables import Idempotency, Message
 
 PHONE = "+8801712345678"
 

@@ -10,9 +10,11 @@ from collections import Counter
 import boto3
 import pytest
 
-from chalicelib import accounts, aws, clock, devices, otp, settings
-from chalicelib.errors import BadRequest, InvalidOtp, RateLimited, Unavailable
-from chalicelib.tables import Message, Otp
+from chalicelib.core import clock, settings
+from chalicelib.core.errors import BadRequest, InvalidOtp, RateLimited, Unavailable
+from chalicelib.domain import accounts, devices, otp
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Message, Otp
 
 NUMBER = "+8801712345678"
 

@@ -14,13 +14,15 @@ from urllib.parse import urlparse
 
 import pytest
 
-from chalicelib import accounts, aws, devices, settings, tables
+from chalicelib.core import settings
+from chalicelib.domain import accounts, devices
+from chalicelib.storage import aws, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("dev", "prod")
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 # Actions AWS gives no resource-level permission for, that may therefore use "Resource": "*".
-# Empty: metrics go out as log lines (chalicelib/metrics.py), so even cloudwatch:PutMetricData
+# Empty: metrics go out as log lines (chalicelib/core/metrics.py), so even cloudwatch:PutMetricData
 # is not needed. Add here only with a reason.
 STAR_RESOURCE_ALLOWED: dict[str, str] = {}
 # Granted before the code on main calls them: what the OTP and device long-poll/report work

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import messages, settings
-from chalicelib.errors import BadRequest
+from chalicelib.core import settings
+from chalicelib.core.errors import BadRequest
+from chalicelib.domain import messages
 
 SOAK_PATH = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
 

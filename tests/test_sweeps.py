@@ -6,8 +6,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, devices, settings, sweeps
-from chalicelib.tables import Device, Message
+from chalicelib.core import clock, settings
+from chalicelib.domain import devices, sweeps
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Device, Message
 
 PHONE = "+8801712345678"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from chalicelib import metrics, settings, tables
+from chalicelib.core import metrics, settings
+from chalicelib.storage import tables
 
 ROOT = Path(__file__).resolve().parent.parent
 # The TTL attributes the models declare (DynamoDB deletes expired items by them).
@@ -127,7 +128,7 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
     """Direct polling: the role devices' credentials come from, and what reaches the code."""
     import fnmatch
 
-    from chalicelib import direct
+    from chalicelib.domain import direct
     stage, template = generated
     resources = template["Resources"]
     role = resources["DeviceRole"]["Properties"]

@@ -1,8 +1,10 @@
 """Pure domain helpers: phone normalisation, ids, whitelist matching, parameter parsing."""
 import pytest
 
-from chalicelib import accounts, clock, ids, params, phone
-from chalicelib.errors import BadRequest
+from chalicelib.core import clock, ids
+from chalicelib.core.errors import BadRequest
+from chalicelib.domain import accounts, phone
+from chalicelib.surfaces import params
 
 
 def test_phone_normalised_to_e164():
@@ -22,7 +24,7 @@ def test_invalid_numbers_rejected(raw):
 
 
 def test_default_region_applies_when_configured(monkeypatch):
-    from chalicelib import settings
+    from chalicelib.core import settings
     monkeypatch.setattr(settings, "DEFAULT_REGION", "BD")
     assert phone.normalise("01712345678") == "+8801712345678"
 

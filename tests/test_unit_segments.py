@@ -1,7 +1,7 @@
 """SMS segment counting: GSM-7 septets (extension characters cost two) vs UCS-2 units."""
 import pytest
 
-from chalicelib.segments import count
+from chalicelib.domain.segments import count
 
 
 @pytest.mark.parametrize("text,encoding,segments,units", [

@@ -7,7 +7,7 @@ import functools
 import boto3
 from botocore.config import Config
 
-from chalicelib import settings
+from chalicelib.core import settings
 
 RETRY_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"},
                       connect_timeout=3, read_timeout=25)

@@ -5,7 +5,7 @@ years; the rare same-millisecond clash is caught by the conditional write that s
 """
 import secrets
 
-from chalicelib import clock
+from chalicelib.core import clock
 
 EPOCH_MS = 1735689600000  # 2025-01-01T00:00:00Z
 RANDOM_BITS = 10

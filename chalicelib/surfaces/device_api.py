@@ -9,8 +9,8 @@ import json
 import logging
 import re
 
-from chalicelib import clock, devices, direct, incoming, jobs, settings
-from chalicelib.errors import (
+from chalicelib.core import clock, settings
+from chalicelib.core.errors import (
     BadRequest,
     Conflict,
     Forbidden,
@@ -21,6 +21,7 @@ from chalicelib.errors import (
     Unavailable,
     from_unexpected,
 )
+from chalicelib.domain import devices, direct, incoming, jobs
 
 log = logging.getLogger("smsgw")
 

@@ -1,7 +1,7 @@
 """A small time-bounded cache that lives as long as a warm Lambda container."""
 import threading
 
-from chalicelib import clock
+from chalicelib.core import clock
 
 
 class TTLCache:

@@ -9,8 +9,9 @@ from collections import Counter
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock, messages, metrics, settings
-from chalicelib.tables import Device, Message, update_if
+from chalicelib.core import clock, metrics, settings
+from chalicelib.domain import messages
+from chalicelib.storage.tables import Device, Message, update_if
 
 PAGE = 200
 

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import aws, clock, records, settings
-from chalicelib.errors import BadRequest, Conflict, NotFound
-from chalicelib.segments import count
-from chalicelib.tables import Device, IncomingMessage, Message, update_if
+from chalicelib.core import clock, settings
+from chalicelib.core.errors import BadRequest, Conflict, NotFound
+from chalicelib.domain.segments import count
+from chalicelib.storage import aws, records
+from chalicelib.storage.tables import Device, IncomingMessage, Message, update_if
 
 TERMINAL = ("delivered", "failed", "expired")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt

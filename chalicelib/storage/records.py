@@ -9,9 +9,9 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clock, ids, settings
-from chalicelib.errors import Conflict
-from chalicelib.tables import Idempotency
+from chalicelib.core import clock, ids, settings
+from chalicelib.core.errors import Conflict
+from chalicelib.storage.tables import Idempotency
 
 ATTEMPTS = 5
 _connection = None

@@ -3,8 +3,8 @@
 `phonenumbers` is imported on first use (~11 ms): a cold container whose first request needs no
 phone number (device polls, status, history) does not pay for it.
 """
-from chalicelib import settings
-from chalicelib.errors import BadRequest
+from chalicelib.core import settings
+from chalicelib.core.errors import BadRequest
 
 
 def normalise(raw: str, parameter: str = "phone_number") -> str:

@@ -7,7 +7,7 @@ names defined here, so the alarm and the code that feeds it share one spelling.
 import json
 import os
 
-from chalicelib import clock, settings
+from chalicelib.core import clock, settings
 
 NAMESPACE = "SMSGW"
 # Messages a sweep found stuck: pending but never queued, or leased past their lease and

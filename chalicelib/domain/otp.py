@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from chalicelib import aws, clock, messages, settings
-from chalicelib.errors import BadRequest, InvalidOtp, RateLimited, Unavailable
-from chalicelib.tables import OTP_SEND_SLOTS, Device, Message, Otp
+from chalicelib.core import clock, settings
+from chalicelib.core.errors import BadRequest, InvalidOtp, RateLimited, Unavailable
+from chalicelib.domain import messages
+from chalicelib.storage import aws
+from chalicelib.storage.tables import OTP_SEND_SLOTS, Device, Message, Otp
 
 log = logging.getLogger("smsgw")
 

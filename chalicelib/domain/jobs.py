@@ -13,8 +13,10 @@ import logging
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import aws, clock, messages, settings
-from chalicelib.tables import Device, Message, update_if
+from chalicelib.core import clock, settings
+from chalicelib.domain import messages
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Device, Message, update_if
 
 log = logging.getLogger("smsgw")
 

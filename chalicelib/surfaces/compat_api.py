@@ -11,8 +11,10 @@ errors carry `data.error_code`, `data.parameter` and, when retrying helps, `data
 import logging
 import re
 
-from chalicelib import accounts, clock, devices, messages, otp, params, phone
-from chalicelib.errors import BadRequest, GatewayError, from_unexpected
+from chalicelib.core import clock
+from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
+from chalicelib.domain import accounts, devices, messages, otp, phone
+from chalicelib.surfaces import params
 
 log = logging.getLogger("smsgw")
 

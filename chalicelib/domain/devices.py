@@ -11,11 +11,12 @@ import secrets
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import aws, clock, settings
-from chalicelib.accounts import get_account
-from chalicelib.cache import TTLCache
-from chalicelib.errors import BadRequest, NotFound, Unauthorized
-from chalicelib.tables import Account, Device, update_if
+from chalicelib.core import clock, settings
+from chalicelib.core.cache import TTLCache
+from chalicelib.core.errors import BadRequest, NotFound, Unauthorized
+from chalicelib.domain.accounts import get_account
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Account, Device, update_if
 
 UID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 ID_PATTERN = re.compile(r"^[0-9]{1,9}$")

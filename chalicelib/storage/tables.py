@@ -14,7 +14,7 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from chalicelib import settings
+from chalicelib.core import settings
 
 
 class _Meta:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock, settings
-from chalicelib.cache import TTLCache
-from chalicelib.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from chalicelib.tables import Account, ApiKey
+from chalicelib.core import clock, settings
+from chalicelib.core.cache import TTLCache
+from chalicelib.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from chalicelib.storage.tables import Account, ApiKey
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _auth_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)

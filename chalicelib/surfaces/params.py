@@ -9,8 +9,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import parse_qsl
 
-from chalicelib import settings
-from chalicelib.errors import BadRequest
+from chalicelib.core import settings
+from chalicelib.core.errors import BadRequest
 
 MAX_VALUE_CHARS = 4000
 

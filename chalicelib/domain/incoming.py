@@ -4,8 +4,9 @@ A device may push the same SMS twice (it retries after a lost answer), so each i
 Idempotency table under `in#<device_uid>#<device_message_id>` in the same transaction that stores
 it: stored once, and a repeat answers with the id it got the first time.
 """
-from chalicelib import clock, records, settings
-from chalicelib.tables import Device, IncomingMessage
+from chalicelib.core import clock, settings
+from chalicelib.storage import records
+from chalicelib.storage.tables import Device, IncomingMessage
 
 
 def sender(raw: str) -> str:

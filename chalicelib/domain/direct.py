@@ -12,9 +12,10 @@ import json
 import os
 from urllib.parse import urlparse
 
-from chalicelib import aws, settings
-from chalicelib.errors import Conflict
-from chalicelib.tables import Device
+from chalicelib.core import settings
+from chalicelib.core.errors import Conflict
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Device
 
 DEVICE_ACTIONS = ["sqs:ReceiveMessage"]
 

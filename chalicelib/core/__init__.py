@@ -1,0 +1,1 @@
+"""Settings, time, ids, errors, caches and metrics: what every layer may import."""

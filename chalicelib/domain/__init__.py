@@ -1,0 +1,2 @@
+"""The gateway's concepts: accounts, devices, messages, jobs, OTP, sweeps.
+Imports storage and core only."""
