@@ -10,24 +10,15 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.core import settings
-
-
-class _Meta:
-    region = settings.REGION
-    billing_mode = "PAY_PER_REQUEST"
-
-
-def _meta(short):
-    return type("Meta", (_Meta,), {"table_name": settings.table_name(short)})
+from chalicelib.storage.model_base import table_meta, update_if  # noqa: F401 (re-exported)
 
 
 class Account(Model):
-    Meta = _meta("accounts")
+    Meta = table_meta("accounts")
     account_id = UnicodeAttribute(hash_key=True)
     name = UnicodeAttribute()
     created_at = NumberAttribute()
@@ -45,7 +36,7 @@ class KeysByAccount(GlobalSecondaryIndex):
 
 class ApiKey(Model):
     """Only the SHA-256 of a key is stored; the key itself is shown once at creation."""
-    Meta = _meta("api-keys")
+    Meta = table_meta("api-keys")
     key_hash = UnicodeAttribute(hash_key=True)
     key_id = UnicodeAttribute()
     account_id = UnicodeAttribute()
@@ -74,7 +65,7 @@ class LiveDevices(GlobalSecondaryIndex):
 
 
 class Device(Model):
-    Meta = _meta("devices")
+    Meta = table_meta("devices")
     device_uid = UnicodeAttribute(hash_key=True)
     account_id = UnicodeAttribute()
     device_id = NumberAttribute()
@@ -104,7 +95,7 @@ class OpenMessages(GlobalSecondaryIndex):
 
 class Message(Model):
     """An outgoing SMS. `message_id` grows with time, so a reverse Query is newest-first."""
-    Meta = _meta("messages")
+    Meta = table_meta("messages")
     account_id = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute(range_key=True)
     device_uid = UnicodeAttribute()
@@ -140,7 +131,7 @@ class Message(Model):
 
 class IncomingMessage(Model):
     """An SMS a device received and pushed to the gateway."""
-    Meta = _meta("incoming")
+    Meta = table_meta("incoming")
     account_id = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute(range_key=True)
     device_uid = UnicodeAttribute()
@@ -156,7 +147,7 @@ class IncomingMessage(Model):
 
 class Idempotency(Model):
     """Claims a client's idempotency key (or a device's incoming-SMS id) for one record."""
-    Meta = _meta("idempotency")
+    Meta = table_meta("idempotency")
     key = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute()
     created_at = NumberAttribute()
@@ -174,7 +165,7 @@ class Otp(Model):
     code shifts them, so cooldown and hourly cap need no read. `expires` (TTL) outlives the code
     by the hour the cap looks back; `expires_at` is what every read and condition checks.
     """
-    Meta = _meta("otps")
+    Meta = table_meta("otps")
     key = UnicodeAttribute(hash_key=True)  # account_id#E.164
     code_hmac = UnicodeAttribute(null=True)
     created_at = NumberAttribute(null=True)
@@ -186,19 +177,7 @@ class Otp(Model):
     vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
 
 
-def update_if(item: Model, actions, condition) -> bool:
-    """One conditional UpdateItem: True if it applied, False if the condition did not hold
-    (another writer got there first); other errors propagate. How every state change in the
-    gateway is made, so races are settled by DynamoDB, not by a read before the write."""
-    try:
-        item.update(actions=actions, condition=condition)
-        return True
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-
-
+# Every model of the gateway: new model modules are imported above and listed here.
 MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)
 
 

@@ -1,0 +1,29 @@
+"""What every PynamoDB model module shares: the stage's table naming and billing, and the one
+conditional-update helper. Model modules import this, and `tables` gathers every model."""
+from pynamodb.exceptions import UpdateError
+from pynamodb.models import Model
+
+from chalicelib.core import settings
+
+
+class _Meta:
+    region = settings.REGION
+    billing_mode = "PAY_PER_REQUEST"
+
+
+def table_meta(short):
+    """The `Meta` of the model whose table is `short` in this stage."""
+    return type("Meta", (_Meta,), {"table_name": settings.table_name(short)})
+
+
+def update_if(item: Model, actions, condition) -> bool:
+    """One conditional UpdateItem: True if it applied, False if the condition did not hold
+    (another writer got there first); other errors propagate. How every state change in the
+    gateway is made, so races are settled by DynamoDB, not by a read before the write."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
