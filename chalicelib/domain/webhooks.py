@@ -51,6 +51,7 @@ def new_secret() -> str:
 def add(account_id: str, url: str, event_types=None, description: str = "") -> Webhook:
     """A new endpoint (enabled). Its secret is in the returned record: show it once."""
     get_account(account_id)
+    chosen = check_events(event_types)
     try:
         webhook_urls.check(url)
     except webhook_urls.Refused as refused:
@@ -61,7 +62,7 @@ def add(account_id: str, url: str, event_types=None, description: str = "") -> W
         raise Conflict(f"An account may have at most {settings.WEBHOOK_MAX_PER_ACCOUNT} "
                        "webhook endpoints.", "url")
     webhook = Webhook(account_id=account_id, webhook_id="wh_" + secrets.token_hex(8),
-                      url=url.strip(), events=check_events(event_types),
+                      url=url.strip(), events=chosen,
                       description=description, secret=new_secret(), state="enabled",
                       created_at=clock.now_ms())
     webhook.save(Webhook.webhook_id.does_not_exist())
