@@ -17,7 +17,7 @@ class Receiver:
         self.secrets = list(secrets)
         self.fail_rate, self.status, self.delay = fail_rate, status, delay
         self.random = random.Random(seed)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.requests = []  # (headers, raw body, answered status)
         self.events = {}  # id -> payload (first arrival)
         self.arrivals = Counter()  # id -> accepted (2xx) arrivals
