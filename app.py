@@ -91,7 +91,7 @@ def emit_events(event):
     return {"queued": webhooks.fan_out(event.to_dict()["Records"])}
 
 
-@app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10)
+@app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)
 def deliver_webhooks(event):
     """Send queued webhook deliveries; failed ones go back on the queue with a delay."""
     from chalicelib.domain import webhook_delivery

@@ -46,13 +46,10 @@ class EventPumps:
     # --- streams -> emit_events -----------------------------------------------------------
 
     def _stream_arns(self):
-        from chalicelib.storage.tables import MODELS
-        wanted = {self.settings.table_name(s) for s in self.settings.EVENT_SOURCE_TABLES}
-        for model in MODELS:
-            if model.Meta.table_name in wanted:
-                description = model._get_connection().describe_table()
-                if description.get("LatestStreamArn"):
-                    yield description["LatestStreamArn"]
+        for short in self.settings.EVENT_SOURCE_TABLES:
+            found = self.streams.list_streams(TableName=self.settings.table_name(short))
+            if found["Streams"]:
+                yield max(found["Streams"], key=lambda s: s["StreamLabel"])["StreamArn"]
 
     def _shards(self, arn):
         shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
