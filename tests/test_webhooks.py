@@ -502,3 +502,26 @@ def test_importing_app_loads_no_webhook_sending_code():
                          env={"PATH": str(ROOT / ".venv" / "bin") + ":/usr/bin:/bin",
                               "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": "test"})
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_corrected_presumed_failure_orders_by_sequence_with_distinct_ids(pumps, receivers):
+    """Presumed failed (lease ran out), then the phone reports sent, then a delivery failure:
+    sms.failed, sms.sent, sms.failed again; the two failures have different ids, and
+    `sequence` gives the order whatever order they arrive in."""
+    account, device = setup_account()
+    receiver = receivers()
+    hook(account, receiver)
+    accepted = messages.send(account.account_id, device, "+14155550100", "x")
+    jobs.fetch(device, 0, 1)
+    message = messages.get(account.account_id, accepted.message.message_id)
+    assert messages.close(message, "failed", "The device took it 3 times without reporting.",
+                          presumed=True, failed_at=clock.now_ms())
+    clock.advance(1)
+    assert jobs.report(device, message.message_id, "sent")["result"] == "ok"
+    clock.advance(1)
+    assert jobs.report(device, message.message_id, "failed", "Not delivered.")["result"] == "ok"
+    assert pump_until(pumps, receiver, lambda r: len(r.events) == 3)
+    ordered = sorted(receiver.events.values(), key=lambda e: e["sequence"])
+    assert [e["type"] for e in ordered] == ["sms.failed", "sms.sent", "sms.failed"]
+    assert [e["data"]["failed_reason"] for e in ordered if e["type"] == "sms.failed"] == [
+        "The device took it 3 times without reporting.", "Not delivered."]

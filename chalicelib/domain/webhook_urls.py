@@ -70,7 +70,7 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise Refused(f"cannot resolve {host}: {exc}")
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def check(url: str, allow_private: bool | None = None) -> tuple[tuple, str]:
@@ -88,4 +88,5 @@ def check(url: str, allow_private: bool | None = None) -> tuple[tuple, str]:
             what = _blocked(ipaddress.ip_address(text.split("%", 1)[0]))
             if what:
                 raise Refused(f"{host} resolves to {what} address ({text})")
-    return (scheme, host, port, path), addresses[0]
+    # IPv4 first: Lambda functions outside a VPC have no IPv6 egress.
+    return (scheme, host, port, path), min(addresses, key=lambda a: (":" in a, a))
