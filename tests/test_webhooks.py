@@ -525,3 +525,43 @@ def test_a_corrected_presumed_failure_orders_by_sequence_with_distinct_ids(pumps
     assert [e["type"] for e in ordered] == ["sms.failed", "sms.sent", "sms.failed"]
     assert [e["data"]["failed_reason"] for e in ordered if e["type"] == "sms.failed"] == [
         "The device took it 3 times without reporting.", "Not delivered."]
+
+
+def test_a_job_that_errors_does_not_hold_back_its_batch(pumps, receivers, monkeypatch):
+    """An unexpected error retries that job alone in a minute, then dead-letters it; a stream
+    record that cannot be read is skipped instead of blocking the records behind it."""
+    from chalicelib.domain import webhook_sender
+    from chalicelib.storage import aws
+    account, device = setup_account()
+    good, bad = receivers(), receivers()
+    hook(account, good, ["sms.received"])
+    hook(account, bad, ["sms.received"])
+    real_post = webhook_sender.post
+
+    def post(url, body, headers):
+        if url == bad.url:
+            raise RuntimeError("a bug")
+        return real_post(url, body, headers)
+    monkeypatch.setattr(webhook_sender, "post", post)
+    incoming.store(device, "in-1", "+14155550199", "hello", 1, clock.now_ms())
+    records = []
+    original = pumps.app.emit_events
+    monkeypatch.setattr(pumps.app, "emit_events", lambda event, context: records.extend(
+        event["Records"]) or original({"Records": [{"eventName": "MODIFY", "dynamodb": {
+            "NewImage": {"status": {"S": "sent"}}, "SequenceNumber": "1"},  # no ids: unreadable
+                                                    "eventSourceARN": ":table/" + settings
+                                                    .table_name("messages") + "/stream/x"},
+                                                   *event["Records"]]}, context))
+    assert pump_until(pumps, good, lambda r: len(r.events) == 1)
+    assert bad.requests == [] and records
+    waiting = aws.sqs().get_queue_attributes(
+        QueueUrl=webhooks.queue_url(), AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert waiting["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"  # its retry
+    job = webhooks.job(webhooks.list_all(account.account_id)[0], "evt_x", "sms.received", "{}")
+    job = {**job, "w": next(w.webhook_id for w in webhooks.list_all(account.account_id)
+                            if w.url == bad.url), "x": webhook_delivery.MAX_ERRORS - 1}
+    assert webhook_delivery.deliver([json.dumps(job), "not json"]) == {"error-dead": 1}
+    [dead] = aws.sqs().receive_message(QueueUrl=webhooks.queue_url(dead_letter=True),
+                                       MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(dead["Body"])["e"] == "evt_x" and "a bug" in json.loads(dead["Body"])[
+        "error"]

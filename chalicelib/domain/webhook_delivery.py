@@ -154,6 +154,25 @@ def handle(job: dict) -> tuple[str, dict | None, int]:
                                                                   -(-wait // 1000))
 
 
+ERROR_RETRY_SECONDS = 60
+MAX_ERRORS = 5
+JOB_KEYS = {"w", "a", "e", "t", "n", "f", "b"}
+
+
+def _guarded(job: dict) -> tuple[str, dict | None, int]:
+    """handle(), but an unexpected error (a throttled read, a bug) costs this job a retry in a
+    minute, not its batch-mates a redelivery; after MAX_ERRORS it goes to the dead-letter
+    queue (alarmed), from where an operator can redrive it."""
+    try:
+        return handle(job)
+    except Exception as exc:
+        errors = job.get("x", 0) + 1
+        log.exception("webhook job %s/%s failed (%d)", job.get("w"), job.get("e"), errors)
+        if errors >= MAX_ERRORS:
+            return "error-dead", {**job, "x": errors, "error": repr(exc)[:300]}, -1
+        return "error", {**job, "x": errors}, ERROR_RETRY_SECONDS
+
+
 def deliver(bodies: list[str]) -> dict:
     """The queue function's work for one batch of SQS message bodies, sent in parallel. The
     follow-up jobs are queued before returning; if that fails this raises, and Lambda receives
@@ -161,13 +180,19 @@ def deliver(bodies: list[str]) -> dict:
     jobs = []
     for body in bodies:
         try:
-            jobs.append(json.loads(body))
+            job = json.loads(body)
         except ValueError:
-            log.warning("dropping a malformed webhook job")
+            job = None
+        if not isinstance(job, dict) or not JOB_KEYS <= set(job):
+            log.warning("dropping a malformed webhook job: %.200s", body)
+            continue
+        jobs.append(job)
     with ThreadPoolExecutor(max_workers=max(1, min(10, len(jobs)))) as pool:
-        results = list(pool.map(handle, jobs))
-    follow = [(nxt, delay) for _, nxt, delay in results if nxt is not None]
+        results = list(pool.map(_guarded, jobs))
+    follow = [(nxt, delay) for _, nxt, delay in results if nxt is not None and delay >= 0]
     webhooks.send_jobs([j for j, _ in follow], [d for _, d in follow])
+    webhooks.send_jobs([nxt for _, nxt, delay in results if nxt is not None and delay < 0],
+                       dead_letter=True)
     counts = {}
     for what, _, _ in results:
         counts[what] = counts.get(what, 0) + 1

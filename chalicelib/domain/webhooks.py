@@ -13,6 +13,7 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 
@@ -27,6 +28,7 @@ from chalicelib.domain.accounts import get_account
 from chalicelib.storage import aws
 from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
+log = logging.getLogger("smsgw")
 ID_PATTERN = re.compile(r"^wh_[0-9a-f]{16}$")
 SQS_BATCH = 10
 MAX_OVERLAP_SECONDS = 7 * 86400
@@ -163,13 +165,15 @@ def signature_header(webhook: Webhook, timestamp: int, body: bytes) -> str:
 # --- queueing --------------------------------------------------------------------------------
 
 @functools.cache
-def queue_url() -> str:
-    return aws.sqs().get_queue_url(QueueName=settings.webhook_queue_name())["QueueUrl"]
+def queue_url(dead_letter: bool = False) -> str:
+    name = settings.webhook_queue_name(dead_letter)
+    return aws.sqs().get_queue_url(QueueName=name)["QueueUrl"]
 
 
 def ensure_queue() -> str:
     """Create the webhook queue if missing (local gateway and tests; AWS has the template's)."""
     queue_url.cache_clear()
+    aws.sqs().create_queue(QueueName=settings.webhook_queue_name(dead_letter=True))
     return aws.sqs().create_queue(QueueName=settings.webhook_queue_name())["QueueUrl"]
 
 
@@ -180,7 +184,8 @@ def job(webhook: Webhook, event_id: str, event_type: str, body: str, attempt: in
             "n": attempt, "f": first_at or clock.now_ms(), "d": due_at, "b": body}
 
 
-def send_jobs(jobs: list[dict], delays: list[int] | None = None) -> None:
+def send_jobs(jobs: list[dict], delays: list[int] | None = None,
+              dead_letter: bool = False) -> None:
     """Put delivery jobs on the queue (batches of 10); raises if any could not be queued, so
     the caller's trigger (stream batch, SQS message, CLI) retries instead of losing one."""
     delays = delays or [0] * len(jobs)
@@ -189,7 +194,7 @@ def send_jobs(jobs: list[dict], delays: list[int] | None = None) -> None:
                     "DelaySeconds": max(0, min(900, int(delays[start + i])))}
                    for i, j in enumerate(jobs[start:start + SQS_BATCH])]
         for _ in range(3):
-            failed = aws.sqs().send_message_batch(QueueUrl=queue_url(),
+            failed = aws.sqs().send_message_batch(QueueUrl=queue_url(dead_letter),
                                                   Entries=entries).get("Failed") or []
             if not failed:
                 break
@@ -218,7 +223,11 @@ def fan_out(stream_records: list[dict]) -> int:
     --since` can send what it missed once it is enabled again. Returns the jobs queued."""
     jobs = []
     for record in stream_records:
-        event = events_.from_stream_record(record)
+        try:
+            event = events_.from_stream_record(record)
+        except Exception:  # a record we cannot read must not block the stream behind it
+            log.exception("skipping an unreadable stream record %s", record.get("eventID"))
+            continue
         if event is None:
             continue
         body = None
