@@ -565,3 +565,52 @@ def test_a_job_that_errors_does_not_hold_back_its_batch(pumps, receivers, monkey
                                        MaxNumberOfMessages=10)["Messages"]
     assert json.loads(dead["Body"])["e"] == "evt_x" and "a bug" in json.loads(dead["Body"])[
         "error"]
+
+
+def test_https_goes_to_the_checked_address_with_the_names_certificate(aws_mock, tmp_path,
+                                                                       monkeypatch):
+    """TLS to the pinned address still verifies the certificate for the URL's host name: an
+    untrusted certificate is refused, a trusted one for the name works."""
+    import shutil
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from chalicelib.domain import webhook_sender
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append((self.headers["Host"], self.rfile.read(int(self.headers[
+                "Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        refused = webhook_sender.post(f"https://localhost:{port}/in", b"{}", {})
+        assert refused.status_code is None and "CERTIFICATE_VERIFY_FAILED" in refused.error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the certificate is trusted
+        ok = webhook_sender.post(f"https://localhost:{port}/in", b'{"a":1}', {})
+        assert ok.status_code == 204 and ok.ok, ok
+        assert seen == [(f"localhost:{port}", b'{"a":1}')]
+        wrong_name = webhook_sender.post(f"https://127.0.0.1:{port}/in", b"{}", {})
+        assert wrong_name.status_code is None  # the certificate names localhost, not the IP
+        assert "CERTIFICATE_VERIFY_FAILED" in wrong_name.error
+    finally:
+        server.shutdown()
+        server.server_close()
