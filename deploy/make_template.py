@@ -232,6 +232,8 @@ def webhook_resources(settings, tables, stage: str) -> dict:
     """The webhook queue (visibility 6x the queue function's timeout, as AWS advises), its
     dead-letter queue, an alarm on the latter, and the stream sources of `emit_events`."""
     from chalice.utils import to_cfn_resource_name
+
+    from chalicelib.domain import events
     visibility = 6 * _function_timeout("deliver_webhooks", stage)
     resources = {
         "WebhookDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {
@@ -264,6 +266,7 @@ def webhook_resources(settings, tables, stage: str) -> dict:
             # Retried until the record leaves the stream (24 h); then its batch's location
             # goes to the dead-letter queue (and its alarm), never silently.
             "MaximumRetryAttempts": -1, "MaximumRecordAgeInSeconds": -1,
+            "FilterCriteria": {"Filters": events.stream_filters(short)},
             "DestinationConfig": {"OnFailure": {"Destination": {
                 "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
     resources[to_cfn_resource_name("emit_events")] = {"Properties": {"Events": sources}}

@@ -67,3 +67,83 @@ def test_the_app_names_the_queue_the_template_makes(aws_mock):
     from app import app
     [sqs] = [s for s in app.event_sources if type(s).__name__ == "SQSEventConfig"]
     assert sqs.queue == settings.webhook_queue_name() and sqs.batch_size == 10
+
+
+def test_event_source_filters_are_in_the_template(generated):
+    stage, resources = generated
+    from chalicelib.domain import events
+    sources = resources["EmitEvents"]["Properties"]["Events"]
+    for source in sources.values():
+        table = source["Properties"]["Stream"]["Fn::GetAtt"][0]
+        short = resources[table]["Properties"]["TableName"][len(f"smsgw-{stage}-"):]
+        assert source["Properties"]["FilterCriteria"] == {"Filters": events.stream_filters(short)}
+
+
+MISSING = object()
+
+
+def _leaf(condition, value) -> bool:
+    if isinstance(condition, dict):
+        if "anything-but" in condition:
+            return value is not MISSING and value not in condition["anything-but"]
+        if "exists" in condition:
+            return (value is not MISSING) == condition["exists"]
+        raise AssertionError(f"pattern operator not understood here: {condition}")
+    return value is not MISSING and value == condition
+
+
+def matches(pattern: dict, record) -> bool:
+    """Lambda/EventBridge pattern matching for the operators stream_filters uses: nested keys,
+    a list of alternatives, exact values, anything-but (the field must exist), exists."""
+    for key, condition in pattern.items():
+        value = record.get(key, MISSING) if isinstance(record, dict) else MISSING
+        if isinstance(condition, dict):
+            if not matches(condition, value if isinstance(value, dict) else {}):
+                return False
+        elif not any(_leaf(c, value) for c in condition):
+            return False
+    return True
+
+
+def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch):
+    """Every stream record of a busy flow: the filters let through each one that is an event,
+    and drop the running phone's heartbeats and the messages' pending/processing writes."""
+    import local_events
+    from chalicelib.core import clock
+    from chalicelib.domain import accounts, devices, events, incoming, jobs, messages
+    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
+    pumps = local_events.EventPumps()
+    records = []
+    monkeypatch.setattr(pumps.app, "emit_events",
+                        lambda event, context: records.extend(event["Records"]))
+    account = accounts.create_account("Filters")
+    device, _ = devices.register(account.account_id, "Phone", sim_count=1)
+    devices.heartbeat(device, "running")
+    for _ in range(3):
+        devices.heartbeat(device, "running", battery=50)
+    for n, outcome in enumerate(("delivered", "failed", "sent")):
+        accepted = messages.send(account.account_id, device, f"+1415555010{n}", "x")
+        jobs.fetch(device, 0, 1)
+        jobs.report(device, accepted.message.message_id,
+                    "failed" if outcome == "failed" else "sent",
+                    "No credit." if outcome == "failed" else None)
+        if outcome == "delivered":
+            jobs.report(device, accepted.message.message_id, "delivered")
+    incoming.store(device, "in-1", "+14155550199", "hi", 1, clock.now_ms())
+    devices.heartbeat(device, "stopped")
+    devices.heartbeat(device, "running")
+    pumps.drain()
+    kinds = {"messages": 0, "incoming": 0, "devices": 0}
+    spared = []
+    for record in records:
+        short = record["eventSourceARN"].split(":table/")[1].split("/")[0][
+            len(settings.PREFIX) + 1:]
+        kinds[short] += 1
+        passed = any(matches(json.loads(f["Pattern"]), record)
+                     for f in events.stream_filters(short))
+        if events.from_stream_record(record) is not None:
+            assert passed, record
+        elif not passed:
+            spared.append(short)
+    assert all(kinds.values())
+    assert spared.count("devices") >= 3 and spared.count("messages") >= 3

@@ -13,6 +13,7 @@ record's sequence number, zero-padded to 40 digits: for one message (or device) 
 has a larger number, so receivers order events of one subject by comparing it as a string.
 """
 import hashlib
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -135,6 +136,22 @@ def from_stream_record(record: dict) -> Event | None:
         return None
     change = record["dynamodb"]
     return reader(record, _plain(change.get("OldImage")), _plain(change.get("NewImage")))
+
+
+def stream_filters(short: str) -> list[dict]:
+    """Lambda event-filter patterns (ORed) for the stream of table `short`: they only spare
+    the stream function records that cannot be events (pending/processing writes, heartbeats
+    and polls of a running phone), so each must match every record `from_stream_record` turns
+    into an event; the code still decides (tests/test_webhooks_deploy.py checks both)."""
+    if short == "messages":
+        patterns = [{"dynamodb": {"NewImage": {"status": {"S": sorted(MESSAGE_TYPES)}}}}]
+    elif short == "incoming":
+        patterns = [{"eventName": ["INSERT"]}]
+    else:  # devices: anything but "running before and after"
+        patterns = [{"dynamodb": {image: {"app_state": {"S": [condition]}}}}
+                    for image in ("OldImage", "NewImage")
+                    for condition in ({"anything-but": ["running"]}, {"exists": False})]
+    return [{"Pattern": json.dumps(p, separators=(",", ":"))} for p in patterns]
 
 
 def test_event(account_id: str, webhook_id: str) -> Event:
