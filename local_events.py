@@ -13,6 +13,50 @@ import threading
 import time
 
 STREAM_POLL_SECONDS = 0.2
+_moto_patched = False
+
+
+def serialise_moto_writes() -> None:
+    """Make moto's DynamoDB (in this process: the local gateway's server or a test's mock)
+    behave as DynamoDB promises once streams are on. moto runs a transaction by deep-copying
+    the tables it touches and, if the transaction is cancelled (an idempotency key already
+    claimed, say), putting the copies back: a write another thread made meanwhile is lost, a
+    copy taken while another thread writes fails ("dictionary changed size"), and the stream
+    shard object the event pump reads is replaced. Here every write and stream read takes one
+    lock, and a stream shard is copied shallowly (its records never change), so a copy is
+    cheap and a rollback also rolls back the cancelled transaction's stream records."""
+    global _moto_patched
+    if _moto_patched:
+        return
+    import copy
+    import functools
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import StreamShard
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+    lock = threading.RLock()
+
+    def locked(method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            with lock:
+                return method(*args, **kwargs)
+        return wrapper
+    for cls, names in ((DynamoDBBackend, ("put_item", "update_item", "delete_item",
+                                          "transact_write_items", "batch_write_item",
+                                          "execute_statement")),
+                       (DynamoDBStreamsBackend, ("get_records", "get_shard_iterator",
+                                                 "describe_stream"))):
+        for name in names:
+            if hasattr(cls, name):
+                setattr(cls, name, locked(getattr(cls, name)))
+
+    def shallow(self, memo):
+        twin = copy.copy(self)
+        twin.items = list(self.items)
+        return twin
+    StreamShard.__deepcopy__ = shallow
+    _moto_patched = True
 
 
 def _streams_client():
@@ -38,7 +82,9 @@ class EventPumps:
         self.queue_url = webhooks.ensure_queue()
         self.queue_arn = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self._iterators = {}  # (stream arn, shard id) -> next iterator
+        serialise_moto_writes()
+        self._iterators = {}  # (stream arn, shard id) -> last sequence number handled
+        self._shard_ids = {}
         self._stop = threading.Event()
         self._threads = []
         self.errors = []
@@ -51,15 +97,14 @@ class EventPumps:
             if found["Streams"]:
                 yield max(found["Streams"], key=lambda s: s["StreamLabel"])["StreamArn"]
 
-    def _shards(self, arn):
-        shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
-        for shard in shards:
-            key = (arn, shard["ShardId"])
-            if key not in self._iterators:
-                self._iterators[key] = self.streams.get_shard_iterator(
-                    StreamArn=arn, ShardId=shard["ShardId"],
-                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        return [key for key in self._iterators if key[0] == arn]
+    def _iterator(self, arn, shard_id):
+        """A fresh iterator after the last record handled: moto may have replaced the shard
+        object (a cancelled transaction restores a table copy), so none is kept."""
+        last = self._iterators.get((arn, shard_id))
+        where = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last} \
+            if last else {"ShardIteratorType": "TRIM_HORIZON"}
+        return self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id,
+                                               **where)["ShardIterator"]
 
     def pump_streams(self) -> int:
         """Hand every new stream record to emit_events; returns how many were handled."""
@@ -67,16 +112,18 @@ class EventPumps:
             self._arns = list(self._stream_arns())
         handled = 0
         for arn in self._arns:
-            for key in self._shards(arn):
-                iterator = self._iterators[key]
-                if iterator is None:
-                    continue
-                answer = self.streams.get_records(ShardIterator=iterator, Limit=100)
+            if arn not in self._shard_ids:
+                self._shard_ids[arn] = [s["ShardId"] for s in self.streams.describe_stream(
+                    StreamArn=arn)["StreamDescription"]["Shards"]]
+            for shard_id in self._shard_ids[arn]:
+                answer = self.streams.get_records(ShardIterator=self._iterator(arn, shard_id),
+                                                  Limit=100)
                 records = [self._lambda_record(r, arn) for r in answer.get("Records", [])]
                 if records:
                     self.app.emit_events({"Records": records}, None)  # raises: read again
                     handled += len(records)
-                self._iterators[key] = answer.get("NextShardIterator")
+                    self._iterators[(arn, shard_id)] = records[-1]["dynamodb"][
+                        "SequenceNumber"]
         return handled
 
     def _lambda_record(self, record, arn):
