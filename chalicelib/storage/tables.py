@@ -9,6 +9,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -170,9 +171,10 @@ class Otp(Model):
     code_hmac = UnicodeAttribute(null=True)
     created_at = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
-    tries = NumberAttribute(default=0)
-    used = BooleanAttribute(default=False)
-    used_at = NumberAttribute(null=True)
+    tries = NumberAttribute(default=0)  # guesses counted (right or wrong) since the last send
+    # HMACs of those guesses: a repeat is not counted twice, and the code's own HMAC here means
+    # the code was used (otp.verify).
+    guesses = UnicodeSetAttribute(null=True)
     expires = TTLAttribute(null=True)
     vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
 
