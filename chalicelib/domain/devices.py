@@ -18,8 +18,8 @@ from chalicelib.domain.accounts import get_account
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Account, Device, update_if
 
-UID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
-ID_PATTERN = re.compile(r"^[0-9]{1,9}$")
+UID_PATTERN = re.compile(r"^[0-9a-f]{16}\Z")
+ID_PATTERN = re.compile(r"^[0-9]{1,9}\Z")  # \Z: "$" would accept a trailing newline
 LIVE = "live"
 _cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
 

@@ -122,6 +122,9 @@ class Message(Model):
     # out): a late report that the phone did send it corrects the status.
     presumed = BooleanAttribute(null=True)
     idempotency_key = UnicodeAttribute(null=True)
+    # The validity the sender asked for ("for:<s>", "until:<epoch s>" or absent for the default),
+    # so a retry with the same idempotency key but another validity is told apart.
+    requested_validity = UnicodeAttribute(null=True)
     retain_until = TTLAttribute(null=True)
     # While non-terminal: the sweep shard and when a sweep should next look at the message.
     open_shard = UnicodeAttribute(null=True)

@@ -5,7 +5,6 @@ Unlike the compatibility API, devices are our own clients, so errors use real st
 401 bad token, 400 bad input (nothing changed), 503 storage trouble (retry). Every input is
 checked before anything is written, so a bad item in a batch changes nothing.
 """
-import json
 import logging
 import re
 
@@ -22,6 +21,7 @@ from chalicelib.core.errors import (
     from_unexpected,
 )
 from chalicelib.domain import devices, direct, incoming, jobs
+from chalicelib.surfaces import jsonbody
 
 log = logging.getLogger("smsgw")
 
@@ -31,7 +31,7 @@ MAX_JOBS = 10  # SQS's limit per ReceiveMessage
 MAX_REASON = 500
 MAX_TEXT = 5000
 MAX_RECEIPT_HANDLE = 4096
-DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}\Z")
 STATUS_CODES = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404,
                 Conflict: 409, RateLimited: 429, Unavailable: 503}
 
@@ -123,15 +123,10 @@ def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int
 def _json(headers: dict, body: bytes | None):
     if not body:
         raise BadRequest("Missing JSON body.", None)
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"Body too large: at most {MAX_BODY_BYTES} bytes.", None)
     kind = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind not in ("application/json", ""):
         raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.", None)
-    try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("Malformed JSON body.", None)
+    document = jsonbody.parse(body, MAX_BODY_BYTES)
     if not isinstance(document, dict):
         raise BadRequest("The JSON body must be an object.", None)
     return document
@@ -238,9 +233,7 @@ def parse_heartbeat(document: dict) -> dict:
     item = _fields(document, {"app_state", "battery", "signal", "sim_count"}, "the body")
     if item.get("app_state") not in devices.APP_STATES:
         raise BadRequest("Invalid app_state: must be running or stopped.", "app_state")
-    sim_count = item.get("sim_count")
-    if sim_count is not None and (isinstance(sim_count, bool) or sim_count not in (1, 2)):
-        raise BadRequest("Invalid sim_count: must be 1 or 2.", "sim_count")
+    sim_count = _integer(item, "sim_count", 1, 2, required=False)
     return {"app_state": item["app_state"],
             "battery": _integer(item, "battery", 0, 100, required=False),
             "signal": _integer(item, "signal", 0, 4, required=False),
