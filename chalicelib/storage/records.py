@@ -4,16 +4,25 @@ Outgoing and incoming messages get a fresh id (`ids.new_message_id`) whose rare 
 clash is caught by a conditional put; with an idempotency key, the key's claim and the record are
 written in one transaction, so a retried request finds the first record instead of making a
 second. One implementation for both, so the rules cannot drift apart.
+
+Two requests with the same key at the same moment: DynamoDB may cancel one transaction with
+`TransactionConflict` (the other is writing the same claim) rather than a failed condition. The
+loser retries after a short pause; its next attempt meets the winner's claim (a failed condition)
+and answers with the winner's record.
 """
+import random
+import time
+
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import clock, ids, settings
-from chalicelib.core.errors import Conflict
+from chalicelib.core.errors import Conflict, Unavailable
 from chalicelib.storage.tables import Idempotency
 
 ATTEMPTS = 5
+CONFLICT_PAUSE_SECONDS = 0.02  # doubled per conflict, with jitter: 1.2 s at most in all
 _connection = None
 
 
@@ -28,6 +37,7 @@ def save_new(make_record, idempotency_key: str | None = None):
     """Save `make_record(message_id)` under a fresh id. Returns (record, None), or, when
     `idempotency_key` was already claimed (and has not expired), (None, the claimed id)."""
     now = clock.now_ms()
+    conflicts = 0
     for _ in range(ATTEMPTS):
         record = make_record(ids.new_message_id())
         new_id = type(record).message_id.does_not_exist()
@@ -53,5 +63,23 @@ def save_new(make_record, idempotency_key: str | None = None):
                 return None, Idempotency.get(idempotency_key, consistent_read=True).message_id
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 continue
-            raise
+            if "TransactionConflict" not in reasons:
+                raise
+            conflicts += 1
+            time.sleep(CONFLICT_PAUSE_SECONDS * 2 ** conflicts * random.uniform(0.5, 1))
+    if conflicts:
+        winner = _winner(idempotency_key, now)
+        if winner is not None:
+            return None, winner
+        raise Unavailable("The gateway is busy with another request using this "
+                          "idempotency_key; retry shortly.", retry_after=1)
     raise Conflict("Could not allocate a message id; retry.", retry_after=1)
+
+
+def _winner(idempotency_key: str, now: int) -> int | None:
+    """The record id a live claim of `idempotency_key` names (None if there is none)."""
+    try:
+        claim = Idempotency.get(idempotency_key, consistent_read=True)
+    except DoesNotExist:
+        return None
+    return claim.message_id if claim.expires >= clock.at(now) else None
