@@ -168,7 +168,8 @@ def test_endless_transaction_conflicts_are_a_retryable_answer(api, account,
 
 def test_incoming_sms_survives_a_transaction_conflict(client, account, transaction_cancelled):
     _, _, device, token = account
-    transaction_cancelled(["TransactionConflict", "None"])
+    # items: the device's existence check, the claim, the record
+    transaction_cancelled(["None", "TransactionConflict", "None"])
     response = client.http.post("/device/incoming", headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         body=json.dumps({"messages": [{"device_message_id": "m-1", "phone_number": PHONE,

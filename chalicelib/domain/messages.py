@@ -17,6 +17,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
+from chalicelib.domain import devices
 from chalicelib.domain.segments import count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, IncomingMessage, Message, update_if
@@ -72,11 +73,32 @@ def job_payload(message: Message, text: str) -> dict:
 def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
     """Put the job on the device's queue; False (and nothing recorded) if SQS refused."""
     try:
-        aws.sqs().send_message(QueueUrl=device_queue_url,
-                               MessageBody=json.dumps(job_payload(message, text)))
+        _send_job(device_queue_url, message, text)
         return True
     except (BotoCoreError, ClientError):
         return False
+
+
+def _send_job(device_queue_url: str, message: Message, text: str) -> None:
+    aws.sqs().send_message(QueueUrl=device_queue_url,
+                           MessageBody=json.dumps(job_payload(message, text)))
+
+
+def _queue_first(device: Device, message: Message, text: str) -> bool:
+    """Queue the job of a message just accepted. A queue that no longer exists means the device
+    was removed (the caller's cached lookup is older): the message ends `failed` and the
+    caller gets a clear error instead of a promise to retry."""
+    try:
+        _send_job(device.queue_url, message, text)
+        return True
+    except (BotoCoreError, ClientError) as exc:
+        if not aws.queue_missing(exc) or devices.exists(device.device_uid):
+            return False  # the outbox sweep queues it later
+    close(message, "failed", "device_removed", failed_at=clock.now_ms())
+    devices.forget_cached()
+    raise NotFound(f"Device {device.device_id} ({device.device_uid}) was removed: message "
+                   f"{message.message_id} was not sent (it is marked failed).", "device_id",
+                   code="device_removed")
 
 
 # Everything of a stored message that changes what is sent, where or until when: a retry under
@@ -123,7 +145,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     if message is None:
         return Accepted(_stored_for(account_id, first_id, make(first_id)), queued=True,
                         replayed=True)
-    return Accepted(message, queued=enqueue(device.queue_url, message, text))
+    return Accepted(message, queued=_queue_first(device, message, text))
 
 
 def open_shard(message_id: int) -> str:

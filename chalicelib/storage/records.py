@@ -33,9 +33,16 @@ def transaction_connection() -> Connection:
     return _connection
 
 
-def save_new(make_record, idempotency_key: str | None = None):
+class RequirementFailed(Exception):
+    """The `require` condition of save_new did not hold: nothing was written."""
+
+
+def save_new(make_record, idempotency_key: str | None = None, require=None):
     """Save `make_record(message_id)` under a fresh id. Returns (record, None), or, when
-    `idempotency_key` was already claimed (and has not expired), (None, the claimed id)."""
+    `idempotency_key` was already claimed (and has not expired), (None, the claimed id).
+    `require` = (model, hash key, condition): checked in the same transaction (needs a key);
+    RequirementFailed if it does not hold."""
+    assert require is None or idempotency_key is not None
     now = clock.now_ms()
     conflicts = 0
     for _ in range(ATTEMPTS):
@@ -56,9 +63,15 @@ def save_new(make_record, idempotency_key: str | None = None):
                 tx.save(claim, condition=Idempotency.key.does_not_exist()
                         | (Idempotency.expires < clock.at(now)))
                 tx.save(record, condition=new_id)
+                if require is not None:
+                    model, hash_key, condition = require
+                    tx.condition_check(model, hash_key, condition=condition)
             return record, None
         except TransactWriteError as error:
             reasons = [r.code if r else None for r in (error.cancellation_reasons or [])]
+            if require is not None and reasons:  # PynamoDB sends condition checks first
+                if reasons.pop(0) == "ConditionalCheckFailed":
+                    raise RequirementFailed()
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return None, Idempotency.get(idempotency_key, consistent_read=True).message_id
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":

@@ -47,6 +47,9 @@ class ApiKey(Model):
     by_account = KeysByAccount()
 
 
+POLL_SLOTS = tuple(f"poll_{i}" for i in range(settings.MAX_LIVE_POLLS))
+
+
 class DevicesByAccount(GlobalSecondaryIndex):
     class Meta:
         index_name = "by-account"
@@ -80,6 +83,8 @@ class Device(Model):
     battery = NumberAttribute(null=True)
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
+    # poll_0..: until when (epoch ms) each live GET /device/jobs holds its slot (devices.start_poll)
+    vars().update({name: NumberAttribute(null=True) for name in POLL_SLOTS})
     by_account = DevicesByAccount()
     live_devices = LiveDevices()
 

@@ -21,6 +21,7 @@ from chalicelib.core.errors import (
     from_unexpected,
 )
 from chalicelib.domain import devices, direct, incoming, jobs
+from chalicelib.storage import aws
 from chalicelib.surfaces import jsonbody
 
 log = logging.getLogger("smsgw")
@@ -63,8 +64,7 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
                 wait = _int_param(query, "wait", settings.MAX_POLL_WAIT_SECONDS, 0,
                                   settings.MAX_POLL_WAIT_SECONDS)
                 max_jobs = _int_param(query, "max", 1, 1, MAX_JOBS)
-                devices.seen(device)
-                return 200, {}, {"jobs": jobs.fetch(device, wait, max_jobs),
+                return 200, {}, {"jobs": _poll(device, wait, max_jobs),
                                  "lease_seconds": settings.LEASE_SECONDS}
             if query:
                 name = sorted(query)[0]
@@ -87,6 +87,19 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
         if error.retry_after is not None:
             extra["Retry-After"] = str(error.retry_after)
         return _status(error), extra, error_body(error)
+
+
+def _poll(device, wait: int, max_jobs: int) -> list:
+    """One long-poll in one of the device's poll slots (the slot's write also marks it seen)."""
+    lease = devices.start_poll(device, wait)
+    try:
+        return jobs.fetch(device, wait, max_jobs)
+    except Exception as exc:
+        if aws.queue_missing(exc):  # removed between the slot write and the receive
+            devices.removed(device)
+        raise
+    finally:
+        devices.end_poll(device, lease)
 
 
 def _device(headers: dict):
