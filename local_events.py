@@ -28,11 +28,9 @@ def serialise_moto_writes() -> None:
     global _moto_patched
     if _moto_patched:
         return
-    import copy
     import functools
 
     from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.table import StreamShard
     from moto.dynamodbstreams.models import DynamoDBStreamsBackend
     lock = threading.RLock()
 
@@ -50,12 +48,6 @@ def serialise_moto_writes() -> None:
         for name in names:
             if hasattr(cls, name):
                 setattr(cls, name, locked(getattr(cls, name)))
-
-    def shallow(self, memo):
-        twin = copy.copy(self)
-        twin.items = list(self.items)
-        return twin
-    StreamShard.__deepcopy__ = shallow
     _moto_patched = True
 
 
