@@ -23,8 +23,10 @@ def serialise_moto_writes() -> None:
     claimed, say), putting the copies back: a write another thread made meanwhile is lost, a
     copy taken while another thread writes fails ("dictionary changed size"), and the stream
     shard object the event pump reads is replaced. Here every write and stream read takes one
-    lock, and a stream shard is copied shallowly (its records never change), so a copy is
-    cheap and a rollback also rolls back the cancelled transaction's stream records."""
+    lock, and the pump re-resolves its shard on every read. moto still deep-copies a table's
+    stream records in each transaction, so a long local run slows down as streams grow (a
+    shallow shard copy stopped the liveness sweep from stopping devices in the soak; why is
+    not understood yet)."""
     global _moto_patched
     if _moto_patched:
         return
