@@ -13,44 +13,6 @@ import threading
 import time
 
 STREAM_POLL_SECONDS = 0.2
-_moto_patched = False
-
-
-def serialise_moto_writes() -> None:
-    """Make moto's DynamoDB (in this process: the local gateway's server or a test's mock)
-    behave as DynamoDB promises once streams are on. moto runs a transaction by deep-copying
-    the tables it touches and, if the transaction is cancelled (an idempotency key already
-    claimed, say), putting the copies back: a write another thread made meanwhile is lost, a
-    copy taken while another thread writes fails ("dictionary changed size"), and the stream
-    shard object the event pump reads is replaced. Here every write and stream read takes one
-    lock, and the pump re-resolves its shard on every read. moto still deep-copies a table's
-    stream records in each transaction, so a long local run slows down as streams grow (a
-    shallow shard copy stopped the liveness sweep from stopping devices in the soak; why is
-    not understood yet)."""
-    global _moto_patched
-    if _moto_patched:
-        return
-    import functools
-
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
-    lock = threading.RLock()
-
-    def locked(method):
-        @functools.wraps(method)
-        def wrapper(*args, **kwargs):
-            with lock:
-                return method(*args, **kwargs)
-        return wrapper
-    for cls, names in ((DynamoDBBackend, ("put_item", "update_item", "delete_item",
-                                          "transact_write_items", "batch_write_item",
-                                          "execute_statement")),
-                       (DynamoDBStreamsBackend, ("get_records", "get_shard_iterator",
-                                                 "describe_stream"))):
-        for name in names:
-            if hasattr(cls, name):
-                setattr(cls, name, locked(getattr(cls, name)))
-    _moto_patched = True
 
 
 def _streams_client():
@@ -76,7 +38,6 @@ class EventPumps:
         self.queue_url = webhooks.ensure_queue()
         self.queue_arn = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        serialise_moto_writes()
         self._iterators = {}  # (stream arn, shard id) -> last sequence number handled
         self._shard_ids = {}
         self._stop = threading.Event()
