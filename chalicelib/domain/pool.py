@@ -220,6 +220,20 @@ def on_failure(device: Device, message: Message, reason: str | None,
     return None
 
 
+def set_device_pace(account_id: str, device_ref: str, pace) -> Device:
+    """The owner's pace for one of the account's devices: whole SMS segments per hour, or
+    'default' (None) for the gateway's default. Checked before anything is read or written;
+    another account's device is unknown here. What the CLI and the dashboard call."""
+    if pace is not None and str(pace).strip().lower() == "default":
+        pace = None
+    value = None if pace is None else pacing.check_pace(pace)
+    device = devices.resolve(account_id, device_id=str(device_ref))
+    pacing.set_pace(device, value)
+    devices.forget_cached()
+    _cache.clear()
+    return device
+
+
 def queue_depth(device: Device) -> int | None:
     """Jobs waiting on the device's queue (visible + delayed; approximate, as SQS counts)."""
     try:
