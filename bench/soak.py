@@ -79,15 +79,17 @@ def _free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, devices: int = 3, extra_env: dict | None = None):
         self.schedule_log = workdir / "schedules.jsonl"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("AWS_") and not k.startswith("SMSGW_")}
         env.update(GATEWAY_ENV, SMSGW_LOCAL_SCHEDULE_LOG=str(self.schedule_log))
+        env.update(extra_env or {})
+        self.env = env
         self.log = open(workdir / "gateway.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "local_gateway.py"), "--port", str(_free_port()),
-             "--json", "--no-agent", "--devices", "3"],
+             "--json", "--no-agent", "--devices", str(devices)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()  # the gateway prints it once it serves
         if not line:
@@ -103,6 +105,30 @@ class Gateway:
     def api(self, session, **params) -> dict:
         return session.post(f"{self.url}/myAPI.php", timeout=60,
                             data={"api_key": self.info["api_key"], **params}).json()
+
+    def admin(self, *args) -> str:
+        """Run the admin CLI (cli.py) against this gateway's emulated AWS."""
+        env = {**self.env, "AWS_ENDPOINT_URL": self.info["aws_endpoint"], "SMSGW_STAGE": "local",
+               "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+
+    def heartbeats(self, token: str, stop: threading.Event, every: float = 1.0):
+        """A phone whose app says it is running but never polls for jobs (in a thread)."""
+        def beat():
+            session = requests.Session()
+            while not stop.is_set():
+                try:
+                    session.post(f"{self.url}/device/heartbeat", timeout=10,
+                                 json={"app_state": "running"},
+                                 headers={"Authorization": f"Bearer {token}"})
+                except requests.RequestException:
+                    pass
+                stop.wait(every)
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        return thread
 
     def schedule_runs(self) -> list:
         if not self.schedule_log.exists():

@@ -40,7 +40,7 @@ class Agent:
         self._thread = None
         self.sent_count = 0
         self.pace_ms = 0  # from the heartbeat answer: gap per SMS segment on one SIM
-        self._sim_free = {}  # sim_slot -> time.monotonic() when it may send again
+        self._sim_free = {}  # sim_slot -> epoch seconds when it may send again (journaled)
 
     # one job
     def handle(self, job: dict) -> None:
@@ -76,8 +76,11 @@ class Agent:
             os._exit(3)
         self.journal.finish(message_id, "sent")
         self.sent_count += 1
-        self._sim_free[sim_slot] = max(time.monotonic(), self._sim_free.get(sim_slot, 0.0)) + (
-            self.pace_ms / 1000 * max(1, int(job.get("segments") or 1)))
+        if self.pace_ms:
+            free = max(time.time(), self.sim_free(sim_slot)) + (
+                self.pace_ms / 1000 * max(1, int(job.get("segments") or 1)))
+            self._sim_free[sim_slot] = free
+            self.journal.meta(f"sim_free_{sim_slot}", free)  # a restart keeps the pace too
         log.info("job %s sent to %s", message_id, job["phone_number"])
         if self.config.crash_after == "send":
             os._exit(3)
@@ -87,10 +90,16 @@ class Agent:
         once, so wait for the SIM (at most MAX_PACE_HOLD, within the lease). OTPs never wait."""
         if job.get("kind") == "otp" or not self.pace_ms:
             return
-        wait = self._sim_free.get(sim_slot, 0.0) - time.monotonic()
+        wait = self.sim_free(sim_slot) - time.time()
         if wait > 0:
             log.info("job %s waits %.1f s for SIM %s's pace", job["message_id"], wait, sim_slot)
             self.stopping.wait(min(wait, MAX_PACE_HOLD))
+
+    def sim_free(self, sim_slot: int) -> float:
+        if sim_slot not in self._sim_free:
+            stored = self.journal.meta(f"sim_free_{sim_slot}")
+            self._sim_free[sim_slot] = float(stored) if stored else 0.0
+        return self._sim_free[sim_slot]
 
     # outboxes
     def flush_reports(self) -> None:
