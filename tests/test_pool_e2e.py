@@ -193,3 +193,22 @@ def soak_history(gw, session):
         cursor = answer["data"]["next_cursor"]
         if not cursor:
             return found
+
+
+def test_soak_pool_mode_loses_and_doubles_nothing(tmp_path):
+    """bench/soak.py --pool at CI size: automatic choice under the soak's crashes, duplicate
+    deliveries and abandoned leases (SMSGW_SOAK_FULL=1: 1,000 messages)."""
+    import os
+    full = os.environ.get("SMSGW_SOAK_FULL") == "1"
+    count = 1000 if full else 60
+    figures = load_soak().run(messages=count, seed=int(os.environ.get("SMSGW_SOAK_SEED", "2")),
+                              workdir=str(tmp_path), settle_seconds=300 if full else 120,
+                              pool=True)
+    print("\n".join(f"{name}: {value}" for name, value in figures.items()))
+    assert figures["problems"] == []
+    assert figures["messages accepted"] == count
+    assert sum(figures["final states"].values()) == count
+    assert figures["duplicates found (a message in ledgers more than once)"] == 0
+    assert figures["moved by failover"] >= 1
+    assert figures["chosen for the never-polling phone"] >= 1
+    assert figures["paced phone sends"] >= 1
