@@ -404,3 +404,16 @@ def test_cli_sets_and_resets_the_pace(account):
                                         str(device.device_id), "default"]).output
     assert "unpaced" in out or "(default)" in out
     assert Device.get(device.device_uid).pace_per_hour is None
+
+
+def test_idempotent_retry_of_an_automatic_send_finds_the_first(api, fleet):
+    acct, key, phones = fleet
+    for phone in phones:
+        pool.set_device_pace(acct.account_id, phone.device_id, 3600)
+    clock.freeze()
+    first = send(api, key, idempotency_key="order-7")
+    again = send(api, key, idempotency_key="order-7")  # routed to another (free) phone...
+    assert again["status"] == "success", again
+    assert again["data"]["message_id"] == first["data"]["message_id"]
+    assert again["data"]["device_uid"] == first["data"]["device_uid"]
+    assert len(list(Message.query(acct.account_id))) == 1
