@@ -27,22 +27,6 @@ def queued(device) -> int:
 
 
 @pytest.fixture
-def atomic_moto(monkeypatch):
-    """Real DynamoDB applies a conditional UpdateItem atomically per item; moto checks and
-    writes without a lock. Serialise whole UpdateItem calls (our code still races between its
-    calls), as tests/test_otp.py does."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
-
-
-@pytest.fixture
 def fleet(account):
     """The account's first phone plus two more, all running and single-SIM:
     (account, key, [devices])."""
