@@ -32,7 +32,7 @@ STALL_REASON = "not taking jobs (messages moved to other devices)"
 # Failure reasons (as the agent reports Android's result codes, or free text) that mean the SIM
 # itself is in trouble: (pattern, pause seconds setting, kind shown in device_status)
 SIM_TROUBLE = (
-    (re.compile(r"limit.?exceeded|too many (sms|messages)|premium", re.I),
+    (re.compile(r"limit.?exceeded|too many (sms|messages)", re.I),
      "SIM_PAUSE_LIMIT_SECONDS", "limit exceeded"),
     (re.compile(r"no.?service|radio.?off|airplane|out of service|no signal", re.I),
      "SIM_PAUSE_SERVICE_SECONDS", "no service"),
@@ -121,14 +121,6 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
                       retry_after=max(1, -(-(soonest - now) // 1000)), code="pool_at_capacity")
 
 
-def _due_after(not_before: int, now: int) -> int:
-    """When the sweeps should first look at a pool message queued for `not_before`."""
-    held = not_before - now > settings.MAX_QUEUE_DELAY_SECONDS * 1000
-    if held:
-        return not_before - settings.MAX_QUEUE_DELAY_SECONDS * 1000 + 1000
-    return not_before + settings.POOL_GRACE_SECONDS * 1000
-
-
 def movable(message: Message, now: int) -> bool:
     """May the sweep move this pending message now (never taken, past its grace)?"""
     return (message.pool_uid is not None and message.status == "pending"
@@ -154,7 +146,9 @@ def move(message: Message, now: int, why: str = "grace") -> str:
         Message.sim_slot.set(route.sim_slot), Message.pool_uid.set(target.device_uid),
         Message.moves.add(1), Message.requeues.set(0),
         Message.not_before.set(not_before) if not_before > now else Message.not_before.remove(),
-        Message.open_due.set(min(_due_after(not_before, now), message.expires_at))],
+        Message.open_due.set(min(messages.first_look(not_before, now,
+                                                     settings.POOL_GRACE_SECONDS),
+                                 message.expires_at))],
         (Message.status == "pending") & (Message.attempts == 0)
         & (Message.device_uid == old_uid) & (Message.pool_uid == old_uid))
     if not moved:
