@@ -194,7 +194,11 @@ def failover_device(device: Device, now: int | None = None) -> int:
     """The liveness sweep stopped `device`: move its pending, never-taken pool messages now."""
     now = clock.now_ms() if now is None else now
     moved = 0
-    for message in list(Message.pool_messages.query(device.device_uid, limit=200)):
+    for key in list(Message.pool_messages.query(device.device_uid, limit=200)):
+        try:
+            message = Message.get(key.account_id, key.message_id, consistent_read=True)
+        except Message.DoesNotExist:
+            continue
         if message.status == "pending" and not message.attempts and message.kind != "otp":
             moved += move(message, now, why="device stopped") == "moved"
     return moved

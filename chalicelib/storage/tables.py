@@ -10,7 +10,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.core import settings
@@ -105,10 +105,10 @@ class OpenMessages(GlobalSecondaryIndex):
 class PoolMessages(GlobalSecondaryIndex):
     """Sparse index of not-yet-final messages that may move to another device (sent without a
     named device, or with failover=1), by their current device: failover Queries a stopped
-    device's messages here."""
+    device's messages here. Keys only, so a message's status changes do not write it."""
     class Meta:
         index_name = "pool"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
     pool_uid = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute(range_key=True)
 
