@@ -401,3 +401,27 @@ def test_idempotent_retry_of_an_automatic_send_finds_the_first(api, fleet):
     assert again["data"]["message_id"] == first["data"]["message_id"]
     assert again["data"]["device_uid"] == first["data"]["device_uid"]
     assert len(list(Message.query(acct.account_id))) == 1
+
+
+def test_a_pool_message_with_nowhere_to_go_is_looked_at_again_soon(api, account):
+    """Alone in the pool, it is queued again (a queue call may have been lost) without the
+    named messages' growing back-off, so it moves soon after another phone appears."""
+    acct, key, device, _ = account
+    devices.heartbeat(device, "running")
+    pool.forget_cached()
+    clock.freeze()
+    message_id = send(api, key)["data"]["message_id"]
+    grace_ms = settings.POOL_GRACE_SECONDS * 1000
+    for _ in range(4):
+        clock.advance(2 * settings.POOL_GRACE_SECONDS)
+        devices.heartbeat(Device.get(device.device_uid), "running")
+        assert sweeps.settle_due_messages()["requeued"] == 1
+        stored = Message.get(acct.account_id, message_id)
+        assert stored.open_due <= clock.now_ms() + 2 * grace_ms
+    other, _ = devices.register(acct.account_id, "Phone 2", sim_count=1)
+    devices.heartbeat(other, "running")
+    pool.forget_cached()
+    clock.advance(2 * settings.POOL_GRACE_SECONDS)
+    devices.heartbeat(Device.get(device.device_uid), "running")
+    assert sweeps.settle_due_messages()["moved"] == 1
+    assert Message.get(acct.account_id, message_id).device_uid == other.device_uid
