@@ -20,7 +20,7 @@ log = logging.getLogger("smsgw")
 
 COMMON = {"api_key", "action"}
 ACTIONS = {}
-IDEMPOTENCY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}\Z")
 
 def action(name: str, allowed: set):
     """Register a handler `fn(caller, params, headers) -> (message, data)` for `action=name`."""
@@ -133,7 +133,8 @@ def send_sms(caller, request, headers):
     text = request.get("message")
     counted = messages.check_text(text)
     idempotency_key = _idempotency_key(request, headers)
-    validity = messages.parse_validity(request.get("valid_for"), request.get("expires_at"))
+    validity, requested = messages.parse_validity_request(request.get("valid_for"),
+                                                          request.get("expires_at"))
     chosen = not _names_device(request)
     failover = pool.parse_failover(request.get("failover"))
     if chosen:  # automatic choice (docs/pool.md): may fail over unless failover=0
@@ -142,7 +143,8 @@ def send_sms(caller, request, headers):
                             validity_seconds=validity)
         accepted = messages.send(caller.account_id, route.device, number, text,
                                  route.sim_slot, idempotency_key=idempotency_key,
-                                 valid_for_seconds=validity, slot=route.slot,
+                                 valid_for_seconds=validity, requested_validity=requested,
+                                 slot=route.slot,
                                  movable=failover or not (request.get("failover") or "").strip(),
                                  chosen=True)
     else:
@@ -150,7 +152,7 @@ def send_sms(caller, request, headers):
                                  request.get("device_uid"))
         accepted = messages.send(caller.account_id, device, number, text, sim_slot,
                                  idempotency_key=idempotency_key, valid_for_seconds=validity,
-                                 movable=failover)
+                                 requested_validity=requested, movable=failover)
     m = accepted.message
     data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot,
             **_routing_data(accepted, chosen)}
