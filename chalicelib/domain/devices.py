@@ -266,11 +266,17 @@ def seen(device: Device) -> None:
                                 Device.live.set(LIVE)])
 
 
-def stop_silent(now_ms: int | None = None) -> int:
+def stop_silent(now_ms: int | None = None, on_stop=None) -> int:
     """Mark `stopped` the devices whose app said running but has been silent past the
-    heartbeat window. A heartbeat racing this wins (the write is conditional on last_seen)."""
+    heartbeat window. A heartbeat racing this wins (the write is conditional on last_seen).
+    `on_stop(device)` runs for each device this call stopped (failover, pool.py)."""
     now = clock.now_ms() if now_ms is None else now_ms
     cutoff = now - settings.HEARTBEAT_WINDOW_SECONDS * 1000
-    return sum(update_if(device, [Device.app_state.set("stopped"), Device.live.remove()],
-                         Device.last_seen == device.last_seen)
-               for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)))
+    stopped = 0
+    for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)):
+        if update_if(device, [Device.app_state.set("stopped"), Device.live.remove()],
+                     Device.last_seen == device.last_seen):
+            stopped += 1
+            if on_stop is not None:
+                on_stop(device)
+    return stopped
