@@ -88,9 +88,19 @@ def test_otp_burst_of_100_concurrent_guesses(gateway):
     code = re.search(r"\d{4}", job["message"])[0]
     guesses = [f"{(int(code) + k) % 10_000:04d}" for k in range(1, 100)] + [code]
     random.Random(14).shuffle(guesses)
+    retried = []
+
+    def guess(code):
+        for attempt in range(5):  # a reset connection is retried: a repeated guess is not
+            try:                  # counted twice, so a retry cannot change the counts
+                return api(g, action="verify_otp", phone_number=NUMBER, otp_code=code)
+            except requests.ConnectionError:
+                retried.append(code)
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("the gateway kept resetting connections")
+
     with ThreadPoolExecutor(20) as pool:
-        answers = list(pool.map(lambda c: api(g, action="verify_otp", phone_number=NUMBER,
-                                              otp_code=c), guesses))
+        answers = list(pool.map(guess, guesses))
     item = boto3.client("dynamodb", **g["aws"]).get_item(
         TableName="smsgw-local-otps", ConsistentRead=True,
         Key={"key": {"S": f"{g['account_id']}#{NUMBER}"}})["Item"]
@@ -101,7 +111,7 @@ def test_otp_burst_of_100_concurrent_guesses(gateway):
     # two-write design left tries at 0-2 here). moto's server does not make one UpdateItem
     # atomic as DynamoDB does, so this checks ">=" where DynamoDB guarantees "==".
     assert tries >= MAX_TRIES and successes <= 1
-    if successes == 0:
+    if successes == 0 and not retried:  # (a lost answer may hide the success)
         assert limited == 100 - tries
     assert all(a["status"] == "success" or a["message"] == "Invalid or Expired OTP."
                or a["data"]["error_code"] == "rate_limited" for a in answers)
