@@ -181,3 +181,37 @@ def test_poll_limit_and_removed_device(gateway):
     assert poll(0)[0] == 401
     history = api(g, "GET", action="get_history", type="incoming")
     assert history["data"]["messages"] == []
+
+
+POLL_IN_ITS_OWN_PROCESS = """
+import json, sys
+from chalicelib.surfaces import device_api
+print("ready", flush=True)
+sys.stdin.readline()  # all processes start their poll together
+status, headers, body = device_api.handle(
+    "jobs", {"Authorization": "Bearer " + sys.argv[1]}, {"wait": ["3"]}, None)
+print(json.dumps([status, headers.get("Retry-After")]))
+"""
+
+
+def test_poll_limit_holds_across_processes(gateway):
+    """As on Lambda, where every poll is its own container: six processes, each with its own
+    (cold) caches, poll one token at once against the same DynamoDB; two wait, four are
+    refused."""
+    g = gateway
+    device = cli(g, "device", "register", g["account_id"], "Multi")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))},
+           "AWS_ENDPOINT_URL": g["aws_endpoint"], "SMSGW_STAGE": "local",
+           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    procs = [subprocess.Popen([sys.executable, "-c", POLL_IN_ITS_OWN_PROCESS,
+                               device["device_token"]], cwd=ROOT, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert sorted(status for status, _ in results) == [200, 200, 429, 429, 429, 429], results
