@@ -10,7 +10,9 @@ STAGE = os.environ.get("SMSGW_STAGE", "dev")
 PREFIX = os.environ.get("SMSGW_PREFIX", f"smsgw-{STAGE}")
 REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
 
-TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps")
+TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
+          # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
+          "users", "password-links", "sessions", "throttles", "pairing-codes")
 
 
 def table_name(short: str) -> str:
@@ -74,3 +76,7 @@ OTP_HOURLY_CAP = max(1, _int("SMSGW_OTP_HOURLY_CAP", 5))
 # SSM Parameter Store SecureString read once per container. Never kept in the repository.
 OTP_SECRET = os.environ.get("SMSGW_OTP_SECRET", "")
 OTP_SECRET_PARAM = os.environ.get("SMSGW_OTP_SECRET_PARAM", "")
+
+# The gateway's public base URL as the dashboard shows it (QR codes, API examples, links).
+# Unset: API Gateway's domain and stage, or locally the Host the browser used.
+PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "").rstrip("/")

@@ -201,3 +201,15 @@ def stop_silent(now_ms: int | None = None) -> int:
     return sum(update_if(device, [Device.app_state.set("stopped"), Device.live.remove()],
                          Device.last_seen == device.last_seen)
                for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)))
+
+
+def queue_depth(device: Device) -> dict | None:
+    """Jobs waiting in the device's queue and jobs it has taken (one GetQueueAttributes call;
+    SQS's figures are approximate). None if SQS cannot say."""
+    try:
+        found = aws.sqs().get_queue_attributes(QueueUrl=device.queue_url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    except Exception:
+        return None
+    return {"waiting": int(found.get("ApproximateNumberOfMessages", 0)),
+            "taken": int(found.get("ApproximateNumberOfMessagesNotVisible", 0))}
