@@ -112,7 +112,7 @@ def set_cookie(request: Request, name: str, value: str, max_age: int | None = No
 def security_headers(request: Request | None, content_type: str) -> dict:
     headers = {"Content-Type": content_type, "Content-Security-Policy": CSP,
                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-               "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+               "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
                "Cross-Origin-Opener-Policy": "same-origin"}
     if request is not None and request.secure:
         headers["Strict-Transport-Security"] = "max-age=31536000"
