@@ -9,7 +9,7 @@ browser sends one, this gateway's Origin.
 import logging
 import re
 
-from chalicelib.core.errors import GatewayError, from_unexpected
+from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
 from chalicelib.domain import sessions
 from chalicelib.surfaces.dashboard import account_pages, phone_pages, web
 from chalicelib.surfaces.dashboard.web import Request
@@ -57,6 +57,8 @@ def handle(method: str, parts: tuple, query: dict | None, headers: dict, body: b
         source_ip=source_ip, context=context or {})
     try:
         return _handle(request)
+    except NotFound:  # the same answer whether it is another account's or nobody's
+        return not_found(request)
     except Exception as exc:  # never a traceback: a plain error page
         error = exc if isinstance(exc, GatewayError) else from_unexpected(exc)
         if not isinstance(exc, GatewayError):

@@ -3,7 +3,7 @@ IP whitelist, profile, and how to call the API."""
 import ipaddress
 
 from chalicelib.core import clock, settings
-from chalicelib.core.errors import GatewayError
+from chalicelib.core.errors import BadRequest, GatewayError
 from chalicelib.domain import accounts, devices, sessions, users
 from chalicelib.domain.message_search import Filters, search
 from chalicelib.surfaces.dashboard import web
@@ -140,7 +140,7 @@ def key_rotate(request, key_id):
                          status=400)
     try:
         plain, new, old = accounts.rotate_key(request.session.account_id, key_id, overlap)
-    except GatewayError as error:
+    except BadRequest as error:
         return keys_page(request, error=error.message, status=400)
     return keys_page(request, new_key=plain, new_label=new.label,
                      replaced={"key_id": old.key_id, "until": clock.fmt(old.revoked_at)})

@@ -1,7 +1,7 @@
 """Dashboard pages about phones and messages: the phone list, pairing a new phone, removing
 one, the message lists and a message's timeline, and "Try it" (test SMS, OTP, verify)."""
 from chalicelib.core import clock
-from chalicelib.core.errors import GatewayError
+from chalicelib.core.errors import BadRequest, GatewayError, NotFound
 from chalicelib.domain import devices, message_search, messages, otp, pairing, phone
 from chalicelib.surfaces.dashboard import web
 from chalicelib.surfaces.dashboard.account_pages import notice
@@ -100,8 +100,11 @@ def try_page(request, error=None, form=None, result=None, status=200):
 
 
 def _device(request):
-    return devices.resolve(request.session.account_id,
-                           device_uid=request.form.get("phone") or None)
+    try:
+        return devices.resolve(request.session.account_id,
+                               device_uid=request.form.get("phone") or None)
+    except (BadRequest, NotFound):
+        raise BadRequest("Choose one of your phones.", "phone")
 
 
 def try_sms(request):
