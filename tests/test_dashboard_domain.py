@@ -210,3 +210,17 @@ def test_agent_pair_parses_both_forms_and_writes_a_private_config(tmp_path):
     assert (loaded.url, loaded.token, loaded.sim_count, loaded.backend) == (
         "https://x.example/api", "0123456789abcdef.s3cret", 2, "simulator")
     assert oct(config.stat().st_mode)[-3:] == "600"
+
+
+def test_the_public_api_never_imports_the_dashboard():
+    """Cold start: `import app` loads none of the dashboard's code or libraries."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    probe = ("import sys, app; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('jinja2', 'argon2', '_argon2_cffi_bindings', 'segno', 'markupsafe') or "
+             "m.startswith(('chalicelib.surfaces.dashboard', 'chalicelib.surfaces.pairing_api',"
+             " 'chalicelib.domain.users', 'chalicelib.domain.sessions'))))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).parent.parent,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
