@@ -11,7 +11,7 @@ import re
 import secrets
 from urllib.parse import quote
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, NotFound, Unauthorized
@@ -51,8 +51,8 @@ def create(account_id: str, name: str, created_by: str) -> PairingCode:
         try:
             item.save(PairingCode.code.does_not_exist())
             return item
-        except Exception as error:
-            if "ConditionalCheckFailed" not in repr(error):
+        except PutError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
                 raise
     raise BadRequest("Could not make a pairing code; try again.", None)
 

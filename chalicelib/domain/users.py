@@ -11,7 +11,7 @@ import hashlib
 import re
 import secrets
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import clock
@@ -56,8 +56,8 @@ def add(account_id: str, email: str) -> tuple[User, str]:
     user = User(email=email, account_id=account_id, created_at=clock.now_ms())
     try:
         user.save(User.email.does_not_exist())
-    except Exception as error:
-        if "ConditionalCheckFailed" in repr(error):
+    except PutError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
             raise Conflict(f"A user {email} exists already (users belong to one account).",
                            "email")
         raise
