@@ -8,7 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 from chalicelib.core import clock
-from chalicelib.core.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
+from chalicelib.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from chalicelib.domain import accounts, devices, message_search, messages, pairing, users
 from cli import main as cli_main
 from tests.test_otp import atomic_moto  # noqa: F401 (fixture)
@@ -93,11 +100,11 @@ def test_rotation_keeps_the_old_key_for_the_overlap(account):
     accounts.forget_cached()
     with pytest.raises(Unauthorized):
         accounts.authenticate(key, None)
-    with pytest.raises(BadRequest):
+    with pytest.raises(Conflict):
         accounts.rotate_key(acct.account_id, old.key_id, 0)  # revoked keys are not rotated
     # A later, longer revocation never postpones the one set.
-    accounts.revoke_key(acct.account_id, new.key_id, 60)
-    accounts.revoke_key(acct.account_id, new.key_id, 3600)
+    accounts.revoke_key(acct.account_id, new.key_id, clock.now_ms() + 60000)
+    accounts.revoke_key(acct.account_id, new.key_id, clock.now_ms() + 3600000)
     assert accounts.get_key(acct.account_id, new.key_id).revoked_at == clock.now_ms() + 60000
 
 

@@ -20,7 +20,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.cache import TTLCache
-from chalicelib.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from chalicelib.storage.tables import Account, ApiKey, update_if
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -81,30 +81,34 @@ def get_key(account_id: str, key_id: str) -> ApiKey:
     raise NotFound(f"Account {account_id} has no key {key_id}.", "key_id")
 
 
-def is_revoked(record: ApiKey, now_ms: int | None = None) -> bool:
-    now_ms = clock.now_ms() if now_ms is None else now_ms
-    return record.revoked_at is not None and record.revoked_at <= now_ms
-
-
-def revoke_key(account_id: str, key_id: str, after_seconds: int = 0) -> ApiKey:
-    """Revoke now, or (a rotation's overlap) `after_seconds` from now. Never postpones a
-    revocation already set, and never revives a revoked key."""
+def revoke_key(account_id: str, key_id: str, at_ms: int | None = None) -> ApiKey:
+    """Revoke a key now (or at `at_ms`, for a rotation's overlap). A key already revoked keeps
+    its time, and a later revocation never postpones an earlier one."""
+    now = clock.now_ms()
+    when = now if at_ms is None else at_ms
     record = get_key(account_id, key_id)
-    at = clock.now_ms() + max(0, after_seconds) * 1000
-    if record.revoked_at is None or record.revoked_at > at:
-        record.update(actions=[ApiKey.revoked_at.set(at)])
+    if not key_revoked(record, now) and (record.revoked_at or when + 1) > when:
+        record.update(actions=[ApiKey.revoked_at.set(when)])
     _auth_cache.drop(record.key_hash)
     return record
 
 
+def key_revoked(record: ApiKey, now_ms: int | None = None) -> bool:
+    """True once the key's revocation time has come (a rotation sets one in the future)."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    return record.revoked_at is not None and record.revoked_at <= now
+
+
 def rotate_key(account_id: str, key_id: str, overlap_seconds: int) -> tuple[str, ApiKey, ApiKey]:
-    """A new key with the old one's label; the old one stops working after the overlap.
-    Returns (new plain key, new record, old record)."""
+    """A new key with the old one's label; the old one keeps working for `overlap_seconds`,
+    then is revoked (no job needed: authentication compares its revocation time with the
+    clock). Returns (new plain key, new record, old record)."""
     old = get_key(account_id, key_id)
-    if is_revoked(old):
-        raise BadRequest(f"Key {key_id} is revoked already: create a new key instead.", "key_id")
+    if key_revoked(old):
+        raise Conflict(f"Key {key_id} is already revoked: create a new key instead.", "key_id")
     plain, new = create_key(account_id, old.label)
-    return plain, new, revoke_key(account_id, key_id, overlap_seconds)
+    old = revoke_key(account_id, key_id, clock.now_ms() + overlap_seconds * 1000)
+    return plain, new, old
 
 
 def _note_use(record: ApiKey) -> None:
@@ -167,7 +171,7 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
             record = ApiKey.get(key_hash)
         except DoesNotExist:
             raise Unauthorized("Invalid API key.", "api_key")
-        if not hmac.compare_digest(record.key_hash, key_hash) or is_revoked(record):
+        if not hmac.compare_digest(record.key_hash, key_hash) or key_revoked(record):
             raise Unauthorized("Invalid API key.", "api_key")
         whitelist = tuple(get_account(record.account_id).ip_whitelist or ())
         cached = (Caller(record.account_id, record.key_id), whitelist, record.revoked_at)

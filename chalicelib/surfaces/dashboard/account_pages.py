@@ -3,7 +3,7 @@ IP whitelist, profile, and how to call the API."""
 import ipaddress
 
 from chalicelib.core import clock, settings
-from chalicelib.core.errors import BadRequest, GatewayError
+from chalicelib.core.errors import Conflict, GatewayError
 from chalicelib.domain import accounts, devices, sessions, users
 from chalicelib.domain.message_search import Filters, search
 from chalicelib.surfaces.dashboard import web
@@ -91,7 +91,7 @@ def home(request):
     account_id = request.session.account_id
     phones = [devices.describe(d) for d in devices.list_devices(account_id)]
     recent = search(account_id, Filters(kind="outgoing"), limit=5).items
-    keys = [k for k in accounts.list_keys(account_id) if not accounts.is_revoked(k)]
+    keys = [k for k in accounts.list_keys(account_id) if not accounts.key_revoked(k)]
     account = accounts.get_account(account_id)
     return web.render(request, "home.html", title="Overview", account=account, phones=phones,
                       running=sum(p["status"] == "running" for p in phones), recent=recent,
@@ -140,8 +140,8 @@ def key_rotate(request, key_id):
                          status=400)
     try:
         plain, new, old = accounts.rotate_key(request.session.account_id, key_id, overlap)
-    except BadRequest as error:
-        return keys_page(request, error=error.message, status=400)
+    except Conflict as error:
+        return keys_page(request, error=error.message, status=409)
     return keys_page(request, new_key=plain, new_label=new.label,
                      replaced={"key_id": old.key_id, "until": clock.fmt(old.revoked_at)})
 
