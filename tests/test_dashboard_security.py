@@ -400,3 +400,15 @@ def test_device_rows_unchanged_by_cross_account_remove(two):
     visitor.submit(f"/dashboard/phones/{b['device'].device_uid}/remove")
     assert Device.get(b["device"].device_uid).account_id == b["account"].account_id
     assert ApiKey.count() >= 2
+
+
+def test_links_follow_the_stage_and_never_the_host_header(aws_mock):
+    on_aws = {"domainName": "abc123.execute-api.eu-west-1.amazonaws.com", "stage": "api"}
+    status, headers, _ = dashboard.handle("GET", ("keys",), None, {}, None, "1.2.3.4", on_aws)
+    assert status == 303 and headers["Location"] == "/api/dashboard/signin"
+    _, headers, body = dashboard.handle("GET", ("signin",), None, {}, None, "1.2.3.4", on_aws)
+    assert 'action="/api/dashboard/signin"' in body
+    assert headers["Set-Cookie"].endswith("; Secure; Max-Age=3600")  # https on API Gateway
+    status, headers, _ = dashboard.handle("GET", ("keys",), None, {"Host": "evil.example//x"},
+                                          None, "1.2.3.4", {})
+    assert headers["Location"] == "/dashboard/signin"

@@ -57,9 +57,14 @@ class Request:
 
     @property
     def root(self) -> str:
-        """The path prefix of the dashboard's links (the stage, on an execute-api domain)."""
-        url = self.base_url
-        path = url.split("://", 1)[1].partition("/")[2]
+        """The path prefix of the dashboard's links: the public URL's path, or the stage on an
+        execute-api domain; never taken from the Host header."""
+        if settings.PUBLIC_URL:
+            path = settings.PUBLIC_URL.split("://", 1)[-1].partition("/")[2]
+        else:
+            domain = self.context.get("domainName") or ""
+            path = self.context.get("stage") or "" if ".execute-api." in domain else ""
+        path = "/".join(part for part in path.split("/") if part)
         return (f"/{path}" if path else "") + "/dashboard"
 
     def cookie(self, name: str) -> str | None:
