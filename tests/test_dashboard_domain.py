@@ -18,7 +18,6 @@ from chalicelib.core.errors import (
 )
 from chalicelib.domain import accounts, devices, message_search, messages, pairing, users
 from cli import main as cli_main
-from tests.test_otp import atomic_moto  # noqa: F401 (fixture)
 
 
 def pair(client, body, ip=None):
@@ -56,7 +55,7 @@ def test_bad_pairing_requests_say_what_is_wrong(client, aws_mock, body, paramete
     assert pair(client, b"not json")[0] == 400
 
 
-def test_two_phones_racing_with_one_code_get_one_device(account, atomic_moto):  # noqa: F811
+def test_two_phones_racing_with_one_code_get_one_device(account, atomic_moto):
     acct = account[0]
     item = pairing.create(acct.account_id, "Raced", "o@example.com")
     start, outcomes = threading.Barrier(8), []

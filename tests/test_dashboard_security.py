@@ -13,7 +13,6 @@ from chalicelib.storage.dashboard_tables import Session
 from chalicelib.storage.tables import ApiKey, Device, Message
 from chalicelib.surfaces import dashboard
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
-from tests.test_otp import atomic_moto  # noqa: F401 (fixture: DynamoDB's per-item atomicity)
 
 
 @pytest.fixture(autouse=True)
@@ -276,7 +275,7 @@ def test_signin_is_throttled_per_address(aws_mock):
         users.check_signin("another@example.com", "guess", "198.51.100.8")
 
 
-def test_signin_throttle_holds_under_concurrent_guesses(aws_mock, atomic_moto):  # noqa: F811
+def test_signin_throttle_holds_under_concurrent_guesses(aws_mock, atomic_moto):
     """Each guess takes its slot with one conditional write before any hash is checked, so
     however the 16 interleave, exactly the cap get checked."""
     acct = accounts.create_account("Race")

@@ -1,7 +1,5 @@
 """Dashboard pages about the account: sign-in and sign-out, set password, overview, API keys,
 IP whitelist, profile, and how to call the API."""
-import ipaddress
-
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import Conflict, GatewayError
 from chalicelib.domain import accounts, devices, sessions, users
@@ -172,11 +170,9 @@ def whitelist_change(request):
                                         "CIDR range (203.0.113.0/24).", entry, 400)
     try:
         [network] = accounts.parse_whitelist([entry])
-    except GatewayError as error:
-        return _whitelist_view(request, error.message, entry, 400)
-    if ipaddress.ip_network(network).prefixlen == 0:
-        return _whitelist_view(request, "A range of every address allows everyone: leave the "
-                                        "whitelist empty instead.", entry, 400)
+    except GatewayError as error:  # (the CLI's --allow-wide has no dashboard twin)
+        return _whitelist_view(request, error.message.replace(" without --allow-wide", ""),
+                               entry, 400)
     if not entries and not request.form.get("understood"):
         return _whitelist_view(request, "Tick the box to confirm: once this entry is saved, "
                                         "the API refuses every other address.", entry, 400)
