@@ -10,7 +10,9 @@ STAGE = os.environ.get("SMSGW_STAGE", "dev")
 PREFIX = os.environ.get("SMSGW_PREFIX", f"smsgw-{STAGE}")
 REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
 
-TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps")
+TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
+          # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
+          "users", "password-links", "sessions", "throttles", "pairing-codes")
 
 
 def table_name(short: str) -> str:
@@ -96,3 +98,6 @@ SIM_PAUSE_LIMIT_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_LIMIT_SECONDS", 1800))
 SIM_PAUSE_SERVICE_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_SERVICE_SECONDS", 300))
 # SQS's longest DelaySeconds: later paced messages are held and released by the outbox sweep.
 MAX_QUEUE_DELAY_SECONDS = 900
+# The gateway's public base URL as the dashboard shows it (QR codes, API examples, links).
+# Unset: API Gateway's domain and stage, or locally the Host the browser used.
+PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "").rstrip("/")

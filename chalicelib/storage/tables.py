@@ -15,6 +15,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.core import settings
+from chalicelib.storage import dashboard_tables
 from chalicelib.storage.model_base import table_meta, update_if  # noqa: F401 (re-exported)
 
 
@@ -43,7 +44,8 @@ class ApiKey(Model):
     account_id = UnicodeAttribute()
     label = UnicodeAttribute(default="")
     created_at = NumberAttribute()
-    revoked_at = NumberAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)  # may lie ahead: a rotated key's overlap
+    last_used_at = NumberAttribute(null=True)  # hourly resolution (accounts.LAST_USE_STEP)
     by_account = KeysByAccount()
 
 
@@ -214,7 +216,8 @@ class Otp(Model):
 
 
 # Every model of the gateway: new model modules are imported above and listed here.
-MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)
+MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp,
+          *dashboard_tables.MODELS)
 
 
 def create_all(wait: bool = False) -> None:
