@@ -4,7 +4,7 @@ import json
 from chalice import Chalice, Rate, Response
 
 from chalicelib.core import settings
-from chalicelib.domain import devices, sweeps
+from chalicelib.domain import devices, pool, sweeps
 from chalicelib.surfaces import compat_api, device_api
 
 app = Chalice(app_name="smsgw")
@@ -68,6 +68,48 @@ def device_claims():
     return _device_route("claims")
 
 
+@app.route("/device/pair", methods=["POST"], content_types=ANY_BODY)
+def device_pair():
+    from chalicelib.surfaces import pairing_api  # lazy: only pairing phones need it
+    request = app.current_request
+    return _json_response(*pairing_api.handle(dict(request.headers), request.raw_body,
+                                              _source_ip()))
+
+
+# The owner's dashboard (chalicelib/surfaces/dashboard): every page goes through one handler,
+# imported on first use so the public API's cold start never loads it.
+def _dashboard(*parts):
+    from chalicelib.surfaces import dashboard
+    request = app.current_request
+    status, headers, body = dashboard.handle(request.method, parts, request.query_params,
+                                             dict(request.headers), request.raw_body,
+                                             _source_ip(), request.context)
+    return Response(body, status_code=status, headers=headers)
+
+
+PAGE_METHODS = {"methods": ["GET", "POST"], "content_types": ANY_BODY}
+
+
+@app.route("/dashboard", **PAGE_METHODS)
+def dashboard_home():
+    return _dashboard()
+
+
+@app.route("/dashboard/{page}", **PAGE_METHODS)
+def dashboard_page(page):
+    return _dashboard(page)
+
+
+@app.route("/dashboard/{page}/{item}", **PAGE_METHODS)
+def dashboard_item(page, item):
+    return _dashboard(page, item)
+
+
+@app.route("/dashboard/{page}/{item}/{action}", **PAGE_METHODS)
+def dashboard_action(page, item, action):
+    return _dashboard(page, item, action)
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""
@@ -76,8 +118,8 @@ def settle_messages(event):
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def stop_silent_devices(event):
-    """Devices silent past the heartbeat window become `stopped`."""
-    return {"stopped": devices.stop_silent()}
+    """Devices silent past the heartbeat window become `stopped`; their pool messages move."""
+    return {"stopped": devices.stop_silent(on_stop=pool.failover_device)}
 
 
 # Webhooks (docs/webhooks.md). Their modules are imported inside the handlers, so the API's

@@ -1,4 +1,4 @@
-"""Admin command line: accounts, API keys, IP whitelists, devices and webhooks.
+"""Admin command line: accounts, API keys, IP whitelists, devices, dashboard users and webhooks.
 
 Works the same against the local gateway and a deployed stage; it talks to the stage's tables
 and queues directly, chosen by the environment:
@@ -12,7 +12,7 @@ import click
 
 from chalicelib.core import clock
 from chalicelib.core.errors import GatewayError
-from chalicelib.domain import accounts, devices
+from chalicelib.domain import accounts, devices, pool
 
 
 class Cli(click.Group):
@@ -347,6 +347,87 @@ def webhook_redeliver(account_id, webhook_id, event_id, since, as_json):
                                    parse_since(since) if since else None)
     emit(as_json, {"webhook_id": webhook_id, "queued": queued},
          f"queued {len(queued)} event(s) again" + "".join(f"\n  {e}" for e in queued))
+@device.command("pace", context_settings={"ignore_unknown_options": True})
+@click.argument("account_id")
+@click.argument("device")
+@click.argument("pace")
+@json_option
+def device_pace(account_id, device, pace, as_json):
+    """Set how many SMS segments per hour each SIM of DEVICE may send (PACE, 1-36000), or
+    'default' for the gateway's default (docs/pool.md)."""
+    dev = pool.set_device_pace(account_id, device, pace)
+    shown = pool.pacing.pace_of(dev) or None
+    emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid,
+                   "pace_per_hour": shown, "default": dev.pace_per_hour is None},
+         f"device {dev.device_id}: {shown or 'unpaced'} segments per hour per SIM"
+         + (" (default)" if dev.pace_per_hour is None else ""))
+
+
+@main.group()
+def user():
+    """Dashboard users (people who sign in to an account's /dashboard/)."""
+
+
+url_option = click.option(
+    "--url", envvar="SMSGW_PUBLIC_URL", default="", show_envvar=True,
+    help="The gateway's base URL, for the printed link (e.g. https://ID.execute-api.REGION."
+         "amazonaws.com/api).")
+
+
+def _link(url: str, token: str) -> str:
+    return f"{url.rstrip('/')}/dashboard/set-password?token={token}"
+
+
+@user.command("add")
+@click.argument("account_id")
+@click.argument("email")
+@url_option
+@json_option
+def user_add(account_id, email, url, as_json):
+    """Add EMAIL as a user of ACCOUNT_ID; prints a one-time set-password link (24 h)."""
+    from chalicelib.domain import users
+    added, token = users.add(account_id, email)
+    link = _link(url, token)
+    emit(as_json, {"email": added.email, "account_id": account_id, "set_password_link": link,
+                   "expires_in_hours": users.LINK_HOURS},
+         f"added {added.email} to {account_id}\nset-password link (once, within "
+         f"{users.LINK_HOURS} h): {link}")
+
+
+@user.command("link")
+@click.argument("email")
+@url_option
+@json_option
+def user_link(email, url, as_json):
+    """A new set-password link for EMAIL (forgotten password); signs nobody out until used."""
+    from chalicelib.domain import users
+    link = _link(url, users.new_link(users.get(email)))
+    emit(as_json, {"email": email.strip().lower(), "set_password_link": link,
+                   "expires_in_hours": users.LINK_HOURS}, f"set-password link: {link}")
+
+
+@user.command("list")
+@click.argument("account_id")
+@json_option
+def user_list(account_id, as_json):
+    """List the dashboard users of ACCOUNT_ID."""
+    from chalicelib.domain import users
+    rows = [{"email": u.email, "created_at": clock.fmt(u.created_at),
+             "password_set": u.password_hash is not None} for u in users.list_users(account_id)]
+    emit(as_json, rows, "\n".join(f"{r['email']}  created {r['created_at']}"
+                                  + ("" if r["password_set"] else "  (no password yet)")
+                                  for r in rows) or "no users")
+
+
+@user.command("remove")
+@click.argument("account_id")
+@click.argument("email")
+@json_option
+def user_remove(account_id, email, as_json):
+    """Remove EMAIL from ACCOUNT_ID and end all their sessions."""
+    from chalicelib.domain import users
+    removed = users.remove(account_id, email)
+    emit(as_json, {"email": removed.email, "removed": True}, f"removed {removed.email}")
 
 
 @main.command("create-tables")

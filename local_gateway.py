@@ -176,12 +176,15 @@ def create_device_role() -> str:
 
 
 def create_demo(extra_devices: int = 0) -> dict:
-    from chalicelib.domain import accounts, devices
+    from chalicelib.domain import accounts, devices, users
     account = accounts.create_account("Demo")
     key, _ = accounts.create_key(account.account_id, "demo")
     device, token = devices.register(account.account_id, "Demo phone", sim_count=2)
     info = {"account_id": account.account_id, "api_key": key, "device_id": device.device_id,
-            "device_uid": device.device_uid, "device_token": token}
+            "device_uid": device.device_uid, "device_token": token,
+            "dashboard_email": "demo@example.com",  # its one-time set-password path (24 h):
+            "dashboard_set_password": "/dashboard/set-password?token="
+            + users.add(account.account_id, "demo@example.com")[1]}
     if extra_devices:
         info["devices"] = []
         for n in range(extra_devices):  # more phones without an agent (tests drive them)
@@ -247,6 +250,8 @@ Send an SMS:
     -d "sim_slot=1"
 
 Then: curl "{gw.url}/myAPI.php?action=get_history&api_key={d['api_key']}&limit=5"
+Dashboard: set the password of {d['dashboard_email']} (link works once) at
+  {gw.url}{d['dashboard_set_password']}
 {phone}
 Admin CLI against this gateway: AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local \\
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local python cli.py account list

@@ -122,7 +122,29 @@ def run_flow(client, device_role, pumps=None, receiver=None):
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         pumps.drain()
         assert receiver.of_type("sms.sent"), "the webhook flow delivered nothing"
+    run_dashboard_flow(client, account.account_id)
     devices.remove(account.account_id, str(device.device_id))
+
+
+def run_dashboard_flow(client, account_id):
+    """The dashboard's calls: a user set up by link, sign-in (throttle, session), its pages
+    (queue depth, message search), a key, pairing a phone, sign out everywhere, removal."""
+    from chalicelib.domain import users
+    from tests.dashboard_helpers import Visitor, owner
+    owner(account_id, "policy@example.com")
+    visitor = Visitor(client)
+    assert visitor.sign_in("policy@example.com").status_code == 303
+    for page in ("/dashboard/", "/dashboard/phones", "/dashboard/messages", "/dashboard/keys"):
+        assert visitor.get(page).status_code == 200, page
+    assert visitor.submit("/dashboard/keys", {"label": "rotated"}).status_code == 200
+    location = visitor.submit("/dashboard/phones", {"name": "Paired"}).headers["Location"]
+    code = location.rsplit("/", 1)[1]
+    response = client.http.post("/device/pair", body=json.dumps({"code": code}),
+                                headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.body
+    devices.remove(account_id, json.loads(response.body)["device_uid"])
+    visitor.submit("/dashboard/signout", {"everywhere": "1"})
+    users.remove(account_id, "policy@example.com")
 
 
 # --- from botocore operations to IAM requests ----------------------------------------------
@@ -234,6 +256,7 @@ def test_the_flow_covers_queues_tables_and_indexes(flow_requests):
     """Guards the flow itself: if it stopped reaching these, the checks above would be hollow."""
     called = {(s, o) for s, o, _ in flow_requests}
     for needed in [("sqs", "CreateQueue"), ("sqs", "SendMessage"), ("sqs", "DeleteQueue"),
+                   ("sqs", "GetQueueAttributes"),
                    ("dynamodb", "TransactWriteItems"), ("dynamodb", "Query"),
                    ("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("dynamodb", "DeleteItem"),
                    ("sts", "AssumeRole"), ("sqs", "ReceiveMessage"),

@@ -14,7 +14,8 @@ from chalicelib.storage import tables
 ROOT = Path(__file__).resolve().parent.parent
 # The TTL attributes the models declare (DynamoDB deletes expired items by them).
 TTL = {"messages": "retain_until", "incoming": "retain_until", "idempotency": "expires",
-       "otps": "expires", "webhook-deliveries": "retain_until"}
+       "otps": "expires", "password-links": "expires", "sessions": "expires",
+       "throttles": "expires", "pairing-codes": "expires", "webhook-deliveries": "retain_until"}
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

@@ -11,7 +11,9 @@ PREFIX = os.environ.get("SMSGW_PREFIX", f"smsgw-{STAGE}")
 REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
 
 TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
-          "webhooks", "webhook-deliveries")
+          "webhooks", "webhook-deliveries",
+          # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
+          "users", "password-links", "sessions", "throttles", "pairing-codes")
 
 
 def table_name(short: str) -> str:
@@ -109,3 +111,26 @@ WEBHOOK_LOG_DAYS = _int("SMSGW_WEBHOOK_LOG_DAYS", 30)
 # within this).
 WEBHOOK_CACHE_SECONDS = _int("SMSGW_WEBHOOK_CACHE_SECONDS", 10)
 WEBHOOK_MAX_PER_ACCOUNT = _int("SMSGW_WEBHOOK_MAX_PER_ACCOUNT", 10)
+
+
+# Phones as a pool (docs/pool.md). Default send rate of a device's SIM, in SMS segments per hour:
+# Android lets an app send 30 SMS per 30 minutes before it asks the user to confirm (which stops
+# an unattended phone), and carriers allow roughly 30-200 an hour; 50 stays under both with room
+# for OTPs, which go first but still count. 0 turns pacing off for devices without their own.
+DEFAULT_PACE_PER_HOUR = max(0, _int("SMSGW_DEFAULT_PACE_PER_HOUR", 50))
+MAX_PACE_PER_HOUR = 36000
+# A message sent without a named device that its device has not taken this long after its
+# paced send time moves to another running device of the account.
+POOL_GRACE_SECONDS = max(1, _int("SMSGW_POOL_GRACE_SECONDS", 60))
+# Automatic choice reads the account's devices once per this many seconds per warm container.
+POOL_CACHE_SECONDS = max(0, _int("SMSGW_POOL_CACHE_SECONDS", 5))
+# Automatic choice accepts a message only if some device can send it within this backlog.
+POOL_BACKLOG_SECONDS = max(60, _int("SMSGW_POOL_BACKLOG_SECONDS", 3600))
+# A SIM whose phone reported "limit exceeded" / "no service" rests this long.
+SIM_PAUSE_LIMIT_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_LIMIT_SECONDS", 1800))
+SIM_PAUSE_SERVICE_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_SERVICE_SECONDS", 300))
+# SQS's longest DelaySeconds: later paced messages are held and released by the outbox sweep.
+MAX_QUEUE_DELAY_SECONDS = 900
+# The gateway's public base URL as the dashboard shows it (QR codes, API examples, links).
+# Unset: API Gateway's domain and stage, or locally the Host the browser used.
+PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "").rstrip("/")

@@ -11,10 +11,11 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.core import settings
+from chalicelib.storage import dashboard_tables
 from chalicelib.storage.model_base import table_meta, update_if  # noqa: F401 (re-exported)
 from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
@@ -44,7 +45,8 @@ class ApiKey(Model):
     account_id = UnicodeAttribute()
     label = UnicodeAttribute(default="")
     created_at = NumberAttribute()
-    revoked_at = NumberAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)  # may lie ahead: a rotated key's overlap
+    last_used_at = NumberAttribute(null=True)  # hourly resolution (accounts.LAST_USE_STEP)
     by_account = KeysByAccount()
 
 
@@ -84,6 +86,15 @@ class Device(Model):
     battery = NumberAttribute(null=True)
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
+    # Pacing (chalicelib/domain/pacing.py): the owner's rate (segments/hour, None = default),
+    # each SIM's next free send time, and a SIM's rest after "limit exceeded"/"no service".
+    pace_per_hour = NumberAttribute(null=True)
+    pace_next_1 = NumberAttribute(null=True)
+    pace_next_2 = NumberAttribute(null=True)
+    paused_until_1 = NumberAttribute(null=True)
+    paused_until_2 = NumberAttribute(null=True)
+    pause_reason_1 = UnicodeAttribute(null=True)
+    pause_reason_2 = UnicodeAttribute(null=True)
     # poll_0..: until when (epoch ms) each live GET /device/jobs holds its slot (devices.start_poll)
     vars().update({name: NumberAttribute(null=True) for name in POLL_SLOTS})
     by_account = DevicesByAccount()
@@ -98,6 +109,17 @@ class OpenMessages(GlobalSecondaryIndex):
         projection = AllProjection()
     open_shard = UnicodeAttribute(hash_key=True)
     open_due = NumberAttribute(range_key=True)
+
+
+class PoolMessages(GlobalSecondaryIndex):
+    """Sparse index of not-yet-final messages that may move to another device (sent without a
+    named device, or with failover=1), by their current device: failover Queries a stopped
+    device's messages here. Keys only, so a message's status changes do not write it."""
+    class Meta:
+        index_name = "pool"
+        projection = KeysOnlyProjection()
+    pool_uid = UnicodeAttribute(hash_key=True)
+    message_id = NumberAttribute(range_key=True)
 
 
 class Message(Model):
@@ -137,6 +159,12 @@ class Message(Model):
     open_due = NumberAttribute(null=True)
     requeues = NumberAttribute(default=0)
     open_messages = OpenMessages()
+    # Pool (chalicelib/domain/pool.py): the paced send time, and while the message may still
+    # move, its device's uid (the `pool` index); `moves` counts failovers.
+    not_before = NumberAttribute(null=True)
+    pool_uid = UnicodeAttribute(null=True)
+    moves = NumberAttribute(null=True)
+    pool_messages = PoolMessages()
 
 
 class IncomingMessage(Model):
@@ -190,7 +218,7 @@ class Otp(Model):
 
 # Every model of the gateway: new model modules are imported above and listed here.
 MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp, Webhook,
-          WebhookDelivery)
+          WebhookDelivery, *dashboard_tables.MODELS)
 
 
 def create_all(wait: bool = False) -> None:
