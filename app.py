@@ -3,6 +3,7 @@ import json
 
 from chalice import Chalice, Rate, Response
 
+from chalicelib.core import settings
 from chalicelib.domain import devices, pool, sweeps
 from chalicelib.surfaces import compat_api, device_api
 
@@ -119,3 +120,21 @@ def settle_messages(event):
 def stop_silent_devices(event):
     """Devices silent past the heartbeat window become `stopped`; their pool messages move."""
     return {"stopped": devices.stop_silent(on_stop=pool.failover_device)}
+
+
+# Webhooks (docs/webhooks.md). Their modules are imported inside the handlers, so the API's
+# cold start does not load them. The stream ARN here is a placeholder: the deployment template
+# points this function at the messages, incoming and devices streams.
+@app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=100,
+                        starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=1)
+def emit_events(event):
+    """Turn message, incoming-SMS and device changes into webhook deliveries."""
+    from chalicelib.domain import webhooks
+    return {"queued": webhooks.fan_out(event.to_dict()["Records"])}
+
+
+@app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)
+def deliver_webhooks(event):
+    """Send queued webhook deliveries; failed ones go back on the queue with a delay."""
+    from chalicelib.domain import webhook_delivery
+    return webhook_delivery.deliver([record.body for record in event])

@@ -54,7 +54,7 @@ class LocalGateway:
         self.demo_info = None
         self._stop = threading.Event()
         self._threads = []
-        self._moto = self._http = self._agent = None
+        self._moto = self._http = self._agent = self._events = None
 
     def start(self) -> "LocalGateway":
         from moto.server import ThreadedMotoServer
@@ -77,6 +77,8 @@ class LocalGateway:
         self._serve_http()
         if self.schedules:
             self._start_schedules()
+            from local_events import EventPumps  # webhooks: streams and queue, as on AWS
+            self._events = EventPumps().start()
         if self.agent and self.demo_info:
             self.inbox = os.path.join(tempfile.mkdtemp(prefix="smsgw-demo-"), "inbox.jsonl")
             self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
@@ -142,6 +144,8 @@ class LocalGateway:
 
     def stop(self):
         self._stop.set()
+        if self._events is not None:
+            self._events.stop()
         if self._agent is not None:
             self._agent.stop()
         if self._http is not None:
