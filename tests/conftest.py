@@ -6,6 +6,8 @@ os.environ.update({
     "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": "test",
     "SMSGW_OTP_SECRET": "test-otp-secret-0123456789abcdef0123456789abcdef",
+    # Local gateways that tests start keep nothing on disk unless a test passes --data.
+    "SMSGW_LOCAL_MEMORY": "1",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)

@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.cache import TTLCache
-from chalicelib.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from chalicelib.storage.tables import Account, ApiKey
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -68,13 +68,36 @@ def list_keys(account_id: str) -> list[ApiKey]:
     return list(ApiKey.by_account.query(account_id))
 
 
-def revoke_key(account_id: str, key_id: str) -> ApiKey:
+def revoke_key(account_id: str, key_id: str, at_ms: int | None = None) -> ApiKey:
+    """Revoke a key now (or at `at_ms`, for a rotation's overlap). A key already revoked keeps
+    its time: `key_revoked(record)` tells a repeat from a first revocation."""
+    now = clock.now_ms()
+    when = now if at_ms is None else at_ms
     for record in ApiKey.by_account.query(account_id, ApiKey.key_id == key_id):
-        if record.revoked_at is None:
-            record.update(actions=[ApiKey.revoked_at.set(clock.now_ms())])
+        if not key_revoked(record, now) and (record.revoked_at or when + 1) > when:
+            record.update(actions=[ApiKey.revoked_at.set(when)])
         _auth_cache.drop(record.key_hash)
         return record
     raise NotFound(f"Account {account_id} has no key {key_id}.", "key_id")
+
+
+def key_revoked(record: ApiKey, now_ms: int | None = None) -> bool:
+    """True once the key's revocation time has come (a rotation sets one in the future)."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    return record.revoked_at is not None and record.revoked_at <= now
+
+
+def rotate_key(account_id: str, key_id: str, overlap_seconds: int) -> tuple[str, ApiKey, ApiKey]:
+    """A new key for the account; the old one keeps working for `overlap_seconds`, then is
+    revoked (no job needed: authentication compares its revocation time with the clock)."""
+    old = next(iter(ApiKey.by_account.query(account_id, ApiKey.key_id == key_id)), None)
+    if old is None:
+        raise NotFound(f"Account {account_id} has no key {key_id}.", "key_id")
+    if key_revoked(old):
+        raise Conflict(f"Key {key_id} is already revoked: create a new key instead.", "key_id")
+    plain, new = create_key(account_id, old.label)
+    old = revoke_key(account_id, key_id, clock.now_ms() + overlap_seconds * 1000)
+    return plain, new, old
 
 
 def parse_whitelist(entries) -> list[str]:
@@ -125,12 +148,14 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
             record = ApiKey.get(key_hash)
         except DoesNotExist:
             raise Unauthorized("Invalid API key.", "api_key")
-        if not hmac.compare_digest(record.key_hash, key_hash) or record.revoked_at is not None:
+        if not hmac.compare_digest(record.key_hash, key_hash) or key_revoked(record):
             raise Unauthorized("Invalid API key.", "api_key")
         whitelist = tuple(get_account(record.account_id).ip_whitelist or ())
-        cached = (Caller(record.account_id, record.key_id), whitelist)
+        cached = (Caller(record.account_id, record.key_id), whitelist, record.revoked_at)
         _auth_cache.put(key_hash, cached)
-    caller, whitelist = cached
+    caller, whitelist, revoked_at = cached
+    if revoked_at is not None and revoked_at <= clock.now_ms():  # a rotation's overlap ended
+        raise Unauthorized("Invalid API key.", "api_key")
     if not ip_allowed(source_ip, whitelist):
         raise Forbidden(f"IP address {source_ip} is not whitelisted for this account.", "ip")
     return caller
