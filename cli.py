@@ -58,10 +58,22 @@ def takes_effect() -> str:
 
 
 def emit(as_json: bool, data, text: str) -> None:
+    field = click.get_current_context().params.get("get")
+    if field:  # one value, for shell scripts: ID=$(smsgw ... --get account_id)
+        if not isinstance(data, dict) or field not in data:
+            raise click.UsageError(f"--get: no field '{field}'"
+                                   + (f" (fields: {', '.join(data)})" if isinstance(data, dict)
+                                      else ""))
+        click.echo(data[field])
+        return
     click.echo(json.dumps(data, indent=2) if as_json else text)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def json_option(command):
+    command = click.option("--get", metavar="FIELD",
+                           help="Print only this field of the --json output.")(command)
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Machine-readable output.")(command)
 
 
 @click.group(cls=Cli)
@@ -77,7 +89,7 @@ def account():
 @account.command("create")
 @click.argument("name")
 @json_option
-def account_create(name, as_json):
+def account_create(name, as_json, get=None):
     """Create an account called NAME."""
     acct = accounts.create_account(name)
     emit(as_json, {"account_id": acct.account_id, "name": acct.name},
@@ -86,7 +98,7 @@ def account_create(name, as_json):
 
 @account.command("list")
 @json_option
-def account_list(as_json):
+def account_list(as_json, get=None):
     """List accounts."""
     rows = [{"account_id": a.account_id, "name": a.name, "created_at": clock.fmt(a.created_at),
              "ip_whitelist": list(a.ip_whitelist or [])} for a in accounts.list_accounts()]
@@ -103,7 +115,7 @@ def key():
 @click.argument("account_id")
 @click.option("--label", default="", help="A note to recognise the key by.")
 @json_option
-def key_create(account_id, label, as_json):
+def key_create(account_id, label, as_json, get=None):
     """Issue a new API key for ACCOUNT_ID."""
     plain, record = accounts.create_key(account_id, label)
     emit(as_json, {"key_id": record.key_id, "api_key": plain, "account_id": account_id},
@@ -113,7 +125,7 @@ def key_create(account_id, label, as_json):
 @key.command("list")
 @click.argument("account_id")
 @json_option
-def key_list(account_id, as_json):
+def key_list(account_id, as_json, get=None):
     """List the keys of ACCOUNT_ID (ids only; keys are never stored)."""
     rows = [{"key_id": k.key_id, "label": k.label, "created_at": clock.fmt(k.created_at),
              "revoked_at": clock.fmt(k.revoked_at), "revoked": accounts.key_revoked(k)}
@@ -129,7 +141,7 @@ def key_list(account_id, as_json):
 @click.argument("account_id")
 @click.argument("key_id")
 @json_option
-def key_revoke(account_id, key_id, as_json):
+def key_revoke(account_id, key_id, as_json, get=None):
     """Revoke KEY_ID of ACCOUNT_ID."""
     before = next((k for k in accounts.list_keys(account_id) if k.key_id == key_id), None)
     already = before is not None and accounts.key_revoked(before)
@@ -146,7 +158,7 @@ def key_revoke(account_id, key_id, as_json):
 @click.option("--overlap", type=click.IntRange(0, 30 * 86400), default=3600, show_default=True,
               help="Seconds the old key keeps working, while applications switch.")
 @json_option
-def key_rotate(account_id, key_id, overlap, as_json):
+def key_rotate(account_id, key_id, overlap, as_json, get=None):
     """Issue a new key replacing KEY_ID; the old one is revoked after --overlap seconds."""
     plain, new, old = accounts.rotate_key(account_id, key_id, overlap)
     emit(as_json, {"key_id": new.key_id, "api_key": plain, "account_id": account_id,
@@ -172,7 +184,7 @@ def _show_whitelist(account_id, networks, as_json, changed=False):
 @click.argument("account_id")
 @click.argument("entries", nargs=-1)
 @json_option
-def whitelist_set(account_id, entries, as_json):
+def whitelist_set(account_id, entries, as_json, get=None):
     """Replace the whitelist with ENTRIES (addresses or CIDR ranges, IPv4/IPv6; none: clear)."""
     _show_whitelist(account_id, accounts.set_whitelist(account_id, entries), as_json, True)
 
@@ -180,7 +192,7 @@ def whitelist_set(account_id, entries, as_json):
 @whitelist.command("clear")
 @click.argument("account_id")
 @json_option
-def whitelist_clear(account_id, as_json):
+def whitelist_clear(account_id, as_json, get=None):
     """Clear the whitelist: any IP address may then use the account's keys."""
     _show_whitelist(account_id, accounts.set_whitelist(account_id, []), as_json, True)
 
@@ -188,7 +200,7 @@ def whitelist_clear(account_id, as_json):
 @whitelist.command("show")
 @click.argument("account_id")
 @json_option
-def whitelist_show(account_id, as_json):
+def whitelist_show(account_id, as_json, get=None):
     """Show the whitelist of ACCOUNT_ID."""
     _show_whitelist(account_id, list(accounts.get_account(account_id).ip_whitelist or []),
                     as_json)
@@ -205,7 +217,7 @@ def device():
 @click.option("--sims", type=click.IntRange(1, 2), default=None,
               help="SIM slots the phone has (send_sms rejects other slots).")
 @json_option
-def device_register(account_id, name, sims, as_json):
+def device_register(account_id, name, sims, as_json, get=None):
     """Register a device called NAME; prints its id, uid and token (shown once)."""
     dev, token = devices.register(account_id, name, sims)
     emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid,
@@ -216,7 +228,7 @@ def device_register(account_id, name, sims, as_json):
 @device.command("list")
 @click.argument("account_id")
 @json_option
-def device_list(account_id, as_json):
+def device_list(account_id, as_json, get=None):
     """List the devices of ACCOUNT_ID with their status."""
     rows = [devices.describe(d) for d in devices.list_devices(account_id)]
     emit(as_json, rows, "\n".join(
@@ -228,11 +240,74 @@ def device_list(account_id, as_json):
 @click.argument("account_id")
 @click.argument("device")
 @json_option
-def device_remove(account_id, device, as_json):
+def device_remove(account_id, device, as_json, get=None):
     """Remove DEVICE (its id or uid) and delete its queue."""
     dev = devices.remove(account_id, device)
     emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid, "removed": True},
          f"removed device {dev.device_id} ({dev.device_uid})")
+
+
+@main.group("local")
+def local_group():
+    """The local gateway (./run-local) this CLI found."""
+
+
+@local_group.command("env")
+def local_env():
+    """Print shell exports for the running local gateway's demo account:
+    eval "$(.venv/bin/smsgw local env)" sets SMSGW_URL, API_KEY, ACCOUNT_ID, DEVICE_ID,
+    DEVICE_UID, DEVICE_TOKEN and INBOX (the demo phone's inbox file)."""
+    import shlex
+
+    from localgw.data import data_dir, read_json
+    demo = read_json(data_dir() / "demo.json") if LOCAL else None
+    if not demo:
+        raise click.ClickException(NO_STAGE if not LOCAL else
+                                   "the local gateway has no demo account")
+    values = {"SMSGW_URL": LOCAL["url"], "API_KEY": demo["api_key"],
+              "ACCOUNT_ID": demo["account_id"], "DEVICE_ID": demo["device_id"],
+              "DEVICE_UID": demo["device_uid"], "DEVICE_TOKEN": demo["device_token"],
+              "INBOX": str(data_dir() / "inbox.jsonl")}
+    click.echo("export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in values.items()))
+
+
+@local_group.command("sent")
+@click.option("--last", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="How many of the newest SMS to show.")
+@click.option("--code", is_flag=True,
+              help="Print only the code of the newest OTP SMS the demo phone sent in the last "
+                   "minute (waits up to 20 s for one).")
+def local_sent(last, code):
+    """The SMS the demo phone "sent" (they are also printed by ./run-local)."""
+    import re
+    import time
+
+    from localgw.data import data_dir
+    if not LOCAL:
+        raise click.ClickException(NO_STAGE)
+    ledger = data_dir() / "sent.jsonl"
+
+    def read():
+        try:
+            return [json.loads(line) for line in ledger.read_text().splitlines() if line]
+        except (OSError, ValueError):
+            return []
+    if not code:
+        rows = read()[-last:]
+        click.echo("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(r['at']))}  SIM "
+                              f"{r['sim_slot']} -> {r['phone_number']}: {r['message']}"
+                              for r in rows) or "the demo phone has sent nothing yet")
+        return
+    deadline = time.time() + 20
+    while True:
+        for row in reversed(read()):
+            found = re.search(r"\b(\d{4,10})\b", row["message"])
+            if found and row["at"] >= time.time() - 60 and row.get("message_id"):
+                click.echo(found.group(1))
+                return
+        if time.time() > deadline:
+            raise click.ClickException("the demo phone sent no OTP in the last minute")
+        time.sleep(0.3)
 
 
 @main.command("create-tables")

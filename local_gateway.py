@@ -172,11 +172,13 @@ class LocalGateway:
     def _start_demo_phone(self):
         if self.data:
             self.inbox, journal = self.data.file("inbox.jsonl"), self.data.file("demo-phone.db")
+            ledger = self.data.file("sent.jsonl")
         else:
             self._temp = tempfile.mkdtemp(prefix="smsgw-demo-")
             self.inbox, journal = os.path.join(self._temp, "inbox.jsonl"), ":memory:"
+            ledger = None
         self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
-                                       echo=self.echo, journal=journal)
+                                       echo=self.echo, journal=journal, ledger=ledger)
 
     def _serve_http(self):
         from app import app
@@ -280,7 +282,7 @@ def create_demo(extra_devices: int = 0) -> dict:
 
 
 def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool = False,
-                     journal: str = ":memory:"):
+                     journal: str = ":memory:", ledger: str | None = None):
     """A simulated phone for the demo device: the device agent (./agent) with its simulator
     backend, in a thread, polling with short waits so the demo settles within seconds. It reads
     "received" SMS from the JSON-lines file `inbox` and, with `echo`, prints what it "sends"."""
@@ -305,7 +307,7 @@ def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool 
                              os.environ.get("SMSGW_LOCAL_AGENT_DELIVERY_DELAY", "1")),
                          incoming_seconds=2.0, inbox=inbox,
                          push_existing=True).check()  # the journal knows what was pushed
-    phone = DemoPhone(config.failure_rate, config.delivery_delay, inbox=inbox)
+    phone = DemoPhone(config.failure_rate, config.delivery_delay, ledger=ledger, inbox=inbox)
     return Agent(config, backend=phone, journal=Journal(journal)).start()
 
 
