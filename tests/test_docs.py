@@ -32,7 +32,7 @@ set -euo pipefail
 __gw_pid=
 __stop_gateway() {
   if [ -n "$__gw_pid" ]; then
-    kill -INT "$__gw_pid" 2>/dev/null || true
+    kill -TERM "$__gw_pid" 2>/dev/null || true  # a clean stop (background jobs ignore INT)
     wait "$__gw_pid" || true
   fi
   __gw_pid=
