@@ -16,14 +16,16 @@ Convention (also in docs/CONTRIBUTING-docs.md):
 """
 import os
 import re
+import signal
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELLS = {"bash", "sh", "shell", "console"}
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
+FENCE = re.compile(r"^[ \t]*```([^\n]*)\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
 ERROR_ENVELOPE = re.compile(r'"status":\s*"error"')
 MARK = "::smsgw-doc-block::"
 
@@ -65,7 +67,8 @@ def blocks(path: Path):
     for match in FENCE.finditer(text):
         info = match.group(1).strip()
         if info.split(" ")[0].lower() in SHELLS:
-            yield text[:match.start()].count("\n") + 1, info, match.group(2)
+            yield (text[:match.start()].count("\n") + 1, info,
+                   textwrap.dedent(match.group(2)))
 
 
 def runnable(path: Path):
@@ -103,9 +106,16 @@ def test_doc_commands_run(path, tmp_path):
     log = tmp_path / "gateway.log"
     env.update(SMSGW_DATA=str(tmp_path / "data"), SMSGW_DOC_LOG=str(log),
                TMPDIR=str(tmp_path / "tmp"), HOME=str(tmp_path))
-    done = subprocess.run(["bash", "-c", script_for(path)], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-    output = done.stdout
+    proc = subprocess.Popen(["bash", "-c", script_for(path)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the gateway it started too
+        output, _ = proc.communicate(timeout=60)
+        output += "\n(timed out)"
+    done = proc
     sections = output.split(MARK)
     last = sections[-1].split("\n", 1)[0] if len(sections) > 1 else "?"
     gateway = log.read_text()[-3000:] if log.exists() else ""
