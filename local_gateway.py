@@ -414,8 +414,8 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
                                    "data": data, "restored": gw.restored, **gw.demo_info}))
         else:
             click.echo(banner(gw))
-        while True:
-            time.sleep(3600)
+        while True:  # short sleeps: a signal that lands on another thread only sets a flag
+            time.sleep(0.5)
     except KeyboardInterrupt:
         click.echo("\nstopping...", err=as_json)
     finally:
