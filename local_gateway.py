@@ -332,7 +332,9 @@ def banner(gw: LocalGateway) -> str:
             taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(gw.restored["taken_at"]))
             kept += (f"\nRestored {gw.restored['items']} records and {gw.restored['jobs']} "
                      f"queued jobs from the snapshot of {taken}.")
-        cli = ".venv/bin/smsgw account list      (the admin CLI finds this gateway by itself)"
+        cli = (".venv/bin/smsgw account list      (it finds this gateway by itself)\n"
+               "Shell variables for the demo account (SMSGW_URL, API_KEY, DEVICE_UID, ...):\n"
+               "  eval \"$(.venv/bin/smsgw local env)\"")
     else:
         kept = "In-memory run (--memory): everything is gone when it stops."
         cli = (f"AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local AWS_ACCESS_KEY_ID=local \\\n"
