@@ -95,6 +95,7 @@ class LocalGateway:
         self.data = self.restored = None
         self.demo_info = None
         self._started = False  # a stop before this never overwrites the snapshot
+        self._last_snapshot = None
         self._stop = threading.Event()
         self._snapshot_lock = threading.Lock()
         self._threads = []
@@ -167,7 +168,11 @@ class LocalGateway:
             return None
         from localgw import snapshot
         with self._snapshot_lock:
-            return snapshot.save(str(self.data.path), snapshot.take(self.aws_endpoint))
+            taken = snapshot.take(self.aws_endpoint, self._last_snapshot)
+            if taken is None:
+                return None
+            self._last_snapshot = taken
+            return snapshot.save(str(self.data.path), taken)
 
     def _start_demo_phone(self):
         if self.data:

@@ -78,11 +78,7 @@ def _copy_queue(sqs, url: str) -> dict:
                            if k not in _READ_ONLY_ATTRIBUTES}}
 
 
-def take(endpoint: str) -> dict:
-    """The stage's queues and tables as one JSON-serialisable dict."""
-    dynamodb, sqs = _clients()
-    urls = sqs.list_queues(QueueNamePrefix=_queue_prefix(), MaxResults=1000).get("QueueUrls", [])
-    queues = [_copy_queue(sqs, url) for url in urls]
+def _scan_tables(dynamodb) -> dict:
     tables = {}
     for name in _table_names():
         items, kwargs = [], {"TableName": name, "ConsistentRead": True}
@@ -93,8 +89,28 @@ def take(endpoint: str) -> dict:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         tables[name] = items
-    return {"format": FORMAT, "taken_at": time.time(), "endpoint": endpoint,
-            "queues": queues, "tables": tables}
+    return tables
+
+
+_COUNTS = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+           "ApproximateNumberOfMessagesDelayed"]
+
+
+def take(endpoint: str, previous: dict | None = None) -> dict | None:
+    """The stage's queues and tables as one JSON-serialisable dict, or None when nothing changed
+    since `previous`. Unchanged means the same table items and the same queue counts: the gateway
+    never changes a queue's content without writing the message's record, so idle periods cost
+    Scans and no ReceiveMessage (receiving bumps the messages' receive counts)."""
+    dynamodb, sqs = _clients()
+    urls = sqs.list_queues(QueueNamePrefix=_queue_prefix(), MaxResults=1000).get("QueueUrls", [])
+    counts = {url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=_COUNTS)["Attributes"]
+              for url in urls}
+    if previous is not None and previous.get("counts") == counts \
+            and previous["tables"] == _scan_tables(dynamodb):
+        return None
+    queues = [_copy_queue(sqs, url) for url in urls]
+    return {"format": FORMAT, "taken_at": time.time(), "endpoint": endpoint, "counts": counts,
+            "queues": queues, "tables": _scan_tables(dynamodb)}
 
 
 def _bytes_as_text(value):
