@@ -183,10 +183,13 @@ def _show_whitelist(account_id, networks, as_json, changed=False):
 @whitelist.command("set")
 @click.argument("account_id")
 @click.argument("entries", nargs=-1)
+@click.option("--allow-wide", is_flag=True,
+              help="Accept ranges wider than /8 (IPv4) or /32 (IPv6), e.g. 0.0.0.0/0.")
 @json_option
-def whitelist_set(account_id, entries, as_json, get=None):
+def whitelist_set(account_id, entries, allow_wide, as_json, get=None):
     """Replace the whitelist with ENTRIES (addresses or CIDR ranges, IPv4/IPv6; none: clear)."""
-    _show_whitelist(account_id, accounts.set_whitelist(account_id, entries), as_json, True)
+    _show_whitelist(account_id, accounts.set_whitelist(account_id, entries, allow_wide), as_json,
+                    True)
 
 
 @whitelist.command("clear")
