@@ -1,7 +1,7 @@
 """The local stand-in for API Gateway: Chalice's local HTTP handler, with the caller's real
 address as `requestContext.identity.sourceIp`, a listen backlog that takes bursts, and one log
 line per request."""
-import json
+import re
 import socket
 import sys
 import threading
@@ -20,20 +20,24 @@ class Server(ThreadedHTTPServer):
     request_queue_size = LISTEN_BACKLOG
 
 
+JSON_ACTION = re.compile(rb'"action"\s*:\s*"([A-Za-z_]{1,40})"')
+
+
 def request_action(path: str, headers, body: bytes | None) -> str:
-    """The `action=` of a compatibility API call (query, form or JSON body), else '-'."""
+    """The `action=` of a compatibility API call (query, form or JSON body), else '-'. Only for
+    the log: a glance, never a parse of what the client sent (bodies may be hostile)."""
     action = parse_qs(urlsplit(path).query).get("action")
-    if not action and body:
+    if action:
+        return action[0][:40]
+    if body:
         content_type = (headers.get("content-type") or headers.get("Content-Type") or "").lower()
-        try:
-            if "json" in content_type:
-                parsed = json.loads(body)
-                action = [parsed.get("action")] if isinstance(parsed, dict) else None
-            elif "urlencoded" in content_type:
-                action = parse_qs(body.decode("utf-8", "replace")).get("action")
-        except ValueError:
-            action = None
-    return str(action[0])[:40] if action and action[0] else "-"
+        if "json" in content_type:
+            found = JSON_ACTION.search(body[:4096])
+            return found.group(1).decode() if found else "-"
+        if "urlencoded" in content_type:
+            action = parse_qs(body[:4096].decode("utf-8", "replace")).get("action")
+            return action[0][:40] if action else "-"
+    return "-"
 
 
 class Handler(ChaliceRequestHandler):
@@ -72,7 +76,10 @@ class Handler(ChaliceRequestHandler):
             super()._generic_handle()
         finally:
             if self.log_requests and not self._idle:  # idle long-polls would drown the rest
-                self._log_request((time.perf_counter() - started) * 1000)
+                try:
+                    self._log_request((time.perf_counter() - started) * 1000)
+                except Exception as exc:  # the log line must never cost the request
+                    print(f"(request log failed: {exc!r})", file=self.log_stream)
 
     # Chalice binds every do_* to its own _generic_handle when its class is created.
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle

@@ -361,3 +361,14 @@ def test_a_memory_run_leaves_no_temp_folder_behind(gateways, tmp_path):
     assert Path(gw.info["inbox"]).parent.parent == temp
     assert gw.stop() == 0, (tmp_path / "err.txt").read_text()
     assert list(temp.iterdir()) == []
+
+
+def test_the_request_log_only_glances_at_bodies():
+    from localgw.server import request_action
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    json_type = {"Content-Type": "application/json"}
+    assert request_action("/myAPI.php?action=check_status", {}, None) == "check_status"
+    assert request_action("/myAPI.php", form, b"api_key=x&action=send_sms") == "send_sms"
+    assert request_action("/myAPI.php", json_type, b'{"action": "send_otp"}') == "send_otp"
+    assert request_action("/myAPI.php", json_type, b"[" * 100000) == "-"  # no parse, no recursion
+    assert request_action("/myAPI.php", json_type, b'{"action": 7}') == "-"
