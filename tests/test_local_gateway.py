@@ -304,6 +304,8 @@ def test_a_kill_9_loses_at_most_the_last_snapshot_interval(gateways, tmp_path):
     message_id = send(info)
 
     def snapshotted():
+        if not (data / "snapshot.json").exists():  # (written whole and renamed: never partial)
+            return False
         saved = json.loads((data / "snapshot.json").read_text())
         return any(created["account_id"] in json.dumps(item) for item in
                    saved["tables"]["smsgw-local-accounts"]) and any(
