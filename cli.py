@@ -8,6 +8,7 @@ and queues directly. Which stage:
   - else the local gateway running on the data folder (local-data/, or $SMSGW_DATA), found by
     itself; none running: a one-line hint.
 """
+import functools
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ LOCAL = use_local_gateway()
 
 from chalicelib.core import clock, settings  # noqa: E402
 from chalicelib.core.errors import GatewayError  # noqa: E402
-from chalicelib.domain import accounts, devices  # noqa: E402
+from chalicelib.domain import accounts, devices, pool  # noqa: E402
 
 NO_STAGE = ("no local gateway is running (start one with ./run-local); for an AWS stage set "
             "SMSGW_STAGE and AWS credentials")
@@ -70,10 +71,13 @@ def emit(as_json: bool, data, text: str) -> None:
 
 
 def json_option(command):
-    command = click.option("--get", metavar="FIELD",
-                           help="Print only this field of the --json output.")(command)
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Machine-readable output.")(command)
+    """--json, and --get FIELD (read by emit(); the command itself never sees it)."""
+    @functools.wraps(command)
+    def run(*args, get=None, **kwargs):
+        return command(*args, **kwargs)
+    run = click.option("--get", metavar="FIELD",
+                       help="Print only this field of the --json output.")(run)
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(run)
 
 
 @click.group(cls=Cli)
@@ -89,7 +93,7 @@ def account():
 @account.command("create")
 @click.argument("name")
 @json_option
-def account_create(name, as_json, get=None):
+def account_create(name, as_json):
     """Create an account called NAME."""
     acct = accounts.create_account(name)
     emit(as_json, {"account_id": acct.account_id, "name": acct.name},
@@ -98,7 +102,7 @@ def account_create(name, as_json, get=None):
 
 @account.command("list")
 @json_option
-def account_list(as_json, get=None):
+def account_list(as_json):
     """List accounts."""
     rows = [{"account_id": a.account_id, "name": a.name, "created_at": clock.fmt(a.created_at),
              "ip_whitelist": list(a.ip_whitelist or [])} for a in accounts.list_accounts()]
@@ -115,7 +119,7 @@ def key():
 @click.argument("account_id")
 @click.option("--label", default="", help="A note to recognise the key by.")
 @json_option
-def key_create(account_id, label, as_json, get=None):
+def key_create(account_id, label, as_json):
     """Issue a new API key for ACCOUNT_ID."""
     plain, record = accounts.create_key(account_id, label)
     emit(as_json, {"key_id": record.key_id, "api_key": plain, "account_id": account_id},
@@ -125,7 +129,7 @@ def key_create(account_id, label, as_json, get=None):
 @key.command("list")
 @click.argument("account_id")
 @json_option
-def key_list(account_id, as_json, get=None):
+def key_list(account_id, as_json):
     """List the keys of ACCOUNT_ID (ids only; keys are never stored)."""
     rows = [{"key_id": k.key_id, "label": k.label, "created_at": clock.fmt(k.created_at),
              "revoked_at": clock.fmt(k.revoked_at), "revoked": accounts.key_revoked(k)}
@@ -141,7 +145,7 @@ def key_list(account_id, as_json, get=None):
 @click.argument("account_id")
 @click.argument("key_id")
 @json_option
-def key_revoke(account_id, key_id, as_json, get=None):
+def key_revoke(account_id, key_id, as_json):
     """Revoke KEY_ID of ACCOUNT_ID."""
     before = next((k for k in accounts.list_keys(account_id) if k.key_id == key_id), None)
     already = before is not None and accounts.key_revoked(before)
@@ -158,7 +162,7 @@ def key_revoke(account_id, key_id, as_json, get=None):
 @click.option("--overlap", type=click.IntRange(0, 30 * 86400), default=3600, show_default=True,
               help="Seconds the old key keeps working, while applications switch.")
 @json_option
-def key_rotate(account_id, key_id, overlap, as_json, get=None):
+def key_rotate(account_id, key_id, overlap, as_json):
     """Issue a new key replacing KEY_ID; the old one is revoked after --overlap seconds."""
     plain, new, old = accounts.rotate_key(account_id, key_id, overlap)
     emit(as_json, {"key_id": new.key_id, "api_key": plain, "account_id": account_id,
@@ -186,7 +190,7 @@ def _show_whitelist(account_id, networks, as_json, changed=False):
 @click.option("--allow-wide", is_flag=True,
               help="Accept ranges wider than /8 (IPv4) or /32 (IPv6), e.g. 0.0.0.0/0.")
 @json_option
-def whitelist_set(account_id, entries, allow_wide, as_json, get=None):
+def whitelist_set(account_id, entries, allow_wide, as_json):
     """Replace the whitelist with ENTRIES (addresses or CIDR ranges, IPv4/IPv6; none: clear)."""
     _show_whitelist(account_id, accounts.set_whitelist(account_id, entries, allow_wide), as_json,
                     True)
@@ -195,7 +199,7 @@ def whitelist_set(account_id, entries, allow_wide, as_json, get=None):
 @whitelist.command("clear")
 @click.argument("account_id")
 @json_option
-def whitelist_clear(account_id, as_json, get=None):
+def whitelist_clear(account_id, as_json):
     """Clear the whitelist: any IP address may then use the account's keys."""
     _show_whitelist(account_id, accounts.set_whitelist(account_id, []), as_json, True)
 
@@ -203,7 +207,7 @@ def whitelist_clear(account_id, as_json, get=None):
 @whitelist.command("show")
 @click.argument("account_id")
 @json_option
-def whitelist_show(account_id, as_json, get=None):
+def whitelist_show(account_id, as_json):
     """Show the whitelist of ACCOUNT_ID."""
     _show_whitelist(account_id, list(accounts.get_account(account_id).ip_whitelist or []),
                     as_json)
@@ -220,7 +224,7 @@ def device():
 @click.option("--sims", type=click.IntRange(1, 2), default=None,
               help="SIM slots the phone has (send_sms rejects other slots).")
 @json_option
-def device_register(account_id, name, sims, as_json, get=None):
+def device_register(account_id, name, sims, as_json):
     """Register a device called NAME; prints its id, uid and token (shown once)."""
     dev, token = devices.register(account_id, name, sims)
     emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid,
@@ -231,7 +235,7 @@ def device_register(account_id, name, sims, as_json, get=None):
 @device.command("list")
 @click.argument("account_id")
 @json_option
-def device_list(account_id, as_json, get=None):
+def device_list(account_id, as_json):
     """List the devices of ACCOUNT_ID with their status."""
     rows = [devices.describe(d) for d in devices.list_devices(account_id)]
     emit(as_json, rows, "\n".join(
@@ -243,11 +247,27 @@ def device_list(account_id, as_json, get=None):
 @click.argument("account_id")
 @click.argument("device")
 @json_option
-def device_remove(account_id, device, as_json, get=None):
+def device_remove(account_id, device, as_json):
     """Remove DEVICE (its id or uid) and delete its queue."""
     dev = devices.remove(account_id, device)
     emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid, "removed": True},
          f"removed device {dev.device_id} ({dev.device_uid})")
+
+
+@device.command("pace", context_settings={"ignore_unknown_options": True})
+@click.argument("account_id")
+@click.argument("device")
+@click.argument("pace")
+@json_option
+def device_pace(account_id, device, pace, as_json):
+    """Set how many SMS segments per hour each SIM of DEVICE may send (PACE, 1-36000), or
+    'default' for the gateway's default (docs/pool.md)."""
+    dev = pool.set_device_pace(account_id, device, pace)
+    shown = pool.pacing.pace_of(dev) or None
+    emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid,
+                   "pace_per_hour": shown, "default": dev.pace_per_hour is None},
+         f"device {dev.device_id}: {shown or 'unpaced'} segments per hour per SIM"
+         + (" (default)" if dev.pace_per_hour is None else ""))
 
 
 @main.group("local")

@@ -8,6 +8,8 @@ os.environ.update({
     "SMSGW_OTP_SECRET": "test-otp-secret-0123456789abcdef0123456789abcdef",
     # Local gateways that tests start keep nothing on disk unless a test passes --data.
     "SMSGW_LOCAL_MEMORY": "1",
+    # Pacing off unless a test paces a device itself (tests/test_pool.py checks the default).
+    "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
@@ -16,7 +18,7 @@ import moto  # noqa: E402
 import pytest  # noqa: E402
 
 from chalicelib.core import clock  # noqa: E402
-from chalicelib.domain import accounts, devices  # noqa: E402
+from chalicelib.domain import accounts, devices, pool  # noqa: E402
 from chalicelib.storage import aws, tables  # noqa: E402
 
 
@@ -27,6 +29,7 @@ def aws_mock():
         aws.reset()
         accounts.forget_cached()
         devices.forget_cached()
+        pool.forget_cached()
         clock.reset()
         tables.create_all()
         yield
