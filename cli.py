@@ -1,33 +1,83 @@
-"""Admin command line: accounts, API keys, IP whitelists, devices, dashboard users and webhooks.
+"""Admin command line (`.venv/bin/smsgw`, or `python cli.py`): accounts, API keys, IP
+whitelists, devices, dashboard users and webhooks.
 
 Works the same against the local gateway and a deployed stage; it talks to the stage's tables
-and queues directly, chosen by the environment:
-  SMSGW_STAGE (table/queue names), AWS credentials and region as for any AWS tool, and
-  AWS_ENDPOINT_URL for the local gateway's emulated AWS (printed when it starts).
+and queues directly. Which stage:
+  - SMSGW_STAGE set: that stage, with AWS credentials and region as for any AWS tool
+    (AWS_ENDPOINT_URL too, for an emulator);
+  - else the local gateway running on the data folder (local-data/, or $SMSGW_DATA), found by
+    itself; none running: a one-line hint.
 """
+import functools
 import json
+import os
 import sys
 
 import click
 
-from chalicelib.core import clock
-from chalicelib.core.errors import GatewayError
-from chalicelib.domain import accounts, devices, pool
+from localgw.data import use_local_gateway
+
+# Before chalicelib reads the environment (table names come from the stage).
+LOCAL = use_local_gateway()
+
+from chalicelib.core import clock, settings  # noqa: E402
+from chalicelib.core.errors import GatewayError  # noqa: E402
+from chalicelib.domain import accounts, devices, pool  # noqa: E402
+
+NO_STAGE = ("no local gateway is running (start one with ./run-local); for an AWS stage set "
+            "SMSGW_STAGE and AWS credentials")
+
+
+def _unreachable(error: Exception) -> str:
+    """One line for a failure to reach the stage's AWS (never a traceback)."""
+    where = f"stage '{settings.STAGE}'" + (f" at {os.environ['AWS_ENDPOINT_URL']}"
+                                           if os.environ.get("AWS_ENDPOINT_URL") else "")
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "ResourceNotFound" in text or "does not exist" in text or "non-existent" in text:
+        return f"{where}: its tables do not exist ({text})"
+    return f"cannot reach {where}: {text}"
 
 
 class Cli(click.Group):
     def invoke(self, ctx):
+        from botocore.exceptions import BotoCoreError, ClientError
+        from pynamodb.exceptions import PynamoDBException
+        if LOCAL is None and "SMSGW_STAGE" not in os.environ and ctx.protected_args \
+                and "--help" not in sys.argv:
+            raise click.ClickException(NO_STAGE)
         try:
             return super().invoke(ctx)
         except GatewayError as error:
             raise click.ClickException(error.message)
+        except (BotoCoreError, ClientError, PynamoDBException) as error:
+            raise click.ClickException(_unreachable(getattr(error, "cause", None) or error))
+
+
+def takes_effect() -> str:
+    """When a warm gateway honours a key or whitelist change (its auth cache)."""
+    return f"takes effect within {settings.AUTH_CACHE_SECONDS} s (SMSGW_AUTH_CACHE_SECONDS)"
 
 
 def emit(as_json: bool, data, text: str) -> None:
+    field = click.get_current_context().params.get("get")
+    if field:  # one value, for shell scripts: ID=$(smsgw ... --get account_id)
+        if not isinstance(data, dict) or field not in data:
+            raise click.UsageError(f"--get: no field '{field}'"
+                                   + (f" (fields: {', '.join(data)})" if isinstance(data, dict)
+                                      else ""))
+        click.echo(data[field])
+        return
     click.echo(json.dumps(data, indent=2) if as_json else text)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def json_option(command):
+    """--json, and --get FIELD (read by emit(); the command itself never sees it)."""
+    @functools.wraps(command)
+    def run(*args, get=None, **kwargs):
+        return command(*args, **kwargs)
+    run = click.option("--get", metavar="FIELD",
+                       help="Print only this field of the --json output.")(run)
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(run)
 
 
 @click.group(cls=Cli)
@@ -82,11 +132,13 @@ def key_create(account_id, label, as_json):
 def key_list(account_id, as_json):
     """List the keys of ACCOUNT_ID (ids only; keys are never stored)."""
     rows = [{"key_id": k.key_id, "label": k.label, "created_at": clock.fmt(k.created_at),
-             "revoked_at": clock.fmt(k.revoked_at)} for k in accounts.list_keys(account_id)]
+             "revoked_at": clock.fmt(k.revoked_at), "revoked": accounts.key_revoked(k)}
+            for k in accounts.list_keys(account_id)]
     emit(as_json, rows, "\n".join(
         f"{r['key_id']}  {r['label'] or '-'}  created {r['created_at']}"
-        + (f"  REVOKED {r['revoked_at']}" if r["revoked_at"] else "") for r in rows)
-        or "no keys")
+        + (f"  REVOKED {r['revoked_at']}" if r["revoked"] else
+           f"  revoked at {r['revoked_at']} (rotation)" if r["revoked_at"] else "")
+        for r in rows) or "no keys")
 
 
 @key.command("revoke")
@@ -94,14 +146,42 @@ def key_list(account_id, as_json):
 @click.argument("key_id")
 @json_option
 def key_revoke(account_id, key_id, as_json):
-    """Revoke KEY_ID of ACCOUNT_ID (warm gateways honour it within the auth cache time)."""
+    """Revoke KEY_ID of ACCOUNT_ID."""
+    before = next((k for k in accounts.list_keys(account_id) if k.key_id == key_id), None)
+    already = before is not None and accounts.key_revoked(before)
     record = accounts.revoke_key(account_id, key_id)
-    emit(as_json, {"key_id": record.key_id, "revoked": True}, f"revoked {record.key_id}")
+    text = (f"{record.key_id} was already revoked (at {clock.fmt(record.revoked_at)} UTC); "
+            "nothing changed" if already else f"revoked {record.key_id}: {takes_effect()}")
+    emit(as_json, {"key_id": record.key_id, "revoked": True, "already_revoked": already,
+                   "revoked_at": clock.fmt(record.revoked_at)}, text)
+
+
+@key.command("rotate")
+@click.argument("account_id")
+@click.argument("key_id")
+@click.option("--overlap", type=click.IntRange(0, 30 * 86400), default=3600, show_default=True,
+              help="Seconds the old key keeps working, while applications switch.")
+@json_option
+def key_rotate(account_id, key_id, overlap, as_json):
+    """Issue a new key replacing KEY_ID; the old one is revoked after --overlap seconds."""
+    plain, new, old = accounts.rotate_key(account_id, key_id, overlap)
+    emit(as_json, {"key_id": new.key_id, "api_key": plain, "account_id": account_id,
+                   "replaces": old.key_id, "old_key_revoked_at": clock.fmt(old.revoked_at)},
+         f"key {new.key_id}: {plain}\n(shown once: store it now)\n"
+         f"{old.key_id} keeps working until {clock.fmt(old.revoked_at)} UTC, then is revoked")
 
 
 @main.group()
 def whitelist():
     """IP whitelist of an account (empty: any address may use its keys)."""
+
+
+def _show_whitelist(account_id, networks, as_json, changed=False):
+    text = ("whitelist: " + ", ".join(networks)) if networks else (
+        "whitelist cleared: any IP address may now use this account's keys" if changed
+        else "whitelist: empty (any IP address may use this account's keys)")
+    emit(as_json, {"account_id": account_id, "ip_whitelist": networks},
+         text + (f"\n(the change {takes_effect()})" if changed else ""))
 
 
 @whitelist.command("set")
@@ -111,10 +191,17 @@ def whitelist():
               help="Accept ranges wider than /8 (IPv4) or /32 (IPv6), e.g. 0.0.0.0/0.")
 @json_option
 def whitelist_set(account_id, entries, allow_wide, as_json):
-    """Replace the whitelist with ENTRIES (addresses or CIDR ranges, IPv4/IPv6; none clears)."""
-    networks = accounts.set_whitelist(account_id, entries, allow_wide)
-    emit(as_json, {"account_id": account_id, "ip_whitelist": networks},
-         "whitelist: " + (", ".join(networks) or "empty (any address)"))
+    """Replace the whitelist with ENTRIES (addresses or CIDR ranges, IPv4/IPv6; none: clear)."""
+    _show_whitelist(account_id, accounts.set_whitelist(account_id, entries, allow_wide), as_json,
+                    True)
+
+
+@whitelist.command("clear")
+@click.argument("account_id")
+@json_option
+def whitelist_clear(account_id, as_json):
+    """Clear the whitelist: any IP address may then use the account's keys."""
+    _show_whitelist(account_id, accounts.set_whitelist(account_id, []), as_json, True)
 
 
 @whitelist.command("show")
@@ -122,9 +209,8 @@ def whitelist_set(account_id, entries, allow_wide, as_json):
 @json_option
 def whitelist_show(account_id, as_json):
     """Show the whitelist of ACCOUNT_ID."""
-    networks = list(accounts.get_account(account_id).ip_whitelist or [])
-    emit(as_json, {"account_id": account_id, "ip_whitelist": networks},
-         "whitelist: " + (", ".join(networks) or "empty (any address)"))
+    _show_whitelist(account_id, list(accounts.get_account(account_id).ip_whitelist or []),
+                    as_json)
 
 
 @main.group()
@@ -428,6 +514,69 @@ def user_remove(account_id, email, as_json):
     from chalicelib.domain import users
     removed = users.remove(account_id, email)
     emit(as_json, {"email": removed.email, "removed": True}, f"removed {removed.email}")
+
+
+@main.group("local")
+def local_group():
+    """The local gateway (./run-local) this CLI found."""
+
+
+@local_group.command("env")
+def local_env():
+    """Print shell exports for the running local gateway's demo account:
+    eval "$(.venv/bin/smsgw local env)" sets SMSGW_URL, API_KEY, ACCOUNT_ID, DEVICE_ID,
+    DEVICE_UID, DEVICE_TOKEN and INBOX (the demo phone's inbox file)."""
+    import shlex
+
+    from localgw.data import data_dir, read_json
+    demo = read_json(data_dir() / "demo.json") if LOCAL else None
+    if not demo:
+        raise click.ClickException(NO_STAGE if not LOCAL else
+                                   "the local gateway has no demo account")
+    values = {"SMSGW_URL": LOCAL["url"], "API_KEY": demo["api_key"],
+              "ACCOUNT_ID": demo["account_id"], "DEVICE_ID": demo["device_id"],
+              "DEVICE_UID": demo["device_uid"], "DEVICE_TOKEN": demo["device_token"],
+              "INBOX": str(data_dir() / "inbox.jsonl")}
+    click.echo("export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in values.items()))
+
+
+@local_group.command("sent")
+@click.option("--last", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="How many of the newest SMS to show.")
+@click.option("--code", is_flag=True,
+              help="Print only the code of the newest OTP SMS the demo phone sent in the last "
+                   "minute (waits up to 20 s for one).")
+def local_sent(last, code):
+    """The SMS the demo phone "sent" (they are also printed by ./run-local)."""
+    import re
+    import time
+
+    from localgw.data import data_dir
+    if not LOCAL:
+        raise click.ClickException(NO_STAGE)
+    ledger = data_dir() / "sent.jsonl"
+
+    def read():
+        try:
+            return [json.loads(line) for line in ledger.read_text().splitlines() if line]
+        except (OSError, ValueError):
+            return []
+    if not code:
+        rows = read()[-last:]
+        click.echo("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(r['at']))}  SIM "
+                              f"{r['sim_slot']} -> {r['phone_number']}: {r['message']}"
+                              for r in rows) or "the demo phone has sent nothing yet")
+        return
+    deadline = time.time() + 20
+    while True:
+        for row in reversed(read()):
+            found = re.search(r"\b(\d{4,10})\b", row["message"])
+            if found and row["at"] >= time.time() - 60 and row.get("message_id"):
+                click.echo(found.group(1))
+                return
+        if time.time() > deadline:
+            raise click.ClickException("the demo phone sent no OTP in the last minute")
+        time.sleep(0.3)
 
 
 @main.command("create-tables")

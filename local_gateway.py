@@ -1,7 +1,8 @@
 """One-command local gateway: moto's server as AWS, the gateway's tables, the very same Chalice
-app on 127.0.0.1, a demo account, key and device, and the scheduled functions on timers.
+app, a demo account, key and device, the scheduled functions on timers, and the data kept in a
+folder across restarts (localgw/).
 
-    python local_gateway.py [--port 8000]
+    python local_gateway.py [--host 127.0.0.1] [--port 8000] [--memory] [--quiet]
 
 Tests start the same thing in-process through `LocalGateway` (ports picked free).
 """
@@ -9,6 +10,8 @@ import json
 import logging
 import os
 import secrets
+import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -21,12 +24,39 @@ LOCAL_ENV = {
     "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION":
     "us-east-1", "SMSGW_STAGE": "local",
 }
+# Locally a revoked key or a whitelist change works within 2 s (AWS stages: 30 s, see docs).
+LOCAL_DEFAULTS = {"SMSGW_AUTH_CACHE_SECONDS": "2"}
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    """A port free on host: `preferred` if it is, else one the system picks."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
+
+
+def lan_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses, best guess first (nothing is sent: a UDP
+    socket's connect() only picks the route)."""
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            found.append(s.getsockname()[0])
+        except OSError:
+            pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            found.append(info[4][0])
+    except OSError:
+        pass
+    return [a for n, a in enumerate(found) if not a.startswith("127.") and a not in found[:n]]
 
 
 def schedule_seconds(expression) -> float:
@@ -40,73 +70,127 @@ def schedule_seconds(expression) -> float:
 
 
 class LocalGateway:
-    """The local stack, started and stopped as a whole (also a context manager)."""
+    """The local stack, started and stopped as a whole (also a context manager). With `data`
+    (a folder) its state is restored at start and snapshotted every `snapshot_seconds` and at
+    stop; without, everything lives in memory."""
 
     def __init__(self, port: int = 0, demo: bool = True, schedules: bool = True,
-                 agent: bool = False, env: dict | None = None, extra_devices: int = 0):
-        self.port = port or free_port()
+                 agent: bool = False, env: dict | None = None, extra_devices: int = 0,
+                 host: str = "127.0.0.1", quiet: bool = True, data: str | None = None,
+                 snapshot_seconds: float = 5.0):
+        self.host, self.quiet = host, quiet
+        self.port = port or free_port("" if host in WILDCARD_HOSTS else host)
         self.demo, self.schedules, self.agent = demo, schedules, agent
         self.echo = False  # the demo phone prints what it sends
         self.inbox = None
         self.extra_env = env or {}
         self.extra_devices = extra_devices
-        self.url = f"http://127.0.0.1:{self.port}"
+        local_host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+        if ":" in local_host:
+            local_host = f"[{local_host}]"
+        self.url = f"http://{local_host}:{self.port}"
+        self.lan_urls = [f"http://{a}:{self.port}" for a in lan_addresses()] \
+            if host in WILDCARD_HOSTS else []
+        self.data_path, self.snapshot_seconds = data, snapshot_seconds
+        self.data = self.restored = None
         self.demo_info = None
+        self._started = False  # a stop before this never overwrites the snapshot
+        self._last_snapshot = None
         self._stop = threading.Event()
+        self._snapshot_lock = threading.Lock()
         self._threads = []
+        self._temp = None
         self._moto = self._http = self._agent = self._events = None
 
     def start(self) -> "LocalGateway":
         from moto.server import ThreadedMotoServer
+
+        from localgw.data import DataDir
+        if self.data_path:
+            self.data = DataDir(self.data_path)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        moto_port = free_port()
+        moto_port = free_port(preferred=(self.data.config.get("moto_port", 0) if self.data
+                                         else 0))
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)
-        os.environ.setdefault("SMSGW_OTP_SECRET", secrets.token_hex(32))
+        for name, value in LOCAL_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        os.environ.setdefault("SMSGW_OTP_SECRET", self._otp_secret())
         os.environ.update(self.extra_env)
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
         self.aws_endpoint = os.environ["AWS_ENDPOINT_URL"]
+        if self.data:
+            self.data.remember(moto_port=moto_port)
         if not os.environ.get("SMSGW_DEVICE_ROLE_ARN"):
             os.environ["SMSGW_DEVICE_ROLE_ARN"] = create_device_role()
 
         from chalicelib.storage import tables
         tables.create_all(wait=True)
+        self._restore()
         if self.demo:
-            self.demo_info = create_demo(self.extra_devices)
+            self.demo_info = self.data.demo() if self.data and self.restored else None
+            if not self.demo_info:
+                self.demo_info = create_demo(self.extra_devices)
+                if self.data:
+                    self.data.save_demo(self.demo_info)
         self._serve_http()
         if self.schedules:
             self._start_schedules()
-            from local_events import EventPumps  # webhooks: streams and queue, as on AWS
+            from localgw.events import EventPumps  # webhooks: streams and queue, as on AWS
             self._events = EventPumps().start()
         if self.agent and self.demo_info:
-            self.inbox = os.path.join(tempfile.mkdtemp(prefix="smsgw-demo-"), "inbox.jsonl")
-            self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
-                                           echo=self.echo)
+            self._start_demo_phone()
+        self._started = True
+        if self.data:
+            self.data.announce({"url": self.url, "lan_urls": self.lan_urls,
+                                "aws_endpoint": self.aws_endpoint, "stage": "local",
+                                "region": os.environ["AWS_DEFAULT_REGION"]})
+            self._timer(self.snapshot_seconds, self.snapshot, "snapshot")
         return self
 
+    def _otp_secret(self) -> str:
+        if self.data and self.data.config.get("otp_secret"):
+            return self.data.config["otp_secret"]
+        secret = secrets.token_hex(32)
+        if self.data:
+            self.data.remember(otp_secret=secret)
+        return secret
+
+    def _restore(self):
+        from localgw import snapshot
+        saved = snapshot.load(str(self.data.path)) if self.data else None
+        if saved:
+            self.restored = snapshot.restore(saved, self.aws_endpoint)
+            self.restored["taken_at"] = saved["taken_at"]
+
+    def snapshot(self, *_):
+        """Copy the emulated AWS state to the data folder (no-op without one)."""
+        if not self.data:
+            return None
+        from localgw import snapshot
+        with self._snapshot_lock:
+            taken = snapshot.take(self.aws_endpoint, self._last_snapshot)
+            if taken is None:
+                return None
+            self._last_snapshot = taken
+            return snapshot.save(str(self.data.path), taken)
+
+    def _start_demo_phone(self):
+        if self.data:
+            self.inbox, journal = self.data.file("inbox.jsonl"), self.data.file("demo-phone.db")
+            ledger = self.data.file("sent.jsonl")
+        else:
+            self._temp = tempfile.mkdtemp(prefix="smsgw-demo-")
+            self.inbox, journal = os.path.join(self._temp, "inbox.jsonl"), ":memory:"
+            ledger = None
+        self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
+                                       echo=self.echo, journal=journal, ledger=ledger)
+
     def _serve_http(self):
-        from chalice.config import Config
-        from chalice.local import ChaliceRequestHandler, LocalDevServer
-
         from app import app
-
-        class Handler(ChaliceRequestHandler):
-            disable_nagle_algorithm = True  # else small answers wait ~40 ms for delayed ACKs
-
-            def _generic_handle(self):
-                # The local stand-in for API Gateway's requestContext.identity.sourceIp.
-                self.local_gateway.event_converter.LOCAL_SOURCE_IP = self.client_address[0]
-                super()._generic_handle()
-
-            def log_message(self, *args):
-                pass
-
-        config = Config.create(chalice_stage="local", app_name="smsgw", lambda_timeout=60)
-        self._http = LocalDevServer(app, config, "127.0.0.1", self.port, handler_cls=Handler)
-        thread = threading.Thread(target=self._http.server.serve_forever, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        from localgw.server import serve
+        self._http = serve(app, self.host, self.port, quiet=self.quiet)
 
     def _start_schedules(self):
         from chalice.app import ScheduledEventConfig
@@ -114,12 +198,14 @@ class LocalGateway:
         import app as app_module
         for source in app_module.app.event_sources:
             if isinstance(source, ScheduledEventConfig):
-                handler = getattr(app_module, source.name)
-                interval = schedule_seconds(source.schedule_expression)
-                thread = threading.Thread(target=self._every, args=(interval, handler, source.name),
-                                          daemon=True, name=f"schedule-{source.name}")
-                thread.start()
-                self._threads.append(thread)
+                self._timer(schedule_seconds(source.schedule_expression),
+                            getattr(app_module, source.name), source.name)
+
+    def _timer(self, interval, handler, name):
+        thread = threading.Thread(target=self._every, args=(interval, handler, name),
+                                  daemon=True, name=f"schedule-{name}")
+        thread.start()
+        self._threads.append(thread)
 
     def _every(self, interval, handler, name="schedule"):
         # SMSGW_LOCAL_SCHEDULE_LOG: a JSON-lines file of every run and what it returned (soak
@@ -135,7 +221,7 @@ class LocalGateway:
                     "resources": [], "detail-type": "Scheduled Event",
                     "source": "local", "detail": {}}, None)
             except Exception as exc:  # a failed sweep is retried at the next tick, as on AWS
-                print(f"scheduled {handler} failed: {exc!r}", file=sys.stderr)
+                print(f"scheduled {name} failed: {exc!r}", file=sys.stderr)
                 result = {"error": repr(exc)}
             if log_path:
                 with open(log_path, "a", encoding="utf-8") as handle:
@@ -143,6 +229,7 @@ class LocalGateway:
                                              "result": result}, default=str) + "\n")
 
     def stop(self):
+        """Stop taking requests, let running sweeps finish, snapshot, then stop the emulator."""
         self._stop.set()
         if self._events is not None:
             self._events.stop()
@@ -151,8 +238,18 @@ class LocalGateway:
         if self._http is not None:
             self._http.shutdown()
             self._http.server.server_close()
-        if self._moto is not None:
-            self._moto.stop()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        try:
+            if self._started and self.data is not None:
+                self.snapshot()
+        finally:
+            if self._moto is not None:
+                self._moto.stop()
+            if self.data is not None:
+                self.data.close()
+            if self._temp:
+                shutil.rmtree(self._temp, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -196,7 +293,8 @@ def create_demo(extra_devices: int = 0) -> dict:
     return info
 
 
-def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool = False):
+def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool = False,
+                     journal: str = ":memory:", ledger: str | None = None):
     """A simulated phone for the demo device: the device agent (./agent) with its simulator
     backend, in a thread, polling with short waits so the demo settles within seconds. It reads
     "received" SMS from the JSON-lines file `inbox` and, with `echo`, prints what it "sends"."""
@@ -214,14 +312,21 @@ def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool 
             if echo:
                 print(f"[demo phone] SIM {sim_slot} -> {phone_number}: {text}", flush=True)
 
-    config = AgentConfig(url=url, token=token, backend="simulator", journal=":memory:",
+    config = AgentConfig(url=url, token=token, backend="simulator", journal=journal,
                          mode=os.environ.get("SMSGW_LOCAL_AGENT_MODE", "gateway"),
                          poll_wait=int(os.environ.get("SMSGW_LOCAL_AGENT_WAIT", "1")),
                          sim_count=2, delivery_delay=float(
                              os.environ.get("SMSGW_LOCAL_AGENT_DELIVERY_DELAY", "1")),
-                         incoming_seconds=2.0, inbox=inbox).check()
-    phone = DemoPhone(config.failure_rate, config.delivery_delay, inbox=inbox)
-    return Agent(config, backend=phone, journal=Journal(":memory:")).start()
+                         incoming_seconds=2.0, inbox=inbox,
+                         push_existing=True).check()  # the journal knows what was pushed
+    phone = DemoPhone(config.failure_rate, config.delivery_delay, ledger=ledger, inbox=inbox)
+    return Agent(config, backend=phone, journal=Journal(journal)).start()
+
+
+LAN_WARNING = """
+  !!!  PLAIN HTTP on {where}: API keys, device tokens and SMS texts cross the network
+  !!!  unencrypted. Use it only on a LAN you trust; never forward this port to the internet.
+"""
 
 
 def banner(gw: LocalGateway) -> str:
@@ -232,9 +337,28 @@ def banner(gw: LocalGateway) -> str:
                  f"codes too, to try verify_otp).\nTo make it receive an SMS (get_history "
                  f"type=incoming), append a line to {gw.inbox}:\n  echo '{{\"phone_number\": "
                  f"\"+8801712345678\", \"message\": \"Hi there\"}}' >> {gw.inbox}")
+    if gw.data:
+        kept = (f"Data is kept in {gw.data.path} (snapshot every {gw.snapshot_seconds:g} s and at "
+                f"Ctrl-C; restored at the next start).")
+        if gw.restored:
+            taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(gw.restored["taken_at"]))
+            kept += (f"\nRestored {gw.restored['items']} records and {gw.restored['jobs']} "
+                     f"queued jobs from the snapshot of {taken}.")
+        cli = (".venv/bin/smsgw account list      (it finds this gateway by itself)\n"
+               "Shell variables for the demo account (SMSGW_URL, API_KEY, DEVICE_UID, ...):\n"
+               "  eval \"$(.venv/bin/smsgw local env)\"")
+    else:
+        kept = "In-memory run (--memory): everything is gone when it stops."
+        cli = (f"AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local AWS_ACCESS_KEY_ID=local \\\n"
+               f"  AWS_SECRET_ACCESS_KEY=local .venv/bin/smsgw account list")
+    where = ""
+    if gw.host not in ("127.0.0.1", "localhost", "::1"):
+        phones = "\n".join(f"  {u}" for u in (gw.lan_urls or [gw.url]))
+        where = (LAN_WARNING.format(where=f"{gw.host}:{gw.port}")
+                 + f"\nA phone on the same network runs the agent with this URL:\n{phones}\n")
     return f"""
 SMS gateway running at {gw.url}  (AWS emulated by moto at {gw.aws_endpoint})
-
+{where}
   account     {d['account_id']}
   API key     {d['api_key']}
   device      device_id={d['device_id']}  device_uid={d['device_uid']}
@@ -253,41 +377,67 @@ Then: curl "{gw.url}/myAPI.php?action=get_history&api_key={d['api_key']}&limit=5
 Dashboard: set the password of {d['dashboard_email']} (link works once) at
   {gw.url}{d['dashboard_set_password']}
 {phone}
-Admin CLI against this gateway: AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local \\
-  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local python cli.py account list
+{kept}
+Admin CLI: {cli}
 Ctrl-C stops everything.
 """
 
 
 @click.command()
+@click.option("--host", default=lambda: os.environ.get("SMSGW_HOST", "127.0.0.1"),
+              show_default="127.0.0.1 or $SMSGW_HOST",
+              help="Address to listen on: 0.0.0.0 (or a LAN address) lets phones on your network "
+                   "reach it. Plain HTTP: only on a LAN you trust.")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("SMSGW_PORT", 8000)),
-              show_default="8000 or $SMSGW_PORT", help="Port of the gateway on 127.0.0.1.")
+              show_default="8000 or $SMSGW_PORT", help="Port of the gateway.")
 @click.option("--no-agent", is_flag=True, help="Do not start the simulated demo phone.")
 @click.option("--devices", "extra_devices", type=click.IntRange(0, 20), default=0,
               help="Register this many more devices (no agent) in the demo account.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False),
+              help="Folder that keeps the data across restarts  [default: local-data/ or "
+                   "$SMSGW_DATA]")
+@click.option("--memory", is_flag=True,
+              help="Keep nothing: a throwaway in-memory run (also $SMSGW_LOCAL_MEMORY=1 when "
+                   "--data is not given).")
+@click.option("--snapshot-seconds", type=click.FloatRange(0.5, 3600), default=5.0,
+              show_default=True, help="How often the data is snapshotted (a kill -9 loses at "
+                                      "most this much).")
+@click.option("--quiet", is_flag=True, help="No log line per request.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the gateway's URL and demo credentials as one JSON line (for scripts).")
-def main(port, no_agent, extra_devices, as_json):
+def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds, quiet,
+         as_json):
     """Start the local SMS gateway with a demo account and device."""
-    gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices)
+    from localgw.data import DataDirBusy
+    from localgw.data import data_dir as resolve_data_dir
+    memory = memory or (os.environ.get("SMSGW_LOCAL_MEMORY") == "1" and not data_dir)
+    data = None if memory else str(resolve_data_dir(data_dir))
+    gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices, host=host,
+                      quiet=quiet, data=data, snapshot_seconds=snapshot_seconds)
     gw.echo = not as_json
-    try:
-        gw.start()
-    except OSError as exc:
-        gw.stop()
-        raise click.ClickException(f"cannot start on port {port}: {exc}")
-    if as_json:
-        click.echo(json.dumps({"url": gw.url, "aws_endpoint": gw.aws_endpoint, **gw.demo_info}))
-    else:
-        click.echo(banner(gw))
-    try:
-        while True:
-            time.sleep(3600)
+    # A plain `kill` stops as cleanly as Ctrl-C (snapshot included).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:  # a signal at any point below still ends in gw.stop()
+        try:
+            gw.start()
+        except DataDirBusy as exc:
+            raise click.ClickException(str(exc))
+        except OSError as exc:
+            raise click.ClickException(f"cannot start on {host}:{port}: {exc}")
+        if as_json:
+            click.echo(json.dumps({"url": gw.url, "aws_endpoint": gw.aws_endpoint,
+                                   "lan_urls": gw.lan_urls, "inbox": gw.inbox,
+                                   "data": data, "restored": gw.restored, **gw.demo_info}))
+        else:
+            click.echo(banner(gw))
+        while True:  # short sleeps: a signal that lands on another thread only sets a flag
+            time.sleep(0.5)
     except KeyboardInterrupt:
         click.echo("\nstopping...", err=as_json)
     finally:
         gw.stop()
-        click.echo("stopped.", err=as_json)
+        if gw._started:
+            click.echo("stopped." + (f" Data kept in {data}." if data else ""), err=as_json)
 
 
 if __name__ == "__main__":

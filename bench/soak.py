@@ -108,7 +108,7 @@ class Gateway:
         self.log = open(workdir / "gateway.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "local_gateway.py"), "--port", str(_free_port()),
-             "--json", "--no-agent", "--devices", str(devices)],
+             "--json", "--no-agent", "--devices", str(devices), "--memory", "--quiet"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()  # the gateway prints it once it serves
         if not line:

@@ -41,11 +41,11 @@ def count_calls(messages: int = MESSAGES) -> dict:
     _env.prepare()
     import moto
 
-    import local_events
     from bench.webhook_receiver import Receiver
     from chalicelib.core import settings
     from chalicelib.domain import accounts, devices, jobs, webhooks
     from chalicelib.domain import messages as messages_
+    from localgw import events as local_events
     settings.WEBHOOK_ALLOW_PRIVATE = True
     receiver = Receiver()
     stream_calls, queue_calls, esm = Counter(), Counter(), Counter()

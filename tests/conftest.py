@@ -6,6 +6,8 @@ os.environ.update({
     "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": "test",
     "SMSGW_OTP_SECRET": "test-otp-secret-0123456789abcdef0123456789abcdef",
+    # Local gateways that tests start keep nothing on disk unless a test passes --data.
+    "SMSGW_LOCAL_MEMORY": "1",
     # Pacing off unless a test paces a device itself (tests/test_pool.py checks the default).
     "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
 })

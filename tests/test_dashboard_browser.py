@@ -31,6 +31,7 @@ DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
     env["PYTHONPATH"] = str(ROOT / "agent")
+    env["SMSGW_DEFAULT_PACE_PER_HOUR"] = "0"  # pacing is tested in tests/test_pool*.py
     return env
 
 
@@ -38,7 +39,7 @@ def _clean_env():
 def gateway(tmp_path_factory):
     """The local gateway (no demo phone): its JSON banner, plus where the test phone lives."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                             str(free_port()), "--json", "--no-agent"], cwd=ROOT,
+                             str(free_port()), "--json", "--no-agent", "--memory"], cwd=ROOT,
                             env=_clean_env(), stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line:

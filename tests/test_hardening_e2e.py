@@ -26,9 +26,13 @@ def gateway(tmp_path_factory):
     from local_gateway import free_port
     log = tmp_path_factory.mktemp("gateway") / "output.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
+    # AWS's auth-cache window (the local default is 2 s): the removed-device test relies on the
+    # gateway still having the device cached after the CLI removed it.
+    env["SMSGW_AUTH_CACHE_SECONDS"] = "30"
     with open(log, "w") as output:
         proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                                 str(free_port()), "--json", "--no-agent"], cwd=ROOT, env=env,
+                                 str(free_port()), "--json", "--no-agent", "--memory"],
+                                cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=output, text=True)
     line = proc.stdout.readline()
     if not line:

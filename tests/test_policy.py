@@ -220,8 +220,8 @@ def device_role(aws_mock, monkeypatch):
 
 @pytest.fixture
 def flow_requests(client, device_role, recorded, monkeypatch):
-    import local_events
     from bench.webhook_receiver import Receiver
+    from localgw import events as local_events
     monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)  # the receiver is local
     pumps = local_events.EventPumps()  # makes the webhook queue, as the template does
     receiver = Receiver()

@@ -39,7 +39,7 @@ def local_settings(monkeypatch):
 
 @pytest.fixture
 def pumps(aws_mock, local_settings):
-    import local_events
+    from localgw import events as local_events
     webhooks.forget_cached()
     webhook_delivery.forget_cached()
     return local_events.EventPumps()

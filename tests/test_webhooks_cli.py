@@ -19,7 +19,7 @@ def run(*args):
 
 @pytest.fixture
 def running(aws_mock, monkeypatch):
-    import local_events
+    from localgw import events as local_events
     monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
     monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
     monkeypatch.setattr(settings, "WEBHOOK_RETRY_SCALE", 0.001)

@@ -108,9 +108,9 @@ def matches(pattern: dict, record) -> bool:
 def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch):
     """Every stream record of a busy flow: the filters let through each one that is an event,
     and drop the running phone's heartbeats and the messages' pending/processing writes."""
-    import local_events
     from chalicelib.core import clock
     from chalicelib.domain import accounts, devices, events, incoming, jobs, messages
+    from localgw import events as local_events
     monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
     pumps = local_events.EventPumps()
     records = []

@@ -7,12 +7,15 @@ device_message_id, phone_number, message, sim_slot, received_at in epoch ms) and
 (battery 0-100 / signal 0-4 / None).
 """
 import json
+import logging
 import random
 import shutil
 import subprocess
 import threading
 import time
 from datetime import datetime
+
+log = logging.getLogger("smsgw_agent")
 
 
 class SendError(Exception):
@@ -119,6 +122,7 @@ class SimulatorBackend:
         self.ledger = []  # (message_id, phone_number, text, sim_slot, time) of every send
         self._pending = []  # (due, message_id)
         self._inbox = []
+        self._bad_lines = set()  # inbox file lines already reported as malformed
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -161,17 +165,37 @@ class SimulatorBackend:
             found = list(self._inbox)
         if self.inbox_path:
             try:
-                with open(self.inbox_path, encoding="utf-8") as handle:
+                with open(self.inbox_path, encoding="utf-8", errors="replace") as handle:
                     for number, line in enumerate(handle, 1):
-                        if line.strip():
-                            sms = json.loads(line)
-                            sms.setdefault("device_message_id", f"file-{number}")
-                            sms.setdefault("sim_slot", 1)
-                            sms.setdefault("received_at", int(time.time() * 1000))
+                        sms = self._inbox_line(number, line)
+                        if sms is not None:
                             found.append(sms)
-            except (OSError, ValueError):
+            except OSError:
                 pass
         return found
+
+    def _inbox_line(self, number: int, line: str):
+        """One line of the inbox file as an SMS, or None (blank, or malformed: logged once and
+        skipped, so one bad line does not hide the lines after it)."""
+        if not line.strip():
+            return None
+        try:
+            sms = json.loads(line)
+            if not isinstance(sms, dict):
+                raise ValueError("not a JSON object")
+            for field in ("phone_number", "message"):
+                if not isinstance(sms.get(field), str) or not sms[field]:
+                    raise ValueError(f'"{field}" must be a non-empty string')
+        except ValueError as exc:
+            if number not in self._bad_lines:
+                self._bad_lines.add(number)
+                log.warning("inbox %s line %d skipped (%s): %s", self.inbox_path, number, exc,
+                            line.strip()[:200])
+            return None
+        sms.setdefault("device_message_id", f"file-{number}")
+        sms.setdefault("sim_slot", 1)
+        sms.setdefault("received_at", int(time.time() * 1000))
+        return sms
 
     def status(self) -> dict:
         return {"battery": 100, "signal": 4}
