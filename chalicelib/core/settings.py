@@ -74,3 +74,8 @@ OTP_HOURLY_CAP = max(1, _int("SMSGW_OTP_HOURLY_CAP", 5))
 # SSM Parameter Store SecureString read once per container. Never kept in the repository.
 OTP_SECRET = os.environ.get("SMSGW_OTP_SECRET", "")
 OTP_SECRET_PARAM = os.environ.get("SMSGW_OTP_SECRET_PARAM", "")
+
+# SQS's longest DelaySeconds: later scheduled messages are held and released by the outbox sweep.
+MAX_QUEUE_DELAY_SECONDS = 900
+# How far ahead a send may be scheduled (REST v1 send_at).
+MAX_SCHEDULE_SECONDS = 30 * 24 * 3600

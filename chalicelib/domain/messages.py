@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core import clock, settings
+from chalicelib.core import clock, ids, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain.segments import count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, IncomingMessage, Message, update_if
 
-TERMINAL = ("delivered", "failed", "expired")
+TERMINAL = ("delivered", "failed", "expired", "cancelled")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 HISTORY_TYPES = ("outgoing", "incoming", "all")
 MAX_HISTORY = 100
@@ -67,11 +67,34 @@ def job_payload(message: Message, text: str) -> dict:
     }
 
 
+def queue_delay(message: Message, now: int) -> int | None:
+    """Seconds SQS should hide a job sent later (0 for now), or None while its send time is
+    beyond SQS's longest delay: the outbox sweep releases it nearer the time."""
+    wait_ms = (message.not_before or 0) - now
+    if wait_ms > settings.MAX_QUEUE_DELAY_SECONDS * 1000:
+        return None
+    return max(0, -(-wait_ms // 1000))
+
+
+def first_look(not_before: int | None, now: int, grace_seconds: int) -> int:
+    """When the sweeps should first look at a message to be sent at `not_before`."""
+    if not_before is None:
+        return now + grace_seconds * 1000
+    if not_before - now > settings.MAX_QUEUE_DELAY_SECONDS * 1000:
+        return not_before - settings.MAX_QUEUE_DELAY_SECONDS * 1000 + 1000
+    return not_before + grace_seconds * 1000
+
+
 def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
-    """Put the job on the device's queue; False (and nothing recorded) if SQS refused."""
+    """Put the job on the device's queue, hidden until its send time; False (and nothing
+    recorded) if SQS refused. A job due beyond SQS's delay limit is held (True)."""
+    delay = queue_delay(message, clock.now_ms())
+    if delay is None:
+        return True
     try:
         aws.sqs().send_message(QueueUrl=device_queue_url,
-                               MessageBody=json.dumps(job_payload(message, text)))
+                               MessageBody=json.dumps(job_payload(message, text)),
+                               **({"DelaySeconds": delay} if delay else {}))
         return True
     except (BotoCoreError, ClientError):
         return False
@@ -88,25 +111,27 @@ def _stored_for(account_id, message_id, request) -> Message:
 
 def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot: int = 1,
          idempotency_key: str | None = None, kind: str = "sms", stored_text: str | None = None,
-         valid_for_seconds: int | None = None) -> Accepted:
+         valid_for_seconds: int | None = None, send_at: int | None = None) -> Accepted:
     """Accept one SMS: validate, write it `pending`, queue its job. `stored_text` replaces the
-    text in the stored record (OTP codes are never stored in clear)."""
+    text in the stored record (OTP codes are never stored in clear). `send_at` (epoch ms):
+    scheduled, its validity counts from then; see `first_look`/`queue_delay` for the hold."""
     counted = check_text(text)
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
     validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
-    expires_at = now + validity * 1000
+    not_before = send_at if send_at is not None and send_at > now else None
+    expires_at = (not_before or now) + validity * 1000
 
     def make(message_id):
         return Message(
             open_shard=open_shard(message_id),
-            open_due=min(now + settings.OUTBOX_GRACE_SECONDS * 1000, expires_at),
+            open_due=min(first_look(not_before, now, settings.OUTBOX_GRACE_SECONDS), expires_at),
             account_id=account_id, message_id=message_id, device_uid=device.device_uid,
             device_id=device.device_id, phone_number=phone_number,
             body=stored_text if stored_text is not None else text, sim_slot=sim_slot,
             segments=counted.segments, encoding=counted.encoding, kind=kind, status="pending",
             created_at=now, expires_at=expires_at, attempts=0,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, not_before=not_before,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
     claim = f"{account_id}#{idempotency_key}" if idempotency_key else None
@@ -133,6 +158,27 @@ def close(message: Message, status: str, reason: str | None = None, **stamps) ->
     if status not in OPEN:
         actions += [Message.open_shard.remove(), Message.open_due.remove()]
     return update_if(message, actions, Message.status == message.status)
+
+
+def cancel(account_id: str, message_id) -> Message:
+    """Cancel a message no phone has taken yet: one conditional write (pending and never leased)
+    that races a device's lease, so exactly one of them wins. Raises Conflict carrying the
+    current status when the message was already taken or is final."""
+    message = get(account_id, message_id)
+    taken = Message(account_id=account_id, message_id=message.message_id)
+    if update_if(taken, [Message.status.set("cancelled"), Message.reason.set("Cancelled by the "
+                         "sender."), Message.open_shard.remove(), Message.open_due.remove()],
+                 (Message.status == "pending") & (Message.attempts == 0)):
+        message.status = "cancelled"
+        message.reason = "Cancelled by the sender."
+        return message
+    current = Message.get(account_id, message.message_id, consistent_read=True)
+    if current.status == "cancelled":
+        return current  # a repeated cancel answers the same
+    why = "a phone has already taken it" if current.attempts else f"it is {current.status}"
+    raise Conflict(f"Message {current.message_id} cannot be cancelled: {why} "
+                   f"(status {current.status}).", "message_id", code="not_cancellable",
+                   status=current.status)
 
 
 def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:
@@ -228,9 +274,20 @@ def _decode_cursor(cursor: str, kind: str) -> dict:
                          "answer with the same type.", "cursor")
 
 
-def _page(model, account_id, before, limit):
-    condition = model.message_id < before if before is not None else None
-    return list(model.query(account_id, condition, scan_index_forward=False, limit=limit))
+def _page(model, account_id, before, limit, bounds=(None, None), where=None):
+    low, high = bounds
+    if before is not None:
+        high = before if high is None else min(high, before)
+    if low is not None and high is not None:
+        condition = model.message_id.between(low, high - 1)
+    elif high is not None:
+        condition = model.message_id < high
+    elif low is not None:
+        condition = model.message_id >= low
+    else:
+        condition = None
+    return list(model.query(account_id, condition, filter_condition=where,
+                            scan_index_forward=False, limit=limit))
 
 
 SOURCES = {"outgoing": [("o", Message, _outgoing_entry)],
@@ -244,17 +301,48 @@ def history(account_id: str, kind: str = "all", limit: int = 20, cursor: str | N
     (the next page reads below it) or -1 once that kind is exhausted."""
     if kind not in HISTORY_TYPES:
         raise BadRequest("Invalid type: must be outgoing, incoming or all.", "type")
+    items, next_cursor = search(account_id, kind, limit, cursor)
+    return [SOURCE_RENDER[type(item)](item) for item in items], next_cursor
+
+
+SOURCE_RENDER = {Message: _outgoing_entry, IncomingMessage: _incoming_entry}
+
+
+def _filters(model, status=None, device_id=None, phone_number=None):
+    where = None
+    for attribute, value in ((model.device_id, device_id), (model.phone_number, phone_number),
+                             (getattr(model, "status", None), status)):
+        if value is not None and attribute is not None:
+            where = attribute == value if where is None else where & (attribute == value)
+    return where
+
+
+def search(account_id: str, kind: str = "all", limit: int = 20, cursor: str | None = None,
+           status: str | None = None, device_id: int | None = None,
+           phone_number: str | None = None, since_ms: int | None = None,
+           until_ms: int | None = None, cursor_tag: str = ""):
+    """The items behind `history`, newest first, optionally filtered (status, device, number,
+    created in [since_ms, until_ms)). Time bounds narrow the Query's key range; the other
+    filters are a FilterExpression, so a page may hold fewer than `limit` items while more
+    follow. Returns (models, next_cursor or None); the cursor is tied to `kind` + `cursor_tag`."""
     if limit < 1:
         raise BadRequest("Invalid limit: must be at least 1.", "limit")
     limit = min(limit, MAX_HISTORY)
-    position = _decode_cursor(cursor, kind) if cursor else {"t": kind}
+    tag_kind = kind + cursor_tag
+    position = _decode_cursor(cursor, tag_kind) if cursor else {"t": tag_kind}
+    bounds = (None if since_ms is None else ids.message_id_floor(since_ms),
+              None if until_ms is None else ids.message_id_floor(until_ms))
+    sources = [(tag, model) for tag, model, _ in SOURCES[kind]
+               if status is None or (status == "received") == (model is IncomingMessage)]
     fetched = {}
-    for tag, model, render in SOURCES[kind]:
+    for tag, model in sources:
         if position.get(tag) != -1:
-            fetched[tag] = [(item.message_id, tag, render(item))
-                            for item in _page(model, account_id, position.get(tag), limit)]
+            where = _filters(model, None if model is IncomingMessage else status, device_id,
+                             phone_number)
+            fetched[tag] = [(item.message_id, tag, item) for item in _page(
+                model, account_id, position.get(tag), limit, bounds, where)]
     page = sorted((e for items in fetched.values() for e in items), key=lambda e: -e[0])[:limit]
-    next_position = {"t": kind}
+    next_position = {"t": tag_kind}
     for tag, _, _ in SOURCES[kind]:
         if tag not in fetched:
             next_position[tag] = -1

@@ -42,7 +42,9 @@ def _requeue(message: Message, now: int) -> str:
                        failed_at=now)
         return "failed"
     backoff = settings.OUTBOX_GRACE_SECONDS * 1000 * 2 ** (message.requeues + 1)
-    if not _reschedule(message, min(now + backoff, message.expires_at),
+    # a scheduled job is looked at again only after its send time (held ones are released now)
+    due = max(now + backoff, (message.not_before or 0) + settings.OUTBOX_GRACE_SECONDS * 1000)
+    if not _reschedule(message, min(due, message.expires_at),
                        Message.requeues.add(1)):
         return "raced"
     return "requeued" if messages.enqueue(device.queue_url, message, message.body) else "retry"

@@ -127,6 +127,8 @@ class Message(Model):
     open_due = NumberAttribute(null=True)
     requeues = NumberAttribute(default=0)
     open_messages = OpenMessages()
+    # Earliest send time (a scheduled send_at): the job is hidden or held until then.
+    not_before = NumberAttribute(null=True)
 
 
 class IncomingMessage(Model):
