@@ -184,23 +184,6 @@ def test_another_account_cannot_verify(account, frozen):
     otp.verify(acct.account_id, NUMBER, code)  # A's code neither used nor burnt by B
 
 
-@pytest.fixture
-def atomic_moto(monkeypatch):
-    """Real DynamoDB applies a conditional UpdateItem atomically per item; moto checks and writes
-    without a lock, so threads could interleave inside one call. Serialise moto's UpdateItem
-    (only whole calls: our code still races between its calls)."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
-
-
 def _race(n, fn):
     start = threading.Barrier(n)
     outcomes = []
