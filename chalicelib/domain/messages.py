@@ -68,8 +68,8 @@ def job_payload(message: Message, text: str) -> dict:
 
 
 def queue_delay(message: Message, now: int) -> int | None:
-    """Seconds SQS should hide a job sent later (0 for now), or None while its send time is
-    beyond SQS's longest delay: the outbox sweep releases it nearer the time."""
+    """Seconds SQS should hide a paced message's job (0 for now), or None while its send time
+    is beyond SQS's longest delay: the outbox sweep releases it nearer the time."""
     wait_ms = (message.not_before or 0) - now
     if wait_ms > settings.MAX_QUEUE_DELAY_SECONDS * 1000:
         return None
@@ -86,8 +86,8 @@ def first_look(not_before: int | None, now: int, grace_seconds: int) -> int:
 
 
 def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
-    """Put the job on the device's queue, hidden until its send time; False (and nothing
-    recorded) if SQS refused. A job due beyond SQS's delay limit is held (True)."""
+    """Put the job on the device's queue, hidden until its paced send time; False (and nothing
+    recorded) if SQS refused. A job paced beyond SQS's delay limit is held (True)."""
     delay = queue_delay(message, clock.now_ms())
     if delay is None:
         return True

@@ -42,7 +42,7 @@ def _requeue(message: Message, now: int) -> str:
                        failed_at=now)
         return "failed"
     backoff = settings.OUTBOX_GRACE_SECONDS * 1000 * 2 ** (message.requeues + 1)
-    # a scheduled job is looked at again only after its send time (held ones are released now)
+    # a paced job is looked at again only after its send time (held ones are released now)
     due = max(now + backoff, (message.not_before or 0) + settings.OUTBOX_GRACE_SECONDS * 1000)
     if not _reschedule(message, min(due, message.expires_at),
                        Message.requeues.add(1)):
