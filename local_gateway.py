@@ -100,6 +100,13 @@ class LocalGateway:
             def log_message(self, *args):
                 pass
 
+            def __getattr__(self, name):
+                # Any other method (TRACE, QUERY, ...) reaches Chalice, which answers 405 as
+                # for a method no route declares, where http.server would answer 501.
+                if name.startswith("do_"):
+                    return self._generic_handle
+                raise AttributeError(name)
+
         config = Config.create(chalice_stage="local", app_name="smsgw", lambda_timeout=60)
         self._http = LocalDevServer(app, config, "127.0.0.1", self.port, handler_cls=Handler)
         thread = threading.Thread(target=self._http.server.serve_forever, daemon=True)

@@ -36,6 +36,9 @@ def _operation(op: schema.Operation) -> dict:
         ok["content"] = {op.media: {"schema": op.answer}}
     else:
         ok["content"] = {op.media: {"schema": {"type": "string"}}}
+    if op.links:
+        ok["links"] = {name: {"operationId": target, "parameters": parameters}
+                       for name, (target, parameters) in op.links.items()}
     entry["responses"][str(op.ok)] = ok
     for status in op.errors:
         answer = {"description": ERROR_TEXT[status],

@@ -145,12 +145,17 @@ class Operation:
     errors: tuple = (400, 401, 403, 422, 429)
     auth: bool = True
     media: str = "application/json"
+    links: dict = field(default_factory=dict)  # OpenAPI links: name -> (operationId, params)
 
 
 OPERATIONS = [
     Operation("sendMessages", "POST", "/v1/messages", "Send one SMS to each recipient (bulk, "
               "scheduled), one message id per recipient.", 202, SEND_RESULT, body=SEND_BODY,
-              errors=(400, 401, 403, 404, 409, 422, 429, 503)),
+              errors=(400, 401, 403, 404, 409, 422, 429, 503), links={
+                  "GetFirstMessage": ("getMessage", {"message_id":
+                                                     "$response.body#/messages/0/id"}),
+                  "CancelFirstMessage": ("cancelMessage", {"message_id":
+                                                           "$response.body#/messages/0/id"})}),
     Operation("listMessages", "GET", "/v1/messages", "Messages, newest first, filtered, with "
               "cursor pagination.", 200, MESSAGE_LIST, query=LIST_QUERY),
     Operation("getMessage", "GET", "/v1/messages/{message_id}", "One message and its status.",
