@@ -12,6 +12,10 @@ The merge template (`chalice package --merge-template`) holds:
   resource that does not exist), and each role's policy pinned to the stack's region and account;
 - alarms (to an SNS topic, optionally mailed): errors of every Lambda function, and stuck
   messages as reported by the cleanup sweeps (chalicelib/core/metrics.py);
+- limits so one leaked device token cannot exhaust the account (docs/hardening.md): API
+  Gateway stage throttling, a tighter throttle on the long-poll route, and reserved concurrency
+  for the API function (so it can neither starve nor be starved by the account's other
+  functions); all parameters;
 - the role devices assume in direct polling mode (DeviceRole: sqs:ReceiveMessage on the stage's
   device queues; the gateway narrows each session to one queue), its ARN in the API handler's
   SMSGW_DEVICE_ROLE_ARN, and sts:AssumeRole on exactly that role in the functions' policy.
@@ -193,6 +197,36 @@ def device_role(settings) -> dict:
                 "Resource": {"Fn::Sub": queues}}]}}]}}
 
 
+# CloudFormation parameters of the limits: (name, default, description).
+LIMITS = [
+    ("ApiThrottleRate", 50, "API Gateway stage: steady requests per second, all routes."),
+    ("ApiThrottleBurst", 100, "API Gateway stage: burst of requests, all routes."),
+    ("DevicePollThrottleRate", 4, "GET /device/jobs: long polls per second (x 20 s wait = "
+                                  "concurrent polls, so 4/s holds at most 80 Lambdas)."),
+    ("DevicePollThrottleBurst", 20, "GET /device/jobs: burst of long polls."),
+    ("ApiReservedConcurrency", 100, "Concurrent executions reserved for (and capping) the API "
+                                    "function; 0: none reserved (accounts with a low limit)."),
+]
+POLL_ROUTE = "/~1device~1jobs"  # MethodSettings' encoding of /device/jobs
+
+
+def limits() -> tuple[dict, dict, dict]:
+    """(parameters, RestAPI properties, API function properties) of the throttles and the
+    reserved concurrency."""
+    parameters = {name: {"Type": "Number", "Default": default, "MinValue": 0,
+                         "Description": text} for name, default, text in LIMITS}
+    api = {"MethodSettings": [
+        {"ResourcePath": "/*", "HttpMethod": "*",
+         "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+         "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}},
+        {"ResourcePath": POLL_ROUTE, "HttpMethod": "GET",
+         "ThrottlingRateLimit": {"Ref": "DevicePollThrottleRate"},
+         "ThrottlingBurstLimit": {"Ref": "DevicePollThrottleBurst"}}]}
+    function = {"ReservedConcurrentExecutions": {"Fn::If": [
+        "HasReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}}
+    return parameters, api, function
+
+
 def template(stage: str) -> dict:
     settings, tables, metrics = _load(stage)
     from chalice.utils import to_cfn_resource_name
@@ -203,6 +237,7 @@ def template(stage: str) -> dict:
         if statement["Sid"] == DEVICE_ROLE_SID:  # exactly the stack's role, not the path
             statement["Resource"] = [{"Fn::GetAtt": ["DeviceRole", "Arn"]}]
     resources = {"DeviceRole": device_role(settings)}
+    limit_parameters, api_limits, function_limits = limits()
     for model in tables.MODELS:
         resources[f"{model.__name__}Table"] = table_resource(model, stage)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
@@ -218,6 +253,8 @@ def template(stage: str) -> dict:
         if name == "api_handler":  # merged into the environment chalice writes
             resources[logical_id]["Properties"]["Environment"] = {"Variables": {
                 "SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}}
+            resources[logical_id]["Properties"].update(function_limits)
+            resources["RestAPI"] = {"Properties": api_limits}
         resources[log_group] = {
             "Properties": {"LogGroupName": f"/aws/lambda/{function_name}"}}
         resources[to_cfn_resource_name(f"{name}_role")] = {"Properties": {"Policies": [{
@@ -239,9 +276,12 @@ def template(stage: str) -> dict:
     return {
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",
-            "Description": "Address mailed when an alarm fires (empty: no subscription)."}},
-        "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"},
-                                                                      ""]}]}},
+            "Description": "Address mailed when an alarm fires (empty: no subscription)."},
+            **limit_parameters},
+        "Conditions": {
+            "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+            "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [
+                {"Ref": "ApiReservedConcurrency"}, 0]}]}},
         "Resources": resources,
         "Outputs": outputs,
     }

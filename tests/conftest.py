@@ -144,9 +144,9 @@ def aws_calls(monkeypatch):
 
 @pytest.fixture
 def atomic_moto(monkeypatch):
-    """Real DynamoDB applies a conditional UpdateItem atomically per item; moto checks and
-    writes without a lock, so threads could interleave inside one call. Serialise whole
-    UpdateItem calls (our code still races between its calls) in tests of concurrency."""
+    """Real DynamoDB applies a conditional UpdateItem atomically per item; moto checks and writes
+    without a lock, so threads could interleave inside one call. Serialise moto's UpdateItem
+    (only whole calls: our code still races between its calls)."""
     import threading
 
     from moto.dynamodb.models import DynamoDBBackend
@@ -157,4 +157,5 @@ def atomic_moto(monkeypatch):
     def update_item(self, *args, **kwargs):
         with lock:
             return original(self, *args, **kwargs)
+
     monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)

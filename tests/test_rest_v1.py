@@ -309,3 +309,17 @@ def test_aws_calls_of_a_v1_send(v1, account, aws_calls):
     aws_calls.clear()
     v1("POST", "/v1/messages", {"recipients": NUMBERS[2:12], "message": "y", "device_id": 1})
     assert sorted(op for _, op in aws_calls) == ["PutItem"] * 10 + ["SendMessage"] * 10
+
+
+def test_idempotent_scheduled_send_is_the_same_request_whenever_retried(v1, account):
+    clock.freeze()
+    at = clock.now_ms() + 3600 * 1000
+    request = {"recipients": [NUMBERS[0]], "message": "Later", "device_id": 1,
+               "send_at": clock.fmt(at).replace(" ", "T") + "Z", "idempotency_key": "sched-1"}
+    first = v1("POST", "/v1/messages", request)[1]["messages"][0]
+    clock.advance(2 * 3600)  # retried after send_at has passed: still the same request
+    again = v1("POST", "/v1/messages", request)[1]["messages"][0]
+    assert (again["id"], again["replayed"]) == (first["id"], True)
+    moved = {**request, "send_at": clock.fmt(at + 60000).replace(" ", "T") + "Z"}
+    status, problem, _ = v1("POST", "/v1/messages", moved)
+    assert status == 409 and "requested_validity" in problem["detail"]

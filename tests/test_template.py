@@ -151,3 +151,21 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
     assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
     assert template["Outputs"]["DeviceRoleArn"] == {"Value": {"Fn::GetAtt": ["DeviceRole",
                                                                             "Arn"]}}
+
+
+def test_throttles_and_reserved_concurrency(generated):
+    """Issue 14: one leaked device token cannot hold the account's Lambda concurrency: the stage
+    and the long-poll route are throttled and the API function's concurrency is reserved."""
+    _, template = generated
+    settings_by_path = {(m["ResourcePath"], m["HttpMethod"]): m
+                        for m in template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]}
+    assert settings_by_path[("/*", "*")]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    poll = settings_by_path[("/~1device~1jobs", "GET")]
+    assert poll["ThrottlingRateLimit"] == {"Ref": "DevicePollThrottleRate"}
+    assert poll["ThrottlingBurstLimit"] == {"Ref": "DevicePollThrottleBurst"}
+    parameters = template["Parameters"]
+    # at the 20 s poll, the poll rate bounds the Lambdas polls can hold within the reservation
+    assert parameters["DevicePollThrottleRate"]["Default"] * settings.MAX_POLL_WAIT_SECONDS < \
+        parameters["ApiReservedConcurrency"]["Default"]
+    reserved = template["Resources"]["APIHandler"]["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved["Fn::If"][0] in template["Conditions"]

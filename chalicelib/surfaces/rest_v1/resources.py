@@ -50,13 +50,21 @@ def _recipients(raw: list) -> list[str]:
 
 
 def _send_at(raw: str | None) -> int | None:
+    """send_at in epoch ms (a time already past means now: messages.send sends it at once)."""
     if raw is None:
         return None
-    at, now = epoch_ms(raw), clock.now_ms()
-    if at - now > settings.MAX_SCHEDULE_SECONDS * 1000:
+    at = epoch_ms(raw)
+    if at - clock.now_ms() > settings.MAX_SCHEDULE_SECONDS * 1000:
         raise BadRequest(f"Invalid send_at: at most {settings.MAX_SCHEDULE_SECONDS // 86400} "
                          "days ahead.", "send_at")
-    return at if at > now else None  # a time already past means now
+    return at
+
+
+def _requested_timing(valid_for: int | None, send_at: int | None) -> str | None:
+    """How the caller asked for timing, in a form a retry reproduces whenever it comes (what
+    messages.send compares under an idempotency key)."""
+    parts = [f"for:{valid_for}" if valid_for else None, f"at:{send_at}" if send_at else None]
+    return " ".join(p for p in parts if p) or None
 
 
 def _error_entry(number: str, error: GatewayError) -> dict:
@@ -80,7 +88,8 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
             accepted = messages.send(
                 caller.account_id, device, number, text, sim_slot,
                 idempotency_key=f"{key}#{index}" if key else None,
-                valid_for_seconds=body.get("valid_for"), send_at=send_at)
+                valid_for_seconds=body.get("valid_for"), send_at=send_at,
+                requested_validity=_requested_timing(body.get("valid_for"), send_at))
         except Exception as exc:  # one recipient's trouble is reported, the others still go
             return exc if isinstance(exc, GatewayError) else from_unexpected(exc)
         m = accepted.message
