@@ -294,6 +294,10 @@ def test_every_route_is_scoped_to_the_callers_account(v1, account):
     assert v1("GET", "/v1/messages", key=other_key)[1]["messages"] == []
     theirs = v1("GET", "/v1/devices", key=other_key)[1]["devices"]
     assert [d["name"] for d in theirs] == ["Theirs"]
+    devices.register(other.account_id, "Theirs 2")  # their device_id 2; ours has only 1
+    assert v1("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
+                                       "device_id": 2})[0] == 404
+    assert v1("POST", "/v1/otp", {"phone_number": NUMBERS[3], "device_id": 2})[0] == 404
     v1("POST", "/v1/otp", {"phone_number": NUMBERS[1], "device_id": 1})
     assert v1("POST", "/v1/otp/verify", {"phone_number": NUMBERS[1], "otp_code": "123456"},
               key=other_key)[0] == 422
