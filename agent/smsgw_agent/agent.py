@@ -17,6 +17,8 @@ from smsgw_agent.journal import Journal
 
 log = logging.getLogger("smsgw_agent")
 MAX_BACKOFF = 60.0
+# Longest the agent holds a leased job to keep its SIM's pace (the gateway's lease is 60 s).
+MAX_PACE_HOLD = 45.0
 
 
 class Agent:
@@ -37,6 +39,8 @@ class Agent:
         self._next_incoming = 0.0
         self._thread = None
         self.sent_count = 0
+        self.pace_ms = 0  # from the heartbeat answer: gap per SMS segment on one SIM
+        self._sim_free = {}  # sim_slot -> epoch seconds when it may send again (journaled)
 
     # one job
     def handle(self, job: dict) -> None:
@@ -58,6 +62,8 @@ class Agent:
             self.journal.begin(message_id)
             self.journal.finish(message_id, "failed", "Expired before the device could send it.")
             return
+        sim_slot = int(job.get("sim_slot") or 1)
+        self.keep_pace(job, sim_slot)
         self.journal.begin(message_id)
         try:
             self.backend.send(job["phone_number"], job["message"], int(job.get("sim_slot") or 1),
@@ -70,9 +76,30 @@ class Agent:
             os._exit(3)
         self.journal.finish(message_id, "sent")
         self.sent_count += 1
+        if self.pace_ms:
+            free = max(time.time(), self.sim_free(sim_slot)) + (
+                self.pace_ms / 1000 * max(1, int(job.get("segments") or 1)))
+            self._sim_free[sim_slot] = free
+            self.journal.meta(f"sim_free_{sim_slot}", free)  # a restart keeps the pace too
         log.info("job %s sent to %s", message_id, job["phone_number"])
         if self.config.crash_after == "send":
             os._exit(3)
+
+    def keep_pace(self, job: dict, sim_slot: int) -> None:
+        """The gateway spaces jobs by the SIM's pace; after an outage several may arrive at
+        once, so wait for the SIM (at most MAX_PACE_HOLD, within the lease). OTPs never wait."""
+        if job.get("kind") == "otp" or not self.pace_ms:
+            return
+        wait = self.sim_free(sim_slot) - time.time()
+        if wait > 0:
+            log.info("job %s waits %.1f s for SIM %s's pace", job["message_id"], wait, sim_slot)
+            self.stopping.wait(min(wait, MAX_PACE_HOLD))
+
+    def sim_free(self, sim_slot: int) -> float:
+        if sim_slot not in self._sim_free:
+            stored = self.journal.meta(f"sim_free_{sim_slot}")
+            self._sim_free[sim_slot] = float(stored) if stored else 0.0
+        return self._sim_free[sim_slot]
 
     # outboxes
     def flush_reports(self) -> None:
@@ -121,6 +148,8 @@ class Agent:
                                        **status)
         self._next_heartbeat = time.monotonic() + float(
             answer.get("heartbeat_seconds") or self.config.heartbeat_seconds)
+        pace_ms = answer.get("pace_ms")
+        self.pace_ms = pace_ms if isinstance(pace_ms, int) and pace_ms >= 0 else 0
 
     # the loop
     def step(self) -> None:
@@ -140,7 +169,8 @@ class Agent:
             return
         self.polling = True
         try:
-            jobs = self.poller.jobs(wait, self.config.max_jobs)
+            # a paced phone holds one job at a time, so keeping pace never outlasts a lease
+            jobs = self.poller.jobs(wait, 1 if self.pace_ms else self.config.max_jobs)
         finally:
             self.polling = False
         for job in jobs:

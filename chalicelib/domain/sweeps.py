@@ -10,7 +10,7 @@ from collections import Counter
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, metrics, settings
-from chalicelib.domain import messages
+from chalicelib.domain import messages, pool
 from chalicelib.storage.tables import Device, Message, update_if
 
 PAGE = 200
@@ -42,6 +42,8 @@ def _requeue(message: Message, now: int) -> str:
                        failed_at=now)
         return "failed"
     backoff = settings.OUTBOX_GRACE_SECONDS * 1000 * 2 ** (message.requeues + 1)
+    if message.pool_uid:  # it may move as soon as another phone can take it: look again soon
+        backoff = min(backoff, 2 * settings.POOL_GRACE_SECONDS * 1000)
     # a paced job is looked at again only after its send time (held ones are released now)
     due = max(now + backoff, (message.not_before or 0) + settings.OUTBOX_GRACE_SECONDS * 1000)
     if not _reschedule(message, min(due, message.expires_at),
@@ -61,7 +63,7 @@ def settle(message: Message, now: int) -> str:
                               presumed=message.attempts > 0 or None)
         return "expired" if done else "raced"
     if message.status == "pending":
-        return _requeue(message, now)
+        return pool.settle(message, now) or _requeue(message, now)
     if not lease_over:
         _reschedule(message, message.lease_until)
         return "leased"

@@ -20,7 +20,7 @@ from chalicelib.core.errors import (
     Unavailable,
     from_unexpected,
 )
-from chalicelib.domain import devices, direct, incoming, jobs
+from chalicelib.domain import devices, direct, incoming, jobs, pacing
 from chalicelib.storage import aws
 from chalicelib.surfaces import jsonbody
 
@@ -257,7 +257,9 @@ def act_heartbeat(device, work) -> dict:
     devices.heartbeat(device, **work)
     return {"status": "running" if devices.is_running(device) else "stopped",
             "server_time": clock.now_ms(),
-            "heartbeat_seconds": max(1, settings.HEARTBEAT_WINDOW_SECONDS // 3)}
+            "heartbeat_seconds": max(1, settings.HEARTBEAT_WINDOW_SECONDS // 3),
+            # the gap to keep between SMS segments on one SIM (0: not paced; docs/pool.md)
+            "pace_ms": pacing.interval_ms(device)}
 
 
 def parse_credentials(document: dict) -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import devices, messages, phone
+from chalicelib.domain import devices, messages, phone, pool
 from chalicelib.surfaces import compat_api
 from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
 
@@ -75,21 +75,29 @@ def _error_entry(number: str, error: GatewayError) -> dict:
 
 def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     text = body["message"]
-    messages.check_text(text)
+    segments = messages.check_text(text).segments
     numbers = _recipients(body["recipients"])
     sim_slot = body.get("sim_slot", 1)
     send_at = _send_at(body.get("send_at"))
-    device = devices.resolve(caller.account_id, str(body.get("device_id") or ""))
+    named = "device_id" in body
+    device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
     key = body.get("idempotency_key")
 
     def one(index_number):
         index, number = index_number
+        timing = {"valid_for_seconds": body.get("valid_for"), "send_at": send_at,
+                  "requested_validity": _requested_timing(body.get("valid_for"), send_at),
+                  "idempotency_key": f"{key}#{index}" if key else None}
         try:
-            accepted = messages.send(
-                caller.account_id, device, number, text, sim_slot,
-                idempotency_key=f"{key}#{index}" if key else None,
-                valid_for_seconds=body.get("valid_for"), send_at=send_at,
-                requested_validity=_requested_timing(body.get("valid_for"), send_at))
+            if named:  # paced on that phone (pacing.reserve inside send), stays on it
+                accepted = messages.send(caller.account_id, device, number, text, sim_slot,
+                                         **timing)
+            else:  # the pool's choice, recipient by recipient: spread at the pool's pace
+                route = pool.choose(caller.account_id, segments, sim_slot=body.get("sim_slot"),
+                                    validity_seconds=body.get("valid_for"))
+                accepted = messages.send(caller.account_id, route.device, number, text,
+                                         route.sim_slot, slot=route.slot, movable=True,
+                                         chosen=True, **timing)
         except Exception as exc:  # one recipient's trouble is reported, the others still go
             return exc if isinstance(exc, GatewayError) else from_unexpected(exc)
         m = accepted.message
@@ -99,8 +107,8 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
 
     # Each recipient is the compat API's single send (write, then queue); a few at a time, so
     # 1,000 recipients are accepted well within API Gateway's 29 s (bench/rest_v1.py).
-    with ThreadPoolExecutor(SEND_WORKERS) as pool:
-        outcomes = list(pool.map(one, enumerate(numbers)))
+    with ThreadPoolExecutor(SEND_WORKERS) as workers:
+        outcomes = list(workers.map(one, enumerate(numbers)))
     errors = [o for o in outcomes if isinstance(o, GatewayError)]
     first_error = errors[0] if errors else None
     results = [_error_entry(number, o) if isinstance(o, GatewayError) else o
