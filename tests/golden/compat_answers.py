@@ -113,7 +113,8 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": "test",
-                       "SMSGW_OTP_SECRET": "golden-" + "0" * 40})
+                       "SMSGW_OTP_SECRET": "golden-" + "0" * 40,
+                       "SMSGW_DEFAULT_PACE_PER_HOUR": "0"})  # as tests/conftest.py sets
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(name, None)
     print(json.dumps(answers(lambda obj, name, value: setattr(obj, name, value)), indent=1))
