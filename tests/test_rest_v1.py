@@ -327,3 +327,19 @@ def test_idempotent_scheduled_send_is_the_same_request_whenever_retried(v1, acco
     moved = {**request, "send_at": clock.fmt(at + 60000).replace(" ", "T") + "Z"}
     status, problem, _ = v1("POST", "/v1/messages", moved)
     assert status == 409 and "requested_validity" in problem["detail"]
+
+
+def test_without_a_device_the_pool_chooses_and_reports_what_it_cannot_take(v1, account):
+    from chalicelib.domain import pool
+    devices.heartbeat(account[2], "running")
+    pool.set_device_pace(account[0].account_id, "1", 1)  # one segment an hour per SIM
+    status, body, _ = v1("POST", "/v1/messages", {"recipients": NUMBERS[:6], "message": "Hi"})
+    assert status == 202
+    entries = body["messages"]
+    taken = [m for m in entries if m["status"] == "pending"]
+    refused = [m for m in entries if m["status"] == "rejected"]
+    assert taken and refused and len(taken) + len(refused) == 6
+    assert all(m["device_id"] == 1 for m in taken)
+    assert {m["error"]["code"] for m in refused} == {"pool_at_capacity"}
+    assert all(m["error"]["status"] == 429 for m in refused)
+    assert len(list(Message.query(account[0].account_id))) == len(taken)
