@@ -110,6 +110,50 @@ def dashboard_action(page, item, action):
     return _dashboard(page, item, action)
 
 
+def _v1(route, **path_params):
+    # imported on first use: the compat API's cold start does not pay for REST v1
+    from chalicelib.surfaces import rest_v1
+    request = app.current_request
+    status, headers, body = rest_v1.handle(request.method, route, path_params, _query(),
+                                           dict(request.headers), request.raw_body, _source_ip())
+    return Response(body, status_code=status, headers=headers)
+
+
+@app.route("/v1/messages", methods=["GET", "POST"], content_types=ANY_BODY)
+def v1_messages():
+    return _v1("/v1/messages")
+
+
+@app.route("/v1/messages/{message_id}", methods=["GET", "DELETE"], content_types=ANY_BODY)
+def v1_message(message_id):
+    return _v1("/v1/messages/{message_id}", message_id=message_id)
+
+
+@app.route("/v1/otp", methods=["POST"], content_types=ANY_BODY)
+def v1_otp():
+    return _v1("/v1/otp")
+
+
+@app.route("/v1/otp/verify", methods=["POST"], content_types=ANY_BODY)
+def v1_otp_verify():
+    return _v1("/v1/otp/verify")
+
+
+@app.route("/v1/devices", methods=["GET"])
+def v1_devices():
+    return _v1("/v1/devices")
+
+
+@app.route("/v1/openapi.json", methods=["GET"])
+def v1_openapi():
+    return _v1("/v1/openapi.json")
+
+
+@app.route("/v1/docs", methods=["GET"])
+def v1_docs():
+    return _v1("/v1/docs")
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""

@@ -97,6 +97,13 @@ class Handler(ChaliceRequestHandler):
     def log_message(self, *args):
         pass
 
+    def __getattr__(self, name):
+        # Any other method (TRACE, QUERY, ...) reaches Chalice, which answers 405 as for a
+        # method no route declares, where http.server would answer 501.
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
+
 
 def serve(app, host: str, port: int, quiet: bool = False) -> LocalDevServer:
     """Start serving `app` on host:port in a daemon thread; returns the server (shutdown())."""

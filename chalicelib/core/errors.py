@@ -7,11 +7,12 @@ class GatewayError(Exception):
     bare = False  # True: the envelope's data stays null (answers the reference fixes exactly)
 
     def __init__(self, message: str, parameter: str | None = None, retry_after: int | None = None,
-                 code: str | None = None):
+                 code: str | None = None, **extra):
         super().__init__(message)
         self.message = message
         self.parameter = parameter
         self.retry_after = retry_after
+        self.extra = extra  # more facts for the answer (e.g. a message's current status)
         if code:
             self.code = code
 

@@ -134,3 +134,5 @@ MAX_QUEUE_DELAY_SECONDS = 900
 # The gateway's public base URL as the dashboard shows it (QR codes, API examples, links).
 # Unset: API Gateway's domain and stage, or locally the Host the browser used.
 PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "").rstrip("/")
+# How far ahead a send may be scheduled (REST v1 send_at).
+MAX_SCHEDULE_SECONDS = 30 * 24 * 3600

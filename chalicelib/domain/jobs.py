@@ -26,7 +26,8 @@ OUTCOMES = ("sent", "delivered", "failed")
 REPORT_FROM = {"sent": ("pending", "processing"),
                "delivered": ("pending", "processing", "sent"),
                "failed": ("pending", "processing", "sent")}
-QUEUE_DONE = ("sent", "delivered", "failed", "expired")  # the SQS message is no longer needed
+# the SQS message is no longer needed in these states
+QUEUE_DONE = ("sent", "delivered", "failed", "expired", "cancelled")
 
 
 def _delete(queue_url: str, receipt_handle: str | None) -> None:

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core import clock, settings
+from chalicelib.core import clock, ids, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain import devices, pacing
 from chalicelib.domain.segments import count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, IncomingMessage, Message, update_if
 
-TERMINAL = ("delivered", "failed", "expired")
+TERMINAL = ("delivered", "failed", "expired", "cancelled")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 HISTORY_TYPES = ("outgoing", "incoming", "all")
 MAX_HISTORY = 100
@@ -152,20 +152,25 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
          idempotency_key: str | None = None, kind: str = "sms", stored_text: str | None = None,
          valid_for_seconds: int | None = None, requested_validity: str | None = None,
          slot: pacing.Slot | None = None, movable: bool = False,
-         chosen: bool = False) -> Accepted:
+         chosen: bool = False, send_at: int | None = None, urgent: bool = False) -> Accepted:
     """Accept one SMS: validate, take its paced send slot, write it `pending`, queue its job.
     `stored_text` replaces the text in the stored record (OTP codes are never stored in clear).
     `requested_validity` is how the caller asked for the validity (see `parse_validity`), kept
     to compare retries. `slot`: already reserved (automatic choice); `movable`: failover may
-    move it (pool.py); `chosen`: the gateway chose the device (a retry may be routed elsewhere)."""
+    move it (pool.py); `chosen`: the gateway chose the device (a retry may be routed elsewhere).
+    `send_at` (epoch ms): scheduled; the paced slot's offset from now is kept after send_at (so a
+    scheduled bulk keeps its pace) and validity counts from send_at. `urgent`: ahead of the
+    SIM's paced backlog, as OTPs are."""
     counted = check_text(text)
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
     validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
-    expires_at = now + validity * 1000
+    later = max(0, (send_at or now) - now)
+    expires_at = now + later + validity * 1000
     if slot is None:
-        slot = pacing.reserve(device, sim_slot, counted.segments, now, urgent=kind == "otp")
-    not_before = slot.at if slot.at > now else None
+        slot = pacing.reserve(device, sim_slot, counted.segments, now,
+                              urgent=urgent or kind == "otp")
+    not_before = slot.at + later if slot.at + later > now else None
     pool_uid = device.device_uid if movable and kind != "otp" else None
     grace = settings.POOL_GRACE_SECONDS if pool_uid else settings.OUTBOX_GRACE_SECONDS
 
@@ -208,6 +213,27 @@ def close(message: Message, status: str, reason: str | None = None, **stamps) ->
         actions += [Message.open_shard.remove(), Message.open_due.remove(),
                     Message.pool_uid.remove()]
     return update_if(message, actions, Message.status == message.status)
+
+
+def cancel(account_id: str, message_id) -> Message:
+    """Cancel a message no phone has taken yet: one conditional write (pending and never leased)
+    that races a device's lease, so exactly one of them wins. Raises Conflict carrying the
+    current status when the message was already taken or is final."""
+    message = get(account_id, message_id)
+    taken = Message(account_id=account_id, message_id=message.message_id)
+    if update_if(taken, [Message.status.set("cancelled"), Message.reason.set("Cancelled by the "
+                         "sender."), Message.open_shard.remove(), Message.open_due.remove()],
+                 (Message.status == "pending") & (Message.attempts == 0)):
+        message.status = "cancelled"
+        message.reason = "Cancelled by the sender."
+        return message
+    current = Message.get(account_id, message.message_id, consistent_read=True)
+    if current.status == "cancelled":
+        return current  # a repeated cancel answers the same
+    why = "a phone has already taken it" if current.attempts else f"it is {current.status}"
+    raise Conflict(f"Message {current.message_id} cannot be cancelled: {why} "
+                   f"(status {current.status}).", "message_id", code="not_cancellable",
+                   status=current.status)
 
 
 def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:
@@ -315,9 +341,20 @@ def _decode_cursor(cursor: str, kind: str) -> dict:
                          "answer with the same type.", "cursor")
 
 
-def _page(model, account_id, before, limit):
-    condition = model.message_id < before if before is not None else None
-    return list(model.query(account_id, condition, scan_index_forward=False, limit=limit))
+def _page(model, account_id, before, limit, bounds=(None, None), where=None):
+    low, high = bounds
+    if before is not None:
+        high = before if high is None else min(high, before)
+    if low is not None and high is not None:
+        condition = model.message_id.between(low, high - 1)
+    elif high is not None:
+        condition = model.message_id < high
+    elif low is not None:
+        condition = model.message_id >= low
+    else:
+        condition = None
+    return list(model.query(account_id, condition, filter_condition=where,
+                            scan_index_forward=False, limit=limit))
 
 
 SOURCES = {"outgoing": [("o", Message, _outgoing_entry)],
@@ -331,17 +368,48 @@ def history(account_id: str, kind: str = "all", limit: int = 20, cursor: str | N
     (the next page reads below it) or -1 once that kind is exhausted."""
     if kind not in HISTORY_TYPES:
         raise BadRequest("Invalid type: must be outgoing, incoming or all.", "type")
+    items, next_cursor = search(account_id, kind, limit, cursor)
+    return [SOURCE_RENDER[type(item)](item) for item in items], next_cursor
+
+
+SOURCE_RENDER = {Message: _outgoing_entry, IncomingMessage: _incoming_entry}
+
+
+def _filters(model, status=None, device_id=None, phone_number=None):
+    where = None
+    for attribute, value in ((model.device_id, device_id), (model.phone_number, phone_number),
+                             (getattr(model, "status", None), status)):
+        if value is not None and attribute is not None:
+            where = attribute == value if where is None else where & (attribute == value)
+    return where
+
+
+def search(account_id: str, kind: str = "all", limit: int = 20, cursor: str | None = None,
+           status: str | None = None, device_id: int | None = None,
+           phone_number: str | None = None, since_ms: int | None = None,
+           until_ms: int | None = None, cursor_tag: str = ""):
+    """The items behind `history`, newest first, optionally filtered (status, device, number,
+    created in [since_ms, until_ms)). Time bounds narrow the Query's key range; the other
+    filters are a FilterExpression, so a page may hold fewer than `limit` items while more
+    follow. Returns (models, next_cursor or None); the cursor is tied to `kind` + `cursor_tag`."""
     if limit < 1:
         raise BadRequest("Invalid limit: must be at least 1.", "limit")
     limit = min(limit, MAX_HISTORY)
-    position = _decode_cursor(cursor, kind) if cursor else {"t": kind}
+    tag_kind = kind + cursor_tag
+    position = _decode_cursor(cursor, tag_kind) if cursor else {"t": tag_kind}
+    bounds = (None if since_ms is None else ids.message_id_floor(since_ms),
+              None if until_ms is None else ids.message_id_floor(until_ms))
+    sources = [(tag, model) for tag, model, _ in SOURCES[kind]
+               if status is None or (status == "received") == (model is IncomingMessage)]
     fetched = {}
-    for tag, model, render in SOURCES[kind]:
+    for tag, model in sources:
         if position.get(tag) != -1:
-            fetched[tag] = [(item.message_id, tag, render(item))
-                            for item in _page(model, account_id, position.get(tag), limit)]
+            where = _filters(model, None if model is IncomingMessage else status, device_id,
+                             phone_number)
+            fetched[tag] = [(item.message_id, tag, item) for item in _page(
+                model, account_id, position.get(tag), limit, bounds, where)]
     page = sorted((e for items in fetched.values() for e in items), key=lambda e: -e[0])[:limit]
-    next_position = {"t": kind}
+    next_position = {"t": tag_kind}
     for tag, _, _ in SOURCES[kind]:
         if tag not in fetched:
             next_position[tag] = -1

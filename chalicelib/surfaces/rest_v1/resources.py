@@ -1,0 +1,169 @@
+"""The REST v1 operations, one function per schema.OPERATIONS entry: `fn(caller, **parsed) ->
+(http_status, answer)`. Bodies and queries arrive validated against their schema; the values
+are then checked by the same domain functions the compat API uses (phone.normalise,
+messages.check_text, devices.resolve, ...), and OTPs and device listings go through the compat
+actions themselves, so the two surfaces cannot disagree."""
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from chalicelib.core import clock, settings
+from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
+from chalicelib.domain import devices, messages, phone, pool
+from chalicelib.surfaces import compat_api
+from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
+
+SEND_WORKERS = 8  # botocore keeps 10 connections per client
+
+
+def render(m) -> dict:
+    """A message (outgoing Message or IncomingMessage) as v1 shows it."""
+    if hasattr(m, "status"):
+        return {"id": m.message_id, "direction": "outgoing", "phone_number": m.phone_number,
+                "status": m.status, "message": m.body, "device_id": m.device_id,
+                "device_uid": m.device_uid, "sim_slot": m.sim_slot, "segments": m.segments,
+                "created_at": rfc3339(m.created_at), "send_at": rfc3339(m.not_before),
+                "processed_at": rfc3339(m.processed_at),
+                "delivered_at": rfc3339(m.delivered_at), "expires_at": rfc3339(m.expires_at),
+                "reason": m.reason if m.status in ("failed", "expired", "cancelled") else None}
+    return {"id": m.message_id, "direction": "incoming", "phone_number": m.phone_number,
+            "status": "received", "message": m.body, "device_id": m.device_id,
+            "device_uid": m.device_uid, "sim_slot": m.sim_slot, "segments": None,
+            "created_at": rfc3339(m.received_at), "send_at": None, "processed_at": None,
+            "delivered_at": None, "expires_at": None, "reason": None}
+
+
+def _recipients(raw: list) -> list[str]:
+    numbers, seen = [], {}
+    for index, given in enumerate(raw):
+        where = f"recipients[{index}]"
+        try:
+            number = phone.normalise(given)
+        except BadRequest as error:
+            raise BadRequest(f"{where}: {error.message}", where)
+        if number in seen:
+            raise BadRequest(f"{where}: {number} is already recipients[{seen[number]}]; each "
+                             "number may appear once per request.", where)
+        seen[number] = index
+        numbers.append(number)
+    return numbers
+
+
+def _send_at(raw: str | None) -> int | None:
+    """send_at in epoch ms (a time already past means now: messages.send sends it at once)."""
+    if raw is None:
+        return None
+    at = epoch_ms(raw)
+    if at - clock.now_ms() > settings.MAX_SCHEDULE_SECONDS * 1000:
+        raise BadRequest(f"Invalid send_at: at most {settings.MAX_SCHEDULE_SECONDS // 86400} "
+                         "days ahead.", "send_at")
+    return at
+
+
+def _requested_timing(valid_for: int | None, send_at: int | None) -> str | None:
+    """How the caller asked for timing, in a form a retry reproduces whenever it comes (what
+    messages.send compares under an idempotency key)."""
+    parts = [f"for:{valid_for}" if valid_for else None, f"at:{send_at}" if send_at else None]
+    return " ".join(p for p in parts if p) or None
+
+
+def _error_entry(number: str, error: GatewayError) -> dict:
+    from chalicelib.surfaces.rest_v1 import problem
+    return {"id": None, "phone_number": number, "status": "rejected", "queued": False,
+            "error": problem(error)[1]}
+
+
+def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
+    text = body["message"]
+    segments = messages.check_text(text).segments
+    numbers = _recipients(body["recipients"])
+    sim_slot = body.get("sim_slot", 1)
+    send_at = _send_at(body.get("send_at"))
+    named = "device_id" in body
+    device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
+    key = body.get("idempotency_key")
+
+    def one(index_number):
+        index, number = index_number
+        timing = {"valid_for_seconds": body.get("valid_for"), "send_at": send_at,
+                  "requested_validity": _requested_timing(body.get("valid_for"), send_at),
+                  "idempotency_key": f"{key}#{index}" if key else None}
+        try:
+            if named:  # paced on that phone (pacing.reserve inside send), stays on it
+                accepted = messages.send(caller.account_id, device, number, text, sim_slot,
+                                         **timing)
+            else:  # the pool's choice, recipient by recipient: spread at the pool's pace
+                route = pool.choose(caller.account_id, segments, sim_slot=body.get("sim_slot"),
+                                    validity_seconds=body.get("valid_for"))
+                accepted = messages.send(caller.account_id, route.device, number, text,
+                                         route.sim_slot, slot=route.slot, movable=True,
+                                         chosen=True, **timing)
+        except Exception as exc:  # one recipient's trouble is reported, the others still go
+            return exc if isinstance(exc, GatewayError) else from_unexpected(exc)
+        m = accepted.message
+        return {"id": m.message_id, "phone_number": number, "status": m.status,
+                "queued": accepted.queued, "send_at": rfc3339(m.not_before),
+                "device_id": m.device_id, "sim_slot": m.sim_slot, "replayed": accepted.replayed}
+
+    # Each recipient is the compat API's single send (write, then queue); a few at a time, so
+    # 1,000 recipients are accepted well within API Gateway's 29 s (bench/rest_v1.py).
+    with ThreadPoolExecutor(SEND_WORKERS) as workers:
+        outcomes = list(workers.map(one, enumerate(numbers)))
+    errors = [o for o in outcomes if isinstance(o, GatewayError)]
+    first_error = errors[0] if errors else None
+    results = [_error_entry(number, o) if isinstance(o, GatewayError) else o
+               for number, o in zip(numbers, outcomes, strict=True)]
+    if first_error is not None and all(r["status"] == "rejected" for r in results):
+        raise first_error
+    return 202, {"messages": results}
+
+
+def getMessage(caller, message_id):  # noqa: N802
+    return 200, render(messages.get(caller.account_id, message_id))
+
+
+def cancelMessage(caller, message_id):  # noqa: N802
+    return 200, render(messages.cancel(caller.account_id, message_id))
+
+
+def listMessages(caller, query):  # noqa: N802
+    number = query.get("phone_number")
+    filters = {"status": query.get("status"), "device_id": query.get("device_id"),
+               "phone_number": phone.normalise(number) if number else None,
+               "since_ms": epoch_ms(query["since"]) if "since" in query else None,
+               "until_ms": epoch_ms(query["until"]) if "until" in query else None}
+    tag = "|" + hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:12]
+    items, cursor = messages.search(caller.account_id, query.get("direction", "all"),
+                                    query.get("limit", 20), query.get("cursor"),
+                                    cursor_tag=tag, **filters)
+    return 200, {"messages": [render(m) for m in items], "next_cursor": cursor}
+
+
+def _from_reference(text: str | None) -> str | None:
+    """The compat API's 'YYYY-MM-DD HH:MM:SS' (UTC) as RFC 3339."""
+    return text and text.replace(" ", "T") + "Z"
+
+
+def _as_params(body: dict) -> dict:
+    """A validated JSON body as the compat actions read parameters (strings)."""
+    return {name: str(value) for name, value in body.items()}
+
+
+def sendOtp(caller, body):  # noqa: N802
+    _, data = compat_api.send_otp(caller, _as_params(body), {})
+    return 202, {"id": data["message_id"], "phone_number": data["phone_number"],
+                 "status": data["status"],
+                 "device_id": data.get("device_id", body.get("device_id")),
+                 "expires_at": _from_reference(data["expires_at"]),
+                 "expires_in": data["expires_in"]}
+
+
+def verifyOtp(caller, body):  # noqa: N802
+    compat_api.verify_otp(caller, _as_params(body), {})
+    return 200, {"verified": True}
+
+
+def listDevices(caller):  # noqa: N802
+    _, found = compat_api.device_status(caller, {}, {})
+    return 200, {"devices": [{**d, "last_seen": _from_reference(d["last_seen"])}
+                             for d in found]}

@@ -1,0 +1,275 @@
+"""The one table of REST v1 definitions: every operation's parameters, body and answers as JSON
+Schema. The validator below checks requests against these very schemas and openapi.py prints
+them as the OpenAPI document, so what is documented is what is enforced.
+
+The validator covers the JSON Schema keywords the table uses (type, properties, required,
+additionalProperties false, items, min/maxItems, min/maxLength, pattern, enum, minimum,
+maximum, format date-time); a schema using another keyword fails at import, not in a request.
+"""
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from chalicelib.core import settings
+from chalicelib.domain import otp
+
+KNOWN = {"type", "properties", "required", "additionalProperties", "items", "minItems",
+         "maxItems", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum", "format",
+         "description", "default", "examples", "nullable_doc"}
+MAX_RECIPIENTS = 1000
+IDEMPOTENCY_PATTERN = r"^[\x21-\x7e]{1,120}$"
+STATUSES = ["pending", "processing", "sent", "delivered", "failed", "expired", "cancelled",
+            "received"]
+
+
+class Invalid(Exception):
+    def __init__(self, where: str, message: str):
+        super().__init__(f"{where}: {message}")
+        self.where, self.message = where, message
+
+
+def _s(kind, description=None, **more):
+    schema = {"type": kind, **more}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _nullable(schema):
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+DATE_TIME = _s("string", "RFC 3339 time, e.g. 2026-01-31T09:30:00Z", format="date-time")
+PHONE = _s("string", "Phone number, E.164 (+491701234567) or national with the gateway's default "
+           "region.", minLength=1, maxLength=32)
+TEXT = _s("string", f"The SMS text (at most {settings.MAX_SEGMENTS} segments).", minLength=1,
+          maxLength=4000)
+DEVICE_ID = _s("integer", "A device of the account (GET /v1/devices).", minimum=1,
+               maximum=999999999)
+
+SEND_BODY = _s("object", properties={
+    "recipients": _s("array", f"1-{MAX_RECIPIENTS} phone numbers; each gets its own message.",
+                     items=PHONE, minItems=1, maxItems=MAX_RECIPIENTS),
+    "message": TEXT,
+    "device_id": DEVICE_ID,
+    "sim_slot": _s("integer", "SIM of the device (default 1).", minimum=1, maximum=2),
+    "send_at": _s("string", "Send no earlier than this RFC 3339 time (at most 30 days ahead). "
+                  "Cancellable until then.", format="date-time"),
+    "valid_for": _s("integer", "Seconds the message may wait to be sent (from send_at when "
+                    "scheduled); then it ends expired.", minimum=settings.MIN_VALIDITY_SECONDS,
+                    maximum=settings.MAX_VALIDITY_SECONDS),
+    "idempotency_key": _s("string", "Retrying with the same key answers the same messages "
+                          "instead of sending again (24 h).", pattern=IDEMPOTENCY_PATTERN),
+}, required=["recipients", "message"], additionalProperties=False)
+
+PROBLEM = _s("object", "RFC 9457 problem details.", properties={
+    "type": _s("string"), "title": _s("string"), "status": _s("integer"),
+    "detail": _s("string"), "code": _s("string", "The error code (as the compat API's)."),
+    "parameter": _s("string"), "retry_after": _s("integer"),
+    "current_status": _s("string"),
+}, required=["type", "title", "status", "detail", "code"])
+
+MESSAGE = _s("object", properties={
+    "id": _s("integer"), "direction": _s("string", enum=["outgoing", "incoming"]),
+    "phone_number": _s("string"), "status": _s("string", enum=STATUSES),
+    "message": _s("string"), "device_id": _s("integer"), "device_uid": _s("string"),
+    "sim_slot": _nullable(_s("integer")), "segments": _nullable(_s("integer")),
+    "created_at": DATE_TIME, "send_at": _nullable(DATE_TIME),
+    "processed_at": _nullable(DATE_TIME), "delivered_at": _nullable(DATE_TIME),
+    "expires_at": _nullable(DATE_TIME), "reason": _nullable(_s("string")),
+}, required=["id", "direction", "phone_number", "status", "created_at"])
+
+ACCEPTED = _s("object", properties={
+    "id": _nullable(_s("integer")), "phone_number": _s("string"),
+    "status": _s("string", "pending, or rejected (see error) for a recipient not accepted."),
+    "queued": _s("boolean"), "send_at": _nullable(DATE_TIME),
+    "device_id": _nullable(_s("integer")), "sim_slot": _nullable(_s("integer")),
+    "replayed": _s("boolean", "true: an earlier request with this idempotency_key made it."),
+    "error": PROBLEM,
+}, required=["phone_number", "status"])
+
+SEND_RESULT = _s("object", properties={"messages": _s("array", items=ACCEPTED)},
+                 required=["messages"])
+MESSAGE_LIST = _s("object", properties={"messages": _s("array", items=MESSAGE),
+                                        "next_cursor": _nullable(_s("string"))},
+                  required=["messages", "next_cursor"])
+DEVICE = _s("object", properties={
+    "device_id": _s("integer"), "device_uid": _s("string"), "name": _s("string"),
+    "status": _s("string", enum=["running", "stopped"]), "last_seen": _nullable(DATE_TIME),
+    "sim_count": _nullable(_s("integer")), "battery": _nullable(_s("integer")),
+    "signal": _nullable(_s("integer"))}, required=["device_id", "device_uid", "status"])
+OTP_BODY = _s("object", properties={
+    "phone_number": PHONE, "device_id": DEVICE_ID,
+    "length": _s("integer", "Digits of the code.", minimum=otp.LENGTHS[0],
+                 maximum=otp.LENGTHS[1]),
+    "expiry": _s("integer", "Minutes the code stays valid.", minimum=otp.EXPIRY_MINUTES[0],
+                 maximum=otp.EXPIRY_MINUTES[1]),
+    "message": _s("string", "Template with {otp} (and optionally {expiry}).", minLength=1,
+                  maxLength=1000),
+}, required=["phone_number"], additionalProperties=False)
+OTP_SENT = _s("object", properties={
+    "id": _s("integer"), "phone_number": _s("string"), "status": _s("string"),
+    "expires_at": DATE_TIME, "expires_in": _s("integer")}, required=["id", "expires_at"])
+VERIFY_BODY = _s("object", properties={
+    "phone_number": PHONE, "otp_code": _s("string", minLength=1, maxLength=16)},
+    required=["phone_number", "otp_code"], additionalProperties=False)
+VERIFIED = _s("object", properties={"verified": _s("boolean")}, required=["verified"])
+
+LIST_QUERY = {
+    "direction": _s("string", "outgoing, incoming or all (default).",
+                    enum=["all", "outgoing", "incoming"]),
+    "status": _s("string", enum=STATUSES),
+    "device_id": DEVICE_ID,
+    "phone_number": PHONE,
+    "since": _s("string", "Created at or after this time.", format="date-time"),
+    "until": _s("string", "Created before this time.", format="date-time"),
+    "limit": _s("integer", "Page size (default 20).", minimum=1, maximum=100),
+    "cursor": _s("string", "next_cursor of the previous page.", minLength=1, maxLength=512),
+}
+MESSAGE_ID = {"message_id": _s("integer", minimum=0, maximum=2 ** 53 - 1)}
+
+
+@dataclass
+class Operation:
+    op_id: str
+    method: str
+    path: str
+    summary: str
+    ok: int
+    answer: dict | None
+    body: dict | None = None
+    query: dict = field(default_factory=dict)
+    path_params: dict = field(default_factory=dict)
+    errors: tuple = (400, 401, 403, 422, 429)
+    auth: bool = True
+    media: str = "application/json"
+    links: dict = field(default_factory=dict)  # OpenAPI links: name -> (operationId, params)
+
+
+OPERATIONS = [
+    Operation("sendMessages", "POST", "/v1/messages", "Send one SMS to each recipient (bulk, "
+              "scheduled), one message id per recipient.", 202, SEND_RESULT, body=SEND_BODY,
+              errors=(400, 401, 403, 404, 409, 422, 429, 503), links={
+                  "GetFirstMessage": ("getMessage", {"message_id":
+                                                     "$response.body#/messages/0/id"}),
+                  "CancelFirstMessage": ("cancelMessage", {"message_id":
+                                                           "$response.body#/messages/0/id"})}),
+    Operation("listMessages", "GET", "/v1/messages", "Messages, newest first, filtered, with "
+              "cursor pagination.", 200, MESSAGE_LIST, query=LIST_QUERY),
+    Operation("getMessage", "GET", "/v1/messages/{message_id}", "One message and its status.",
+              200, MESSAGE, path_params=MESSAGE_ID, errors=(400, 401, 403, 404, 429)),
+    Operation("cancelMessage", "DELETE", "/v1/messages/{message_id}", "Cancel a message no "
+              "phone has taken yet (409 with its current status otherwise).", 200, MESSAGE,
+              path_params=MESSAGE_ID, errors=(400, 401, 403, 404, 409, 429)),
+    Operation("sendOtp", "POST", "/v1/otp", "Send a one-time passcode.", 202, OTP_SENT,
+              body=OTP_BODY, errors=(400, 401, 403, 404, 422, 429, 503)),
+    Operation("verifyOtp", "POST", "/v1/otp/verify", "Check a one-time passcode (single use).",
+              200, VERIFIED, body=VERIFY_BODY),
+    Operation("listDevices", "GET", "/v1/devices", "The account's phones and their status.",
+              200, _s("object", properties={"devices": _s("array", items=DEVICE)},
+                      required=["devices"])),
+    Operation("openapi", "GET", "/v1/openapi.json", "This document.", 200, _s("object"),
+              auth=False, errors=()),
+    Operation("docs", "GET", "/v1/docs", "API reference page (HTML).", 200, None, auth=False,
+              errors=(), media="text/html"),
+]
+BY_ROUTE = {(op.method, op.path): op for op in OPERATIONS}
+
+
+def _check_known(schema):
+    unknown = set(schema) - KNOWN
+    assert not unknown, f"schema keyword(s) the validator does not enforce: {unknown}"
+    for sub in list((schema.get("properties") or {}).values()) + [schema.get("items")]:
+        if sub:
+            _check_known(sub)
+
+
+for _op in OPERATIONS:
+    for _schema in [_op.body or {}, *(_op.query or {}).values(), *_op.path_params.values()]:
+        _check_known(_schema)
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 date-time (with offset or Z) as an aware datetime."""
+    if not re.match(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$", text):
+        raise ValueError(text)
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+
+
+def _type_ok(kind, value) -> bool:
+    kinds = kind if isinstance(kind, list) else [kind]
+    return any({"object": isinstance(value, dict), "array": isinstance(value, list),
+                "string": isinstance(value, str), "null": value is None,
+                "boolean": isinstance(value, bool),
+                "integer": isinstance(value, int) and not isinstance(value, bool),
+                }[k] for k in kinds)
+
+
+def validate(schema: dict, value, where: str) -> None:
+    """Raise Invalid(where, what) for the first way `value` breaks `schema`."""
+    kind = schema.get("type")
+    if kind and not _type_ok(kind, value):
+        raise Invalid(where, f"must be {'an' if kind in ('object', 'array', 'integer') else 'a'} "
+                      f"{kind if isinstance(kind, str) else ' or '.join(kind)}")
+    if value is None:
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        raise Invalid(where, f"must be one of {', '.join(map(str, schema['enum']))}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            raise Invalid(where, "must not be empty" if schema["minLength"] == 1
+                          else f"must have at least {schema['minLength']} characters")
+        if len(value) > schema.get("maxLength", len(value)):
+            raise Invalid(where, f"must have at most {schema['maxLength']} characters")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise Invalid(where, "has an invalid format")
+        if schema.get("format") == "date-time":
+            try:
+                parse_time(value)
+            except ValueError:
+                raise Invalid(where, "must be an RFC 3339 time such as 2026-01-31T09:30:00Z")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < schema.get("minimum", value):
+            raise Invalid(where, f"must be at least {schema['minimum']}")
+        if value > schema.get("maximum", value):
+            raise Invalid(where, f"must be at most {schema['maximum']}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise Invalid(where, f"must have at least {schema['minItems']} item(s)")
+        if len(value) > schema.get("maxItems", len(value)):
+            raise Invalid(where, f"must have at most {schema['maxItems']} items")
+        for index, item in enumerate(value):
+            validate(schema.get("items", {}), item, f"{where}[{index}]")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            unknown = sorted(set(value) - set(properties))
+            if unknown:
+                raise Invalid(unknown[0], f"unknown field (allowed: "
+                              f"{', '.join(sorted(properties))})")
+        for name in schema.get("required", []):
+            if name not in value:
+                raise Invalid(name, "is required")
+        for name, sub in properties.items():
+            if name in value:
+                validate(sub, value[name], name if where == "body" else f"{where}.{name}")
+
+
+def coerce_query(schema: dict, name: str, raw: str):
+    """A query-string value as the type its schema says (integers arrive as text)."""
+    if schema.get("type") == "integer":
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise Invalid(name, "must be a whole number")
+    return raw
+
+
+def rfc3339(ms) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch_ms(text: str) -> int:
+    return int(parse_time(text).timestamp() * 1000)

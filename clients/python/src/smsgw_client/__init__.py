@@ -1,0 +1,181 @@
+"""Typed client for the smsgw REST API v1. Standard library only.
+
+Errors are RFC 9457 problem details, raised as ApiError. 429 and 503 answers are retried after
+their Retry-After (the server changed nothing when it answered them).
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any, TypedDict
+
+__all__ = ["Client", "ApiError", "Accepted", "Message", "Device", "MAX_RECIPIENTS"]
+MAX_RECIPIENTS = 1000
+RETRIED = (429, 503)
+
+
+class Accepted(TypedDict, total=False):
+    id: int | None
+    phone_number: str
+    status: str  # "pending", or "rejected" (see error)
+    queued: bool
+    send_at: str | None
+    device_id: int | None
+    sim_slot: int | None
+    replayed: bool
+    error: dict[str, Any]
+
+
+class Message(TypedDict, total=False):
+    id: int
+    direction: str
+    phone_number: str
+    status: str
+    message: str
+    device_id: int
+    device_uid: str
+    sim_slot: int | None
+    segments: int | None
+    created_at: str
+    send_at: str | None
+    processed_at: str | None
+    delivered_at: str | None
+    expires_at: str | None
+    reason: str | None
+
+
+class Device(TypedDict, total=False):
+    device_id: int
+    device_uid: str
+    name: str
+    status: str
+    last_seen: str | None
+    sim_count: int | None
+    battery: int | None
+    signal: int | None
+
+
+class ApiError(Exception):
+    """An error answer: `problem` is the whole RFC 9457 document."""
+
+    def __init__(self, status: int, problem: dict[str, Any]):
+        self.status = status
+        self.problem = problem
+        self.code: str = problem.get("code", "error")
+        self.detail: str = problem.get("detail", "")
+        self.parameter: str | None = problem.get("parameter")
+        self.retry_after: int | None = problem.get("retry_after")
+        super().__init__(f"{status} {self.code}: {self.detail}")
+
+
+def _time(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        raise ValueError("send_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: UP017 (3.10)
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0,
+                 max_retries: int = 3, max_retry_wait: float = 60.0, sleep=time.sleep):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self._sleep = sleep
+
+    # -- transport --------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: dict | None = None,
+                query: dict | None = None) -> Any:
+        """One API call (retried on 429/503 after Retry-After); the decoded JSON answer."""
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        data = None if body is None else json.dumps(
+            {k: v for k, v in body.items() if v is not None}).encode()
+        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in range(self.max_retries + 1):
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as answer:
+                raw = answer.read()
+                try:
+                    problem = json.loads(raw)
+                except ValueError:
+                    problem = {"code": "http_error", "detail": raw[:200].decode("latin-1")}
+                wait = answer.headers.get("Retry-After")
+                if answer.code in RETRIED and attempt < self.max_retries and wait \
+                        and wait.isdigit() and int(wait) <= self.max_retry_wait:
+                    self._sleep(int(wait))
+                    continue
+                raise ApiError(answer.code, problem if isinstance(problem, dict) else {})
+        raise AssertionError("unreachable")
+
+    # -- messages ---------------------------------------------------------------------------
+    def send(self, recipients: list[str] | str, message: str, *, device_id: int | None = None,
+             sim_slot: int | None = None, send_at: datetime | str | None = None,
+             valid_for: int | None = None,
+             idempotency_key: str | None = None) -> list[Accepted]:
+        """Send `message` to each recipient (at most 1,000 per call): one entry per recipient."""
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        answer = self.request("POST", "/v1/messages", {
+            "recipients": list(recipients), "message": message, "device_id": device_id,
+            "sim_slot": sim_slot, "send_at": _time(send_at), "valid_for": valid_for,
+            "idempotency_key": idempotency_key})
+        return answer["messages"]
+
+    def get(self, message_id: int) -> Message:
+        return self.request("GET", f"/v1/messages/{int(message_id)}")
+
+    def cancel(self, message_id: int) -> Message:
+        """Cancel a message no phone has taken; ApiError 409 (problem current_status) if taken."""
+        return self.request("DELETE", f"/v1/messages/{int(message_id)}")
+
+    def messages(self, *, direction: str | None = None, status: str | None = None,
+                 device_id: int | None = None, phone_number: str | None = None,
+                 since: datetime | str | None = None, until: datetime | str | None = None,
+                 page_size: int = 100) -> Iterator[Message]:
+        """Every matching message, newest first, following the cursor page by page."""
+        cursor = None
+        while True:
+            page = self.request("GET", "/v1/messages", query={
+                "direction": direction, "status": status, "device_id": device_id,
+                "phone_number": phone_number, "since": _time(since), "until": _time(until),
+                "limit": page_size, "cursor": cursor})
+            yield from page["messages"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    # -- OTP and devices --------------------------------------------------------------------
+    def send_otp(self, phone_number: str, *, device_id: int | None = None,
+                 length: int | None = None, expiry: int | None = None,
+                 message: str | None = None) -> dict[str, Any]:
+        return self.request("POST", "/v1/otp", {
+            "phone_number": phone_number, "device_id": device_id, "length": length,
+            "expiry": expiry, "message": message})
+
+    def verify_otp(self, phone_number: str, otp_code: str) -> bool:
+        """True once for the right live code; False for a wrong, used or expired one."""
+        try:
+            return self.request("POST", "/v1/otp/verify", {
+                "phone_number": phone_number, "otp_code": otp_code})["verified"]
+        except ApiError as error:
+            if error.code == "invalid_otp":
+                return False
+            raise
+
+    def devices(self) -> list[Device]:
+        return self.request("GET", "/v1/devices")["devices"]

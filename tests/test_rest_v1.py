@@ -1,0 +1,345 @@
+"""REST v1 through the real Chalice handlers against moto: sends (bulk, scheduled, idempotent),
+cancel (also racing a phone's lease), listing, OTP, devices, errors as problem+json, account
+isolation, and every answer checked against the served OpenAPI document."""
+import json
+import threading
+from collections import Counter
+
+import jsonschema
+import pytest
+from openapi_spec_validator import validate as validate_spec
+
+from chalicelib.core import clock, settings
+from chalicelib.domain import accounts, devices, jobs, messages, sweeps
+from chalicelib.storage import aws
+from chalicelib.storage.tables import Message
+
+NUMBERS = [f"+49170{n:07d}" for n in range(1000)]
+
+
+@pytest.fixture
+def v1(client, account):
+    """v1(method, path, body=None, key=...) -> (status, decoded body, headers); every answer is
+    checked against the OpenAPI document's schema for that operation and status."""
+    document = json.loads(client.http.get("/v1/openapi.json").body)
+
+    def call(method, path, body=None, key=account[1], headers=None, raw=None):
+        sent = {"content-type": "application/json", **(headers or {})}
+        if key is not None:
+            sent["authorization"] = f"Bearer {key}"
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = getattr(client.http, method.lower())(path, headers=sent, body=payload)
+        decoded = json.loads(response.body)
+        template = "/v1/messages/{message_id}" if path.startswith("/v1/messages/") else \
+            path.split("?")[0]
+        operation = document["paths"][template][method.lower()]
+        answer = operation["responses"].get(str(response.status_code))
+        assert answer is not None, (response.status_code, decoded)
+        media, = answer["content"]
+        assert response.headers["Content-Type"] == media
+        found = answer["content"][media]["schema"]
+        found = document["components"]["schemas"]["Problem"] if "$ref" in found else found
+        jsonschema.validate(decoded, found)
+        return response.status_code, decoded, response.headers
+    return call
+
+
+def queued(device):
+    answer = aws.sqs().receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
+                                       VisibilityTimeout=0)
+    return [json.loads(m["Body"])["message_id"] for m in answer.get("Messages", [])]
+
+
+def test_openapi_document_is_valid_31_and_covers_every_v1_route(client):
+    from app import app
+    document = json.loads(client.http.get("/v1/openapi.json").body)
+    validate_spec(document)
+    assert document["openapi"] == "3.1.0"
+    served = {(method, path) for path, entry in app.routes.items() if path.startswith("/v1/")
+              for method in entry}
+    documented = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
+    assert served == documented
+
+
+def test_docs_page_is_self_hosted(client):
+    response = client.http.get("/v1/docs")
+    assert response.status_code == 200
+    page = response.body.decode()
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert "POST /v1/messages" in page and "id=error-not-cancellable" in page
+
+
+def test_bulk_send_one_message_per_recipient(v1, account):
+    device = account[2]
+    status, body, _ = v1("POST", "/v1/messages", {"recipients": NUMBERS[:3], "message": "Hi",
+                                                   "device_id": device.device_id})
+    assert status == 202
+    ids = [m["id"] for m in body["messages"]]
+    assert [m["phone_number"] for m in body["messages"]] == NUMBERS[:3]
+    assert len(set(ids)) == 3 and all(m["status"] == "pending" for m in body["messages"])
+    assert sorted(queued(device)) == sorted(ids)
+    status, one, _ = v1("GET", f"/v1/messages/{ids[1]}")
+    assert status == 200 and one["phone_number"] == NUMBERS[1] and one["message"] == "Hi"
+
+
+def test_idempotent_retry_answers_the_same_messages(v1, account):
+    request = {"recipients": NUMBERS[:2], "message": "Once", "device_id": 1,
+               "idempotency_key": "batch-7"}
+    _, first, _ = v1("POST", "/v1/messages", request)
+    _, again, _ = v1("POST", "/v1/messages", request)
+    assert [m["id"] for m in again["messages"]] == [m["id"] for m in first["messages"]]
+    assert all(m["replayed"] for m in again["messages"])
+    assert len(queued(account[2])) == 2
+    status, clash, _ = v1("POST", "/v1/messages", {**request, "message": "Other"})
+    assert status == 409 and clash["code"] == "conflict"
+
+
+def _stored_count(account):
+    return len(list(Message.query(account[0].account_id)))
+
+
+@pytest.mark.parametrize("raw,status,parameter", [
+    ('{"recipients": ["+4917000000001"], "message": "x", "message": "y"}', 400, "message"),
+    ('{"recipients": ["+4917000000001"], "message": "x", "devce_id": 1}', 400, "devce_id"),
+    ('{"recipients": "+4917000000001", "message": "x"}', 400, "recipients"),
+    ('{"recipients": [], "message": "x"}', 400, "recipients"),
+    (json.dumps({"recipients": NUMBERS + ["+4917100000000"], "message": "x"}), 400,
+     "recipients"),
+    ('{"recipients": ["+4917000000001"], "message": "x", "device_id": "1"}', 400, "device_id"),
+    ('{"recipients": ["+4917000000001"], "message": "x", "device_id": true}', 400,
+     "device_id"),
+    ('{"recipients": ["+4917000000001"], "message": "x", "send_at": "tomorrow"}', 400,
+     "send_at"),
+    ('[1, 2]', 400, None),
+    ('{"recipients": [[[[[[[[[[[["x"]]]]]]]]]]]], "message": "x"}', 400, None),
+    ('not json', 400, None),
+    ('{"recipients": ["+4917000000001", "12"], "message": "x", "device_id": 1}', 422,
+     "recipients[1]"),
+    ('{"recipients": ["+4917000000001", "+49 1700 0000001"], "message": "x", "device_id": 1}',
+     422, "recipients[1]"),
+    ('{"recipients": ["+4917000000001"], "message": "   ", "device_id": 1}', 422, "message"),
+    ('{"recipients": ["+4917000000001"], "message": "x", "device_id": 99}', 404, "device_id"),
+    ('{"recipients": ["+4917000000001"], "message": "x", "device_id": 1, '
+     '"send_at": "2099-01-01T00:00:00Z"}', 422, "send_at"),
+])
+def test_bad_input_is_a_problem_and_changes_nothing(v1, account, raw, status, parameter):
+    got, problem, headers = v1("POST", "/v1/messages", raw=raw)
+    assert (got, problem.get("parameter")) == (status, parameter), problem
+    assert problem["status"] == status and problem["detail"]
+    assert _stored_count(account) == 0 and queued(account[2]) == []
+
+
+def test_auth_errors(v1, account, from_ip):
+    status, problem, headers = v1("GET", "/v1/devices", key=None)
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+    assert v1("GET", "/v1/devices", key="f" * 64)[0] == 401
+    assert v1("GET", "/v1/devices", headers={"authorization": f"Basic {account[1]}"},
+              key=None)[0] == 401
+    accounts.set_whitelist(account[0].account_id, ["10.0.0.0/8"])
+    from_ip("192.0.2.7")
+    status, problem, _ = v1("GET", "/v1/devices")
+    assert status == 403 and problem["code"] == "forbidden"
+    from_ip("10.1.2.3")
+    assert v1("GET", "/v1/devices")[0] == 200
+
+
+def test_unknown_query_parameter_and_bad_id(v1):
+    assert v1("GET", "/v1/messages?limt=5")[1]["parameter"] == "limt"
+    assert v1("GET", "/v1/messages/abc")[0] == 400
+    assert v1("GET", "/v1/messages/123")[0] == 404
+
+
+def test_cancel_before_the_phone_takes_it_and_409_after(v1, account, client):
+    device, token = account[2], account[3]
+    _, body, _ = v1("POST", "/v1/messages", {"recipients": NUMBERS[:2], "message": "Hi",
+                                              "device_id": 1})
+    first, second = (m["id"] for m in body["messages"])
+    status, cancelled, _ = v1("DELETE", f"/v1/messages/{first}")
+    assert status == 200 and cancelled["status"] == "cancelled"
+    assert v1("DELETE", f"/v1/messages/{first}")[1]["status"] == "cancelled"  # repeatable
+    polled = client.http.get("/device/jobs?wait=0&max=10",
+                             headers={"authorization": f"Bearer {token}"})
+    handed = [job["message_id"] for job in json.loads(polled.body)["jobs"]]
+    assert handed == [second]  # the cancelled job is dropped from the queue, not handed out
+    status, problem, _ = v1("DELETE", f"/v1/messages/{second}")
+    assert status == 409 and problem["code"] == "not_cancellable"
+    assert problem["current_status"] == "processing"
+    assert queued(device) == []
+
+
+def _race_cancel_and_lease(account_id, device, message_id) -> dict:
+    outcome, start = {}, threading.Barrier(2)
+
+    def cancel():
+        start.wait()
+        try:
+            outcome["cancel"] = messages.cancel(account_id, message_id).status
+        except Exception as error:  # noqa: BLE001 (the Conflict is the outcome)
+            outcome["cancel"] = getattr(error, "code", repr(error))
+
+    def lease():
+        start.wait()
+        handed = jobs.fetch(device, 0, 10)  # receive from SQS and lease, as GET /device/jobs
+        outcome["lease"] = "leased" if [j["message_id"] for j in handed] == [message_id] \
+            else "drop"
+    threads = [threading.Thread(target=cancel), threading.Thread(target=lease)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return outcome
+
+
+def test_cancel_racing_a_lease_has_one_winner(account, atomic_moto):
+    """Real threads: a cancel and the phone's lease both write `status == pending`
+    conditionally, so DynamoDB lets exactly one through whatever the interleaving."""
+    acct, _, device, _ = account
+    winners = Counter()
+    for _ in range(15):
+        m = messages.send(acct.account_id, device, NUMBERS[0], "race").message
+        outcome = _race_cancel_and_lease(acct.account_id, device, m.message_id)
+        final = Message.get(acct.account_id, m.message_id, consistent_read=True).status
+        assert sorted(outcome.values()) in (["cancelled", "drop"],
+                                            ["leased", "not_cancellable"]), outcome
+        assert final == ("cancelled" if outcome["cancel"] == "cancelled" else "processing")
+        winners[outcome["cancel"]] += 1
+    assert queued(device) == []  # a cancelled job left the queue; a leased one is invisible
+    assert winners["cancelled"] + winners["not_cancellable"] == 15
+
+
+def test_scheduled_send_is_held_and_released_on_time_never_early(v1, account, aws_calls):
+    device = account[2]
+    clock.freeze()
+    t0 = clock.now_ms() // 1000 * 1000
+    clock.freeze(t0)
+    send_at = t0 + 3 * 3600 * 1000
+    _, body, _ = v1("POST", "/v1/messages", {
+        "recipients": NUMBERS[:2], "message": "Later", "device_id": 1,
+        "send_at": clock.fmt(send_at).replace(" ", "T") + "Z", "valid_for": 600})
+    ids = [m["id"] for m in body["messages"]]
+    assert queued(device) == []  # held in DynamoDB, not on a paid timer
+    v1("DELETE", f"/v1/messages/{ids[1]}")  # cancellable while held
+    held = Message.get(account[0].account_id, ids[0])
+    assert held.expires_at == send_at + 600 * 1000
+    aws_calls.clear()
+    minute = 60 * 1000
+    release = None
+    for now in range(t0, send_at + 2 * minute, minute):  # the sweep, once a minute
+        clock.freeze(now)
+        sweeps.settle_due_messages()
+        sends = [p for s, op, p in aws_calls.requests if op == "SendMessage"]
+        if sends and release is None:
+            release = now
+            assert len(sends) == 1 and json.loads(sends[0]["MessageBody"])["message_id"] == \
+                ids[0]
+            visible_at = now + sends[0]["DelaySeconds"] * 1000
+            assert send_at <= visible_at < send_at + 1000  # never early, on time
+    assert release is not None and release <= send_at - (settings.MAX_QUEUE_DELAY_SECONDS - 60) \
+        * 1000
+
+
+def test_list_filters_and_cursor_pagination(v1, account):
+    clock.freeze()
+    made = []
+    for index in range(5):
+        clock.advance(1)
+        _, body, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[index % 2]],
+                                                  "message": f"m{index}", "device_id": 1})
+        made.append(body["messages"][0]["id"])
+    v1("DELETE", f"/v1/messages/{made[0]}")
+    seen, cursor = [], None
+    while True:
+        _, page, _ = v1("GET", "/v1/messages?limit=2" + (f"&cursor={cursor}" if cursor else ""))
+        assert len(page["messages"]) <= 2
+        seen += [m["id"] for m in page["messages"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == made[::-1]
+    by_number = v1("GET", f"/v1/messages?phone_number={NUMBERS[1].replace('+', '%2B')}")[1]
+    assert [m["id"] for m in by_number["messages"]] == [made[3], made[1]]
+    assert [m["id"] for m in v1("GET", "/v1/messages?status=cancelled")[1]["messages"]] == \
+        [made[0]]
+    middle = clock.fmt(Message.get(account[0].account_id, made[2]).created_at)
+    since = v1("GET", f"/v1/messages?since={middle.replace(' ', 'T')}Z")[1]["messages"]
+    assert [m["id"] for m in since] == made[:1:-1]
+    status, problem, _ = v1("GET", f"/v1/messages?status=sent&cursor={cursor or 'x'}")
+    assert status == 400 or problem.get("parameter") == "cursor"
+
+
+def test_otp_send_and_verify(v1, account):
+    from chalicelib.domain import otp
+    status, sent, _ = v1("POST", "/v1/otp", {"phone_number": NUMBERS[5], "device_id": 1,
+                                              "length": 6})
+    assert status == 202 and sent["expires_in"] == 300
+    job = json.loads(aws.sqs().receive_message(QueueUrl=account[2].queue_url)["Messages"][0]
+                     ["Body"])
+    code = next(w for w in job["message"].split() if w.strip(".").isdigit()).strip(".")
+    assert v1("POST", "/v1/otp/verify", {"phone_number": NUMBERS[5], "otp_code": "000000"}
+              if code != "000000" else {"phone_number": NUMBERS[5], "otp_code": "111111"}
+              )[0] == 422
+    status, ok, _ = v1("POST", "/v1/otp/verify", {"phone_number": NUMBERS[5], "otp_code": code})
+    assert status == 200 and ok == {"verified": True}
+    assert otp.PLACEHOLDER not in job["message"]
+
+
+def test_every_route_is_scoped_to_the_callers_account(v1, account):
+    other = accounts.create_account("Other")
+    other_key, _ = accounts.create_key(other.account_id)
+    devices.register(other.account_id, "Theirs")
+    _, body, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[0]], "message": "Mine",
+                                              "device_id": 1})
+    mine = body["messages"][0]["id"]
+    assert v1("GET", f"/v1/messages/{mine}", key=other_key)[0] == 404
+    assert v1("DELETE", f"/v1/messages/{mine}", key=other_key)[0] == 404
+    assert v1("GET", "/v1/messages", key=other_key)[1]["messages"] == []
+    theirs = v1("GET", "/v1/devices", key=other_key)[1]["devices"]
+    assert [d["name"] for d in theirs] == ["Theirs"]
+    devices.register(other.account_id, "Theirs 2")  # their device_id 2; ours has only 1
+    assert v1("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
+                                       "device_id": 2})[0] == 404
+    assert v1("POST", "/v1/otp", {"phone_number": NUMBERS[3], "device_id": 2})[0] == 404
+    v1("POST", "/v1/otp", {"phone_number": NUMBERS[1], "device_id": 1})
+    assert v1("POST", "/v1/otp/verify", {"phone_number": NUMBERS[1], "otp_code": "123456"},
+              key=other_key)[0] == 422
+    assert Message.get(account[0].account_id, mine).status == "pending"
+
+
+def test_aws_calls_of_a_v1_send(v1, account, aws_calls):
+    v1("GET", "/v1/devices")  # warm: key and device cached like a warm Lambda
+    v1("POST", "/v1/messages", {"recipients": [NUMBERS[0]], "message": "w", "device_id": 1})
+    aws_calls.clear()
+    v1("POST", "/v1/messages", {"recipients": [NUMBERS[1]], "message": "x", "device_id": 1})
+    assert sorted(op for _, op in aws_calls) == ["PutItem", "SendMessage"]
+    aws_calls.clear()
+    v1("POST", "/v1/messages", {"recipients": NUMBERS[2:12], "message": "y", "device_id": 1})
+    assert sorted(op for _, op in aws_calls) == ["PutItem"] * 10 + ["SendMessage"] * 10
+
+
+def test_idempotent_scheduled_send_is_the_same_request_whenever_retried(v1, account):
+    clock.freeze()
+    at = clock.now_ms() + 3600 * 1000
+    request = {"recipients": [NUMBERS[0]], "message": "Later", "device_id": 1,
+               "send_at": clock.fmt(at).replace(" ", "T") + "Z", "idempotency_key": "sched-1"}
+    first = v1("POST", "/v1/messages", request)[1]["messages"][0]
+    clock.advance(2 * 3600)  # retried after send_at has passed: still the same request
+    again = v1("POST", "/v1/messages", request)[1]["messages"][0]
+    assert (again["id"], again["replayed"]) == (first["id"], True)
+    moved = {**request, "send_at": clock.fmt(at + 60000).replace(" ", "T") + "Z"}
+    status, problem, _ = v1("POST", "/v1/messages", moved)
+    assert status == 409 and "requested_validity" in problem["detail"]
+
+
+def test_without_a_device_the_pool_chooses_and_reports_what_it_cannot_take(v1, account):
+    from chalicelib.domain import pool
+    devices.heartbeat(account[2], "running")
+    pool.set_device_pace(account[0].account_id, "1", 1)  # one segment an hour per SIM
+    status, body, _ = v1("POST", "/v1/messages", {"recipients": NUMBERS[:6], "message": "Hi"})
+    assert status == 202
+    entries = body["messages"]
+    taken = [m for m in entries if m["status"] == "pending"]
+    refused = [m for m in entries if m["status"] == "rejected"]
+    assert taken and refused and len(taken) + len(refused) == 6
+    assert all(m["device_id"] == 1 for m in taken)
+    assert {m["error"]["code"] for m in refused} == {"pool_at_capacity"}
+    assert all(m["error"]["status"] == 429 for m in refused)
+    assert len(list(Message.query(account[0].account_id))) == len(taken)
