@@ -111,6 +111,8 @@ class LocalGateway:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_port = free_port(preferred=(self.data.config.get("moto_port", 0) if self.data
                                          else 0))
+        from localgw.atomic import serialise_moto_dynamodb
+        serialise_moto_dynamodb()  # per-item atomicity, as DynamoDB gives (localgw/atomic.py)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)

@@ -149,18 +149,9 @@ def aws_calls(monkeypatch):
 
 @pytest.fixture
 def atomic_moto(monkeypatch):
-    """Real DynamoDB applies a conditional UpdateItem atomically per item; moto checks and writes
-    without a lock, so threads could interleave inside one call. Serialise moto's UpdateItem
-    (only whole calls: our code still races between its calls)."""
-    import threading
-
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+    """Real DynamoDB applies a conditional write atomically per item; moto checks and writes
+    without a lock, so threads could interleave inside one call. Serialise moto's item
+    operations as the local gateway does (only whole calls: our code still races between its
+    calls)."""
+    from localgw.atomic import serialise_moto_dynamodb
+    serialise_moto_dynamodb(monkeypatch.setattr)
