@@ -17,6 +17,9 @@ from smsgw_agent.journal import Journal
 
 log = logging.getLogger("smsgw_agent")
 MAX_BACKOFF = 60.0
+# Battery, signal and SIM count are refreshed at least this often even when other calls already
+# keep the device alive (those calls postpone the heartbeat; see _heartbeat_due).
+STATUS_REFRESH_SECONDS = 900.0
 
 
 class Agent:
@@ -28,12 +31,16 @@ class Agent:
         if config.mode == "direct":
             from smsgw_agent.direct import DirectPoller
             self.poller = DirectPoller(self.client)
+        elif config.mode == "auto":
+            from smsgw_agent.direct import AutoPoller
+            self.poller = AutoPoller(self.client)
         else:
             self.poller = self.client
         self.stopping = threading.Event()
         self.polling = False  # a long poll is in flight (safe to interrupt)
         self._failures = 0
-        self._next_heartbeat = 0.0
+        self._last_heartbeat = float("-inf")
+        self._heartbeat_interval = float(config.heartbeat_seconds)
         self._next_incoming = 0.0
         self._thread = None
         self.sent_count = 0
@@ -119,20 +126,28 @@ class Agent:
         status = self.backend.status()
         answer = self.client.heartbeat(app_state, timeout=timeout, sim_count=self.config.sim_count,
                                        **status)
-        self._next_heartbeat = time.monotonic() + float(
-            answer.get("heartbeat_seconds") or self.config.heartbeat_seconds)
+        self._last_heartbeat = time.monotonic()
+        self._heartbeat_interval = float(answer.get("heartbeat_seconds")
+                                         or self.config.heartbeat_seconds)
+
+    def _heartbeat_due(self) -> float:
+        """Liveness rides on the calls the agent makes anyway (polls, claims, reports,
+        credentials): a heartbeat is due one interval after the last of them, and at least every
+        STATUS_REFRESH_SECONDS for battery and signal."""
+        return min(self.client.last_alive + self._heartbeat_interval,
+                   self._last_heartbeat + max(STATUS_REFRESH_SECONDS, self._heartbeat_interval))
 
     # the loop
     def step(self) -> None:
         now = time.monotonic()
-        if now >= self._next_heartbeat:
+        if now >= self._heartbeat_due():
             self.heartbeat()
         if now >= self._next_incoming:
             self._next_incoming = now + self.config.incoming_seconds
             self.collect_incoming()
         self.flush_reports()
         wait = self.config.poll_wait
-        for due in (self.backend.next_event_in(), self._next_heartbeat - now,
+        for due in (self.backend.next_event_in(), self._heartbeat_due() - now,
                     self._next_incoming - now):
             if due is not None:
                 wait = min(wait, max(0, math.ceil(due)))

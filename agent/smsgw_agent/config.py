@@ -27,8 +27,9 @@ class AgentConfig:
     journal: str = field(default_factory=lambda: str(Path.home() / ".smsgw-agent" /
                                                      "journal.sqlite3"))
     # gateway: long-poll GET /device/jobs; direct: long-poll the device's SQS queue with
-    # credentials the gateway vends (needs boto3; no Lambda is billed while waiting)
-    mode: str = "gateway"
+    # credentials the gateway vends (needs boto3; no Lambda is billed while waiting); auto:
+    # direct when the gateway offers it (and boto3 is installed), gateway otherwise
+    mode: str = "auto"
     poll_wait: int = 20  # seconds a job poll may wait (long poll)
     max_jobs: int = 10
     sim_count: int | None = None
@@ -54,8 +55,8 @@ class AgentConfig:
                               "'<device_uid>.<secret>' as the gateway showed it.")
         if self.backend not in ("termux", "simulator"):
             raise ConfigError("backend must be termux or simulator.")
-        if self.mode not in ("gateway", "direct"):
-            raise ConfigError("mode must be gateway or direct.")
+        if self.mode not in ("auto", "gateway", "direct"):
+            raise ConfigError("mode must be auto, gateway or direct.")
         if not 0 <= self.poll_wait <= 20:
             raise ConfigError("poll_wait must be 0-20 seconds.")
         if not 0.0 <= self.failure_rate <= 1.0:
