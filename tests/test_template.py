@@ -151,3 +151,27 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
     assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
     assert template["Outputs"]["DeviceRoleArn"] == {"Value": {"Fn::GetAtt": ["DeviceRole",
                                                                             "Arn"]}}
+
+
+def test_http_api_fronts_every_route_in_payload_format_1(generated):
+    """The cheaper front door: an HTTP API route for each chalice route, all integrated with the
+    API handler in payload format 1.0 (chalice's event shape, tests/test_front_door.py)."""
+    from app import app
+    _, template = generated
+    resources = template["Resources"]
+    integration = resources["HttpApiIntegration"]["Properties"]
+    assert integration["PayloadFormatVersion"] == "1.0"
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    assert integration["TimeoutInMillis"] <= 30000
+    routes = {r["Properties"]["RouteKey"] for r in resources.values()
+              if r.get("Type") == "AWS::ApiGatewayV2::Route"}
+    assert routes == {f"{method} {path}" for path, methods in app.routes.items()
+                      for method in methods}
+    stage = resources["HttpApiStage"]["Properties"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
+    permission = resources["HttpApiInvokePermission"]["Properties"]
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert permission["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
+    assert "HttpApiUrl" in template["Outputs"]

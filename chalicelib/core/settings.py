@@ -44,6 +44,10 @@ MAX_BODY_BYTES = _int("SMSGW_MAX_BODY_BYTES", 16384)
 LEASE_SECONDS = _int("SMSGW_LEASE_SECONDS", 60)
 MAX_ATTEMPTS = _int("SMSGW_MAX_ATTEMPTS", 3)
 HEARTBEAT_WINDOW_SECONDS = _int("SMSGW_HEARTBEAT_WINDOW_SECONDS", 120)
+# The heartbeat interval the gateway suggests to devices; any call that counts as a sign of life
+# (poll, claim, report, credentials) postpones a heartbeat (docs/cost.md: deployed stages use a
+# 240 s interval in a 540 s window, so a silent phone shows `stopped` within 9-10 minutes).
+HEARTBEAT_SECONDS = max(1, _int("SMSGW_HEARTBEAT_SECONDS", HEARTBEAT_WINDOW_SECONDS // 3))
 MAX_POLL_WAIT_SECONDS = _int("SMSGW_MAX_POLL_WAIT_SECONDS", 20)
 # Default validity of an outgoing message: not sent by then, it ends `expired`.
 MESSAGE_VALIDITY_SECONDS = _int("SMSGW_MESSAGE_VALIDITY_SECONDS", 24 * 3600)

@@ -196,6 +196,7 @@ def parse_reports(document: dict) -> list:
 
 
 def act_reports(device, work) -> dict:
+    devices.seen(device)
     return {"results": [jobs.report(device, *item) for item in work]}
 
 
@@ -251,7 +252,7 @@ def act_heartbeat(device, work) -> dict:
     devices.heartbeat(device, **work)
     return {"status": "running" if devices.is_running(device) else "stopped",
             "server_time": clock.now_ms(),
-            "heartbeat_seconds": max(1, settings.HEARTBEAT_WINDOW_SECONDS // 3)}
+            "heartbeat_seconds": settings.HEARTBEAT_SECONDS}
 
 
 def parse_credentials(document: dict) -> None:
@@ -259,7 +260,9 @@ def parse_credentials(document: dict) -> None:
 
 
 def act_credentials(device, work) -> dict:
-    return direct.credentials(device)
+    answer = direct.credentials(device)
+    devices.seen(device)  # hourly renewal is a sign of life too (after: a 409 records nothing)
+    return answer
 
 
 def parse_claims(document: dict) -> list:
