@@ -43,6 +43,7 @@ class Agent:
         self._heartbeat_interval = float(config.heartbeat_seconds)
         self._next_incoming = 0.0
         self._thread = None
+        self._held = {}  # message_id -> time.monotonic() its `sent` report started waiting
         self.sent_count = 0
 
     # one job
@@ -82,12 +83,33 @@ class Agent:
             os._exit(3)
 
     # outboxes
-    def flush_reports(self) -> None:
+    def _ready(self, pending: list, force: bool) -> list:
+        """The reports to send now: a `sent` waits up to report_hold seconds for its message's
+        `delivered` (or `failed`), so both travel in one call and the gateway writes once."""
+        hold = self.config.report_hold
+        if force or hold <= 0:
+            return pending
+        now = time.monotonic()
+        settled = {message_id for message_id, status, _ in pending if status != "sent"}
+        ready = []
+        for item in pending:
+            if item[1] == "sent" and item[0] not in settled and \
+                    now - self._held.setdefault(item[0], now) < hold:
+                continue
+            ready.append(item)
+        return ready
+
+    def _hold_ends_in(self) -> float | None:
+        if not self._held:
+            return None
+        return min(self._held.values()) + self.config.report_hold - time.monotonic()
+
+    def flush_reports(self, force: bool = False) -> None:
         for message_id, status, reason in self.backend.events():
             if self.journal.job(message_id) is not None:
                 self.journal.queue_report(message_id, status, reason)
         while True:
-            pending = self.journal.pending_reports()
+            pending = self._ready(self.journal.pending_reports(), force)
             if not pending:
                 return
             try:
@@ -98,6 +120,8 @@ class Agent:
                 if exc.status == 401:
                     raise
             self.journal.reported(pending)
+            for message_id, _, _ in pending:
+                self._held.pop(message_id, None)
 
     def collect_incoming(self) -> None:
         first_run = self.journal.meta("inbox_started") is None
@@ -148,7 +172,7 @@ class Agent:
         self.flush_reports()
         wait = self.config.poll_wait
         for due in (self.backend.next_event_in(), self._heartbeat_due() - now,
-                    self._next_incoming - now):
+                    self._next_incoming - now, self._hold_ends_in()):
             if due is not None:
                 wait = min(wait, max(0, math.ceil(due)))
         if self.stopping.is_set():
@@ -183,7 +207,8 @@ class Agent:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        for action in (self.flush_reports, lambda: self.heartbeat("stopped", timeout=5)):
+        for action in (lambda: self.flush_reports(force=True),
+                       lambda: self.heartbeat("stopped", timeout=5)):
             try:
                 action()
             except (Retryable, Rejected, KeyboardInterrupt) as exc:

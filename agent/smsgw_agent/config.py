@@ -9,7 +9,8 @@ ENV = {  # environment variable -> field
     "SMSGW_URL": "url", "SMSGW_DEVICE_TOKEN": "token", "SMSGW_BACKEND": "backend",
     "SMSGW_JOURNAL": "journal", "SMSGW_POLL_WAIT": "poll_wait", "SMSGW_SIM_COUNT": "sim_count",
     "SMSGW_HEARTBEAT_SECONDS": "heartbeat_seconds",
-    "SMSGW_INCOMING_SECONDS": "incoming_seconds", "SMSGW_POLL_MODE": "mode",
+    "SMSGW_INCOMING_SECONDS": "incoming_seconds", "SMSGW_REPORT_HOLD": "report_hold",
+    "SMSGW_POLL_MODE": "mode",
     "SMSGW_SIM_FAILURE_RATE": "failure_rate", "SMSGW_SIM_DELIVERY_DELAY": "delivery_delay",
     "SMSGW_SIM_LEDGER": "ledger", "SMSGW_SIM_INBOX": "inbox",
 }
@@ -34,6 +35,9 @@ class AgentConfig:
     max_jobs: int = 10
     sim_count: int | None = None
     heartbeat_seconds: float = 40.0
+    # seconds a `sent` report waits for the same message's `delivered`, so both go in one call
+    # (one write on the gateway); well inside the gateway's lease (60 s). 0: report at once.
+    report_hold: float = 10.0
     incoming_seconds: float = 15.0  # how often the phone's inbox is read
     push_existing: bool = False  # on the first run, also push SMS already in the inbox
     # simulator only
@@ -59,6 +63,8 @@ class AgentConfig:
             raise ConfigError("mode must be auto, gateway or direct.")
         if not 0 <= self.poll_wait <= 20:
             raise ConfigError("poll_wait must be 0-20 seconds.")
+        if not 0.0 <= self.report_hold <= 30.0:
+            raise ConfigError("report_hold must be 0-30 seconds (well inside the lease).")
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ConfigError("failure_rate must be between 0 and 1.")
         if self.sim_count not in (None, 1, 2):
