@@ -93,10 +93,30 @@ def test_gateway_records_sent_and_delivered_with_one_write(client, account, aws_
     assert body["results"] == [{"message_id": message_id, "result": "ok", "status": "delivered"}
                                ] * 2
     assert [op for op in aws_calls if op[0] != "dynamodb" or op[1] != "GetItem"] == [
-        ("dynamodb", "UpdateItem"), ("sqs", "DeleteMessage")]
+        ("dynamodb", "UpdateItem"), ("sqs", "DeleteMessageBatch")]
     done = Message.get(acct.account_id, message_id, consistent_read=True)
     assert done.status == "delivered" and done.processed_at and done.delivered_at
     assert done.open_due is None
+    attrs = aws.sqs().get_queue_attributes(QueueUrl=device.queue_url,
+                                           AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == attrs[
+        "ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_a_batch_of_reports_deletes_its_sqs_messages_in_one_request(client, account, aws_calls):
+    acct, _, device, token = account
+    sent = [messages.send(acct.account_id, device, "+8801712345678", f"m{n}").message.message_id
+            for n in range(12)]
+    for _ in range(2):
+        client.http.get("/device/jobs?wait=0&max=10", headers={"Authorization": f"Bearer {token}"})
+    aws_calls.clear()
+    status, body = _post(client, token, {"reports": [
+        {"message_id": m, "status": s} for m in sent for s in ("sent", "delivered")]})
+    assert status == 200 and {r["result"] for r in body["results"]} == {"ok"}
+    deletes = [params for service, op, params in aws_calls.requests if service == "sqs"]
+    assert [len(p["Entries"]) for p in deletes] == [10, 2]  # 12 messages, two requests
+    assert [op for op in aws_calls if op == ("dynamodb", "UpdateItem")] == [
+        ("dynamodb", "UpdateItem")] * 12
     attrs = aws.sqs().get_queue_attributes(QueueUrl=device.queue_url,
                                            AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == attrs[

@@ -198,13 +198,14 @@ def parse_reports(document: dict) -> list:
 def act_reports(device, work) -> dict:
     """`sent` and `delivered` for one message in one batch are recorded by one write: delivered
     also records processed_at and frees the SQS message (jobs.report). The `sent` entry is
-    answered like its `delivered` one."""
+    answered like its `delivered` one. The batch's SQS deletes go ten per request."""
     devices.seen(device)
     delivered = {message_id for message_id, status, _ in work if status == "delivered"}
-    results = {}
+    results, deletes = {}, []
     for item in work:
         if not (item[1] == "sent" and item[0] in delivered):
-            results[item[:2]] = jobs.report(device, *item)
+            results[item[:2]] = jobs.report(device, *item, deletes=deletes)
+    jobs.delete_batch(device.queue_url, deletes)
     return {"results": [results.get(item[:2]) or results[(item[0], "delivered")]
                         for item in work]}
 
