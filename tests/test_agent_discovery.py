@@ -189,3 +189,43 @@ def test_over_http_an_older_gateway_without_the_route_gets_gateway_polls(account
         assert poller.mode == "gateway"
     finally:
         server.server.shutdown()
+
+
+# --- liveness rides on other calls ---------------------------------------------------------------
+
+class AliveClient:
+    """The gateway as the agent's loop sees it; polls show liveness like heartbeats do."""
+
+    def __init__(self, clock, polls_show_liveness):
+        self.clock = clock
+        self.polls_show_liveness = polls_show_liveness
+        self.last_alive = float("-inf")
+        self.beats = []
+
+    def heartbeat(self, app_state, timeout=None, **status):
+        self.beats.append(self.clock[0])
+        self.last_alive = self.clock[0]
+        return {"heartbeat_seconds": 240}
+
+    def jobs(self, wait, max_jobs):
+        if self.polls_show_liveness:
+            self.last_alive = self.clock[0]
+        return []
+
+
+@pytest.mark.parametrize("polls_show_liveness,expected", [
+    (True, [0, 900]),  # busy: only the 15-minute status refresh
+    (False, [0, 250, 500, 750, 1000]),  # idle in direct mode: every interval
+])
+def test_heartbeats_are_skipped_while_other_calls_show_liveness(tmp_path, monkeypatch,
+                                                                 polls_show_liveness, expected):
+    import smsgw_agent.agent as agent_module
+    now = [0.0]
+    monkeypatch.setattr(agent_module.time, "monotonic", lambda: now[0])
+    agent = Agent(config.AgentConfig(url="http://x", token=TOKEN, backend="simulator",
+                                     mode="gateway", journal=str(tmp_path / "j.sqlite3")).check())
+    agent.client = agent.poller = AliveClient(now, polls_show_liveness)
+    for t in range(0, 1001, 50):
+        now[0] = float(t)
+        agent.step()
+    assert agent.client.beats == expected
