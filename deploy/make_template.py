@@ -283,7 +283,7 @@ def template(stage: str) -> dict:
     outputs["DeviceRoleArn"] = {"Value": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
     outputs["HttpApiUrl"] = {
         "Description": "Base URL for applications and devices (the cheaper HTTP API).",
-        "Value": {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}}
+        "Value": {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}}
     return {
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",

@@ -174,4 +174,5 @@ def test_http_api_fronts_every_route_in_payload_format_1(generated):
     permission = resources["HttpApiInvokePermission"]["Properties"]
     assert permission["Principal"] == "apigateway.amazonaws.com"
     assert permission["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
-    assert "HttpApiUrl" in template["Outputs"]
+    # README's deploy steps append "myAPI.php" to it, as to the REST API's EndpointURL.
+    assert template["Outputs"]["HttpApiUrl"]["Value"]["Fn::Sub"].endswith("}/")
