@@ -43,7 +43,8 @@ def rest_event(method, path, source_ip, headers=None, query=None, body=None):
 
 
 def http_api_v1_event(method, path, source_ip, headers=None, query=None, body=None):
-    """API Gateway HTTP API, Lambda integration with payload format 1.0 (stage $default).
+    """API Gateway HTTP API, Lambda integration with payload format 1.0 (stage $default), as
+    in AWS's example of that format (http-api-develop-integrations-lambda).
     Header names arrive lower-cased and bodies base64-encoded."""
     headers = {"host": "def456.execute-api.us-east-1.amazonaws.com", "user-agent": "curl/8.5",
                "x-forwarded-for": source_ip, "x-forwarded-proto": "https",
@@ -65,7 +66,7 @@ def http_api_v1_event(method, path, source_ip, headers=None, query=None, body=No
                          "userArn": None},
             "path": path, "protocol": "HTTP/1.1", "requestId": "def=",
             "requestTime": "27/Nov/2026:12:00:00 +0000", "requestTimeEpoch": 1795780800000,
-            "resourceId": f"{method} {path}", "resourcePath": path, "stage": "$default"},
+            "resourceId": None, "resourcePath": path, "stage": "$default"},
         "pathParameters": None, "stageVariables": None,
         "body": base64.b64encode(body.encode()).decode() if body else None,
         "isBase64Encoded": bool(body)}
