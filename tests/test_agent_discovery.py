@@ -17,8 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
 
 from smsgw_agent import config  # noqa: E402
 from smsgw_agent.agent import Agent  # noqa: E402
-from smsgw_agent.client import GatewayClient, Rejected  # noqa: E402
-from smsgw_agent.direct import PROBE_SECONDS, AutoPoller, DirectPoller  # noqa: E402
+from smsgw_agent.client import GatewayClient, Rejected, Retryable  # noqa: E402
+from smsgw_agent.direct import (  # noqa: E402
+    DIRECT_FAILURES_BEFORE_FALLBACK,
+    PROBE_SECONDS,
+    AutoPoller,
+    DirectPoller,
+)
 
 TOKEN = "0123456789abcdef.secret"
 
@@ -28,11 +33,14 @@ class FakeClient:
 
     def __init__(self):
         self.offered = None
+        self.failing = False
         self.asked = 0
         self.polls = 0
 
     def credentials(self):
         self.asked += 1
+        if self.failing:
+            raise Retryable("HTTP 503")
         if self.offered is not None:
             raise Rejected(self.offered, "not offered")
         return {"access_key_id": "AK", "secret_access_key": "s", "session_token": "t",
@@ -91,6 +99,20 @@ def test_direct_falls_back_when_renewal_is_refused(auto):
     client.offered = 404  # ... and the gateway no longer offers them: direct -> gateway
     poller.jobs(0, 10)
     assert (poller.mode, client.polls, sqs.receives) == ("gateway", 1, 1)
+
+
+def test_direct_polling_that_keeps_failing_falls_back_until_the_next_probe(auto):
+    poller, client, sqs, now = auto
+    client.failing = True  # e.g. the device role is broken: credentials answer 503
+    for _ in range(DIRECT_FAILURES_BEFORE_FALLBACK - 1):
+        with pytest.raises(Retryable):  # the agent backs off and retries
+            poller.jobs(0, 10)
+    poller.jobs(0, 10)
+    assert (poller.mode, client.polls) == ("gateway", 1)
+    client.failing = False
+    now[0] += PROBE_SECONDS
+    poller.jobs(0, 10)
+    assert (poller.mode, sqs.receives) == ("direct", 1)
 
 
 def test_a_bad_token_is_not_mistaken_for_no_direct_mode(auto):
