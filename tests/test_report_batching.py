@@ -40,9 +40,16 @@ def _agent(tmp_path, **overrides):
     return agent
 
 
+def _take(agent, job=JOB):
+    """What Agent.step does with a job it received."""
+    import time
+    agent._received[job["message_id"]] = time.monotonic()
+    agent.handle(job)
+
+
 def test_sent_waits_for_delivered_and_both_go_in_one_call(tmp_path):
     agent = _agent(tmp_path, delivery_delay=0.0, report_hold=30)
-    agent.handle(JOB)
+    _take(agent)
     agent.flush_reports()  # the delivery receipt is picked up from the backend here
     assert agent.client.calls == [[{"message_id": 7, "status": "sent"},
                                    {"message_id": 7, "status": "delivered"}]]
@@ -51,7 +58,7 @@ def test_sent_waits_for_delivered_and_both_go_in_one_call(tmp_path):
 def test_sent_alone_is_held_then_reported(tmp_path, monkeypatch):
     import time
     agent = _agent(tmp_path, delivery_delay=-1, report_hold=10)  # never delivered
-    agent.handle(JOB)
+    _take(agent)
     agent.flush_reports()
     assert agent.client.calls == [] and 0 < agent._hold_ends_in() <= 10
     later = time.monotonic() + 10
@@ -61,9 +68,29 @@ def test_sent_alone_is_held_then_reported(tmp_path, monkeypatch):
     assert agent._hold_ends_in() is None
 
 
+def test_the_hold_ends_within_the_lease_whatever_delayed_the_send(tmp_path, monkeypatch):
+    """A job received 25 s ago (e.g. held for its SIM's pace) is held 5 s more at most; one not
+    received by this run (re-reported from the journal after a restart) is not held at all."""
+    import time
+
+    from smsgw_agent.agent import HOLD_WITHIN_LEASE
+    agent = _agent(tmp_path, delivery_delay=-1, report_hold=30)
+    start = time.monotonic()
+    agent._received[7] = start - (HOLD_WITHIN_LEASE - 5)
+    agent.handle(JOB)
+    agent.flush_reports()
+    assert agent.client.calls == [] and 0 < agent._hold_ends_in() <= 5
+    monkeypatch.setattr(time, "monotonic", lambda: start + 5)
+    agent.flush_reports()
+    assert agent.client.calls == [[{"message_id": 7, "status": "sent"}]]
+    agent.handle(dict(JOB, message_id=8))  # never received by this run
+    agent.flush_reports()
+    assert agent.client.calls[-1] == [{"message_id": 8, "status": "sent"}]
+
+
 def test_stopping_flushes_held_reports(tmp_path):
     agent = _agent(tmp_path, delivery_delay=-1, report_hold=30)
-    agent.handle(JOB)
+    _take(agent)
     agent.flush_reports(force=True)
     assert agent.client.calls == [[{"message_id": 7, "status": "sent"}]]
 

@@ -20,6 +20,9 @@ MAX_BACKOFF = 60.0
 # Battery, signal and SIM count are refreshed at least this often even when other calls already
 # keep the device alive (those calls postpone the heartbeat; see _heartbeat_due).
 STATUS_REFRESH_SECONDS = 900.0
+# A `sent` report is never held past this many seconds after its job was received: half the
+# gateway's default 60 s lease, whatever else (pacing) delayed the send.
+HOLD_WITHIN_LEASE = 30.0
 
 
 class Agent:
@@ -43,7 +46,8 @@ class Agent:
         self._heartbeat_interval = float(config.heartbeat_seconds)
         self._next_incoming = 0.0
         self._thread = None
-        self._held = {}  # message_id -> time.monotonic() its `sent` report started waiting
+        self._held = {}  # message_id -> time.monotonic() until which its `sent` report waits
+        self._received = {}  # message_id -> time.monotonic() this run received the job
         self.sent_count = 0
 
     # one job
@@ -85,7 +89,9 @@ class Agent:
     # outboxes
     def _ready(self, pending: list, force: bool) -> list:
         """The reports to send now: a `sent` waits up to report_hold seconds for its message's
-        `delivered` (or `failed`), so both travel in one call and the gateway writes once."""
+        `delivered` (or `failed`), so both travel in one call and the gateway writes once; but
+        never past HOLD_WITHIN_LEASE seconds after the job was received (the lease must not run
+        out on an unreported send), and not at all for a job not received by this run."""
         hold = self.config.report_hold
         if force or hold <= 0:
             return pending
@@ -93,16 +99,19 @@ class Agent:
         settled = {message_id for message_id, status, _ in pending if status != "sent"}
         ready = []
         for item in pending:
-            if item[1] == "sent" and item[0] not in settled and \
-                    now - self._held.setdefault(item[0], now) < hold:
-                continue
+            if item[1] == "sent" and item[0] not in settled:
+                received = self._received.get(item[0], now - HOLD_WITHIN_LEASE)
+                deadline = self._held.setdefault(
+                    item[0], min(now + hold, received + HOLD_WITHIN_LEASE))
+                if now < deadline:
+                    continue
             ready.append(item)
         return ready
 
     def _hold_ends_in(self) -> float | None:
         if not self._held:
             return None
-        return min(self._held.values()) + self.config.report_hold - time.monotonic()
+        return min(self._held.values()) - time.monotonic()
 
     def flush_reports(self, force: bool = False) -> None:
         for message_id, status, reason in self.backend.events():
@@ -122,6 +131,7 @@ class Agent:
             self.journal.reported(pending)
             for message_id, _, _ in pending:
                 self._held.pop(message_id, None)
+                self._received.pop(message_id, None)
 
     def collect_incoming(self) -> None:
         first_run = self.journal.meta("inbox_started") is None
@@ -183,6 +193,7 @@ class Agent:
         finally:
             self.polling = False
         for job in jobs:
+            self._received[job["message_id"]] = time.monotonic()
             self.handle(job)
         self.flush_reports()
 
