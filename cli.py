@@ -107,10 +107,12 @@ def whitelist():
 @whitelist.command("set")
 @click.argument("account_id")
 @click.argument("entries", nargs=-1)
+@click.option("--allow-wide", is_flag=True,
+              help="Accept ranges wider than /8 (IPv4) or /32 (IPv6), e.g. 0.0.0.0/0.")
 @json_option
-def whitelist_set(account_id, entries, as_json):
+def whitelist_set(account_id, entries, allow_wide, as_json):
     """Replace the whitelist with ENTRIES (addresses or CIDR ranges, IPv4/IPv6; none clears)."""
-    networks = accounts.set_whitelist(account_id, entries)
+    networks = accounts.set_whitelist(account_id, entries, allow_wide)
     emit(as_json, {"account_id": account_id, "ip_whitelist": networks},
          "whitelist: " + (", ".join(networks) or "empty (any address)"))
 

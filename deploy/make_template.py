@@ -17,6 +17,10 @@ The merge template (`chalice package --merge-template`) holds:
   event shape chalice reads (requestContext.identity.sourceIp included); its URL is the output
   HttpApiUrl, the base URL README's deploy steps give to applications and devices. The REST API
   chalice generates stays (same handler), at 3.5x the price per request;
+- limits so one leaked device token cannot exhaust the account (docs/hardening.md): API
+  Gateway stage throttling, a tighter throttle on the long-poll route, and reserved concurrency
+  for the API function (so it can neither starve nor be starved by the account's other
+  functions); all parameters;
 - the role devices assume in direct polling mode (DeviceRole: sqs:ReceiveMessage on the stage's
   device queues; the gateway narrows each session to one queue), its ARN in the API handler's
   SMSGW_DEVICE_ROLE_ARN, and sts:AssumeRole on exactly that role in the functions' policy.
@@ -198,11 +202,6 @@ def device_role(settings) -> dict:
                 "Resource": {"Fn::Sub": queues}}]}}]}}
 
 
-# The HTTP API's stage-wide throttle (requests per second, burst), below the account's default.
-HTTP_API_RATE_LIMIT = 200
-HTTP_API_BURST_LIMIT = 400
-
-
 def http_api(app, stage: str, prefix: str) -> dict:
     """An HTTP API in front of the API handler: $1.00 instead of $3.50 per million requests.
     Payload format 1.0 gives the handler the REST API's event shape, so chalice routes it
@@ -219,8 +218,12 @@ def http_api(app, stage: str, prefix: str) -> dict:
             "TimeoutInMillis": API_GATEWAY_TIMEOUT_SECONDS * 1000}},
         "HttpApiStage": {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
             "ApiId": {"Ref": "HttpApi"}, "StageName": "$default", "AutoDeploy": True,
-            "DefaultRouteSettings": {"ThrottlingRateLimit": HTTP_API_RATE_LIMIT,
-                                     "ThrottlingBurstLimit": HTTP_API_BURST_LIMIT}}},
+            # the same stack parameters as the REST API's stage (limits())
+            "DefaultRouteSettings": {"ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+                                     "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}},
+            "RouteSettings": {"GET /device/jobs": {
+                "ThrottlingRateLimit": {"Ref": "DevicePollThrottleRate"},
+                "ThrottlingBurstLimit": {"Ref": "DevicePollThrottleBurst"}}}}},
         "HttpApiInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
             "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "APIHandler"},
             "Principal": "apigateway.amazonaws.com",
@@ -235,6 +238,34 @@ def http_api(app, stage: str, prefix: str) -> dict:
                     "ApiId": {"Ref": "HttpApi"}, "RouteKey": f"{method} {path}",
                     "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"}}}
     return resources
+# CloudFormation parameters of the limits: (name, default, description).
+LIMITS = [
+    ("ApiThrottleRate", 50, "API Gateway stage: steady requests per second, all routes."),
+    ("ApiThrottleBurst", 100, "API Gateway stage: burst of requests, all routes."),
+    ("DevicePollThrottleRate", 4, "GET /device/jobs: long polls per second (x 20 s wait = "
+                                  "concurrent polls, so 4/s holds at most 80 Lambdas)."),
+    ("DevicePollThrottleBurst", 20, "GET /device/jobs: burst of long polls."),
+    ("ApiReservedConcurrency", 100, "Concurrent executions reserved for (and capping) the API "
+                                    "function; 0: none reserved (accounts with a low limit)."),
+]
+POLL_ROUTE = "/~1device~1jobs"  # MethodSettings' encoding of /device/jobs
+
+
+def limits() -> tuple[dict, dict, dict]:
+    """(parameters, RestAPI properties, API function properties) of the throttles and the
+    reserved concurrency."""
+    parameters = {name: {"Type": "Number", "Default": default, "MinValue": 0,
+                         "Description": text} for name, default, text in LIMITS}
+    api = {"MethodSettings": [
+        {"ResourcePath": "/*", "HttpMethod": "*",
+         "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+         "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}},
+        {"ResourcePath": POLL_ROUTE, "HttpMethod": "GET",
+         "ThrottlingRateLimit": {"Ref": "DevicePollThrottleRate"},
+         "ThrottlingBurstLimit": {"Ref": "DevicePollThrottleBurst"}}]}
+    function = {"ReservedConcurrentExecutions": {"Fn::If": [
+        "HasReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}}
+    return parameters, api, function
 
 
 def template(stage: str) -> dict:
@@ -247,6 +278,7 @@ def template(stage: str) -> dict:
         if statement["Sid"] == DEVICE_ROLE_SID:  # exactly the stack's role, not the path
             statement["Resource"] = [{"Fn::GetAtt": ["DeviceRole", "Arn"]}]
     resources = {"DeviceRole": device_role(settings)}
+    limit_parameters, api_limits, function_limits = limits()
     for model in tables.MODELS:
         resources[f"{model.__name__}Table"] = table_resource(model, stage)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
@@ -262,6 +294,8 @@ def template(stage: str) -> dict:
         if name == "api_handler":  # merged into the environment chalice writes
             resources[logical_id]["Properties"]["Environment"] = {"Variables": {
                 "SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}}
+            resources[logical_id]["Properties"].update(function_limits)
+            resources["RestAPI"] = {"Properties": api_limits}
         resources[log_group] = {
             "Properties": {"LogGroupName": f"/aws/lambda/{function_name}"}}
         resources[to_cfn_resource_name(f"{name}_role")] = {"Properties": {"Policies": [{
@@ -287,9 +321,12 @@ def template(stage: str) -> dict:
     return {
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",
-            "Description": "Address mailed when an alarm fires (empty: no subscription)."}},
-        "Conditions": {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"},
-                                                                      ""]}]}},
+            "Description": "Address mailed when an alarm fires (empty: no subscription)."},
+            **limit_parameters},
+        "Conditions": {
+            "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+            "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [
+                {"Ref": "ApiReservedConcurrency"}, 0]}]}},
         "Resources": resources,
         "Outputs": outputs,
     }

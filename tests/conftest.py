@@ -140,3 +140,22 @@ def aws_calls(monkeypatch):
         return original(self, operation_name, api_params)
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
     return calls
+
+
+@pytest.fixture
+def atomic_moto(monkeypatch):
+    """Real DynamoDB applies a conditional UpdateItem atomically per item; moto checks and writes
+    without a lock, so threads could interleave inside one call. Serialise moto's UpdateItem
+    (only whole calls: our code still races between its calls)."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    original = DynamoDBBackend.update_item
+
+    def update_item(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)

@@ -99,3 +99,81 @@ def test_device_api_answers_a_throttle_as_503_retry_soon(client, account, dynamo
     assert response.status_code == 503
     assert json.loads(response.body)["error"]["code"] == "temporarily_unavailable"
     assert response.headers["Retry-After"] == "1"
+
+
+@pytest.fixture
+def transaction_cancelled():
+    """transaction_cancelled(["TransactionConflict", "None"], times=n): the next n
+    TransactWriteItems calls are cancelled as DynamoDB cancels them, with those reasons."""
+    hooks = []
+
+    def inject(reasons, times=1):
+        left = [times]
+
+        def cancel(**kwargs):
+            if left[0] <= 0:
+                return None
+            left[0] -= 1
+            raise ClientError({"Error": {"Code": "TransactionCanceledException",
+                                         "Message": "Transaction cancelled (injected)"},
+                               "CancellationReasons": [{"Code": code} for code in reasons],
+                               "ResponseMetadata": {"HTTPStatusCode": 400}},
+                              "TransactWriteItems")
+        for events in dynamodb_events():
+            events.register("before-call.dynamodb.TransactWriteItems", cancel)
+            hooks.append((events, cancel))
+        return left
+    yield inject
+    for events, handler in hooks:
+        events.unregister("before-call.dynamodb.TransactWriteItems", handler)
+
+
+@pytest.mark.parametrize("reasons", [["TransactionConflict", "None"],
+                                     ["None", "TransactionConflict"],
+                                     ["TransactionConflict", "TransactionConflict"]])
+def test_transaction_conflict_is_retried(api, account, transaction_cancelled, reasons):
+    acct, key, device, _ = account
+    api(api_key=key, action="device_status")
+    left = transaction_cancelled(reasons, times=2)
+    body, _ = api(api_key=key, action="send_sms", device_uid=device.device_uid,
+                  phone_number=PHONE, message="Hi", idempotency_key="k-conflict")
+    assert body["status"] == "success", body
+    assert left == [0]
+    assert len(list(Message.query(acct.account_id))) == 1 and queue_depth(device) == 1
+
+
+def test_transaction_conflict_then_the_winner_is_answered(api, account, transaction_cancelled):
+    """The request that lost a conflict retries, meets the winner's claim and answers with the
+    winner's message: one message, one job."""
+    acct, key, device, _ = account
+    values = dict(api_key=key, action="send_sms", device_uid=device.device_uid,
+                  phone_number=PHONE, message="Hi", idempotency_key="k-winner")
+    winner = api(**values)[0]["data"]["message_id"]
+    transaction_cancelled(["TransactionConflict", "None"])
+    body, _ = api(**values)
+    assert body["status"] == "success" and body["data"]["message_id"] == winner
+    assert len(list(Message.query(acct.account_id))) == 1 and queue_depth(device) == 1
+
+
+def test_endless_transaction_conflicts_are_a_retryable_answer(api, account,
+                                                               transaction_cancelled):
+    acct, key, device, _ = account
+    api(api_key=key, action="device_status")
+    transaction_cancelled(["TransactionConflict", "None"], times=100)
+    body, response = api(api_key=key, action="send_sms", device_uid=device.device_uid,
+                         phone_number=PHONE, message="Hi", idempotency_key="k-busy")
+    assert body["data"]["error_code"] == "temporarily_unavailable" and body["data"]["retry_after"]
+    assert list(Message.query(acct.account_id)) == [] and Idempotency.count() == 0
+
+
+def test_incoming_sms_survives_a_transaction_conflict(client, account, transaction_cancelled):
+    _, _, device, token = account
+    # items: the device's existence check, the claim, the record
+    transaction_cancelled(["None", "TransactionConflict", "None"])
+    response = client.http.post("/device/incoming", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        body=json.dumps({"messages": [{"device_message_id": "m-1", "phone_number": PHONE,
+                                       "message": "hi", "received_at": 1}]}))
+    assert response.status_code == 200, response.body
+    assert json.loads(response.body)["results"][0]["result"] == "stored"
+    assert tables.IncomingMessage.count() == 1

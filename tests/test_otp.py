@@ -102,7 +102,7 @@ def test_verify_once_then_never_again(account, frozen):
     for _ in range(settings.OTP_MAX_TRIES + 2):
         with pytest.raises(InvalidOtp):
             otp.verify(acct.account_id, NUMBER, code)
-    assert item(acct.account_id).tries == 0  # a right-but-spent code burns no tries
+    assert item(acct.account_id).tries == 1  # the right guess counted; its repeats burn nothing
 
 
 def test_expiry_follows_the_clock(account, frozen):
@@ -118,10 +118,9 @@ def test_expiry_follows_the_clock(account, frozen):
 def test_wrong_tries_cap_kills_the_code(account, frozen):
     acct, _, device, _ = account
     _, code = issue(acct.account_id, device, length=8)
-    wrong = str((int(code) + 1) % 10 ** 8).zfill(8)
-    for _ in range(settings.OTP_MAX_TRIES):
+    for k in range(1, settings.OTP_MAX_TRIES + 1):
         with pytest.raises(InvalidOtp):
-            otp.verify(acct.account_id, NUMBER, wrong)
+            otp.verify(acct.account_id, NUMBER, str((int(code) + k) % 10 ** 8).zfill(8))
     assert item(acct.account_id).tries == settings.OTP_MAX_TRIES
     with pytest.raises(RateLimited) as err:
         otp.verify(acct.account_id, NUMBER, code)
@@ -130,6 +129,18 @@ def test_wrong_tries_cap_kills_the_code(account, frozen):
     clock.advance(settings.OTP_COOLDOWN_SECONDS)
     _, fresh = issue(acct.account_id, device)  # a new code starts with its own tries
     otp.verify(acct.account_id, NUMBER, fresh)
+
+
+def test_a_repeated_wrong_guess_is_counted_once(account, frozen):
+    """Retyping the same wrong code tells a guesser nothing new, so it burns no further try."""
+    acct, _, device, _ = account
+    _, code = issue(acct.account_id, device, length=8)
+    wrong = str((int(code) + 1) % 10 ** 8).zfill(8)
+    for _ in range(settings.OTP_MAX_TRIES + 3):
+        with pytest.raises(InvalidOtp):
+            otp.verify(acct.account_id, NUMBER, wrong)
+    assert item(acct.account_id).tries == 1
+    otp.verify(acct.account_id, NUMBER, code)
 
 
 def test_cooldown_between_sends(account, frozen):
@@ -184,23 +195,6 @@ def test_another_account_cannot_verify(account, frozen):
     otp.verify(acct.account_id, NUMBER, code)  # A's code neither used nor burnt by B
 
 
-@pytest.fixture
-def atomic_moto(monkeypatch):
-    """Real DynamoDB applies a conditional UpdateItem atomically per item; moto checks and writes
-    without a lock, so threads could interleave inside one call. Serialise moto's UpdateItem
-    (only whole calls: our code still races between its calls)."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
-
-
 def _race(n, fn):
     start = threading.Barrier(n)
     outcomes = []
@@ -226,14 +220,20 @@ def test_fifty_concurrent_right_codes_verify_once(account, atomic_moto):
     _, code = issue(acct.account_id, device)
     outcomes = _race(50, lambda: otp.verify(acct.account_id, NUMBER, code))
     assert outcomes == Counter({"ok": 1, "invalid_otp": 49})
-    assert item(acct.account_id).tries == 0
+    assert item(acct.account_id).tries == 1
 
 
 def test_fifty_concurrent_wrong_codes_count_exactly_the_cap(account, atomic_moto):
     acct, _, device, _ = account
     _, code = issue(acct.account_id, device, length=8)
-    wrong = str((int(code) + 1) % 10 ** 8).zfill(8)
-    outcomes = _race(50, lambda: otp.verify(acct.account_id, NUMBER, wrong))
+    wrong = iter(str((int(code) + k) % 10 ** 8).zfill(8) for k in range(1, 51))
+    lock = threading.Lock()
+
+    def guess():
+        with lock:
+            value = next(wrong)
+        otp.verify(acct.account_id, NUMBER, value)
+    outcomes = _race(50, guess)
     assert outcomes["invalid_otp"] + outcomes["rate_limited"] == 50
     assert item(acct.account_id).tries == settings.OTP_MAX_TRIES
     with pytest.raises(RateLimited):

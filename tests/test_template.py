@@ -170,9 +170,31 @@ def test_http_api_fronts_every_route_in_payload_format_1(generated):
                       for method in methods}
     stage = resources["HttpApiStage"]["Properties"]
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
-    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
+    # the REST API's throttles (issue 14's stack parameters) hold on this front door too
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
+    assert stage["RouteSettings"]["GET /device/jobs"] == {
+        "ThrottlingRateLimit": {"Ref": "DevicePollThrottleRate"},
+        "ThrottlingBurstLimit": {"Ref": "DevicePollThrottleBurst"}}
+    assert "GET /device/jobs" in routes
     permission = resources["HttpApiInvokePermission"]["Properties"]
     assert permission["Principal"] == "apigateway.amazonaws.com"
     assert permission["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
     # README's deploy steps append "myAPI.php" to it, as to the REST API's EndpointURL.
     assert template["Outputs"]["HttpApiUrl"]["Value"]["Fn::Sub"].endswith("}/")
+def test_throttles_and_reserved_concurrency(generated):
+    """Issue 14: one leaked device token cannot hold the account's Lambda concurrency: the stage
+    and the long-poll route are throttled and the API function's concurrency is reserved."""
+    _, template = generated
+    settings_by_path = {(m["ResourcePath"], m["HttpMethod"]): m
+                        for m in template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]}
+    assert settings_by_path[("/*", "*")]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    poll = settings_by_path[("/~1device~1jobs", "GET")]
+    assert poll["ThrottlingRateLimit"] == {"Ref": "DevicePollThrottleRate"}
+    assert poll["ThrottlingBurstLimit"] == {"Ref": "DevicePollThrottleBurst"}
+    parameters = template["Parameters"]
+    # at the 20 s poll, the poll rate bounds the Lambdas polls can hold within the reservation
+    assert parameters["DevicePollThrottleRate"]["Default"] * settings.MAX_POLL_WAIT_SECONDS < \
+        parameters["ApiReservedConcurrency"]["Default"]
+    reserved = template["Resources"]["APIHandler"]["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved["Fn::If"][0] in template["Conditions"]

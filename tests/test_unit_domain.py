@@ -69,7 +69,7 @@ def test_params_from_query_form_and_json():
     assert params.collect(None, {"content-type": "application/x-www-form-urlencoded"},
                           b"a=1&b=%2B2") == {"a": "1", "b": "+2"}
     assert params.collect(None, {"content-type": "application/json"},
-                          b'{"a": "x", "n": 2}') == {"a": "x", "n": "2"}
+                          b'{"a": "x", "sim_slot": 2}') == {"a": "x", "sim_slot": "2"}
 
 
 def test_params_multipart():

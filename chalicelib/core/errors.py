@@ -57,7 +57,8 @@ class InvalidOtp(GatewayError):
 
 THROTTLE_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException",
                   "RequestLimitExceeded", "Throttling", "InternalServerError",
-                  "ServiceUnavailable", "TransactionInProgressException"}
+                  "ServiceUnavailable", "TransactionInProgressException",
+                  "TransactionConflictException"}
 
 
 def _aws_error_code(exc: BaseException) -> str | None:

@@ -49,6 +49,9 @@ HEARTBEAT_WINDOW_SECONDS = _int("SMSGW_HEARTBEAT_WINDOW_SECONDS", 120)
 # 240 s interval in a 540 s window, so a silent phone shows `stopped` within 9-10 minutes).
 HEARTBEAT_SECONDS = max(1, _int("SMSGW_HEARTBEAT_SECONDS", HEARTBEAT_WINDOW_SECONDS // 3))
 MAX_POLL_WAIT_SECONDS = _int("SMSGW_MAX_POLL_WAIT_SECONDS", 20)
+# Live GET /device/jobs polls one device token may hold at once (each holds a Lambda while it
+# waits); a poll beyond them is refused with 429 until one ends (docs/hardening.md).
+MAX_LIVE_POLLS = max(1, _int("SMSGW_MAX_LIVE_POLLS", 2))
 # Default validity of an outgoing message: not sent by then, it ends `expired`.
 MESSAGE_VALIDITY_SECONDS = _int("SMSGW_MESSAGE_VALIDITY_SECONDS", 24 * 3600)
 # Shortest validity a caller may ask for (valid_for / expires_at). 60 s in production; soak runs

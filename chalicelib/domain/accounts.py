@@ -18,7 +18,7 @@ from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from chalicelib.storage.tables import Account, ApiKey
 
-KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\Z")
 _auth_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
 
 
@@ -77,22 +77,41 @@ def revoke_key(account_id: str, key_id: str) -> ApiKey:
     raise NotFound(f"Account {account_id} has no key {key_id}.", "key_id")
 
 
-def parse_whitelist(entries) -> list[str]:
-    """Validate addresses and CIDR ranges (IPv4 and IPv6); returns them in canonical form."""
+# Shortest prefixes (widest ranges) an entry may have without `allow_wide`: a /0 is a typo or a
+# mistake that lets every address in, not a whitelist.
+MIN_PREFIX = {4: 8, 6: 32}
+
+
+def _network(entry: str, allow_wide: bool):
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise BadRequest(f"Not an IP address or CIDR range: '{entry[:60]}'.", "ip_whitelist")
+    mapped = network.version == 6 and network.network_address.ipv4_mapped
+    if mapped:  # ::ffff:a.b.c.d is how IPv6 sockets show IPv4 clients: store the IPv4 form
+        # (a prefix under /96 masks the ffff away, so a mapped network is always /96 or more)
+        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+    if network.prefixlen < MIN_PREFIX[network.version] and not allow_wide:
+        raise BadRequest(f"'{entry}' allows {network.num_addresses:,} addresses (/"
+                         f"{network.prefixlen}); the widest allowed without --allow-wide is /"
+                         f"{MIN_PREFIX[network.version]} for IPv{network.version}.",
+                         "ip_whitelist")
+    return network
+
+
+def parse_whitelist(entries, allow_wide: bool = False) -> list[str]:
+    """Validate addresses and CIDR ranges (IPv4 and IPv6); returns them in canonical form, with
+    IPv4-mapped IPv6 as IPv4. Ranges wider than MIN_PREFIX need `allow_wide`."""
     result = []
     for entry in entries:
         entry = entry.strip()
-        if not entry:
-            continue
-        try:
-            result.append(str(ipaddress.ip_network(entry, strict=False)))
-        except ValueError:
-            raise BadRequest(f"Not an IP address or CIDR range: '{entry}'.", "ip_whitelist")
+        if entry:
+            result.append(str(_network(entry, allow_wide)))
     return result
 
 
-def set_whitelist(account_id: str, entries) -> list[str]:
-    networks = parse_whitelist(entries)
+def set_whitelist(account_id: str, entries, allow_wide: bool = False) -> list[str]:
+    networks = parse_whitelist(entries, allow_wide)
     account = get_account(account_id)
     account.update(actions=[Account.ip_whitelist.set(networks)])
     _auth_cache.clear()

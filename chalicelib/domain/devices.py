@@ -6,20 +6,24 @@ stored, and it is unrelated to the account's API keys, so one lost phone is revo
 """
 import hashlib
 import hmac
+import logging
+import math
 import re
 import secrets
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.core import clock, settings
 from chalicelib.core.cache import TTLCache
-from chalicelib.core.errors import BadRequest, NotFound, Unauthorized
+from chalicelib.core.errors import BadRequest, NotFound, RateLimited, Unauthorized
 from chalicelib.domain.accounts import get_account
 from chalicelib.storage import aws
-from chalicelib.storage.tables import Account, Device, update_if
+from chalicelib.storage.tables import POLL_SLOTS, Account, Device, update_if
 
-UID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
-ID_PATTERN = re.compile(r"^[0-9]{1,9}$")
+log = logging.getLogger("smsgw")
+
+UID_PATTERN = re.compile(r"^[0-9a-f]{16}\Z")
+ID_PATTERN = re.compile(r"^[0-9]{1,9}\Z")  # \Z: "$" would accept a trailing newline
 LIVE = "live"
 _cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
 
@@ -164,6 +168,76 @@ def forget_cached() -> None:
     _cache.clear()
 
 
+def exists(device_uid: str) -> bool:
+    try:
+        Device.get(device_uid, consistent_read=True)
+        return True
+    except DoesNotExist:
+        return False
+
+
+def removed(device: Device):
+    """The device was removed since this container cached it: forget it and say so (401)."""
+    forget_cached()
+    raise Unauthorized(f"Device removed: device {device.device_id} ({device.device_uid}) was "
+                       "removed from its account; this token no longer works.",
+                       "authorization", code="device_removed")
+
+
+def _update_or_removed(device: Device, actions) -> None:
+    """An UpdateItem whose only condition is that the device still exists."""
+    try:
+        device.update(actions=actions, condition=Device.device_uid.exists())
+    except UpdateError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        removed(device)
+
+
+# A poll that ends with more than this left on its slot gives the slot back at once (one more
+# write); one that waited its whole time lets the slot expire by itself (no write).
+POLL_RELEASE_MIN_MS = 500
+
+
+def start_poll(device: Device, wait_seconds: int) -> tuple[str, int]:
+    """Take one of the device's MAX_LIVE_POLLS poll slots for `wait_seconds`, refreshing its
+    `last_seen` in the same conditional write; returns (slot, held until). Each slot is an
+    attribute `poll_i` holding until when a poll owns it: a write takes it only if it is absent
+    or past, so however many processes poll with one token, at most MAX_LIVE_POLLS hold a slot
+    at any moment. Refused: RateLimited (429, Retry-After until a slot frees), or the device was
+    removed (401)."""
+    now = clock.now_ms()
+    until = now + max(wait_seconds, 1) * 1000
+    running = [Device.last_seen.set(now), Device.app_state.set("running"), Device.live.set(LIVE)]
+    for name in POLL_SLOTS:
+        slot = getattr(Device, name)
+        if update_if(Device(device_uid=device.device_uid), [slot.set(until), *running],
+                     Device.device_uid.exists() & (slot.does_not_exist() | (slot <= now))):
+            device.last_seen, device.app_state, device.live = now, "running", LIVE
+            return name, until
+    try:
+        current = Device.get(device.device_uid, consistent_read=True)
+    except DoesNotExist:
+        removed(device)
+    free_at = min(getattr(current, name) or now for name in POLL_SLOTS)
+    raise RateLimited(f"Too many live polls for this device: at most {len(POLL_SLOTS)} at once "
+                      "(is the device token in use somewhere else?).", "authorization",
+                      retry_after=max(1, math.ceil((free_at - now) / 1000)))
+
+
+def end_poll(device: Device, lease: tuple[str, int]) -> None:
+    """Give the poll slot back if the poll ended early (jobs came); a full-length poll's slot
+    has expired by now and costs no write."""
+    name, until = lease
+    if until - clock.now_ms() <= POLL_RELEASE_MIN_MS:
+        return
+    slot = getattr(Device, name)
+    try:
+        update_if(Device(device_uid=device.device_uid), [slot.remove()], slot == until)
+    except Exception as exc:  # the slot expires anyway
+        log.info("could not release a poll slot of %s (%r)", device.device_uid, exc)
+
+
 APP_STATES = ("running", "stopped")
 # A poll refreshes `last_seen` only when it is older than this, so idle polling stays cheap.
 SEEN_REFRESH_SECONDS = 30
@@ -178,7 +252,7 @@ def heartbeat(device: Device, app_state: str, battery: int | None = None,
                Device.signal.set(signal) if signal is not None else Device.signal.remove()]
     if sim_count is not None:
         actions.append(Device.sim_count.set(sim_count))
-    device.update(actions=actions, condition=Device.device_uid.exists())
+    _update_or_removed(device, actions)
     return device
 
 
@@ -188,9 +262,8 @@ def seen(device: Device) -> None:
     if device.app_state == "running" and device.last_seen is not None \
             and now - device.last_seen < SEEN_REFRESH_SECONDS * 1000:
         return
-    device.update(actions=[Device.last_seen.set(now), Device.app_state.set("running"),
-                           Device.live.set(LIVE)],
-                  condition=Device.device_uid.exists())
+    _update_or_removed(device, [Device.last_seen.set(now), Device.app_state.set("running"),
+                                Device.live.set(LIVE)])
 
 
 def stop_silent(now_ms: int | None = None) -> int:

@@ -5,6 +5,7 @@ Idempotency table under `in#<device_uid>#<device_message_id>` in the same transa
 it: stored once, and a repeat answers with the id it got the first time.
 """
 from chalicelib.core import clock, settings
+from chalicelib.domain import devices
 from chalicelib.storage import records
 from chalicelib.storage.tables import Device, IncomingMessage
 
@@ -36,5 +37,10 @@ def store(device: Device, device_message_id: str, phone_number: str, text: str,
             received_at=received_at, created_at=now,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
-    item, first_id = records.save_new(make, f"in#{device.device_uid}#{device_message_id}")
+    try:  # stored only while the device exists: a removed device's token stores nothing
+        item, first_id = records.save_new(
+            make, f"in#{device.device_uid}#{device_message_id}",
+            require=(Device, device.device_uid, Device.device_uid.exists()))
+    except records.RequirementFailed:
+        devices.removed(device)
     return (item.message_id, True) if item else (first_id, False)

@@ -8,6 +8,7 @@ outbox sweep queues it later. Devices may see a job twice; the conditional lease
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
+from chalicelib.domain import devices
 from chalicelib.domain.segments import count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, IncomingMessage, Message, update_if
@@ -24,6 +26,7 @@ TERMINAL = ("delivered", "failed", "expired")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 HISTORY_TYPES = ("outgoing", "incoming", "all")
 MAX_HISTORY = 100
+DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII only: int() would also take '٢', '1_000', '+1'
 
 
 @dataclass
@@ -70,27 +73,55 @@ def job_payload(message: Message, text: str) -> dict:
 def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
     """Put the job on the device's queue; False (and nothing recorded) if SQS refused."""
     try:
-        aws.sqs().send_message(QueueUrl=device_queue_url,
-                               MessageBody=json.dumps(job_payload(message, text)))
+        _send_job(device_queue_url, message, text)
         return True
     except (BotoCoreError, ClientError):
         return False
 
 
+def _send_job(device_queue_url: str, message: Message, text: str) -> None:
+    aws.sqs().send_message(QueueUrl=device_queue_url,
+                           MessageBody=json.dumps(job_payload(message, text)))
+
+
+def _queue_first(device: Device, message: Message, text: str) -> bool:
+    """Queue the job of a message just accepted. A queue that no longer exists means the device
+    was removed (the caller's cached lookup is older): the message ends `failed` and the
+    caller gets a clear error instead of a promise to retry."""
+    try:
+        _send_job(device.queue_url, message, text)
+        return True
+    except (BotoCoreError, ClientError) as exc:
+        if not aws.queue_missing(exc) or devices.exists(device.device_uid):
+            return False  # the outbox sweep queues it later
+    close(message, "failed", "device_removed", failed_at=clock.now_ms())
+    devices.forget_cached()
+    raise NotFound(f"Device {device.device_id} ({device.device_uid}) was removed: message "
+                   f"{message.message_id} was not sent (it is marked failed).", "device_id",
+                   code="device_removed")
+
+
+# Everything of a stored message that changes what is sent, where or until when: a retry under
+# the same idempotency key must match all of it.
+SAME_REQUEST = ("phone_number", "device_uid", "body", "sim_slot", "kind", "requested_validity")
+
+
 def _stored_for(account_id, message_id, request) -> Message:
     message = Message.get(account_id, message_id, consistent_read=True)
-    if (message.phone_number, message.device_uid) != (request.phone_number, request.device_uid) \
-            or message.body != request.body:
-        raise Conflict("idempotency_key was already used for a different request.",
-                       "idempotency_key")
+    differ = [name for name in SAME_REQUEST
+              if getattr(message, name) != getattr(request, name)]
+    if differ:
+        raise Conflict(f"idempotency_key was already used for a different request (it differs "
+                       f"in {', '.join(differ)}).", "idempotency_key")
     return message
 
 
 def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot: int = 1,
          idempotency_key: str | None = None, kind: str = "sms", stored_text: str | None = None,
-         valid_for_seconds: int | None = None) -> Accepted:
+         valid_for_seconds: int | None = None, requested_validity: str | None = None) -> Accepted:
     """Accept one SMS: validate, write it `pending`, queue its job. `stored_text` replaces the
-    text in the stored record (OTP codes are never stored in clear)."""
+    text in the stored record (OTP codes are never stored in clear). `requested_validity` is
+    how the caller asked for the validity (see `parse_validity`), kept to compare retries."""
     counted = check_text(text)
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
@@ -106,7 +137,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             body=stored_text if stored_text is not None else text, sim_slot=sim_slot,
             segments=counted.segments, encoding=counted.encoding, kind=kind, status="pending",
             created_at=now, expires_at=expires_at, attempts=0,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, requested_validity=requested_validity,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
     claim = f"{account_id}#{idempotency_key}" if idempotency_key else None
@@ -114,7 +145,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     if message is None:
         return Accepted(_stored_for(account_id, first_id, make(first_id)), queued=True,
                         replayed=True)
-    return Accepted(message, queued=enqueue(device.queue_url, message, text))
+    return Accepted(message, queued=_queue_first(device, message, text))
 
 
 def open_shard(message_id: int) -> str:
@@ -138,22 +169,31 @@ def close(message: Message, status: str, reason: str | None = None, **stamps) ->
 def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:
     """Seconds a message may wait to be sent, from `valid_for` (seconds) or `expires_at`
     ('YYYY-MM-DD HH:MM:SS' UTC or epoch seconds); None for the default."""
+    return parse_validity_request(valid_for, expires_at)[0]
+
+
+def parse_validity_request(valid_for: str | None, expires_at: str | None):
+    """(seconds or None, the request in canonical form: "for:<s>", "until:<epoch s>" or None).
+    The canonical form is what identifies the request: `expires_at` in either notation is the
+    same instant, and a retry later on asks for the same instant, not the same duration."""
     if valid_for and expires_at:
         raise BadRequest("Give valid_for or expires_at, not both.", "expires_at")
     shortest, limit = settings.MIN_VALIDITY_SECONDS, settings.MAX_VALIDITY_SECONDS
     if valid_for:
-        try:
-            seconds = int(valid_for.strip())
-        except ValueError:
-            raise BadRequest("Invalid valid_for: a whole number of seconds.", "valid_for")
+        if not DIGITS.fullmatch(valid_for.strip()):
+            raise BadRequest("Invalid valid_for: a whole number of seconds (digits 0-9).",
+                             "valid_for")
+        seconds = int(valid_for.strip())
         if not shortest <= seconds <= limit:
             raise BadRequest(f"Invalid valid_for: between {shortest} and {limit} seconds.",
                              "valid_for")
-        return seconds
+        return seconds, f"for:{seconds}"
     if expires_at:
         text = expires_at.strip()
         try:
-            at = int(text) if text.isdigit() else int(
+            if not text.isascii():
+                raise ValueError
+            at = int(text) if DIGITS.fullmatch(text) else int(
                 datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
                 .timestamp())
         except ValueError:
@@ -163,17 +203,16 @@ def parse_validity(valid_for: str | None, expires_at: str | None) -> int | None:
         if not shortest <= seconds <= limit:
             raise BadRequest(f"Invalid expires_at: between {shortest} seconds and "
                              f"{limit // 86400} days from now.", "expires_at")
-        return seconds
-    return None
+        return seconds, f"until:{at}"
+    return None, None
 
 
 def get(account_id: str, message_id) -> Message:
-    try:
-        number = int(str(message_id).strip())
-        if number < 0 or number >= 2 ** 53:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise BadRequest("Invalid message_id: expected a positive integer.", "message_id")
+    text = str(message_id).strip()
+    if not DIGITS.fullmatch(text) or int(text) >= 2 ** 53:
+        raise BadRequest("Invalid message_id: expected a positive integer (digits 0-9).",
+                         "message_id")
+    number = int(text)
     try:
         return Message.get(account_id, number)
     except DoesNotExist:
@@ -215,15 +254,19 @@ def _encode_cursor(position: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
 
 
+def _cursor_id(value) -> bool:
+    # bool is an int in Python: {"o": true} must not pass as message id 1
+    return type(value) is int and -1 <= value < 2 ** 53
+
+
 def _decode_cursor(cursor: str, kind: str) -> dict:
     try:
         position = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=="))
-        if not isinstance(position, dict) or position.get("t") != kind or not all(
-                isinstance(position.get(tag, 0), int) and position.get(tag, 0) >= -1
-                for tag in ("o", "i")):
+        if not isinstance(position, dict) or position.get("t") != kind or set(position) - {
+                "t", "o", "i"} or not all(_cursor_id(position.get(tag, 0)) for tag in ("o", "i")):
             raise ValueError
         return position
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
         raise BadRequest("Invalid cursor: pass the next_cursor of a previous get_history "
                          "answer with the same type.", "cursor")
 

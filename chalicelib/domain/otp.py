@@ -7,8 +7,8 @@ conditional UpdateItem on that one item, so DynamoDB settles races:
 - send: replace the code AND enforce cooldown and hourly cap in one write (the send times live
   in a shift register of OTP_HOURLY_CAP slots on the item); then queue the SMS. If the SMS
   cannot be accepted, the item is put back as it was, so a failed send costs no cooldown.
-- verify: "hmac matches, not used, not expired, tries left -> used" in one write; a second
-  conditional write counts a wrong try only when the stored hmac differs.
+- verify: one write per guess, right or wrong, counts it before it is compared (see `verify`
+  for why at most OTP_MAX_TRIES guesses per code are ever compared, for any interleaving).
 
 The code itself goes only into the device's SQS job; the stored message, history, check_status
 and logs see it redacted.
@@ -142,7 +142,7 @@ def _claim(key: str, code_hmac: str, now: int, expiry_minutes: int) -> Otp | Non
     actions += [
         slots[-1].set(now),
         Otp.code_hmac.set(code_hmac), Otp.created_at.set(now), Otp.expires_at.set(expires_at),
-        Otp.tries.set(0), Otp.used.set(False), Otp.used_at.remove(),
+        Otp.tries.set(0), Otp.guesses.remove(),
         Otp.expires.set(clock.at(max(expires_at, now + HOUR_MS))),
     ]
     condition = ((slots[0].does_not_exist() | (slots[0] <= now - HOUR_MS))
@@ -231,36 +231,70 @@ def send(account_id: str, device: Device, phone_number: str, template: str | Non
     return Sent(accepted.message, phone_number, now + expiry_minutes * 60 * 1000)
 
 
+def _matches(stored_hmac: str, guess_hmac: str) -> bool:
+    """The one place a guess is compared with the stored code (constant time)."""
+    return hmac.compare_digest(stored_hmac, guess_hmac)
+
+
+def _used(item: Otp) -> bool:
+    return bool(item.code_hmac) and item.code_hmac in (item.guesses or ())
+
+
 def verify(account_id: str, phone_number: str, code: str) -> None:
     """Returns if `code` is the live code for this number in this account, and uses it up;
-    raises InvalidOtp (wrong, expired, used, unknown) or RateLimited (too many wrong tries)."""
+    raises InvalidOtp (wrong, expired, used, unknown) or RateLimited (too many wrong tries).
+
+    Every guess, right or wrong, costs one conditional UpdateItem that COUNTS it before anything
+    compares it:
+
+        condition  code_hmac exists AND expires_at > now AND tries < OTP_MAX_TRIES
+                   AND NOT contains(guesses, hmac(guess))
+        update     ADD tries 1, guesses {hmac(guess)}      returning the item as it was
+
+    Only a guess whose write succeeded is compared, in Python, with the code HMAC that write
+    returned. Why at most OTP_MAX_TRIES guesses are compared per code, for every interleaving:
+    DynamoDB applies conditional writes to one item one at a time, each seeing all earlier
+    ones. A send resets `tries` to 0 with the new code; after that each successful guess write
+    raises `tries` by exactly 1 and needs `tries < max` before it, so at most `max` guess writes
+    succeed for that code, whatever the number of concurrent requests or how their calls
+    interleave; a failed write compares nothing. A comparison and its count are one write, so
+    no guess can be compared "before it is counted". The returned code HMAC is the one the
+    counted write saw, so a concurrent send cannot make a guess count against one code and be
+    compared with another.
+
+    Single use: the right guess adds the code's own HMAC to `guesses`, so a second identical
+    right guess fails `NOT contains(guesses, :g)`, and a different guess afterwards sees the
+    code's HMAC in `guesses` (used) and is refused without comparing. A repeated wrong guess
+    also fails the condition: retyping the same wrong code burns no try (it tells nothing new).
+    """
     code = check_code(code)
     key = _key(account_id, phone_number)
-    code_hmac = _hmac(key, code)
+    guess = _hmac(key, code)
     now = clock.now_ms()
-    live = (Otp.used == False) & (Otp.expires_at > now) & (Otp.tries < settings.OTP_MAX_TRIES)  # noqa: E712
-    item = Otp(key=key)
+    condition = (Otp.code_hmac.exists() & (Otp.expires_at > now)
+                 & (Otp.tries < settings.OTP_MAX_TRIES) & ~Otp.guesses.contains(guess))
     try:
-        item.update(actions=[Otp.used.set(True), Otp.used_at.set(now)],
-                    condition=(Otp.code_hmac == code_hmac) & live)
-        return
+        data = Otp._get_connection().update_item(
+            key, actions=[Otp.tries.add(1), Otp.guesses.add({guess})], condition=condition,
+            return_values=ALL_OLD)
     except UpdateError as error:
         if error.cause_response_code != "ConditionalCheckFailedException":
             raise
-    try:  # a wrong guess at a live code: count it (a right-but-spent code burns nothing)
-        item.update(actions=[Otp.tries.add(1)],
-                    condition=Otp.code_hmac.exists() & (Otp.code_hmac != code_hmac) & live)
+        _raise_refused(key, now)
+    before = Otp.from_raw_data(data["Attributes"])
+    if _used(before) or not _matches(before.code_hmac, guess):
         raise InvalidOtp()
-    except UpdateError as error:
-        if error.cause_response_code != "ConditionalCheckFailedException":
-            raise
+
+
+def _raise_refused(key: str, now: int):
+    """The guess was not counted, so nothing compared it: say why without looking at the code."""
     try:
         item = Otp.get(key, consistent_read=True)
     except DoesNotExist:
         raise InvalidOtp()
-    dead_by_tries = (item.code_hmac and not item.used and (item.expires_at or 0) > now
-                     and item.tries >= settings.OTP_MAX_TRIES)
-    if dead_by_tries:
+    blocked = (item.code_hmac and not _used(item) and (item.expires_at or 0) > now
+               and item.tries >= settings.OTP_MAX_TRIES)
+    if blocked:
         wait, _ = _send_wait_ms(item, now)
         raise RateLimited(f"Too many wrong attempts: this OTP is blocked after "
                           f"{settings.OTP_MAX_TRIES} wrong codes. Request a new one with "

@@ -34,3 +34,12 @@ def reset() -> None:
     sqs.cache_clear()
     ssm.cache_clear()
     sts.cache_clear()
+
+
+QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+def queue_missing(exc: BaseException) -> bool:
+    """True if `exc` says the SQS queue does not exist (its device was removed)."""
+    response = getattr(exc, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") in QUEUE_MISSING

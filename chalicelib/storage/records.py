@@ -4,16 +4,25 @@ Outgoing and incoming messages get a fresh id (`ids.new_message_id`) whose rare 
 clash is caught by a conditional put; with an idempotency key, the key's claim and the record are
 written in one transaction, so a retried request finds the first record instead of making a
 second. One implementation for both, so the rules cannot drift apart.
+
+Two requests with the same key at the same moment: DynamoDB may cancel one transaction with
+`TransactionConflict` (the other is writing the same claim) rather than a failed condition. The
+loser retries after a short pause; its next attempt meets the winner's claim (a failed condition)
+and answers with the winner's record.
 """
+import random
+import time
+
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import clock, ids, settings
-from chalicelib.core.errors import Conflict
+from chalicelib.core.errors import Conflict, Unavailable
 from chalicelib.storage.tables import Idempotency
 
 ATTEMPTS = 5
+CONFLICT_PAUSE_SECONDS = 0.02  # doubled per conflict, with jitter: 1.2 s at most in all
 _connection = None
 
 
@@ -24,10 +33,18 @@ def transaction_connection() -> Connection:
     return _connection
 
 
-def save_new(make_record, idempotency_key: str | None = None):
+class RequirementFailed(Exception):
+    """The `require` condition of save_new did not hold: nothing was written."""
+
+
+def save_new(make_record, idempotency_key: str | None = None, require=None):
     """Save `make_record(message_id)` under a fresh id. Returns (record, None), or, when
-    `idempotency_key` was already claimed (and has not expired), (None, the claimed id)."""
+    `idempotency_key` was already claimed (and has not expired), (None, the claimed id).
+    `require` = (model, hash key, condition): checked in the same transaction (needs a key);
+    RequirementFailed if it does not hold."""
+    assert require is None or idempotency_key is not None
     now = clock.now_ms()
+    conflicts = 0
     for _ in range(ATTEMPTS):
         record = make_record(ids.new_message_id())
         new_id = type(record).message_id.does_not_exist()
@@ -46,12 +63,36 @@ def save_new(make_record, idempotency_key: str | None = None):
                 tx.save(claim, condition=Idempotency.key.does_not_exist()
                         | (Idempotency.expires < clock.at(now)))
                 tx.save(record, condition=new_id)
+                if require is not None:
+                    model, hash_key, condition = require
+                    tx.condition_check(model, hash_key, condition=condition)
             return record, None
         except TransactWriteError as error:
             reasons = [r.code if r else None for r in (error.cancellation_reasons or [])]
+            if require is not None and reasons:  # PynamoDB sends condition checks first
+                if reasons.pop(0) == "ConditionalCheckFailed":
+                    raise RequirementFailed()
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return None, Idempotency.get(idempotency_key, consistent_read=True).message_id
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 continue
-            raise
+            if "TransactionConflict" not in reasons:
+                raise
+            conflicts += 1
+            time.sleep(CONFLICT_PAUSE_SECONDS * 2 ** conflicts * random.uniform(0.5, 1))
+    if conflicts:
+        winner = _winner(idempotency_key, now)
+        if winner is not None:
+            return None, winner
+        raise Unavailable("The gateway is busy with another request using this "
+                          "idempotency_key; retry shortly.", retry_after=1)
     raise Conflict("Could not allocate a message id; retry.", retry_after=1)
+
+
+def _winner(idempotency_key: str, now: int) -> int | None:
+    """The record id a live claim of `idempotency_key` names (None if there is none)."""
+    try:
+        claim = Idempotency.get(idempotency_key, consistent_read=True)
+    except DoesNotExist:
+        return None
+    return claim.message_id if claim.expires >= clock.at(now) else None

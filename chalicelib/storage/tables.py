@@ -9,6 +9,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -46,6 +47,9 @@ class ApiKey(Model):
     by_account = KeysByAccount()
 
 
+POLL_SLOTS = tuple(f"poll_{i}" for i in range(settings.MAX_LIVE_POLLS))
+
+
 class DevicesByAccount(GlobalSecondaryIndex):
     class Meta:
         index_name = "by-account"
@@ -79,6 +83,8 @@ class Device(Model):
     battery = NumberAttribute(null=True)
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
+    # poll_0..: until when (epoch ms) each live GET /device/jobs holds its slot (devices.start_poll)
+    vars().update({name: NumberAttribute(null=True) for name in POLL_SLOTS})
     by_account = DevicesByAccount()
     live_devices = LiveDevices()
 
@@ -121,6 +127,9 @@ class Message(Model):
     # out): a late report that the phone did send it corrects the status.
     presumed = BooleanAttribute(null=True)
     idempotency_key = UnicodeAttribute(null=True)
+    # The validity the sender asked for ("for:<s>", "until:<epoch s>" or absent for the default),
+    # so a retry with the same idempotency key but another validity is told apart.
+    requested_validity = UnicodeAttribute(null=True)
     retain_until = TTLAttribute(null=True)
     # While non-terminal: the sweep shard and when a sweep should next look at the message.
     open_shard = UnicodeAttribute(null=True)
@@ -170,9 +179,10 @@ class Otp(Model):
     code_hmac = UnicodeAttribute(null=True)
     created_at = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
-    tries = NumberAttribute(default=0)
-    used = BooleanAttribute(default=False)
-    used_at = NumberAttribute(null=True)
+    tries = NumberAttribute(default=0)  # guesses counted (right or wrong) since the last send
+    # HMACs of those guesses: a repeat is not counted twice, and the code's own HMAC here means
+    # the code was used (otp.verify).
+    guesses = UnicodeSetAttribute(null=True)
     expires = TTLAttribute(null=True)
     vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
 

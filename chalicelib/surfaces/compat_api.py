@@ -20,7 +20,7 @@ log = logging.getLogger("smsgw")
 
 COMMON = {"api_key", "action"}
 ACTIONS = {}
-IDEMPOTENCY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}\Z")
 
 def action(name: str, allowed: set):
     """Register a handler `fn(caller, params, headers) -> (message, data)` for `action=name`."""
@@ -118,11 +118,13 @@ def send_sms(caller, request, headers):
     text = request.get("message")
     messages.check_text(text)
     idempotency_key = _idempotency_key(request, headers)
-    validity = messages.parse_validity(request.get("valid_for"), request.get("expires_at"))
+    validity, requested = messages.parse_validity_request(request.get("valid_for"),
+                                                          request.get("expires_at"))
     device = devices.resolve(caller.account_id, request.get("device_id"),
                              request.get("device_uid"))
     accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                             idempotency_key=idempotency_key, valid_for_seconds=validity)
+                             idempotency_key=idempotency_key, valid_for_seconds=validity,
+                             requested_validity=requested)
     m = accepted.message
     data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot}
     if not accepted.queued:

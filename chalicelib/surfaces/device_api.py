@@ -5,7 +5,6 @@ Unlike the compatibility API, devices are our own clients, so errors use real st
 401 bad token, 400 bad input (nothing changed), 503 storage trouble (retry). Every input is
 checked before anything is written, so a bad item in a batch changes nothing.
 """
-import json
 import logging
 import re
 
@@ -22,6 +21,8 @@ from chalicelib.core.errors import (
     from_unexpected,
 )
 from chalicelib.domain import devices, direct, incoming, jobs
+from chalicelib.storage import aws
+from chalicelib.surfaces import jsonbody
 
 log = logging.getLogger("smsgw")
 
@@ -31,7 +32,7 @@ MAX_JOBS = 10  # SQS's limit per ReceiveMessage
 MAX_REASON = 500
 MAX_TEXT = 5000
 MAX_RECEIPT_HANDLE = 4096
-DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}\Z")
 STATUS_CODES = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404,
                 Conflict: 409, RateLimited: 429, Unavailable: 503}
 
@@ -63,8 +64,7 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
                 wait = _int_param(query, "wait", settings.MAX_POLL_WAIT_SECONDS, 0,
                                   settings.MAX_POLL_WAIT_SECONDS)
                 max_jobs = _int_param(query, "max", 1, 1, MAX_JOBS)
-                devices.seen(device)
-                return 200, {}, {"jobs": jobs.fetch(device, wait, max_jobs),
+                return 200, {}, {"jobs": _poll(device, wait, max_jobs),
                                  "lease_seconds": settings.LEASE_SECONDS}
             if query:
                 name = sorted(query)[0]
@@ -87,6 +87,19 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
         if error.retry_after is not None:
             extra["Retry-After"] = str(error.retry_after)
         return _status(error), extra, error_body(error)
+
+
+def _poll(device, wait: int, max_jobs: int) -> list:
+    """One long-poll in one of the device's poll slots (the slot's write also marks it seen)."""
+    lease = devices.start_poll(device, wait)
+    try:
+        return jobs.fetch(device, wait, max_jobs)
+    except Exception as exc:
+        if aws.queue_missing(exc):  # removed between the slot write and the receive
+            devices.removed(device)
+        raise
+    finally:
+        devices.end_poll(device, lease)
 
 
 def _device(headers: dict):
@@ -123,15 +136,10 @@ def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int
 def _json(headers: dict, body: bytes | None):
     if not body:
         raise BadRequest("Missing JSON body.", None)
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"Body too large: at most {MAX_BODY_BYTES} bytes.", None)
     kind = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind not in ("application/json", ""):
         raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.", None)
-    try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("Malformed JSON body.", None)
+    document = jsonbody.parse(body, MAX_BODY_BYTES)
     if not isinstance(document, dict):
         raise BadRequest("The JSON body must be an object.", None)
     return document
@@ -249,9 +257,7 @@ def parse_heartbeat(document: dict) -> dict:
     item = _fields(document, {"app_state", "battery", "signal", "sim_count"}, "the body")
     if item.get("app_state") not in devices.APP_STATES:
         raise BadRequest("Invalid app_state: must be running or stopped.", "app_state")
-    sim_count = item.get("sim_count")
-    if sim_count is not None and (isinstance(sim_count, bool) or sim_count not in (1, 2)):
-        raise BadRequest("Invalid sim_count: must be 1 or 2.", "sim_count")
+    sim_count = _integer(item, "sim_count", 1, 2, required=False)
     return {"app_state": item["app_state"],
             "battery": _integer(item, "battery", 0, 100, required=False),
             "signal": _integer(item, "signal", 0, 4, required=False),

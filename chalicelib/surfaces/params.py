@@ -4,28 +4,36 @@ the query string, a form body (urlencoded or multipart) or a JSON object body.
 A parameter given twice (in one place or two) is an error rather than a silent pick, and so is
 an unknown one: a typo in `phone_numbr` must not become a message to nobody.
 """
-import json
+import re
 from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import parse_qsl
 
 from chalicelib.core import settings
 from chalicelib.core.errors import BadRequest
+from chalicelib.surfaces import jsonbody
 
 MAX_VALUE_CHARS = 4000
+# Parameters that are numbers: a JSON body may give these as whole JSON numbers; every other
+# parameter must be a JSON string (a number where text is expected is a client bug).
+NUMERIC = {"sim_slot", "length", "expiry", "limit", "message_id", "device_id", "valid_for",
+           "expires_at"}
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,15}")  # ASCII digits only: no '٢', '1_000', '+1'
 
 
 def _add(params: dict, name: str, value, where: str) -> None:
     if not isinstance(name, str) or not name or len(name) > 64:
         raise BadRequest("Malformed parameter name.", None)
-    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-        raise BadRequest(f"Parameter {name} must be a single string or number.", name)
-    if isinstance(value, (int, float)):
-        value = str(value)
     if not isinstance(value, str):
-        raise BadRequest(f"Parameter {name} must be a single string or number.", name)
+        raise BadRequest(f"Parameter {name} must be a single string.", name)
     if "\x00" in value:
         raise BadRequest(f"Parameter {name} contains a NUL character.", name)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"Parameter {name} is not valid Unicode text (a lone surrogate).",
+                             name)
     if len(value) > MAX_VALUE_CHARS:
         raise BadRequest(f"Parameter {name} is too long (at most {MAX_VALUE_CHARS} characters).",
                          name)
@@ -62,14 +70,22 @@ def _multipart(content_type: str, body: bytes) -> list:
     return pairs
 
 
+def _json_value(name, value):
+    """A JSON body's value as the string a query string would carry, or BadRequest."""
+    if isinstance(value, str):
+        return value
+    if name in NUMERIC and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    expected = "a string or a whole number" if name in NUMERIC else "a string"
+    raise BadRequest(f"Parameter {str(name)[:64]} must be {expected}.",
+                     name if isinstance(name, str) and len(name) <= 64 else None)
+
+
 def _json(body: bytes) -> list:
-    try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("Malformed JSON body.", None)
+    document = jsonbody.parse(body, settings.MAX_BODY_BYTES)
     if not isinstance(document, dict):
         raise BadRequest("The JSON body must be an object of parameters.", None)
-    return list(document.items())
+    return [(name, _json_value(name, value)) for name, value in document.items()]
 
 
 def collect(query: dict | None, headers: dict, body: bytes | None) -> dict:
@@ -112,15 +128,20 @@ def require(params: dict, name: str) -> str:
     return value
 
 
+def whole_number(raw: str, name: str) -> int:
+    """`raw` (surrounding spaces allowed) as an int, from ASCII digits with an optional '-'."""
+    if not WHOLE_NUMBER.fullmatch(raw.strip()):
+        raise BadRequest(f"Invalid {name}: '{raw[:40]}' is not a whole number (digits 0-9).",
+                         name)
+    return int(raw.strip())
+
+
 def integer(params: dict, name: str, default: int, low: int, high: int | None = None,
             clamp_high: bool = False) -> int:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadRequest(f"Invalid {name}: '{raw[:40]}' is not a whole number.", name)
+    value = whole_number(raw, name)
     if value < low:
         raise BadRequest(f"Invalid {name}: must be at least {low}.", name)
     if high is not None and value > high:
