@@ -3,7 +3,7 @@ import json
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib.domain import devices, sweeps
+from chalicelib.domain import devices, pool, sweeps
 from chalicelib.surfaces import compat_api, device_api
 
 app = Chalice(app_name="smsgw")
@@ -75,5 +75,5 @@ def settle_messages(event):
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def stop_silent_devices(event):
-    """Devices silent past the heartbeat window become `stopped`."""
-    return {"stopped": devices.stop_silent()}
+    """Devices silent past the heartbeat window become `stopped`; their pool messages move."""
+    return {"stopped": devices.stop_silent(on_stop=pool.failover_device)}

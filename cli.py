@@ -12,7 +12,7 @@ import click
 
 from chalicelib.core import clock
 from chalicelib.core.errors import GatewayError
-from chalicelib.domain import accounts, devices
+from chalicelib.domain import accounts, devices, pool
 
 
 class Cli(click.Group):
@@ -166,6 +166,22 @@ def device_remove(account_id, device, as_json):
     dev = devices.remove(account_id, device)
     emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid, "removed": True},
          f"removed device {dev.device_id} ({dev.device_uid})")
+
+
+@device.command("pace", context_settings={"ignore_unknown_options": True})
+@click.argument("account_id")
+@click.argument("device")
+@click.argument("pace")
+@json_option
+def device_pace(account_id, device, pace, as_json):
+    """Set how many SMS segments per hour each SIM of DEVICE may send (PACE, 1-36000), or
+    'default' for the gateway's default (docs/pool.md)."""
+    dev = pool.set_device_pace(account_id, device, pace)
+    shown = pool.pacing.pace_of(dev) or None
+    emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid,
+                   "pace_per_hour": shown, "default": dev.pace_per_hour is None},
+         f"device {dev.device_id}: {shown or 'unpaced'} segments per hour per SIM"
+         + (" (default)" if dev.pace_per_hour is None else ""))
 
 
 @main.command("create-tables")

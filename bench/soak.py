@@ -29,6 +29,10 @@ agent died mid-send, may have been sent once), and nothing left in the sweeps' o
 message may stay `sent` only when its agent was killed between the send and the delivery
 receipt (a real phone loses that receipt too); those are counted apart.
 
+`--pool` (issue 10, docs/pool.md): sends name no device, so the gateway chooses and fails over;
+four agent phones (one paced low through the admin CLI, its per-SIM gaps checked) and a fifth
+phone that heartbeats but never polls; the checks follow each message to the device it ended on.
+
 `run(...)` is what tests/test_soak.py calls at a reduced size; it returns the figures and the
 list of problems found (empty when everything held).
 """
@@ -68,7 +72,15 @@ GATEWAY_ENV = {
     "SMSGW_LEASE_SECONDS": str(LEASE_SECONDS), "SMSGW_OUTBOX_GRACE_SECONDS": str(GRACE),
     "SMSGW_LOCAL_SCHEDULE_CAP_SECONDS": "1", "SMSGW_MIN_VALIDITY_SECONDS": str(MIN_VALIDITY),
     "SMSGW_HEARTBEAT_WINDOW_SECONDS": str(HEARTBEAT_WINDOW), "SMSGW_AUTH_CACHE_SECONDS": "300",
+    "SMSGW_DEFAULT_PACE_PER_HOUR": "0",  # the pool mode paces one phone itself
 }
+
+
+# --pool (issue 10): four agent phones and a fifth that heartbeats but never polls, all sends
+# without a named device; one phone paced low through the admin CLI.
+POOL_ENV = {"SMSGW_POOL_GRACE_SECONDS": "2", "SMSGW_POOL_CACHE_SECONDS": "1",
+            "SMSGW_SIM_PAUSE_SERVICE_SECONDS": "4"}
+POOL_PACE_PER_HOUR = 1800  # the paced phone: 2 s a segment per SIM
 
 
 def _free_port() -> int:
@@ -78,15 +90,17 @@ def _free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, devices: int = 3, extra_env: dict | None = None):
         self.schedule_log = workdir / "schedules.jsonl"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("AWS_") and not k.startswith("SMSGW_")}
         env.update(GATEWAY_ENV, SMSGW_LOCAL_SCHEDULE_LOG=str(self.schedule_log))
+        env.update(extra_env or {})
+        self.env = env
         self.log = open(workdir / "gateway.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "local_gateway.py"), "--port", str(_free_port()),
-             "--json", "--no-agent", "--devices", "3"],
+             "--json", "--no-agent", "--devices", str(devices)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()  # the gateway prints it once it serves
         if not line:
@@ -102,6 +116,30 @@ class Gateway:
     def api(self, session, **params) -> dict:
         return session.post(f"{self.url}/myAPI.php", timeout=60,
                             data={"api_key": self.info["api_key"], **params}).json()
+
+    def admin(self, *args) -> str:
+        """Run the admin CLI (cli.py) against this gateway's emulated AWS."""
+        env = {**self.env, "AWS_ENDPOINT_URL": self.info["aws_endpoint"], "SMSGW_STAGE": "local",
+               "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+
+    def heartbeats(self, token: str, stop: threading.Event, every: float = 1.0):
+        """A phone whose app says it is running but never polls for jobs (in a thread)."""
+        def beat():
+            session = requests.Session()
+            while not stop.is_set():
+                try:
+                    session.post(f"{self.url}/device/heartbeat", timeout=10,
+                                 json={"app_state": "running"},
+                                 headers={"Authorization": f"Bearer {token}"})
+                except requests.RequestException:
+                    pass
+                stop.wait(every)
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        return thread
 
     def schedule_runs(self) -> list:
         if not self.schedule_log.exists():
@@ -198,7 +236,10 @@ def _text(rng: random.Random, n: int) -> str:
 class Soak:
     def __init__(self, messages: int, seed: int, workdir: Path, failure_rate: float,
                  send_seconds: float, fault_seconds: float, settle_seconds: float,
-                 offline_share: float = 0.05):
+                 offline_share: float = 0.05, pool: bool = False):
+        self.pool = pool
+        if pool:
+            offline_share = 0.0  # the pool routes around a phone that is off
         self.count, self.workdir = messages, workdir
         self.rng = random.Random(seed)
         self.failure_rate = failure_rate
@@ -221,6 +262,12 @@ class Soak:
         plan = []
         for n in range(self.count):
             offline = self.rng.random() < self.offline_share
+            if self.pool:  # the gateway chooses device and SIM
+                plan.append({"n": n, "device_uid": None, "sim_slot": None, "valid_for": None,
+                             "phone_number": _phone(self.rng), "message": _text(self.rng, n),
+                             "key": f"soak-{n}-{self.rng.randrange(10 ** 9)}"
+                             if self.rng.random() < 0.2 else None})
+                continue
             plan.append({"n": n, "device_uid": self.gateway.info["device_uid"] if offline
                          else self.rng.choice(devices), "phone_number": _phone(self.rng),
                          "message": _text(self.rng, n), "sim_slot": self.rng.choice([1, 2]),
@@ -232,9 +279,10 @@ class Soak:
         return plan
 
     def _send_one(self, session, item):
-        params = {"action": "send_sms", "device_uid": item["device_uid"],
-                  "phone_number": item["phone_number"], "message": item["message"],
-                  "sim_slot": str(item["sim_slot"])}
+        params = {"action": "send_sms", "phone_number": item["phone_number"],
+                  "message": item["message"]}
+        if item["device_uid"]:
+            params.update(device_uid=item["device_uid"], sim_slot=str(item["sim_slot"]))
         if item["key"]:
             params["idempotency_key"] = item["key"]
         if item["valid_for"]:
@@ -256,7 +304,8 @@ class Soak:
                 with self._lock:
                     if message_id in self.accepted:
                         self.problems.append(f"message id {message_id} returned for two sends")
-                    self.accepted[message_id] = {**item, "accepted_at": time.time()}
+                    self.accepted[message_id] = {**item, "accepted_at": time.time(),
+                                                 "chosen": answer["data"].get("device_uid")}
                 return
             last = answer
             self.faults["send_sms error answers (retried)"] += 1
@@ -449,6 +498,8 @@ class Soak:
                 self.problems.append(f"message {message_id} missing from history (lost)")
                 continue
             status = entry["status"]
+            if self.pool:  # where the pool finally put it (it may have moved)
+                item = {**item, "device_uid": entry["device_uid"], "sim_slot": entry["sim_slot"]}
             if (entry["device_uid"], entry["phone_number"], entry["message"]) != (
                     item["device_uid"], item["phone_number"], item["message"]):
                 self.problems.append(f"message {message_id} stored differently: {entry}")
@@ -491,11 +542,33 @@ class Soak:
         for message_id in set(sends) - set(self.accepted):
             self.problems.append(f"a ledger sent an unknown message {message_id}")
         table = self._table()
+        if self.pool:
+            self._check_pool(table, sends)
         left_open = [m for m, item in table.items() if "open_shard" in item]
         if left_open:
             self.problems.append(f"{len(left_open)} final messages left in the open index: "
                                  f"{left_open[:20]}")
         return {"states": states, "reasons": reasons, "sends": sends, "table": table}
+
+    def _check_pool(self, table: dict, sends: dict) -> None:
+        """Pool mode: moved messages counted; the paced phone kept its pace on each SIM."""
+        self.faults["moved by failover"] = sum(
+            1 for m, item in table.items() if m in self.accepted and "moves" in item)
+        self.faults["chosen for the never-polling phone"] = sum(
+            1 for item in self.accepted.values() if item["chosen"] == self.silent_uid)
+        paced_uid = self.slots[-1].device["device_uid"]
+        gap = 3600 / POOL_PACE_PER_HOUR
+        for sim in (1, 2):
+            times = sorted(entry["at"] for entries in sends.values()
+                           for uid, entry in entries if uid == paced_uid
+                           and entry["sim_slot"] == sim)
+            self.faults["paced phone sends"] += len(times)
+            for a, b in zip(times, times[1:], strict=False):
+                if b - a < gap - 0.05:
+                    self.problems.append(f"paced phone sent twice {b - a:.2f} s apart on SIM "
+                                         f"{sim} (pace: one per {gap:.1f} s)")
+        if not self.faults["moved by failover"]:
+            self.problems.append("pool mode: no message was moved by failover")
 
     def _table(self) -> dict:
         items, start = {}, None
@@ -510,13 +583,23 @@ class Soak:
 
     def run(self) -> dict:
         began = time.monotonic()
-        self.gateway = Gateway(self.workdir)
+        self.gateway = Gateway(self.workdir, devices=4 if self.pool else 3,
+                               extra_env=POOL_ENV if self.pool else None)
         self.slots = []
+        beats = threading.Event()
         try:
             self.slots = [AgentSlot(self.gateway, device, self.workdir, self.failure_rate)
                           for device in self.gateway.info["devices"]]
+            modes = ("send", "backend", "take")
+            if self.pool:
+                info = self.gateway.info
+                self.gateway.admin("device", "pace", info["account_id"],
+                                   self.slots[-1].device["device_uid"], str(POOL_PACE_PER_HOUR))
+                self.silent_uid = info["device_uid"]
+                self.gateway.heartbeats(info["device_token"], beats)
+                modes += (None,)
             # each phone starts in one --crash-after mode: it exits on its first job
-            for slot, mode in zip(self.slots, ("send", "backend", "take"), strict=True):
+            for slot, mode in zip(self.slots, modes, strict=True):
                 slot.start(mode)
             sender = threading.Thread(target=self._send_all, daemon=True)
             sender.start()
@@ -532,6 +615,7 @@ class Soak:
             result = self.check(found)
             return self.figures(result, time.monotonic() - began, settled_in)
         finally:
+            beats.set()
             for slot in self.slots:
                 slot.kill()
                 slot.log.close()
@@ -585,13 +669,17 @@ class Soak:
                                                               2),
             "settled after sending (s)": round(settled_in, 1),
             "wall time (s)": round(wall, 1),
+            **({"moved by failover": self.faults["moved by failover"],
+                "chosen for the never-polling phone": self.faults[
+                    "chosen for the never-polling phone"],
+                "paced phone sends": self.faults["paced phone sends"]} if self.pool else {}),
             "problems": list(self.problems),
         }
 
 
 def run(messages: int = 150, seed: int = 1, workdir: str | None = None,
         failure_rate: float = 0.1, send_seconds: float | None = None,
-        fault_seconds: float = 8.0, settle_seconds: float = 120.0) -> dict:
+        fault_seconds: float = 8.0, settle_seconds: float = 120.0, pool: bool = False) -> dict:
     """One soak run; returns its figures (figures['problems'] empty when all checks held)."""
     own = workdir is None
     path = Path(workdir or tempfile.mkdtemp(prefix="smsgw-soak-"))
@@ -600,7 +688,7 @@ def run(messages: int = 150, seed: int = 1, workdir: str | None = None,
         send_seconds = max(10.0, messages / 40)
     try:
         return Soak(messages, seed, path, failure_rate, send_seconds, fault_seconds,
-                    settle_seconds).run()
+                    settle_seconds, pool=pool).run()
     finally:
         if own:
             shutil.rmtree(path, ignore_errors=True)
@@ -616,10 +704,13 @@ def run(messages: int = 150, seed: int = 1, workdir: str | None = None,
               help="Deadline for every message to reach a final state after sending.")
 @click.option("--keep", type=click.Path(file_okay=False), default=None,
               help="Keep the logs, journals and ledgers in this directory.")
-def main(messages, seed, failure_rate, send_seconds, settle_seconds, keep):
+@click.option("--pool", is_flag=True,
+              help="Phones as a pool: sends name no device; 4 agents (one paced low) and a "
+                   "phone that heartbeats but never polls.")
+def main(messages, seed, failure_rate, send_seconds, settle_seconds, keep, pool):
     """Soak the local stack with faults and check nothing was lost or sent twice."""
     figures = run(messages, seed, keep, failure_rate, send_seconds,
-                  settle_seconds=settle_seconds)
+                  settle_seconds=settle_seconds, pool=pool)
     problems = figures.pop("problems")
     for name, value in figures.items():
         click.echo(f"{name:55} {value}")

@@ -6,6 +6,8 @@ os.environ.update({
     "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": "test",
     "SMSGW_OTP_SECRET": "test-otp-secret-0123456789abcdef0123456789abcdef",
+    # Pacing off unless a test paces a device itself (tests/test_pool.py checks the default).
+    "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
@@ -14,7 +16,7 @@ import moto  # noqa: E402
 import pytest  # noqa: E402
 
 from chalicelib.core import clock  # noqa: E402
-from chalicelib.domain import accounts, devices  # noqa: E402
+from chalicelib.domain import accounts, devices, pool  # noqa: E402
 from chalicelib.storage import aws, tables  # noqa: E402
 
 
@@ -25,6 +27,7 @@ def aws_mock():
         aws.reset()
         accounts.forget_cached()
         devices.forget_cached()
+        pool.forget_cached()
         clock.reset()
         tables.create_all()
         yield

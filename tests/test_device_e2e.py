@@ -116,7 +116,11 @@ def test_send_reaches_sent_then_delivered_via_the_demo_agent(demo_gateway):
         data = status(demo_gateway, message_id)
         seen.append(data["status"])
         return data if data["status"] == "delivered" else None
-    data = until(delivered, what="delivered")
+    until(delivered, what="delivered")
+    # Read again: moto applies an UpdateItem's actions one by one without isolating them from a
+    # concurrent GetItem (DynamoDB does), so the poll above may have seen the status before the
+    # time stamps written in the same update.
+    data = status(demo_gateway, message_id)
     assert data["processed_at"] and data["delivered_at"]
     assert set(seen) <= {"pending", "processing", "sent", "delivered"}
     devices = api(demo_gateway, action="device_status")["data"]

@@ -88,9 +88,19 @@ def test_otp_burst_of_100_concurrent_guesses(gateway):
     code = re.search(r"\d{4}", job["message"])[0]
     guesses = [f"{(int(code) + k) % 10_000:04d}" for k in range(1, 100)] + [code]
     random.Random(14).shuffle(guesses)
+    retried = []
+
+    def guess(code):
+        for attempt in range(5):  # a reset connection is retried: a repeated guess is not
+            try:                  # counted twice, so a retry cannot change the counts
+                return api(g, action="verify_otp", phone_number=NUMBER, otp_code=code)
+            except requests.ConnectionError:
+                retried.append(code)
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("the gateway kept resetting connections")
+
     with ThreadPoolExecutor(20) as pool:
-        answers = list(pool.map(lambda c: api(g, action="verify_otp", phone_number=NUMBER,
-                                              otp_code=c), guesses))
+        answers = list(pool.map(guess, guesses))
     item = boto3.client("dynamodb", **g["aws"]).get_item(
         TableName="smsgw-local-otps", ConsistentRead=True,
         Key={"key": {"S": f"{g['account_id']}#{NUMBER}"}})["Item"]
@@ -101,7 +111,7 @@ def test_otp_burst_of_100_concurrent_guesses(gateway):
     # two-write design left tries at 0-2 here). moto's server does not make one UpdateItem
     # atomic as DynamoDB does, so this checks ">=" where DynamoDB guarantees "==".
     assert tries >= MAX_TRIES and successes <= 1
-    if successes == 0:
+    if successes == 0 and not retried:  # (a lost answer may hide the success)
         assert limited == 100 - tries
     assert all(a["status"] == "success" or a["message"] == "Invalid or Expired OTP."
                or a["data"]["error_code"] == "rate_limited" for a in answers)
@@ -157,9 +167,11 @@ def test_poll_limit_and_removed_device(gateway):
         return response.status_code, time.monotonic() - began
 
     with ThreadPoolExecutor(6) as pool:
-        polls = list(pool.map(lambda _: poll(3), range(6)))
+        # Long enough that the two admitted polls still hold their slots when the last of the six
+        # arrives, even on a loaded machine (a 3 s wait let finished polls free their slots).
+        polls = list(pool.map(lambda _: poll(8), range(6)))
     assert sorted(status for status, _ in polls) == [200, 200, 429, 429, 429, 429]
-    assert all(took < 2 for status, took in polls if status == 429)
+    assert all(took < 6 for status, took in polls if status == 429)  # refused, not held
 
     assert poll(0)[0] == 200  # the gateway has the device cached, as a warm Lambda would
     cli(g, "device", "remove", g["account_id"], device["device_uid"])  # another process
@@ -171,3 +183,37 @@ def test_poll_limit_and_removed_device(gateway):
     assert poll(0)[0] == 401
     history = api(g, "GET", action="get_history", type="incoming")
     assert history["data"]["messages"] == []
+
+
+POLL_IN_ITS_OWN_PROCESS = """
+import json, sys
+from chalicelib.surfaces import device_api
+print("ready", flush=True)
+sys.stdin.readline()  # all processes start their poll together
+status, headers, body = device_api.handle(
+    "jobs", {"Authorization": "Bearer " + sys.argv[1]}, {"wait": ["3"]}, None)
+print(json.dumps([status, headers.get("Retry-After")]))
+"""
+
+
+def test_poll_limit_holds_across_processes(gateway):
+    """As on Lambda, where every poll is its own container: six processes, each with its own
+    (cold) caches, poll one token at once against the same DynamoDB; two wait, four are
+    refused."""
+    g = gateway
+    device = cli(g, "device", "register", g["account_id"], "Multi")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))},
+           "AWS_ENDPOINT_URL": g["aws_endpoint"], "SMSGW_STAGE": "local",
+           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    procs = [subprocess.Popen([sys.executable, "-c", POLL_IN_ITS_OWN_PROCESS,
+                               device["device_token"]], cwd=ROOT, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert sorted(status for status, _ in results) == [200, 200, 429, 429, 429, 429], results

@@ -136,7 +136,7 @@ def test_dead_lease_is_released_then_failed_after_the_attempt_limit(send, accoun
     assert stored.presumed is True  # a late "sent" report from the phone may still correct it
 
 
-def test_two_sweeps_at_once_requeue_each_message_once(send, account):
+def test_two_sweeps_at_once_requeue_each_message_once(send, account, atomic_moto):
     _, _, device, _ = account
     clock.freeze()
     for _ in range(5):

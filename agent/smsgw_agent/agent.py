@@ -23,6 +23,8 @@ STATUS_REFRESH_SECONDS = 900.0
 # A `sent` report is never held past this many seconds after its job was received: half the
 # gateway's default 60 s lease, whatever else (pacing) delayed the send.
 HOLD_WITHIN_LEASE = 30.0
+# Longest the agent holds a leased job to keep its SIM's pace (the gateway's lease is 60 s).
+MAX_PACE_HOLD = 45.0
 
 
 class Agent:
@@ -49,6 +51,8 @@ class Agent:
         self._held = {}  # message_id -> time.monotonic() until which its `sent` report waits
         self._received = {}  # message_id -> time.monotonic() this run received the job
         self.sent_count = 0
+        self.pace_ms = 0  # from the heartbeat answer: gap per SMS segment on one SIM
+        self._sim_free = {}  # sim_slot -> epoch seconds when it may send again (journaled)
 
     # one job
     def handle(self, job: dict) -> None:
@@ -70,6 +74,8 @@ class Agent:
             self.journal.begin(message_id)
             self.journal.finish(message_id, "failed", "Expired before the device could send it.")
             return
+        sim_slot = int(job.get("sim_slot") or 1)
+        self.keep_pace(job, sim_slot)
         self.journal.begin(message_id)
         try:
             self.backend.send(job["phone_number"], job["message"], int(job.get("sim_slot") or 1),
@@ -82,9 +88,30 @@ class Agent:
             os._exit(3)
         self.journal.finish(message_id, "sent")
         self.sent_count += 1
+        if self.pace_ms:
+            free = max(time.time(), self.sim_free(sim_slot)) + (
+                self.pace_ms / 1000 * max(1, int(job.get("segments") or 1)))
+            self._sim_free[sim_slot] = free
+            self.journal.meta(f"sim_free_{sim_slot}", free)  # a restart keeps the pace too
         log.info("job %s sent to %s", message_id, job["phone_number"])
         if self.config.crash_after == "send":
             os._exit(3)
+
+    def keep_pace(self, job: dict, sim_slot: int) -> None:
+        """The gateway spaces jobs by the SIM's pace; after an outage several may arrive at
+        once, so wait for the SIM (at most MAX_PACE_HOLD, within the lease). OTPs never wait."""
+        if job.get("kind") == "otp" or not self.pace_ms:
+            return
+        wait = self.sim_free(sim_slot) - time.time()
+        if wait > 0:
+            log.info("job %s waits %.1f s for SIM %s's pace", job["message_id"], wait, sim_slot)
+            self.stopping.wait(min(wait, MAX_PACE_HOLD))
+
+    def sim_free(self, sim_slot: int) -> float:
+        if sim_slot not in self._sim_free:
+            stored = self.journal.meta(f"sim_free_{sim_slot}")
+            self._sim_free[sim_slot] = float(stored) if stored else 0.0
+        return self._sim_free[sim_slot]
 
     # outboxes
     def _ready(self, pending: list, force: bool) -> list:
@@ -163,11 +190,13 @@ class Agent:
         self._last_heartbeat = time.monotonic()
         self._heartbeat_interval = float(answer.get("heartbeat_seconds")
                                          or self.config.heartbeat_seconds)
+        pace_ms = answer.get("pace_ms")
+        self.pace_ms = pace_ms if isinstance(pace_ms, int) and pace_ms >= 0 else 0
 
     def _heartbeat_due(self) -> float:
         """Liveness rides on the calls the agent makes anyway (polls, claims, reports,
         credentials): a heartbeat is due one interval after the last of them, and at least every
-        STATUS_REFRESH_SECONDS for battery and signal."""
+        STATUS_REFRESH_SECONDS for battery, signal and the SIM's pace."""
         return min(self.client.last_alive + self._heartbeat_interval,
                    self._last_heartbeat + max(STATUS_REFRESH_SECONDS, self._heartbeat_interval))
 
@@ -189,7 +218,8 @@ class Agent:
             return
         self.polling = True
         try:
-            jobs = self.poller.jobs(wait, self.config.max_jobs)
+            # a paced phone holds one job at a time, so keeping pace never outlasts a lease
+            jobs = self.poller.jobs(wait, 1 if self.pace_ms else self.config.max_jobs)
         finally:
             self.polling = False
         for job in jobs:

@@ -19,6 +19,26 @@ class SendError(Exception):
     """The SMS was not sent; the message is the reason reported to the gateway."""
 
 
+# Android's SmsManager result codes as they appear in termux-api's output, and the kind the
+# agent reports first in the reason: the gateway rests a SIM on "limit exceeded" and
+# "no service" (docs/pool.md).
+FAILURE_KINDS = (
+    ("RESULT_ERROR_LIMIT_EXCEEDED", "limit exceeded"),
+    ("RESULT_ERROR_NO_SERVICE", "no service"),
+    ("RESULT_ERROR_RADIO_OFF", "no service (radio off)"),
+    ("RESULT_ERROR_NULL_PDU", "null PDU"),
+    ("RESULT_ERROR_GENERIC_FAILURE", "generic failure"),
+)
+
+
+def failure_kind(detail: str) -> str | None:
+    upper = detail.upper()
+    for code, kind in FAILURE_KINDS:
+        if code in upper or code.removeprefix("RESULT_ERROR_").replace("_", " ") in upper:
+            return kind
+    return None
+
+
 class TermuxBackend:
     """termux-api (the Termux:API app plus `pkg install termux-api`).
 
@@ -44,7 +64,9 @@ class TermuxBackend:
             raise SendError(f"{args[0]} did not answer within {self.timeout:.0f} s.")
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip()[:200]
-            raise SendError(f"{args[0]} failed (exit {done.returncode}): {detail}")
+            kind = failure_kind(detail)
+            raise SendError(f"{kind + ': ' if kind else ''}{args[0]} failed "
+                            f"(exit {done.returncode}): {detail}")
         return done.stdout
 
     def send(self, phone_number: str, text: str, sim_slot: int, message_id=None) -> None:

@@ -84,3 +84,22 @@ OTP_HOURLY_CAP = max(1, _int("SMSGW_OTP_HOURLY_CAP", 5))
 # SSM Parameter Store SecureString read once per container. Never kept in the repository.
 OTP_SECRET = os.environ.get("SMSGW_OTP_SECRET", "")
 OTP_SECRET_PARAM = os.environ.get("SMSGW_OTP_SECRET_PARAM", "")
+
+# Phones as a pool (docs/pool.md). Default send rate of a device's SIM, in SMS segments per hour:
+# Android lets an app send 30 SMS per 30 minutes before it asks the user to confirm (which stops
+# an unattended phone), and carriers allow roughly 30-200 an hour; 50 stays under both with room
+# for OTPs, which go first but still count. 0 turns pacing off for devices without their own.
+DEFAULT_PACE_PER_HOUR = max(0, _int("SMSGW_DEFAULT_PACE_PER_HOUR", 50))
+MAX_PACE_PER_HOUR = 36000
+# A message sent without a named device that its device has not taken this long after its
+# paced send time moves to another running device of the account.
+POOL_GRACE_SECONDS = max(1, _int("SMSGW_POOL_GRACE_SECONDS", 60))
+# Automatic choice reads the account's devices once per this many seconds per warm container.
+POOL_CACHE_SECONDS = max(0, _int("SMSGW_POOL_CACHE_SECONDS", 5))
+# Automatic choice accepts a message only if some device can send it within this backlog.
+POOL_BACKLOG_SECONDS = max(60, _int("SMSGW_POOL_BACKLOG_SECONDS", 3600))
+# A SIM whose phone reported "limit exceeded" / "no service" rests this long.
+SIM_PAUSE_LIMIT_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_LIMIT_SECONDS", 1800))
+SIM_PAUSE_SERVICE_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_SERVICE_SECONDS", 300))
+# SQS's longest DelaySeconds: later paced messages are held and released by the outbox sweep.
+MAX_QUEUE_DELAY_SECONDS = 900

@@ -201,19 +201,23 @@ POLL_RELEASE_MIN_MS = 500
 
 def start_poll(device: Device, wait_seconds: int) -> tuple[str, int]:
     """Take one of the device's MAX_LIVE_POLLS poll slots for `wait_seconds`, refreshing its
-    `last_seen` in the same conditional write; returns (slot, held until). Each slot is an
+    `last_seen` in the same conditional write when `seen` would (so a poll never needs a second
+    write for it); returns (slot, held until). Each slot is an
     attribute `poll_i` holding until when a poll owns it: a write takes it only if it is absent
     or past, so however many processes poll with one token, at most MAX_LIVE_POLLS hold a slot
     at any moment. Refused: RateLimited (429, Retry-After until a slot frees), or the device was
     removed (401)."""
     now = clock.now_ms()
     until = now + max(wait_seconds, 1) * 1000
-    running = [Device.last_seen.set(now), Device.app_state.set("running"), Device.live.set(LIVE)]
+    stale = not _seen_recently(device, now)  # as `seen`: at most every SEEN_REFRESH_SECONDS
+    running = [Device.last_seen.set(now), Device.app_state.set("running"),
+               Device.live.set(LIVE)] if stale else []
     for name in POLL_SLOTS:
         slot = getattr(Device, name)
         if update_if(Device(device_uid=device.device_uid), [slot.set(until), *running],
                      Device.device_uid.exists() & (slot.does_not_exist() | (slot <= now))):
-            device.last_seen, device.app_state, device.live = now, "running", LIVE
+            if stale:
+                device.last_seen, device.app_state, device.live = now, "running", LIVE
             return name, until
     try:
         current = Device.get(device.device_uid, consistent_read=True)
@@ -256,21 +260,31 @@ def heartbeat(device: Device, app_state: str, battery: int | None = None,
     return device
 
 
+def _seen_recently(device: Device, now: int) -> bool:
+    return (device.app_state == "running" and device.last_seen is not None
+            and now - device.last_seen < SEEN_REFRESH_SECONDS * 1000)
+
+
 def seen(device: Device) -> None:
     """A job poll shows the app is running: refresh `last_seen` unless it is recent already."""
     now = clock.now_ms()
-    if device.app_state == "running" and device.last_seen is not None \
-            and now - device.last_seen < SEEN_REFRESH_SECONDS * 1000:
+    if _seen_recently(device, now):
         return
     _update_or_removed(device, [Device.last_seen.set(now), Device.app_state.set("running"),
                                 Device.live.set(LIVE)])
 
 
-def stop_silent(now_ms: int | None = None) -> int:
+def stop_silent(now_ms: int | None = None, on_stop=None) -> int:
     """Mark `stopped` the devices whose app said running but has been silent past the
-    heartbeat window. A heartbeat racing this wins (the write is conditional on last_seen)."""
+    heartbeat window. A heartbeat racing this wins (the write is conditional on last_seen).
+    `on_stop(device)` runs for each device this call stopped (failover, pool.py)."""
     now = clock.now_ms() if now_ms is None else now_ms
     cutoff = now - settings.HEARTBEAT_WINDOW_SECONDS * 1000
-    return sum(update_if(device, [Device.app_state.set("stopped"), Device.live.remove()],
-                         Device.last_seen == device.last_seen)
-               for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)))
+    stopped = 0
+    for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)):
+        if update_if(device, [Device.app_state.set("stopped"), Device.live.remove()],
+                     Device.last_seen == device.last_seen):
+            stopped += 1
+            if on_stop is not None:
+                on_stop(device)
+    return stopped

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
-from chalicelib.domain import messages
+from chalicelib.domain import messages, pool
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
@@ -159,8 +159,10 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
         actions = [Message.status.set("failed"), Message.failed_at.set(now),
                    Message.reason.set(reason)]
     # None of these states is open any more: leave the sweeps' index.
-    actions += [Message.open_shard.remove(), Message.open_due.remove()]
+    actions += [Message.open_shard.remove(), Message.open_due.remove(), Message.pool_uid.remove()]
     if update_if(message, actions, condition):
+        if outcome == "failed":
+            pool.on_failure(device, message, reason)
         # The queue no longer needs the job once it left pending/processing.
         if outcome != "delivered" or message.processed_at == now:
             if outcome != "failed" or message.processed_at is None:

@@ -17,7 +17,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices
+from chalicelib.domain import devices, pacing
 from chalicelib.domain.segments import count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, IncomingMessage, Message, update_if
@@ -34,6 +34,7 @@ class Accepted:
     message: Message
     queued: bool
     replayed: bool = False
+    expected_at: int | None = None  # a paced message's expected send time (epoch ms)
 
 
 def check_text(text: str, parameter: str = "message"):
@@ -67,29 +68,57 @@ def job_payload(message: Message, text: str) -> dict:
         "sim_slot": message.sim_slot,
         "expires_at": message.expires_at,
         "kind": message.kind,
+        "segments": message.segments,
     }
 
 
+def queue_delay(message: Message, now: int) -> int | None:
+    """Seconds SQS should hide a paced message's job (0 for now), or None while its send time
+    is beyond SQS's longest delay: the outbox sweep releases it nearer the time."""
+    wait_ms = (message.not_before or 0) - now
+    if wait_ms > settings.MAX_QUEUE_DELAY_SECONDS * 1000:
+        return None
+    return max(0, -(-wait_ms // 1000))
+
+
+def first_look(not_before: int | None, now: int, grace_seconds: int) -> int:
+    """When the sweeps should first look at a message to be sent at `not_before`."""
+    if not_before is None:
+        return now + grace_seconds * 1000
+    if not_before - now > settings.MAX_QUEUE_DELAY_SECONDS * 1000:
+        return not_before - settings.MAX_QUEUE_DELAY_SECONDS * 1000 + 1000
+    return not_before + grace_seconds * 1000
+
+
 def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
-    """Put the job on the device's queue; False (and nothing recorded) if SQS refused."""
+    """Put the job on the device's queue, hidden until its paced send time; False (and nothing
+    recorded) if SQS refused. A job paced beyond SQS's delay limit is held (True)."""
+    delay = queue_delay(message, clock.now_ms())
+    if delay is None:
+        return True
     try:
-        _send_job(device_queue_url, message, text)
+        _send_job(device_queue_url, message, text, delay)
         return True
     except (BotoCoreError, ClientError):
         return False
 
 
-def _send_job(device_queue_url: str, message: Message, text: str) -> None:
+def _send_job(device_queue_url: str, message: Message, text: str, delay: int = 0) -> None:
     aws.sqs().send_message(QueueUrl=device_queue_url,
-                           MessageBody=json.dumps(job_payload(message, text)))
+                           MessageBody=json.dumps(job_payload(message, text)),
+                           **({"DelaySeconds": delay} if delay else {}))
 
 
 def _queue_first(device: Device, message: Message, text: str) -> bool:
-    """Queue the job of a message just accepted. A queue that no longer exists means the device
-    was removed (the caller's cached lookup is older): the message ends `failed` and the
+    """Queue the job of a message just accepted (hidden until its paced send time, or held
+    for the outbox sweep beyond SQS's delay limit). A queue that no longer exists means the
+    device was removed (the caller's cached lookup is older): the message ends `failed` and the
     caller gets a clear error instead of a promise to retry."""
+    delay = queue_delay(message, clock.now_ms())
+    if delay is None:
+        return True
     try:
-        _send_job(device.queue_url, message, text)
+        _send_job(device.queue_url, message, text, delay)
         return True
     except (BotoCoreError, ClientError) as exc:
         if not aws.queue_missing(exc) or devices.exists(device.device_uid):
@@ -102,14 +131,17 @@ def _queue_first(device: Device, message: Message, text: str) -> bool:
 
 
 # Everything of a stored message that changes what is sent, where or until when: a retry under
-# the same idempotency key must match all of it.
+# the same idempotency key must match all of it (where the gateway chose the device and SIM, a
+# retry may be routed elsewhere: those two are not compared).
 SAME_REQUEST = ("phone_number", "device_uid", "body", "sim_slot", "kind", "requested_validity")
+CHOSEN_ROUTE = ("device_uid", "sim_slot")
 
 
-def _stored_for(account_id, message_id, request) -> Message:
+def _stored_for(account_id, message_id, request, chosen: bool = False) -> Message:
     message = Message.get(account_id, message_id, consistent_read=True)
     differ = [name for name in SAME_REQUEST
-              if getattr(message, name) != getattr(request, name)]
+              if getattr(message, name) != getattr(request, name)
+              and not (chosen and name in CHOSEN_ROUTE)]
     if differ:
         raise Conflict(f"idempotency_key was already used for a different request (it differs "
                        f"in {', '.join(differ)}).", "idempotency_key")
@@ -118,34 +150,45 @@ def _stored_for(account_id, message_id, request) -> Message:
 
 def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot: int = 1,
          idempotency_key: str | None = None, kind: str = "sms", stored_text: str | None = None,
-         valid_for_seconds: int | None = None, requested_validity: str | None = None) -> Accepted:
-    """Accept one SMS: validate, write it `pending`, queue its job. `stored_text` replaces the
-    text in the stored record (OTP codes are never stored in clear). `requested_validity` is
-    how the caller asked for the validity (see `parse_validity`), kept to compare retries."""
+         valid_for_seconds: int | None = None, requested_validity: str | None = None,
+         slot: pacing.Slot | None = None, movable: bool = False,
+         chosen: bool = False) -> Accepted:
+    """Accept one SMS: validate, take its paced send slot, write it `pending`, queue its job.
+    `stored_text` replaces the text in the stored record (OTP codes are never stored in clear).
+    `requested_validity` is how the caller asked for the validity (see `parse_validity`), kept
+    to compare retries. `slot`: already reserved (automatic choice); `movable`: failover may
+    move it (pool.py); `chosen`: the gateway chose the device (a retry may be routed elsewhere)."""
     counted = check_text(text)
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
     validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
     expires_at = now + validity * 1000
+    if slot is None:
+        slot = pacing.reserve(device, sim_slot, counted.segments, now, urgent=kind == "otp")
+    not_before = slot.at if slot.at > now else None
+    pool_uid = device.device_uid if movable and kind != "otp" else None
+    grace = settings.POOL_GRACE_SECONDS if pool_uid else settings.OUTBOX_GRACE_SECONDS
 
     def make(message_id):
         return Message(
             open_shard=open_shard(message_id),
-            open_due=min(now + settings.OUTBOX_GRACE_SECONDS * 1000, expires_at),
+            open_due=min(first_look(not_before, now, grace), expires_at),
             account_id=account_id, message_id=message_id, device_uid=device.device_uid,
             device_id=device.device_id, phone_number=phone_number,
             body=stored_text if stored_text is not None else text, sim_slot=sim_slot,
             segments=counted.segments, encoding=counted.encoding, kind=kind, status="pending",
             created_at=now, expires_at=expires_at, attempts=0,
             idempotency_key=idempotency_key, requested_validity=requested_validity,
+            not_before=not_before, pool_uid=pool_uid,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
     claim = f"{account_id}#{idempotency_key}" if idempotency_key else None
     message, first_id = records.save_new(make, claim)
     if message is None:
-        return Accepted(_stored_for(account_id, first_id, make(first_id)), queued=True,
+        return Accepted(_stored_for(account_id, first_id, make(first_id), chosen), queued=True,
                         replayed=True)
-    return Accepted(message, queued=_queue_first(device, message, text))
+    return Accepted(message, queued=_queue_first(device, message, text),
+                    expected_at=not_before)
 
 
 def open_shard(message_id: int) -> str:
@@ -162,7 +205,8 @@ def close(message: Message, status: str, reason: str | None = None, **stamps) ->
     if reason is not None:
         actions.append(Message.reason.set(reason[:500]))
     if status not in OPEN:
-        actions += [Message.open_shard.remove(), Message.open_due.remove()]
+        actions += [Message.open_shard.remove(), Message.open_due.remove(),
+                    Message.pool_uid.remove()]
     return update_if(message, actions, Message.status == message.status)
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, metrics, settings
-from chalicelib.domain import messages
+from chalicelib.domain import messages, pool
 from chalicelib.storage.tables import Device, Message, update_if
 
 PAGE = 200
@@ -43,7 +43,11 @@ def _requeue(message: Message, now: int) -> str:
                        failed_at=now)
         return "failed"
     backoff = settings.OUTBOX_GRACE_SECONDS * 1000 * 2 ** (message.requeues + 1)
-    if not _reschedule(message, min(now + backoff, message.expires_at),
+    if message.pool_uid:  # it may move as soon as another phone can take it: look again soon
+        backoff = min(backoff, 2 * settings.POOL_GRACE_SECONDS * 1000)
+    # a paced job is looked at again only after its send time (held ones are released now)
+    due = max(now + backoff, (message.not_before or 0) + settings.OUTBOX_GRACE_SECONDS * 1000)
+    if not _reschedule(message, min(due, message.expires_at),
                        Message.requeues.add(1)):
         return "raced"
     return "requeued" if messages.enqueue(device.queue_url, message, message.body) else "retry"
@@ -60,7 +64,7 @@ def settle(message: Message, now: int) -> str:
                               presumed=message.attempts > 0 or None)
         return "expired" if done else "raced"
     if message.status == "pending":
-        return _requeue(message, now)
+        return pool.settle(message, now) or _requeue(message, now)
     if not lease_over:
         _reschedule(message, message.lease_until)
         return "leased"

@@ -11,7 +11,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.core import settings
@@ -83,6 +83,15 @@ class Device(Model):
     battery = NumberAttribute(null=True)
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
+    # Pacing (chalicelib/domain/pacing.py): the owner's rate (segments/hour, None = default),
+    # each SIM's next free send time, and a SIM's rest after "limit exceeded"/"no service".
+    pace_per_hour = NumberAttribute(null=True)
+    pace_next_1 = NumberAttribute(null=True)
+    pace_next_2 = NumberAttribute(null=True)
+    paused_until_1 = NumberAttribute(null=True)
+    paused_until_2 = NumberAttribute(null=True)
+    pause_reason_1 = UnicodeAttribute(null=True)
+    pause_reason_2 = UnicodeAttribute(null=True)
     # poll_0..: until when (epoch ms) each live GET /device/jobs holds its slot (devices.start_poll)
     vars().update({name: NumberAttribute(null=True) for name in POLL_SLOTS})
     by_account = DevicesByAccount()
@@ -97,6 +106,17 @@ class OpenMessages(GlobalSecondaryIndex):
         projection = AllProjection()
     open_shard = UnicodeAttribute(hash_key=True)
     open_due = NumberAttribute(range_key=True)
+
+
+class PoolMessages(GlobalSecondaryIndex):
+    """Sparse index of not-yet-final messages that may move to another device (sent without a
+    named device, or with failover=1), by their current device: failover Queries a stopped
+    device's messages here. Keys only, so a message's status changes do not write it."""
+    class Meta:
+        index_name = "pool"
+        projection = KeysOnlyProjection()
+    pool_uid = UnicodeAttribute(hash_key=True)
+    message_id = NumberAttribute(range_key=True)
 
 
 class Message(Model):
@@ -136,6 +156,12 @@ class Message(Model):
     open_due = NumberAttribute(null=True)
     requeues = NumberAttribute(default=0)
     open_messages = OpenMessages()
+    # Pool (chalicelib/domain/pool.py): the paced send time, and while the message may still
+    # move, its device's uid (the `pool` index); `moves` counts failovers.
+    not_before = NumberAttribute(null=True)
+    pool_uid = UnicodeAttribute(null=True)
+    moves = NumberAttribute(null=True)
+    pool_messages = PoolMessages()
 
 
 class IncomingMessage(Model):

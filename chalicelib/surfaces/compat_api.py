@@ -13,7 +13,7 @@ import re
 
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import accounts, devices, messages, otp, phone
+from chalicelib.domain import accounts, devices, messages, otp, phone, pool
 from chalicelib.surfaces import params
 
 log = logging.getLogger("smsgw")
@@ -110,23 +110,52 @@ def _idempotency_key(request: dict, headers: dict) -> str | None:
     return key
 
 
+def _names_device(request: dict) -> bool:
+    return any((request.get(name) or "").strip() for name in ("device_id", "device_uid"))
+
+
+def _routing_data(accepted, chosen: bool) -> dict:
+    """send_sms/send_otp extras: the chosen device, and a paced message's expected send time."""
+    m, extra = accepted.message, {}
+    if chosen:
+        extra.update(device_id=m.device_id, device_uid=m.device_uid)
+    if accepted.expected_at is not None:
+        extra.update(expected_at=clock.fmt(accepted.expected_at),
+                     expected_in=max(0, -(-(accepted.expected_at - clock.now_ms()) // 1000)))
+    return extra
+
+
 @action("send_sms", {"device_id", "device_uid", "phone_number", "message", "sim_slot",
-                     "idempotency_key", "valid_for", "expires_at"})
+                     "idempotency_key", "valid_for", "expires_at", "failover"})
 def send_sms(caller, request, headers):
     number = phone.normalise(request.get("phone_number"))
     sim_slot = params.integer(request, "sim_slot", 1, 1, 2)
     text = request.get("message")
-    messages.check_text(text)
+    counted = messages.check_text(text)
     idempotency_key = _idempotency_key(request, headers)
     validity, requested = messages.parse_validity_request(request.get("valid_for"),
                                                           request.get("expires_at"))
-    device = devices.resolve(caller.account_id, request.get("device_id"),
-                             request.get("device_uid"))
-    accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                             idempotency_key=idempotency_key, valid_for_seconds=validity,
-                             requested_validity=requested)
+    chosen = not _names_device(request)
+    failover = pool.parse_failover(request.get("failover"))
+    if chosen:  # automatic choice (docs/pool.md): may fail over unless failover=0
+        given_sim = sim_slot if (request.get("sim_slot") or "").strip() else None
+        route = pool.choose(caller.account_id, counted.segments, sim_slot=given_sim,
+                            validity_seconds=validity)
+        accepted = messages.send(caller.account_id, route.device, number, text,
+                                 route.sim_slot, idempotency_key=idempotency_key,
+                                 valid_for_seconds=validity, requested_validity=requested,
+                                 slot=route.slot,
+                                 movable=failover or not (request.get("failover") or "").strip(),
+                                 chosen=True)
+    else:
+        device = devices.resolve(caller.account_id, request.get("device_id"),
+                                 request.get("device_uid"))
+        accepted = messages.send(caller.account_id, device, number, text, sim_slot,
+                                 idempotency_key=idempotency_key, valid_for_seconds=validity,
+                                 requested_validity=requested, movable=failover)
     m = accepted.message
-    data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot}
+    data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot,
+            **_routing_data(accepted, chosen)}
     if not accepted.queued:
         return "SMS accepted; queueing it to the device was delayed and will be retried " \
                "automatically.", data
@@ -150,7 +179,7 @@ def get_history(caller, request, headers):
 
 @action("device_status", set())
 def device_status(caller, request, headers):
-    return "Devices found.", [devices.describe(d) for d in devices.list_devices(caller.account_id)]
+    return "Devices found.", [pool.describe(d) for d in devices.list_devices(caller.account_id)]
 
 
 @action("send_otp", {"device_uid", "device_id", "phone_number", "length", "expiry", "message"})
@@ -159,13 +188,22 @@ def send_otp(caller, request, headers):
     length = params.integer(request, "length", 6, *otp.LENGTHS)
     expiry = params.integer(request, "expiry", 5, *otp.EXPIRY_MINUTES)
     template = otp.render_template(request.get("message"), expiry)
-    device = devices.resolve(caller.account_id, request.get("device_id"),
-                             request.get("device_uid"))
-    sent = otp.send(caller.account_id, device, number, template, length, expiry)
-    return "OTP sent successfully.", {
-        "message_id": sent.message.message_id, "phone_number": number,
-        "status": sent.message.status, "expires_at": clock.fmt(sent.expires_at),
-        "expires_in": sent.expires_in()}
+    routing = None
+    if _names_device(request):
+        device = devices.resolve(caller.account_id, request.get("device_id"),
+                                 request.get("device_uid"))
+    else:  # automatic choice: OTPs go first, on SIM 1 of the soonest free running device
+        segments = messages.check_text(template.replace(otp.PLACEHOLDER, "0" * length)).segments
+        route = pool.choose(caller.account_id, segments, "otp", sim_slot=1,
+                            validity_seconds=expiry * 60)
+        device, routing = route.device, {"slot": route.slot, "chosen": True}
+    sent = otp.send(caller.account_id, device, number, template, length, expiry, routing)
+    data = {"message_id": sent.message.message_id, "phone_number": number,
+            "status": sent.message.status, "expires_at": clock.fmt(sent.expires_at),
+            "expires_in": sent.expires_in()}
+    if routing:
+        data.update(device_id=device.device_id, device_uid=device.device_uid)
+    return "OTP sent successfully.", data
 
 
 @action("verify_otp", {"phone_number", "otp_code"})

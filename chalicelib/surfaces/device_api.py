@@ -20,7 +20,7 @@ from chalicelib.core.errors import (
     Unavailable,
     from_unexpected,
 )
-from chalicelib.domain import devices, direct, incoming, jobs
+from chalicelib.domain import devices, direct, incoming, jobs, pacing
 from chalicelib.storage import aws
 from chalicelib.surfaces import jsonbody
 
@@ -268,7 +268,9 @@ def act_heartbeat(device, work) -> dict:
     devices.heartbeat(device, **work)
     return {"status": "running" if devices.is_running(device) else "stopped",
             "server_time": clock.now_ms(),
-            "heartbeat_seconds": settings.HEARTBEAT_SECONDS}
+            "heartbeat_seconds": settings.HEARTBEAT_SECONDS,
+            # the gap to keep between SMS segments on one SIM (0: not paced; docs/pool.md)
+            "pace_ms": pacing.interval_ms(device)}
 
 
 def parse_credentials(document: dict) -> None:

@@ -17,7 +17,7 @@ MAX_VALUE_CHARS = 4000
 # Parameters that are numbers: a JSON body may give these as whole JSON numbers; every other
 # parameter must be a JSON string (a number where text is expected is a client bug).
 NUMERIC = {"sim_slot", "length", "expiry", "limit", "message_id", "device_id", "valid_for",
-           "expires_at"}
+           "expires_at", "failover"}
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,15}")  # ASCII digits only: no '٢', '1_000', '+1'
 
 
