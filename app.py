@@ -3,6 +3,7 @@ import json
 
 from chalice import Chalice, Rate, Response
 
+from chalicelib.core import settings
 from chalicelib.domain import devices, pool, sweeps
 from chalicelib.surfaces import compat_api, device_api
 
@@ -67,6 +68,48 @@ def device_claims():
     return _device_route("claims")
 
 
+@app.route("/device/pair", methods=["POST"], content_types=ANY_BODY)
+def device_pair():
+    from chalicelib.surfaces import pairing_api  # lazy: only pairing phones need it
+    request = app.current_request
+    return _json_response(*pairing_api.handle(dict(request.headers), request.raw_body,
+                                              _source_ip()))
+
+
+# The owner's dashboard (chalicelib/surfaces/dashboard): every page goes through one handler,
+# imported on first use so the public API's cold start never loads it.
+def _dashboard(*parts):
+    from chalicelib.surfaces import dashboard
+    request = app.current_request
+    status, headers, body = dashboard.handle(request.method, parts, request.query_params,
+                                             dict(request.headers), request.raw_body,
+                                             _source_ip(), request.context)
+    return Response(body, status_code=status, headers=headers)
+
+
+PAGE_METHODS = {"methods": ["GET", "POST"], "content_types": ANY_BODY}
+
+
+@app.route("/dashboard", **PAGE_METHODS)
+def dashboard_home():
+    return _dashboard()
+
+
+@app.route("/dashboard/{page}", **PAGE_METHODS)
+def dashboard_page(page):
+    return _dashboard(page)
+
+
+@app.route("/dashboard/{page}/{item}", **PAGE_METHODS)
+def dashboard_item(page, item):
+    return _dashboard(page, item)
+
+
+@app.route("/dashboard/{page}/{item}/{action}", **PAGE_METHODS)
+def dashboard_action(page, item, action):
+    return _dashboard(page, item, action)
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""
@@ -77,3 +120,21 @@ def settle_messages(event):
 def stop_silent_devices(event):
     """Devices silent past the heartbeat window become `stopped`; their pool messages move."""
     return {"stopped": devices.stop_silent(on_stop=pool.failover_device)}
+
+
+# Webhooks (docs/webhooks.md). Their modules are imported inside the handlers, so the API's
+# cold start does not load them. The stream ARN here is a placeholder: the deployment template
+# points this function at the messages, incoming and devices streams.
+@app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=100,
+                        starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=1)
+def emit_events(event):
+    """Turn message, incoming-SMS and device changes into webhook deliveries."""
+    from chalicelib.domain import webhooks
+    return {"queued": webhooks.fan_out(event.to_dict()["Records"])}
+
+
+@app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)
+def deliver_webhooks(event):
+    """Send queued webhook deliveries; failed ones go back on the queue with a delay."""
+    from chalicelib.domain import webhook_delivery
+    return webhook_delivery.deliver([record.body for record in event])

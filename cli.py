@@ -1,4 +1,4 @@
-"""Admin command line: accounts, API keys, IP whitelists and devices.
+"""Admin command line: accounts, API keys, IP whitelists, devices, dashboard users and webhooks.
 
 Works the same against the local gateway and a deployed stage; it talks to the stage's tables
 and queues directly, chosen by the environment:
@@ -168,6 +168,185 @@ def device_remove(account_id, device, as_json):
          f"removed device {dev.device_id} ({dev.device_uid})")
 
 
+@main.group()
+def webhook():
+    """Webhook endpoints: signed event deliveries to an account's applications."""
+
+
+def _webhooks():
+    from chalicelib.domain import webhooks  # only the webhook commands need it
+    return webhooks
+
+
+def _event_list(values) -> list[str]:
+    return [name for value in values for name in value.split(",") if name.strip()]
+
+
+@webhook.command("add")
+@click.argument("account_id")
+@click.argument("url")
+@click.option("--events", "event_types", multiple=True,
+              help="Event types to send (repeat or comma-separate); default: all.")
+@click.option("--description", default="", help="A note to recognise the endpoint by.")
+@json_option
+def webhook_add(account_id, url, event_types, description, as_json):
+    """Add an endpoint URL to ACCOUNT_ID; prints its id and signing secret (shown once)."""
+    made = _webhooks().add(account_id, url, _event_list(event_types), description)
+    emit(as_json, {"webhook_id": made.webhook_id, "secret": made.secret, "url": made.url,
+                   "events": made.events, "account_id": account_id},
+         f"webhook {made.webhook_id} -> {made.url}\nevents: {', '.join(made.events)}\n"
+         f"secret (shown once): {made.secret}")
+
+
+@webhook.command("list")
+@click.argument("account_id")
+@json_option
+def webhook_list(account_id, as_json):
+    """List the endpoints of ACCOUNT_ID with their status (enabled, failing, disabled)."""
+    hooks = _webhooks()
+    rows = [hooks.describe(w) for w in hooks.list_all(account_id)]
+    emit(as_json, rows, "\n".join(
+        f"{r['webhook_id']}  {r['status']}  {r['url']}  [{', '.join(r['events'])}]"
+        + (f"\n    {r['disabled_reason']}" if r["disabled_reason"] else "")
+        + (f"\n    failing since {r['failing_since']}: {r['last_error']}"
+           if r["status"] == "failing" else "") for r in rows) or "no webhooks")
+
+
+@webhook.command("remove")
+@click.argument("account_id")
+@click.argument("webhook_id")
+@json_option
+def webhook_remove(account_id, webhook_id, as_json):
+    """Remove WEBHOOK_ID (queued deliveries to it are dropped)."""
+    _webhooks().remove(account_id, webhook_id)
+    emit(as_json, {"webhook_id": webhook_id, "removed": True}, f"removed {webhook_id}")
+
+
+@webhook.command("enable")
+@click.argument("account_id")
+@click.argument("webhook_id")
+@json_option
+def webhook_enable(account_id, webhook_id, as_json):
+    """Enable WEBHOOK_ID again (e.g. after it was disabled automatically)."""
+    hooks = _webhooks()
+    row = hooks.describe(hooks.set_enabled(account_id, webhook_id, True))
+    emit(as_json, row, f"{webhook_id} enabled; `webhook redeliver {account_id} {webhook_id} "
+                       "--since ...` sends what it missed")
+
+
+@webhook.command("disable")
+@click.argument("account_id")
+@click.argument("webhook_id")
+@json_option
+def webhook_disable(account_id, webhook_id, as_json):
+    """Disable WEBHOOK_ID: its events are logged `skipped`, not sent."""
+    hooks = _webhooks()
+    row = hooks.describe(hooks.set_enabled(account_id, webhook_id, False))
+    emit(as_json, row, f"{webhook_id} disabled")
+
+
+@webhook.command("rotate-secret")
+@click.argument("account_id")
+@click.argument("webhook_id")
+@click.option("--overlap", type=click.IntRange(0, 7 * 86400), default=86400, show_default=True,
+              help="Seconds the old secret keeps signing too (both signatures are sent).")
+@json_option
+def webhook_rotate(account_id, webhook_id, overlap, as_json):
+    """Give WEBHOOK_ID a new secret (shown once); the old one also signs during --overlap."""
+    rotated = _webhooks().rotate_secret(account_id, webhook_id, overlap)
+    ends = clock.fmt(rotated.previous_until) if overlap else None
+    emit(as_json, {"webhook_id": webhook_id, "secret": rotated.secret, "old_secret_until": ends},
+         f"new secret (shown once): {rotated.secret}\n"
+         + (f"the old secret also signs until {ends} UTC" if ends else "old secret dropped"))
+
+
+@webhook.command("test")
+@click.argument("account_id")
+@click.argument("webhook_id")
+@click.option("--wait", type=click.IntRange(0, 120), default=15, show_default=True,
+              help="Seconds to wait for the outcome in the delivery log (0: do not wait).")
+@json_option
+def webhook_test(account_id, webhook_id, wait, as_json):
+    """Send a `webhook.test` event to WEBHOOK_ID through the queue and show the outcome."""
+    import time
+    hooks = _webhooks()
+    event_id = hooks.send_test(account_id, webhook_id)
+    found, end = None, time.monotonic() + wait
+    while wait and time.monotonic() < end:
+        found = hooks.delivery(webhook_id, event_id)
+        if found is not None:
+            break
+        time.sleep(0.5)
+    row = _delivery_row(found) if found else {"event_id": event_id, "state": "queued"}
+    emit(as_json, row, _delivery_text(row))
+    if found is not None and found.state != "delivered":
+        sys.exit(1)
+
+
+def _delivery_row(d) -> dict:
+    return {"event_id": d.event_id, "type": d.type, "state": d.state, "attempts": d.attempts,
+            "created_at": clock.fmt(d.created_at), "last_at": clock.fmt(d.last_at),
+            "next_at": clock.fmt(d.next_at),
+            "log": [{"at": clock.fmt(a.at), "status_code": a.status_code,
+                     "latency_ms": a.latency_ms, "error": a.error} for a in d.log or []]}
+
+
+def _delivery_text(row: dict) -> str:
+    last = (row.get("log") or [{}])[-1]
+    return (f"{row['event_id']}  {row.get('type', '')}  {row['state']}  attempts "
+            f"{row.get('attempts', 0)}  last {row.get('last_at') or '-'}: "
+            f"{last.get('status_code') or '-'} in {last.get('latency_ms', '-')} ms"
+            + (f"  {last['error']}" if last.get("error") else "")
+            + (f"  next try {row['next_at']}" if row.get("next_at") else ""))
+
+
+@webhook.command("deliveries")
+@click.argument("account_id")
+@click.argument("webhook_id")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--state", type=click.Choice(["retrying", "delivered", "dead", "skipped"]),
+              help="Only deliveries in this state (dead: retries ran out).")
+@json_option
+def webhook_deliveries(account_id, webhook_id, limit, state, as_json):
+    """The delivery log of WEBHOOK_ID, newest first: every attempt's status code, latency and
+    error."""
+    rows = [_delivery_row(d) for d in _webhooks().deliveries(account_id, webhook_id, limit,
+                                                             state)]
+    emit(as_json, rows, "\n".join(_delivery_text(r) for r in rows) or "no deliveries")
+
+
+def parse_since(text: str) -> int:
+    """Epoch ms from 'YYYY-MM-DD HH:MM:SS' (UTC), epoch seconds, or an age like 30m, 6h, 2d."""
+    from datetime import UTC, datetime
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return clock.now_ms() - int(text[:-1]) * units[text[-1]] * 1000
+    if text.isdigit():
+        return int(text) * 1000
+    try:
+        return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+                   .timestamp() * 1000)
+    except ValueError:
+        raise click.BadParameter("use 'YYYY-MM-DD HH:MM:SS' (UTC), epoch seconds or an age "
+                                 "such as 30m, 6h, 2d", param_hint="--since")
+
+
+@webhook.command("redeliver")
+@click.argument("account_id")
+@click.argument("webhook_id")
+@click.argument("event_id", required=False)
+@click.option("--since", help="Every event whose delivery ended dead or skipped since this "
+                              "time: 'YYYY-MM-DD HH:MM:SS' (UTC), epoch seconds, or 6h / 2d.")
+@json_option
+def webhook_redeliver(account_id, webhook_id, event_id, since, as_json):
+    """Send EVENT_ID again to WEBHOOK_ID (same id and body), or all failed ones --since."""
+    if bool(event_id) == bool(since):
+        raise click.UsageError("give either EVENT_ID or --since")
+    queued = _webhooks().redeliver(account_id, webhook_id, event_id,
+                                   parse_since(since) if since else None)
+    emit(as_json, {"webhook_id": webhook_id, "queued": queued},
+         f"queued {len(queued)} event(s) again" + "".join(f"\n  {e}" for e in queued))
 @device.command("pace", context_settings={"ignore_unknown_options": True})
 @click.argument("account_id")
 @click.argument("device")
@@ -182,6 +361,73 @@ def device_pace(account_id, device, pace, as_json):
                    "pace_per_hour": shown, "default": dev.pace_per_hour is None},
          f"device {dev.device_id}: {shown or 'unpaced'} segments per hour per SIM"
          + (" (default)" if dev.pace_per_hour is None else ""))
+
+
+@main.group()
+def user():
+    """Dashboard users (people who sign in to an account's /dashboard/)."""
+
+
+url_option = click.option(
+    "--url", envvar="SMSGW_PUBLIC_URL", default="", show_envvar=True,
+    help="The gateway's base URL, for the printed link (e.g. https://ID.execute-api.REGION."
+         "amazonaws.com/api).")
+
+
+def _link(url: str, token: str) -> str:
+    return f"{url.rstrip('/')}/dashboard/set-password?token={token}"
+
+
+@user.command("add")
+@click.argument("account_id")
+@click.argument("email")
+@url_option
+@json_option
+def user_add(account_id, email, url, as_json):
+    """Add EMAIL as a user of ACCOUNT_ID; prints a one-time set-password link (24 h)."""
+    from chalicelib.domain import users
+    added, token = users.add(account_id, email)
+    link = _link(url, token)
+    emit(as_json, {"email": added.email, "account_id": account_id, "set_password_link": link,
+                   "expires_in_hours": users.LINK_HOURS},
+         f"added {added.email} to {account_id}\nset-password link (once, within "
+         f"{users.LINK_HOURS} h): {link}")
+
+
+@user.command("link")
+@click.argument("email")
+@url_option
+@json_option
+def user_link(email, url, as_json):
+    """A new set-password link for EMAIL (forgotten password); signs nobody out until used."""
+    from chalicelib.domain import users
+    link = _link(url, users.new_link(users.get(email)))
+    emit(as_json, {"email": email.strip().lower(), "set_password_link": link,
+                   "expires_in_hours": users.LINK_HOURS}, f"set-password link: {link}")
+
+
+@user.command("list")
+@click.argument("account_id")
+@json_option
+def user_list(account_id, as_json):
+    """List the dashboard users of ACCOUNT_ID."""
+    from chalicelib.domain import users
+    rows = [{"email": u.email, "created_at": clock.fmt(u.created_at),
+             "password_set": u.password_hash is not None} for u in users.list_users(account_id)]
+    emit(as_json, rows, "\n".join(f"{r['email']}  created {r['created_at']}"
+                                  + ("" if r["password_set"] else "  (no password yet)")
+                                  for r in rows) or "no users")
+
+
+@user.command("remove")
+@click.argument("account_id")
+@click.argument("email")
+@json_option
+def user_remove(account_id, email, as_json):
+    """Remove EMAIL from ACCOUNT_ID and end all their sessions."""
+    from chalicelib.domain import users
+    removed = users.remove(account_id, email)
+    emit(as_json, {"email": removed.email, "removed": True}, f"removed {removed.email}")
 
 
 @main.command("create-tables")

@@ -54,7 +54,7 @@ class LocalGateway:
         self.demo_info = None
         self._stop = threading.Event()
         self._threads = []
-        self._moto = self._http = self._agent = None
+        self._moto = self._http = self._agent = self._events = None
 
     def start(self) -> "LocalGateway":
         from moto.server import ThreadedMotoServer
@@ -77,6 +77,8 @@ class LocalGateway:
         self._serve_http()
         if self.schedules:
             self._start_schedules()
+            from local_events import EventPumps  # webhooks: streams and queue, as on AWS
+            self._events = EventPumps().start()
         if self.agent and self.demo_info:
             self.inbox = os.path.join(tempfile.mkdtemp(prefix="smsgw-demo-"), "inbox.jsonl")
             self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
@@ -142,6 +144,8 @@ class LocalGateway:
 
     def stop(self):
         self._stop.set()
+        if self._events is not None:
+            self._events.stop()
         if self._agent is not None:
             self._agent.stop()
         if self._http is not None:
@@ -172,12 +176,15 @@ def create_device_role() -> str:
 
 
 def create_demo(extra_devices: int = 0) -> dict:
-    from chalicelib.domain import accounts, devices
+    from chalicelib.domain import accounts, devices, users
     account = accounts.create_account("Demo")
     key, _ = accounts.create_key(account.account_id, "demo")
     device, token = devices.register(account.account_id, "Demo phone", sim_count=2)
     info = {"account_id": account.account_id, "api_key": key, "device_id": device.device_id,
-            "device_uid": device.device_uid, "device_token": token}
+            "device_uid": device.device_uid, "device_token": token,
+            "dashboard_email": "demo@example.com",  # its one-time set-password path (24 h):
+            "dashboard_set_password": "/dashboard/set-password?token="
+            + users.add(account.account_id, "demo@example.com")[1]}
     if extra_devices:
         info["devices"] = []
         for n in range(extra_devices):  # more phones without an agent (tests drive them)
@@ -243,6 +250,8 @@ Send an SMS:
     -d "sim_slot=1"
 
 Then: curl "{gw.url}/myAPI.php?action=get_history&api_key={d['api_key']}&limit=5"
+Dashboard: set the password of {d['dashboard_email']} (link works once) at
+  {gw.url}{d['dashboard_set_password']}
 {phone}
 Admin CLI against this gateway: AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local \\
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local python cli.py account list

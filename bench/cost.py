@@ -228,11 +228,51 @@ def deployed_settings() -> dict:
                 "SMSGW_DEVICE_CREDENTIALS_SECONDS", 3600))))}
 
 
+# Webhooks: what the counts of bench/webhooks.py do not fix. A delivery log item (event body +
+# attempts, under 2 KB) is 2 WRU, and its `by-time` index copy 2 more.
+WEBHOOK_LOG_WRU = 4
+WEBHOOK_RECEIVER_MS = 100  # the receiver's answer time, billed while the queue function waits
+WEBHOOK_OWN_MS = 5  # our code per delivery (signing, JSON), like other handlers'
+WEBHOOK_BATCHES = {"trickle (every event alone)": (1, 1),
+                   "busy (stream batches of 10 records, queue batches of 10)": (10, 10)}
+
+
+def per_million_events(prices: dict, counted: dict) -> list[dict]:
+    """Dollars per million webhook events delivered first time to one endpoint, from the calls
+    bench/webhooks.py counted (per event) and the batching each traffic level gets."""
+    p, a = prices["prices_usd"], prices["assumptions"]
+    gb = a["lambda_memory_mb"] / 1024
+    gbs = p[f"lambda_per_gb_second_{a['lambda_architecture']}"]
+    latency = a["aws_latency_ms_per_call"]
+    records_per_event = counted["stream_records"] / counted["events"]
+    rows = []
+    for what, (stream_batch, queue_batch) in WEBHOOK_BATCHES.items():
+        stream_invocations = records_per_event / stream_batch
+        queue_invocations = 1 / queue_batch
+        sqs = 1 / queue_batch + 2 / queue_batch  # SendMessageBatch; the mapping's receive+delete
+        stream_ms = stream_invocations * (WEBHOOK_OWN_MS + latency["sqs"]) + 0  # one batch send
+        queue_ms = WEBHOOK_OWN_MS + WEBHOOK_RECEIVER_MS + latency["dynamodb"]  # per delivery
+        parts = {
+            "lambda_requests": (stream_invocations + queue_invocations)
+            * p["lambda_per_million_requests"],
+            "lambda_duration": (stream_ms + queue_ms) / 1000 * gb * gbs * 1e6,
+            "dynamodb": WEBHOOK_LOG_WRU * p["dynamodb_on_demand_per_million_write_request_units"],
+            "sqs": sqs * p["sqs_standard_per_million_requests"],
+            "logs": (stream_invocations + queue_invocations) * a["log_bytes_per_invocation"]
+            / 1e9 * p["cloudwatch_logs_ingestion_per_gb"] * 1e6,
+        }
+        rows.append({"what": what, "parts": parts, "total": sum(parts.values())})
+    return rows
+
+
 def compute(calls_result: dict, latency_result: dict | None = None,
-            prices: dict | None = None) -> dict:
+            prices: dict | None = None, webhook_calls: dict | None = None) -> dict:
     prices = prices or load_prices()
     model = Model(calls_result, latency_result, prices)
     result = {"prices": prices, "sms": model.per_million_sms(), "idle": model.idle_device_month()}
+    if webhook_calls:
+        result["webhook_calls"] = webhook_calls
+        result["events"] = per_million_events(prices, webhook_calls)
     try:
         default = model.default_config(deployed_settings())
     except KeyError as exc:  # a scenario the default needs did not run (unavailable)
@@ -301,6 +341,22 @@ def markdown(r: dict) -> str:
               "|---|---:|---|"]
     for alt in idle["alternatives"]:
         lines.append(f"| {alt['what']} | {_usd(alt['monthly'])} | {alt['delivery']} |")
+    if r.get("events"):
+        counted = r["webhook_calls"]
+        lines += ["", "**Per million webhook events** (one endpoint, answered first time in "
+                  f"{WEBHOOK_RECEIVER_MS} ms; calls counted by bench/webhooks.py: "
+                  f"{sum(counted['per_event'].values()):.2f} AWS calls per event, "
+                  f"{counted['stream_records'] / counted['events']:.1f} stream records per "
+                  "event; stream reads by Lambda are free; the request path pays nothing):\n",
+                  "| traffic | Lambda req | Lambda GB-s | DynamoDB | SQS | logs | total |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for row in r["events"]:
+            q = row["parts"]
+            lines.append(f"| {row['what']} | {_usd(q['lambda_requests'])} | "
+                         f"{_usd(q['lambda_duration'])} | {_usd(q['dynamodb'])} | "
+                         f"{_usd(q['sqs'])} | {_usd(q['logs'])} | **{_usd(row['total'])}** |")
+        lines.append("\nA failed attempt costs about the same again (one more delivery); a long "
+                     "wait costs one SQS hop per 15 minutes (a 10 h wait: 40 requests, $0.000016).")
     if "default" in r:
         lines.append("\n" + default_markdown(r))
     return "\n".join(lines)
@@ -365,8 +421,9 @@ def main():
     @click.option("--json", "as_json", is_flag=True, help="Print the raw figures as JSON.")
     def cli(as_json):
         """Dollars per million SMS and per idle device-month (counts AWS calls first)."""
-        from bench import aws_calls
-        result = compute(aws_calls.measure(quick=True))
+        from bench import aws_calls, webhooks
+        result = compute(aws_calls.measure(quick=True),
+                         webhook_calls=webhooks._part("calls", quick=True))
         click.echo(json.dumps(result) if as_json else markdown(result))
     cli()
 

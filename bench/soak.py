@@ -20,6 +20,11 @@ Faults, while the messages are sent:
 - expiry: messages for the offline device with an 8 s validity (SMSGW_MIN_VALIDITY_SECONDS=5):
   requeued once by the outbox sweep, then expired by it.
 
+Webhooks (issue 11): a receiver on 127.0.0.1 (bench/webhook_receiver.py) is subscribed to the
+sms.* events with the admin CLI and answers 500 to a fifth of the requests at random; at the end
+every message's final state must have produced an event the receiver saw (signature verified),
+and the last of a message's events by `sequence` must be its final state.
+
 Then it waits (bounded) until nothing is pending or processing, reads every message back through
 `get_history` / `check_status`, the agents' ledgers and the messages table, and checks: final
 state (a `failed` or `expired` one has a reason), each message in at most one ledger entry and
@@ -72,8 +77,11 @@ GATEWAY_ENV = {
     "SMSGW_LEASE_SECONDS": str(LEASE_SECONDS), "SMSGW_OUTBOX_GRACE_SECONDS": str(GRACE),
     "SMSGW_LOCAL_SCHEDULE_CAP_SECONDS": "1", "SMSGW_MIN_VALIDITY_SECONDS": str(MIN_VALIDITY),
     "SMSGW_HEARTBEAT_WINDOW_SECONDS": str(HEARTBEAT_WINDOW), "SMSGW_AUTH_CACHE_SECONDS": "300",
+    "SMSGW_WEBHOOK_RETRY_SCALE": "0.001",  # retries after 1 s, 1 s, 1 s, 1 s, 2 s, 4 s...
     "SMSGW_DEFAULT_PACE_PER_HOUR": "0",  # the pool mode paces one phone itself
 }
+WEBHOOK_FAIL_RATE = 0.2
+WEBHOOK_SETTLE_SECONDS = 90
 
 
 # --pool (issue 10): four agent phones and a fifth that heartbeats but never polls, all sends
@@ -581,13 +589,63 @@ class Soak:
             if not start:
                 return items
 
+    def add_receiver(self):
+        """A webhook receiver for the demo account, added with the admin CLI."""
+        from bench.webhook_receiver import Receiver
+        self.receiver = Receiver(fail_rate=WEBHOOK_FAIL_RATE, seed=self.rng.randrange(10 ** 6))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
+        env.update({"AWS_ENDPOINT_URL": self.gateway.info["aws_endpoint"],
+                    "SMSGW_STAGE": "local", "AWS_ACCESS_KEY_ID": "local",
+                    "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"})
+        out = subprocess.run([sys.executable, "cli.py", "webhook", "add",
+                              self.gateway.info["account_id"], self.receiver.url, "--events",
+                              "sms.sent,sms.delivered,sms.failed,sms.expired", "--json"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                             check=True)
+        self.receiver.secrets.append(json.loads(out.stdout)["secret"])
+
+    def check_webhooks(self, found: dict) -> dict:
+        """Every final state has its event at the receiver, and it is the message's last."""
+        def finals():
+            return {m: found[m]["status"] for m in self.accepted if m in found}
+
+        def missing(receiver):
+            latest = {}
+            for event in receiver.events.values():
+                mid = event["data"]["message_id"]
+                if mid not in latest or event["sequence"] > latest[mid]["sequence"]:
+                    latest[mid] = event
+            return {m: status for m, status in finals().items()
+                    if (latest.get(m) or {}).get("data", {}).get("status") != status}
+        self.receiver.wait_for(lambda r: not missing(r), WEBHOOK_SETTLE_SECONDS)
+        with self.receiver.lock:
+            left = missing(self.receiver)
+            if left:
+                sample = dict(list(left.items())[:20])
+                self.problems.append(f"{len(left)} final states without their webhook event "
+                                     f"(as the last by sequence): {sample}")
+            unknown = {e["data"]["message_id"] for e in self.receiver.events.values()} - set(
+                self.accepted)
+            if unknown:
+                self.problems.append(f"webhook events for unknown messages: {sorted(unknown)}")
+            if self.receiver.bad_signatures:
+                self.problems.append(f"{self.receiver.bad_signatures} webhook requests with a "
+                                     "bad signature")
+            return {"events": len(self.receiver.events),
+                    "requests": len(self.receiver.requests),
+                    "refused (500)": sum(1 for *_, st in self.receiver.requests if st == 500),
+                    "repeated ids (deduped)": sum(n - 1 for n in
+                                                  self.receiver.arrivals.values())}
+
     def run(self) -> dict:
         began = time.monotonic()
         self.gateway = Gateway(self.workdir, devices=4 if self.pool else 3,
                                extra_env=POOL_ENV if self.pool else None)
         self.slots = []
+        self.receiver = None
         beats = threading.Event()
         try:
+            self.add_receiver()
             self.slots = [AgentSlot(self.gateway, device, self.workdir, self.failure_rate)
                           for device in self.gateway.info["devices"]]
             modes = ("send", "backend", "take")
@@ -613,8 +671,11 @@ class Soak:
             for slot in self.slots:
                 slot.stop()
             result = self.check(found)
+            result["webhooks"] = self.check_webhooks(found)
             return self.figures(result, time.monotonic() - began, settled_in)
         finally:
+            if self.receiver is not None:
+                self.receiver.close()
             beats.set()
             for slot in self.slots:
                 slot.kill()
@@ -667,6 +728,8 @@ class Soak:
                                 and "error" in r["result"]),
             "receipt lost: longest send->kill gap (s)": round(max(self.receipt_gaps, default=0),
                                                               2),
+            "webhooks: events received / requests / refused (500) / repeated ids": tuple(
+                result["webhooks"].values()),
             "settled after sending (s)": round(settled_in, 1),
             "wall time (s)": round(wall, 1),
             **({"moved by failover": self.faults["moved by failover"],

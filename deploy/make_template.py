@@ -23,7 +23,10 @@ The merge template (`chalice package --merge-template`) holds:
   functions); all parameters;
 - the role devices assume in direct polling mode (DeviceRole: sqs:ReceiveMessage on the stage's
   device queues; the gateway narrows each session to one queue), its ARN in the API handler's
-  SMSGW_DEVICE_ROLE_ARN, and sts:AssumeRole on exactly that role in the functions' policy.
+  SMSGW_DEVICE_ROLE_ARN, and sts:AssumeRole on exactly that role in the functions' policy;
+- webhooks (docs/webhooks.md): streams on the event tables feeding the `emit_events` function
+  (chalice names one stream; the others are added here, all from the tables' own StreamArn),
+  the webhook queue with its dead-letter queue and an alarm on it.
 
 The IAM policy is written from the same names: `.chalice/policy-<stage>.json` is this script's
 output, committed so `chalice` and reviewers read it; tests/test_policy.py checks it is current
@@ -44,6 +47,12 @@ SQS_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:CreateQueue", "sqs:DeleteMess
 TABLE_ACTIONS = ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
                  "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
 INDEX_ACTIONS = ["dynamodb:Query"]
+# The stream function's event source mapping reads the streams (AWS's action names).
+STREAM_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+WEBHOOK_QUEUE_ACTIONS = ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+                         "sqs:ReceiveMessage", "sqs:SendMessage"]
+# A webhook job that makes the queue function fail this often goes to the dead-letter queue.
+WEBHOOK_MAX_RECEIVES = 5
 # API Gateway's integration timeout is 29 s; the API handler must end before it.
 API_GATEWAY_TIMEOUT_SECONDS = 29
 
@@ -98,6 +107,16 @@ def policy(stage: str) -> dict:
         # DeviceRole is the one role under this path; the merge template names it exactly.
         {"Sid": DEVICE_ROLE_SID, "Effect": "Allow", "Action": ["sts:AssumeRole"],
          "Resource": [_arn("iam", f"role{settings.device_role_path()}*")]},
+        # Webhooks: the stream function reads the event tables' streams (ListStreams has no
+        # resource-level permission), queues deliveries; the queue function sends them.
+        {"Sid": "EventStreams", "Effect": "Allow", "Action": STREAM_ACTIONS,
+         "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}/stream/*")
+                      for short in settings.EVENT_SOURCE_TABLES]},
+        {"Sid": "ListEventStreams", "Effect": "Allow", "Action": ["dynamodb:ListStreams"],
+         "Resource": ["*"]},
+        {"Sid": "WebhookQueue", "Effect": "Allow", "Action": WEBHOOK_QUEUE_ACTIONS,
+         "Resource": [_arn("sqs", settings.webhook_queue_name()),
+                      _arn("sqs", settings.webhook_queue_name(dead_letter=True))]},
         {"Sid": "OtpSecret", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]},
         {"Sid": "Logs", "Effect": "Allow",
@@ -125,6 +144,11 @@ def _pinned(value):
     return value
 
 
+def _hash_first(key_schema: list) -> list:
+    """CloudFormation wants the HASH key first (PynamoDB lists keys by attribute name)."""
+    return sorted(key_schema, key=lambda key: key["KeyType"] != "HASH")
+
+
 def table_resource(model, stage: str) -> dict:
     """CloudFormation for one PynamoDB model, from the schema PynamoDB itself creates. Tables
     outlive their stack (deleted or replaced) except in `dev`."""
@@ -133,7 +157,7 @@ def table_resource(model, stage: str) -> dict:
     properties = {
         "TableName": model.Meta.table_name,
         "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": schema["key_schema"],
+        "KeySchema": _hash_first(schema["key_schema"]),
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
         "SSESpecification": {"SSEEnabled": True},
     }
@@ -141,7 +165,8 @@ def table_resource(model, stage: str) -> dict:
     for index in schema["global_secondary_indexes"]:
         for d in index["attribute_definitions"]:
             definitions[d["AttributeName"]] = d["AttributeType"]
-        indexes.append({"IndexName": index["index_name"], "KeySchema": index["key_schema"],
+        indexes.append({"IndexName": index["index_name"],
+                        "KeySchema": _hash_first(index["key_schema"]),
                         "Projection": index["projection"]})
     if schema["local_secondary_indexes"]:
         raise SystemExit(f"{model.__name__}: local secondary indexes are not generated yet")
@@ -155,6 +180,8 @@ def table_resource(model, stage: str) -> dict:
         raise SystemExit(f"{model.__name__}: DynamoDB allows one TTL attribute, found {ttl}")
     if ttl:
         properties["TimeToLiveSpecification"] = {"AttributeName": ttl[0], "Enabled": True}
+    if getattr(model.Meta, "stream_view_type", None):
+        properties["StreamSpecification"] = {"StreamViewType": model.Meta.stream_view_type}
     keep = "Delete" if stage == "dev" else "Retain"
     return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": keep,
             "UpdateReplacePolicy": keep, "Properties": properties}
@@ -238,6 +265,64 @@ def http_api(app, stage: str, prefix: str) -> dict:
                     "ApiId": {"Ref": "HttpApi"}, "RouteKey": f"{method} {path}",
                     "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"}}}
     return resources
+
+
+def _function_timeout(name: str, stage: str) -> int:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    merged = {**config, **config["stages"].get(stage, {})}
+    per_function = {**config.get("lambda_functions", {}),
+                    **config["stages"].get(stage, {}).get("lambda_functions", {})}
+    return per_function.get(name, {}).get("lambda_timeout", merged.get("lambda_timeout", 60))
+
+
+def webhook_resources(settings, tables, stage: str) -> dict:
+    """The webhook queue (visibility 6x the queue function's timeout, as AWS advises), its
+    dead-letter queue, an alarm on the latter, and the stream sources of `emit_events`."""
+    from chalice.utils import to_cfn_resource_name
+
+    from chalicelib.domain import events
+    visibility = 6 * _function_timeout("deliver_webhooks", stage)
+    resources = {
+        "WebhookDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": settings.webhook_queue_name(dead_letter=True),
+            "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},
+        "WebhookQueue": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": settings.webhook_queue_name(), "VisibilityTimeout": visibility,
+            "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True,
+            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["WebhookDeadLetterQueue",
+                                                                     "Arn"]},
+                              "maxReceiveCount": WEBHOOK_MAX_RECEIVES}}},
+        "WebhookDeadLetterAlarm": _alarm(
+            "Webhook jobs or stream batches the functions could not process (dead-letter "
+            "queue not empty).",
+            {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+             "Statistic": "Maximum",
+             "Dimensions": [{"Name": "QueueName", "Value": {
+                 "Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}}]}),
+    }
+    models = {model.Meta.table_name: model for model in tables.MODELS}
+    sources = {}
+    for short in settings.EVENT_SOURCE_TABLES:
+        model = models[settings.table_name(short)]
+        name = ("emit_events-dynamodb-event-source" if short == "messages"
+                else f"emit_events-{short}-stream")
+        sources[to_cfn_resource_name(name)] = {"Type": "DynamoDB", "Properties": {
+            "Stream": {"Fn::GetAtt": [f"{model.__name__}Table", "StreamArn"]},
+            "StartingPosition": "TRIM_HORIZON", "BatchSize": 100,
+            "MaximumBatchingWindowInSeconds": 1, "BisectBatchOnFunctionError": True,
+            # Retried until the record leaves the stream (24 h); then its batch's location
+            # goes to the dead-letter queue (and its alarm), never silently.
+            "MaximumRetryAttempts": -1, "MaximumRecordAgeInSeconds": -1,
+            "FilterCriteria": {"Filters": events.stream_filters(short)},
+            "DestinationConfig": {"OnFailure": {"Destination": {
+                "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
+    resources[to_cfn_resource_name("emit_events")] = {"Properties": {"Events": sources}}
+    # chalice names the queue by an ARN string: the function (which its event source mapping
+    # references) waits for the queue.
+    resources[to_cfn_resource_name("deliver_webhooks")] = {"DependsOn": ["WebhookQueue"]}
+    return resources
+
+
 # CloudFormation parameters of the limits: (name, default, description).
 LIMITS = [
     ("ApiThrottleRate", 50, "API Gateway stage: steady requests per second, all routes."),
@@ -281,6 +366,10 @@ def template(stage: str) -> dict:
     limit_parameters, api_limits, function_limits = limits()
     for model in tables.MODELS:
         resources[f"{model.__name__}Table"] = table_resource(model, stage)
+    webhook_parts = webhook_resources(settings, tables, stage)
+    webhook_functions = {name: webhook_parts.pop(to_cfn_resource_name(name))
+                         for name in ("emit_events", "deliver_webhooks")}
+    resources.update(webhook_parts)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
                                "Properties": {"TopicName": f"{settings.PREFIX}-alarms"}}
     resources["AlarmEmailSubscription"] = {
@@ -291,6 +380,10 @@ def template(stage: str) -> dict:
         log_group = to_cfn_resource_name(f"{name}_log_group")
         resources[logical_id] = {"DependsOn": [log_group],
                                  "Properties": {"FunctionName": function_name}}
+        if name in webhook_functions:
+            resources[logical_id]["DependsOn"] += webhook_functions[name].get("DependsOn", [])
+            resources[logical_id]["Properties"].update(
+                webhook_functions[name].get("Properties", {}))
         if name == "api_handler":  # merged into the environment chalice writes
             resources[logical_id]["Properties"]["Environment"] = {"Variables": {
                 "SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}}
@@ -318,6 +411,7 @@ def template(stage: str) -> dict:
     outputs["HttpApiUrl"] = {
         "Description": "Base URL for applications and devices (the cheaper HTTP API).",
         "Value": {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}}
+    outputs["WebhookQueueUrl"] = {"Value": {"Ref": "WebhookQueue"}}
     return {
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",

@@ -24,7 +24,10 @@ REGION, ACCOUNT = "eu-west-1", "123456789012"
 # Actions AWS gives no resource-level permission for, that may therefore use "Resource": "*".
 # Empty: metrics go out as log lines (chalicelib/core/metrics.py), so even cloudwatch:PutMetricData
 # is not needed. Add here only with a reason.
-STAR_RESOURCE_ALLOWED: dict[str, str] = {}
+STAR_RESOURCE_ALLOWED: dict[str, str] = {
+    "dynamodb:ListStreams": "IAM has no resource-level permission for it; Lambda's stream "
+                            "event source mapping (emit_events) needs it",
+}
 # Granted before the code on main calls them: what the OTP and device long-poll/report work
 # will call. Everything else granted must be exercised by the recorded flow below.
 EXPECTED_SOON = {
@@ -84,11 +87,16 @@ def api(client, **params):
     return envelope["data"]
 
 
-def run_flow(client, device_role):
-    """Register a device, use every API action that exists on main, remove the device."""
+def run_flow(client, device_role, pumps=None, receiver=None):
+    """Register a device, use every API action that exists on main, remove the device. With
+    `pumps`, a webhook endpoint on `receiver` gets the flow's events through the stream and
+    queue functions (the calls their event source mappings make on AWS included)."""
     account = accounts.create_account("Policy check")
     key, _ = accounts.create_key(account.account_id, "ci")
     device, token = devices.register(account.account_id, "Phone", sim_count=2)
+    if receiver is not None:
+        from chalicelib.domain import webhooks
+        webhooks.add(account.account_id, receiver.url)
     sent = api(client, action="send_sms", api_key=key, device_uid=device.device_uid,
                phone_number="+14155550100", message="hello")
     api(client, action="send_sms", api_key=key, device_id=str(device.device_id),
@@ -114,7 +122,35 @@ def run_flow(client, device_role):
         for s in ("sent", "delivered")]}), headers={"Authorization": f"Bearer {token}",
                                                     "Content-Type": "application/json"})
     assert response.status_code == 200, response.body
+    if pumps is not None:
+        # sent+delivered in one write: the stream shows processing -> delivered, and both
+        # events still go out.
+        pumps.drain()
+        assert receiver.of_type("sms.sent"), "the webhook flow delivered no sms.sent"
+        assert receiver.of_type("sms.delivered"), "the webhook flow delivered no sms.delivered"
+    run_dashboard_flow(client, account.account_id)
     devices.remove(account.account_id, str(device.device_id))
+
+
+def run_dashboard_flow(client, account_id):
+    """The dashboard's calls: a user set up by link, sign-in (throttle, session), its pages
+    (queue depth, message search), a key, pairing a phone, sign out everywhere, removal."""
+    from chalicelib.domain import users
+    from tests.dashboard_helpers import Visitor, owner
+    owner(account_id, "policy@example.com")
+    visitor = Visitor(client)
+    assert visitor.sign_in("policy@example.com").status_code == 303
+    for page in ("/dashboard/", "/dashboard/phones", "/dashboard/messages", "/dashboard/keys"):
+        assert visitor.get(page).status_code == 200, page
+    assert visitor.submit("/dashboard/keys", {"label": "rotated"}).status_code == 200
+    location = visitor.submit("/dashboard/phones", {"name": "Paired"}).headers["Location"]
+    code = location.rsplit("/", 1)[1]
+    response = client.http.post("/device/pair", body=json.dumps({"code": code}),
+                                headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.body
+    devices.remove(account_id, json.loads(response.body)["device_uid"])
+    visitor.submit("/dashboard/signout", {"everywhere": "1"})
+    users.remove(account_id, "policy@example.com")
 
 
 # --- from botocore operations to IAM requests ----------------------------------------------
@@ -134,6 +170,13 @@ def _table(name, stage, index=None):
     return arn + (f"/index/{index}" if index else "")
 
 
+def _stream(arn_or_iterator, stage):
+    """The stage's stream ARN named by a stream ARN or (moto's) shard iterator."""
+    table = arn_or_iterator.split(":table/", 1)[1].split("/", 1)[0]
+    return f"{_table(table, stage)}/stream/*"
+
+
+SQS_BATCH_ACTIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage"}
 TRANSACT_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                          "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
 
@@ -152,11 +195,15 @@ def iam_requests(service, operation, params, stage):
     if service == "sqs":
         name = params.get("QueueName") or urlparse(params["QueueUrl"]).path.rsplit("/", 1)[-1]
         arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{_for_stage(name, stage)}"
-        # IAM has no *Batch actions: SQS authorises DeleteMessageBatch as DeleteMessage, etc.
-        found = [(f"sqs:{operation.removesuffix('Batch')}", arn)]
+        found = [(f"sqs:{SQS_BATCH_ACTIONS.get(operation, operation)}", arn)]
         if operation == "CreateQueue" and params.get("tags"):
             found.append(("sqs:TagQueue", arn))  # tagging on creation needs both
         return found
+    if service == "dynamodbstreams":  # authorised as dynamodb:* on the stream
+        if operation == "ListStreams":
+            return [("dynamodb:ListStreams", "*")]
+        return [(f"dynamodb:{operation}",
+                 _stream(params.get("StreamArn") or params["ShardIterator"], stage))]
     if service == "sts" and operation == "AssumeRole":
         account, resource = params["RoleArn"].split(":", 5)[4:]
         return [("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:{_for_stage(resource, stage)}")]
@@ -178,9 +225,17 @@ def device_role(aws_mock, monkeypatch):
 
 
 @pytest.fixture
-def flow_requests(client, device_role, recorded):
+def flow_requests(client, device_role, recorded, monkeypatch):
+    import local_events
+    from bench.webhook_receiver import Receiver
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)  # the receiver is local
+    pumps = local_events.EventPumps()  # makes the webhook queue, as the template does
+    receiver = Receiver()
     recorded.clear()  # table creation by the fixture is the deployment's job, not the code's
-    run_flow(client, device_role)
+    try:
+        run_flow(client, device_role, pumps, receiver)
+    finally:
+        receiver.close()
     assert recorded, "the flow made no AWS call: the recorder is not attached"
     return recorded
 
@@ -207,10 +262,12 @@ def test_the_flow_covers_queues_tables_and_indexes(flow_requests):
     """Guards the flow itself: if it stopped reaching these, the checks above would be hollow."""
     called = {(s, o) for s, o, _ in flow_requests}
     for needed in [("sqs", "CreateQueue"), ("sqs", "SendMessage"), ("sqs", "DeleteQueue"),
+                   ("sqs", "GetQueueAttributes"),
                    ("dynamodb", "TransactWriteItems"), ("dynamodb", "Query"),
                    ("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("dynamodb", "DeleteItem"),
                    ("sts", "AssumeRole"), ("sqs", "ReceiveMessage"),
-                   ("sqs", "DeleteMessageBatch")]:
+                   ("dynamodbstreams", "GetRecords"), ("dynamodbstreams", "ListStreams"),
+                   ("sqs", "SendMessageBatch"), ("sqs", "DeleteMessageBatch")]:
         assert needed in called, needed
     assert any(p.get("IndexName") for s, o, p in flow_requests if o == "Query")
 
@@ -261,7 +318,9 @@ def test_resources_are_this_stages_own(stage):
         f"arn:aws:iam::*:role/smsgw-{stage}/*",
         f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}:log-stream:*",
         f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}-*:log-stream:*",
-    }
+        f"arn:aws:sqs:*:*:{prefix}-webhooks", f"arn:aws:sqs:*:*:{prefix}-webhooks-dlq", "*",
+    } | {f"arn:aws:dynamodb:*:*:table/{prefix}-{short}/stream/*"
+         for short in ("messages", "incoming", "devices")}
     granted = {r for st in statements(load_policy(stage)) for r in _list(st["Resource"])}
     assert granted == expected
 

@@ -64,3 +64,7 @@ def test_soak_nothing_lost_or_sent_twice_under_faults(tmp_path):
     assert figures["sweep actions"].get("requeued", 0) >= 1
     assert figures["failure reasons"].get("failed: Simulated send failure.", 0) >= 1
     assert figures["sweep runs"] >= 1 and figures["sweep errors"] == 0
+    # webhooks: every final state reached the receiver (checked in the soak), through refusals
+    events, requests, refused, _ = figures[
+        "webhooks: events received / requests / refused (500) / repeated ids"]
+    assert events >= count and refused >= 1 and requests > events

@@ -1,3 +1,5 @@
+import sys
+
 from smsgw_agent.cli import main
 
-main()
+sys.exit(main())

@@ -1,4 +1,5 @@
-"""`smsgw-agent`: run the device agent until Ctrl-C (SIGINT) or SIGTERM."""
+"""`smsgw-agent`: run the device agent until Ctrl-C (SIGINT) or SIGTERM.
+`smsgw-agent pair <gateway-url> <code>`: register this phone with a dashboard pairing code."""
 import argparse
 import logging
 import signal
@@ -10,6 +11,10 @@ from smsgw_agent.config import ConfigError, load
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pair"]:
+        from smsgw_agent import pair
+        return pair.main(argv[1:])
     parser = argparse.ArgumentParser(prog="smsgw-agent", description=__doc__)
     parser.add_argument("--config", help="TOML settings file (default: $SMSGW_CONFIG)")
     parser.add_argument("--url", help="gateway base URL (default: $SMSGW_URL)")

@@ -84,10 +84,17 @@ def _convert(name: str, value):
     return value
 
 
+def _paired_config(environ) -> str | None:
+    """The file `smsgw-agent pair` writes by default, when it exists."""
+    home = environ.get("HOME")
+    candidate = Path(home) / ".smsgw-agent" / "config.toml" if home else None
+    return str(candidate) if candidate and candidate.is_file() else None
+
+
 def load(path: str | None = None, environ=None, **overrides) -> AgentConfig:
     environ = os.environ if environ is None else environ
     values = {}
-    path = path or environ.get("SMSGW_CONFIG")
+    path = path or environ.get("SMSGW_CONFIG") or _paired_config(environ)
     if path:
         try:
             with open(path, "rb") as handle:

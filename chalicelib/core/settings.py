@@ -10,7 +10,10 @@ STAGE = os.environ.get("SMSGW_STAGE", "dev")
 PREFIX = os.environ.get("SMSGW_PREFIX", f"smsgw-{STAGE}")
 REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
 
-TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps")
+TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
+          "webhooks", "webhook-deliveries",
+          # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
+          "users", "password-links", "sessions", "throttles", "pairing-codes")
 
 
 def table_name(short: str) -> str:
@@ -85,6 +88,38 @@ OTP_HOURLY_CAP = max(1, _int("SMSGW_OTP_HOURLY_CAP", 5))
 OTP_SECRET = os.environ.get("SMSGW_OTP_SECRET", "")
 OTP_SECRET_PARAM = os.environ.get("SMSGW_OTP_SECRET_PARAM", "")
 
+# Webhooks (docs/webhooks.md). Events come from the DynamoDB streams of these tables.
+EVENT_SOURCE_TABLES = ("messages", "incoming", "devices")
+EVENTS_STREAM_PLACEHOLDER = (f"arn:aws:dynamodb:{REGION}:000000000000:table/"
+                             f"{PREFIX}-messages/stream/placeholder")
+
+
+def webhook_queue_name(dead_letter: bool = False) -> str:
+    """The one SQS queue webhook deliveries wait in (and its dead-letter queue)."""
+    return f"{PREFIX}-webhooks" + ("-dlq" if dead_letter else "")
+
+
+def _flag(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes")
+
+
+# http:// and private/loopback/link-local receivers: allowed by default only on the local
+# gateway's stage (a developer's own receiver); refused on every AWS stage.
+WEBHOOK_ALLOW_PRIVATE = _flag("SMSGW_WEBHOOK_ALLOW_PRIVATE", STAGE == "local")
+WEBHOOK_TIMEOUT_SECONDS = min(10.0, float(os.environ.get("SMSGW_WEBHOOK_TIMEOUT_SECONDS", 10)))
+# Multiplies the retry schedule (tests and soaks shrink it; production keeps 1).
+WEBHOOK_RETRY_SCALE = float(os.environ.get("SMSGW_WEBHOOK_RETRY_SCALE", 1))
+# An endpoint with no success for this long, and at least WEBHOOK_DISABLE_MIN_FAILURES failed
+# attempts in a row, is disabled automatically.
+WEBHOOK_DISABLE_AFTER_SECONDS = _int("SMSGW_WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 86400)
+WEBHOOK_DISABLE_MIN_FAILURES = max(1, _int("SMSGW_WEBHOOK_DISABLE_MIN_FAILURES", 20))
+WEBHOOK_LOG_DAYS = _int("SMSGW_WEBHOOK_LOG_DAYS", 30)
+# Seconds a warm function may reuse an account's endpoint list (a new endpoint gets events
+# within this).
+WEBHOOK_CACHE_SECONDS = _int("SMSGW_WEBHOOK_CACHE_SECONDS", 10)
+WEBHOOK_MAX_PER_ACCOUNT = _int("SMSGW_WEBHOOK_MAX_PER_ACCOUNT", 10)
+
+
 # Phones as a pool (docs/pool.md). Default send rate of a device's SIM, in SMS segments per hour:
 # Android lets an app send 30 SMS per 30 minutes before it asks the user to confirm (which stops
 # an unattended phone), and carriers allow roughly 30-200 an hour; 50 stays under both with room
@@ -103,3 +138,6 @@ SIM_PAUSE_LIMIT_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_LIMIT_SECONDS", 1800))
 SIM_PAUSE_SERVICE_SECONDS = max(1, _int("SMSGW_SIM_PAUSE_SERVICE_SECONDS", 300))
 # SQS's longest DelaySeconds: later paced messages are held and released by the outbox sweep.
 MAX_QUEUE_DELAY_SECONDS = 900
+# The gateway's public base URL as the dashboard shows it (QR codes, API examples, links).
+# Unset: API Gateway's domain and stage, or locally the Host the browser used.
+PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "").rstrip("/")

@@ -3,10 +3,15 @@
 Keys are 64 hex characters from `secrets`, shown once; only their SHA-256 is stored (a
 random 256-bit key needs no slow hash). A warm container remembers a verified key for
 AUTH_CACHE_SECONDS, so revocation and whitelist changes take effect within that time.
+
+A key's last use is kept to the hour: when a container first verifies a key (a cache miss) and
+the stored time is older than LAST_USE_STEP, one conditional UpdateItem records it, so a busy key
+costs at most about one write per hour, and an idle one none.
 """
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -15,10 +20,12 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.cache import TTLCache
-from chalicelib.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from chalicelib.storage.tables import Account, ApiKey
+from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from chalicelib.storage.tables import Account, ApiKey, update_if
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\Z")
+LAST_USE_STEP_MS = 3600 * 1000
+log = logging.getLogger("smsgw")
 _auth_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
 
 
@@ -68,13 +75,52 @@ def list_keys(account_id: str) -> list[ApiKey]:
     return list(ApiKey.by_account.query(account_id))
 
 
-def revoke_key(account_id: str, key_id: str) -> ApiKey:
+def get_key(account_id: str, key_id: str) -> ApiKey:
     for record in ApiKey.by_account.query(account_id, ApiKey.key_id == key_id):
-        if record.revoked_at is None:
-            record.update(actions=[ApiKey.revoked_at.set(clock.now_ms())])
-        _auth_cache.drop(record.key_hash)
         return record
     raise NotFound(f"Account {account_id} has no key {key_id}.", "key_id")
+
+
+def revoke_key(account_id: str, key_id: str, at_ms: int | None = None) -> ApiKey:
+    """Revoke a key now (or at `at_ms`, for a rotation's overlap). A key already revoked keeps
+    its time, and a later revocation never postpones an earlier one."""
+    now = clock.now_ms()
+    when = now if at_ms is None else at_ms
+    record = get_key(account_id, key_id)
+    if not key_revoked(record, now) and (record.revoked_at or when + 1) > when:
+        record.update(actions=[ApiKey.revoked_at.set(when)])
+    _auth_cache.drop(record.key_hash)
+    return record
+
+
+def key_revoked(record: ApiKey, now_ms: int | None = None) -> bool:
+    """True once the key's revocation time has come (a rotation sets one in the future)."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    return record.revoked_at is not None and record.revoked_at <= now
+
+
+def rotate_key(account_id: str, key_id: str, overlap_seconds: int) -> tuple[str, ApiKey, ApiKey]:
+    """A new key with the old one's label; the old one keeps working for `overlap_seconds`,
+    then is revoked (no job needed: authentication compares its revocation time with the
+    clock). Returns (new plain key, new record, old record)."""
+    old = get_key(account_id, key_id)
+    if key_revoked(old):
+        raise Conflict(f"Key {key_id} is already revoked: create a new key instead.", "key_id")
+    plain, new = create_key(account_id, old.label)
+    old = revoke_key(account_id, key_id, clock.now_ms() + overlap_seconds * 1000)
+    return plain, new, old
+
+
+def _note_use(record: ApiKey) -> None:
+    now = clock.now_ms()
+    if record.last_used_at is not None and now - record.last_used_at < LAST_USE_STEP_MS:
+        return
+    try:
+        update_if(record, [ApiKey.last_used_at.set(now)],
+                  ApiKey.last_used_at.does_not_exist()
+                  | (ApiKey.last_used_at < now - LAST_USE_STEP_MS))
+    except Exception:  # bookkeeping only: never fail the request over it
+        log.warning("could not record the last use of key %s", record.key_id, exc_info=True)
 
 
 # Shortest prefixes (widest ranges) an entry may have without `allow_wide`: a /0 is a typo or a
@@ -138,20 +184,26 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
     if not KEY_PATTERN.match(key):
         raise Unauthorized("Malformed API key: expected 64 hexadecimal characters.", "api_key")
     key_hash = _hash_key(key)
-    cached = _auth_cache.get(key_hash)
+    cached, fresh = _auth_cache.get(key_hash), None
     if cached is None:
         try:
             record = ApiKey.get(key_hash)
         except DoesNotExist:
             raise Unauthorized("Invalid API key.", "api_key")
-        if not hmac.compare_digest(record.key_hash, key_hash) or record.revoked_at is not None:
+        if not hmac.compare_digest(record.key_hash, key_hash) or key_revoked(record):
             raise Unauthorized("Invalid API key.", "api_key")
         whitelist = tuple(get_account(record.account_id).ip_whitelist or ())
-        cached = (Caller(record.account_id, record.key_id), whitelist)
+        cached = (Caller(record.account_id, record.key_id), whitelist, record.revoked_at)
         _auth_cache.put(key_hash, cached)
-    caller, whitelist = cached
+        fresh = record
+    caller, whitelist, revoked_at = cached
+    if revoked_at is not None and revoked_at <= clock.now_ms():  # a rotation's overlap ended
+        _auth_cache.drop(key_hash)
+        raise Unauthorized("Invalid API key.", "api_key")
     if not ip_allowed(source_ip, whitelist):
         raise Forbidden(f"IP address {source_ip} is not whitelisted for this account.", "ip")
+    if fresh is not None:
+        _note_use(fresh)
     return caller
 
 

@@ -288,3 +288,4 @@ def stop_silent(now_ms: int | None = None, on_stop=None) -> int:
             if on_stop is not None:
                 on_stop(device)
     return stopped
+

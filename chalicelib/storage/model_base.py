@@ -11,9 +11,11 @@ class _Meta:
     billing_mode = "PAY_PER_REQUEST"
 
 
-def table_meta(short):
-    """The `Meta` of the model whose table is `short` in this stage."""
-    return type("Meta", (_Meta,), {"table_name": settings.table_name(short)})
+def table_meta(short, stream: bool = False):
+    """The `Meta` of the model whose table is `short` in this stage. `stream`: the table has a
+    DynamoDB stream (new and old images), which feeds the webhook events."""
+    extra = {"stream_view_type": "NEW_AND_OLD_IMAGES"} if stream else {}
+    return type("Meta", (_Meta,), {"table_name": settings.table_name(short), **extra})
 
 
 def update_if(item: Model, actions, condition) -> bool:

@@ -15,7 +15,9 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.core import settings
+from chalicelib.storage import dashboard_tables
 from chalicelib.storage.model_base import table_meta, update_if  # noqa: F401 (re-exported)
+from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
 
 class Account(Model):
@@ -43,7 +45,8 @@ class ApiKey(Model):
     account_id = UnicodeAttribute()
     label = UnicodeAttribute(default="")
     created_at = NumberAttribute()
-    revoked_at = NumberAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)  # may lie ahead: a rotated key's overlap
+    last_used_at = NumberAttribute(null=True)  # hourly resolution (accounts.LAST_USE_STEP)
     by_account = KeysByAccount()
 
 
@@ -69,7 +72,7 @@ class LiveDevices(GlobalSecondaryIndex):
 
 
 class Device(Model):
-    Meta = table_meta("devices")
+    Meta = table_meta("devices", stream=True)
     device_uid = UnicodeAttribute(hash_key=True)
     account_id = UnicodeAttribute()
     device_id = NumberAttribute()
@@ -121,7 +124,7 @@ class PoolMessages(GlobalSecondaryIndex):
 
 class Message(Model):
     """An outgoing SMS. `message_id` grows with time, so a reverse Query is newest-first."""
-    Meta = table_meta("messages")
+    Meta = table_meta("messages", stream=True)
     account_id = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute(range_key=True)
     device_uid = UnicodeAttribute()
@@ -166,7 +169,7 @@ class Message(Model):
 
 class IncomingMessage(Model):
     """An SMS a device received and pushed to the gateway."""
-    Meta = table_meta("incoming")
+    Meta = table_meta("incoming", stream=True)
     account_id = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute(range_key=True)
     device_uid = UnicodeAttribute()
@@ -214,7 +217,8 @@ class Otp(Model):
 
 
 # Every model of the gateway: new model modules are imported above and listed here.
-MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)
+MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp, Webhook,
+          WebhookDelivery, *dashboard_tables.MODELS)
 
 
 def create_all(wait: bool = False) -> None:

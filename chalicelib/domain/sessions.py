@@ -1,0 +1,72 @@
+"""Dashboard sessions, kept server-side in DynamoDB (TTL removes them; every read checks
+`expires_at` too). The browser holds only a random token; the table key is its SHA-256, so a
+leaked table cannot be replayed as cookies. Each session has its own CSRF token that every
+state-changing form must carry."""
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.core import clock
+from chalicelib.storage.dashboard_tables import Session, User
+
+LIFETIME_SECONDS = 12 * 3600
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    email: str
+    account_id: str
+    csrf_token: str
+    session_hash: str
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start(user: User) -> str:
+    """A new session for `user`; returns the token for the cookie."""
+    token = secrets.token_urlsafe(32)
+    now = clock.now_ms()
+    expires_at = now + LIFETIME_SECONDS * 1000
+    Session(session_hash=_sha256(token), email=user.email, account_id=user.account_id,
+            csrf_token=secrets.token_urlsafe(32), created_at=now, expires_at=expires_at,
+            expires=clock.at(expires_at)).save()
+    return token
+
+
+def find(token: str | None) -> SignedIn | None:
+    """The live session behind a cookie token, or None."""
+    if not token or len(token) > 100:
+        return None
+    try:
+        item = Session.get(_sha256(token))
+    except DoesNotExist:
+        return None
+    if item.expires_at <= clock.now_ms():
+        return None
+    return SignedIn(item.email, item.account_id, item.csrf_token, item.session_hash)
+
+
+def csrf_ok(session: SignedIn, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(session.csrf_token, given)
+
+
+def end(session: SignedIn) -> None:
+    Session(session_hash=session.session_hash).delete()
+
+
+def end_all(session: SignedIn) -> int:
+    """Sign out everywhere: every session of this session's user."""
+    return end_for_user(session.email)
+
+
+def end_for_user(email: str) -> int:
+    ended = 0
+    for item in Session.by_user.query(email):
+        Session(session_hash=item.session_hash).delete()
+        ended += 1
+    return ended

@@ -1,0 +1,194 @@
+"""Dashboard users: people who sign in to one account's dashboard, their passwords and their
+one-time set-password links.
+
+Passwords are hashed with argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), imported on first
+use so the public API never loads it. The admin CLI adds a user and prints a link valid for
+LINK_HOURS; following it sets the password, once: the link is spent and the password written
+in one transaction, conditional on the link being unused and unexpired. Sign-in is throttled
+per email and per client address (chalicelib/domain/throttle.py) before any hash is checked.
+"""
+import hashlib
+import re
+import secrets
+
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.core import clock
+from chalicelib.core.errors import BadRequest, Conflict, NotFound, Unauthorized
+from chalicelib.domain import sessions, throttle
+from chalicelib.domain.accounts import get_account
+from chalicelib.storage import records
+from chalicelib.storage.dashboard_tables import PasswordLink, User
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$")
+LINK_HOURS = 24
+MIN_PASSWORD, MAX_PASSWORD = 12, 256
+# Sign-in attempts per window: per email (a targeted guesser) and per client address (a spray).
+SIGNIN_WINDOW_SECONDS = 15 * 60
+SIGNIN_PER_EMAIL, SIGNIN_PER_IP = 5, 30
+_hasher = None
+
+
+def _argon2():
+    global _hasher
+    if _hasher is None:
+        from argon2 import PasswordHasher
+        _hasher = PasswordHasher()
+    return _hasher
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalise_email(email: str | None) -> str:
+    email = (email or "").strip().lower()
+    if not EMAIL.match(email):
+        raise BadRequest("Not an email address.", "email")
+    return email
+
+
+def add(account_id: str, email: str) -> tuple[User, str]:
+    """Add a user to an account; returns it and its set-password link token (shown once)."""
+    email = normalise_email(email)
+    get_account(account_id)
+    user = User(email=email, account_id=account_id, created_at=clock.now_ms())
+    try:
+        user.save(User.email.does_not_exist())
+    except PutError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            raise Conflict(f"A user {email} exists already (users belong to one account).",
+                           "email")
+        raise
+    return user, new_link(user)
+
+
+def new_link(user: User) -> str:
+    """A fresh one-time set-password link token for `user` (a new one does not void older)."""
+    token = secrets.token_urlsafe(32)
+    now = clock.now_ms()
+    expires_at = now + LINK_HOURS * 3600 * 1000
+    PasswordLink(token_hash=_sha256(token), email=user.email, account_id=user.account_id,
+                 created_at=now, expires_at=expires_at,
+                 expires=clock.at(expires_at)).save()
+    return token
+
+
+def get(email: str) -> User:
+    try:
+        return User.get(normalise_email(email))
+    except DoesNotExist:
+        raise NotFound(f"No user {email}.", "email")
+
+
+def list_users(account_id: str) -> list[User]:
+    return list(User.by_account.query(account_id))
+
+
+def remove(account_id: str, email: str) -> User:
+    """Delete the user and sign them out everywhere."""
+    user = get(email)
+    if user.account_id != account_id:
+        raise NotFound(f"Account {account_id} has no user {email}.", "email")
+    user.delete(User.account_id == account_id)
+    sessions.end_for_user(user.email)
+    return user
+
+
+def link_user(token: str | None) -> User:
+    """The user a set-password link is for, if the link is live (for showing its form)."""
+    link = _live_link(token)
+    try:
+        return User.get(link.email)
+    except DoesNotExist:
+        raise Unauthorized("This link is no longer valid.", "token")
+
+
+def _live_link(token: str | None) -> PasswordLink:
+    try:
+        link = PasswordLink.get(_sha256(token or ""), consistent_read=True)
+    except DoesNotExist:
+        raise Unauthorized("This link is not valid. Ask your operator for a new one.", "token")
+    if link.used_at is not None:
+        raise Unauthorized("This link was used already. Ask your operator for a new one.",
+                           "token")
+    if link.expires_at <= clock.now_ms():
+        raise Unauthorized("This link has expired. Ask your operator for a new one.", "token")
+    return link
+
+
+def check_password_rules(password: str | None, confirm: str | None) -> str:
+    password = password or ""
+    if len(password) < MIN_PASSWORD:
+        raise BadRequest(f"Use at least {MIN_PASSWORD} characters.", "password")
+    if len(password) > MAX_PASSWORD:
+        raise BadRequest(f"Use at most {MAX_PASSWORD} characters.", "password")
+    if password != (confirm or ""):
+        raise BadRequest("The two passwords differ.", "confirm")
+    return password
+
+
+def set_password(token: str | None, password: str | None, confirm: str | None) -> User:
+    """Spend the link and set the password, atomically; every other session of the user ends."""
+    password = check_password_rules(password, confirm)
+    link = _live_link(token)
+    now = clock.now_ms()
+    password_hash = _argon2().hash(password)
+    user = User(email=link.email)
+    try:
+        with TransactWrite(connection=records.transaction_connection()) as transaction:
+            transaction.update(link, actions=[PasswordLink.used_at.set(now)],
+                               condition=PasswordLink.used_at.does_not_exist()
+                               & (PasswordLink.expires_at > now))
+            transaction.update(user, actions=[User.password_hash.set(password_hash),
+                                              User.password_set_at.set(now)],
+                               condition=User.email.exists()
+                               & (User.account_id == link.account_id))
+    except TransactWriteError:
+        raise Unauthorized("This link was used already or is no longer valid.", "token")
+    sessions.end_for_user(link.email)
+    return User.get(link.email)
+
+
+def _signin_subjects(email: str, source_ip: str | None) -> list[tuple[str, int]]:
+    return [(f"signin-email#{email}", SIGNIN_PER_EMAIL),
+            (f"signin-ip#{source_ip or 'unknown'}", SIGNIN_PER_IP)]
+
+
+_DUMMY_HASH = None
+
+
+def check_signin(email: str | None, password: str | None, source_ip: str | None) -> User:
+    """The user, if email and password match; throttled per email and per address. Unknown
+    users cost the same hash as known ones, so timing does not tell which emails exist."""
+    global _DUMMY_HASH
+    wrong = Unauthorized("Wrong email or password.", "password")
+    try:
+        email = normalise_email(email)
+    except BadRequest:
+        raise wrong
+    subjects = _signin_subjects(email, source_ip)
+    for subject, cap in subjects:
+        throttle.take(subject, cap, SIGNIN_WINDOW_SECONDS, "sign-in attempts")
+    try:
+        user = User.get(email)
+    except DoesNotExist:
+        user = None
+    hasher = _argon2()
+    from argon2.exceptions import InvalidHashError, VerificationError
+    if user is None or not user.password_hash:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
+        try:
+            hasher.verify(_DUMMY_HASH, password or "")
+        except VerificationError:
+            pass
+        raise wrong
+    try:
+        hasher.verify(user.password_hash, password or "")
+    except (VerificationError, InvalidHashError):
+        raise wrong
+    for subject, _ in subjects:  # a right password gives its slots back
+        throttle.release(subject, SIGNIN_WINDOW_SECONDS)
+    return user

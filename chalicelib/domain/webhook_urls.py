@@ -1,0 +1,92 @@
+"""Which webhook URLs the gateway may call, checked when an endpoint is added and again before
+every request (a name that resolved to a public address at `add` may resolve to 127.0.0.1 or
+169.254.169.254 later: DNS rebinding).
+
+On AWS stages a receiver must be `https` and every address its name resolves to must be a
+global unicast address: no private, loopback, link-local (instance metadata), CGNAT, multicast,
+reserved or unspecified ones, IPv4-mapped IPv6 included. The request then goes to the very
+address that was checked (see webhook_sender), so a second DNS answer cannot slip in. The local
+gateway allows `http` and local receivers (settings.WEBHOOK_ALLOW_PRIVATE).
+"""
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from chalicelib.core import settings
+from chalicelib.core.errors import BadRequest
+
+MAX_URL = 2048
+
+
+class Refused(Exception):
+    """This URL may not be called (the message says why)."""
+
+
+def parse(url: str):
+    """(scheme, host, port, path_with_query) of a well-formed webhook URL, else BadRequest."""
+    text = (url or "").strip()
+    if not text or len(text) > MAX_URL or any(ord(c) < 33 or ord(c) == 127 for c in text):
+        raise BadRequest(f"Invalid url: an absolute http(s) URL of at most {MAX_URL} "
+                         "characters without spaces.", "url")
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http"):
+        raise BadRequest("Invalid url: the scheme must be https.", "url")
+    if parts.username is not None or parts.password is not None:
+        raise BadRequest("Invalid url: credentials in the URL are not allowed.", "url")
+    if parts.fragment:
+        raise BadRequest("Invalid url: no #fragment.", "url")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise BadRequest("Invalid url: bad port.", "url")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise BadRequest("Invalid url: no host.", "url")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, host, port, path
+
+
+def _blocked(address: ipaddress._BaseAddress) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    for test, what in ((address.is_loopback, "a loopback"), (address.is_link_local,
+                       "a link-local (instance metadata)"), (address.is_private, "a private"),
+                       (address.is_multicast, "a multicast"), (address.is_unspecified,
+                       "an unspecified"), (address.is_reserved, "a reserved")):
+        if test:
+            return what
+    if not address.is_global:
+        return "a non-public"
+    return None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (an IP literal resolves to itself)."""
+    try:
+        return [ipaddress.ip_address(host).compressed]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise Refused(f"cannot resolve {host}: {exc}")
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def check(url: str, allow_private: bool | None = None) -> tuple[tuple, str]:
+    """Resolve and check `url`; returns (parse(url), the address to connect to) or raises
+    Refused (nothing is sent). Called at `add` and before every attempt."""
+    allow = settings.WEBHOOK_ALLOW_PRIVATE if allow_private is None else allow_private
+    scheme, host, port, path = parse(url)
+    if scheme != "https" and not allow:
+        raise Refused("the URL must be https")
+    addresses = resolve(host, port)
+    if not addresses:
+        raise Refused(f"{host} resolves to no address")
+    if not allow:
+        for text in addresses:
+            what = _blocked(ipaddress.ip_address(text.split("%", 1)[0]))
+            if what:
+                raise Refused(f"{host} resolves to {what} address ({text})")
+    # IPv4 first: Lambda functions outside a VPC have no IPv6 egress.
+    return (scheme, host, port, path), min(addresses, key=lambda a: (":" in a, a))

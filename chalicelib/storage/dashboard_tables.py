@@ -1,0 +1,88 @@
+"""Storage of the owner's dashboard: its users, their set-password links and sessions, the
+sign-in throttle counters, and the pairing codes that add a phone. Every item that only time
+must remove carries a TTL attribute; reads check expiry themselves (TTL deletion is lazy)."""
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.storage.model_base import table_meta
+
+
+class UsersByAccount(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-account"
+        projection = AllProjection()
+    account_id = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute(range_key=True)
+
+
+class User(Model):
+    """A person who signs in to one account's dashboard. `password_hash` is argon2id; absent
+    until the user follows their set-password link."""
+    Meta = table_meta("users")
+    email = UnicodeAttribute(hash_key=True)  # lower-cased
+    account_id = UnicodeAttribute()
+    created_at = NumberAttribute()
+    password_hash = UnicodeAttribute(null=True)
+    password_set_at = NumberAttribute(null=True)
+    by_account = UsersByAccount()
+
+
+class PasswordLink(Model):
+    """A one-time set-password link; only the SHA-256 of its token is stored."""
+    Meta = table_meta("password-links")
+    token_hash = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+    used_at = NumberAttribute(null=True)
+    expires = TTLAttribute()
+
+
+class SessionsByUser(GlobalSecondaryIndex):
+    """Sign out everywhere: every session of one user."""
+    class Meta:
+        index_name = "by-user"
+        projection = KeysOnlyProjection()
+    email = UnicodeAttribute(hash_key=True)
+    created_at = NumberAttribute(range_key=True)
+
+
+class Session(Model):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is the key."""
+    Meta = table_meta("sessions")
+    session_hash = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    csrf_token = UnicodeAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+    expires = TTLAttribute()
+    by_user = SessionsByUser()
+
+
+class Throttle(Model):
+    """An attempt counter for one subject (`signin-email#...`, `signin-ip#...`, `pair-ip#...`)
+    in one fixed time window; raised only by a conditional ADD, so it never passes its cap."""
+    Meta = table_meta("throttles")
+    key = UnicodeAttribute(hash_key=True)
+    attempts = NumberAttribute(default=0)
+    expires = TTLAttribute()
+
+
+class PairingCode(Model):
+    """A short one-time code that lets a phone register itself into an account."""
+    Meta = table_meta("pairing-codes")
+    code = UnicodeAttribute(hash_key=True)
+    account_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+    used_at = NumberAttribute(null=True)
+    device_uid = UnicodeAttribute(null=True)
+    expires = TTLAttribute()
+
+
+MODELS = (User, PasswordLink, Session, Throttle, PairingCode)

@@ -1,0 +1,102 @@
+"""The owner's dashboard at /dashboard/: HTML pages over the same domain functions as the API.
+
+Imported only by dashboard routes (app.py imports it inside them), so the public API's cold
+start never loads it, Jinja2, argon2 or segno. `handle` maps (method, path parts) to a page;
+every page but sign-in, set-password and static files needs a live session, and every POST
+must carry the session's CSRF token (or, signed out, the double-submit token) and, when the
+browser sends one, this gateway's Origin.
+"""
+import logging
+import re
+
+from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
+from chalicelib.domain import sessions
+from chalicelib.surfaces.dashboard import account_pages, phone_pages, web
+from chalicelib.surfaces.dashboard.web import Request
+
+log = logging.getLogger("smsgw")
+
+# (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
+ROUTES = {}
+PUBLIC = {"signin", "set-password", "static"}
+PART = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+
+
+def _register(module):
+    for (method, pattern), page in module.PAGES.items():
+        ROUTES[(method, pattern)] = page
+
+
+_register(account_pages)
+_register(phone_pages)
+
+
+def _match(method: str, parts: tuple):
+    for (route_method, pattern), page in ROUTES.items():
+        if route_method == method and len(pattern) == len(parts) and all(
+                p == "*" or p == part for p, part in zip(pattern, parts, strict=True)):
+            return page, [part for p, part in zip(pattern, parts, strict=True) if p == "*"]
+    return None, None
+
+
+def not_found(request: Request):
+    return web.render(request, "error.html", 404, title="Not found",
+                      message="There is no such page in your dashboard.")
+
+
+def refused(request: Request, message: str):
+    return web.render(request, "error.html", 403, title="Refused", message=message)
+
+
+def handle(method: str, parts: tuple, query: dict | None, headers: dict, body: bytes | None,
+           source_ip: str | None, context: dict | None):
+    """Answer one dashboard request: (http_status, headers, body text)."""
+    request = Request(method=method, parts=tuple(p for p in parts if p), query={
+        k: (v[0] if isinstance(v, list) else v) for k, v in (query or {}).items()},
+        headers={k.lower(): v for k, v in (headers or {}).items()}, body=body,
+        source_ip=source_ip, context=context or {})
+    try:
+        return _handle(request)
+    except NotFound:  # the same answer whether it is another account's or nobody's
+        return not_found(request)
+    except Exception as exc:  # never a traceback: a plain error page
+        error = exc if isinstance(exc, GatewayError) else from_unexpected(exc)
+        if not isinstance(exc, GatewayError):
+            log.exception("unexpected error in the dashboard")
+        return web.render(request, "error.html", 503 if error.retry_after else 400,
+                          title="Something went wrong", message=error.message)
+
+
+def _handle(request: Request):
+    if request.parts and request.parts[0] == "static" and len(request.parts) == 2 \
+            and request.method == "GET":
+        return web.static(request, request.parts[1])
+    if not all(PART.match(part) for part in request.parts):
+        return not_found(request)
+    page, args = _match(request.method, request.parts)
+    if page is None:
+        return not_found(request)
+    request.session = sessions.find(request.cookie(web.SESSION_COOKIE))
+    if request.method == "POST":
+        if not web.same_origin(request):
+            return refused(request, "This form was sent from another site.")
+        try:
+            request.form = web.parse_form(request)
+        except (ValueError, UnicodeDecodeError):
+            return web.render(request, "error.html", 400, title="Bad form",
+                              message="The form could not be read.")
+    public = request.parts and request.parts[0] in PUBLIC
+    if not public:
+        if request.session is None:
+            if request.method == "GET":
+                return web.redirect(request, "/signin")
+            return refused(request, "You are signed out. Sign in and try again.")
+        if request.method == "POST" and not sessions.csrf_ok(request.session,
+                                                             request.form.get("csrf")):
+            return refused(request, "This form has expired (missing or wrong security "
+                                    "token). Go back, reload the page and try again.")
+    elif request.method == "POST" and not web.token_equal(request.cookie(web.PRE_COOKIE),
+                                                         request.form.get("csrf")):
+        return refused(request, "This form has expired (missing or wrong security token). "
+                                "Reload the page and try again.")
+    return page(request, *args)

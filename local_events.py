@@ -1,0 +1,150 @@
+"""What AWS's event source mappings do for the deployed webhook functions, done locally: read
+the DynamoDB streams of the event tables and the webhook queue (moto's, or a test's in-process
+moto), and call the app's very handlers with Lambda's event shapes.
+
+The local gateway starts `EventPumps` next to its schedules, so a receiver sees events within a
+second or so; tests call `drain()` to move everything through synchronously. Like Lambda, a
+stream batch whose handler raises is read again, and an SQS message is deleted only after its
+batch was handled.
+"""
+import os
+import sys
+import threading
+import time
+
+STREAM_POLL_SECONDS = 0.2
+
+
+def _streams_client():
+    import boto3
+    from botocore.config import Config
+
+    from chalicelib.core import settings
+    # botocore >= 1.38 sends stream calls to account-scoped endpoints that moto does not serve.
+    return boto3.session.Session().client("dynamodbstreams", region_name=settings.REGION,
+                                          config=Config(account_id_endpoint_mode="disabled"))
+
+
+class EventPumps:
+    def __init__(self):
+        import app as app_module
+        from chalicelib.core import settings
+        from chalicelib.domain import webhooks
+        from chalicelib.storage import aws, tables
+        self.app = app_module
+        self.settings, self.tables = settings, tables
+        self.sqs = aws.sqs()
+        self.streams = _streams_client()
+        self.queue_url = webhooks.ensure_queue()
+        self.queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self._iterators = {}  # (stream arn, shard id) -> last sequence number handled
+        self._shard_ids = {}
+        self._stop = threading.Event()
+        self._threads = []
+        self.errors = []
+
+    # --- streams -> emit_events -----------------------------------------------------------
+
+    def _stream_arns(self):
+        for short in self.settings.EVENT_SOURCE_TABLES:
+            found = self.streams.list_streams(TableName=self.settings.table_name(short))
+            if found["Streams"]:
+                yield max(found["Streams"], key=lambda s: s["StreamLabel"])["StreamArn"]
+
+    def _iterator(self, arn, shard_id):
+        """A fresh iterator after the last record handled: moto may have replaced the shard
+        object (a cancelled transaction restores a table copy), so none is kept."""
+        last = self._iterators.get((arn, shard_id))
+        where = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last} \
+            if last else {"ShardIteratorType": "TRIM_HORIZON"}
+        return self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id,
+                                               **where)["ShardIterator"]
+
+    def pump_streams(self) -> int:
+        """Hand every new stream record to emit_events; returns how many were handled."""
+        if not hasattr(self, "_arns"):
+            self._arns = list(self._stream_arns())
+        handled = 0
+        for arn in self._arns:
+            if arn not in self._shard_ids:
+                self._shard_ids[arn] = [s["ShardId"] for s in self.streams.describe_stream(
+                    StreamArn=arn)["StreamDescription"]["Shards"]]
+            for shard_id in self._shard_ids[arn]:
+                answer = self.streams.get_records(ShardIterator=self._iterator(arn, shard_id),
+                                                  Limit=100)
+                records = [self._lambda_record(r, arn) for r in answer.get("Records", [])]
+                if records:
+                    self.app.emit_events({"Records": records}, None)  # raises: read again
+                    handled += len(records)
+                    self._iterators[(arn, shard_id)] = records[-1]["dynamodb"][
+                        "SequenceNumber"]
+        return handled
+
+    def _lambda_record(self, record, arn):
+        change = dict(record["dynamodb"])
+        at = change.get("ApproximateCreationDateTime", time.time())
+        change["ApproximateCreationDateTime"] = at.timestamp() if hasattr(at, "timestamp") \
+            else float(at)
+        change.setdefault("SizeBytes", 0)
+        change.setdefault("StreamViewType", "NEW_AND_OLD_IMAGES")
+        return {"eventID": record.get("eventID", ""), "eventName": record["eventName"],
+                "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+                "awsRegion": self.settings.REGION, "eventSourceARN": arn, "dynamodb": change}
+
+    # --- queue -> deliver_webhooks ---------------------------------------------------------
+
+    def pump_queue(self, wait_seconds: int = 0) -> int:
+        answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                          WaitTimeSeconds=wait_seconds, VisibilityTimeout=60,
+                                          AttributeNames=["All"])
+        messages = answer.get("Messages", [])
+        if not messages:
+            return 0
+        self.app.deliver_webhooks({"Records": [{
+            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+            "attributes": m.get("Attributes", {}), "messageAttributes": {},
+            "md5OfBody": m.get("MD5OfBody", ""), "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn, "awsRegion": self.settings.REGION}
+            for m in messages]}, None)
+        self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        return len(messages)
+
+    def drain(self, rounds: int = 50) -> None:
+        """Move everything ready through streams, queue and deliveries (tests)."""
+        for _ in range(rounds):
+            if not self.pump_streams() + self.pump_queue():
+                return
+
+    # --- threads (local gateway) -----------------------------------------------------------
+
+    def start(self) -> "EventPumps":
+        for name, step in (("streams", self._stream_step), ("queue", self._queue_step)):
+            thread = threading.Thread(target=self._loop, args=(step,), daemon=True,
+                                      name=f"events-{name}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _stream_step(self):
+        if not self.pump_streams():
+            self._stop.wait(STREAM_POLL_SECONDS)
+
+    def _queue_step(self):
+        self.pump_queue(wait_seconds=1)
+
+    def _loop(self, step):
+        while not self._stop.is_set():
+            try:
+                step()
+            except Exception as exc:  # retried at the next round, as Lambda would
+                self.errors.append(repr(exc))
+                if os.environ.get("SMSGW_LOCAL_EVENTS_QUIET") != "1":
+                    print(f"webhook events: {exc!r}", file=sys.stderr)
+                self._stop.wait(1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
