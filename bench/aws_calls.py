@@ -36,7 +36,7 @@ def measure(quick: bool = False) -> dict:
         aws.ssm().put_parameter(Name=os.environ["SMSGW_OTP_SECRET_PARAM"], Type="SecureString",
                                 Value="bench-otp-secret-" + "x" * 48)
         awsrec.learn_indexes(tables.MODELS)
-        awsrec.install()
+        awsrec.install(exact_units=True)
         try:
             import app as app_module
             fx = scenarios.Fixture(history=100)

@@ -8,7 +8,8 @@ DynamoDB capacity: PynamoDB asks for `ReturnConsumedCapacity=TOTAL`, but moto an
 (0.5 or 1.0 whatever the size), so units are estimated from the items' sizes with DynamoDB's
 documented rules: reads 4 KB per unit (half for eventually consistent reads, a Query summing
 the items it returns), writes 1 KB per unit, transactions twice that, and a write also writes
-each global secondary index whose key the item has (sparse indexes only hold some items).
+each global secondary index whose key the item has (sparse indexes only hold some items); an
+update that sets an index key moves the entry (two writes), one that removes it deletes it.
 Where the size of an item is not visible in the request or response (an UpdateItem or DeleteItem
 that returns no attributes) it is taken as under 1 KB, which is true for every item we store.
 """
@@ -27,6 +28,9 @@ _lock = threading.Lock()
 _sinks: list[list] = []
 _paused = threading.local()
 GSI_KEYS: dict[str, list] = {}  # table name -> hash-key attribute of each global index
+# table name -> the key attributes (hash, range) of each global index; every index here projects
+# all attributes, so any change to an item in an index rewrites its index entry
+GSI_KEY_SETS: dict[str, list] = {}
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Call:
     rru: float = 0.0
     wru: float = 0.0
     notes: list = field(default_factory=list)
+    before: dict | None = None  # UpdateItem on a table with indexes: the item before the call
 
     @property
     def label(self) -> str:
@@ -54,6 +59,14 @@ def _recording_make_api_call(client, operation_name, api_params):
     if not _sinks or getattr(_paused, "on", False):
         return _original(client, operation_name, api_params)
     params = copy.deepcopy(api_params)
+    before = None
+    if _exact_units.on and operation_name == "UpdateItem" and \
+            GSI_KEY_SETS.get(params.get("TableName")):
+        # The item as it was (not recorded, not timed): whether the update moves, rewrites or
+        # deletes index entries depends on it (see _update_units).
+        before = _original(client, "GetItem", {"TableName": params["TableName"],
+                                               "Key": params["Key"], "ConsistentRead": True}
+                           ).get("Item", {})
     start = time.perf_counter()
     response, error = None, None
     try:
@@ -64,7 +77,7 @@ def _recording_make_api_call(client, operation_name, api_params):
         raise
     finally:
         call = Call(client.meta.service_model.endpoint_prefix, operation_name, params,
-                    response, time.perf_counter() - start, error)
+                    response, time.perf_counter() - start, error, before=before)
         if call.service == "dynamodb":
             estimate_units(call)
         with _lock:
@@ -72,11 +85,23 @@ def _recording_make_api_call(client, operation_name, api_params):
                 sink.append(call)
 
 
-def install() -> None:
+class _Flag:
+    on = False
+
+
+_exact_units = _Flag()
+
+
+def install(exact_units: bool = False) -> None:
+    """Record calls from now on. exact_units: read each indexed item before an UpdateItem (an
+    extra, unrecorded GetItem) to count its index writes exactly; for call-counting benches,
+    not for timing ones (the extra read would be inside the handler's time)."""
+    _exact_units.on = exact_units
     botocore.client.BaseClient._make_api_call = _recording_make_api_call
 
 
 def uninstall() -> None:
+    _exact_units.on = False
     botocore.client.BaseClient._make_api_call = _original
 
 
@@ -90,6 +115,10 @@ def learn_indexes(models) -> None:
                 keys.append(next(a.attr_name for a in vars(type(value)).values()
                                  if getattr(a, "is_hash_key", False)))
         GSI_KEYS[model.Meta.table_name] = keys
+        GSI_KEY_SETS[model.Meta.table_name] = [
+            {a.attr_name for a in vars(type(value)).values()
+             if getattr(a, "is_hash_key", False) or getattr(a, "is_range_key", False)}
+            for value in vars(model).values() if isinstance(value, GlobalSecondaryIndex)]
 
 
 @contextmanager
@@ -160,6 +189,24 @@ def _write_units(size: int | None, table: str, item: dict | None = None) -> floa
     return units * (1 + indexes)
 
 
+def _update_units(before: dict, after: dict | None, table: str) -> float:
+    """An UpdateItem's write units, index by index, with DynamoDB's rules for indexes projecting
+    all attributes: an item in the index before and after rewrites its entry (1), or moves it
+    when a key attribute changed (delete + put: 2); an item entering or leaving a sparse index
+    puts or deletes its entry (1). `after` unknown (no ALL_NEW): taken as unchanged keys."""
+    after = before if after is None else after
+    units = max(1, math.ceil(max(item_size(before), item_size(after)) / 1024))
+    total = units
+    for keys in GSI_KEY_SETS.get(table, []):
+        was, now = keys <= set(before), keys <= set(after)
+        if was and now:
+            moved = any(before.get(k) != after.get(k) for k in keys)
+            total += units * (2 if moved else 1)
+        elif was or now:
+            total += units
+    return total
+
+
 def estimate_units(call: Call) -> None:
     p, r, op = call.params, call.response or {}, call.operation
     table = p.get("TableName", "")
@@ -170,6 +217,9 @@ def estimate_units(call: Call) -> None:
         call.rru = _read_units(size, bool(p.get("ConsistentRead")) and "IndexName" not in p)
     elif op == "PutItem":
         call.wru = _write_units(item_size(p.get("Item")), table, p.get("Item"))
+    elif op == "UpdateItem" and call.before is not None and not call.error:
+        after = r.get("Attributes") if p.get("ReturnValues") == "ALL_NEW" else None
+        call.wru = _update_units(call.before, after, table)
     elif op in ("UpdateItem", "DeleteItem"):
         attributes = r.get("Attributes")
         if attributes is None or p.get("ReturnValues") not in ("ALL_NEW", "ALL_OLD"):

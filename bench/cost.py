@@ -12,6 +12,7 @@ and Lambda's log lines.
 """
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,15 @@ SMS_PATH = ["send_sms", "device: jobs poll returning a job", "device: report sen
             "device: report delivered"]
 IDLE_POLL = "device: jobs poll, idle (wait=1 s)"
 HEARTBEAT = "device: heartbeat"
+# The default configuration (README's deploy steps: the stack's HTTP API URL, agents in their
+# default mode "auto", which finds direct polling offered by the stack's device role).
+CREDENTIALS = "device: credentials (direct)"
+DIRECT_SMS_PATH = {1: ["send_sms", "device: claim 1 job (direct)",
+                       "device: report sent+delivered, 1 message"],
+                   10: ["send_sms", "device: claim 10 jobs, one SQS receive (direct)",
+                        "device: report sent+delivered, 10 messages"]}
+SQS_LONG_POLL_SECONDS = 20  # the most SQS allows per ReceiveMessage
+SWEEP_SECONDS = 60  # stop_silent_devices runs every minute (app.py)
 # Used only while the device routes are not on this branch: the calls the design implies
 # (device token lookup, then the job/lease/report operations). Replaced by counts once merged.
 ASSUMED = {
@@ -134,6 +144,50 @@ class Model:
         return {"lines": lines, "total": total, "polls": polls, "waiting_gb_s": waiting_gbs,
                 "waiting_usd": waiting_gbs * self.gbs_price, "alternatives": alternatives}
 
+    def default_config(self, deploy: dict) -> dict:
+        """The deployed default: HTTP API front door, direct polling, heartbeats every
+        `heartbeat_seconds` (postponed by any other call), credentials every hour, reports of
+        sent+delivered in one call. Per SMS for a lone message (batch 1) and for a busy phone
+        (one SQS receive returns 10 jobs: one claim, one report call for the 10)."""
+        seconds = self.a["hours_per_month"] * 3600
+        sqs = self.p["sqs_standard_per_million_requests"] / 1e6
+        receives = seconds / SQS_LONG_POLL_SECONDS
+        beat_s, window = deploy["heartbeat_seconds"], deploy["heartbeat_window_seconds"]
+        beats = seconds / beat_s
+        renewals = seconds / deploy["credentials_seconds"]
+        beat = self.request(HEARTBEAT, api="http")
+        cred = self.request(CREDENTIALS, api="http")
+        lines = [{"what": f"device's own SQS long-polls ({SQS_LONG_POLL_SECONDS} s, no Lambda)",
+                  "per_month": receives, "billed_ms": 0, "total": sqs,
+                  "monthly": receives * sqs},
+                 {"what": f"heartbeats (every {beat_s} s, HTTP API)", "per_month": beats,
+                  **beat, "monthly": beats * beat["total"]},
+                 {"what": f"credential renewals (every {deploy['credentials_seconds']} s)",
+                  "per_month": renewals, **cred, "monthly": renewals * cred["total"]}]
+        idle = sum(line["monthly"] for line in lines)
+        busy_seconds = (beats * beat["billed_ms"] + renewals * cred["billed_ms"]) / 1000
+        sms = {}
+        for batch, path in DIRECT_SMS_PATH.items():
+            steps = [self.request(path[0], api="http")] + [
+                self.request(name, api="http") for name in path[1:]]
+            per_sms = steps[0]["total"] + (sqs + sum(s["total"] for s in steps[1:])) / batch
+            sms[batch] = {"steps": steps, "batch": batch, "per_million": per_sms * 1e6}
+        return {
+            "idle_lines": lines, "idle_total": idle, "sms": sms,
+            "offline_detection_seconds": window + SWEEP_SECONDS,
+            "offline_shown_seconds": window,
+            "lambda_concurrency_per_1000_idle": 1000 * busy_seconds / seconds,
+            **deploy}
+
+    def before_concurrency_per_1000_idle(self) -> float:
+        """Gateway long-polls back to back: each idle phone holds a Lambda for the whole wait."""
+        wait = self.a["device_poll_wait_seconds"]
+        poll_ms = self.request(IDLE_POLL, wait_s=wait)["billed_ms"]
+        beat_ms = self.request(HEARTBEAT)["billed_ms"]
+        per_second = poll_ms / 1000 / wait + beat_ms / 1000 / self.a[
+            "device_heartbeat_interval_seconds"]
+        return 1000 * min(1.0, per_second)
+
     def _alternatives(self, seconds, heartbeat_monthly) -> list[dict]:
         p = self.p
         out = []
@@ -159,6 +213,19 @@ class Model:
                             "messages; heartbeats over MQTT too)",
                     "monthly": iot, "delivery": "immediate (push)"})
         return out
+
+
+def deployed_settings() -> dict:
+    """Heartbeat interval and window, and credential lifetime, of the deployed stage (prod in
+    .chalice/config.json, defaults from chalicelib/core/settings.py)."""
+    conf = json.loads((_env.ROOT / ".chalice" / "config.json").read_text())
+    env = {**conf.get("environment_variables", {}),
+           **conf["stages"]["prod"].get("environment_variables", {})}
+    window = int(env.get("SMSGW_HEARTBEAT_WINDOW_SECONDS", 120))
+    return {"heartbeat_window_seconds": window,
+            "heartbeat_seconds": int(env.get("SMSGW_HEARTBEAT_SECONDS", max(1, window // 3))),
+            "credentials_seconds": min(3600, max(900, int(env.get(
+                "SMSGW_DEVICE_CREDENTIALS_SECONDS", 3600))))}
 
 
 # Webhooks: what the counts of bench/webhooks.py do not fix. A delivery log item (event body +
@@ -202,11 +269,27 @@ def compute(calls_result: dict, latency_result: dict | None = None,
             prices: dict | None = None, webhook_calls: dict | None = None) -> dict:
     prices = prices or load_prices()
     model = Model(calls_result, latency_result, prices)
-    result = {"prices": prices, "sms": model.per_million_sms(),
-              "idle": model.idle_device_month()}
+    result = {"prices": prices, "sms": model.per_million_sms(), "idle": model.idle_device_month()}
     if webhook_calls:
         result["webhook_calls"] = webhook_calls
         result["events"] = per_million_events(prices, webhook_calls)
+    try:
+        default = model.default_config(deployed_settings())
+    except KeyError as exc:  # a scenario the default needs did not run (unavailable)
+        result["default_unavailable"] = f"not counted: {exc}"
+        return result
+    old_window = int(os.environ.get("SMSGW_HEARTBEAT_WINDOW_SECONDS", 120))
+    result.update({
+        "default": default,
+        # The output contract (issue 13): the configuration README's deploy steps produce.
+        "default_idle_device_month_usd": default["idle_total"],
+        "default_per_million_sms_usd": default["sms"][1]["per_million"],
+        "default_per_million_sms_batched_usd": default["sms"][10]["per_million"],
+        "before": {"idle_device_month_usd": result["idle"]["total"],
+                   "per_million_sms_usd": result["sms"]["per_million"],
+                   "offline_detection_seconds": old_window + SWEEP_SECONDS,
+                   "lambda_concurrency_per_1000_idle": model.before_concurrency_per_1000_idle()},
+    })
     return result
 
 
@@ -274,6 +357,60 @@ def markdown(r: dict) -> str:
                          f"{_usd(q['sqs'])} | {_usd(q['logs'])} | **{_usd(row['total'])}** |")
         lines.append("\nA failed attempt costs about the same again (one more delivery); a long "
                      "wait costs one SQS hop per 15 minutes (a 10 h wait: 40 requests, $0.000016).")
+    if "default" in r:
+        lines.append("\n" + default_markdown(r))
+    return "\n".join(lines)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min"
+
+
+def default_markdown(r: dict) -> str:
+    """The deployed default next to the old figures (issue 13's before/after table)."""
+    d, before = r["default"], r["before"]
+    lines = [
+        "### The default deployment (README's deploy steps) vs before\n",
+        "Default: HTTP API URL (payload 1.0), agents in mode `auto` find direct polling (the "
+        "stack's device role) and long-poll their own SQS queue, heartbeats every "
+        f"{d['heartbeat_seconds']} s postponed by any other call, credentials renewed every "
+        f"{d['credentials_seconds']} s, `sent`+`delivered` reported in one call. Before: REST "
+        "API, gateway long-polls (20 s), heartbeats every 40 s.\n",
+        "| figure | before | default now | target |", "|---|---:|---:|---:|",
+        f"| idle phone-month | {_usd(before['idle_device_month_usd'])} | "
+        f"**{_usd(r['default_idle_device_month_usd'])}** | ≤ $0.10 |",
+        f"| per million SMS, one message at a time | {_usd(before['per_million_sms_usd'])} | "
+        f"**{_usd(r['default_per_million_sms_usd'])}** | ≤ $5 |",
+        f"| per million SMS, busy phone (10 jobs per SQS receive, 10 per report call) | "
+        f"{_usd(before['per_million_sms_usd'])} | "
+        f"**{_usd(r['default_per_million_sms_batched_usd'])}** | ≤ $5 |",
+        f"| offline detection (window + 1-min sweep) | "
+        f"{_minutes(before['offline_detection_seconds'])} | "
+        f"**{_minutes(d['offline_detection_seconds'])}** | ≤ 10 min |",
+        f"| Lambda concurrency held by 1,000 idle phones | "
+        f"{before['lambda_concurrency_per_1000_idle']:,.0f} | "
+        f"**{d['lambda_concurrency_per_1000_idle']:.3f}** | ≈ 0 |",
+        "\nIdle phone-month, default:\n",
+        "| what | per month | billed ms each | cost per million | per month |",
+        "|---|---:|---:|---:|---:|"]
+    for line in d["idle_lines"]:
+        lines.append(f"| {line['what']} | {line['per_month']:,.0f} | {line['billed_ms']:,} | "
+                     f"{_usd(line['total'] * 1e6)} | {_usd(line['monthly'])} |")
+    lines.append(f"| **idle phone-month** | | | | **{_usd(d['idle_total'])}** |")
+    for batch, sms in d["sms"].items():
+        lines += [f"\nOne SMS, default, {batch} job(s) per SQS receive and report call "
+                  "(the device's ReceiveMessage adds one SQS request per receive):\n",
+                  "| step | AWS calls | billed ms | API GW | Lambda req | Lambda GB-s | "
+                  "DynamoDB | SQS | logs | per call, per million |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in sms["steps"]:
+            p = {k: v * 1e6 for k, v in s["parts"].items()}
+            lines.append(f"| {s['name']} | {s['calls']} | {s['billed_ms']} | "
+                         f"{_usd(p['api_gateway'])} | {_usd(p['lambda_requests'])} | "
+                         f"{_usd(p['lambda_duration'])} | {_usd(p['dynamodb'])} | "
+                         f"{_usd(p['sqs'])} | {_usd(p['logs'])} | {_usd(s['total'] * 1e6)} |")
+        lines.append(f"| **per SMS** (claim, receive and report shared by {batch}) | | | | | | "
+                     f"| | | **{_usd(sms['per_million'])}** |")
     return "\n".join(lines)
 
 

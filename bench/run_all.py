@@ -117,9 +117,12 @@ def main():
         deliv = delivery(quick)
         click.echo("cold start...", err=True)
         cold = run_json(["bench.cold_start", *flag])
+        click.echo("scale (idle phones, sweeps with a backlog)...", err=True)
+        scale = run_json(["bench.scale", *flag], timeout=1800)
         costs = cost.compute(calls, latency)
         from bench import aws_calls, cold_start
         from bench import latency as latency_mod
+        from bench import scale as scale_mod
         elapsed = time.monotonic() - started
         goal_rows = "\n".join(f"| {g} | {v} | {d} |" for g, v, d in goals(calls, latency, cold))
         text = f"""# Benchmark results
@@ -162,6 +165,10 @@ server. moto is not AWS: these ratios show our code's overhead, not AWS latency.
 ## Cost model
 
 {cost.markdown(costs)}
+
+## Scale (100 → 1,000 phones, 10 messages of backlog each)
+
+{scale_mod.markdown(scale)}
 """
         Path(output).write_text(text)
         click.echo(text)

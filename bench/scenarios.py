@@ -20,6 +20,8 @@ DEVICE_JOBS = "/device/jobs"
 DEVICE_REPORTS = "/device/reports"
 DEVICE_INCOMING = "/device/incoming"
 DEVICE_HEARTBEAT = "/device/heartbeat"
+DEVICE_CREDENTIALS = "/device/credentials"
+DEVICE_CLAIMS = "/device/claims"
 
 
 def fresh_number() -> str:
@@ -133,6 +135,8 @@ class Fixture:
         self.leased = None
         self.otp_code = None
         self.otp_number = None
+        self.claims = []
+        self.leased_all = []
 
     def api(self, inv, action, method="POST", **params):
         params = {"api_key": self.api_key, "action": action, **params}
@@ -304,6 +308,57 @@ def _heartbeat(fx, inv):
                      json_body={"app_state": "running", "battery": 80, "signal": 4})
 
 
+# --- direct polling (the default on AWS): the device receives from SQS itself, then claims ----
+
+def _direct_on(fx) -> None:
+    """The stack's device role (in moto's IAM) and SMSGW_DEVICE_ROLE_ARN, as deployed."""
+    from chalicelib.core import settings
+    if not settings.DEVICE_ROLE_ARN:
+        import boto3
+        settings.DEVICE_ROLE_ARN = boto3.client("iam", region_name=settings.REGION).create_role(
+            RoleName="BenchDeviceRole", Path=settings.device_role_path(),
+            AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+
+
+def _credentials(fx, inv):
+    return fx.device(inv, "proto", "POST", DEVICE_CREDENTIALS, json_body={})
+
+
+def _received(fx, n: int) -> None:
+    """Queue n jobs and receive them as the device does (one SQS receive, not measured)."""
+    from chalicelib.core import settings
+    from chalicelib.storage import aws
+    for _ in range(n):
+        _queue_job(fx)
+    got = aws.sqs().receive_message(QueueUrl=fx.dev["proto"].queue_url, MaxNumberOfMessages=n,
+                                    VisibilityTimeout=settings.LEASE_SECONDS).get("Messages", [])
+    if len(got) != n:
+        raise RuntimeError(f"received {len(got)} of {n} jobs")
+    fx.claims = [{"message_id": json.loads(m["Body"])["message_id"],
+                  "receipt_handle": m["ReceiptHandle"]} for m in got]
+
+
+def _claim(fx, inv):
+    reply = fx.device(inv, "proto", "POST", DEVICE_CLAIMS, json_body={"claims": fx.claims})
+    fx.leased_all = [r["message_id"] for r in (reply.body or {}).get("results", [])
+                     if r.get("result") == "leased"]
+    return reply
+
+
+def _prepare_claimed(n):
+    def prepare(fx, inv):
+        _received(fx, n)
+        reply = _claim(fx, inv)
+        if len(fx.leased_all) != n:
+            raise RuntimeError(f"claim leased {fx.leased_all}: {reply.problem()}")
+    return prepare
+
+
+def _report_pairs(fx, inv):
+    return fx.device(inv, "proto", "POST", DEVICE_REPORTS, json_body={"reports": [
+        {"message_id": m, "status": s} for m in fx.leased_all for s in ("sent", "delivered")]})
+
+
 SCENARIOS = [
     # pacing's slot write (docs/pool.md) is the third call; an unpaced device makes two
     Scenario("send_sms", _send, goal=3),
@@ -332,6 +387,20 @@ SCENARIOS = [
              group="device"),
     Scenario("device: heartbeat", _heartbeat, missing=_route_missing(DEVICE_HEARTBEAT),
              group="device"),
+    Scenario("device: credentials (direct)", _credentials,
+             prepare=lambda fx, inv: _direct_on(fx), missing=_route_missing(DEVICE_CREDENTIALS),
+             group="device", latency=False),
+    Scenario("device: claim 1 job (direct)", _claim, prepare=lambda fx, inv: _received(fx, 1),
+             missing=_route_missing(DEVICE_CLAIMS), group="device", latency=False),
+    Scenario("device: claim 10 jobs, one SQS receive (direct)", _claim,
+             prepare=lambda fx, inv: _received(fx, 10), missing=_route_missing(DEVICE_CLAIMS),
+             group="device", latency=False),
+    Scenario("device: report sent+delivered, 1 message", _report_pairs,
+             prepare=_prepare_claimed(1), missing=_route_missing(DEVICE_REPORTS),
+             group="device", latency=False),
+    Scenario("device: report sent+delivered, 10 messages", _report_pairs,
+             prepare=_prepare_claimed(10), missing=_route_missing(DEVICE_REPORTS),
+             group="device", latency=False),
 ]
 
 

@@ -364,7 +364,11 @@ class Soak:
             self.faults["duplicates of in-flight messages"] += 1
 
     def _steal(self, session):
-        slot = self.rng.choice(self.slots)
+        # a phone in an outage stays silent (a poll with its token is a sign of life)
+        running = [slot for slot in self.slots if slot.running()]
+        if not running:
+            return
+        slot = self.rng.choice(running)
         answer = session.get(f"{self.gateway.url}/device/jobs", params={"wait": 1, "max": 2},
                              timeout=30, headers={
                                  "Authorization": f"Bearer {slot.device['device_token']}"})

@@ -12,6 +12,11 @@ The merge template (`chalice package --merge-template`) holds:
   resource that does not exist), and each role's policy pinned to the stack's region and account;
 - alarms (to an SNS topic, optionally mailed): errors of every Lambda function, and stuck
   messages as reported by the cleanup sweeps (chalicelib/core/metrics.py);
+- the cheaper front door (docs/cost.md): an API Gateway HTTP API (AWS::ApiGatewayV2) with one
+  route per chalice route, integrated with the API handler in payload format 1.0, which is the
+  event shape chalice reads (requestContext.identity.sourceIp included); its URL is the output
+  HttpApiUrl, the base URL README's deploy steps give to applications and devices. The REST API
+  chalice generates stays (same handler), at 3.5x the price per request;
 - limits so one leaked device token cannot exhaust the account (docs/hardening.md): API
   Gateway stage throttling, a tighter throttle on the long-poll route, and reserved concurrency
   for the API function (so it can neither starve nor be starved by the account's other
@@ -224,6 +229,44 @@ def device_role(settings) -> dict:
                 "Resource": {"Fn::Sub": queues}}]}}]}}
 
 
+def http_api(app, stage: str, prefix: str) -> dict:
+    """An HTTP API in front of the API handler: $1.00 instead of $3.50 per million requests.
+    Payload format 1.0 gives the handler the REST API's event shape, so chalice routes it
+    unchanged (by requestContext.resourcePath, the route's path) and the IP whitelist reads
+    requestContext.identity.sourceIp, which API Gateway sets from the TCP connection."""
+    resources = {
+        "HttpApi": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {
+            "Name": f"{prefix}-http", "ProtocolType": "HTTP",
+            "Description": f"{prefix}: compatibility API and device protocol (HTTP API)"}},
+        "HttpApiIntegration": {"Type": "AWS::ApiGatewayV2::Integration", "Properties": {
+            "ApiId": {"Ref": "HttpApi"}, "IntegrationType": "AWS_PROXY",
+            "IntegrationUri": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+            "PayloadFormatVersion": "1.0",
+            "TimeoutInMillis": API_GATEWAY_TIMEOUT_SECONDS * 1000}},
+        "HttpApiStage": {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
+            "ApiId": {"Ref": "HttpApi"}, "StageName": "$default", "AutoDeploy": True,
+            # the same stack parameters as the REST API's stage (limits())
+            "DefaultRouteSettings": {"ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+                                     "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}},
+            "RouteSettings": {"GET /device/jobs": {
+                "ThrottlingRateLimit": {"Ref": "DevicePollThrottleRate"},
+                "ThrottlingBurstLimit": {"Ref": "DevicePollThrottleBurst"}}}}},
+        "HttpApiInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "APIHandler"},
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
+                                     "${AWS::AccountId}:${HttpApi}/*"}}},
+    }
+    for path, methods in sorted(app.routes.items()):
+        for method in sorted(methods):
+            words = re.sub(r"[^A-Za-z0-9]+", " ", f"{method} {path}").title().replace(" ", "")
+            resources[f"HttpApiRoute{words}"] = {
+                "Type": "AWS::ApiGatewayV2::Route", "Properties": {
+                    "ApiId": {"Ref": "HttpApi"}, "RouteKey": f"{method} {path}",
+                    "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"}}}
+    return resources
+
+
 def _function_timeout(name: str, stage: str) -> int:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     merged = {**config, **config["stages"].get(stage, {})}
@@ -355,6 +398,7 @@ def template(stage: str) -> dict:
             f"{function_name}: a Lambda invocation failed (exception or timeout).",
             {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
              "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": logical_id}}]})
+    resources.update(http_api(app, stage, settings.PREFIX))
     resources["StuckMessagesAlarm"] = _alarm(
         "Messages the cleanup sweeps found stuck (never queued, or leased and never reported).",
         {"Namespace": metrics.NAMESPACE, "MetricName": metrics.STUCK_MESSAGES,
@@ -364,6 +408,9 @@ def template(stage: str) -> dict:
                for model in tables.MODELS}
     outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
     outputs["DeviceRoleArn"] = {"Value": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
+    outputs["HttpApiUrl"] = {
+        "Description": "Base URL for applications and devices (the cheaper HTTP API).",
+        "Value": {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}}
     outputs["WebhookQueueUrl"] = {"Value": {"Ref": "WebhookQueue"}}
     return {
         "Parameters": {"AlarmEmail": {

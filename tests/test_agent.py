@@ -131,7 +131,7 @@ def test_simulated_failures_are_reported_with_reason(tmp_path):
 
 def test_unreachable_gateway_is_retryable_not_fatal(tmp_path):
     from smsgw_agent.client import Retryable
-    agent = _agent(tmp_path)
+    agent = _agent(tmp_path, report_hold=0)
     agent.handle(JOB)
     with pytest.raises(Retryable):
         agent.flush_reports()

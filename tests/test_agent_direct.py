@@ -156,7 +156,7 @@ def test_mode_setting(tmp_path):
                                 "SMSGW_POLL_MODE": "direct"})
     assert loaded.mode == "direct"
     assert config.load(None, {"SMSGW_URL": "http://x", "SMSGW_DEVICE_TOKEN": TOKEN}).mode == \
-        "gateway"
+        "auto"
     with pytest.raises(config.ConfigError, match="mode"):
         config.load(None, {"SMSGW_URL": "http://x", "SMSGW_DEVICE_TOKEN": TOKEN,
                            "SMSGW_POLL_MODE": "push"})

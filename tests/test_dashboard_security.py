@@ -411,3 +411,16 @@ def test_links_follow_the_stage_and_never_the_host_header(aws_mock):
     status, headers, _ = dashboard.handle("GET", ("keys",), None, {"Host": "evil.example//x"},
                                           None, "1.2.3.4", {})
     assert headers["Location"] == "/dashboard/signin"
+
+
+def test_links_on_the_http_apis_default_stage_have_no_stage_prefix(aws_mock):
+    """The HTTP API (the default front door) serves its `$default` stage at the root."""
+    on_http_api = {"domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+                   "stage": "$default"}
+    status, headers, _ = dashboard.handle("GET", ("keys",), None, {}, None, "1.2.3.4",
+                                          on_http_api)
+    assert status == 303 and headers["Location"] == "/dashboard/signin"
+    _, headers, body = dashboard.handle("GET", ("signin",), None, {}, None, "1.2.3.4",
+                                        on_http_api)
+    assert 'action="/dashboard/signin"' in body and "$default" not in body
+    assert headers["Set-Cookie"].endswith("; Secure; Max-Age=3600")

@@ -87,3 +87,17 @@ def test_direct_agent_sends_a_job_queued_twice_once(direct_gateway, tmp_path):
         assert len(agent.sends(message_id)) == 1
     finally:
         stopped_in_direct_mode(agent)
+
+
+def test_agent_without_a_mode_discovers_direct_polling(direct_gateway, tmp_path):
+    """The default (mode auto): the agent asks the gateway, is offered direct polling, uses it."""
+    dev = direct_gateway["devices"][0]
+    assert "SMSGW_POLL_MODE" not in os.environ
+    agent = AgentProcess(direct_gateway, dev["device_token"], tmp_path, "-v")
+    try:
+        message_id = send_sms(direct_gateway, dev["device_uid"], "Discovered direct")
+        until(lambda: status(direct_gateway, message_id)["status"] == "delivered",
+              what="delivered")
+        assert len(agent.sends(message_id)) == 1
+    finally:
+        stopped_in_direct_mode(agent)

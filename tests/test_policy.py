@@ -116,12 +116,18 @@ def run_flow(client, device_role, pumps=None, receiver=None):
                                 headers={"Authorization": f"Bearer {token}",
                                          "Content-Type": "application/json"})
     assert response.status_code == 200, response.body
+    # A batch of reports: one write per message, the SQS deletes in one DeleteMessageBatch.
+    response = client.http.post("/device/reports", body=json.dumps({"reports": [
+        {"message_id": c["message_id"], "status": s} for c in claims
+        for s in ("sent", "delivered")]}), headers={"Authorization": f"Bearer {token}",
+                                                    "Content-Type": "application/json"})
+    assert response.status_code == 200, response.body
     if pumps is not None:
-        client.http.post("/device/reports", body=json.dumps({"reports": [
-            {"message_id": sent["message_id"], "status": "sent"}]}),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        # sent+delivered in one write: the stream shows processing -> delivered, and both
+        # events still go out.
         pumps.drain()
-        assert receiver.of_type("sms.sent"), "the webhook flow delivered nothing"
+        assert receiver.of_type("sms.sent"), "the webhook flow delivered no sms.sent"
+        assert receiver.of_type("sms.delivered"), "the webhook flow delivered no sms.delivered"
     run_dashboard_flow(client, account.account_id)
     devices.remove(account.account_id, str(device.device_id))
 
@@ -341,3 +347,34 @@ def test_stage_config(stage):
     api_timeout = {**merged, **merged["lambda_functions"]["api_handler"]}["lambda_timeout"]
     # The long poll and a few seconds of work fit; the Lambda ends before API Gateway's 29 s.
     assert poll + 5 <= api_timeout < 29
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_offline_detection_of_the_deployed_stage_is_within_ten_minutes(stage):
+    """docs/cost.md: a silent phone is shown stopped after the heartbeat window and written
+    `stopped` by the next run of the one-minute sweep; the suggested heartbeat leaves room for
+    one lost heartbeat inside the window."""
+    env = load_config()["stages"][stage]["environment_variables"]
+    window = int(env.get("SMSGW_HEARTBEAT_WINDOW_SECONDS", settings.HEARTBEAT_WINDOW_SECONDS))
+    beat = int(env.get("SMSGW_HEARTBEAT_SECONDS", window // 3))
+    assert window + 60 <= 600
+    assert 2 * beat <= window
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_http_api_is_the_only_new_caller_of_the_api_handler(stage, tmp_path):
+    """The merge template's new resource-based grant: API Gateway may invoke the API handler
+    only through this stack's own HTTP API; no function gains an IAM action for it."""
+    out = tmp_path / "resources.json"
+    subprocess.run([sys.executable, "deploy/make_template.py", stage, "--template", str(out)],
+                   cwd=ROOT, check=True)
+    resources = json.loads(out.read_text())["Resources"]
+    grants = [r["Properties"] for r in resources.values()
+              if r.get("Type") == "AWS::Lambda::Permission"]
+    assert grants == [{
+        "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "APIHandler"},
+        "Principal": "apigateway.amazonaws.com",
+        "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
+                                 "${AWS::AccountId}:${HttpApi}/*"}}]
+    granted = {a for st in statements(load_policy(stage)) for a in _list(st["Action"])}
+    assert not any(a.startswith(("apigateway:", "lambda:")) for a in granted)

@@ -192,3 +192,26 @@ def test_sweep_reports_stuck_messages_as_a_metric(send, monkeypatch, capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["StuckMessages"] == 2 and line["Stage"] == settings.STAGE
     assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == "StuckMessages"
+
+
+def test_a_large_backlog_is_settled_over_bounded_runs(account, monkeypatch):
+    """A run reads at most PAGE due messages per shard and stops taking new ones when its time
+    budget is spent; what it left is still due and settled by the next runs, each once."""
+    from chalicelib.domain import messages
+    acct, _, device, _ = account
+    clock.freeze()
+    sent = [messages.send(acct.account_id, device, PHONE, f"m{n}").message.message_id
+            for n in range(30)]
+    clock.advance(settings.OUTBOX_GRACE_SECONDS + 1)
+    assert sweeps.settle_due_messages(budget_seconds=0) == {"deferred": 30}  # nothing done
+    assert {Message.get(acct.account_id, m).requeues for m in sent} == {0}
+    monkeypatch.setattr(sweeps, "PAGE", 2)
+    runs = []
+    while True:
+        done = sweeps.settle_due_messages()
+        if not done:
+            break
+        assert sum(done.values()) <= 2 * settings.OPEN_SHARDS
+        runs.append(done)
+    assert sum(run["requeued"] for run in runs) == 30 and len(runs) >= 2
+    assert {Message.get(acct.account_id, m).requeues for m in sent} == {1}

@@ -156,6 +156,35 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
                                                                             "Arn"]}}
 
 
+def test_http_api_fronts_every_route_in_payload_format_1(generated):
+    """The cheaper front door: an HTTP API route for each chalice route, all integrated with the
+    API handler in payload format 1.0 (chalice's event shape, tests/test_front_door.py)."""
+    from app import app
+    _, template = generated
+    resources = template["Resources"]
+    integration = resources["HttpApiIntegration"]["Properties"]
+    assert integration["PayloadFormatVersion"] == "1.0"
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    assert integration["TimeoutInMillis"] <= 30000
+    routes = {r["Properties"]["RouteKey"] for r in resources.values()
+              if r.get("Type") == "AWS::ApiGatewayV2::Route"}
+    assert routes == {f"{method} {path}" for path, methods in app.routes.items()
+                      for method in methods}
+    stage = resources["HttpApiStage"]["Properties"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    # the REST API's throttles (issue 14's stack parameters) hold on this front door too
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
+    assert stage["RouteSettings"]["GET /device/jobs"] == {
+        "ThrottlingRateLimit": {"Ref": "DevicePollThrottleRate"},
+        "ThrottlingBurstLimit": {"Ref": "DevicePollThrottleBurst"}}
+    assert "GET /device/jobs" in routes
+    permission = resources["HttpApiInvokePermission"]["Properties"]
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert permission["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
+    # README's deploy steps append "myAPI.php" to it, as to the REST API's EndpointURL.
+    assert template["Outputs"]["HttpApiUrl"]["Value"]["Fn::Sub"].endswith("}/")
 def test_throttles_and_reserved_concurrency(generated):
     """Issue 14: one leaked device token cannot hold the account's Lambda concurrency: the stage
     and the long-poll route are throttled and the API function's concurrency is reserved."""

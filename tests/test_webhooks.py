@@ -163,6 +163,36 @@ def test_subscribed_types_only_and_expiry_event(pumps, receivers, monkeypatch):
     assert expired["failed_reason"] == "Not sent within its validity period."
 
 
+def test_sent_and_delivered_in_one_write_emit_both_events(pumps, receivers):
+    """The agent reports `sent` and `delivered` in one call and the gateway records both in one
+    write: the stream shows processing -> delivered, and `sms.sent` still goes out, with the
+    id a separate `sent` write would have given it, before `sms.delivered`."""
+    from chalicelib.surfaces import device_api
+    account, device = setup_account()
+    receiver = receivers()
+    hook(account, receiver, ["sms.sent", "sms.delivered", "sms.failed"])
+    accepted = messages.send(device.account_id, device, "+14155550100", "hello")
+    assert jobs.fetch(device, 0, 10)
+    message_id = accepted.message.message_id
+    answer = device_api.act_reports(device, [(message_id, "sent", None),
+                                             (message_id, "delivered", None)])
+    assert [r["status"] for r in answer["results"]] == ["delivered", "delivered"]
+    assert pump_until(pumps, receiver, lambda r: len(r.events) == 2), receiver.events
+    pumps.drain()
+    assert sum(receiver.arrivals.values()) == 2  # once each, nothing doubled
+    stored = messages.get(account.account_id, message_id)
+    by_type = {e["type"]: e for e in receiver.events.values()}
+    assert sorted(by_type) == ["sms.delivered", "sms.sent"]
+    sent = by_type["sms.sent"]
+    assert sent["id"] == events.event_id(account.account_id, "sms.sent", message_id,
+                                         stored.processed_at)
+    assert sent["created_at_ms"] == stored.processed_at
+    assert sent["data"]["status"] == "sent" and sent["data"]["message_id"] == message_id
+    assert by_type["sms.delivered"]["data"]["status"] == "delivered"
+    # one record (one write); sms.sent orders first
+    assert int(sent["sequence"]) == int(by_type["sms.delivered"]["sequence"]) - 1
+
+
 def test_event_ids_are_stable_across_a_replayed_stream_batch(pumps, receivers):
     """Lambda retries a stream batch after a failure: the same changes give the same ids."""
     account, device = setup_account()
@@ -180,9 +210,9 @@ def test_event_ids_are_stable_across_a_replayed_stream_batch(pumps, receivers):
         pumps.drain()
     finally:
         pumps.app.emit_events = original
-    first = [events.from_stream_record(r) for r in records]
-    again = [events.from_stream_record(json.loads(json.dumps(r))) for r in records]
-    assert [e.id for e in first if e] == [e.id for e in again if e] and any(first)
+    first = [e for r in records for e in events.from_stream_record(r)]
+    again = [e for r in records for e in events.from_stream_record(json.loads(json.dumps(r)))]
+    assert [e.id for e in first] == [e.id for e in again] and first
     pumps.app.emit_events({"Records": records}, None)  # the replay itself
     assert pump_until(pumps, receiver, lambda r: sum(r.arrivals.values()) == 4)
     assert set(receiver.arrivals.values()) == {2}  # each id twice; deduped to 2 events

@@ -17,6 +17,12 @@ from smsgw_agent.journal import Journal
 
 log = logging.getLogger("smsgw_agent")
 MAX_BACKOFF = 60.0
+# Battery, signal and SIM count are refreshed at least this often even when other calls already
+# keep the device alive (those calls postpone the heartbeat; see _heartbeat_due).
+STATUS_REFRESH_SECONDS = 900.0
+# A `sent` report is never held past this many seconds after its job was received: half the
+# gateway's default 60 s lease, whatever else (pacing) delayed the send.
+HOLD_WITHIN_LEASE = 30.0
 # Longest the agent holds a leased job to keep its SIM's pace (the gateway's lease is 60 s).
 MAX_PACE_HOLD = 45.0
 
@@ -30,14 +36,20 @@ class Agent:
         if config.mode == "direct":
             from smsgw_agent.direct import DirectPoller
             self.poller = DirectPoller(self.client)
+        elif config.mode == "auto":
+            from smsgw_agent.direct import AutoPoller
+            self.poller = AutoPoller(self.client)
         else:
             self.poller = self.client
         self.stopping = threading.Event()
         self.polling = False  # a long poll is in flight (safe to interrupt)
         self._failures = 0
-        self._next_heartbeat = 0.0
+        self._last_heartbeat = float("-inf")
+        self._heartbeat_interval = float(config.heartbeat_seconds)
         self._next_incoming = 0.0
         self._thread = None
+        self._held = {}  # message_id -> time.monotonic() until which its `sent` report waits
+        self._received = {}  # message_id -> time.monotonic() this run received the job
         self.sent_count = 0
         self.pace_ms = 0  # from the heartbeat answer: gap per SMS segment on one SIM
         self._sim_free = {}  # sim_slot -> epoch seconds when it may send again (journaled)
@@ -102,12 +114,38 @@ class Agent:
         return self._sim_free[sim_slot]
 
     # outboxes
-    def flush_reports(self) -> None:
+    def _ready(self, pending: list, force: bool) -> list:
+        """The reports to send now: a `sent` waits up to report_hold seconds for its message's
+        `delivered` (or `failed`), so both travel in one call and the gateway writes once; but
+        never past HOLD_WITHIN_LEASE seconds after the job was received (the lease must not run
+        out on an unreported send), and not at all for a job not received by this run."""
+        hold = self.config.report_hold
+        if force or hold <= 0:
+            return pending
+        now = time.monotonic()
+        settled = {message_id for message_id, status, _ in pending if status != "sent"}
+        ready = []
+        for item in pending:
+            if item[1] == "sent" and item[0] not in settled:
+                received = self._received.get(item[0], now - HOLD_WITHIN_LEASE)
+                deadline = self._held.setdefault(
+                    item[0], min(now + hold, received + HOLD_WITHIN_LEASE))
+                if now < deadline:
+                    continue
+            ready.append(item)
+        return ready
+
+    def _hold_ends_in(self) -> float | None:
+        if not self._held:
+            return None
+        return min(self._held.values()) - time.monotonic()
+
+    def flush_reports(self, force: bool = False) -> None:
         for message_id, status, reason in self.backend.events():
             if self.journal.job(message_id) is not None:
                 self.journal.queue_report(message_id, status, reason)
         while True:
-            pending = self.journal.pending_reports()
+            pending = self._ready(self.journal.pending_reports(), force)
             if not pending:
                 return
             try:
@@ -118,6 +156,9 @@ class Agent:
                 if exc.status == 401:
                     raise
             self.journal.reported(pending)
+            for message_id, _, _ in pending:
+                self._held.pop(message_id, None)
+                self._received.pop(message_id, None)
 
     def collect_incoming(self) -> None:
         first_run = self.journal.meta("inbox_started") is None
@@ -146,23 +187,31 @@ class Agent:
         status = self.backend.status()
         answer = self.client.heartbeat(app_state, timeout=timeout, sim_count=self.config.sim_count,
                                        **status)
-        self._next_heartbeat = time.monotonic() + float(
-            answer.get("heartbeat_seconds") or self.config.heartbeat_seconds)
+        self._last_heartbeat = time.monotonic()
+        self._heartbeat_interval = float(answer.get("heartbeat_seconds")
+                                         or self.config.heartbeat_seconds)
         pace_ms = answer.get("pace_ms")
         self.pace_ms = pace_ms if isinstance(pace_ms, int) and pace_ms >= 0 else 0
+
+    def _heartbeat_due(self) -> float:
+        """Liveness rides on the calls the agent makes anyway (polls, claims, reports,
+        credentials): a heartbeat is due one interval after the last of them, and at least every
+        STATUS_REFRESH_SECONDS for battery, signal and the SIM's pace."""
+        return min(self.client.last_alive + self._heartbeat_interval,
+                   self._last_heartbeat + max(STATUS_REFRESH_SECONDS, self._heartbeat_interval))
 
     # the loop
     def step(self) -> None:
         now = time.monotonic()
-        if now >= self._next_heartbeat:
+        if now >= self._heartbeat_due():
             self.heartbeat()
         if now >= self._next_incoming:
             self._next_incoming = now + self.config.incoming_seconds
             self.collect_incoming()
         self.flush_reports()
         wait = self.config.poll_wait
-        for due in (self.backend.next_event_in(), self._next_heartbeat - now,
-                    self._next_incoming - now):
+        for due in (self.backend.next_event_in(), self._heartbeat_due() - now,
+                    self._next_incoming - now, self._hold_ends_in()):
             if due is not None:
                 wait = min(wait, max(0, math.ceil(due)))
         if self.stopping.is_set():
@@ -174,6 +223,7 @@ class Agent:
         finally:
             self.polling = False
         for job in jobs:
+            self._received[job["message_id"]] = time.monotonic()
             self.handle(job)
         self.flush_reports()
 
@@ -198,7 +248,8 @@ class Agent:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        for action in (self.flush_reports, lambda: self.heartbeat("stopped", timeout=5)):
+        for action in (lambda: self.flush_reports(force=True),
+                       lambda: self.heartbeat("stopped", timeout=5)):
             try:
                 action()
             except (Retryable, Rejected, KeyboardInterrupt) as exc:

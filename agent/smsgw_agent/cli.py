@@ -21,8 +21,9 @@ def main(argv=None) -> int:
     parser.add_argument("--token", help="device token (default: $SMSGW_DEVICE_TOKEN)")
     parser.add_argument("--backend", choices=["termux", "simulator"])
     parser.add_argument("--journal", help="SQLite journal path")
-    parser.add_argument("--mode", choices=["gateway", "direct"],
-                        help="wait for jobs in the gateway (default) or on SQS directly")
+    parser.add_argument("--mode", choices=["auto", "gateway", "direct"],
+                        help="wait for jobs on SQS directly when the gateway offers it (auto, "
+                             "the default), always in the gateway, or always directly")
     parser.add_argument("--poll-wait", type=int, dest="poll_wait")
     parser.add_argument("--sim-count", type=int, choices=[1, 2], dest="sim_count")
     parser.add_argument("--failure-rate", type=float, dest="failure_rate")

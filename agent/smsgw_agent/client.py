@@ -1,6 +1,13 @@
 """HTTP calls of the device protocol. Raises Retryable for what waiting fixes (network errors,
 429, 5xx) and Rejected for what it does not (401 bad token, other 4xx)."""
+import time
+
 import requests
+
+# Calls the gateway counts as a sign of life (it refreshes the device's last_seen on them), so a
+# heartbeat is only needed when none of them happened for a heartbeat interval.
+ALIVE_PATHS = ("/device/jobs", "/device/claims", "/device/reports", "/device/credentials",
+               "/device/heartbeat")
 
 
 class Retryable(Exception):
@@ -19,6 +26,7 @@ class GatewayClient:
     def __init__(self, url: str, token: str, timeout: float = 15.0):
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.last_alive = float("-inf")  # time.monotonic() of the last sign of life answered
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}",
                                      "User-Agent": "smsgw-agent/0.1"})
@@ -40,6 +48,8 @@ class GatewayClient:
         if answer.status_code >= 400:
             error = body.get("error", {}) if isinstance(body, dict) else {}
             raise Rejected(answer.status_code, error.get("message") or answer.text[:200])
+        if path in ALIVE_PATHS:
+            self.last_alive = time.monotonic()
         return body
 
     def jobs(self, wait: int, max_jobs: int) -> list:

@@ -9,7 +9,8 @@ ENV = {  # environment variable -> field
     "SMSGW_URL": "url", "SMSGW_DEVICE_TOKEN": "token", "SMSGW_BACKEND": "backend",
     "SMSGW_JOURNAL": "journal", "SMSGW_POLL_WAIT": "poll_wait", "SMSGW_SIM_COUNT": "sim_count",
     "SMSGW_HEARTBEAT_SECONDS": "heartbeat_seconds",
-    "SMSGW_INCOMING_SECONDS": "incoming_seconds", "SMSGW_POLL_MODE": "mode",
+    "SMSGW_INCOMING_SECONDS": "incoming_seconds", "SMSGW_REPORT_HOLD": "report_hold",
+    "SMSGW_POLL_MODE": "mode",
     "SMSGW_SIM_FAILURE_RATE": "failure_rate", "SMSGW_SIM_DELIVERY_DELAY": "delivery_delay",
     "SMSGW_SIM_LEDGER": "ledger", "SMSGW_SIM_INBOX": "inbox",
 }
@@ -27,12 +28,16 @@ class AgentConfig:
     journal: str = field(default_factory=lambda: str(Path.home() / ".smsgw-agent" /
                                                      "journal.sqlite3"))
     # gateway: long-poll GET /device/jobs; direct: long-poll the device's SQS queue with
-    # credentials the gateway vends (needs boto3; no Lambda is billed while waiting)
-    mode: str = "gateway"
+    # credentials the gateway vends (needs boto3; no Lambda is billed while waiting); auto:
+    # direct when the gateway offers it (and boto3 is installed), gateway otherwise
+    mode: str = "auto"
     poll_wait: int = 20  # seconds a job poll may wait (long poll)
     max_jobs: int = 10
     sim_count: int | None = None
     heartbeat_seconds: float = 40.0
+    # seconds a `sent` report waits for the same message's `delivered`, so both go in one call
+    # (one write on the gateway); well inside the gateway's lease (60 s). 0: report at once.
+    report_hold: float = 10.0
     incoming_seconds: float = 15.0  # how often the phone's inbox is read
     push_existing: bool = False  # on the first run, also push SMS already in the inbox
     # simulator only
@@ -54,10 +59,12 @@ class AgentConfig:
                               "'<device_uid>.<secret>' as the gateway showed it.")
         if self.backend not in ("termux", "simulator"):
             raise ConfigError("backend must be termux or simulator.")
-        if self.mode not in ("gateway", "direct"):
-            raise ConfigError("mode must be gateway or direct.")
+        if self.mode not in ("auto", "gateway", "direct"):
+            raise ConfigError("mode must be auto, gateway or direct.")
         if not 0 <= self.poll_wait <= 20:
             raise ConfigError("poll_wait must be 0-20 seconds.")
+        if not 0.0 <= self.report_hold <= 30.0:
+            raise ConfigError("report_hold must be 0-30 seconds (well inside the lease).")
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ConfigError("failure_rate must be between 0 and 1.")
         if self.sim_count not in (None, 1, 2):

@@ -93,3 +93,72 @@ class DirectPoller:
         if len(leased) < len(received):
             log.info("claimed %d, leased %d", len(received), len(leased))
         return leased
+
+
+# What a gateway answers POST /device/credentials with when it does not offer direct polling:
+# 409 direct_polling_disabled (a stage without a device role, e.g. some local setups), 403/404
+# (an older gateway without the route: API Gateway REST says 403, HTTP API and chalice 404),
+# 405 (a proxy that knows the path but not the method).
+NOT_OFFERED = (403, 404, 405, 409)
+PROBE_SECONDS = 3600  # how often a device polling the gateway asks again whether direct is offered
+# Consecutive retryable failures of direct polling (credentials answering 5xx, SQS unreachable)
+# after which the agent polls the gateway until the next probe, rather than retrying forever.
+DIRECT_FAILURES_BEFORE_FALLBACK = 3
+
+
+def _have_boto3() -> bool:
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class AutoPoller:
+    """mode = "auto" (the default): direct polling when the gateway offers it, gateway long-polls
+    otherwise. Falls back from direct to the gateway when credentials stop being offered (the
+    stage turned it off, or the agent now talks to an older gateway) and moves back to direct at
+    the next probe (every PROBE_SECONDS) once they are offered again. Direct polling that keeps
+    failing in a way waiting might fix (DIRECT_FAILURES_BEFORE_FALLBACK times in a row) also
+    falls back until the next probe, so a broken role or an unreachable SQS endpoint does not
+    stop the phone while the gateway answers."""
+
+    def __init__(self, client, clock=time.monotonic, direct=None, has_boto3=_have_boto3):
+        self.client = client
+        self.clock = clock
+        self.direct = direct or DirectPoller(client)
+        self.mode = None  # "direct" | "gateway", decided by the first probe
+        self._failures = 0
+        self._next_probe = 0.0
+        self._boto3 = has_boto3()
+        if not self._boto3:
+            log.warning("direct polling needs boto3 (pip install boto3): polling the gateway")
+
+    def _fall_back(self, reason: str) -> None:
+        if self.mode != "gateway":
+            log.info("direct polling not offered (%s): long-polling the gateway", reason)
+        self.mode = "gateway"
+        self.direct.credentials = None
+        self._next_probe = self.clock() + PROBE_SECONDS
+
+    def jobs(self, wait: int, max_jobs: int) -> list:
+        from smsgw_agent.client import Rejected
+        if self._boto3 and self.mode != "direct" and self.clock() >= self._next_probe:
+            self.mode = "direct"  # probe: the direct poller fetches credentials first
+            log.info("direct polling: asking the gateway for credentials")
+        if self.mode == "direct":
+            try:
+                jobs = self.direct.jobs(wait, max_jobs)
+                self._failures = 0
+                return jobs
+            except Rejected as exc:
+                if exc.status not in NOT_OFFERED:
+                    raise
+                self._fall_back(f"HTTP {exc.status}")
+            except Retryable as exc:
+                self._failures += 1
+                if self._failures < DIRECT_FAILURES_BEFORE_FALLBACK:
+                    raise
+                self._failures = 0
+                self._fall_back(f"{DIRECT_FAILURES_BEFORE_FALLBACK} failures in a row: {exc}")
+        return self.client.jobs(wait, max_jobs)

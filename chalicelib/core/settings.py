@@ -47,6 +47,10 @@ MAX_BODY_BYTES = _int("SMSGW_MAX_BODY_BYTES", 16384)
 LEASE_SECONDS = _int("SMSGW_LEASE_SECONDS", 60)
 MAX_ATTEMPTS = _int("SMSGW_MAX_ATTEMPTS", 3)
 HEARTBEAT_WINDOW_SECONDS = _int("SMSGW_HEARTBEAT_WINDOW_SECONDS", 120)
+# The heartbeat interval the gateway suggests to devices; any call that counts as a sign of life
+# (poll, claim, report, credentials) postpones a heartbeat (docs/cost.md: deployed stages use a
+# 240 s interval in a 540 s window, so a silent phone shows `stopped` within 9-10 minutes).
+HEARTBEAT_SECONDS = max(1, _int("SMSGW_HEARTBEAT_SECONDS", HEARTBEAT_WINDOW_SECONDS // 3))
 MAX_POLL_WAIT_SECONDS = _int("SMSGW_MAX_POLL_WAIT_SECONDS", 20)
 # Live GET /device/jobs polls one device token may hold at once (each holds a Lambda while it
 # waits); a poll beyond them is refused with 429 until one ends (docs/hardening.md).
@@ -62,6 +66,9 @@ IDEMPOTENCY_SECONDS = _int("SMSGW_IDEMPOTENCY_SECONDS", 24 * 3600)
 # queue call was lost), then again after twice as long, and so on.
 OUTBOX_GRACE_SECONDS = _int("SMSGW_OUTBOX_GRACE_SECONDS", 120)
 OPEN_SHARDS = _int("SMSGW_OPEN_SHARDS", 8)
+# A sweep run stops taking messages after this many seconds (the functions' timeout is 120 s);
+# the rest stay due for the next run. bench/scale.py measures a run with a 10,000 backlog.
+SWEEP_BUDGET_SECONDS = _int("SMSGW_SWEEP_BUDGET_SECONDS", 45)
 MAX_VALIDITY_SECONDS = 7 * 24 * 3600
 # Direct polling (docs/device-protocol.md): devices long-poll their own SQS queue with
 # credentials vended by POST /device/credentials, by assuming this role with a session policy

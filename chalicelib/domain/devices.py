@@ -243,8 +243,12 @@ def end_poll(device: Device, lease: tuple[str, int]) -> None:
 
 
 APP_STATES = ("running", "stopped")
-# A poll refreshes `last_seen` only when it is older than this, so idle polling stays cheap.
-SEEN_REFRESH_SECONDS = 30
+# A poll, claim, report or credentials call refreshes `last_seen` only when it is older than
+# this, so busy devices stay cheap. Agents skip heartbeats while those calls keep them alive (one
+# heartbeat interval after the last of them), so `last_seen` may lag their last call by this
+# much: at most half the interval keeps interval + lag inside the heartbeat window (1/3 + 1/6 of
+# it by default; 240 + 30 s of 540 s deployed).
+SEEN_REFRESH_SECONDS = min(30, settings.HEARTBEAT_SECONDS / 2)
 
 
 def heartbeat(device: Device, app_state: str, battery: int | None = None,

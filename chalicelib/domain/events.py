@@ -11,6 +11,9 @@ timestamp), never from the transport: a retried stream batch, a re-queued delive
 `redeliver` carries the same id, so receivers deduplicate by it. `sequence` is the stream
 record's sequence number, zero-padded to 40 digits: for one message (or device) a later change
 has a larger number, so receivers order events of one subject by comparing it as a string.
+When one write takes a message from processing to delivered (the agent reports `sent` and
+`delivered` in one call), its record gives both `sms.sent` and `sms.delivered`; the former's
+sequence is one below the record's.
 """
 import hashlib
 import json
@@ -77,10 +80,26 @@ def _sequence(record: dict) -> str:
     return str(record["dynamodb"]["SequenceNumber"]).zfill(SEQUENCE_DIGITS)
 
 
-def _message_event(record, old, new) -> Event | None:
+# Statuses from which a message reaching `delivered` was never seen `sent` on the stream: the
+# agent reports `sent` and `delivered` together and the gateway records both in one write.
+NOT_YET_SENT = (None, "pending", "processing")
+
+
+def _message_event(record, old, new) -> list[Event]:
     status = new.get("status")
     if status not in MESSAGE_TYPES or old.get("status") == status:
-        return None
+        return []
+    found = [_status_event(record, new, status)]
+    if status == "delivered" and old.get("status") in NOT_YET_SENT and new.get("processed_at"):
+        # The same `sms.sent` (same id, from processed_at) a separate `sent` write would give.
+        # Its sequence is the record's minus one: below `sms.delivered`'s, and above any earlier
+        # event of this message (those came before the record of the old, eventless status).
+        sequence = str(int(record["dynamodb"]["SequenceNumber"]) - 1).zfill(SEQUENCE_DIGITS)
+        found.insert(0, _status_event(record, new, "sent", sequence))
+    return found
+
+
+def _status_event(record, new, status: str, sequence: str | None = None) -> Event:
     kind = MESSAGE_TYPES[status]
     stamp_name = STATUS_STAMP[status]
     stamp = new.get(stamp_name) if stamp_name else None
@@ -91,34 +110,34 @@ def _message_event(record, old, new) -> Event | None:
     if status in ("failed", "expired"):
         data["failed_reason"] = new.get("reason")
     return Event(new["account_id"], event_id(new["account_id"], kind, new["message_id"], stamp),
-                 kind, stamp or _record_ms(record), _sequence(record), data)
+                 kind, stamp or _record_ms(record), sequence or _sequence(record), data)
 
 
-def _incoming_event(record, old, new) -> Event | None:
+def _incoming_event(record, old, new) -> list[Event]:
     if old or not new:
-        return None
+        return []
     data = {"message_id": new["message_id"], "phone_number": new.get("phone_number"),
             "status": "received", "message": new.get("body"), "device_id": new.get("device_id"),
             "device_uid": new.get("device_uid"), "sim_slot": new.get("sim_slot"),
             "received_at": clock.fmt(new.get("received_at"))}
-    return Event(new["account_id"], event_id(new["account_id"], "sms.received",
-                                             new["message_id"], ""),
-                 "sms.received", new.get("created_at") or _record_ms(record), _sequence(record),
-                 data)
+    return [Event(new["account_id"], event_id(new["account_id"], "sms.received",
+                                              new["message_id"], ""),
+                  "sms.received", new.get("created_at") or _record_ms(record),
+                  _sequence(record), data)]
 
 
-def _device_event(record, old, new) -> Event | None:
+def _device_event(record, old, new) -> list[Event]:
     was, now = old.get("app_state") == "running", new.get("app_state") == "running"
     if not new or was == now:
-        return None
+        return []
     kind = "device.online" if now else "device.offline"
     data = {"device_id": new.get("device_id"), "device_uid": new.get("device_uid"),
             "name": new.get("name"), "status": "running" if now else "stopped",
             "last_seen": clock.fmt(new.get("last_seen")), "battery": new.get("battery"),
             "signal": new.get("signal")}
-    return Event(new["account_id"], event_id(new["account_id"], kind, new["device_uid"],
-                                             new.get("last_seen")),
-                 kind, _record_ms(record), _sequence(record), data)
+    return [Event(new["account_id"], event_id(new["account_id"], kind, new["device_uid"],
+                                              new.get("last_seen")),
+                  kind, _record_ms(record), _sequence(record), data)]
 
 
 def _record_ms(record: dict) -> int:
@@ -129,11 +148,12 @@ def _record_ms(record: dict) -> int:
 READERS = {"messages": _message_event, "incoming": _incoming_event, "devices": _device_event}
 
 
-def from_stream_record(record: dict) -> Event | None:
-    """The event one stream record (Lambda's DynamoDB event format) stands for, or None."""
+def from_stream_record(record: dict) -> list[Event]:
+    """The events one stream record (Lambda's DynamoDB event format) stands for, in order: none,
+    one, or two (`sms.sent` then `sms.delivered` when one write recorded both)."""
     reader = READERS.get(_table(record))
     if reader is None or record.get("eventName") == "REMOVE":
-        return None
+        return []
     change = record["dynamodb"]
     return reader(record, _plain(change.get("OldImage")), _plain(change.get("NewImage")))
 

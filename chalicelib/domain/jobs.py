@@ -121,9 +121,27 @@ def claim(device: Device, claims: list[tuple[int | None, str]]) -> list[dict]:
             for message_id, receipt_handle in claims]
 
 
-def report(device: Device, message_id: int, outcome: str, reason: str | None = None) -> dict:
+def delete_batch(queue_url: str, receipt_handles: list[str]) -> None:
+    """Delete SQS messages ten per request (SQS bills a batch as one request); failures are
+    harmless for the same reason as in _delete."""
+    for start in range(0, len(receipt_handles), 10):
+        entries = [{"Id": str(n), "ReceiptHandle": handle}
+                   for n, handle in enumerate(receipt_handles[start:start + 10])]
+        try:
+            answer = aws.sqs().delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            log.info("batch delete of SQS messages failed (harmless): %r", exc)
+            continue
+        if answer.get("Failed"):
+            log.info("SQS batch delete: %d not deleted (harmless)", len(answer["Failed"]))
+
+
+def report(device: Device, message_id: int, outcome: str, reason: str | None = None,
+           deletes: list | None = None) -> dict:
     """Record one outcome a device reports. Answers {message_id, result: ok|ignored|rejected,
-    status} where `ignored` means the message is already at or past that state."""
+    status} where `ignored` means the message is already at or past that state. With `deletes`
+    (a list), the SQS receipt handle to delete is appended to it instead of deleted here, so a
+    batch of reports deletes with one request (delete_batch)."""
     assert outcome in OUTCOMES
     now = clock.now_ms()
     message = Message(account_id=device.account_id, message_id=message_id)
@@ -149,7 +167,10 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
         # The queue no longer needs the job once it left pending/processing.
         if outcome != "delivered" or message.processed_at == now:
             if outcome != "failed" or message.processed_at is None:
-                _delete(device.queue_url, message.receipt_handle)
+                if deletes is None:
+                    _delete(device.queue_url, message.receipt_handle)
+                elif message.receipt_handle:
+                    deletes.append(message.receipt_handle)
         return {"message_id": message_id, "result": "ok", "status": message.status}
     try:
         current = Message.get(device.account_id, message_id, consistent_read=True)

@@ -5,6 +5,7 @@ They read only the sparse `open` index (messages not yet sent, due for a look), 
 history. Every write is conditional on the state read, so a sweep running twice at once, or
 racing a device report, changes each message at most once.
 """
+import time
 from collections import Counter
 
 from pynamodb.exceptions import DoesNotExist
@@ -81,8 +82,17 @@ def settle(message: Message, now: int) -> str:
 STUCK = ("requeued", "retry", "failed", "released")  # what a healthy phone would have settled
 
 
-def settle_due_messages(now_ms: int | None = None) -> Counter:
+def settle_due_messages(now_ms: int | None = None, budget_seconds: float | None = None
+                        ) -> Counter:
+    """One run: at most PAGE due messages per shard, and no new message once `budget_seconds`
+    (SMSGW_SWEEP_BUDGET_SECONDS) have passed, so a run ends well inside its Lambda timeout
+    whatever the backlog; what is left is still due and the next run (a minute later) takes it
+    (counted as `deferred`)."""
     now = clock.now_ms() if now_ms is None else now_ms
-    done = Counter(settle(message, now) for message in list(due_messages(now)))
+    budget = settings.SWEEP_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    done = Counter()
+    for message in list(due_messages(now)):
+        done[settle(message, now) if time.monotonic() < deadline else "deferred"] += 1
     metrics.emit(metrics.STUCK_MESSAGES, sum(done[outcome] for outcome in STUCK))
     return done

@@ -224,17 +224,16 @@ def fan_out(stream_records: list[dict]) -> int:
     jobs = []
     for record in stream_records:
         try:
-            event = events_.from_stream_record(record)
+            found = events_.from_stream_record(record)
         except Exception:  # a record we cannot read must not block the stream behind it
             log.exception("skipping an unreadable stream record %s", record.get("eventID"))
             continue
-        if event is None:
-            continue
-        body = None
-        for webhook in subscribers(event.account_id):
-            if event.type in webhook.events:
-                body = body or body_of(event)
-                jobs.append(job(webhook, event.id, event.type, body))
+        for event in found:
+            body = None
+            for webhook in subscribers(event.account_id):
+                if event.type in webhook.events:
+                    body = body or body_of(event)
+                    jobs.append(job(webhook, event.id, event.type, body))
     send_jobs(jobs)
     return len(jobs)
 

@@ -49,11 +49,18 @@ class Request:
             return settings.PUBLIC_URL
         domain = self.context.get("domainName") or ""
         if domain and domain != "localhost" and not domain.startswith("127."):
-            stage = self.context.get("stage") or ""
             on_execute_api = ".execute-api." in domain
-            return f"https://{domain}" + (f"/{stage}" if stage and on_execute_api else "")
+            return f"https://{domain}" + (f"/{self._stage}" if self._stage and on_execute_api
+                                          else "")
         host = self.headers.get("host") or "localhost"
         return f"http://{host}"
+
+    @property
+    def _stage(self) -> str:
+        """The stage in the URL path: a REST API's (e.g. `api`); none on an HTTP API's
+        `$default` stage, which serves at the root."""
+        stage = self.context.get("stage") or ""
+        return "" if stage == "$default" else stage
 
     @property
     def root(self) -> str:
@@ -63,7 +70,7 @@ class Request:
             path = settings.PUBLIC_URL.split("://", 1)[-1].partition("/")[2]
         else:
             domain = self.context.get("domainName") or ""
-            path = self.context.get("stage") or "" if ".execute-api." in domain else ""
+            path = self._stage if ".execute-api." in domain else ""
         path = "/".join(part for part in path.split("/") if part)
         return (f"/{path}" if path else "") + "/dashboard"
 
