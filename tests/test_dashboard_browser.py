@@ -10,7 +10,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -301,6 +303,88 @@ def test_incoming_script_is_rendered_as_text(page, gateway):
     assert page.locator("script:not([src])").count() == 0
     shoot(page, "message-incoming")
     assert not [d for d in page.dialogs if d[0] == "alert"]
+
+
+def test_set_a_phone_pace_from_the_phones_page(page, gateway):
+    page.goto(url(gateway, "/phones"))
+    row = page.locator("tr", has_text="Test phone")
+    field = row.get_by_label(re.compile(r"^Pace"))
+    field.fill("0")
+    row.get_by_role("button", name="Set the pace of Test phone").click()
+    assert "0 or less would never send" in page.locator(".error").inner_text()
+    assert "unpaced" in page.locator("tr", has_text="Test phone").inner_text()  # unchanged
+    row = page.locator("tr", has_text="Test phone")
+    row.get_by_label(re.compile(r"^Pace")).fill("600")
+    row.get_by_role("button", name="Set the pace of Test phone").click()
+    page.wait_for_url(re.compile(r"done=pace-saved"))
+    assert "600 segments/h per SIM" in page.locator("tr", has_text="Test phone").inner_text()
+    shoot(page, "phones-pace")
+    row = page.locator("tr", has_text="Test phone")
+    row.get_by_label(re.compile(r"^Pace")).fill("default")
+    row.get_by_role("button", name="Set the pace of Test phone").click()
+    page.wait_for_url(re.compile(r"done=pace-saved"))
+    assert "unpaced" in page.locator("tr", has_text="Test phone").inner_text()
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook endpoint on 127.0.0.1 that answers 200 and keeps what it got."""
+    got = []
+
+    def do_POST(self):  # noqa: N802 (the http.server name)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Receiver.got.append((dict(self.headers), json.loads(body)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/smsgw-events"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_add_a_webhook_and_see_a_test_delivery_in_its_log(page, gateway, receiver):
+    page.goto(url(gateway, "/webhooks"))
+    page.get_by_label("Endpoint URL").fill(receiver)
+    page.get_by_label("Description (optional)").fill("browser test receiver")
+    page.get_by_label("sms.delivered").check()
+    page.get_by_label("sms.received").check()
+    page.get_by_role("button", name="Add endpoint").click()
+    secret = page.locator("#new-secret-value").input_value()
+    assert secret.startswith("whsec_") and "will not be shown again" in page.inner_text("main")
+    page.get_by_role("button", name="Copy").focus()
+    shoot(page, "webhooks-new-secret")
+    page.goto(url(gateway, "/webhooks"))
+    assert secret not in page.content()  # shown once only
+    row = page.locator("tr", has_text=receiver)
+    assert "sms.delivered, sms.received" in row.inner_text() and "enabled" in row.inner_text()
+    shoot(page, "webhooks")
+    row.get_by_role("button", name="Send test event").click()
+    page.wait_for_url(re.compile(r"/dashboard/webhooks/wh_[0-9a-f]{16}\?sent="))
+    event_id = page.url.rsplit("sent=", 1)[1]
+    # The page reloads itself until the local gateway's pump has delivered the event.
+    logged = page.locator("tr", has_text=event_id)
+    logged.wait_for(timeout=45000)
+    assert "delivered" in logged.inner_text() and "200" in logged.inner_text()
+    assert [b["id"] for _, b in Receiver.got] == [event_id]
+    headers = Receiver.got[0][0]
+    assert headers["X-Smsgw-Signature"].startswith("v1=")
+    shoot(page, "webhook-deliveries")
+    logged.get_by_role("button", name=f"Redeliver {event_id}").click()
+    page.wait_for_url(re.compile(r"done=webhook-redelivered"))
+    deadline = time.time() + 45
+    while len(Receiver.got) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    assert [b["id"] for _, b in Receiver.got] == [event_id, event_id]  # same event again
 
 
 def test_messages_filters_and_remaining_pages(page, gateway):

@@ -8,7 +8,16 @@ import pytest
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import RateLimited, Unauthorized
-from chalicelib.domain import accounts, devices, incoming, messages, pairing, sessions, users
+from chalicelib.domain import (
+    accounts,
+    devices,
+    incoming,
+    messages,
+    pairing,
+    sessions,
+    users,
+    webhooks,
+)
 from chalicelib.storage.dashboard_tables import Session
 from chalicelib.storage.tables import ApiKey, Device, Message
 from chalicelib.surfaces import dashboard
@@ -49,12 +58,15 @@ def make_tenant(name):
     code = pairing.create(acct.account_id, f"{name} new phone", "x").code
     email = f"owner@{name.lower()}.example"
     owner(acct.account_id, email)
+    hook = webhooks.add(acct.account_id, f"http://127.0.0.1:9/{name.lower()}-hook",
+                        ["sms.sent"])
     return {"account": acct, "key": key, "device": device, "sent": sent, "received": received,
-            "code": code, "email": email, "name": name}
+            "code": code, "email": email, "name": name, "hook": hook}
 
 
 @pytest.fixture
-def two(client):
+def two(client, monkeypatch):
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)  # as on the local gateway
     a, b = make_tenant("Alpha"), make_tenant("Bravo")
     visitor = Visitor(client)
     assert visitor.sign_in(a["email"]).status_code == 303
@@ -68,13 +80,17 @@ def b_state(b):
             "whitelist": list(acct.ip_whitelist), "devices": [
                 d.device_uid for d in devices.list_devices(acct.account_id)],
             "messages": sorted(m.message_id for m in Message.query(acct.account_id)),
-            "sessions": sum(1 for _ in Session.by_user.query(b["email"]))}
+            "sessions": sum(1 for _ in Session.by_user.query(b["email"])),
+            "paces": [Device.get(d.device_uid).pace_per_hour
+                      for d in devices.list_devices(acct.account_id)],
+            "webhooks": [(w.webhook_id, w.url, w.state, w.secret, w.previous_secret)
+                         for w in webhooks.list_all(acct.account_id)]}
 
 
 # Every route, with B's identifiers where it takes any: GETs must not show B, POSTs must not
 # change B. ("*" parts of the route are filled from B.)
 def cross_account_requests(a, b):
-    bk, bd = b["key"].key_id, b["device"].device_uid
+    bk, bd, bw = b["key"].key_id, b["device"].device_uid, b["hook"].webhook_id
     return {
         ("GET", ()): ("/dashboard/", None),
         ("GET", ("signin",)): ("/dashboard/signin", None),
@@ -95,6 +111,19 @@ def cross_account_requests(a, b):
         ("POST", ("phones",)): ("/dashboard/phones", {"name": "A's phone"}),
         ("GET", ("pair", "*")): (f"/dashboard/pair/{b['code']}", None),
         ("POST", ("phones", "*", "remove")): (f"/dashboard/phones/{bd}/remove", {}),
+        ("POST", ("phones", "*", "pace")): (f"/dashboard/phones/{bd}/pace", {"pace": "7"}),
+        ("GET", ("webhooks",)): ("/dashboard/webhooks", None),
+        ("POST", ("webhooks",)): ("/dashboard/webhooks", {"url": "http://127.0.0.1:9/made-by-a",
+                                                          "event:sms.failed": "1"}),
+        ("GET", ("webhooks", "*")): (f"/dashboard/webhooks/{bw}", None),
+        ("POST", ("webhooks", "*", "enable")): (f"/dashboard/webhooks/{bw}/enable", {}),
+        ("POST", ("webhooks", "*", "disable")): (f"/dashboard/webhooks/{bw}/disable", {}),
+        ("POST", ("webhooks", "*", "remove")): (f"/dashboard/webhooks/{bw}/remove", {}),
+        ("POST", ("webhooks", "*", "test")): (f"/dashboard/webhooks/{bw}/test", {}),
+        ("POST", ("webhooks", "*", "rotate")): (f"/dashboard/webhooks/{bw}/rotate",
+                                               {"overlap": "3600"}),
+        ("POST", ("webhooks", "*", "redeliver")): (f"/dashboard/webhooks/{bw}/redeliver",
+                                                  {"event": "evt_test_0"}),
         ("GET", ("messages",)): (f"/dashboard/messages?phone={bd}", None),
         ("GET", ("messages", "*", "*")): (f"/dashboard/messages/outgoing/"
                                           f"{b['sent'].message_id}", None),
@@ -110,7 +139,8 @@ def cross_account_requests(a, b):
 
 def b_secrets(b):
     return [b["name"], b["device"].device_uid, b["key"].key_id, b["code"],
-            b["account"].account_id, pairing.display(b["code"])]
+            b["account"].account_id, pairing.display(b["code"]), b["hook"].webhook_id,
+            b["hook"].secret, "bravo-hook"]
 
 
 def test_the_cases_cover_every_route(two):
@@ -152,6 +182,8 @@ def test_nothing_of_account_b_can_be_changed_by_a(two):
     # ... while the same forms did change A where they were A's to change.
     assert any(k.label == "made by A" for k in accounts.list_keys(a["account"].account_id))
     assert accounts.get_account(a["account"].account_id).ip_whitelist == ["10.0.0.1/32"]
+    made = [w for w in webhooks.list_all(a["account"].account_id) if w.url.endswith("made-by-a")]
+    assert len(made) == 1 and made[0].events == ["sms.failed"]
 
 
 def all_posts(a, b):
@@ -340,7 +372,9 @@ def test_user_controlled_text_is_escaped(two):
     accounts.create_key(account_id, evil)
     sent = messages.send(account_id, device, "+14155550100", evil).message
     incoming.store(device, "evil", evil, evil, 1, clock.now_ms())
+    hook = webhooks.add(account_id, "http://127.0.0.1:9/in", None, evil)
     for path in ("/dashboard/", "/dashboard/phones", "/dashboard/keys", "/dashboard/messages",
+                 "/dashboard/webhooks", f"/dashboard/webhooks/{hook.webhook_id}",
                  "/dashboard/messages?type=incoming", "/dashboard/try",
                  f"/dashboard/messages/outgoing/{sent.message_id}"):
         body = text(visitor.get(path))
@@ -424,3 +458,60 @@ def test_links_on_the_http_apis_default_stage_have_no_stage_prefix(aws_mock):
                                         on_http_api)
     assert 'action="/dashboard/signin"' in body and "$default" not in body
     assert headers["Set-Cookie"].endswith("; Secure; Max-Age=3600")
+
+
+def test_the_pace_form_sets_resets_and_refuses_bad_values(two):
+    a, _, visitor = two
+    uid = a["device"].device_uid
+    for bad, words in (("0", "0 or less"), ("-5", "0 or less"), ("fast", "not a whole number"),
+                       (str(settings.MAX_PACE_PER_HOUR + 1), "must be 1-"), ("", "whole")):
+        response = visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": bad})
+        assert response.status_code == 400 and words in text(response), bad
+        assert Device.get(uid).pace_per_hour is None, bad
+    assert visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": "120"}).status_code == 303
+    assert Device.get(uid).pace_per_hour == 120
+    assert "120 segments/h per SIM" in text(visitor.get("/dashboard/phones"))
+    assert visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": "Default"}).status_code == 303
+    assert Device.get(uid).pace_per_hour is None
+    assert visitor.submit("/dashboard/phones/0123456789abcdef/pace",
+                          {"pace": "5"}).status_code == 404
+
+
+def test_the_webhook_pages_manage_the_accounts_endpoints(two, monkeypatch):
+    a, _, visitor = two
+    webhooks.ensure_queue()  # made by the stage's template / the local gateway
+    account_id = a["account"].account_id
+    added = visitor.submit("/dashboard/webhooks", {"url": "http://127.0.0.1:9/in",
+                                                   "event:sms.sent": "1",
+                                                   "event:sms.received": "1"})
+    made = [w for w in webhooks.list_all(account_id) if w.url.endswith("/in")][0]
+    assert added.status_code == 200 and made.secret in text(added)
+    assert made.events == ["sms.received", "sms.sent"]
+    listing = text(visitor.get("/dashboard/webhooks"))
+    assert made.webhook_id in listing and made.secret not in listing  # shown once
+    base = f"/dashboard/webhooks/{made.webhook_id}"
+    assert visitor.submit(f"{base}/disable").status_code == 303
+    assert webhooks.status(webhooks.get(account_id, made.webhook_id)) == "disabled"
+    assert "Disabled by the owner." in text(visitor.get("/dashboard/webhooks"))
+    assert visitor.submit(f"{base}/enable").status_code == 303
+    assert webhooks.status(webhooks.get(account_id, made.webhook_id)) == "enabled"
+    rotated = visitor.submit(f"{base}/rotate", {"overlap": "3600"})
+    now = webhooks.get(account_id, made.webhook_id)
+    assert now.secret != made.secret and now.previous_secret == made.secret
+    assert now.secret in text(rotated) and "also signs until" in text(rotated)
+    bad = visitor.submit(f"{base}/rotate", {"overlap": "forever"})
+    assert bad.status_code == 400 and "Invalid overlap" in text(bad)
+    assert webhooks.get(account_id, made.webhook_id).secret == now.secret
+    tested = visitor.submit(f"{base}/test")
+    assert tested.status_code == 303 and "sent=evt_test_" in tested.headers["Location"]
+    missing = visitor.submit(f"{base}/redeliver", {"event": "evt_nothere"})
+    assert missing.status_code == 404 and "No delivery of event evt_nothere" in text(missing)
+    assert visitor.get(f"{base}").status_code == 200
+    assert visitor.submit(f"{base}/remove").status_code == 303
+    assert made.webhook_id not in [w.webhook_id for w in webhooks.list_all(account_id)]
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)  # as on an AWS stage
+    refused = visitor.submit("/dashboard/webhooks", {"url": "http://127.0.0.1:9/x"})
+    assert refused.status_code == 400 and "must be https" in text(refused)
+    assert [w.url for w in webhooks.list_all(account_id)] == [a["hook"].url]
+    bad_event = visitor.submit("/dashboard/webhooks", {"url": "not a url"})
+    assert bad_event.status_code == 400 and "Invalid url" in text(bad_event)

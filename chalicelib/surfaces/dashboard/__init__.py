@@ -11,7 +11,7 @@ import re
 
 from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
 from chalicelib.domain import sessions
-from chalicelib.surfaces.dashboard import account_pages, phone_pages, web
+from chalicelib.surfaces.dashboard import account_pages, phone_pages, web, webhook_pages
 from chalicelib.surfaces.dashboard.web import Request
 
 log = logging.getLogger("smsgw")
@@ -29,6 +29,7 @@ def _register(module):
 
 _register(account_pages)
 _register(phone_pages)
+_register(webhook_pages)
 
 
 def _match(method: str, parts: tuple):

@@ -16,6 +16,11 @@ NOTICES = {
     "key-revoked": "The key is revoked: the API refuses it within {cache} seconds.",
     "whitelist-saved": "The whitelist is saved: the API applies it within {cache} seconds.",
     "phone-removed": "The phone is removed and its queue deleted.",
+    "pace-saved": "The pace is saved: the phone's next messages are spaced by it.",
+    "webhook-enabled": "The endpoint is enabled: new events are sent to it again.",
+    "webhook-disabled": "The endpoint is disabled: its events are logged as skipped.",
+    "webhook-removed": "The endpoint is removed; deliveries queued for it are dropped.",
+    "webhook-redelivered": "The event is queued again: its delivery shows in the log below.",
 }
 
 

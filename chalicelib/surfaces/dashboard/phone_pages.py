@@ -50,6 +50,18 @@ def phone_remove(request, device_uid):
     return web.redirect(request, "/phones", done="phone-removed")
 
 
+def phone_pace(request, device_uid):
+    """The owner's pace for one phone: whole segments per hour per SIM, or "default"."""
+    try:
+        pool.set_device_pace(request.session.account_id, device_uid,
+                             request.form.get("pace", ""))
+    except NotFound:
+        raise
+    except GatewayError as error:
+        return phones_page(request, error.message, status=400)
+    return web.redirect(request, "/phones", done="pace-saved")
+
+
 def _filters(request) -> message_search.Filters:
     q = request.query
     return message_search.Filters(
@@ -154,6 +166,7 @@ PAGES = {
     ("GET", ("phones",)): phones_page, ("POST", ("phones",)): phone_pair_start,
     ("GET", ("pair", "*")): pair_page,
     ("POST", ("phones", "*", "remove")): phone_remove,
+    ("POST", ("phones", "*", "pace")): phone_pace,
     ("GET", ("messages",)): messages_page, ("GET", ("messages", "*", "*")): message_page,
     ("GET", ("try",)): try_page, ("POST", ("try", "sms")): try_sms,
     ("POST", ("try", "otp")): try_otp, ("POST", ("try", "verify")): try_verify,
