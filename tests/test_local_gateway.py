@@ -18,19 +18,10 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from test_device_e2e import until
 
 ROOT = Path(__file__).resolve().parent.parent
 SMSGW = ROOT / ".venv" / "bin" / "smsgw"
-
-
-def until(check, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def clean_env(**extra):
