@@ -318,3 +318,107 @@ def test_function_url_unknown_paths_and_methods_answer_plainly(aws_mock, method,
     assert answer["statusCode"] == status, answer
     assert "Traceback" not in answer["body"] and json.loads(answer["body"])
     assert set(answer) <= {"statusCode", "headers", "body", "isBase64Encoded", "cookies"}
+
+
+# --- end to end: real HTTP on loopback through a function URL stand-in ----------------------
+
+@pytest.fixture
+def url_server(aws_mock):
+    from tests.function_url_server import serve
+    servers = []
+
+    def start(host="127.0.0.1"):
+        server, base = serve(host)
+        servers.append(server)
+        return base
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _compat_from(base, source, key, headers=None):
+    """device_status over a real TCP connection from the loopback address `source`."""
+    import http.client
+    from urllib.parse import urlsplit
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10,
+                                            source_address=(source, 0))
+    try:
+        connection.request("POST", "/myAPI.php", body=urlencode(
+            {"api_key": key, "action": "device_status"}), headers={
+            "Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def test_function_url_end_to_end_whitelist_reads_the_connection(url_server, account):
+    """The address is the TCP peer's: a request from 127.0.0.1 claiming 127.0.0.2 in every
+    forwarding header is refused; one really from 127.0.0.2 is served (and over IPv6, ::1)."""
+    acct, key, _, _ = account
+    base = url_server()
+    accounts.set_whitelist(acct.account_id, ["127.0.0.2/32"])
+    claim = {"X-Forwarded-For": "127.0.0.2", "X-Real-IP": "127.0.0.2",
+             "Forwarded": "for=127.0.0.2"}
+    refused = _compat_from(base, "127.0.0.1", key, claim)
+    assert refused["data"]["error_code"] == "forbidden" and "127.0.0.1" in refused["message"]
+    assert _compat_from(base, "127.0.0.2", key)["status"] == "success"
+    if not socket_has_ipv6():
+        pytest.skip("no IPv6 loopback here")
+    base6 = url_server("::1")
+    refused = _compat_from(base6, "::1", key, claim)
+    assert refused["data"]["error_code"] == "forbidden" and "::1" in refused["message"]
+    accounts.set_whitelist(acct.account_id, ["::1/128"])
+    assert _compat_from(base6, "::1", key)["status"] == "success"
+
+
+def socket_has_ipv6() -> bool:
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_function_url_end_to_end_send_poll_report_and_dashboard(url_server, account):
+    """An application, the phone agent's own HTTP client and a browser-like session, all with
+    the function URL as their base URL."""
+    import sys
+    from pathlib import Path
+
+    import requests
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "agent"))
+    from smsgw_agent.client import GatewayClient
+
+    from chalicelib.storage.tables import Message
+    from tests.dashboard_helpers import PASSWORD, owner
+    acct, key, device, token = account
+    base = url_server()
+    sent = requests.post(base + "myAPI.php", data={
+        "api_key": key, "action": "send_sms", "device_uid": device.device_uid,
+        "phone_number": "+8801712345678", "message": "end to end"}, timeout=10).json()
+    assert sent["status"] == "success", sent
+    phone = GatewayClient(base, token)
+    [job] = phone.jobs(wait=0, max_jobs=10)
+    assert job["message_id"] == sent["data"]["message_id"] and job["message"] == "end to end"
+    results = phone.report([{"message_id": job["message_id"], "status": "sent"},
+                            {"message_id": job["message_id"], "status": "delivered"}])
+    assert [r["result"] for r in results] == ["ok", "ok"]
+    assert Message.get(acct.account_id, job["message_id"]).status == "delivered"
+
+    owner(acct.account_id, "owner@example.com")
+    browser = requests.Session()
+    signin = browser.get(base + "dashboard/signin", timeout=10)
+    import re
+    csrf = re.search(r'name="csrf" value="([^"]+)"', signin.text)[1]
+    answer = browser.post(base + "dashboard/signin", data={
+        "csrf": csrf, "email": "owner@example.com", "password": PASSWORD},
+        headers={"Origin": base.rstrip("/")}, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303, answer.text[:500]
+    assert answer.headers["Location"].startswith("/dashboard")
+    page = browser.get(base + "dashboard/account", timeout=10)
+    assert page.status_code == 200 and "owner@example.com" in page.text
+    assert browser.get(base + "nowhere", timeout=10).status_code == 404
