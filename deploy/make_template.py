@@ -365,7 +365,8 @@ POLL_ROUTE = "/~1device~1jobs"  # MethodSettings' encoding of /device/jobs
 # START/END/REPORT lines (about 300 bytes per invocation, bench/cost.py) only from the level the
 # stack parameter sets. At WARN they are not written: per-invocation duration and memory are
 # then in CloudWatch metrics (Duration, Errors, Throttles...), not in the logs. INFO brings them
-# back. The gateway's own log lines are warnings and errors, kept at any setting.
+# back. ApplicationLogLevel stays INFO: the sweeps' metric lines (chalicelib/core/metrics.py,
+# printed JSON without a "level", which Lambda files as INFO) feed StuckMessagesAlarm.
 PLATFORM_LOG_LEVELS = ["WARN", "INFO", "DEBUG"]
 LOGGING = {"LogFormat": "JSON", "ApplicationLogLevel": "INFO",
            "SystemLogLevel": {"Ref": "PlatformLogLevel"}}
