@@ -13,6 +13,7 @@ came through:
   connection, copied to `requestContext.identity.sourceIp` where every surface reads it. No
   header (X-Forwarded-For, Forwarded, ...) is ever consulted.
 """
+import functools
 import json
 from urllib.parse import parse_qsl, unquote
 
@@ -31,12 +32,16 @@ def _segments(path: str) -> list[str]:
     return path.split("/")
 
 
+@functools.lru_cache(maxsize=4)
+def _candidates(routes: tuple) -> list[str]:
+    return sorted(routes, key=lambda route: [s.startswith("{") for s in route.split("/")])
+
+
 def match_route(raw_path: str, routes) -> tuple[str, dict] | None:
     """(route, path parameters) of the route `raw_path` names, literal segments before
     captures (/v1/otp/verify before a /v1/otp/{x}); None when no route matches."""
     parts = [unquote(part) for part in _segments(raw_path)]
-    candidates = sorted(routes, key=lambda route: [s.startswith("{") for s in route.split("/")])
-    for route in candidates:
+    for route in _candidates(tuple(routes)):
         pattern = route.split("/")
         if len(pattern) != len(parts):
             continue
