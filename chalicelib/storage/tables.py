@@ -103,10 +103,12 @@ class Device(Model):
 
 class OpenMessages(GlobalSecondaryIndex):
     """Sparse index of messages that time must still settle: only non-terminal messages carry
-    `open_shard`, so sweeps Query what is due instead of scanning history."""
+    `open_shard`, so sweeps Query what is due instead of scanning history. Keys only, and a
+    lease does not change `open_due`: a message's writes between its put and its outcome do not
+    write this index (the sweeps read the due items themselves, sweeps.due_messages)."""
     class Meta:
         index_name = "open"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
     open_shard = UnicodeAttribute(hash_key=True)
     open_due = NumberAttribute(range_key=True)
 
