@@ -44,8 +44,8 @@ SQS_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:CreateQueue", "sqs:DeleteMess
                "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
                "sqs:ReceiveMessage", "sqs:SendMessage", "sqs:TagQueue"]
 # TransactWriteItems/TransactGetItems are authorised per item as these actions.
-TABLE_ACTIONS = ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
-                 "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem",
+                 "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
 INDEX_ACTIONS = ["dynamodb:Query"]
 # The stream function's event source mapping reads the streams (AWS's action names).
 STREAM_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
