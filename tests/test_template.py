@@ -223,4 +223,3 @@ def test_throttles_and_reserved_concurrency(generated):
         parameters["ApiReservedConcurrency"]["Default"]
     reserved = template["Resources"]["APIHandler"]["Properties"]["ReservedConcurrentExecutions"]
     assert reserved["Fn::If"][0] in template["Conditions"]
-
