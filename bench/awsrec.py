@@ -9,7 +9,9 @@ DynamoDB capacity: PynamoDB asks for `ReturnConsumedCapacity=TOTAL`, but moto an
 documented rules: reads 4 KB per unit (half for eventually consistent reads, a Query summing
 the items it returns), writes 1 KB per unit, transactions twice that, and a write also writes
 each global secondary index whose key the item has (sparse indexes only hold some items); an
-update that sets an index key moves the entry (two writes), one that removes it deletes it.
+update that sets an index key moves the entry (two writes), one that removes it deletes it, and
+one that changes only attributes the index projects rewrites it (one write: for ALL any
+attribute, for INCLUDE the listed ones, for KEYS_ONLY none).
 Where the size of an item is not visible in the request or response (an UpdateItem or DeleteItem
 that returns no attributes) it is taken as under 1 KB, which is true for every item we store.
 """
@@ -28,9 +30,11 @@ _lock = threading.Lock()
 _sinks: list[list] = []
 _paused = threading.local()
 GSI_KEYS: dict[str, list] = {}  # table name -> hash-key attribute of each global index
-# table name -> the key attributes (hash, range) of each global index; every index here projects
-# all attributes, so any change to an item in an index rewrites its index entry
+# table name -> the key attributes (hash, range) of each global index
 GSI_KEY_SETS: dict[str, list] = {}
+# table name -> what each global index projects besides keys: None for ALL, else the set of
+# non-key attributes (empty for KEYS_ONLY), in GSI_KEY_SETS' order
+GSI_PROJECTED: dict[str, list] = {}
 
 
 @dataclass
@@ -115,10 +119,20 @@ def learn_indexes(models) -> None:
                 keys.append(next(a.attr_name for a in vars(type(value)).values()
                                  if getattr(a, "is_hash_key", False)))
         GSI_KEYS[model.Meta.table_name] = keys
+        indexes = [value for value in vars(model).values()
+                   if isinstance(value, GlobalSecondaryIndex)]
         GSI_KEY_SETS[model.Meta.table_name] = [
             {a.attr_name for a in vars(type(value)).values()
              if getattr(a, "is_hash_key", False) or getattr(a, "is_range_key", False)}
-            for value in vars(model).values() if isinstance(value, GlobalSecondaryIndex)]
+            for value in indexes]
+        GSI_PROJECTED[model.Meta.table_name] = [_projected(value) for value in indexes]
+
+
+def _projected(index) -> set | None:
+    projection = index.Meta.projection
+    if projection.projection_type == "ALL":
+        return None
+    return set(getattr(projection, "non_key_attributes", None) or ())
 
 
 @contextmanager
@@ -190,18 +204,24 @@ def _write_units(size: int | None, table: str, item: dict | None = None) -> floa
 
 
 def _update_units(before: dict, after: dict | None, table: str) -> float:
-    """An UpdateItem's write units, index by index, with DynamoDB's rules for indexes projecting
-    all attributes: an item in the index before and after rewrites its entry (1), or moves it
-    when a key attribute changed (delete + put: 2); an item entering or leaving a sparse index
-    puts or deletes its entry (1). `after` unknown (no ALL_NEW): taken as unchanged keys."""
+    """An UpdateItem's write units, index by index, with DynamoDB's rules: an item in the index
+    before and after moves its entry when an index key changed (delete + put: 2), else rewrites
+    it when an attribute the index projects changed (1; KEYS_ONLY: never), else writes nothing;
+    an item entering or leaving a sparse index puts or deletes its entry (1). `after` unknown
+    (no ALL_NEW): taken as unchanged keys, and projected attributes as changed."""
+    known = after is not None
     after = before if after is None else after
     units = max(1, math.ceil(max(item_size(before), item_size(after)) / 1024))
+    changed = {name for name in set(before) | set(after) if before.get(name) != after.get(name)}
     total = units
-    for keys in GSI_KEY_SETS.get(table, []):
+    projections = GSI_PROJECTED.get(table) or [None] * len(GSI_KEY_SETS.get(table, []))
+    for keys, projected in zip(GSI_KEY_SETS.get(table, []), projections, strict=True):
         was, now = keys <= set(before), keys <= set(after)
         if was and now:
-            moved = any(before.get(k) != after.get(k) for k in keys)
-            total += units * (2 if moved else 1)
+            if changed & keys:
+                total += units * 2
+            elif not known or (changed if projected is None else changed & projected):
+                total += units
         elif was or now:
             total += units
     return total
@@ -239,8 +259,9 @@ def estimate_units(call: Call) -> None:
                 item = req.get("PutRequest", {}).get("Item")
                 call.wru += _write_units(item_size(item), name, item)
     elif op == "BatchGetItem":
-        for items in r.get("Responses", {}).values():
-            call.rru += sum(_read_units(item_size(i), False) for i in items)
+        for name, items in r.get("Responses", {}).items():
+            consistent = bool(p.get("RequestItems", {}).get(name, {}).get("ConsistentRead"))
+            call.rru += sum(_read_units(item_size(i), consistent) for i in items)
 
 
 def summarize(calls: list[Call]) -> dict:

@@ -49,8 +49,8 @@ SQS_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:CreateQueue", "sqs:DeleteMess
                "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
                "sqs:ReceiveMessage", "sqs:SendMessage", "sqs:TagQueue"]
 # TransactWriteItems/TransactGetItems are authorised per item as these actions.
-TABLE_ACTIONS = ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
-                 "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem",
+                 "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
 INDEX_ACTIONS = ["dynamodb:Query"]
 # The stream function's event source mapping reads the streams (AWS's action names).
 STREAM_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
@@ -154,6 +154,20 @@ def _hash_first(key_schema: list) -> list:
     return sorted(key_schema, key=lambda key: key["KeyType"] != "HASH")
 
 
+# Indexes made keys-only by issue 13 (they projected ALL before). CloudFormation cannot change a
+# projection in place: a stack deployed before keeps ALL with SMSGW_KEEP_ALL_PROJECTIONS=1
+# (the code reads the items itself, so it works with either; docs/deploy.md, "Upgrading").
+KEYS_ONLY_SINCE_ISSUE_13 = {("devices", "by-account"), ("devices", "live"), ("messages", "open")}
+
+
+def _projection(model, index: dict) -> dict:
+    if os.environ.get("SMSGW_KEEP_ALL_PROJECTIONS") == "1" and any(
+            model.Meta.table_name.endswith("-" + short) and index["index_name"] == name
+            for short, name in KEYS_ONLY_SINCE_ISSUE_13):
+        return {"ProjectionType": "ALL"}
+    return index["projection"]
+
+
 def table_resource(model, stage: str) -> dict:
     """CloudFormation for one PynamoDB model, from the schema PynamoDB itself creates. Tables
     outlive their stack (deleted or replaced) except in `dev`."""
@@ -172,7 +186,7 @@ def table_resource(model, stage: str) -> dict:
             definitions[d["AttributeName"]] = d["AttributeType"]
         indexes.append({"IndexName": index["index_name"],
                         "KeySchema": _hash_first(index["key_schema"]),
-                        "Projection": index["projection"]})
+                        "Projection": _projection(model, index)})
     if schema["local_secondary_indexes"]:
         raise SystemExit(f"{model.__name__}: local secondary indexes are not generated yet")
     properties["AttributeDefinitions"] = [{"AttributeName": name, "AttributeType": kind}

@@ -112,28 +112,133 @@ def test_message_of_a_removed_device_fails_with_a_reason(send, account):
 
 
 def _lease(account_id, message_id, attempts, lease_seconds):
+    """What a lease writes (jobs._lease): status, attempts and the lease's end; not open_due."""
     message = Message.get(account_id, message_id)
     message.update(actions=[Message.status.set("processing"), Message.attempts.set(attempts),
-                            Message.lease_until.set(clock.now_ms() + lease_seconds * 1000),
-                            Message.open_due.set(clock.now_ms() + lease_seconds * 1000)])
+                            Message.lease_until.set(clock.now_ms() + lease_seconds * 1000)])
+
+
+def _take(device):
+    """The phone receives its queue's jobs and leases them (the real path, jobs.take). SQS's
+    visibility runs on real time, not the test's frozen clock: 0 shows the job again at once,
+    as the lease's end would."""
+    from chalicelib.domain import jobs
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    got = sqs.receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
+                              VisibilityTimeout=0)
+    return [jobs.take(device, json.loads(m["Body"])["message_id"], m["ReceiptHandle"])
+            for m in got.get("Messages", [])]
 
 
 def test_dead_lease_is_released_then_failed_after_the_attempt_limit(send, account):
     acct = account[0]
     clock.freeze()
     mid = send()["data"]["message_id"]
+    due = Message.get(acct.account_id, mid).open_due
     _lease(acct.account_id, mid, 1, 60)
-    clock.advance(30)
-    assert sweeps.settle_due_messages() == {}  # lease still live
-    clock.advance(31)
+    clock.advance(61)
+    assert sweeps.settle_due_messages() == {}  # lease over, but the message is not due yet
+    clock.advance((due - clock.now_ms()) // 1000)
     assert sweeps.settle_due_messages()["released"] == 1
     assert Message.get(acct.account_id, mid).status == "pending"
     _lease(acct.account_id, mid, settings.MAX_ATTEMPTS, 60)
-    clock.advance(61)
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
     assert sweeps.settle_due_messages()["failed"] == 1
     stored = Message.get(acct.account_id, mid)
     assert stored.status == "failed" and "without reporting" in stored.reason
     assert stored.presumed is True  # a late "sent" report from the phone may still correct it
+
+
+def test_a_lease_does_not_move_the_message_in_the_open_index(send, account):
+    """A lease writes the message item only: open_due stays (the `open` index is keys only, so
+    the lease costs 1 write unit); the sweeps find a leased message at its first due time."""
+    acct, _, device, _ = account
+    clock.freeze()
+    mid = send()["data"]["message_id"]
+    before = Message.get(acct.account_id, mid)
+    assert _take(device) == ["leased"]
+    leased = Message.get(acct.account_id, mid)
+    assert leased.status == "processing" and leased.lease_until > clock.now_ms()
+    assert (leased.open_shard, leased.open_due) == (before.open_shard, before.open_due)
+    assert Message.open_messages.Meta.projection.projection_type == "KEYS_ONLY"
+
+
+def test_a_message_leased_by_a_phone_that_died_is_settled(send, account):
+    """The phone leases a job late (just before the message's due time) and dies: the sweep
+    finds it leased at its due, looks again when the lease ends, shows it waiting again, and
+    once the attempts are spent fails it. Nothing is left processing forever."""
+    acct, _, device, _ = account
+    clock.freeze()
+    mid = send()["data"]["message_id"]
+    due = Message.get(acct.account_id, mid).open_due
+    clock.advance((due - clock.now_ms()) // 1000 - 10)
+    assert _take(device) == ["leased"]
+    lease_until = Message.get(acct.account_id, mid).lease_until
+    clock.advance(10)
+    assert sweeps.settle_due_messages() == {"leased": 1}
+    assert Message.get(acct.account_id, mid).open_due == lease_until  # the rare path's move
+    clock.advance(settings.LEASE_SECONDS - 20)
+    assert sweeps.settle_due_messages() == {}  # the lease still runs
+    clock.advance(11)
+    assert sweeps.settle_due_messages() == {"released": 1}
+    assert Message.get(acct.account_id, mid).status == "pending"
+    for attempt in range(2, settings.MAX_ATTEMPTS + 1):  # SQS shows the job again; it dies again
+        assert _take(device) == ["leased"]
+        assert Message.get(acct.account_id, mid).attempts == attempt
+        clock.advance(settings.LEASE_SECONDS + settings.OUTBOX_GRACE_SECONDS)
+        done = sweeps.settle_due_messages()
+        assert done == ({"failed": 1} if attempt == settings.MAX_ATTEMPTS else {"released": 1})
+    stored = Message.get(acct.account_id, mid)
+    assert stored.status == "failed" and stored.presumed is True and stored.open_due is None
+
+
+def test_a_lost_requeue_is_queued_again_at_the_next_look(send, account):
+    acct, _, device, _ = account
+    clock.freeze()
+    restore = fail_sqs_sends()
+    mid = send()["data"]["message_id"]
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    assert sweeps.settle_due_messages() == {"retry": 1}  # the requeue's SendMessage was lost too
+    restore()
+    assert jobs_in(device) == []
+    clock.advance(2 * settings.OUTBOX_GRACE_SECONDS)
+    assert sweeps.settle_due_messages() == {"requeued": 1}
+    assert [job["message_id"] for job in jobs_in(device)] == [mid]
+
+
+def test_a_sweep_racing_leases_and_reports_changes_each_message_once(send, account,
+                                                                     atomic_moto):
+    """Sweeps, the phone's leases and its reports at once, threads: every message ends once,
+    each decision made by a conditional write on the state the sweep read."""
+    from chalicelib.domain import jobs
+    acct, _, device, _ = account
+    clock.freeze()
+    mids = [send()["data"]["message_id"] for _ in range(6)]
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    results = []
+
+    def phone():
+        for outcome in _take(device):
+            results.append(outcome)
+        for mid in mids[:3]:
+            jobs.report(device, mid, "sent")
+
+    threads = [threading.Thread(target=phone)] + [
+        threading.Thread(target=lambda: results.append(sweeps.settle_due_messages()))
+        for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = [Message.get(acct.account_id, m, consistent_read=True) for m in mids]
+    assert [m.status for m in stored[:3]] == ["sent"] * 3
+    assert all(m.open_due is None for m in stored[:3])
+    for m in stored[3:]:  # leased or waiting: still open, and due again later
+        assert m.status in ("pending", "processing") and m.open_due is not None
+    clock.advance(24 * 3600 + settings.LEASE_SECONDS)
+    while sweeps.settle_due_messages():
+        pass
+    assert {Message.get(acct.account_id, m).status for m in mids[3:]} <= {"expired", "failed"}
 
 
 def test_two_sweeps_at_once_requeue_each_message_once(send, account, atomic_moto):

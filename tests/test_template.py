@@ -63,6 +63,28 @@ def test_tables_match_what_the_models_create(generated, aws_mock):
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
+def test_an_old_stack_can_keep_its_all_projections(tmp_path):
+    """CloudFormation cannot change a GSI's projection: SMSGW_KEEP_ALL_PROJECTIONS=1 generates
+    the indexes issue 13 made keys-only as they were (ALL); nothing else changes."""
+    import os
+
+    def indexes(env):
+        out = tmp_path / f"t{len(env)}.json"
+        subprocess.run([sys.executable, "deploy/make_template.py", "prod", "--template",
+                        str(out)], check=True, env={**os.environ, **env})
+        resources = json.loads(out.read_text())["Resources"]
+        return {(r["Properties"]["TableName"].rsplit("-", 1)[-1], i["IndexName"]):
+                i["Projection"]["ProjectionType"] for r in resources.values()
+                if r.get("Type") == "AWS::DynamoDB::Table"
+                for i in r["Properties"].get("GlobalSecondaryIndexes", [])}
+    new, kept = indexes({}), indexes({"SMSGW_KEEP_ALL_PROJECTIONS": "1"})
+    changed = {("devices", "by-account"), ("devices", "live"), ("messages", "open")}
+    assert {k: new[k] for k in changed} == dict.fromkeys(changed, "KEYS_ONLY")
+    assert {k: kept[k] for k in changed} == dict.fromkeys(changed, "ALL")
+    assert {k: v for k, v in new.items() if k not in changed} == {
+        k: v for k, v in kept.items() if k not in changed}
+
+
 def test_ttl_on_the_declared_attributes(generated):
     stage, template = generated
     ttl = {short: d["Properties"].get("TimeToLiveSpecification")

@@ -59,7 +59,11 @@ def register(account_id: str, name: str, sim_count: int | None = None) -> tuple[
 
 
 def list_devices(account_id: str) -> list[Device]:
-    return list(Device.by_account.query(account_id))
+    """The account's devices, by device_id: the `by-account` index gives their keys (it is keys
+    only), one BatchGetItem per 100 their items."""
+    uids = [entry.device_uid for entry in Device.by_account.query(account_id)]
+    found = list(Device.batch_get(uids)) if uids else []
+    return sorted((d for d in found if d.account_id == account_id), key=lambda d: d.device_id)
 
 
 def _by_uid(account_id: str, uid: str) -> Device:
@@ -74,8 +78,11 @@ def _by_uid(account_id: str, uid: str) -> Device:
 
 
 def _by_id(account_id: str, device_id: int) -> Device:
-    for device in Device.by_account.query(account_id, Device.device_id == device_id):
-        return device
+    for entry in Device.by_account.query(account_id, Device.device_id == device_id):
+        try:
+            return _by_uid(account_id, entry.device_uid)  # the index holds keys only
+        except NotFound:
+            break  # removed since the index was read
     raise NotFound(f"Unknown device: no device with device_id {device_id} in this account.",
                    "device_id")
 
@@ -281,7 +288,8 @@ def seen(device: Device) -> None:
 def stop_silent(now_ms: int | None = None, on_stop=None) -> int:
     """Mark `stopped` the devices whose app said running but has been silent past the
     heartbeat window. A heartbeat racing this wins (the write is conditional on last_seen).
-    `on_stop(device)` runs for each device this call stopped (failover, pool.py)."""
+    `on_stop(device)` runs for each device this call stopped (failover, pool.py); it gets the
+    index's keys-only entry (device_uid, last_seen), which is all failover needs."""
     now = clock.now_ms() if now_ms is None else now_ms
     cutoff = now - settings.HEARTBEAT_WINDOW_SECONDS * 1000
     stopped = 0

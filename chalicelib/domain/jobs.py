@@ -52,9 +52,10 @@ def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> st
         | ((Message.status == "processing") & (Message.lease_until < now)))
     if update_if(message, [Message.status.set("processing"), Message.attempts.add(1),
                               Message.leased_at.set(now), Message.lease_until.set(lease_until),
-                              Message.receipt_handle.set(receipt_handle),
-                              # the sweeps look again when the lease ends
-                              Message.open_due.set(lease_until)], leasable):
+                              # open_due stays: a lease writes only the item (the `open`
+                              # index is keys only); a sweep that finds the message leased
+                              # at its due looks again when the lease ends (sweeps.settle)
+                              Message.receipt_handle.set(receipt_handle)], leasable):
         return "leased"
     try:
         current = Message.get(device.account_id, message_id, consistent_read=True)

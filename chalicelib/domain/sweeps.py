@@ -2,8 +2,12 @@
 queue call forever.
 
 They read only the sparse `open` index (messages not yet sent, due for a look), never scan
-history. Every write is conditional on the state read, so a sweep running twice at once, or
-racing a device report, changes each message at most once.
+history. That index is keys only and a lease does not move a message in it, so the sweeps read
+each due message itself (one consistent BatchGetItem per page) and find leased ones still at
+their first due time: those are looked at again when the lease ends (the rare path; a phone
+that reports within the grace never meets a sweep). Every write is conditional on the state
+read, so a sweep running twice at once, or racing a device report, changes each message at most
+once.
 """
 import time
 from collections import Counter
@@ -18,9 +22,14 @@ PAGE = 200
 
 
 def due_messages(now_ms: int):
+    """The due messages, read in full (the index gives keys only), at most PAGE per shard, in
+    due order. Consistent reads: each decision below starts from the item's latest state."""
     for shard in range(settings.OPEN_SHARDS):
-        yield from Message.open_messages.query(f"open#{shard}", Message.open_due <= now_ms,
-                                               limit=PAGE)
+        keys = [(entry.account_id, entry.message_id) for entry in Message.open_messages.query(
+            f"open#{shard}", Message.open_due <= now_ms, limit=PAGE)]
+        if keys:
+            found = Message.batch_get(keys, consistent_read=True)
+            yield from sorted(found, key=lambda m: (m.open_due or 0, m.message_id))
 
 
 def _reschedule(message: Message, due_ms: int, *extra) -> bool:
@@ -55,6 +64,8 @@ def _requeue(message: Message, now: int) -> str:
 
 def settle(message: Message, now: int) -> str:
     """Decide one due message; returns what was done (for counts and logs)."""
+    if message.open_due is None or message.open_due > now:
+        return "not_due"  # settled, or rescheduled, since the index was read: not due any more
     lease_over = (message.lease_until or 0) <= now
     if message.status not in messages.OPEN:
         messages.close(message, message.status)  # stale index entry: just leave the index
@@ -65,7 +76,7 @@ def settle(message: Message, now: int) -> str:
         return "expired" if done else "raced"
     if message.status == "pending":
         return pool.settle(message, now) or _requeue(message, now)
-    if not lease_over:
+    if not lease_over:  # a phone holds it: look again when its lease ends (if it died, then)
         _reschedule(message, message.lease_until)
         return "leased"
     if message.attempts >= settings.MAX_ATTEMPTS:

@@ -54,19 +54,24 @@ POLL_SLOTS = tuple(f"poll_{i}" for i in range(settings.MAX_LIVE_POLLS))
 
 
 class DevicesByAccount(GlobalSecondaryIndex):
+    """An account's devices by id. Keys only: pacing slots, poll slots and heartbeats change the
+    device item all the time and would rewrite an entry that projected them
+    (devices.list_devices reads the items themselves)."""
     class Meta:
         index_name = "by-account"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
     account_id = UnicodeAttribute(hash_key=True)
     device_id = NumberAttribute(range_key=True)
 
 
 class LiveDevices(GlobalSecondaryIndex):
     """Sparse index of devices whose app said it is running: the liveness sweep Queries those
-    silent past the heartbeat window instead of scanning all devices."""
+    silent past the heartbeat window instead of scanning all devices. Keys only (the sweep's
+    conditional write needs only `device_uid` and `last_seen`), so a send's pacing slot or a
+    poll slot does not rewrite the entry; a heartbeat moves it (`last_seen` is its key)."""
     class Meta:
         index_name = "live"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
     live = UnicodeAttribute(hash_key=True)
     last_seen = NumberAttribute(range_key=True)
 
@@ -103,10 +108,12 @@ class Device(Model):
 
 class OpenMessages(GlobalSecondaryIndex):
     """Sparse index of messages that time must still settle: only non-terminal messages carry
-    `open_shard`, so sweeps Query what is due instead of scanning history."""
+    `open_shard`, so sweeps Query what is due instead of scanning history. Keys only, and a
+    lease does not change `open_due`: a message's writes between its put and its outcome do not
+    write this index (the sweeps read the due items themselves, sweeps.due_messages)."""
     class Meta:
         index_name = "open"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
     open_shard = UnicodeAttribute(hash_key=True)
     open_due = NumberAttribute(range_key=True)
 
