@@ -2,6 +2,7 @@
 cancel (also racing a phone's lease), listing, OTP, devices, errors as problem+json, account
 isolation, and every answer checked against the served OpenAPI document."""
 import json
+import re
 import threading
 from collections import Counter
 
@@ -30,8 +31,7 @@ def v1(client, account):
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
         response = getattr(client.http, method.lower())(path, headers=sent, body=payload)
         decoded = json.loads(response.body)
-        template = "/v1/messages/{message_id}" if path.startswith("/v1/messages/") else \
-            path.split("?")[0]
+        template = route_of(document, path)
         operation = document["paths"][template][method.lower()]
         answer = operation["responses"].get(str(response.status_code))
         assert answer is not None, (response.status_code, decoded)
@@ -42,6 +42,17 @@ def v1(client, account):
         jsonschema.validate(decoded, found)
         return response.status_code, decoded, response.headers
     return call
+
+
+def route_of(document, path):
+    """The document's path template that `path` (with its query) is an instance of."""
+    path = path.split("?")[0]
+    if path in document["paths"]:
+        return path
+    found = [t for t in document["paths"]
+             if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", t), path)]
+    assert len(found) == 1, (path, found)
+    return found[0]
 
 
 def queued(device):
@@ -282,26 +293,65 @@ def test_otp_send_and_verify(v1, account):
     assert otp.PLACEHOLDER not in job["message"]
 
 
-def test_every_route_is_scoped_to_the_callers_account(v1, account):
+def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
+    from chalicelib.domain import webhook_delivery, webhooks
+    from chalicelib.surfaces.rest_v1 import schema
     other = accounts.create_account("Other")
     other_key, _ = accounts.create_key(other.account_id)
     devices.register(other.account_id, "Theirs")
+    templates = {"paths": {op.path: None for op in schema.OPERATIONS}}
+    called = set()
+
+    def theirs(method, path, body=None):
+        called.add((method, route_of(templates, path)))
+        return v1(method, path, body, key=other_key)
+
     _, body, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[0]], "message": "Mine",
                                               "device_id": 1})
     mine = body["messages"][0]["id"]
-    assert v1("GET", f"/v1/messages/{mine}", key=other_key)[0] == 404
-    assert v1("DELETE", f"/v1/messages/{mine}", key=other_key)[0] == 404
-    assert v1("GET", "/v1/messages", key=other_key)[1]["messages"] == []
-    theirs = v1("GET", "/v1/devices", key=other_key)[1]["devices"]
-    assert [d["name"] for d in theirs] == ["Theirs"]
+    assert theirs("GET", f"/v1/messages/{mine}")[0] == 404
+    assert theirs("DELETE", f"/v1/messages/{mine}")[0] == 404
+    assert theirs("GET", "/v1/messages")[1]["messages"] == []
+    assert [d["name"] for d in theirs("GET", "/v1/devices")[1]["devices"]] == ["Theirs"]
     devices.register(other.account_id, "Theirs 2")  # their device_id 2; ours has only 1
     assert v1("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
                                        "device_id": 2})[0] == 404
+    assert theirs("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
+                                           "device_id": 1})[1]["messages"][0]["device_id"] \
+        == 1  # their own device 1
     assert v1("POST", "/v1/otp", {"phone_number": NUMBERS[3], "device_id": 2})[0] == 404
+    theirs("POST", "/v1/otp", {"phone_number": NUMBERS[4], "device_id": 1})
     v1("POST", "/v1/otp", {"phone_number": NUMBERS[1], "device_id": 1})
-    assert v1("POST", "/v1/otp/verify", {"phone_number": NUMBERS[1], "otp_code": "123456"},
-              key=other_key)[0] == 422
+    assert theirs("POST", "/v1/otp/verify", {"phone_number": NUMBERS[1],
+                                             "otp_code": "123456"})[0] == 422
     assert Message.get(account[0].account_id, mine).status == "pending"
+
+    # webhooks: a delivery of ours in the log (its real attempt fails: nothing listens there)
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    webhooks.ensure_queue()
+    hook = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"})[1]
+    event = v1("POST", f"/v1/webhooks/{hook['webhook_id']}/test")[1]["event_id"]
+    jobs_ = aws.sqs().receive_message(QueueUrl=webhooks.queue_url())["Messages"]
+    webhook_delivery.deliver([m["Body"] for m in jobs_])
+    path = f"/v1/webhooks/{hook['webhook_id']}"
+    assert v1("GET", f"{path}/deliveries/{event}")[1]["state"] == "retrying"
+    assert theirs("GET", "/v1/webhooks")[1]["webhooks"] == []
+    for method, route, body in [
+            ("GET", path, None), ("PATCH", path, {"enabled": False}), ("DELETE", path, None),
+            ("POST", f"{path}/test", None), ("POST", f"{path}/rotate-secret", {"overlap": 0}),
+            ("GET", f"{path}/deliveries", None), ("GET", f"{path}/deliveries/{event}", None),
+            ("POST", f"{path}/deliveries/{event}/redeliver", None),
+            ("POST", f"{path}/redeliver", {"since": "2020-01-01T00:00:00Z"})]:
+        assert theirs(method, route, body)[0] == 404, (method, route)
+    theirs_made = theirs("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/theirs"})[1]
+    assert [w["webhook_id"] for w in v1("GET", "/v1/webhooks")[1]["webhooks"]] == \
+        [hook["webhook_id"]]
+    assert v1("GET", f"/v1/webhooks/{theirs_made['webhook_id']}")[0] == 404
+    unchanged = v1("GET", path)[1]
+    assert unchanged["status"] == "failing" and unchanged["rotation_ends"] is None  # not off
+    assert [d["event_id"] for d in v1("GET", f"{path}/deliveries")[1]["deliveries"]] == [event]
+    every = {(op.method, op.path) for op in schema.OPERATIONS if op.auth}
+    assert called == every, every - called  # a route added later must be added here too
 
 
 def test_aws_calls_of_a_v1_send(v1, account, aws_calls):
