@@ -393,3 +393,34 @@ def test_without_a_device_the_pool_chooses_and_reports_what_it_cannot_take(v1, a
     assert {m["error"]["code"] for m in refused} == {"pool_at_capacity"}
     assert all(m["error"]["status"] == 429 for m in refused)
     assert len(list(Message.query(account[0].account_id))) == len(taken)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_an_urgent_message_is_not_held_behind_a_paced_backlog(v1, account, named):
+    from chalicelib.domain import pool
+    clock.freeze()
+    devices.heartbeat(account[2], "running")
+    pool.set_device_pace(account[0].account_id, "1", 60)  # a segment a minute per SIM
+    where = {"device_id": 1, "sim_slot": 1} if named else {"sim_slot": 1}
+    backlog = v1("POST", "/v1/messages", {"recipients": NUMBERS[:5], "message": "Promo",
+                                          **where})[1]["messages"]
+    assert backlog[0]["send_at"] is None and all(m["send_at"] for m in backlog[1:])  # paced
+    status, body, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[9]], "message": "Now",
+                                                  "priority": "urgent", **where})
+    [urgent] = body["messages"]
+    assert status == 202 and urgent["send_at"] is None and urgent["device_id"] == 1
+    visible = queued(account[2])  # SQS hides the backlog's jobs until their slots
+    assert urgent["id"] in visible and not {m["id"] for m in backlog[1:]} & set(visible)
+    assert Message.get(account[0].account_id, urgent["id"]).not_before is None
+    after = v1("POST", "/v1/messages", {"recipients": [NUMBERS[10]], "message": "Later",
+                                        "priority": "normal", **where})[1]["messages"][0]
+    # the urgent one still counted: the next normal message comes after backlog + urgent
+    assert schema_ms(after["send_at"]) >= clock.now_ms() + 5 * 60 * 1000
+    status, problem, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[11]], "message": "x",
+                                                     "priority": "high", **where})
+    assert (status, problem["parameter"]) == (400, "priority")
+
+
+def schema_ms(text):
+    from chalicelib.surfaces.rest_v1.schema import epoch_ms
+    return epoch_ms(text)

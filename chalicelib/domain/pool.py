@@ -81,8 +81,11 @@ def _options(candidates, now, sim_slot):
 
 def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
            validity_seconds: int | None = None, exclude: str | None = None,
-           now: int | None = None) -> Route:
-    """Pick and reserve a device and SIM for one message, or say why none can take it."""
+           now: int | None = None, urgent: bool = False) -> Route:
+    """Pick and reserve a device and SIM for one message, or say why none can take it.
+    `urgent` (OTPs always): goes at once, ahead of the SIM's backlog, and is never refused for
+    capacity; its segments still count against the pace."""
+    urgent = urgent or kind == "otp"
     now = clock.now_ms() if now is None else now
     registered = account_devices(account_id)
     running = [d for d in registered if devices.is_running(d, now) and d.device_uid != exclude]
@@ -104,13 +107,13 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
                           f"{clock.fmt(until)} UTC.", "device_id",
                           retry_after=max(1, (until - now) // 1000), code="pool_paused")
     horizon = None
-    if kind != "otp":
+    if not urgent:
         validity = validity_seconds or settings.MESSAGE_VALIDITY_SECONDS
         horizon = min(settings.POOL_BACKLOG_SECONDS, validity) * 1000
     soonest = None
     for _, _, device, sim in options[:4]:
         try:
-            slot = pacing.reserve(device, sim, segments, now, horizon, urgent=kind == "otp")
+            slot = pacing.reserve(device, sim, segments, now, horizon, urgent=urgent)
             return Route(device, sim, slot)
         except (pacing.AtCapacity, NotFound) as error:
             if isinstance(error, pacing.AtCapacity):

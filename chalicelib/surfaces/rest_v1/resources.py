@@ -82,6 +82,7 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     named = "device_id" in body
     device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
     key = body.get("idempotency_key")
+    urgent = body.get("priority") == "urgent"
 
     def one(index_number):
         index, number = index_number
@@ -91,10 +92,10 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
         try:
             if named:  # paced on that phone (pacing.reserve inside send), stays on it
                 accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                                         **timing)
+                                         urgent=urgent, **timing)
             else:  # the pool's choice, recipient by recipient: spread at the pool's pace
                 route = pool.choose(caller.account_id, segments, sim_slot=body.get("sim_slot"),
-                                    validity_seconds=body.get("valid_for"))
+                                    validity_seconds=body.get("valid_for"), urgent=urgent)
                 accepted = messages.send(caller.account_id, route.device, number, text,
                                          route.sim_slot, slot=route.slot, movable=True,
                                          chosen=True, **timing)

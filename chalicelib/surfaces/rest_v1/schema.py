@@ -58,6 +58,9 @@ SEND_BODY = _s("object", properties={
     "valid_for": _s("integer", "Seconds the message may wait to be sent (from send_at when "
                     "scheduled); then it ends expired.", minimum=settings.MIN_VALIDITY_SECONDS,
                     maximum=settings.MAX_VALIDITY_SECONDS),
+    "priority": _s("string", "urgent: sent at once, ahead of the phone's paced backlog (as "
+                   "OTPs are), still counted in its pace; normal (default): paced.",
+                   enum=["normal", "urgent"]),
     "idempotency_key": _s("string", "Retrying with the same key answers the same messages "
                           "instead of sending again (24 h).", pattern=IDEMPOTENCY_PATTERN),
 }, required=["recipients", "message"], additionalProperties=False)

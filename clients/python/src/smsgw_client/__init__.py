@@ -164,7 +164,7 @@ class Client:
     # -- messages ---------------------------------------------------------------------------
     def send(self, recipients: list[str] | str, message: str, *, device_id: int | None = None,
              sim_slot: int | None = None, send_at: datetime | str | None = None,
-             valid_for: int | None = None,
+             valid_for: int | None = None, priority: str | None = None,
              idempotency_key: str | None = None) -> list[Accepted]:
         """Send `message` to each recipient (at most 1,000 per call): one entry per recipient."""
         if isinstance(recipients, str):
@@ -172,6 +172,7 @@ class Client:
         answer = self.request("POST", "/v1/messages", {
             "recipients": list(recipients), "message": message, "device_id": device_id,
             "sim_slot": sim_slot, "send_at": _time(send_at), "valid_for": valid_for,
+            "priority": priority,
             "idempotency_key": idempotency_key})
         return answer["messages"]
 
