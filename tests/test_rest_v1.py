@@ -404,13 +404,14 @@ def test_an_urgent_message_is_not_held_behind_a_paced_backlog(v1, account, named
     where = {"device_id": 1, "sim_slot": 1} if named else {"sim_slot": 1}
     backlog = v1("POST", "/v1/messages", {"recipients": NUMBERS[:5], "message": "Promo",
                                           **where})[1]["messages"]
-    assert backlog[0]["send_at"] is None and all(m["send_at"] for m in backlog[1:])  # paced
+    held = [m for m in backlog if m["send_at"]]  # recipients are accepted 8 at a time
+    assert len(held) == 4 and len({m["send_at"] for m in held}) == 4  # paced
     status, body, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[9]], "message": "Now",
                                                   "priority": "urgent", **where})
     [urgent] = body["messages"]
     assert status == 202 and urgent["send_at"] is None and urgent["device_id"] == 1
     visible = queued(account[2])  # SQS hides the backlog's jobs until their slots
-    assert urgent["id"] in visible and not {m["id"] for m in backlog[1:]} & set(visible)
+    assert urgent["id"] in visible and not {m["id"] for m in held} & set(visible)
     assert Message.get(account[0].account_id, urgent["id"]).not_before is None
     after = v1("POST", "/v1/messages", {"recipients": [NUMBERS[10]], "message": "Later",
                                         "priority": "normal", **where})[1]["messages"][0]
@@ -424,3 +425,63 @@ def test_an_urgent_message_is_not_held_behind_a_paced_backlog(v1, account, named
 def schema_ms(text):
     from chalicelib.surfaces.rest_v1.schema import epoch_ms
     return epoch_ms(text)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_scheduled_burst_is_paced_at_release_not_at_accept(v1, account, aws_calls, named):
+    from chalicelib.domain import pool
+    clock.freeze()
+    t0 = clock.now_ms() // 60000 * 60000
+    clock.freeze(t0)
+    devices.heartbeat(account[2], "running")
+    pool.set_device_pace(account[0].account_id, "1", 60)  # a segment a minute per SIM
+    where = {"device_id": 1, "sim_slot": 1} if named else {"sim_slot": 1}
+    send_at = t0 + 3 * 3600 * 1000
+    burst = v1("POST", "/v1/messages", {"recipients": NUMBERS[:5], "message": "Tomorrow's",
+                                        "send_at": clock.fmt(send_at).replace(" ", "T") + "Z",
+                                        **where})[1]["messages"]
+    assert {m["send_at"] for m in burst} == {clock.fmt(send_at).replace(" ", "T") + "Z"}
+    stored = devices.Device.get(account[2].device_uid, consistent_read=True)
+    assert not stored.pace_next_1  # the burst took nothing of today's pace
+    live = v1("POST", "/v1/messages", {"recipients": [NUMBERS[9]], "message": "Now",
+                                       **where})[1]["messages"][0]
+    assert live["send_at"] is None  # not held behind the scheduled burst
+    aws_calls.clear()
+    visible = {}
+    for now in range(t0 + 60000, send_at + 10 * 60000, 60000):  # the sweep, once a minute
+        clock.freeze(now)
+        sweeps.settle_due_messages()
+        for _, op, sent in aws_calls.requests:
+            if op == "SendMessage":
+                message_id = json.loads(sent["MessageBody"])["message_id"]
+                visible.setdefault(message_id, now + sent.get("DelaySeconds", 0) * 1000)
+        aws_calls.clear()
+    ids = [m["id"] for m in burst]
+    assert set(visible) >= set(ids)
+    # released at send_at, never early, and paced from there: a minute apart on the SIM
+    assert sorted(visible[i] for i in ids) == [send_at + n * 60000 for n in range(5)]
+    for message_id in ids:
+        message = Message.get(account[0].account_id, message_id)
+        assert message.pace_at_release is None and (message.not_before or send_at) == \
+            visible[message_id]
+
+
+def test_a_held_scheduled_message_moved_off_a_stopped_phone_keeps_its_send_time(v1, account):
+    from chalicelib.domain import pool
+    clock.freeze()
+    second, _ = devices.register(account[0].account_id, "Phone 2", sim_count=1)
+    for device in (account[2], second):
+        devices.heartbeat(device, "running")
+        pool.set_device_pace(account[0].account_id, str(device.device_id), 60)
+    send_at = clock.now_ms() // 1000 * 1000 + 3 * 3600 * 1000
+    sent = v1("POST", "/v1/messages", {"recipients": NUMBERS[:20], "message": "Later",
+                                       "send_at": clock.fmt(send_at).replace(" ", "T") + "Z"}
+              )[1]["messages"]
+    assert {m["device_id"] for m in sent} == {1, 2}  # spread over the pool (p fail < 0.1 %)
+    on_first = [m["id"] for m in sent if m["device_id"] == 1]
+    assert pool.failover_device(devices.Device.get(account[2].device_uid)) == len(on_first)
+    for message_id in on_first:
+        moved = Message.get(account[0].account_id, message_id)
+        assert (moved.device_uid, moved.not_before) == (second.device_uid, send_at)
+        assert moved.pace_at_release and moved.open_due < send_at
+    assert queued(second) == [] and not devices.Device.get(second.device_uid).pace_next_1

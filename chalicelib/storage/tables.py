@@ -164,6 +164,8 @@ class Message(Model):
     not_before = NumberAttribute(null=True)
     pool_uid = UnicodeAttribute(null=True)
     moves = NumberAttribute(null=True)
+    # Scheduled far ahead on a paced phone: its pacing slot is taken at release (scheduling.py).
+    pace_at_release = BooleanAttribute(null=True)
     pool_messages = PoolMessages()
 
 

@@ -83,6 +83,9 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
     key = body.get("idempotency_key")
     urgent = body.get("priority") == "urgent"
+    # held beyond SQS's delay: the pool picks a SIM now, its pace is reserved at release
+    held = send_at is not None and not urgent and \
+        send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
 
     def one(index_number):
         index, number = index_number
@@ -95,7 +98,8 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
                                          urgent=urgent, **timing)
             else:  # the pool's choice, recipient by recipient: spread at the pool's pace
                 route = pool.choose(caller.account_id, segments, sim_slot=body.get("sim_slot"),
-                                    validity_seconds=body.get("valid_for"), urgent=urgent)
+                                    validity_seconds=body.get("valid_for"), urgent=urgent,
+                                    reserve=not held)
                 accepted = messages.send(caller.account_id, route.device, number, text,
                                          route.sim_slot, slot=route.slot, movable=True,
                                          chosen=True, **timing)

@@ -153,7 +153,7 @@ WEBHOOK = _s("object", properties={
 }, required=["webhook_id", "url", "events", "status", "created_at"])
 WEBHOOK_BODY = _s("object", properties={
     "url": _s("string", "https URL that receives the events (POST).", minLength=1,
-              maxLength=2048),
+              maxLength=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://"),
     "events": _s("array", "Event types to send (default: all).", items=EVENT_TYPE, minItems=1,
                  maxItems=len(events.TYPES)),
     "description": _s("string", maxLength=200),
@@ -238,10 +238,13 @@ OPERATIONS = [
     Operation("createWebhook", "POST", "/v1/webhooks", "Add an endpoint; the answer holds its "
               "signing secret, shown this once.", 201, WEBHOOK, body=WEBHOOK_BODY,
               errors=(400, 401, 403, 409, 422, 429), links={
-                  "GetWebhook": ("getWebhook", {"webhook_id": "$response.body#/webhook_id"}),
-                  "TestWebhook": ("testWebhook", {"webhook_id": "$response.body#/webhook_id"}),
-                  "Deliveries": ("listWebhookDeliveries",
-                                 {"webhook_id": "$response.body#/webhook_id"})}),
+                  name: (target, {"webhook_id": "$response.body#/webhook_id"})
+                  for name, target in [
+                      ("GetWebhook", "getWebhook"), ("TestWebhook", "testWebhook"),
+                      ("Deliveries", "listWebhookDeliveries"),
+                      ("UpdateWebhook", "updateWebhook"), ("DeleteWebhook", "deleteWebhook"),
+                      ("RotateSecret", "rotateWebhookSecret"),
+                      ("RedeliverFailed", "redeliverFailedWebhookEvents")]}),
     Operation("getWebhook", "GET", "/v1/webhooks/{webhook_id}", "One endpoint and its status.",
               200, WEBHOOK, path_params=WEBHOOK_ID, errors=_HOOK_ERRORS),
     Operation("updateWebhook", "PATCH", "/v1/webhooks/{webhook_id}", "Disable or enable an "
@@ -256,7 +259,11 @@ OPERATIONS = [
               "event to the endpoint (its outcome appears in the delivery log).", 202,
               _s("object", properties={"webhook_id": _s("string"), "event_id": _s("string")},
                  required=["webhook_id", "event_id"]), path_params=WEBHOOK_ID,
-              errors=_HOOK_ERRORS),
+              errors=_HOOK_ERRORS, links={
+                  name: (target, {"webhook_id": "$response.body#/webhook_id",
+                                  "event_id": "$response.body#/event_id"})
+                  for name, target in [("GetDelivery", "getWebhookDelivery"),
+                                       ("Redeliver", "redeliverWebhookEvent")]}),
     Operation("rotateWebhookSecret", "POST", "/v1/webhooks/{webhook_id}/rotate-secret",
               "A new signing secret (shown this once); the previous one also signs during "
               "`overlap`.", 200, WEBHOOK, body=ROTATE_BODY, body_required=False,
