@@ -123,7 +123,8 @@ def test_delivery_log_pages_with_a_cursor(v1, account, receiver):  # noqa: F811
 
 @pytest.mark.parametrize("method,path,body,status,parameter", [
     ("POST", "/v1/webhooks", {"url": "http://169.254.169.254/latest/"}, 422, "url"),
-    ("POST", "/v1/webhooks", {"url": "ftp://example.com/x"}, 422, "url"),
+    ("POST", "/v1/webhooks", {"url": "ftp://example.com/x"}, 400, "url"),
+    ("POST", "/v1/webhooks", {"url": "https://user:pw@example.com/x"}, 422, "url"),
     ("POST", "/v1/webhooks", {"url": "https://example.com/", "events": ["sms.bogus"]}, 400,
      "events[0]"),
     ("POST", "/v1/webhooks", {"url": "https://example.com/", "events": []}, 400, "events"),
