@@ -161,3 +161,30 @@ def test_an_account_has_at_most_the_configured_endpoints(v1, account, monkeypatc
     status, problem, _ = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})
     assert (status, problem["code"]) == (409, "conflict")
     assert len(webhooks.list_all(account[0].account_id)) == 2
+
+
+def test_concurrent_rotations_are_a_409_never_a_503(account, atomic_moto, monkeypatch):
+    """Real threads: a rotation writes on condition that the secret it read is still there, so
+    of two racing rotations one may lose; it is told so (Conflict), never internal_error."""
+    import threading
+
+    from chalicelib.core.errors import Conflict
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    hook = webhooks.add(account[0].account_id, "http://127.0.0.1:9/h")
+    outcomes = []
+    for _ in range(8):
+        start = threading.Barrier(2)
+
+        def rotate(start=start):
+            start.wait()
+            try:
+                outcomes.append(webhooks.rotate_secret(hook.account_id, hook.webhook_id).secret)
+            except Conflict:
+                outcomes.append("conflict")
+            except Exception as error:  # noqa: BLE001 (what must not happen)
+                outcomes.append(repr(error))
+        threads = [threading.Thread(target=rotate) for _ in range(2)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    assert all(o == "conflict" or o.startswith("whsec_") for o in outcomes), outcomes
+    assert webhooks.get(hook.account_id, hook.webhook_id).secret in outcomes

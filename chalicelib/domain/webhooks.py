@@ -28,6 +28,7 @@ from chalicelib.domain import events as events_
 from chalicelib.domain import webhook_urls
 from chalicelib.domain.accounts import get_account
 from chalicelib.storage import aws
+from chalicelib.storage.model_base import update_if
 from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
 log = logging.getLogger("smsgw")
@@ -105,7 +106,8 @@ def set_enabled(account_id: str, webhook_id: str, enabled: bool) -> Webhook:
     else:
         actions = [Webhook.state.set("disabled"), Webhook.disabled_at.set(clock.now_ms()),
                    Webhook.disabled_reason.set("Disabled by the owner.")]
-    webhook.update(actions=actions, condition=Webhook.webhook_id.exists())
+    if not update_if(webhook, actions, Webhook.webhook_id.exists()):
+        raise NotFound(f"Unknown webhook: {webhook_id} was removed meanwhile.", "webhook_id")
     forget_cached()
     return webhook
 
@@ -121,7 +123,10 @@ def rotate_secret(account_id: str, webhook_id: str, overlap_seconds: int = 86400
                     Webhook.previous_until.set(clock.now_ms() + overlap_seconds * 1000)]
     else:
         actions += [Webhook.previous_secret.remove(), Webhook.previous_until.remove()]
-    webhook.update(actions=actions, condition=Webhook.secret == webhook.secret)
+    if not update_if(webhook, actions, Webhook.secret == webhook.secret):  # or removed
+        get(account_id, webhook_id)
+        raise Conflict(f"The secret of {webhook_id} was rotated by another request meanwhile; "
+                       "rotate again if you need a secret you know.", "webhook_id")
     forget_cached()
     return webhook
 
