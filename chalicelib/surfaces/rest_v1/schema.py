@@ -153,7 +153,8 @@ WEBHOOK = _s("object", properties={
 }, required=["webhook_id", "url", "events", "status", "created_at"])
 WEBHOOK_BODY = _s("object", properties={
     "url": _s("string", "https URL that receives the events (POST).", minLength=1,
-              maxLength=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://"),
+              maxLength=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://",
+              examples=["http://127.0.0.1:9/smsgw-hook"]),
     "events": _s("array", "Event types to send (default: all).", items=EVENT_TYPE, minItems=1,
                  maxItems=len(events.TYPES)),
     "description": _s("string", maxLength=200),
