@@ -6,26 +6,15 @@ import json
 
 import pytest
 
-from bench.webhook_receiver import Receiver
 from chalicelib.core import clock, settings
-from chalicelib.domain import webhook_delivery, webhooks
+from chalicelib.domain import webhooks
 from clients import smsgw_webhook
 from tests.test_rest_v1 import v1  # noqa: F401 (the fixture)
 
 
 @pytest.fixture
-def receiver(aws_mock, monkeypatch):
-    from localgw import events as local_events
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
-    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
-    monkeypatch.setattr(settings, "WEBHOOK_RETRY_SCALE", 0.001)
-    webhooks.forget_cached()
-    webhook_delivery.forget_cached()
-    pumps = local_events.EventPumps().start()
-    found = Receiver()
-    yield found
-    pumps.stop()
-    found.close()
+def receiver(webhook_receiver):
+    return webhook_receiver
 
 
 def hook_path(made, *more):
