@@ -5,9 +5,23 @@ from chalice import Chalice, Rate, Response
 
 from chalicelib.core import settings
 from chalicelib.domain import devices, pool, sweeps
-from chalicelib.surfaces import compat_api, device_api
+from chalicelib.surfaces import compat_api, device_api, function_url
 
-app = Chalice(app_name="smsgw")
+
+class Gateway(Chalice):
+    """Chalice, plus the Lambda function URL front door: its payload 2.0 requests are routed
+    as REST API events and answered in 2.0 (chalicelib/surfaces/function_url.py)."""
+
+    def __call__(self, event, context):
+        if not function_url.is_function_url_event(event):
+            return super().__call__(event, context)
+        rest_event = function_url.to_rest_event(event, self.routes)
+        if rest_event is None:
+            return function_url.NOT_FOUND
+        return function_url.to_function_url_answer(super().__call__(rest_event, context))
+
+
+app = Gateway(app_name="smsgw")
 ANY_BODY = ["*/*"]
 
 

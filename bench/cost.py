@@ -5,10 +5,11 @@ price table bench/prices.json (with its sources and date).
     python bench/cost.py [--json]      (counts calls itself; run_all.py passes its results in)
 
 An outgoing SMS costs: the API's send_sms request + the device poll that returns its job + the
-device's reports `sent` and `delivered`. Each request costs an API Gateway REST request, a
-Lambda request, Lambda duration (wall time × memory: our own code's time plus the AWS calls'
-round trips, which Lambda bills while it waits), the DynamoDB units and SQS requests counted,
-and Lambda's log lines.
+device's reports `sent` and `delivered`. Each request costs its front door (an API Gateway REST
+or HTTP API request; nothing for a Lambda function URL), a Lambda request, Lambda duration (wall
+time × memory: our own code's time plus the AWS calls' round trips, which Lambda bills while it
+waits), the DynamoDB units and SQS requests counted, Lambda's log lines (none when the platform
+lines are off, as deployed by default) and the answer's bytes out to the internet.
 """
 import json
 import math
@@ -26,13 +27,18 @@ SMS_PATH = ["send_sms", "device: jobs poll returning a job", "device: report sen
             "device: report delivered"]
 IDLE_POLL = "device: jobs poll, idle (wait=1 s)"
 HEARTBEAT = "device: heartbeat"
-# The default configuration (README's deploy steps: the stack's HTTP API URL, agents in their
+# The default configuration (README's deploy steps: the stack's function URL, agents in their
 # default mode "auto", which finds direct polling offered by the stack's device role).
 CREDENTIALS = "device: credentials (direct)"
 DIRECT_SMS_PATH = {1: ["send_sms", "device: claim 1 job (direct)",
                        "device: report sent+delivered, 1 message"],
                    10: ["send_sms", "device: claim 10 jobs, one SQS receive (direct)",
                         "device: report sent+delivered, 10 messages"]}
+# What each front door costs per request (bench/prices.json).
+FRONT_DOOR_PRICE = {"rest": "api_gateway_rest_per_million_requests",
+                    "http": "api_gateway_http_per_million_requests",
+                    "url": "lambda_function_url_per_million_requests"}
+FRONT_DOOR_NAME = {"rest": "REST API", "http": "HTTP API", "url": "function URL"}
 SQS_LONG_POLL_SECONDS = 20  # the most SQS allows per ReceiveMessage
 SWEEP_SECONDS = 60  # stop_silent_devices runs every minute (app.py)
 # Used only while the device routes are not on this branch: the calls the design implies
@@ -100,14 +106,16 @@ class Model:
         aws_ms = sum(n * latency.get(op.split(".")[0], 10) for op, n in summary["by_op"].items())
         return math.ceil(own_ms + aws_ms + wait_s * 1000)
 
-    def request(self, name: str, wait_s: float = 0, api: str = "rest") -> dict:
-        """Dollars for one request of `name`, by component."""
+    def request(self, name: str, wait_s: float = 0, api: str = "rest",
+                platform_logs: bool = True) -> dict:
+        """Dollars for one request of `name` through front door `api` (FRONT_DOOR_PRICE), by
+        component; `platform_logs` False: Lambda's START/END/REPORT lines are off."""
         summary, source = self.summary(name)
         own, own_source = self.own_ms(name)
         billed_ms = self.duration_ms(summary, own, wait_s)
         p = self.p
         parts = {
-            "api_gateway": p[f"api_gateway_{api}_per_million_requests"] / 1e6,
+            "api_gateway": p[FRONT_DOOR_PRICE[api]] / 1e6,
             "lambda_requests": p["lambda_per_million_requests"] / 1e6,
             "lambda_duration": billed_ms / 1000 * self.gb * self.gbs_price,
             "dynamodb": (summary["wru"] * p["dynamodb_on_demand_per_million_write_request_units"]
@@ -115,11 +123,15 @@ class Model:
                          ) / 1e6,
             "sqs": summary["sqs_requests"] * p["sqs_standard_per_million_requests"] / 1e6,
             "logs": (self.a["log_bytes_per_invocation"] / 1e9
-                     * p["cloudwatch_logs_ingestion_per_gb"]),
+                     * p["cloudwatch_logs_ingestion_per_gb"]) if platform_logs else 0.0,
+            "transfer": self.transfer_per_response(),
         }
         return {"name": name, "calls": summary["calls"], "source": source, "own_ms": own,
                 "own_source": own_source, "billed_ms": billed_ms, "parts": parts,
                 "total": sum(parts.values()), "wru": summary["wru"], "rru": summary["rru"]}
+
+    def transfer_per_response(self) -> float:
+        return self.a["response_bytes_per_request"] / 1e9 * self.p["data_transfer_out_per_gb"]
 
     def per_million_sms(self) -> dict:
         steps = [self.request(name) for name in SMS_PATH]
@@ -144,23 +156,28 @@ class Model:
         return {"lines": lines, "total": total, "polls": polls, "waiting_gb_s": waiting_gbs,
                 "waiting_usd": waiting_gbs * self.gbs_price, "alternatives": alternatives}
 
-    def default_config(self, deploy: dict) -> dict:
-        """The deployed default: HTTP API front door, direct polling, heartbeats every
-        `heartbeat_seconds` (postponed by any other call), credentials every hour, reports of
-        sent+delivered in one call. Per SMS for a lone message (batch 1) and for a busy phone
-        (one SQS receive returns 10 jobs: one claim, one report call for the 10)."""
+    def default_config(self, deploy: dict, api: str = "url",
+                       platform_logs: bool = False) -> dict:
+        """The deployed default: function URL front door (`api`), Lambda's platform log lines
+        off, direct polling, heartbeats every `heartbeat_seconds` (postponed by any other
+        call), credentials every hour, reports of sent+delivered in one call. Per SMS for a
+        lone message (batch 1) and for a busy phone (one SQS receive returns 10 jobs: one
+        claim, one report call for the 10). The phone's own ReceiveMessage is one SQS request
+        and one answer out to the internet."""
         seconds = self.a["hours_per_month"] * 3600
-        sqs = self.p["sqs_standard_per_million_requests"] / 1e6
+        sqs = self.p["sqs_standard_per_million_requests"] / 1e6 + self.transfer_per_response()
+        door = {"api": api, "platform_logs": platform_logs}
         receives = seconds / SQS_LONG_POLL_SECONDS
         beat_s, window = deploy["heartbeat_seconds"], deploy["heartbeat_window_seconds"]
         beats = seconds / beat_s
         renewals = seconds / deploy["credentials_seconds"]
-        beat = self.request(HEARTBEAT, api="http")
-        cred = self.request(CREDENTIALS, api="http")
+        beat = self.request(HEARTBEAT, **door)
+        cred = self.request(CREDENTIALS, **door)
         lines = [{"what": f"device's own SQS long-polls ({SQS_LONG_POLL_SECONDS} s, no Lambda)",
                   "per_month": receives, "billed_ms": 0, "total": sqs,
                   "monthly": receives * sqs},
-                 {"what": f"heartbeats (every {beat_s} s, HTTP API)", "per_month": beats,
+                 {"what": f"heartbeats (every {beat_s} s, {FRONT_DOOR_NAME[api]})",
+                  "per_month": beats,
                   **beat, "monthly": beats * beat["total"]},
                  {"what": f"credential renewals (every {deploy['credentials_seconds']} s)",
                   "per_month": renewals, **cred, "monthly": renewals * cred["total"]}]
@@ -168,8 +185,7 @@ class Model:
         busy_seconds = (beats * beat["billed_ms"] + renewals * cred["billed_ms"]) / 1000
         sms = {}
         for batch, path in DIRECT_SMS_PATH.items():
-            steps = [self.request(path[0], api="http")] + [
-                self.request(name, api="http") for name in path[1:]]
+            steps = [self.request(name, **door) for name in path]
             per_sms = steps[0]["total"] + (sqs + sum(s["total"] for s in steps[1:])) / batch
             sms[batch] = {"steps": steps, "batch": batch, "per_million": per_sms * 1e6}
         return {
@@ -177,7 +193,7 @@ class Model:
             "offline_detection_seconds": window + SWEEP_SECONDS,
             "offline_shown_seconds": window,
             "lambda_concurrency_per_1000_idle": 1000 * busy_seconds / seconds,
-            **deploy}
+            "front_door": FRONT_DOOR_NAME[api], "platform_logs": platform_logs, **deploy}
 
     def before_concurrency_per_1000_idle(self) -> float:
         """Gateway long-polls back to back: each idle phone holds a Lambda for the whole wait."""
@@ -265,6 +281,12 @@ def per_million_events(prices: dict, counted: dict) -> list[dict]:
     return rows
 
 
+# Rows kept next to the default for comparison (issue 13): the HTTP API with platform log lines
+# (the default until the function URL), and the function URL with platform log lines on.
+DEFAULT_VARIANTS = {"http_api": {"api": "http", "platform_logs": True},
+                    "function_url_platform_logs": {"api": "url", "platform_logs": True}}
+
+
 def compute(calls_result: dict, latency_result: dict | None = None,
             prices: dict | None = None, webhook_calls: dict | None = None) -> dict:
     prices = prices or load_prices()
@@ -274,7 +296,10 @@ def compute(calls_result: dict, latency_result: dict | None = None,
         result["webhook_calls"] = webhook_calls
         result["events"] = per_million_events(prices, webhook_calls)
     try:
-        default = model.default_config(deployed_settings())
+        deploy = deployed_settings()
+        default = model.default_config(deploy)
+        variants = {name: model.default_config(deploy, **door)
+                    for name, door in DEFAULT_VARIANTS.items()}
     except KeyError as exc:  # a scenario the default needs did not run (unavailable)
         result["default_unavailable"] = f"not counted: {exc}"
         return result
@@ -285,6 +310,12 @@ def compute(calls_result: dict, latency_result: dict | None = None,
         "default_idle_device_month_usd": default["idle_total"],
         "default_per_million_sms_usd": default["sms"][1]["per_million"],
         "default_per_million_sms_batched_usd": default["sms"][10]["per_million"],
+        # The same deployment through the other front door, or with the platform log lines on.
+        "variants": {name: {"idle_device_month_usd": v["idle_total"],
+                            "per_million_sms_usd": v["sms"][1]["per_million"],
+                            "per_million_sms_batched_usd": v["sms"][10]["per_million"],
+                            "front_door": v["front_door"], "platform_logs": v["platform_logs"]}
+                     for name, v in variants.items()},
         "before": {"idle_device_month_usd": result["idle"]["total"],
                    "per_million_sms_usd": result["sms"]["per_million"],
                    "offline_detection_seconds": old_window + SWEEP_SECONDS,
@@ -306,18 +337,13 @@ def markdown(r: dict) -> str:
              f"{a['aws_latency_ms_per_call']['dynamodb']} ms per DynamoDB call + "
              f"{a['aws_latency_ms_per_call']['sqs']} ms per SQS call (assumed in-region "
              f"latency), rounded up to 1 ms.\n",
-             "**Per million outgoing SMS** (API Gateway REST API):\n",
-             "| step | AWS calls | billed ms | API GW | Lambda req | Lambda GB-s | DynamoDB | "
-             "SQS | logs | total per million | source |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "**Per million outgoing SMS** (API Gateway REST API; data out = the answer's "
+             f"{a['response_bytes_per_request']} bytes to the internet):\n",
+             _STEP_HEAD + " source |", _STEP_RULE + "---|"]
     for s in sms["steps"]:
-        p = {k: v * 1e6 for k, v in s["parts"].items()}
-        lines.append(f"| {s['name']} | {s['calls']} | {s['billed_ms']} | {_usd(p['api_gateway'])}"
-                     f" | {_usd(p['lambda_requests'])} | {_usd(p['lambda_duration'])} | "
-                     f"{_usd(p['dynamodb'])} | {_usd(p['sqs'])} | {_usd(p['logs'])} | "
-                     f"{_usd(s['total'] * 1e6)} | calls {s['source']}, own time "
-                     f"{s['own_source']} |")
-    lines.append(f"| **one SMS, end to end** | | | | | | | | | **{_usd(sms['per_million'])}** | |")
+        lines.append(f"{_step_row(s)} calls {s['source']}, own time {s['own_source']} |")
+    lines.append("| **one SMS, end to end** | | | | | | | | | | "
+                 f"**{_usd(sms['per_million'])}** | |")
     lines.append(f"\nWith an HTTP API instead of the REST API: {_usd(sms['http_api_per_million'])}"
                  " per million SMS (API Gateway is the largest line).\n")
     idle = r["idle"]
@@ -362,6 +388,19 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+_STEP_HEAD = ("| step | AWS calls | billed ms | front door | Lambda req | Lambda GB-s | DynamoDB | "
+              "SQS | logs | data out | per call, per million |")
+_STEP_RULE = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+
+
+def _step_row(s: dict) -> str:
+    p = {k: v * 1e6 for k, v in s["parts"].items()}
+    return (f"| {s['name']} | {s['calls']} | {s['billed_ms']} | {_usd(p['api_gateway'])} | "
+            f"{_usd(p['lambda_requests'])} | {_usd(p['lambda_duration'])} | "
+            f"{_usd(p['dynamodb'])} | {_usd(p['sqs'])} | {_usd(p['logs'])} | "
+            f"{_usd(p['transfer'])} | {_usd(s['total'] * 1e6)} |")
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} min"
 
@@ -371,7 +410,9 @@ def default_markdown(r: dict) -> str:
     d, before = r["default"], r["before"]
     lines = [
         "### The default deployment (README's deploy steps) vs before\n",
-        "Default: HTTP API URL (payload 1.0), agents in mode `auto` find direct polling (the "
+        "Default: the Lambda function URL (output `FunctionUrl`, payload 2.0; no charge per "
+        "request) for applications and phones, Lambda's START/END/REPORT log lines off "
+        "(`PlatformLogLevel=WARN`), agents in mode `auto` find direct polling (the "
         "stack's device role) and long-poll their own SQS queue, heartbeats every "
         f"{d['heartbeat_seconds']} s postponed by any other call, credentials renewed every "
         f"{d['credentials_seconds']} s, `sent`+`delivered` reported in one call. Before: REST "
@@ -390,6 +431,19 @@ def default_markdown(r: dict) -> str:
         f"| Lambda concurrency held by 1,000 idle phones | "
         f"{before['lambda_concurrency_per_1000_idle']:,.0f} | "
         f"**{d['lambda_concurrency_per_1000_idle']:.3f}** | ≈ 0 |",
+        "\nThe same deployment with another front door or the platform log lines on:\n",
+        "| variant | idle phone-month | per million SMS, lone | per million SMS, busy |",
+        "|---|---:|---:|---:|",
+        f"| **default: function URL, platform lines off** | "
+        f"**{_usd(r['default_idle_device_month_usd'])}** | "
+        f"**{_usd(r['default_per_million_sms_usd'])}** | "
+        f"**{_usd(r['default_per_million_sms_batched_usd'])}** |"]
+    for v in r["variants"].values():
+        lines.append(f"| {v['front_door']}, platform lines "
+                     f"{'on' if v['platform_logs'] else 'off'} | "
+                     f"{_usd(v['idle_device_month_usd'])} | {_usd(v['per_million_sms_usd'])} | "
+                     f"{_usd(v['per_million_sms_batched_usd'])} |")
+    lines += [
         "\nIdle phone-month, default:\n",
         "| what | per month | billed ms each | cost per million | per month |",
         "|---|---:|---:|---:|---:|"]
@@ -399,18 +453,11 @@ def default_markdown(r: dict) -> str:
     lines.append(f"| **idle phone-month** | | | | **{_usd(d['idle_total'])}** |")
     for batch, sms in d["sms"].items():
         lines += [f"\nOne SMS, default, {batch} job(s) per SQS receive and report call "
-                  "(the device's ReceiveMessage adds one SQS request per receive):\n",
-                  "| step | AWS calls | billed ms | API GW | Lambda req | Lambda GB-s | "
-                  "DynamoDB | SQS | logs | per call, per million |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for s in sms["steps"]:
-            p = {k: v * 1e6 for k, v in s["parts"].items()}
-            lines.append(f"| {s['name']} | {s['calls']} | {s['billed_ms']} | "
-                         f"{_usd(p['api_gateway'])} | {_usd(p['lambda_requests'])} | "
-                         f"{_usd(p['lambda_duration'])} | {_usd(p['dynamodb'])} | "
-                         f"{_usd(p['sqs'])} | {_usd(p['logs'])} | {_usd(s['total'] * 1e6)} |")
+                  "(the device's ReceiveMessage adds one SQS request and its answer's bytes "
+                  "per receive):\n", _STEP_HEAD, _STEP_RULE]
+        lines += [_step_row(s) for s in sms["steps"]]
         lines.append(f"| **per SMS** (claim, receive and report shared by {batch}) | | | | | | "
-                     f"| | | **{_usd(sms['per_million'])}** |")
+                     f"| | | | **{_usd(sms['per_million'])}** |")
     return "\n".join(lines)
 
 

@@ -15,8 +15,13 @@ The merge template (`chalice package --merge-template`) holds:
 - the cheaper front door (docs/cost.md): an API Gateway HTTP API (AWS::ApiGatewayV2) with one
   route per chalice route, integrated with the API handler in payload format 1.0, which is the
   event shape chalice reads (requestContext.identity.sourceIp included); its URL is the output
-  HttpApiUrl, the base URL README's deploy steps give to applications and devices. The REST API
-  chalice generates stays (same handler), at 3.5x the price per request;
+  HttpApiUrl, the alternative for owners who want API Gateway's throttles or a custom domain.
+  The REST API chalice generates stays (same handler), at 3.5x the price per request;
+- the cheapest front door, the default: a Lambda function URL on the API handler (payload
+  format 2.0, converted in app.py; no charge per request); its URL is the output FunctionUrl,
+  the base URL README's deploy steps give to applications and devices;
+- Lambda's advanced logging controls on every function (JSON logs; the platform's
+  START/END/REPORT lines off unless the parameter PlatformLogLevel says INFO): docs/cost.md;
 - limits so one leaked device token cannot exhaust the account (docs/hardening.md): API
   Gateway stage throttling, a tighter throttle on the long-poll route, and reserved concurrency
   for the API function (so it can neither starve nor be starved by the account's other
@@ -267,6 +272,28 @@ def http_api(app, stage: str, prefix: str) -> dict:
     return resources
 
 
+def function_url() -> dict:
+    """A Lambda function URL on the API handler: the default front door (docs/cost.md), with
+    no charge per request. Public (AuthType NONE: the gateway authenticates every request
+    itself). Since October 2025 a public URL needs two grants to anyone: InvokeFunctionUrl
+    for URLs of AuthType NONE, and InvokeFunction only when invoked through a function URL;
+    neither lets anyone call the function's Invoke API. Requests arrive in payload format
+    2.0; app.py converts them (chalicelib/surfaces/function_url.py), and the IP whitelist
+    reads requestContext.http.sourceIp, which Lambda sets from the connection. No CORS: the
+    dashboard is served from the same origin and the APIs are called by servers and phones."""
+    return {
+        "ApiFunctionUrl": {"Type": "AWS::Lambda::Url", "Properties": {
+            "TargetFunctionArn": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+            "AuthType": "NONE", "InvokeMode": "BUFFERED"}},
+        "ApiFunctionUrlPermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunctionUrl", "FunctionName": {"Ref": "APIHandler"},
+            "Principal": "*", "FunctionUrlAuthType": "NONE"}},
+        "ApiFunctionUrlInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "APIHandler"},
+            "Principal": "*", "InvokedViaFunctionUrl": True}},
+    }
+
+
 def _function_timeout(name: str, stage: str) -> int:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     merged = {**config, **config["stages"].get(stage, {})}
@@ -334,6 +361,15 @@ LIMITS = [
                                     "function; 0: none reserved (accounts with a low limit)."),
 ]
 POLL_ROUTE = "/~1device~1jobs"  # MethodSettings' encoding of /device/jobs
+# Lambda's advanced logging controls, on every function: JSON logs, and Lambda's own
+# START/END/REPORT lines (about 300 bytes per invocation, bench/cost.py) only from the level the
+# stack parameter sets. At WARN they are not written: per-invocation duration and memory are
+# then in CloudWatch metrics (Duration, Errors, Throttles...), not in the logs. INFO brings them
+# back. ApplicationLogLevel stays INFO: the sweeps' metric lines (chalicelib/core/metrics.py,
+# printed JSON without a "level", which Lambda files as INFO) feed StuckMessagesAlarm.
+PLATFORM_LOG_LEVELS = ["WARN", "INFO", "DEBUG"]
+LOGGING = {"LogFormat": "JSON", "ApplicationLogLevel": "INFO",
+           "SystemLogLevel": {"Ref": "PlatformLogLevel"}}
 
 
 def limits() -> tuple[dict, dict, dict]:
@@ -380,6 +416,7 @@ def template(stage: str) -> dict:
         log_group = to_cfn_resource_name(f"{name}_log_group")
         resources[logical_id] = {"DependsOn": [log_group],
                                  "Properties": {"FunctionName": function_name}}
+        resources[logical_id]["Properties"]["LoggingConfig"] = LOGGING
         if name in webhook_functions:
             resources[logical_id]["DependsOn"] += webhook_functions[name].get("DependsOn", [])
             resources[logical_id]["Properties"].update(
@@ -399,6 +436,7 @@ def template(stage: str) -> dict:
             {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
              "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": logical_id}}]})
     resources.update(http_api(app, stage, settings.PREFIX))
+    resources.update(function_url())
     resources["StuckMessagesAlarm"] = _alarm(
         "Messages the cleanup sweeps found stuck (never queued, or leased and never reported).",
         {"Namespace": metrics.NAMESPACE, "MetricName": metrics.STUCK_MESSAGES,
@@ -408,15 +446,26 @@ def template(stage: str) -> dict:
                for model in tables.MODELS}
     outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
     outputs["DeviceRoleArn"] = {"Value": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
+    outputs["FunctionUrl"] = {
+        "Description": "Base URL for applications and devices (the Lambda function URL: no "
+                       "charge per request).",
+        "Value": {"Fn::GetAtt": ["ApiFunctionUrl", "FunctionUrl"]}}
     outputs["HttpApiUrl"] = {
-        "Description": "Base URL for applications and devices (the cheaper HTTP API).",
+        "Description": "Alternative base URL through API Gateway's HTTP API (throttling, custom "
+                       "domains; $1.00 per million requests).",
         "Value": {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}}
     outputs["WebhookQueueUrl"] = {"Value": {"Ref": "WebhookQueue"}}
     return {
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",
             "Description": "Address mailed when an alarm fires (empty: no subscription)."},
-            **limit_parameters},
+            **limit_parameters,
+            "PlatformLogLevel": {
+                "Type": "String", "Default": PLATFORM_LOG_LEVELS[0],
+                "AllowedValues": PLATFORM_LOG_LEVELS,
+                "Description": "Lambda's own log lines (START/END/REPORT: INFO) written from this "
+                               "level; WARN drops them (their figures stay in CloudWatch "
+                               "metrics)."}},
         "Conditions": {
             "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
             "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [

@@ -27,6 +27,16 @@ def test_cost_json_has_the_default_deployments_figures():
     assert result["default_per_million_sms_usd"] < before["per_million_sms_usd"]
     assert result["default_per_million_sms_batched_usd"] < result["default_per_million_sms_usd"]
     default = result["default"]
+    # The default front door is the function URL (no charge per request), platform log lines
+    # off; the HTTP API row stays for comparison and costs more by exactly its requests.
+    assert default["front_door"] == "function URL" and default["platform_logs"] is False
+    for sms in default["sms"].values():
+        assert all(step["parts"]["api_gateway"] == 0 and step["parts"]["logs"] == 0
+                   for step in sms["steps"])
+    http = result["variants"]["http_api"]
+    assert http["front_door"] == "HTTP API" and http["platform_logs"] is True
+    assert http["per_million_sms_usd"] > result["default_per_million_sms_usd"] + 3
+    assert http["idle_device_month_usd"] > result["default_idle_device_month_usd"]
     assert default["offline_detection_seconds"] <= 600
     assert default["lambda_concurrency_per_1000_idle"] < 1
     assert before["lambda_concurrency_per_1000_idle"] > 900

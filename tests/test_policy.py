@@ -362,19 +362,35 @@ def test_offline_detection_of_the_deployed_stage_is_within_ten_minutes(stage):
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_http_api_is_the_only_new_caller_of_the_api_handler(stage, tmp_path):
-    """The merge template's new resource-based grant: API Gateway may invoke the API handler
-    only through this stack's own HTTP API; no function gains an IAM action for it."""
+def test_the_front_doors_are_the_only_new_callers_of_the_api_handler(stage, tmp_path):
+    """The merge template's resource-based grants: API Gateway may invoke the API handler only
+    through this stack's own HTTP API; anyone may call its function URL (AuthType NONE: the
+    gateway authenticates each request), and InvokeFunction to anyone holds only for calls
+    through a function URL, so nobody gains the Invoke API. No function gains an IAM action
+    for any of it."""
     out = tmp_path / "resources.json"
     subprocess.run([sys.executable, "deploy/make_template.py", stage, "--template", str(out)],
                    cwd=ROOT, check=True)
-    resources = json.loads(out.read_text())["Resources"]
-    grants = [r["Properties"] for r in resources.values()
-              if r.get("Type") == "AWS::Lambda::Permission"]
-    assert grants == [{
-        "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "APIHandler"},
-        "Principal": "apigateway.amazonaws.com",
-        "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
-                                 "${AWS::AccountId}:${HttpApi}/*"}}]
+    template = json.loads(out.read_text())
+    resources = template["Resources"]
+    grants = {name: r["Properties"] for name, r in resources.items()
+              if r.get("Type") == "AWS::Lambda::Permission"}
+    assert grants == {
+        "HttpApiInvokePermission": {
+            "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "APIHandler"},
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
+                                     "${AWS::AccountId}:${HttpApi}/*"}},
+        "ApiFunctionUrlPermission": {
+            "Action": "lambda:InvokeFunctionUrl", "FunctionName": {"Ref": "APIHandler"},
+            "Principal": "*", "FunctionUrlAuthType": "NONE"},
+        "ApiFunctionUrlInvokePermission": {
+            "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "APIHandler"},
+            "Principal": "*", "InvokedViaFunctionUrl": True}}
+    [url] = [r["Properties"] for r in resources.values() if r.get("Type") == "AWS::Lambda::Url"]
+    assert url == {"TargetFunctionArn": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+                   "AuthType": "NONE", "InvokeMode": "BUFFERED"}  # no CORS: same origin
+    assert template["Outputs"]["FunctionUrl"]["Value"] == {
+        "Fn::GetAtt": ["ApiFunctionUrl", "FunctionUrl"]}
     granted = {a for st in statements(load_policy(stage)) for a in _list(st["Action"])}
     assert not any(a.startswith(("apigateway:", "lambda:")) for a in granted)

@@ -201,3 +201,20 @@ def test_throttles_and_reserved_concurrency(generated):
         parameters["ApiReservedConcurrency"]["Default"]
     reserved = template["Resources"]["APIHandler"]["Properties"]["ReservedConcurrentExecutions"]
     assert reserved["Fn::If"][0] in template["Conditions"]
+
+
+def test_every_function_logs_json_without_platform_lines_by_default(generated):
+    """docs/cost.md: Lambda's START/END/REPORT lines are off at the default PlatformLogLevel
+    (WARN) and back at INFO; the gateway's own warnings and errors are kept."""
+    from app import app
+    _, template = generated
+    parameter = template["Parameters"]["PlatformLogLevel"]
+    assert parameter["Default"] == "WARN" and "INFO" in parameter["AllowedValues"]
+    # the merge template's entries for chalice's functions: no Type, a FunctionName
+    functions = {logical_id: resource for logical_id, resource in template["Resources"].items()
+                 if "Type" not in resource and "FunctionName" in resource.get("Properties", {})}
+    assert len(functions) == 1 + len(app.event_sources)
+    for logical_id, resource in functions.items():
+        assert resource["Properties"]["LoggingConfig"] == {
+            "LogFormat": "JSON", "ApplicationLogLevel": "INFO",
+            "SystemLogLevel": {"Ref": "PlatformLogLevel"}}, logical_id
