@@ -189,6 +189,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             open_due=min(not_before - RELEASE_LEAD_SECONDS * 1000 if deferred
                          else first_look(not_before, now, grace), expires_at),
             pace_at_release=True if deferred else None,
+            scheduled_for=send_at if later else None,
             account_id=account_id, message_id=message_id, device_uid=device.device_uid,
             device_id=device.device_id, phone_number=phone_number,
             body=stored_text if stored_text is not None else text, sim_slot=sim_slot,

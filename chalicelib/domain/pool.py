@@ -81,11 +81,13 @@ def _options(candidates, now, sim_slot):
 
 def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
            validity_seconds: int | None = None, exclude: str | None = None,
-           now: int | None = None, urgent: bool = False, reserve: bool = True) -> Route:
+           now: int | None = None, urgent: bool = False, reserve: bool = True,
+           start: int | None = None) -> Route:
     """Pick and reserve a device and SIM for one message, or say why none can take it.
     `urgent` (OTPs always): goes at once, ahead of the SIM's backlog, and is never refused for
     capacity; its segments still count against the pace. `reserve=False` (a message scheduled
-    far ahead, paced at release): any running SIM at random, no slot (Route.slot None)."""
+    far ahead, paced at release): any running SIM at random, no slot (Route.slot None).
+    `start`: the slot may not begin before then (a scheduled message's time)."""
     urgent = urgent or kind == "otp"
     now = clock.now_ms() if now is None else now
     registered = account_devices(account_id)
@@ -117,7 +119,8 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
     soonest = None
     for _, _, device, sim in options[:4]:
         try:
-            slot = pacing.reserve(device, sim, segments, now, horizon, urgent=urgent)
+            slot = pacing.reserve(device, sim, segments, max(now, start or now), horizon,
+                                  urgent=urgent)
             return Route(device, sim, slot)
         except (pacing.AtCapacity, NotFound) as error:
             if isinstance(error, pacing.AtCapacity):
@@ -144,11 +147,13 @@ def move(message: Message, now: int, why: str = "grace") -> str:
     try:
         route = choose(message.account_id, message.segments, message.kind,
                        validity_seconds=max(1, (message.expires_at - now) // 1000),
-                       exclude=old_uid, now=now, reserve=not held)
+                       exclude=old_uid, now=now, reserve=not held,
+                       start=message.scheduled_for)  # never earlier than asked for
     except (NotFound, Unavailable, RateLimited):
         return "stay"
     target = route.device
-    not_before = message.not_before if held else route.slot.at
+    not_before = message.not_before if held else max(route.slot.at,
+                                                     message.scheduled_for or 0)  # unpaced
     due = message.open_due if held else min(
         messages.first_look(not_before, now, settings.POOL_GRACE_SECONDS), message.expires_at)
     moved = update_if(message, [

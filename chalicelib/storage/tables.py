@@ -164,7 +164,9 @@ class Message(Model):
     not_before = NumberAttribute(null=True)
     pool_uid = UnicodeAttribute(null=True)
     moves = NumberAttribute(null=True)
-    # Scheduled far ahead on a paced phone: its pacing slot is taken at release (scheduling.py).
+    # Scheduled: the requested send time (a failover never moves it earlier); far ahead on a
+    # paced phone its pacing slot is taken at release (scheduling.py).
+    scheduled_for = NumberAttribute(null=True)
     pace_at_release = BooleanAttribute(null=True)
     pool_messages = PoolMessages()
 
