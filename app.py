@@ -158,6 +158,50 @@ def v1_devices():
     return _v1("/v1/devices")
 
 
+@app.route("/v1/webhooks", methods=["GET", "POST"], content_types=ANY_BODY)
+def v1_webhooks():
+    return _v1("/v1/webhooks")
+
+
+@app.route("/v1/webhooks/{webhook_id}", methods=["GET", "PATCH", "DELETE"],
+           content_types=ANY_BODY)
+def v1_webhook(webhook_id):
+    return _v1("/v1/webhooks/{webhook_id}", webhook_id=webhook_id)
+
+
+@app.route("/v1/webhooks/{webhook_id}/test", methods=["POST"], content_types=ANY_BODY)
+def v1_webhook_test(webhook_id):
+    return _v1("/v1/webhooks/{webhook_id}/test", webhook_id=webhook_id)
+
+
+@app.route("/v1/webhooks/{webhook_id}/rotate-secret", methods=["POST"], content_types=ANY_BODY)
+def v1_webhook_rotate(webhook_id):
+    return _v1("/v1/webhooks/{webhook_id}/rotate-secret", webhook_id=webhook_id)
+
+
+@app.route("/v1/webhooks/{webhook_id}/deliveries", methods=["GET"])
+def v1_webhook_deliveries(webhook_id):
+    return _v1("/v1/webhooks/{webhook_id}/deliveries", webhook_id=webhook_id)
+
+
+@app.route("/v1/webhooks/{webhook_id}/redeliver", methods=["POST"], content_types=ANY_BODY)
+def v1_webhook_redeliver_failed(webhook_id):
+    return _v1("/v1/webhooks/{webhook_id}/redeliver", webhook_id=webhook_id)
+
+
+@app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}", methods=["GET"])
+def v1_webhook_delivery(webhook_id, event_id):
+    return _v1("/v1/webhooks/{webhook_id}/deliveries/{event_id}", webhook_id=webhook_id,
+               event_id=event_id)
+
+
+@app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver", methods=["POST"],
+           content_types=ANY_BODY)
+def v1_webhook_redeliver(webhook_id, event_id):
+    return _v1("/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver",
+               webhook_id=webhook_id, event_id=event_id)
+
+
 @app.route("/v1/openapi.json", methods=["GET"])
 def v1_openapi():
     return _v1("/v1/openapi.json")

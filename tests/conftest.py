@@ -155,3 +155,24 @@ def atomic_moto(monkeypatch):
     calls)."""
     from localgw.atomic import serialise_moto_dynamodb
     serialise_moto_dynamodb(monkeypatch.setattr)
+
+
+@pytest.fixture
+def webhook_receiver(aws_mock, monkeypatch):
+    """A real receiver on 127.0.0.1 (bench.webhook_receiver) fed by the app's stream and queue
+    functions, run by local_events.EventPumps as on the local gateway; local URLs allowed,
+    no endpoint cache, retries 1,000 times faster."""
+    from bench.webhook_receiver import Receiver
+    from chalicelib.core import settings
+    from chalicelib.domain import webhook_delivery, webhooks
+    from localgw import events as local_events
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
+    monkeypatch.setattr(settings, "WEBHOOK_RETRY_SCALE", 0.001)
+    webhooks.forget_cached()
+    webhook_delivery.forget_cached()
+    pumps = local_events.EventPumps().start()
+    receiver = Receiver()
+    yield receiver
+    pumps.stop()
+    receiver.close()

@@ -267,6 +267,30 @@ def test_function_url_rest_v1_path_parameter_and_whitelist(account):
     assert status == 200  # a trailing slash names the same route, as on API Gateway
 
 
+def test_function_url_rest_v1_webhook_routes_two_path_parameters_and_patch(account,
+                                                                           monkeypatch):
+    from chalicelib.core import settings
+    from chalicelib.domain import webhooks
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    webhooks.ensure_queue()
+    auth = {"Authorization": f"Bearer {account[1]}", "Content-Type": "application/json"}
+    status, made = invoke(function_url_event("POST", "/v1/webhooks", "198.51.100.7", auth,
+                                             body=json.dumps({"url": "http://127.0.0.1:9/h"})))
+    assert status == 201 and made["secret"], made
+    hook = f"/v1/webhooks/{made['webhook_id']}"
+    status, off = invoke(function_url_event("PATCH", hook, "198.51.100.7", auth,
+                                            body='{"enabled": false}'))
+    assert (status, off["status"]) == (200, "disabled"), off
+    status, tested = invoke(function_url_event("POST", f"{hook}/test", "198.51.100.7", auth))
+    assert status == 202, tested
+    status, problem = invoke(function_url_event(
+        "GET", f"{hook}/deliveries/{tested['event_id']}", "198.51.100.7", auth))
+    assert (status, problem["parameter"]) == (404, "event_id")  # not attempted yet
+    status, page = invoke(function_url_event("GET", f"{hook}/deliveries", "198.51.100.7", auth,
+                                             raw_query="limit=5&state=dead"))
+    assert (status, page["deliveries"]) == (200, []), page
+
+
 def test_function_url_dashboard_sign_in_cookies_both_ways(account):
     """Cookies arrive in 2.0's `cookies` list and leave in it; links and redirects have no
     stage prefix and cookies are Secure (the URL is https)."""

@@ -2,6 +2,7 @@
 cancel (also racing a phone's lease), listing, OTP, devices, errors as problem+json, account
 isolation, and every answer checked against the served OpenAPI document."""
 import json
+import re
 import threading
 from collections import Counter
 
@@ -30,8 +31,7 @@ def v1(client, account):
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
         response = getattr(client.http, method.lower())(path, headers=sent, body=payload)
         decoded = json.loads(response.body)
-        template = "/v1/messages/{message_id}" if path.startswith("/v1/messages/") else \
-            path.split("?")[0]
+        template = route_of(document, path)
         operation = document["paths"][template][method.lower()]
         answer = operation["responses"].get(str(response.status_code))
         assert answer is not None, (response.status_code, decoded)
@@ -42,6 +42,17 @@ def v1(client, account):
         jsonschema.validate(decoded, found)
         return response.status_code, decoded, response.headers
     return call
+
+
+def route_of(document, path):
+    """The document's path template that `path` (with its query) is an instance of."""
+    path = path.split("?")[0]
+    if path in document["paths"]:
+        return path
+    found = [t for t in document["paths"]
+             if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", t), path)]
+    assert len(found) == 1, (path, found)
+    return found[0]
 
 
 def queued(device):
@@ -282,26 +293,65 @@ def test_otp_send_and_verify(v1, account):
     assert otp.PLACEHOLDER not in job["message"]
 
 
-def test_every_route_is_scoped_to_the_callers_account(v1, account):
+def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
+    from chalicelib.domain import webhook_delivery, webhooks
+    from chalicelib.surfaces.rest_v1 import schema
     other = accounts.create_account("Other")
     other_key, _ = accounts.create_key(other.account_id)
     devices.register(other.account_id, "Theirs")
+    templates = {"paths": {op.path: None for op in schema.OPERATIONS}}
+    called = set()
+
+    def theirs(method, path, body=None):
+        called.add((method, route_of(templates, path)))
+        return v1(method, path, body, key=other_key)
+
     _, body, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[0]], "message": "Mine",
                                               "device_id": 1})
     mine = body["messages"][0]["id"]
-    assert v1("GET", f"/v1/messages/{mine}", key=other_key)[0] == 404
-    assert v1("DELETE", f"/v1/messages/{mine}", key=other_key)[0] == 404
-    assert v1("GET", "/v1/messages", key=other_key)[1]["messages"] == []
-    theirs = v1("GET", "/v1/devices", key=other_key)[1]["devices"]
-    assert [d["name"] for d in theirs] == ["Theirs"]
+    assert theirs("GET", f"/v1/messages/{mine}")[0] == 404
+    assert theirs("DELETE", f"/v1/messages/{mine}")[0] == 404
+    assert theirs("GET", "/v1/messages")[1]["messages"] == []
+    assert [d["name"] for d in theirs("GET", "/v1/devices")[1]["devices"]] == ["Theirs"]
     devices.register(other.account_id, "Theirs 2")  # their device_id 2; ours has only 1
     assert v1("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
                                        "device_id": 2})[0] == 404
+    assert theirs("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
+                                           "device_id": 1})[1]["messages"][0]["device_id"] \
+        == 1  # their own device 1
     assert v1("POST", "/v1/otp", {"phone_number": NUMBERS[3], "device_id": 2})[0] == 404
+    theirs("POST", "/v1/otp", {"phone_number": NUMBERS[4], "device_id": 1})
     v1("POST", "/v1/otp", {"phone_number": NUMBERS[1], "device_id": 1})
-    assert v1("POST", "/v1/otp/verify", {"phone_number": NUMBERS[1], "otp_code": "123456"},
-              key=other_key)[0] == 422
+    assert theirs("POST", "/v1/otp/verify", {"phone_number": NUMBERS[1],
+                                             "otp_code": "123456"})[0] == 422
     assert Message.get(account[0].account_id, mine).status == "pending"
+
+    # webhooks: a delivery of ours in the log (its real attempt fails: nothing listens there)
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    webhooks.ensure_queue()
+    hook = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"})[1]
+    event = v1("POST", f"/v1/webhooks/{hook['webhook_id']}/test")[1]["event_id"]
+    jobs_ = aws.sqs().receive_message(QueueUrl=webhooks.queue_url())["Messages"]
+    webhook_delivery.deliver([m["Body"] for m in jobs_])
+    path = f"/v1/webhooks/{hook['webhook_id']}"
+    assert v1("GET", f"{path}/deliveries/{event}")[1]["state"] == "retrying"
+    assert theirs("GET", "/v1/webhooks")[1]["webhooks"] == []
+    for method, route, body in [
+            ("GET", path, None), ("PATCH", path, {"enabled": False}), ("DELETE", path, None),
+            ("POST", f"{path}/test", None), ("POST", f"{path}/rotate-secret", {"overlap": 0}),
+            ("GET", f"{path}/deliveries", None), ("GET", f"{path}/deliveries/{event}", None),
+            ("POST", f"{path}/deliveries/{event}/redeliver", None),
+            ("POST", f"{path}/redeliver", {"since": "2020-01-01T00:00:00Z"})]:
+        assert theirs(method, route, body)[0] == 404, (method, route)
+    theirs_made = theirs("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/theirs"})[1]
+    assert [w["webhook_id"] for w in v1("GET", "/v1/webhooks")[1]["webhooks"]] == \
+        [hook["webhook_id"]]
+    assert v1("GET", f"/v1/webhooks/{theirs_made['webhook_id']}")[0] == 404
+    unchanged = v1("GET", path)[1]
+    assert unchanged["status"] == "failing" and unchanged["rotation_ends"] is None  # not off
+    assert [d["event_id"] for d in v1("GET", f"{path}/deliveries")[1]["deliveries"]] == [event]
+    every = {(op.method, op.path) for op in schema.OPERATIONS if op.auth}
+    assert called == every, every - called  # a route added later must be added here too
 
 
 def test_aws_calls_of_a_v1_send(v1, account, aws_calls):
@@ -343,3 +393,102 @@ def test_without_a_device_the_pool_chooses_and_reports_what_it_cannot_take(v1, a
     assert {m["error"]["code"] for m in refused} == {"pool_at_capacity"}
     assert all(m["error"]["status"] == 429 for m in refused)
     assert len(list(Message.query(account[0].account_id))) == len(taken)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_an_urgent_message_is_not_held_behind_a_paced_backlog(v1, account, named):
+    from chalicelib.domain import pool
+    clock.freeze()
+    devices.heartbeat(account[2], "running")
+    pool.set_device_pace(account[0].account_id, "1", 60)  # a segment a minute per SIM
+    where = {"device_id": 1, "sim_slot": 1} if named else {"sim_slot": 1}
+    backlog = v1("POST", "/v1/messages", {"recipients": NUMBERS[:5], "message": "Promo",
+                                          **where})[1]["messages"]
+    held = [m for m in backlog if m["send_at"]]  # recipients are accepted 8 at a time
+    assert len(held) == 4 and len({m["send_at"] for m in held}) == 4  # paced
+    status, body, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[9]], "message": "Now",
+                                                  "priority": "urgent", **where})
+    [urgent] = body["messages"]
+    assert status == 202 and urgent["send_at"] is None and urgent["device_id"] == 1
+    visible = queued(account[2])  # SQS hides the backlog's jobs until their slots
+    assert urgent["id"] in visible and not {m["id"] for m in held} & set(visible)
+    assert Message.get(account[0].account_id, urgent["id"]).not_before is None
+    after = v1("POST", "/v1/messages", {"recipients": [NUMBERS[10]], "message": "Later",
+                                        "priority": "normal", **where})[1]["messages"][0]
+    # the urgent one still counted: the next normal message comes after backlog + urgent
+    assert schema_ms(after["send_at"]) >= clock.now_ms() + 5 * 60 * 1000
+    status, problem, _ = v1("POST", "/v1/messages", {"recipients": [NUMBERS[11]], "message": "x",
+                                                     "priority": "high", **where})
+    assert (status, problem["parameter"]) == (400, "priority")
+
+
+def schema_ms(text):
+    from chalicelib.surfaces.rest_v1.schema import epoch_ms
+    return epoch_ms(text)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_scheduled_burst_is_paced_at_release_not_at_accept(v1, account, aws_calls, named):
+    from chalicelib.domain import pool
+    clock.freeze()
+    t0 = clock.now_ms() // 60000 * 60000
+    clock.freeze(t0)
+    devices.heartbeat(account[2], "running")
+    pool.set_device_pace(account[0].account_id, "1", 60)  # a segment a minute per SIM
+    where = {"device_id": 1, "sim_slot": 1} if named else {"sim_slot": 1}
+    send_at = t0 + 3 * 3600 * 1000
+    burst = v1("POST", "/v1/messages", {"recipients": NUMBERS[:5], "message": "Tomorrow's",
+                                        "send_at": clock.fmt(send_at).replace(" ", "T") + "Z",
+                                        **where})[1]["messages"]
+    assert {m["send_at"] for m in burst} == {clock.fmt(send_at).replace(" ", "T") + "Z"}
+    stored = devices.Device.get(account[2].device_uid, consistent_read=True)
+    assert not stored.pace_next_1  # the burst took nothing of today's pace
+    live = v1("POST", "/v1/messages", {"recipients": [NUMBERS[9]], "message": "Now",
+                                       **where})[1]["messages"][0]
+    assert live["send_at"] is None  # not held behind the scheduled burst
+    aws_calls.clear()
+    visible = {}
+    for now in range(t0 + 60000, send_at + 10 * 60000, 60000):  # the sweep, once a minute
+        clock.freeze(now)
+        sweeps.settle_due_messages()
+        for _, op, sent in aws_calls.requests:
+            if op == "SendMessage":
+                message_id = json.loads(sent["MessageBody"])["message_id"]
+                visible.setdefault(message_id, now + sent.get("DelaySeconds", 0) * 1000)
+        aws_calls.clear()
+    ids = [m["id"] for m in burst]
+    assert set(visible) >= set(ids)
+    # released at send_at, never early, and paced from there: a minute apart on the SIM
+    assert sorted(visible[i] for i in ids) == [send_at + n * 60000 for n in range(5)]
+    for message_id in ids:
+        message = Message.get(account[0].account_id, message_id)
+        assert message.pace_at_release is None and (message.not_before or send_at) == \
+            visible[message_id]
+
+
+@pytest.mark.parametrize("pace,ahead", [(60, 3 * 3600), ("default", 3 * 3600), (60, 600)])
+def test_a_scheduled_message_moved_off_a_stopped_phone_keeps_its_send_time(v1, account, pace,
+                                                                          ahead):
+    """Held and paced at release (60/h, 3 h), held on an unpaced phone (the tests' default
+    pace is 0), or queued with a delay (10 min): a failover moves it to another phone, never
+    to an earlier time."""
+    from chalicelib.domain import pool
+    clock.freeze()
+    second, _ = devices.register(account[0].account_id, "Phone 2", sim_count=1)
+    for device in (account[2], second):
+        devices.heartbeat(device, "running")
+        pool.set_device_pace(account[0].account_id, str(device.device_id), pace)
+    send_at = clock.now_ms() // 1000 * 1000 + ahead * 1000
+    sent = v1("POST", "/v1/messages", {"recipients": NUMBERS[:20], "message": "Later",
+                                       "send_at": clock.fmt(send_at).replace(" ", "T") + "Z"}
+              )[1]["messages"]
+    assert {m["device_id"] for m in sent} == {1, 2}  # spread over the pool (p fail < 0.1 %)
+    on_first = [m["id"] for m in sent if m["device_id"] == 1]
+    assert pool.failover_device(devices.Device.get(account[2].device_uid)) == len(on_first)
+    for message_id in on_first:
+        moved = Message.get(account[0].account_id, message_id)
+        assert moved.device_uid == second.device_uid and moved.not_before >= send_at
+        assert moved.pace_at_release == (True if pace == 60 and ahead > 900 else None)
+        if ahead > 900:
+            assert moved.open_due < send_at  # looked at again before its time
+    assert queued(second) == []  # not queued yet, or hidden until send_at

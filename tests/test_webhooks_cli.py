@@ -6,9 +6,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bench.webhook_receiver import Receiver
 from chalicelib.core import settings
-from chalicelib.domain import accounts, webhook_delivery, webhooks
+from chalicelib.domain import accounts
 from cli import main
 from clients import smsgw_webhook
 
@@ -18,18 +17,8 @@ def run(*args):
 
 
 @pytest.fixture
-def running(aws_mock, monkeypatch):
-    from localgw import events as local_events
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
-    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
-    monkeypatch.setattr(settings, "WEBHOOK_RETRY_SCALE", 0.001)
-    webhooks.forget_cached()
-    webhook_delivery.forget_cached()
-    pumps = local_events.EventPumps().start()
-    receiver = Receiver()
-    yield receiver
-    pumps.stop()
-    receiver.close()
+def running(webhook_receiver):
+    return webhook_receiver
 
 
 def test_add_list_test_deliveries_rotate_redeliver_remove(running):

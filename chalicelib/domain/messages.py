@@ -81,6 +81,9 @@ def queue_delay(message: Message, now: int) -> int | None:
     return max(0, -(-wait_ms // 1000))
 
 
+RELEASE_LEAD_SECONDS = 120  # a message paced at release is looked at this long before send_at
+
+
 def first_look(not_before: int | None, now: int, grace_seconds: int) -> int:
     """When the sweeps should first look at a message to be sent at `not_before`."""
     if not_before is None:
@@ -167,7 +170,13 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
     later = max(0, (send_at or now) - now)
     expires_at = now + later + validity * 1000
-    if slot is None:
+    # Held until send_at on a paced phone: its slot is taken at release (scheduling.release),
+    # so a burst scheduled for tomorrow does not use up today's pace.
+    deferred = slot is None and later > settings.MAX_QUEUE_DELAY_SECONDS * 1000 and not (
+        urgent or kind == "otp") and pacing.interval_ms(device) > 0
+    if deferred:
+        slot = pacing.Slot(now, now)
+    elif slot is None:
         slot = pacing.reserve(device, sim_slot, counted.segments, now,
                               urgent=urgent or kind == "otp")
     not_before = slot.at + later if slot.at + later > now else None
@@ -177,7 +186,10 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     def make(message_id):
         return Message(
             open_shard=open_shard(message_id),
-            open_due=min(first_look(not_before, now, grace), expires_at),
+            open_due=min(not_before - RELEASE_LEAD_SECONDS * 1000 if deferred
+                         else first_look(not_before, now, grace), expires_at),
+            pace_at_release=True if deferred else None,
+            scheduled_for=send_at if later else None,
             account_id=account_id, message_id=message_id, device_uid=device.device_uid,
             device_id=device.device_id, phone_number=phone_number,
             body=stored_text if stored_text is not None else text, sim_slot=sim_slot,

@@ -43,7 +43,7 @@ SIM_TROUBLE = (
 class Route:
     device: Device
     sim_slot: int
-    slot: pacing.Slot
+    slot: pacing.Slot | None
 
 
 def parse_failover(raw: str | None) -> bool:
@@ -81,8 +81,14 @@ def _options(candidates, now, sim_slot):
 
 def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
            validity_seconds: int | None = None, exclude: str | None = None,
-           now: int | None = None) -> Route:
-    """Pick and reserve a device and SIM for one message, or say why none can take it."""
+           now: int | None = None, urgent: bool = False, reserve: bool = True,
+           start: int | None = None) -> Route:
+    """Pick and reserve a device and SIM for one message, or say why none can take it.
+    `urgent` (OTPs always): goes at once, ahead of the SIM's backlog, and is never refused for
+    capacity; its segments still count against the pace. `reserve=False` (a message scheduled
+    far ahead, paced at release): any running SIM at random, no slot (Route.slot None).
+    `start`: the slot may not begin before then (a scheduled message's time)."""
+    urgent = urgent or kind == "otp"
     now = clock.now_ms() if now is None else now
     registered = account_devices(account_id)
     running = [d for d in registered if devices.is_running(d, now) and d.device_uid != exclude]
@@ -103,14 +109,18 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
         raise RateLimited(f"All SIMs of the running devices are paused (carrier trouble) until "
                           f"{clock.fmt(until)} UTC.", "device_id",
                           retry_after=max(1, (until - now) // 1000), code="pool_paused")
+    if not reserve:  # at random, so a scheduled burst is spread over the pool's SIMs
+        _, _, device, sim = random.choice(options)
+        return Route(device, sim, None)
     horizon = None
-    if kind != "otp":
+    if not urgent:
         validity = validity_seconds or settings.MESSAGE_VALIDITY_SECONDS
         horizon = min(settings.POOL_BACKLOG_SECONDS, validity) * 1000
     soonest = None
     for _, _, device, sim in options[:4]:
         try:
-            slot = pacing.reserve(device, sim, segments, now, horizon, urgent=kind == "otp")
+            slot = pacing.reserve(device, sim, segments, max(now, start or now), horizon,
+                                  urgent=urgent)
             return Route(device, sim, slot)
         except (pacing.AtCapacity, NotFound) as error:
             if isinstance(error, pacing.AtCapacity):
@@ -133,22 +143,25 @@ def move(message: Message, now: int, why: str = "grace") -> str:
     """Move one pending, never-taken pool message to another running device. Returns
     'moved', 'stay' (no other device can take it now) or 'raced' (it changed meanwhile)."""
     old_uid = message.device_uid
+    held = bool(message.pace_at_release)  # scheduled, paced at release: keep its send time
     try:
         route = choose(message.account_id, message.segments, message.kind,
                        validity_seconds=max(1, (message.expires_at - now) // 1000),
-                       exclude=old_uid, now=now)
+                       exclude=old_uid, now=now, reserve=not held,
+                       start=message.scheduled_for)  # never earlier than asked for
     except (NotFound, Unavailable, RateLimited):
         return "stay"
     target = route.device
-    not_before = route.slot.at
+    not_before = message.not_before if held else max(route.slot.at,
+                                                     message.scheduled_for or 0)  # unpaced
+    due = message.open_due if held else min(
+        messages.first_look(not_before, now, settings.POOL_GRACE_SECONDS), message.expires_at)
     moved = update_if(message, [
         Message.device_uid.set(target.device_uid), Message.device_id.set(target.device_id),
         Message.sim_slot.set(route.sim_slot), Message.pool_uid.set(target.device_uid),
         Message.moves.add(1), Message.requeues.set(0),
         Message.not_before.set(not_before) if not_before > now else Message.not_before.remove(),
-        Message.open_due.set(min(messages.first_look(not_before, now,
-                                                     settings.POOL_GRACE_SECONDS),
-                                 message.expires_at))],
+        Message.open_due.set(due)],
         (Message.status == "pending") & (Message.attempts == 0)
         & (Message.device_uid == old_uid) & (Message.pool_uid == old_uid))
     if not moved:

@@ -15,7 +15,7 @@ from collections import Counter
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, metrics, settings
-from chalicelib.domain import messages, pool
+from chalicelib.domain import messages, pool, scheduling
 from chalicelib.storage.tables import Device, Message, update_if
 
 PAGE = 200
@@ -75,6 +75,8 @@ def settle(message: Message, now: int) -> str:
                               presumed=message.attempts > 0 or None)
         return "expired" if done else "raced"
     if message.status == "pending":
+        if message.pace_at_release:  # scheduled: its paced slot is taken now (scheduling.py)
+            return scheduling.release(message, now)
         return pool.settle(message, now) or _requeue(message, now)
     if not lease_over:  # a phone holds it: look again when its lease ends (if it died, then)
         _reschedule(message, message.lease_until)

@@ -9,6 +9,8 @@ Signature: `X-Smsgw-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw bod
 `X-Smsgw-Timestamp: <unix seconds>`; during a rotation's overlap a second `v1=` (old secret)
 follows, comma-separated.
 """
+import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -26,6 +28,7 @@ from chalicelib.domain import events as events_
 from chalicelib.domain import webhook_urls
 from chalicelib.domain.accounts import get_account
 from chalicelib.storage import aws
+from chalicelib.storage.model_base import update_if
 from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
 log = logging.getLogger("smsgw")
@@ -103,7 +106,8 @@ def set_enabled(account_id: str, webhook_id: str, enabled: bool) -> Webhook:
     else:
         actions = [Webhook.state.set("disabled"), Webhook.disabled_at.set(clock.now_ms()),
                    Webhook.disabled_reason.set("Disabled by the owner.")]
-    webhook.update(actions=actions, condition=Webhook.webhook_id.exists())
+    if not update_if(webhook, actions, Webhook.webhook_id.exists()):
+        raise NotFound(f"Unknown webhook: {webhook_id} was removed meanwhile.", "webhook_id")
     forget_cached()
     return webhook
 
@@ -119,7 +123,10 @@ def rotate_secret(account_id: str, webhook_id: str, overlap_seconds: int = 86400
                     Webhook.previous_until.set(clock.now_ms() + overlap_seconds * 1000)]
     else:
         actions += [Webhook.previous_secret.remove(), Webhook.previous_until.remove()]
-    webhook.update(actions=actions, condition=Webhook.secret == webhook.secret)
+    if not update_if(webhook, actions, Webhook.secret == webhook.secret):  # or removed
+        get(account_id, webhook_id)
+        raise Conflict(f"The secret of {webhook_id} was rotated by another request meanwhile; "
+                       "rotate again if you need a secret you know.", "webhook_id")
     forget_cached()
     return webhook
 
@@ -256,11 +263,60 @@ def deliveries(account_id: str, webhook_id: str, limit: int = 20, state: str | N
                                               filter_condition=condition, limit=limit))
 
 
+def deliveries_page(account_id: str, webhook_id: str, limit: int = 20,
+                    state: str | None = None, cursor: str | None = None):
+    """One page of the endpoint's deliveries, newest attempt first, read with one Query:
+    (deliveries, next_cursor or None). Filtered by `state`, a page may hold fewer than `limit`
+    while more follow. A delivery attempted again meanwhile moves to the front of the log."""
+    get(account_id, webhook_id)
+    start = _decode_cursor(cursor, webhook_id, state) if cursor else None
+    condition = WebhookDelivery.state == state if state else None
+    pages = WebhookDelivery.by_time.query(webhook_id, scan_index_forward=False,
+                                          filter_condition=condition, page_size=limit,
+                                          last_evaluated_key=start).page_iter
+    page = next(pages)
+    found = [WebhookDelivery.from_raw_data(item) for item in page.get("Items", [])]
+    after = pages.last_evaluated_key
+    return found, _encode_cursor(after, state) if after else None
+
+
+def _encode_cursor(key: dict, state: str | None) -> str:
+    position = {"w": key["webhook_id"]["S"], "e": key["event_id"]["S"],
+                "l": int(key["last_at"]["N"]), "s": state or ""}
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()
+                                    ).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, webhook_id: str, state: str | None) -> dict:
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=="))
+        if not isinstance(position, dict) or set(position) != {"w", "e", "l", "s"} or \
+                position["w"] != webhook_id or position["s"] != (state or "") or \
+                type(position["l"]) is not int or not isinstance(position["e"], str) or \
+                not 0 < len(position["e"]) <= 64:
+            raise ValueError
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
+        raise BadRequest("Invalid cursor: pass the next_cursor of the previous page of this "
+                         "webhook's deliveries, with the same state.", "cursor")
+    return {"webhook_id": {"S": webhook_id}, "event_id": {"S": position["e"]},
+            "last_at": {"N": str(position["l"])}}
+
+
 def delivery(webhook_id: str, event_id: str) -> WebhookDelivery | None:
     try:
         return WebhookDelivery.get(webhook_id, event_id, consistent_read=True)
     except DoesNotExist:
         return None
+
+
+def logged(account_id: str, webhook_id: str, event_id: str) -> WebhookDelivery:
+    """One event's delivery to the account's endpoint, from the log (NotFound if none yet, or
+    if the endpoint is not the account's)."""
+    found = delivery(webhook_id, event_id)
+    if found is None or found.account_id != account_id:
+        raise NotFound(f"No delivery of event {event_id} to {webhook_id} in the log.",
+                       "event_id")
+    return found
 
 
 REDELIVERABLE = ("dead", "skipped")
@@ -272,11 +328,7 @@ def redeliver(account_id: str, webhook_id: str, event_id: str | None = None,
     with a last attempt since `since_ms`. Same event id, same body; a fresh retry schedule."""
     webhook = get(account_id, webhook_id)
     if event_id:
-        found = delivery(webhook_id, event_id)
-        if found is None or found.account_id != account_id:
-            raise NotFound(f"No delivery of event {event_id} to {webhook_id} in the log.",
-                           "event_id")
-        chosen = [found]
+        chosen = [logged(account_id, webhook_id, event_id)]
     elif since_ms is not None:
         chosen = [d for d in WebhookDelivery.by_time.query(
             webhook_id, WebhookDelivery.last_at >= since_ms) if d.state in REDELIVERABLE]

@@ -171,6 +171,10 @@ class Message(Model):
     not_before = NumberAttribute(null=True)
     pool_uid = UnicodeAttribute(null=True)
     moves = NumberAttribute(null=True)
+    # Scheduled: the requested send time (a failover never moves it earlier); far ahead on a
+    # paced phone its pacing slot is taken at release (scheduling.py).
+    scheduled_for = NumberAttribute(null=True)
+    pace_at_release = BooleanAttribute(null=True)
     pool_messages = PoolMessages()
 
 

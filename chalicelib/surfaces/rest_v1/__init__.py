@@ -161,7 +161,8 @@ def handle(method: str, route: str, path_params: dict | None, query: dict | None
             if op.query:
                 args["query"] = parse_query(op, query)
             if op.body:
-                args["body"] = parse_body(op, headers, body)
+                args["body"] = parse_body(op, headers, body) if body or op.body_required \
+                    else {}
             status, answer = getattr(resources, op.op_id)(caller, **args)
             return _json_answer(status, answer)
         except GatewayError:

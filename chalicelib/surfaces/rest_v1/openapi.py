@@ -29,9 +29,9 @@ def _operation(op: schema.Operation) -> dict:
     if parameters:
         entry["parameters"] = parameters
     if op.body:
-        entry["requestBody"] = {"required": True,
+        entry["requestBody"] = {"required": op.body_required,
                                 "content": {"application/json": {"schema": op.body}}}
-    ok = {"description": "OK" if op.ok == 200 else "Accepted"}
+    ok = {"description": {200: "OK", 201: "Created", 202: "Accepted"}[op.ok]}
     if op.answer is not None:
         ok["content"] = {op.media: {"schema": op.answer}}
     else:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import devices, messages, phone, pool
+from chalicelib.domain import devices, messages, phone, pool, webhooks
 from chalicelib.surfaces import compat_api
 from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
 
@@ -82,6 +82,10 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     named = "device_id" in body
     device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
     key = body.get("idempotency_key")
+    urgent = body.get("priority") == "urgent"
+    # held beyond SQS's delay: the pool picks a SIM now, its pace is reserved at release
+    held = send_at is not None and not urgent and \
+        send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
 
     def one(index_number):
         index, number = index_number
@@ -91,10 +95,11 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
         try:
             if named:  # paced on that phone (pacing.reserve inside send), stays on it
                 accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                                         **timing)
+                                         urgent=urgent, **timing)
             else:  # the pool's choice, recipient by recipient: spread at the pool's pace
                 route = pool.choose(caller.account_id, segments, sim_slot=body.get("sim_slot"),
-                                    validity_seconds=body.get("valid_for"))
+                                    validity_seconds=body.get("valid_for"), urgent=urgent,
+                                    reserve=not held)
                 accepted = messages.send(caller.account_id, route.device, number, text,
                                          route.sim_slot, slot=route.slot, movable=True,
                                          chosen=True, **timing)
@@ -167,3 +172,82 @@ def listDevices(caller):  # noqa: N802
     _, found = compat_api.device_status(caller, {}, {})
     return 200, {"devices": [{**d, "last_seen": _from_reference(d["last_seen"])}
                              for d in found]}
+
+
+# --- webhooks: the functions the admin CLI and the dashboard call (domain/webhooks.py) -------
+WEBHOOK_TIMES = ("disabled_at", "failing_since", "last_success_at", "created_at",
+                 "rotation_ends")
+
+
+def _webhook(hook, secret: bool = False) -> dict:
+    shown = webhooks.describe(hook)
+    shown.update({name: _from_reference(shown[name]) for name in WEBHOOK_TIMES})
+    if secret:
+        shown["secret"] = hook.secret
+    return shown
+
+
+def _delivery(d, body: bool = False) -> dict:
+    shown = {"event_id": d.event_id, "type": d.type, "state": d.state,
+             "attempts": d.attempts or 0, "created_at": rfc3339(d.created_at),
+             "last_at": rfc3339(d.last_at), "next_at": rfc3339(d.next_at),
+             "log": [{"at": rfc3339(a.at), "status_code": a.status_code,
+                      "latency_ms": int(a.latency_ms), "error": a.error} for a in d.log or []]}
+    if body:
+        shown["body"] = d.body
+    return shown
+
+
+def listWebhooks(caller):  # noqa: N802
+    found = sorted(webhooks.list_all(caller.account_id), key=lambda w: w.created_at)
+    return 200, {"webhooks": [_webhook(w) for w in found]}
+
+
+def createWebhook(caller, body):  # noqa: N802
+    made = webhooks.add(caller.account_id, body["url"], body.get("events"),
+                        body.get("description", ""))
+    return 201, _webhook(made, secret=True)
+
+
+def getWebhook(caller, webhook_id):  # noqa: N802
+    return 200, _webhook(webhooks.get(caller.account_id, webhook_id))
+
+
+def updateWebhook(caller, webhook_id, body):  # noqa: N802
+    return 200, _webhook(webhooks.set_enabled(caller.account_id, webhook_id, body["enabled"]))
+
+
+def deleteWebhook(caller, webhook_id):  # noqa: N802
+    webhooks.remove(caller.account_id, webhook_id)
+    return 200, {"webhook_id": webhook_id, "deleted": True}
+
+
+def testWebhook(caller, webhook_id):  # noqa: N802
+    return 202, {"webhook_id": webhook_id,
+                 "event_id": webhooks.send_test(caller.account_id, webhook_id)}
+
+
+def rotateWebhookSecret(caller, webhook_id, body):  # noqa: N802
+    rotated = webhooks.rotate_secret(caller.account_id, webhook_id, body.get("overlap", 86400))
+    return 200, _webhook(rotated, secret=True)
+
+
+def listWebhookDeliveries(caller, webhook_id, query):  # noqa: N802
+    found, cursor = webhooks.deliveries_page(caller.account_id, webhook_id,
+                                             query.get("limit", 20), query.get("state"),
+                                             query.get("cursor"))
+    return 200, {"deliveries": [_delivery(d) for d in found], "next_cursor": cursor}
+
+
+def getWebhookDelivery(caller, webhook_id, event_id):  # noqa: N802
+    return 200, _delivery(webhooks.logged(caller.account_id, webhook_id, event_id), body=True)
+
+
+def redeliverWebhookEvent(caller, webhook_id, event_id):  # noqa: N802
+    return 202, {"webhook_id": webhook_id,
+                 "queued": webhooks.redeliver(caller.account_id, webhook_id, event_id)}
+
+
+def redeliverFailedWebhookEvents(caller, webhook_id, body):  # noqa: N802
+    return 202, {"webhook_id": webhook_id, "queued": webhooks.redeliver(
+        caller.account_id, webhook_id, since_ms=epoch_ms(body["since"]))}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from chalicelib.core import settings
-from chalicelib.domain import otp
+from chalicelib.domain import events, otp
 
 KNOWN = {"type", "properties", "required", "additionalProperties", "items", "minItems",
          "maxItems", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum", "format",
@@ -58,6 +58,9 @@ SEND_BODY = _s("object", properties={
     "valid_for": _s("integer", "Seconds the message may wait to be sent (from send_at when "
                     "scheduled); then it ends expired.", minimum=settings.MIN_VALIDITY_SECONDS,
                     maximum=settings.MAX_VALIDITY_SECONDS),
+    "priority": _s("string", "urgent: sent at once, ahead of the phone's paced backlog (as "
+                   "OTPs are), still counted in its pace; normal (default): paced.",
+                   enum=["normal", "urgent"]),
     "idempotency_key": _s("string", "Retrying with the same key answers the same messages "
                           "instead of sending again (24 h).", pattern=IDEMPOTENCY_PATTERN),
 }, required=["recipients", "message"], additionalProperties=False)
@@ -128,6 +131,67 @@ LIST_QUERY = {
 }
 MESSAGE_ID = {"message_id": _s("integer", minimum=0, maximum=2 ** 53 - 1)}
 
+# --- webhooks (docs/webhooks.md): endpoints, their secret, the delivery log -------------------
+EVENT_TYPE = _s("string", enum=list(events.TYPES))
+WEBHOOK_ID = {"webhook_id": _s("string", "wh_ and 16 hex digits.", pattern=r"^wh_[0-9a-f]{16}$")}
+EVENT_ID = {**WEBHOOK_ID, "event_id": _s("string", "An event's id (evt_...).",
+                                         pattern=r"^evt_[0-9a-z_]{1,60}$")}
+WEBHOOK = _s("object", properties={
+    "webhook_id": _s("string"), "url": _s("string"), "events": _s("array", items=EVENT_TYPE),
+    "description": _s("string"),
+    "status": _s("string", "failing: recent attempts failed, still retried; disabled: by the "
+                 "owner or after days of failures (see disabled_reason).",
+                 enum=["enabled", "failing", "disabled"]),
+    "disabled_reason": _nullable(_s("string")), "disabled_at": _nullable(DATE_TIME),
+    "failing_since": _nullable(DATE_TIME), "failures": _s("integer"),
+    "last_error": _nullable(_s("string")), "last_success_at": _nullable(DATE_TIME),
+    "created_at": DATE_TIME,
+    "rotation_ends": _nullable(_s("string", "Until then the previous secret also signs.",
+                                  format="date-time")),
+    "secret": _s("string", "Only in the answers of create and rotate-secret: keep it, it is "
+                 "not shown again."),
+}, required=["webhook_id", "url", "events", "status", "created_at"])
+WEBHOOK_BODY = _s("object", properties={
+    "url": _s("string", "https URL that receives the events (POST).", minLength=1,
+              maxLength=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://",
+              examples=["http://127.0.0.1:9/smsgw-hook"]),
+    "events": _s("array", "Event types to send (default: all).", items=EVENT_TYPE, minItems=1,
+                 maxItems=len(events.TYPES)),
+    "description": _s("string", maxLength=200),
+}, required=["url"], additionalProperties=False)
+ENABLE_BODY = _s("object", properties={
+    "enabled": _s("boolean", "false stops deliveries (events are logged skipped); true "
+                  "resumes them and clears the failure stretch.")},
+    required=["enabled"], additionalProperties=False)
+ROTATE_BODY = _s("object", properties={
+    "overlap": _s("integer", "Seconds the previous secret keeps signing too (default 86400).",
+                  minimum=0, maximum=7 * 86400)}, additionalProperties=False)
+REDELIVER_BODY = _s("object", properties={
+    "since": _s("string", "Every delivery that ended dead or skipped with a last attempt at or "
+                "after this time.", format="date-time")},
+    required=["since"], additionalProperties=False)
+ATTEMPT = _s("object", properties={
+    "at": DATE_TIME, "status_code": _nullable(_s("integer")), "latency_ms": _s("integer"),
+    "error": _nullable(_s("string"))}, required=["at", "latency_ms"])
+DELIVERY = _s("object", properties={
+    "event_id": _s("string"), "type": _s("string"),
+    "state": _s("string", "retrying, delivered, dead (retries ran out) or skipped (endpoint "
+                "disabled).", enum=["retrying", "delivered", "dead", "skipped"]),
+    "attempts": _s("integer"), "created_at": DATE_TIME, "last_at": DATE_TIME,
+    "next_at": _nullable(DATE_TIME), "log": _s("array", items=ATTEMPT),
+    "body": _s("string", "The event exactly as sent (GET of one delivery only)."),
+}, required=["event_id", "type", "state", "attempts", "log"])
+DELIVERY_QUERY = {
+    "state": _s("string", enum=["retrying", "delivered", "dead", "skipped"]),
+    "limit": _s("integer", "Page size (default 20).", minimum=1, maximum=100),
+    "cursor": _s("string", "next_cursor of the previous page.", minLength=1, maxLength=512),
+}
+QUEUED = _s("object", properties={"webhook_id": _s("string"),
+                                  "queued": _s("array", "Event ids queued for delivery.",
+                                               items=_s("string"))},
+            required=["webhook_id", "queued"])
+_HOOK_ERRORS = (400, 401, 403, 404, 429)
+
 
 @dataclass
 class Operation:
@@ -138,6 +202,7 @@ class Operation:
     ok: int
     answer: dict | None
     body: dict | None = None
+    body_required: bool = True
     query: dict = field(default_factory=dict)
     path_params: dict = field(default_factory=dict)
     errors: tuple = (400, 401, 403, 422, 429)
@@ -168,6 +233,59 @@ OPERATIONS = [
     Operation("listDevices", "GET", "/v1/devices", "The account's phones and their status.",
               200, _s("object", properties={"devices": _s("array", items=DEVICE)},
                       required=["devices"])),
+    Operation("listWebhooks", "GET", "/v1/webhooks", "The account's webhook endpoints.", 200,
+              _s("object", properties={"webhooks": _s("array", items=WEBHOOK)},
+                 required=["webhooks"]), errors=(400, 401, 403, 429)),
+    Operation("createWebhook", "POST", "/v1/webhooks", "Add an endpoint; the answer holds its "
+              "signing secret, shown this once.", 201, WEBHOOK, body=WEBHOOK_BODY,
+              errors=(400, 401, 403, 409, 422, 429), links={
+                  name: (target, {"webhook_id": "$response.body#/webhook_id"})
+                  for name, target in [
+                      ("GetWebhook", "getWebhook"), ("TestWebhook", "testWebhook"),
+                      ("Deliveries", "listWebhookDeliveries"),
+                      ("UpdateWebhook", "updateWebhook"), ("DeleteWebhook", "deleteWebhook"),
+                      ("RotateSecret", "rotateWebhookSecret"),
+                      ("RedeliverFailed", "redeliverFailedWebhookEvents")]}),
+    Operation("getWebhook", "GET", "/v1/webhooks/{webhook_id}", "One endpoint and its status.",
+              200, WEBHOOK, path_params=WEBHOOK_ID, errors=_HOOK_ERRORS),
+    Operation("updateWebhook", "PATCH", "/v1/webhooks/{webhook_id}", "Disable or enable an "
+              "endpoint.", 200, WEBHOOK, body=ENABLE_BODY, path_params=WEBHOOK_ID,
+              errors=_HOOK_ERRORS),
+    Operation("deleteWebhook", "DELETE", "/v1/webhooks/{webhook_id}", "Remove an endpoint "
+              "(queued deliveries to it are dropped).", 200,
+              _s("object", properties={"webhook_id": _s("string"), "deleted": _s("boolean")},
+                 required=["webhook_id", "deleted"]), path_params=WEBHOOK_ID,
+              errors=_HOOK_ERRORS),
+    Operation("testWebhook", "POST", "/v1/webhooks/{webhook_id}/test", "Send a webhook.test "
+              "event to the endpoint (its outcome appears in the delivery log).", 202,
+              _s("object", properties={"webhook_id": _s("string"), "event_id": _s("string")},
+                 required=["webhook_id", "event_id"]), path_params=WEBHOOK_ID,
+              errors=_HOOK_ERRORS, links={
+                  name: (target, {"webhook_id": "$response.body#/webhook_id",
+                                  "event_id": "$response.body#/event_id"})
+                  for name, target in [("GetDelivery", "getWebhookDelivery"),
+                                       ("Redeliver", "redeliverWebhookEvent")]}),
+    Operation("rotateWebhookSecret", "POST", "/v1/webhooks/{webhook_id}/rotate-secret",
+              "A new signing secret (shown this once); the previous one also signs during "
+              "`overlap`.", 200, WEBHOOK, body=ROTATE_BODY, body_required=False,
+              path_params=WEBHOOK_ID, errors=(400, 401, 403, 404, 409, 429)),
+    Operation("listWebhookDeliveries", "GET", "/v1/webhooks/{webhook_id}/deliveries",
+              "The delivery log, newest attempt first, with cursor pagination.", 200,
+              _s("object", properties={"deliveries": _s("array", items=DELIVERY),
+                                       "next_cursor": _nullable(_s("string"))},
+                 required=["deliveries", "next_cursor"]), query=DELIVERY_QUERY,
+              path_params=WEBHOOK_ID, errors=(400, 401, 403, 404, 422, 429)),
+    Operation("getWebhookDelivery", "GET", "/v1/webhooks/{webhook_id}/deliveries/{event_id}",
+              "One event's delivery: state, every attempt, the body sent.", 200, DELIVERY,
+              path_params=EVENT_ID, errors=_HOOK_ERRORS),
+    Operation("redeliverWebhookEvent", "POST",
+              "/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver", "Send one event "
+              "again (same id and body, a fresh retry schedule).", 202, QUEUED,
+              path_params=EVENT_ID, errors=_HOOK_ERRORS),
+    Operation("redeliverFailedWebhookEvents", "POST", "/v1/webhooks/{webhook_id}/redeliver",
+              "Send again every event whose delivery ended dead or skipped since a time.", 202,
+              QUEUED, body=REDELIVER_BODY, path_params=WEBHOOK_ID,
+              errors=(400, 401, 403, 404, 422, 429)),
     Operation("openapi", "GET", "/v1/openapi.json", "This document.", 200, _s("object"),
               auth=False, errors=()),
     Operation("docs", "GET", "/v1/docs", "API reference page (HTML).", 200, None, auth=False,

@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, TypedDict
 
-__all__ = ["Client", "ApiError", "Accepted", "Message", "Device", "MAX_RECIPIENTS"]
+from smsgw_client.webhooks import InvalidSignature, verified_event, verify
+
+__all__ = ["Client", "ApiError", "Accepted", "Message", "Device", "Webhook", "WebhookDelivery",
+           "MAX_RECIPIENTS", "InvalidSignature", "verify", "verified_event"]
 MAX_RECIPIENTS = 1000
 RETRIED = (429, 503)
 
@@ -58,6 +61,42 @@ class Device(TypedDict, total=False):
     sim_count: int | None
     battery: int | None
     signal: int | None
+
+
+class Webhook(TypedDict, total=False):
+    webhook_id: str
+    url: str
+    events: list[str]
+    description: str
+    status: str  # enabled | failing | disabled
+    disabled_reason: str | None
+    disabled_at: str | None
+    failing_since: str | None
+    failures: int
+    last_error: str | None
+    last_success_at: str | None
+    created_at: str
+    rotation_ends: str | None
+    secret: str  # only from create_webhook and rotate_webhook_secret
+
+
+class WebhookAttempt(TypedDict, total=False):
+    at: str
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+class WebhookDelivery(TypedDict, total=False):
+    event_id: str
+    type: str
+    state: str  # retrying | delivered | dead | skipped
+    attempts: int
+    created_at: str
+    last_at: str
+    next_at: str | None
+    log: list[WebhookAttempt]
+    body: str  # only from webhook_delivery
 
 
 class ApiError(Exception):
@@ -125,7 +164,7 @@ class Client:
     # -- messages ---------------------------------------------------------------------------
     def send(self, recipients: list[str] | str, message: str, *, device_id: int | None = None,
              sim_slot: int | None = None, send_at: datetime | str | None = None,
-             valid_for: int | None = None,
+             valid_for: int | None = None, priority: str | None = None,
              idempotency_key: str | None = None) -> list[Accepted]:
         """Send `message` to each recipient (at most 1,000 per call): one entry per recipient."""
         if isinstance(recipients, str):
@@ -133,6 +172,7 @@ class Client:
         answer = self.request("POST", "/v1/messages", {
             "recipients": list(recipients), "message": message, "device_id": device_id,
             "sim_slot": sim_slot, "send_at": _time(send_at), "valid_for": valid_for,
+            "priority": priority,
             "idempotency_key": idempotency_key})
         return answer["messages"]
 
@@ -179,3 +219,61 @@ class Client:
 
     def devices(self) -> list[Device]:
         return self.request("GET", "/v1/devices")["devices"]
+
+    # -- webhooks (verify what they send with smsgw_client.verify / verified_event) ---------
+    def webhooks(self) -> list[Webhook]:
+        return self.request("GET", "/v1/webhooks")["webhooks"]
+
+    def create_webhook(self, url: str, *, events: list[str] | None = None,
+                       description: str | None = None) -> Webhook:
+        """A new endpoint; its `secret` is in this answer only: keep it."""
+        return self.request("POST", "/v1/webhooks", {"url": url, "events": events,
+                                                      "description": description})
+
+    def webhook(self, webhook_id: str) -> Webhook:
+        return self.request("GET", _hook(webhook_id))
+
+    def set_webhook_enabled(self, webhook_id: str, enabled: bool) -> Webhook:
+        return self.request("PATCH", _hook(webhook_id), {"enabled": enabled})
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.request("DELETE", _hook(webhook_id))
+
+    def test_webhook(self, webhook_id: str) -> str:
+        """Queue a webhook.test event to the endpoint; its event id (see webhook_delivery)."""
+        return self.request("POST", _hook(webhook_id, "test"))["event_id"]
+
+    def rotate_webhook_secret(self, webhook_id: str, *, overlap: int | None = None) -> Webhook:
+        """A new secret (in this answer only); the old one also signs for `overlap` s."""
+        return self.request("POST", _hook(webhook_id, "rotate-secret"),
+                            {} if overlap is None else {"overlap": overlap})
+
+    def webhook_deliveries(self, webhook_id: str, *, state: str | None = None,
+                           page_size: int = 100) -> Iterator[WebhookDelivery]:
+        """The delivery log, newest attempt first, following the cursor page by page."""
+        cursor = None
+        while True:
+            page = self.request("GET", _hook(webhook_id, "deliveries"), query={
+                "state": state, "limit": page_size, "cursor": cursor})
+            yield from page["deliveries"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def webhook_delivery(self, webhook_id: str, event_id: str) -> WebhookDelivery:
+        """One event's delivery (ApiError 404 until its first attempt is logged)."""
+        return self.request("GET", _hook(webhook_id, "deliveries", event_id))
+
+    def redeliver(self, webhook_id: str, event_id: str) -> list[str]:
+        return self.request("POST", _hook(webhook_id, "deliveries", event_id, "redeliver")
+                            )["queued"]
+
+    def redeliver_failed(self, webhook_id: str, since: datetime | str) -> list[str]:
+        """Queue again every delivery that ended dead or skipped since `since`."""
+        return self.request("POST", _hook(webhook_id, "redeliver"),
+                            {"since": _time(since)})["queued"]
+
+
+def _hook(webhook_id: str, *more: str) -> str:
+    return "/v1/webhooks/" + "/".join(urllib.parse.quote(part, safe="")
+                                      for part in (webhook_id, *more))
