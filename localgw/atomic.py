@@ -7,6 +7,7 @@ partition would; our code still races freely between its calls."""
 import threading
 
 ITEM_OPERATIONS = ("put_item", "get_item", "update_item", "delete_item", "query", "scan",
+                   "batch_get_item", "batch_write_item", "transact_get_items",
                    "transact_write_items")
 _lock = threading.RLock()  # transact_write_items calls the others
 

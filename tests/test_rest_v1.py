@@ -281,7 +281,7 @@ def test_otp_send_and_verify(v1, account):
     from chalicelib.domain import otp
     status, sent, _ = v1("POST", "/v1/otp", {"phone_number": NUMBERS[5], "device_id": 1,
                                               "length": 6})
-    assert status == 202 and sent["expires_in"] == 300
+    assert status == 202 and 298 <= sent["expires_in"] <= 300  # real clock, loaded machine
     job = json.loads(aws.sqs().receive_message(QueueUrl=account[2].queue_url)["Messages"][0]
                      ["Body"])
     code = next(w for w in job["message"].split() if w.strip(".").isdigit()).strip(".")
