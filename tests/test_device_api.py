@@ -5,7 +5,7 @@ import json
 import pytest
 
 from chalicelib.core import clock, settings
-from chalicelib.domain import messages
+from chalicelib.domain import message_history, messages
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, IncomingMessage, Message
 
@@ -171,7 +171,7 @@ def test_incoming_is_stored_once_and_in_history(client, account):
     assert again["results"][0]["result"] == "duplicate"
     assert again["results"][0]["message_id"] == first["results"][0]["message_id"]
     assert len(list(IncomingMessage.query(account[0].account_id))) == 1
-    entries, _ = messages.history(account[0].account_id, "incoming")
+    entries, _ = message_history.history(account[0].account_id, "incoming")
     assert [(e["phone_number"], e["message"], e["sim_slot"]) for e in entries] == [
         ("+8801812345678", "Hi there", 2)]
 

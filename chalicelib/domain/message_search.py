@@ -16,7 +16,7 @@ from chalicelib.domain import phone
 from chalicelib.storage.tables import IncomingMessage, Message
 
 KINDS = {"outgoing": Message, "incoming": IncomingMessage}
-STATUSES = ("pending", "processing", "sent", "delivered", "failed", "expired")
+STATUSES = ("pending", "processing", "sent", "delivered", "failed", "expired", "cancelled")
 PAGE, MAX_PAGES = 100, 5
 
 

@@ -13,7 +13,7 @@ import re
 
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import accounts, devices, messages, otp, phone, pool
+from chalicelib.domain import accounts, devices, message_history, messages, otp, phone, pool
 from chalicelib.surfaces import params
 
 log = logging.getLogger("smsgw")
@@ -171,8 +171,8 @@ def check_status(caller, request, headers):
 @action("get_history", {"type", "limit", "cursor"})
 def get_history(caller, request, headers):
     kind = (request.get("type") or "all").strip().lower()
-    limit = params.integer(request, "limit", 20, 1, messages.MAX_HISTORY, clamp_high=True)
-    entries, cursor = messages.history(caller.account_id, kind, limit,
+    limit = params.integer(request, "limit", 20, 1, message_history.MAX_HISTORY, clamp_high=True)
+    entries, cursor = message_history.history(caller.account_id, kind, limit,
                                        request.get("cursor") or None)
     return "History found.", {"messages": entries, "next_cursor": cursor}
 

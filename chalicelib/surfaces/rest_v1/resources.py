@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import devices, messages, phone, pool, webhooks
+from chalicelib.domain import devices, message_history, messages, phone, pool, webhooks
 from chalicelib.surfaces import compat_api
 from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
 
@@ -138,7 +138,7 @@ def listMessages(caller, query):  # noqa: N802
                "since_ms": epoch_ms(query["since"]) if "since" in query else None,
                "until_ms": epoch_ms(query["until"]) if "until" in query else None}
     tag = "|" + hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:12]
-    items, cursor = messages.search(caller.account_id, query.get("direction", "all"),
+    items, cursor = message_history.search(caller.account_id, query.get("direction", "all"),
                                     query.get("limit", 20), query.get("cursor"),
                                     cursor_tag=tag, **filters)
     return 200, {"messages": [render(m) for m in items], "next_cursor": cursor}
