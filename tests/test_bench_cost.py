@@ -40,6 +40,12 @@ def test_cost_json_has_the_default_deployments_figures():
     assert default["offline_detection_seconds"] <= 600
     assert default["lambda_concurrency_per_1000_idle"] < 1
     assert before["lambda_concurrency_per_1000_idle"] > 900
+    # README's cost table quotes these figures: it must say what the model says today.
+    readme = (ROOT / "README.md").read_text()
+    for key, decimals in (("default_idle_device_month_usd", 3),
+                          ("default_per_million_sms_usd", 2),
+                          ("default_per_million_sms_batched_usd", 2)):
+        assert f"**${result[key]:.{decimals}f}**" in readme, (key, result[key])
 
 
 def test_scale_quick_clears_the_backlog_and_stops_silent_phones():
