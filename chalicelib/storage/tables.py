@@ -15,9 +15,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.core import settings
-from chalicelib.storage import dashboard_tables
 from chalicelib.storage.model_base import table_meta, update_if  # noqa: F401 (re-exported)
-from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
 
 class Account(Model):
@@ -227,13 +225,23 @@ class Otp(Model):
     vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
 
 
-# Every model of the gateway: new model modules are imported above and listed here.
-MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp, Webhook,
-          WebhookDelivery, *dashboard_tables.MODELS)
+CORE_MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)
+
+
+def __getattr__(name):
+    """`tables.MODELS`: every model of the gateway (the template, the policy, the local gateway
+    and the tests enumerate it). The webhook and dashboard models are imported on first use, so
+    a request that needs neither does not build their classes at cold start. New model modules
+    are listed here."""
+    if name == "MODELS":
+        from chalicelib.storage import dashboard_tables, webhook_tables
+        return (*CORE_MODELS, webhook_tables.Webhook, webhook_tables.WebhookDelivery,
+                *dashboard_tables.MODELS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def create_all(wait: bool = False) -> None:
     """Create missing tables (local gateway and tests; AWS gets them from the template)."""
-    for model in MODELS:
+    for model in __getattr__("MODELS"):
         if not model.exists():
             model.create_table(wait=wait, billing_mode="PAY_PER_REQUEST")

@@ -5,8 +5,6 @@ A parameter given twice (in one place or two) is an error rather than a silent p
 an unknown one: a typo in `phone_numbr` must not become a message to nobody.
 """
 import re
-from email.parser import BytesParser
-from email.policy import HTTP
 from urllib.parse import parse_qsl
 
 from chalicelib.core import settings
@@ -53,6 +51,8 @@ def _form(body: bytes) -> list:
 
 
 def _multipart(content_type: str, body: bytes) -> list:
+    from email.parser import BytesParser  # lazily: the email package costs every cold start
+    from email.policy import HTTP
     message = BytesParser(policy=HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
     if not message.is_multipart():
