@@ -109,3 +109,26 @@ def test_a_deleted_endpoint_cannot_be_rotated_tested_or_redelivered(v1, hook):  
 def test_oversized_or_odd_create_bodies_are_400(v1, hook, body):  # noqa: F811
     status, problem, _ = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h", **body})
     assert status == 400 and problem["parameter"].split("[")[0] in body, problem
+
+
+def test_non_ascii_urls_are_sent_as_ascii():
+    assert webhook_urls.parse("https://b\u00fccher.example/caf\u00e9?q=\u00fc&r=%41") == (
+        "https", "xn--bcher-kva.example", 443, "/caf%C3%A9?q=%C3%BC&r=%41")
+    with pytest.raises(Exception) as bad:
+        webhook_urls.parse("https://" + "a" * 70 + ".example/")  # a DNS label of 70
+    assert bad.value.parameter == "url"
+
+
+def test_a_non_ascii_url_is_delivered_not_an_endless_error(v1, webhook_receiver):  # noqa: F811
+    """Accepted at add, such a URL used to make http.client raise UnicodeEncodeError at every
+    attempt: nothing in the owner's log, five errors, then the operators' dead-letter queue."""
+    port = webhook_receiver.port
+    made = v1("POST", "/v1/webhooks", {
+        "url": f"http://\u2460\u2461\u2466.0.0.1:{port}/caf\u00e9?q=\u00fc"})[1]
+    webhook_receiver.secrets = [made["secret"]]
+    event_id = v1("POST", f"/v1/webhooks/{made['webhook_id']}/test")[1]["event_id"]
+    assert webhook_receiver.wait_for(lambda r: r.arrivals[event_id] == 1, 15)
+    assert webhook_receiver.requests[-1][0]["Host"] == f"127.0.0.1:{port}"
+    assert webhook_receiver.bad_signatures == 0
+    assert webhook_receiver.wait_for(lambda r: v1(
+        "GET", f"/v1/webhooks/{made['webhook_id']}/deliveries/{event_id}")[0] == 200, 10)

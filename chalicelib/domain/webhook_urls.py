@@ -10,12 +10,13 @@ The local gateway allows `http` and local receivers (settings.WEBHOOK_ALLOW_PRIV
 """
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from chalicelib.core import settings
 from chalicelib.core.errors import BadRequest
 
 MAX_URL = 2048
+PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))
 
 
 class Refused(Exception):
@@ -42,8 +43,12 @@ def parse(url: str):
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise BadRequest("Invalid url: no host.", "url")
+    try:  # sent as ASCII (http.client would raise at every attempt): IDNA host, %-encoded path
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise BadRequest("Invalid url: the host name is not a valid domain name.", "url")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, host, port, path
+    return parts.scheme, host, port, quote(path, safe=PRINTABLE_ASCII)
 
 
 def _blocked(address: ipaddress._BaseAddress) -> str | None:
