@@ -132,3 +132,37 @@ def test_a_non_ascii_url_is_delivered_not_an_endless_error(v1, webhook_receiver)
     assert webhook_receiver.bad_signatures == 0
     assert webhook_receiver.wait_for(lambda r: v1(
         "GET", f"/v1/webhooks/{made['webhook_id']}/deliveries/{event_id}")[0] == 200, 10)
+
+
+def test_an_ipv6_receiver_gets_a_valid_host_header(monkeypatch):
+    """RFC 9110: an IPv6 literal in Host is bracketed ("::1:8080" names no host)."""
+    import http.server
+    import socket
+    import threading
+
+    from chalicelib.domain import webhook_sender
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    hosts = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            hosts.append(self.headers["Host"])
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.HTTPServer):
+        address_family = socket.AF_INET6
+    server = Server(("::1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        outcome = webhook_sender.post(f"http://[::1]:{port}/h", b"{}", {})
+        assert outcome.status_code == 204, outcome
+        assert hosts == [f"[::1]:{port}"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -75,7 +75,8 @@ def post(url: str, body: bytes, headers: dict) -> Outcome:
     try:
         connection.putrequest("POST", path, skip_host=True, skip_accept_encoding=True)
         default_port = 443 if scheme == "https" else 80
-        connection.putheader("Host", host if port == default_port else f"{host}:{port}")
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal
+        connection.putheader("Host", name if port == default_port else f"{name}:{port}")
         for name, value in {"User-Agent": USER_AGENT, "Content-Type": "application/json",
                             "Content-Length": str(len(body)), "Connection": "close",
                             **headers}.items():
