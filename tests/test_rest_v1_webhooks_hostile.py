@@ -166,3 +166,42 @@ def test_an_ipv6_receiver_gets_a_valid_host_header(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(monkeypatch):
+    """A receiver that sends its status line a byte at a time, each byte well within the
+    socket timeout, must not hold the queue function beyond WEBHOOK_TIMEOUT_SECONDS."""
+    import socket
+    import threading
+    import time
+
+    from chalicelib.domain import webhook_sender
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    monkeypatch.setattr(settings, "WEBHOOK_TIMEOUT_SECONDS", 1.0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100:
+                if stop.wait(0.1):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        outcome = webhook_sender.post(f"http://127.0.0.1:{listener.getsockname()[1]}/h",
+                                      b"{}", {})
+        took = time.monotonic() - started
+        assert outcome.status_code is None and outcome.error.startswith("timeout"), outcome
+        assert took < 5.0, took  # the drip alone takes 11 s
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
