@@ -168,9 +168,13 @@ def test_an_ipv6_receiver_gets_a_valid_host_header(monkeypatch):
         server.server_close()
 
 
-def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(monkeypatch):
-    """A receiver that sends its status line a byte at a time, each byte well within the
-    socket timeout, must not hold the queue function beyond WEBHOOK_TIMEOUT_SECONDS."""
+@pytest.mark.parametrize("scheme, drip", [
+    ("http", b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100),
+    ("https", b"\x16\x03\x03\x00\x7f" + b"\x00" * 110)])  # a TLS record, never complete
+def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(monkeypatch, scheme, drip):
+    """A receiver that sends its answer (or its TLS handshake) a byte at a time, each byte
+    well within the socket timeout, must not hold the queue function beyond
+    WEBHOOK_TIMEOUT_SECONDS."""
     import socket
     import threading
     import time
@@ -181,22 +185,22 @@ def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(monkeypatch):
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
-    def drip():
+    def serve():
         connection, _ = listener.accept()
         with connection:
             connection.recv(65536)
-            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100:
+            for byte in drip:
                 if stop.wait(0.1):
                     return
                 try:
                     connection.sendall(bytes([byte]))
                 except OSError:
                     return
-    thread = threading.Thread(target=drip, daemon=True)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         started = time.monotonic()
-        outcome = webhook_sender.post(f"http://127.0.0.1:{listener.getsockname()[1]}/h",
+        outcome = webhook_sender.post(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/h",
                                       b"{}", {})
         took = time.monotonic() - started
         assert outcome.status_code is None and outcome.error.startswith("timeout"), outcome
