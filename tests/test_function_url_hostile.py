@@ -112,3 +112,33 @@ def test_whitelist_only_trusts_a_clean_source_ip(account, source):
     plain(call(event), 403)
     event["requestContext"]["http"]["sourceIp"] = "203.0.113.5"
     plain(call(event), 200)
+
+
+@pytest.mark.parametrize("stray", [
+    'prefs={"theme":"dark"}', 'a="', "note=two words", "ga=GA1.2.3, x=y"])
+def test_a_stray_cookie_of_another_app_does_not_sign_the_owner_out(account, stray):
+    """Browsers send every cookie of the host (127.0.0.1 on the local gateway is shared by
+    all a developer's apps): one that Python's strict SimpleCookie cannot parse used to hide
+    the session cookie after it, so the signed-in owner was sent back to sign-in."""
+    from chalicelib.domain import sessions, users
+    from tests.dashboard_helpers import owner
+    owner(account[0].account_id, "owner@example.com")
+    token = sessions.start(users.get("owner@example.com"))
+    for cookies in ([f"smsgw_session={token}", stray], [stray, f"smsgw_session={token}"]):
+        answer = call(function_url_event("GET", "/dashboard/account", IP, cookies=cookies))
+        assert answer["statusCode"] == 200 and "owner@example.com" in answer["body"], cookies
+
+
+def test_of_two_session_cookies_the_last_is_read(account):
+    """As before (SimpleCookie): the browser sends a cookie with a longer Path first, so one
+    tossed from a sibling domain for /dashboard loses to the gateway's own."""
+    from chalicelib.domain import sessions, users
+    from tests.dashboard_helpers import owner
+    owner(account[0].account_id, "owner@example.com")
+    token = sessions.start(users.get("owner@example.com"))
+    answer = call(function_url_event("GET", "/dashboard/account", IP, cookies=[
+        f"smsgw_session={token}", "smsgw_session=tossed"]))
+    assert answer["statusCode"] == 303, answer["statusCode"]
+    answer = call(function_url_event("GET", "/dashboard/account", IP, cookies=[
+        "smsgw_session=tossed", f"smsgw_session={token}"]))
+    assert answer["statusCode"] == 200, answer["statusCode"]
