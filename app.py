@@ -15,6 +15,9 @@ class Gateway(Chalice):
     def __call__(self, event, context):
         if not function_url.is_function_url_event(event):
             return super().__call__(event, context)
+        refused = function_url.refusal(event)
+        if refused:
+            return refused
         rest_event = function_url.to_rest_event(event, self.routes)
         if rest_event is None:
             return function_url.NOT_FOUND

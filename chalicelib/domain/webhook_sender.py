@@ -6,6 +6,7 @@ function that delivers webhooks, never on the API's request path.
 import http.client
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -72,10 +73,17 @@ def post(url: str, body: bytes, headers: dict) -> Outcome:
         connection = _PinnedHTTPS(address, host, port, timeout, ssl.create_default_context())
     else:
         connection = _PinnedHTTP(address, host, port, timeout)
+    # Socket timeouts bound each read, not the exchange: a receiver dripping a byte a second
+    # would hold the queue function. At the deadline the socket is shut, ending any read.
+    cut = threading.Event()
+    guard = threading.Timer(timeout, _cut, (connection, cut))
+    guard.daemon = True
+    guard.start()
     try:
         connection.putrequest("POST", path, skip_host=True, skip_accept_encoding=True)
         default_port = 443 if scheme == "https" else 80
-        connection.putheader("Host", host if port == default_port else f"{host}:{port}")
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal
+        connection.putheader("Host", name if port == default_port else f"{name}:{port}")
         for name, value in {"User-Agent": USER_AGENT, "Content-Type": "application/json",
                             "Content-Length": str(len(body)), "Connection": "close",
                             **headers}.items():
@@ -97,7 +105,19 @@ def post(url: str, body: bytes, headers: dict) -> Outcome:
                               "not followed")
         return done(code, None if 200 <= code < 300 else f"HTTP {code}")
     except (OSError, http.client.HTTPException) as exc:
+        if cut.is_set():
+            return done(error="timeout: the receiver took too long")
         kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         return done(error=f"{kind}: {exc}"[:300])
     finally:
+        guard.cancel()
         connection.close()
+
+
+def _cut(connection, cut: threading.Event) -> None:
+    cut.set()
+    try:
+        if connection.sock:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -4,18 +4,19 @@ every request (a name that resolved to a public address at `add` may resolve to 
 
 On AWS stages a receiver must be `https` and every address its name resolves to must be a
 global unicast address: no private, loopback, link-local (instance metadata), CGNAT, multicast,
-reserved or unspecified ones, IPv4-mapped IPv6 included. The request then goes to the very
-address that was checked (see webhook_sender), so a second DNS answer cannot slip in. The local
-gateway allows `http` and local receivers (settings.WEBHOOK_ALLOW_PRIVATE).
+reserved or unspecified ones, IPv4-mapped and 6to4 IPv6 included. The request then goes to the
+very address that was checked (see webhook_sender), so a second DNS answer cannot slip in.
+The local gateway allows `http` and local receivers (settings.WEBHOOK_ALLOW_PRIVATE).
 """
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from chalicelib.core import settings
 from chalicelib.core.errors import BadRequest
 
 MAX_URL = 2048
+PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))
 
 
 class Refused(Exception):
@@ -42,13 +43,20 @@ def parse(url: str):
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise BadRequest("Invalid url: no host.", "url")
+    try:  # sent as ASCII (http.client would raise at every attempt): IDNA host, %-encoded path
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise BadRequest("Invalid url: the host name is not a valid domain name.", "url")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, host, port, path
+    return parts.scheme, host, port, quote(path, safe=PRINTABLE_ASCII)
 
 
 def _blocked(address: ipaddress._BaseAddress) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # 6to4 (2002::/16) names the IPv4 host that receives it; Python calls it global
+        if address.sixtofour and _blocked(address.sixtofour):
+            return f"a 6to4 ({_blocked(address.sixtofour)} IPv4)"
+        address = address.ipv4_mapped or address
     for test, what in ((address.is_loopback, "a loopback"), (address.is_link_local,
                        "a link-local (instance metadata)"), (address.is_private, "a private"),
                        (address.is_multicast, "a multicast"), (address.is_unspecified,

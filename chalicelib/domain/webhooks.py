@@ -292,7 +292,8 @@ def _decode_cursor(cursor: str, webhook_id: str, state: str | None) -> dict:
         position = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=="))
         if not isinstance(position, dict) or set(position) != {"w", "e", "l", "s"} or \
                 position["w"] != webhook_id or position["s"] != (state or "") or \
-                type(position["l"]) is not int or not isinstance(position["e"], str) or \
+                type(position["l"]) is not int or \
+                not 0 <= position["l"] < 2 ** 53 or not isinstance(position["e"], str) or \
                 not 0 < len(position["e"]) <= 64:
             raise ValueError
     except (ValueError, binascii.Error, UnicodeError, RecursionError):

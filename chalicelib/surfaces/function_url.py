@@ -13,12 +13,19 @@ came through:
   connection, copied to `requestContext.identity.sourceIp` where every surface reads it. No
   header (X-Forwarded-For, Forwarded, ...) is ever consulted.
 """
+import base64
+import binascii
 import functools
 import json
 from urllib.parse import parse_qsl, unquote
 
-NOT_FOUND = {"statusCode": 404, "headers": {"Content-Type": "application/json"},
-             "body": json.dumps({"message": "Not Found"}), "isBase64Encoded": False}
+
+def _plain(status: int, message: str) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"message": message}), "isBase64Encoded": False}
+
+
+NOT_FOUND = _plain(404, "Not Found")
 
 
 def is_function_url_event(event) -> bool:
@@ -63,6 +70,19 @@ def _query(raw: str) -> dict | None:
     for key, value in parse_qsl(raw or "", keep_blank_values=True):
         values.setdefault(key, []).append(value)
     return values or None
+
+
+def refusal(event: dict) -> dict | None:
+    """A 400 answer for a 2.0 event chalice could only fail on (no method, a body flagged
+    base64 that is not), else None."""
+    if not isinstance(event["requestContext"]["http"].get("method"), str):
+        return _plain(400, "Bad Request: no HTTP method.")
+    if event.get("isBase64Encoded") and event.get("body"):
+        try:
+            base64.b64decode(event["body"])  # as chalice will decode it
+        except (binascii.Error, ValueError, TypeError):
+            return _plain(400, "Bad Request: the body is flagged base64 but is not base64.")
+    return None
 
 
 def to_rest_event(event: dict, routes) -> dict | None:

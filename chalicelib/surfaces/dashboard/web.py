@@ -4,7 +4,6 @@ template says otherwise, and none of ours does for user data)."""
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -75,13 +74,16 @@ class Request:
         return (f"/{path}" if path else "") + "/dashboard"
 
     def cookie(self, name: str) -> str | None:
-        jar = SimpleCookie()
-        try:
-            jar.load(self.headers.get("cookie") or "")
-        except Exception:
-            return None
-        morsel = jar.get(name)
-        return morsel.value if morsel else None
+        """The last `name=value` of the Cookie header (as SimpleCookie chose: a cookie tossed
+        from a sibling domain with a longer Path is sent first, so it never wins). Read pair
+        by pair: SimpleCookie stops at a cookie it cannot parse (another app's JSON value, a
+        space), hiding ours."""
+        found = None
+        for pair in (self.headers.get("cookie") or "").split(";"):
+            key, sep, value = pair.strip().partition("=")
+            if sep and key.strip() == name:
+                found = value.strip()
+        return found
 
 
 def parse_form(request: Request) -> dict:
