@@ -19,9 +19,12 @@ NUMBERS = [f"+49170{n:07d}" for n in range(1000)]
 
 
 @pytest.fixture
-def v1(client, account):
+def v1(client, account, atomic_moto):
     """v1(method, path, body=None, key=...) -> (status, decoded body, headers); every answer is
-    checked against the OpenAPI document's schema for that operation and status."""
+    checked against the OpenAPI document's schema for that operation and status. A request's
+    recipients are written by 8 threads: `atomic_moto` gives moto DynamoDB's per-item atomicity
+    (without it two pacing ADDs could read one old value and share a slot, which DynamoDB
+    never allows)."""
     document = json.loads(client.http.get("/v1/openapi.json").body)
 
     def call(method, path, body=None, key=account[1], headers=None, raw=None):
