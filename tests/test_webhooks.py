@@ -644,3 +644,41 @@ def test_https_goes_to_the_checked_address_with_the_names_certificate(aws_mock, 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_concurrent_adds_never_pass_the_per_account_cap(aws_mock, monkeypatch, atomic_moto):
+    """Eight real threads add at once, and each counts the endpoints before any of them writes
+    (the interleaving a count-then-save lets through: all eight were saved). The add's
+    transaction is conditional on the account's add counter being unchanged since the count,
+    so whatever the interleaving, exactly the cap is saved and the rest are told why."""
+    import threading
+
+    from chalicelib.core.errors import Conflict
+    monkeypatch.setattr(settings, "WEBHOOK_MAX_PER_ACCOUNT", 3)
+    monkeypatch.setattr(webhook_urls, "check", lambda url: None)  # no DNS in this test
+    acct = accounts.create_account("Racers")
+    everyone_counted = threading.Barrier(8)
+    first_count = threading.local()
+    count = webhooks.list_all
+
+    def count_then_wait(account_id):
+        found = count(account_id)
+        if not getattr(first_count, "done", False):
+            first_count.done = True
+            everyone_counted.wait(timeout=10)
+        return found
+    monkeypatch.setattr(webhooks, "list_all", count_then_wait)
+    outcomes = []
+
+    def add(n):
+        try:
+            webhooks.add(acct.account_id, f"https://hooks.example.com/{n}")
+            outcomes.append("added")
+        except Conflict as refused:
+            outcomes.append(str(refused))
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert outcomes.count("added") == 3, outcomes
+    assert len(count(acct.account_id)) == 3
+    assert all("at most 3" in o or "same moment" in o for o in outcomes if o != "added")

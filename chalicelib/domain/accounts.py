@@ -49,9 +49,9 @@ def create_account(name: str) -> Account:
     return account
 
 
-def get_account(account_id: str) -> Account:
+def get_account(account_id: str, consistent: bool = False) -> Account:
     try:
-        return Account.get(account_id)
+        return Account.get(account_id, consistent_read=consistent)
     except DoesNotExist:
         raise NotFound(f"Unknown account: {account_id}.", "account_id")
 

@@ -223,6 +223,13 @@ def close(message: Message, status: str, reason: str | None = None, **stamps) ->
     return update_if(message, actions, Message.status == message.status)
 
 
+def device_gone(message: Message, now: int) -> str:
+    """A pending message whose device was removed before sending it ends `failed` (the sweeps'
+    requeue and scheduled release). 'failed', or 'raced' if something else settled it first."""
+    done = close(message, "failed", "The device was removed before sending it.", failed_at=now)
+    return "failed" if done else "raced"
+
+
 def cancel(account_id: str, message_id) -> Message:
     """Cancel a message no phone has taken yet: one conditional write (pending and never leased)
     that races a device's lease, so exactly one of them wins. Raises Conflict carrying the

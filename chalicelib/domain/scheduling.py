@@ -21,9 +21,7 @@ def release(message: Message, now: int) -> str:
     try:
         device = Device.get(message.device_uid)
     except DoesNotExist:
-        messages.close(message, "failed", "The device was removed before sending it.",
-                       failed_at=now)
-        return "failed"
+        return messages.device_gone(message, now)
     start = max(now, message.not_before or now)
     # A slot taken and then lost to a race (a cancel) only spaces later messages out more.
     slot = pacing.reserve(device, message.sim_slot, message.segments, start)

@@ -48,9 +48,7 @@ def _requeue(message: Message, now: int) -> str:
     try:
         device = Device.get(message.device_uid)
     except DoesNotExist:
-        messages.close(message, "failed", "The device was removed before sending it.",
-                       failed_at=now)
-        return "failed"
+        return messages.device_gone(message, now)
     backoff = settings.OUTBOX_GRACE_SECONDS * 1000 * 2 ** (message.requeues + 1)
     if message.pool_uid:  # it may move as soon as another phone can take it: look again soon
         backoff = min(backoff, 2 * settings.POOL_GRACE_SECONDS * 1000)

@@ -16,10 +16,13 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import re
 import secrets
+import time
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import clock, settings
 from chalicelib.core.cache import TTLCache
@@ -27,8 +30,9 @@ from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain import events as events_
 from chalicelib.domain import webhook_urls
 from chalicelib.domain.accounts import get_account
-from chalicelib.storage import aws
+from chalicelib.storage import aws, records
 from chalicelib.storage.model_base import update_if
+from chalicelib.storage.tables import Account
 from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
 log = logging.getLogger("smsgw")
@@ -55,7 +59,7 @@ def new_secret() -> str:
 
 def add(account_id: str, url: str, event_types=None, description: str = "") -> Webhook:
     """A new endpoint (enabled). Its secret is in the returned record: show it once."""
-    get_account(account_id)
+    get_account(account_id)  # an unknown account is a 404 before anything else
     chosen = check_events(event_types)
     try:
         webhook_urls.check(url)
@@ -63,16 +67,43 @@ def add(account_id: str, url: str, event_types=None, description: str = "") -> W
         raise BadRequest(f"Refused url: {refused}.", "url")
     if len(description) > 200:
         raise BadRequest("Invalid description: at most 200 characters.", "description")
-    if len(list_all(account_id)) >= settings.WEBHOOK_MAX_PER_ACCOUNT:
-        raise Conflict(f"An account may have at most {settings.WEBHOOK_MAX_PER_ACCOUNT} "
-                       "webhook endpoints.", "url")
     webhook = Webhook(account_id=account_id, webhook_id="wh_" + secrets.token_hex(8),
                       url=url.strip(), events=chosen,
                       description=description, secret=new_secret(), state="enabled",
                       created_at=clock.now_ms())
-    webhook.save(Webhook.webhook_id.does_not_exist())
-    forget_cached()
-    return webhook
+    for attempt in range(ADD_ATTEMPTS):
+        if _saved_within_cap(account_id, webhook):
+            forget_cached()
+            return webhook
+        time.sleep(random.uniform(0, 0.05 * 2 ** attempt))
+    raise Conflict("Other webhook endpoints were being added at the same moment: try again.",
+                   "url")
+
+
+ADD_ATTEMPTS = 5
+
+
+def _saved_within_cap(account_id: str, webhook: Webhook) -> bool:
+    """Count the endpoints, then write the new one and bump `Account.webhook_adds` in one
+    transaction, on condition that the counter is what it was before the count. Any add that
+    committed after that read changed it, and any add before it is in the (consistent) count,
+    so for every interleaving DynamoDB allows, a write that succeeds saw every other endpoint:
+    the cap holds. (Removals only free room: they need not bump.) False: another add won."""
+    seen = get_account(account_id, consistent=True).webhook_adds
+    if len(list_all(account_id)) >= settings.WEBHOOK_MAX_PER_ACCOUNT:
+        raise Conflict(f"An account may have at most {settings.WEBHOOK_MAX_PER_ACCOUNT} "
+                       "webhook endpoints.", "url")
+    unchanged = (Account.webhook_adds.does_not_exist() if seen is None
+                 else Account.webhook_adds == seen)
+    try:
+        with TransactWrite(connection=records.transaction_connection()) as write:
+            write.save(webhook, condition=Webhook.webhook_id.does_not_exist())
+            write.update(Account(account_id=account_id),
+                         actions=[Account.webhook_adds.set((seen or 0) + 1)],
+                         condition=Account.account_id.exists() & unchanged)
+    except TransactWriteError:
+        return False  # the counter moved (or a conflicting transaction): count again
+    return True
 
 
 def list_all(account_id: str) -> list[Webhook]:

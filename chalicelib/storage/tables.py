@@ -25,6 +25,9 @@ class Account(Model):
     created_at = NumberAttribute()
     ip_whitelist = ListAttribute(of=UnicodeAttribute, default=list)
     next_device_id = NumberAttribute(default=0)
+    # Bumped by every webhook endpoint added, in the add's own transaction, on condition that it
+    # is unchanged since the add counted the endpoints: concurrent adds cannot pass the cap.
+    webhook_adds = NumberAttribute(null=True)
 
 
 class KeysByAccount(GlobalSecondaryIndex):
