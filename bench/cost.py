@@ -34,6 +34,14 @@ DIRECT_SMS_PATH = {1: ["send_sms", "device: claim 1 job (direct)",
                        "device: report sent+delivered, 1 message"],
                    10: ["send_sms", "device: claim 10 jobs, one SQS receive (direct)",
                         "device: report sent+delivered, 10 messages"]}
+# The sweeps' first look (chalicelib/domain/first_look.py): a one-minute run reads each
+# account's new messages. At a million SMS a month from one account a run finds 23; an idle
+# account costs one Query a run and its share of the accounts Scan (counted as half a read
+# unit, an eventually consistent Scan's least, per account: the most it can be).
+FIRST_LOOK = "sweep: first look, 23 reported messages (one account, one run)"
+FIRST_LOOK_IDLE = "sweep: first look, nothing new (one account, one run)"
+FIRST_LOOK_MESSAGES = 23
+ACCOUNT_SCAN_RRU = 0.5
 # What each front door costs per request (bench/prices.json).
 FRONT_DOOR_PRICE = {"rest": "api_gateway_rest_per_million_requests",
                     "http": "api_gateway_http_per_million_requests",
@@ -130,6 +138,26 @@ class Model:
                 "own_source": own_source, "billed_ms": billed_ms, "parts": parts,
                 "total": sum(parts.values()), "wru": summary["wru"], "rru": summary["rru"]}
 
+    def sweep_work(self, name: str, what: str, share: float = 1.0, extra_rru: float = 0.0
+                   ) -> dict:
+        """`share` of the DynamoDB units and Lambda time of sweep work `name`, done inside a
+        run the schedule makes anyway (no request, front door, log line or answer of its
+        own)."""
+        summary, source = self.summary(name)
+        billed_ms = self.duration_ms(summary, 1.0)
+        p = self.p
+        parts = {"api_gateway": 0.0, "lambda_requests": 0.0,
+                 "lambda_duration": billed_ms / 1000 * self.gb * self.gbs_price,
+                 "dynamodb": (summary["wru"]
+                              * p["dynamodb_on_demand_per_million_write_request_units"]
+                              + (summary["rru"] + extra_rru)
+                              * p["dynamodb_on_demand_per_million_read_request_units"]) / 1e6,
+                 "sqs": 0.0, "logs": 0.0, "transfer": 0.0}
+        parts = {k: v * share for k, v in parts.items()}
+        return {"name": what, "calls": summary["calls"], "source": source, "own_ms": 1.0,
+                "billed_ms": billed_ms, "parts": parts, "total": sum(parts.values()),
+                "wru": summary["wru"] * share, "rru": (summary["rru"] + extra_rru) * share}
+
     def transfer_per_response(self) -> float:
         return self.a["response_bytes_per_request"] / 1e9 * self.p["data_transfer_out_per_gb"]
 
@@ -173,6 +201,10 @@ class Model:
         renewals = seconds / deploy["credentials_seconds"]
         beat = self.request(HEARTBEAT, **door)
         cred = self.request(CREDENTIALS, **door)
+        runs = seconds / SWEEP_SECONDS
+        idle_look = self.sweep_work(FIRST_LOOK_IDLE, "", extra_rru=ACCOUNT_SCAN_RRU)
+        look = self.sweep_work(FIRST_LOOK, f"sweep's first look (its share of a run that "
+                               f"reads {FIRST_LOOK_MESSAGES})", share=1 / FIRST_LOOK_MESSAGES)
         lines = [{"what": f"device's own SQS long-polls ({SQS_LONG_POLL_SECONDS} s, no Lambda)",
                   "per_month": receives, "billed_ms": 0, "total": sqs,
                   "monthly": receives * sqs},
@@ -180,13 +212,18 @@ class Model:
                   "per_month": beats,
                   **beat, "monthly": beats * beat["total"]},
                  {"what": f"credential renewals (every {deploy['credentials_seconds']} s)",
-                  "per_month": renewals, **cred, "monthly": renewals * cred["total"]}]
+                  "per_month": renewals, **cred, "monthly": renewals * cred["total"]},
+                 {"what": "the sweeps' first look at its account, nothing new (one Query "
+                          "and a share of the accounts Scan a minute; one account per phone)",
+                  "per_month": runs, **idle_look, "monthly": runs * idle_look["total"]}]
         idle = sum(line["monthly"] for line in lines)
         busy_seconds = (beats * beat["billed_ms"] + renewals * cred["billed_ms"]) / 1000
         sms = {}
         for batch, path in DIRECT_SMS_PATH.items():
             steps = [self.request(name, **door) for name in path]
             per_sms = steps[0]["total"] + (sqs + sum(s["total"] for s in steps[1:])) / batch
+            per_sms += look["total"]
+            steps.append(look)
             sms[batch] = {"steps": steps, "batch": batch, "per_million": per_sms * 1e6}
         return {
             "idle_lines": lines, "idle_total": idle, "sms": sms,
@@ -456,7 +493,8 @@ def default_markdown(r: dict) -> str:
                   "(the device's ReceiveMessage adds one SQS request and its answer's bytes "
                   "per receive):\n", _STEP_HEAD, _STEP_RULE]
         lines += [_step_row(s) for s in sms["steps"]]
-        lines.append(f"| **per SMS** (claim, receive and report shared by {batch}) | | | | | | "
+        lines.append(f"| **per SMS** (claim, receive and report shared by {batch}; the "
+                     "sweep's row is per SMS already) | | | | | | "
                      f"| | | | **{_usd(sms['per_million'])}** |")
     return "\n".join(lines)
 

@@ -359,6 +359,47 @@ def _report_pairs(fx, inv):
         {"message_id": m, "status": s} for m in fx.leased_all for s in ("sent", "delivered")]})
 
 
+# A million SMS a month from one account is 23 a minute: what each one-minute sweep run's
+# first look (chalicelib/domain/first_look.py) finds, already reported, in the lone case.
+MINUTE_AT_A_MILLION = 23
+
+
+def _first_look_account(fx):
+    """An account of its own (the fixture's has seeded history) with one unpaced phone."""
+    from chalicelib.domain import accounts, devices
+    if getattr(fx, "look_account", None) is None:
+        account = accounts.create_account("Bench first look")
+        fx.look_device, _ = devices.register(account.account_id, "bench-look", sim_count=1)
+        fx.look_account = account.account_id
+    return fx.look_account
+
+
+def _prepare_look(n):
+    """n messages sent, leased and reported sent+delivered (the lone path), or none."""
+    def prepare(fx, inv):
+        from chalicelib.domain import jobs, messages
+        from chalicelib.storage.tables import Account
+        account_id = _first_look_account(fx)
+        __import__("time").sleep(0.002)  # after the last run's watermark (its "now", to the ms)
+        for i in range(n):
+            mid = messages.send(account_id, fx.look_device, PHONE, f"look {i}").message.message_id
+            jobs.take(fx.look_device, mid, "bench-receipt")
+            jobs.report(fx.look_device, mid, "delivered", deletes=[])
+        fx.look = Account.get(account_id, consistent_read=True)
+    return prepare
+
+
+def _look(fx, inv):
+    """One run's first look over that account, a minute after the sends."""
+    import time
+
+    from chalicelib.core import clock, settings
+    from chalicelib.domain import first_look
+    now = clock.now_ms() + settings.FIRST_LOOK_SECONDS * 1000  # the sends are a minute old
+    entered = list(first_look.look(now, time.monotonic() + 60, accounts=[fx.look]))
+    return Reply(200 if not entered else 500, {"entered": len(entered)}, "")
+
+
 SCENARIOS = [
     # pacing's slot write (docs/pool.md) is the third call; an unpaced device makes two
     Scenario("send_sms", _send, goal=3),
@@ -401,6 +442,11 @@ SCENARIOS = [
     Scenario("device: report sent+delivered, 10 messages", _report_pairs,
              prepare=_prepare_claimed(10), missing=_route_missing(DEVICE_REPORTS),
              group="device", latency=False),
+    Scenario(f"sweep: first look, {MINUTE_AT_A_MILLION} reported messages (one account, "
+             "one run)", _look, prepare=_prepare_look(MINUTE_AT_A_MILLION), group="sweep",
+             latency=False),
+    Scenario("sweep: first look, nothing new (one account, one run)", _look,
+             prepare=_prepare_look(0), group="sweep", latency=False),
 ]
 
 

@@ -4,6 +4,7 @@ import json
 import boto3
 import pytest
 
+from chalicelib.core import settings
 from chalicelib.domain import accounts, devices
 from chalicelib.storage.tables import Idempotency, Message
 
@@ -242,7 +243,15 @@ def test_queue_failure_keeps_the_message_and_does_not_claim_it_queued(api, accou
     assert "queued successfully" not in body["message"]
     assert "delayed" in body["message"] and body["data"]["status"] == "pending"
     [stored] = stored_messages(acct.account_id)
-    assert stored.status == "pending" and stored.open_shard  # the outbox sweep will find it
+    assert stored.status == "pending"
+    # the sweeps' first look, a minute later, finds it and hands it to the outbox sweep
+    from chalicelib.core import clock
+    from chalicelib.domain import sweeps
+    done = sweeps.settle_due_messages(now_ms=clock.now_ms() + settings.OUTBOX_GRACE_SECONDS
+                                      * 1000 + 1)
+    assert done["entered"] == 1 and done["retry"] == 1  # its queue is gone: still pending
+    [stored] = stored_messages(acct.account_id)
+    assert stored.status == "pending" and stored.open_shard and stored.requeues == 1
 
 
 def test_history_pages_newest_first_with_a_cursor(api, account, aws_calls):

@@ -26,6 +26,9 @@ def test_cost_json_has_the_default_deployments_figures():
     assert result["default_idle_device_month_usd"] < before["idle_device_month_usd"] / 100
     assert result["default_per_million_sms_usd"] < before["per_million_sms_usd"]
     assert result["default_per_million_sms_batched_usd"] < result["default_per_million_sms_usd"]
+    # issue 13's targets, for the configuration README's deploy steps produce
+    assert result["default_idle_device_month_usd"] <= 0.10
+    assert result["default_per_million_sms_usd"] <= 5.00
     default = result["default"]
     # The default front door is the function URL (no charge per request), platform log lines
     # off; the HTTP API row stays for comparison and costs more by exactly its requests.

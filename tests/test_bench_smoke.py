@@ -57,16 +57,20 @@ def exact_bench(client):
 
 
 @pytest.mark.parametrize("name, wru", [
-    ("send_sms", 3),  # device (pacing slot), message, its `open` entry
-    ("send_sms, automatic device choice", 4),  # ... and its `pool` entry
+    ("send_sms", 2),  # device (pacing slot), message: no `open` entry (first_look.py)
+    ("send_sms, automatic device choice", 3),  # ... and its `pool` entry
     ("device: claim 1 job (direct)", 1),  # the lease writes the message only
     ("device: heartbeat", 3),  # device, its `live` entry moved (last_seen is its key)
     ("device: jobs poll, idle (wait=1 s)", 1),  # a poll slot: no index entry rewritten
-    ("device: report sent+delivered, 1 message", 2),  # message, leaving `open`
+    ("device: report sent+delivered, 1 message", 1),  # the message: it never entered `open`
+    # the sweeps' first look: one watermark write for the run's 23 messages, none when idle
+    ("sweep: first look, 23 reported messages (one account, one run)", 1),
+    ("sweep: first look, nothing new (one account, one run)", 0),
 ])
 def test_write_units_per_action(exact_bench, name, wru):
     """Exact DynamoDB write units (bench/awsrec.py's per-index rules): these fail if a lease
-    moved `open_due` again, or an index projected what pacing, polls or heartbeats change."""
+    moved `open_due` again, a message sent for now entered the `open` index at its send, or an
+    index projected what pacing, polls or heartbeats change."""
     fx, inv = exact_bench
     row = aws_calls._measure_one(_scenario(name), fx, inv, repeats=1)
     assert row["ok"], row

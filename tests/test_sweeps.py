@@ -7,9 +7,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.core import clock, settings
-from chalicelib.domain import devices, sweeps
+from chalicelib.domain import devices, first_look, sweeps
 from chalicelib.storage import aws
-from chalicelib.storage.tables import Device, Message
+from chalicelib.storage.tables import Account, Device, Message
 
 PHONE = "+8801712345678"
 
@@ -134,10 +134,12 @@ def test_dead_lease_is_released_then_failed_after_the_attempt_limit(send, accoun
     acct = account[0]
     clock.freeze()
     mid = send()["data"]["message_id"]
-    due = Message.get(acct.account_id, mid).open_due
+    due = first_look.due_at(Message.get(acct.account_id, mid))
     _lease(acct.account_id, mid, 1, 60)
     clock.advance(61)
-    assert sweeps.settle_due_messages() == {}  # lease over, but the message is not due yet
+    # lease over, but the message is not due yet: the first look enters it, due then
+    assert sweeps.settle_due_messages() == {"entered": 1}
+    assert Message.get(acct.account_id, mid).open_due == due
     clock.advance((due - clock.now_ms()) // 1000)
     assert sweeps.settle_due_messages()["released"] == 1
     assert Message.get(acct.account_id, mid).status == "pending"
@@ -170,12 +172,12 @@ def test_a_message_leased_by_a_phone_that_died_is_settled(send, account):
     acct, _, device, _ = account
     clock.freeze()
     mid = send()["data"]["message_id"]
-    due = Message.get(acct.account_id, mid).open_due
+    due = first_look.due_at(Message.get(acct.account_id, mid))
     clock.advance((due - clock.now_ms()) // 1000 - 10)
     assert _take(device) == ["leased"]
     lease_until = Message.get(acct.account_id, mid).lease_until
     clock.advance(10)
-    assert sweeps.settle_due_messages() == {"leased": 1}
+    assert sweeps.settle_due_messages() == {"entered": 1, "leased": 1}
     assert Message.get(acct.account_id, mid).open_due == lease_until  # the rare path's move
     clock.advance(settings.LEASE_SECONDS - 20)
     assert sweeps.settle_due_messages() == {}  # the lease still runs
@@ -198,7 +200,8 @@ def test_a_lost_requeue_is_queued_again_at_the_next_look(send, account):
     restore = fail_sqs_sends()
     mid = send()["data"]["message_id"]
     clock.advance(settings.OUTBOX_GRACE_SECONDS)
-    assert sweeps.settle_due_messages() == {"retry": 1}  # the requeue's SendMessage was lost too
+    # the first look enters it; the requeue's SendMessage was lost too
+    assert sweeps.settle_due_messages() == {"entered": 1, "retry": 1}
     restore()
     assert jobs_in(device) == []
     clock.advance(2 * settings.OUTBOX_GRACE_SECONDS)
@@ -300,23 +303,32 @@ def test_sweep_reports_stuck_messages_as_a_metric(send, monkeypatch, capsys):
 
 
 def test_a_large_backlog_is_settled_over_bounded_runs(account, monkeypatch):
-    """A run reads at most PAGE due messages per shard and stops taking new ones when its time
-    budget is spent; what it left is still due and settled by the next runs, each once."""
+    """The first look reads at most FIRST_LOOK_PAGE of an account's messages a run, the index
+    part at most PAGE due messages per shard, and a run stops taking new ones when its time
+    budget is spent; what it left is still there for the next runs, each settled once."""
     from chalicelib.domain import messages
     acct, _, device, _ = account
     clock.freeze()
     sent = [messages.send(acct.account_id, device, PHONE, f"m{n}").message.message_id
             for n in range(30)]
     clock.advance(settings.OUTBOX_GRACE_SECONDS + 1)
-    assert sweeps.settle_due_messages(budget_seconds=0) == {"deferred": 30}  # nothing done
+    swept_to = Account.get(acct.account_id).swept_to
+    assert sweeps.settle_due_messages(budget_seconds=0) == {}  # nothing done
+    assert Account.get(acct.account_id).swept_to == swept_to
     assert {Message.get(acct.account_id, m).requeues for m in sent} == {0}
+    monkeypatch.setattr(settings, "FIRST_LOOK_PAGE", 7)
+    runs = []
+    while done := sweeps.settle_due_messages():
+        assert done["entered"] == done["requeued"] <= 7
+        runs.append(done)
+    assert len(runs) == 5 and Account.get(acct.account_id).swept_to >= max(sent)
+    assert {Message.get(acct.account_id, m).requeues for m in sent} == {1}
+    # due again (the requeue's backoff): now from the index, at most PAGE per shard a run
+    clock.advance(4 * settings.OUTBOX_GRACE_SECONDS + 1)
     monkeypatch.setattr(sweeps, "PAGE", 2)
     runs = []
-    while True:
-        done = sweeps.settle_due_messages()
-        if not done:
-            break
-        assert sum(done.values()) <= 2 * settings.OPEN_SHARDS
+    while done := sweeps.settle_due_messages():
+        assert sum(done.values()) <= 2 * settings.OPEN_SHARDS and not done["entered"]
         runs.append(done)
     assert sum(run["requeued"] for run in runs) == 30 and len(runs) >= 2
-    assert {Message.get(acct.account_id, m).requeues for m in sent} == {1}
+    assert {Message.get(acct.account_id, m).requeues for m in sent} == {2}

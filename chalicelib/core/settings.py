@@ -66,6 +66,12 @@ IDEMPOTENCY_SECONDS = _int("SMSGW_IDEMPOTENCY_SECONDS", 24 * 3600)
 # queue call was lost), then again after twice as long, and so on.
 OUTBOX_GRACE_SECONDS = _int("SMSGW_OUTBOX_GRACE_SECONDS", 120)
 OPEN_SHARDS = _int("SMSGW_OPEN_SHARDS", 8)
+# The sweeps' first look (domain/first_look.py) reads messages at least this old. It must exceed
+# the longest a send can take from choosing its id to its write (the API function's timeout,
+# 25 s) plus clock skew: tests/test_first_look.py checks it against the deployed timeout.
+FIRST_LOOK_SECONDS = _int("SMSGW_FIRST_LOOK_SECONDS", 60)
+# Messages one first look reads per account per run (one consistent Query page or a few).
+FIRST_LOOK_PAGE = _int("SMSGW_FIRST_LOOK_PAGE", 1000)
 # A sweep run stops taking messages after this many seconds (the functions' timeout is 120 s);
 # the rest stay due for the next run. bench/scale.py measures a run with a 10,000 backlog.
 SWEEP_BUDGET_SECONDS = _int("SMSGW_SWEEP_BUDGET_SECONDS", 45)

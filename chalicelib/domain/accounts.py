@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core import clock, settings
+from chalicelib.core import clock, ids, settings
 from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from chalicelib.storage.tables import Account, ApiKey, update_if
@@ -43,8 +43,10 @@ def create_account(name: str) -> Account:
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise BadRequest("Account name must be 1-100 characters.", "name")
-    account = Account(account_id="acc_" + secrets.token_hex(6), name=name,
-                      created_at=clock.now_ms(), ip_whitelist=[], next_device_id=0)
+    now = clock.now_ms()
+    account = Account(account_id="acc_" + secrets.token_hex(6), name=name, created_at=now,
+                      ip_whitelist=[], next_device_id=0,
+                      swept_to=ids.message_id_floor(now) - 1)  # first_look starts here
     account.save(Account.account_id.does_not_exist())
     return account
 

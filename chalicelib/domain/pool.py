@@ -161,6 +161,7 @@ def move(message: Message, now: int, why: str = "grace") -> str:
         Message.sim_slot.set(route.sim_slot), Message.pool_uid.set(target.device_uid),
         Message.moves.add(1), Message.requeues.set(0),
         Message.not_before.set(not_before) if not_before > now else Message.not_before.remove(),
+        Message.open_shard.set(messages.open_shard(message.message_id)),
         Message.open_due.set(due)],
         (Message.status == "pending") & (Message.attempts == 0)
         & (Message.device_uid == old_uid) & (Message.pool_uid == old_uid))

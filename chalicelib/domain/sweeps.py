@@ -1,13 +1,13 @@
 """Scheduled sweeps: what time alone must settle, so no message waits on a dead phone or a lost
 queue call forever.
 
-They read only the sparse `open` index (messages not yet sent, due for a look), never scan
-history. That index is keys only and a lease does not move a message in it, so the sweeps read
-each due message itself (one consistent BatchGetItem per page) and find leased ones still at
-their first due time: those are looked at again when the lease ends (the rare path; a phone
-that reports within the grace never meets a sweep). Every write is conditional on the state
-read, so a sweep running twice at once, or racing a device report, changes each message at most
-once.
+They read the sparse `open` index (open messages, due for a look) and, for messages sent for
+now, which enter that index only if still open a minute later, each account's newest messages
+(first_look.py); never a scan of history. The index is keys only and a lease does not move a
+message in it, so the sweeps read each due message itself (one consistent BatchGetItem per
+page) and find leased ones still at their first due time: those are looked at again when the
+lease ends (the rare path). Every write is conditional on the state read, so a sweep running
+twice at once, or racing a device report, changes each message at most once.
 """
 import time
 from collections import Counter
@@ -15,7 +15,7 @@ from collections import Counter
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, metrics, settings
-from chalicelib.domain import messages, pool, scheduling
+from chalicelib.domain import first_look, messages, pool, scheduling
 from chalicelib.storage.tables import Device, Message, update_if
 
 PAGE = 200
@@ -105,5 +105,9 @@ def settle_due_messages(now_ms: int | None = None, budget_seconds: float | None 
     done = Counter()
     for message in list(due_messages(now)):
         done[settle(message, now) if time.monotonic() < deadline else "deferred"] += 1
+    for message in first_look.look(now, deadline):  # open a minute after they were sent
+        done["entered"] += 1
+        if message.open_due <= now:
+            done[settle(message, now)] += 1
     metrics.emit(metrics.STUCK_MESSAGES, sum(done[outcome] for outcome in STUCK))
     return done

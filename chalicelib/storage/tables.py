@@ -28,6 +28,9 @@ class Account(Model):
     # Bumped by every webhook endpoint added, in the add's own transaction, on condition that it
     # is unchanged since the add counted the endpoints: concurrent adds cannot pass the cap.
     webhook_adds = NumberAttribute(null=True)
+    # Every message of the account with an id up to this has had the sweeps' first look
+    # (chalicelib/domain/first_look.py).
+    swept_to = NumberAttribute(null=True)
 
 
 class KeysByAccount(GlobalSecondaryIndex):
@@ -108,10 +111,11 @@ class Device(Model):
 
 
 class OpenMessages(GlobalSecondaryIndex):
-    """Sparse index of messages that time must still settle: only non-terminal messages carry
-    `open_shard`, so sweeps Query what is due instead of scanning history. Keys only, and a
-    lease does not change `open_due`: a message's writes between its put and its outcome do not
-    write this index (the sweeps read the due items themselves, sweeps.due_messages)."""
+    """Sparse index of open messages that time must still settle, so sweeps Query what is due
+    instead of scanning history. A message sent for now enters it only if it is still open at
+    the sweeps' first look (first_look.py); paced, scheduled and moved messages at once. Keys
+    only, and a lease does not change `open_due`: a message's writes between its entry and its
+    outcome do not write this index (the sweeps read the due items themselves)."""
     class Meta:
         index_name = "open"
         projection = KeysOnlyProjection()
