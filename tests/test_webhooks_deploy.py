@@ -147,3 +147,55 @@ def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch
             spared.append(short)
     assert all(kinds.values())
     assert spared.count("devices") >= 3 and spared.count("messages") >= 3
+
+
+def _stream_of_sends(monkeypatch, api, key, device, token, n=2):
+    """The messages stream records of n SMS sent through the API and reported delivered by
+    the phone over the device API (the real paths end to end, no direct domain calls)."""
+    from localgw import events as local_events
+    pumps = local_events.EventPumps()
+    pumps.drain()
+    records = []
+    monkeypatch.setattr(pumps.app, "emit_events",
+                        lambda event, context: records.extend(event["Records"]))
+    for i in range(n):
+        body, _ = api(api_key=key, action="send_sms", device_uid=device.device_uid,
+                      phone_number=f"+1415555012{i}", message="hello")
+        assert body["status"] == "success", body
+    return pumps, records
+
+
+def test_an_account_without_endpoints_invokes_no_stream_function(api, account, client,
+                                                                   monkeypatch):
+    """The default deployment's lone SMS: for an account that never had a webhook endpoint, no
+    record of its messages passes the event filter (so Lambda never invokes the stream
+    function for them), and the code makes no event of them either. After its first endpoint
+    the next sends are events."""
+    from chalicelib.domain import events, webhooks
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    acct, key, device, token = account
+
+    def run():
+        pumps, records = _stream_of_sends(monkeypatch, api, key, device, token)
+        got = client.http.get("/device/jobs?wait=0&max=10",
+                              headers={"Authorization": f"Bearer {token}"})
+        jobs_ = json.loads(got.body)["jobs"]
+        assert len(jobs_) == 2, got.body
+        client.http.post("/device/reports", headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            body=json.dumps({"reports": [{"message_id": j["message_id"], "status": s}
+                                         for j in jobs_ for s in ("sent", "delivered")]}))
+        pumps.drain()
+        mine = [r for r in records if ":table/" in r["eventSourceARN"]
+                and r["eventSourceARN"].split(":table/")[1].split("/")[0]
+                == settings.table_name("messages")]
+        assert len(mine) >= 4  # the puts and the reports
+        passed = [r for r in mine if any(matches(json.loads(f["Pattern"]), r)
+                                         for f in events.stream_filters("messages"))]
+        return passed, [e for r in mine for e in events.from_stream_record(r)]
+
+    passed, found = run()
+    assert passed == [] and found == []
+    webhooks.add(acct.account_id, "https://127.0.0.1:9/hook")
+    passed, found = run()
+    assert len(passed) == 2 and {e.type for e in found} == {"sms.sent", "sms.delivered"}

@@ -33,6 +33,9 @@ _auth_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
 class Caller:
     account_id: str
     key_id: str
+    # The account has had a webhook endpoint: its messages are stamped for the event stream
+    # (Message.emits_events). Read with the key, so it follows an add within the key cache.
+    events: bool = True
 
 
 def _hash_key(key: str) -> str:
@@ -194,8 +197,10 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
             raise Unauthorized("Invalid API key.", "api_key")
         if not hmac.compare_digest(record.key_hash, key_hash) or key_revoked(record):
             raise Unauthorized("Invalid API key.", "api_key")
-        whitelist = tuple(get_account(record.account_id).ip_whitelist or ())
-        cached = (Caller(record.account_id, record.key_id), whitelist, record.revoked_at)
+        account = get_account(record.account_id)
+        whitelist = tuple(account.ip_whitelist or ())
+        cached = (Caller(record.account_id, record.key_id, bool(account.webhook_adds)),
+                  whitelist, record.revoked_at)
         _auth_cache.put(key_hash, cached)
         fresh = record
     caller, whitelist, revoked_at = cached

@@ -87,7 +87,7 @@ NOT_YET_SENT = (None, "pending", "processing")
 
 def _message_event(record, old, new) -> list[Event]:
     status = new.get("status")
-    if status not in MESSAGE_TYPES or old.get("status") == status:
+    if status not in MESSAGE_TYPES or old.get("status") == status or not new.get("emits_events"):
         return []
     found = [_status_event(record, new, status)]
     if status == "delivered" and old.get("status") in NOT_YET_SENT and new.get("processed_at"):
@@ -164,7 +164,8 @@ def stream_filters(short: str) -> list[dict]:
     and polls of a running phone), so each must match every record `from_stream_record` turns
     into an event; the code still decides (tests/test_webhooks_deploy.py checks both)."""
     if short == "messages":
-        patterns = [{"dynamodb": {"NewImage": {"status": {"S": sorted(MESSAGE_TYPES)}}}}]
+        patterns = [{"dynamodb": {"NewImage": {"status": {"S": sorted(MESSAGE_TYPES)},
+                                               "emits_events": {"BOOL": [True]}}}}]
     elif short == "incoming":
         patterns = [{"eventName": ["INSERT"]}]
     else:  # devices: anything but "running before and after"

@@ -151,7 +151,8 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
          idempotency_key: str | None = None, kind: str = "sms", stored_text: str | None = None,
          valid_for_seconds: int | None = None, requested_validity: str | None = None,
          slot: pacing.Slot | None = None, movable: bool = False,
-         chosen: bool = False, send_at: int | None = None, urgent: bool = False) -> Accepted:
+         chosen: bool = False, send_at: int | None = None, urgent: bool = False,
+         events: bool = True) -> Accepted:
     """Accept one SMS: validate, take its paced send slot, write it `pending`, queue its job.
     `stored_text` replaces the text in the stored record (OTP codes are never stored in clear).
     `requested_validity` is how the caller asked for the validity (see `parse_validity`), kept
@@ -159,7 +160,8 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     move it (pool.py); `chosen`: the gateway chose the device (a retry may be routed elsewhere).
     `send_at` (epoch ms): scheduled; the paced slot's offset from now is kept after send_at (so a
     scheduled bulk keeps its pace) and validity counts from send_at. `urgent`: ahead of the
-    SIM's paced backlog, as OTPs are."""
+    SIM's paced backlog, as OTPs are. `events`: its changes may be webhook events (the account
+    has had an endpoint); False spares the stream function every record of it."""
     counted = check_text(text)
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
@@ -199,7 +201,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             segments=counted.segments, encoding=counted.encoding, kind=kind, status="pending",
             created_at=now, expires_at=expires_at, attempts=0,
             idempotency_key=idempotency_key, requested_validity=requested_validity,
-            not_before=not_before, pool_uid=pool_uid,
+            not_before=not_before, pool_uid=pool_uid, emits_events=True if events else None,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
     claim = f"{account_id}#{idempotency_key}" if idempotency_key else None

@@ -200,7 +200,8 @@ def _fail_unqueued(message: Message) -> None:
 
 
 def send(account_id: str, device: Device, phone_number: str, template: str | None = None,
-         length: int = 6, expiry_minutes: int = 5, routing: dict | None = None) -> Sent:
+         length: int = 6, expiry_minutes: int = 5, routing: dict | None = None,
+         events: bool = True) -> Sent:
     """Issue a new code for `phone_number` (E.164), replacing any live one, and queue its SMS."""
     if not LENGTHS[0] <= length <= LENGTHS[1]:
         raise BadRequest(f"Invalid length: must be {LENGTHS[0]}-{LENGTHS[1]}.", "length")
@@ -219,7 +220,8 @@ def send(account_id: str, device: Device, phone_number: str, template: str | Non
     try:
         accepted = messages.send(account_id, device, phone_number, text, 1, kind="otp",
                                  stored_text=template.replace(PLACEHOLDER, REDACTED),
-                                 valid_for_seconds=expiry_minutes * 60, **(routing or {}))
+                                 valid_for_seconds=expiry_minutes * 60, events=events,
+                                 **(routing or {}))
     except Exception:
         _restore(key, code_hmac, old)
         raise

@@ -27,8 +27,8 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.core import clock, settings
 from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
+from chalicelib.domain import accounts, webhook_urls
 from chalicelib.domain import events as events_
-from chalicelib.domain import webhook_urls
 from chalicelib.domain.accounts import get_account
 from chalicelib.storage import aws, records
 from chalicelib.storage.model_base import update_if
@@ -74,6 +74,9 @@ def add(account_id: str, url: str, event_types=None, description: str = "") -> W
     for attempt in range(ADD_ATTEMPTS):
         if _saved_within_cap(account_id, webhook):
             forget_cached()
+            # This container's API keys are read again, so its next sends carry the events
+            # stamp at once (other containers within SMSGW_AUTH_CACHE_SECONDS).
+            accounts.forget_cached()
             return webhook
         time.sleep(random.uniform(0, 0.05 * 2 ** attempt))
     raise Conflict("Other webhook endpoints were being added at the same moment: try again.",

@@ -181,6 +181,9 @@ class Message(Model):
     scheduled_for = NumberAttribute(null=True)
     pace_at_release = BooleanAttribute(null=True)
     pool_messages = PoolMessages()
+    # True when the account has had a webhook endpoint at the send: only such messages' changes
+    # pass the stream's event filter (events.stream_filters), so the others invoke nothing.
+    emits_events = BooleanAttribute(null=True)
 
 
 class IncomingMessage(Model):

@@ -146,13 +146,14 @@ def send_sms(caller, request, headers):
                                  valid_for_seconds=validity, requested_validity=requested,
                                  slot=route.slot,
                                  movable=failover or not (request.get("failover") or "").strip(),
-                                 chosen=True)
+                                 chosen=True, events=caller.events)
     else:
         device = devices.resolve(caller.account_id, request.get("device_id"),
                                  request.get("device_uid"))
         accepted = messages.send(caller.account_id, device, number, text, sim_slot,
                                  idempotency_key=idempotency_key, valid_for_seconds=validity,
-                                 requested_validity=requested, movable=failover)
+                                 requested_validity=requested, movable=failover,
+                                 events=caller.events)
     m = accepted.message
     data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot,
             **_routing_data(accepted, chosen)}
@@ -197,7 +198,8 @@ def send_otp(caller, request, headers):
         route = pool.choose(caller.account_id, segments, "otp", sim_slot=1,
                             validity_seconds=expiry * 60)
         device, routing = route.device, {"slot": route.slot, "chosen": True}
-    sent = otp.send(caller.account_id, device, number, template, length, expiry, routing)
+    sent = otp.send(caller.account_id, device, number, template, length, expiry, routing,
+                    events=caller.events)
     data = {"message_id": sent.message.message_id, "phone_number": number,
             "status": sent.message.status, "expires_at": clock.fmt(sent.expires_at),
             "expires_in": sent.expires_in()}

@@ -95,14 +95,14 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
         try:
             if named:  # paced on that phone (pacing.reserve inside send), stays on it
                 accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                                         urgent=urgent, **timing)
+                                         urgent=urgent, events=caller.events, **timing)
             else:  # the pool's choice, recipient by recipient: spread at the pool's pace
                 route = pool.choose(caller.account_id, segments, sim_slot=body.get("sim_slot"),
                                     validity_seconds=body.get("valid_for"), urgent=urgent,
                                     reserve=not held)
                 accepted = messages.send(caller.account_id, route.device, number, text,
                                          route.sim_slot, slot=route.slot, movable=True,
-                                         chosen=True, **timing)
+                                         chosen=True, events=caller.events, **timing)
         except Exception as exc:  # one recipient's trouble is reported, the others still go
             return exc if isinstance(exc, GatewayError) else from_unexpected(exc)
         m = accepted.message
