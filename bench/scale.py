@@ -141,12 +141,14 @@ def one_size(n: int, backlog: int, deploy: dict, latency: dict) -> dict:
             if not done:
                 break
             summary = awsrec.summarize(calls)
-            runs.append({"settled": sum(v for k, v in done.items() if k != "deferred"),
+            runs.append({"settled": sum(v for k, v in done.items()
+                                        if k not in ("deferred", "entered")),
                          "outcomes": dict(done), "local_s": spent, "aws_calls": summary["calls"],
                          "by_op": summary["by_op"],
                          "aws_estimate_s": _aws_seconds(summary, latency)})
         row["sweep_runs"] = runs
         row["sweep_budget_s"] = settings.SWEEP_BUDGET_SECONDS
+        row["first_look_page"] = settings.FIRST_LOOK_PAGE
         row["function_timeout_s"] = FUNCTION_TIMEOUT_SECONDS
         # Every phone falls silent: the device sweep marks them stopped.
         clock.advance(settings.HEARTBEAT_WINDOW_SECONDS + 1)
@@ -207,7 +209,10 @@ def markdown(r: dict) -> str:
     last = r["rows"][-1]
     worst = max((run["aws_estimate_s"] for run in last["sweep_runs"]), default=0)
     lines.append(
-        f"\nA sweep run reads at most 200 due messages per shard (8 shards) and stops taking "
+        f"\nA sweep run reads at most 200 due messages per shard (8 shards) from the `open` "
+        f"index, and at most {last['first_look_page']:,} new messages per account in its "
+        "first look (the backlog here is new: it enters the index that way, one conditional "
+        "UpdateItem each, and is settled in the same run), and stops taking "
         f"new ones after {last['sweep_budget_s']} s; the longest run at {last['phones']:,} "
         f"phones is estimated at {worst:.1f} s on AWS against a {last['function_timeout_s']} s "
         "timeout. What a run leaves stays due and the next minute's run takes it. Each "
