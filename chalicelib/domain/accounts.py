@@ -62,7 +62,8 @@ def get_account(account_id: str, consistent: bool = False) -> Account:
 
 
 def list_accounts() -> list[Account]:
-    """Admin listing for the CLI; the only Scan in the project, never on a request path."""
+    """Admin listing for the CLI. The accounts table is the only one ever Scanned (here and by
+    the sweeps' first look, first_look.py), never on a request path."""
     return sorted(Account.scan(), key=lambda a: a.created_at)
 
 
