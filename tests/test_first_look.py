@@ -3,7 +3,9 @@ sent for now enters the `open` index only if it is still open a minute later, an
 message is ever left without an entry or a first look to come."""
 import json
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 
@@ -172,3 +174,23 @@ def test_first_looks_racing_a_phone_leave_no_open_message_unseen(account, atomic
     while sweeps.settle_due_messages():
         pass
     assert not {m.status for m in (_stored(acct, mid) for mid in mids)} & set(messages.OPEN)
+
+
+def test_a_run_cut_by_its_budget_leaves_the_rest_after_the_watermark(account, monkeypatch):
+    """The budget can end a run in the middle of an account's new messages: the watermark
+    moves only past the ones handled, and the next run takes the rest, each once."""
+    acct, _, device, _ = account
+    clock.freeze()
+    mids = [_send(acct, device, f"m{n}") for n in range(5)]
+    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    start, ticks = time.monotonic(), iter(range(1000))
+    # first_look's clock only: its account check and two messages come before the run's
+    # deadline (its start + 4 s), the third after it
+    monkeypatch.setattr(first_look, "time", SimpleNamespace(
+        monotonic=lambda: start + 1.5 * next(ticks)))
+    done = sweeps.settle_due_messages(budget_seconds=4)
+    assert done == {"entered": 2, "requeued": 2}
+    assert Account.get(acct.account_id).swept_to == sorted(mids)[1]  # ids: oldest first
+    monkeypatch.undo()
+    assert sweeps.settle_due_messages() == {"entered": 3, "requeued": 3}
+    assert {_stored(acct, m).requeues for m in mids} == {1}

@@ -75,14 +75,20 @@ def look(now: int, deadline: float, accounts=None):
         if time.monotonic() >= deadline:
             return
         found = _unseen(account, upto, now)
-        last = None
+        last, cut = None, False
         for message in found:
+            if time.monotonic() >= deadline:
+                cut = True  # the rest of this account waits for the next run
+                break
             if message.status in messages.OPEN and message.open_shard is None \
                     and enter(message):
                 yield message
             last = message.message_id
-        if last is not None or account.swept_to is None:
-            _advance(account, last if getattr(found, "last_evaluated_key", None) else upto)
+        if cut or getattr(found, "last_evaluated_key", None):
+            if last is not None:
+                _advance(account, last)
+        elif last is not None or account.swept_to is None:
+            _advance(account, upto)
 
 
 def _advance(account: Account, to: int) -> None:
