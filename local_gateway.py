@@ -165,6 +165,8 @@ class LocalGateway:
         if saved:
             self.restored = snapshot.restore(saved, self.aws_endpoint)
             self.restored["taken_at"] = saved["taken_at"]
+            from chalicelib.domain import webhooks  # data from before Account.webhook_adds
+            webhooks.count_old_endpoints()
 
     def snapshot(self, *_):
         """Copy the emulated AWS state to the data folder (no-op without one)."""

@@ -682,3 +682,27 @@ def test_concurrent_adds_never_pass_the_per_account_cap(aws_mock, monkeypatch, a
     assert outcomes.count("added") == 3, outcomes
     assert len(count(acct.account_id)) == 3
     assert all("at most 3" in o or "same moment" in o for o in outcomes if o != "added")
+
+
+def test_endpoints_from_before_the_counter_get_their_events_after_a_restore(api, account,
+                                                                           monkeypatch):
+    """An account whose endpoint was stored before `Account.webhook_adds` existed (old local
+    data) would send unstamped messages, i.e. no sms.* events; the local gateway's restore step
+    sets the counter, and the next sends are stamped again."""
+    from chalicelib.storage.tables import Account, Message
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    acct, key, device, _ = account
+    webhooks.add(acct.account_id, "https://127.0.0.1:9/hook")
+    Account(account_id=acct.account_id).update(actions=[Account.webhook_adds.remove()])
+    accounts.forget_cached()
+
+    def send():
+        body, _ = api(api_key=key, action="send_sms", device_uid=device.device_uid,
+                      phone_number="+14155550123", message="hello")
+        return Message.get(acct.account_id, body["data"]["message_id"]).emits_events
+
+    assert send() is None  # what old data did before the restore step
+    assert webhooks.count_old_endpoints() == 1
+    assert webhooks.count_old_endpoints() == 0  # once
+    assert Account.get(acct.account_id).webhook_adds == 1
+    assert send() is True
