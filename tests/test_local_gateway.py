@@ -236,8 +236,10 @@ def test_host_serves_a_lan_address_with_a_warning_a_request_log_and_a_second_pho
         until(lambda: status_of(info, message_id) == "delivered", what="delivered over LAN")
         assert [s["message_id"] for s in agent.sent()] == [message_id]
 
-        # One log line per request, with the caller's own address.
-        log = err.read_text()
+        # One log line per request, with the caller's own address (written once the answer is
+        # sent: the report's line may follow the status it recorded by a moment).
+        log = until(lambda: "POST /device/reports" in err.read_text() and err.read_text(),
+                    what="the report's log line")
         assert re.search(r" 127\.0\.0\.3 POST /myAPI\.php send_sms 200 ok \d+ms", log), log
         assert re.search(r"POST /device/reports - 200 ok \d+ms", log), log
         # The call that took the job: a gateway poll, or a claim when the agent discovered direct
