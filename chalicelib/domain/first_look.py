@@ -34,20 +34,19 @@ BACKFILL_MS = 24 * 3600 * 1000  # an account without `swept_to` (created before 
 def due_at(message: Message) -> int:
     """When the sweeps would first have looked at the message, had it entered the index at
     its send (messages.first_look)."""
-    grace = settings.POOL_GRACE_SECONDS if message.pool_uid else settings.OUTBOX_GRACE_SECONDS
-    return min(messages.first_look(message.not_before, message.created_at, grace),
+    return min(messages.first_look(message.not_before, message.created_at,
+                                   messages.grace_seconds(message.pool_uid)),
                message.expires_at)
 
 
 def enter(message: Message) -> bool:
     """Give an open message its `open` entry, due when the sweeps would have looked at it.
     False when it is no longer open or was entered meanwhile (nothing to do either way)."""
-    due = due_at(message)
-    if not update_if(message, [Message.open_shard.set(messages.open_shard(message.message_id)),
-                               Message.open_due.set(due)],
+    shard, due = messages.open_shard(message.message_id), due_at(message)
+    if not update_if(message, [Message.open_shard.set(shard), Message.open_due.set(due)],
                      Message.status.is_in(*messages.OPEN) & Message.open_shard.does_not_exist()):
         return False
-    message.open_shard, message.open_due = messages.open_shard(message.message_id), due
+    message.open_shard, message.open_due = shard, due
     return True
 
 

@@ -89,6 +89,12 @@ def first_look(not_before: int | None, now: int, grace_seconds: int) -> int:
     return not_before + grace_seconds * 1000
 
 
+def grace_seconds(pool_uid: str | None) -> int:
+    """How long a message may wait untaken before the sweeps look at it: shorter for one the
+    pool may move to another phone."""
+    return settings.POOL_GRACE_SECONDS if pool_uid else settings.OUTBOX_GRACE_SECONDS
+
+
 def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
     """Put the job on the device's queue, hidden until its paced send time; False (and nothing
     recorded) if SQS refused. A job paced beyond SQS's delay limit is held (True)."""
@@ -179,20 +185,19 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
                               urgent=urgent or kind == "otp")
     not_before = slot.at + later if slot.at + later > now else None
     pool_uid = device.device_uid if movable and kind != "otp" else None
-    grace = settings.POOL_GRACE_SECONDS if pool_uid else settings.OUTBOX_GRACE_SECONDS
+    grace = grace_seconds(pool_uid)
 
     # A message its phone may take within half a minute enters the sweeps' index only if it
     # is still open at their first look from the table, a minute on (first_look.py): nearly
     # all are reported before, and an entry costs 2 write units (in, then out at the report).
-    entered = not_before is not None and (
-        not_before - now > settings.FIRST_LOOK_SECONDS * 1000 // 2)
+    due = None
+    if not_before is not None and not_before - now > settings.FIRST_LOOK_SECONDS * 1000 // 2:
+        due = min(not_before - RELEASE_LEAD_SECONDS * 1000 if deferred
+                  else first_look(not_before, now, grace), expires_at)
 
     def make(message_id):
         return Message(
-            open_shard=open_shard(message_id) if entered else None,
-            open_due=min(not_before - RELEASE_LEAD_SECONDS * 1000 if deferred
-                         else first_look(not_before, now, grace), expires_at) if entered
-            else None,
+            open_shard=open_shard(message_id) if due is not None else None, open_due=due,
             pace_at_release=True if deferred else None,
             scheduled_for=send_at if later else None,
             account_id=account_id, message_id=message_id, device_uid=device.device_uid,

@@ -9,7 +9,6 @@ further than SQS's delay, leaves it to the sweep's next look, as any paced messa
 """
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core import settings
 from chalicelib.domain import messages, pacing
 from chalicelib.storage.tables import Device, Message, update_if
 
@@ -25,7 +24,7 @@ def release(message: Message, now: int) -> str:
     start = max(now, message.not_before or now)
     # A slot taken and then lost to a race (a cancel) only spaces later messages out more.
     slot = pacing.reserve(device, message.sim_slot, message.segments, start)
-    grace = settings.POOL_GRACE_SECONDS if message.pool_uid else settings.OUTBOX_GRACE_SECONDS
+    grace = messages.grace_seconds(message.pool_uid)
     not_before = slot.at if slot.at > now else None
     due = min(messages.first_look(not_before, now, grace), message.expires_at)
     if not update_if(message, [

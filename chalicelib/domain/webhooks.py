@@ -111,15 +111,15 @@ def _saved_within_cap(account_id: str, webhook: Webhook) -> bool:
 
 def count_old_endpoints() -> int:
     """Data written before `Account.webhook_adds` existed: endpoints whose account has no
-    counter, so its messages are not stamped for events. Sets the counter for each such
-    account (conditional on it still being absent); returns how many were set. The local
-    gateway runs it when it restores its data."""
+    counter, so its messages are not stamped for events. Sets every counter-less account's
+    counter to its endpoints (0 included, so each account is counted once; conditional on it
+    still being absent, so a concurrent add's transaction just counts again); returns how many
+    accounts had endpoints. The local gateway runs it when it restores its data."""
     fixed = 0
     for account in Account.scan(filter_condition=Account.webhook_adds.does_not_exist()):
         found = len(list_all(account.account_id))
-        if found and update_if(Account(account_id=account.account_id),
-                               [Account.webhook_adds.set(found)],
-                               Account.webhook_adds.does_not_exist()):
+        if update_if(Account(account_id=account.account_id), [Account.webhook_adds.set(found)],
+                     Account.webhook_adds.does_not_exist()) and found:
             fixed += 1
     if fixed:
         accounts.forget_cached()
