@@ -241,5 +241,5 @@ def emit_events(event):
 @app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)
 def deliver_webhooks(event):
     """Send queued webhook deliveries; failed ones go back on the queue with a delay."""
-    from chalicelib.domain import webhook_delivery
+    from chalicelib.domain.webhooks import dispatch as webhook_delivery
     return webhook_delivery.deliver([record.body for record in event])

@@ -34,7 +34,7 @@ DIRECT_SMS_PATH = {1: ["send_sms", "device: claim 1 job (direct)",
                        "device: report sent+delivered, 1 message"],
                    10: ["send_sms", "device: claim 10 jobs, one SQS receive (direct)",
                         "device: report sent+delivered, 10 messages"]}
-# The sweeps' first look (chalicelib/domain/first_look.py): a one-minute run reads each
+# The sweeps' first look (chalicelib/domain/messages/first_look.py): a one-minute run reads each
 # account's new messages. At a million SMS a month from one account a run finds 23; an idle
 # account costs one Query a run and its share of the accounts Scan (counted as half a read
 # unit, an eventually consistent Scan's least, per account: the most it can be).

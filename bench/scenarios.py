@@ -360,7 +360,7 @@ def _report_pairs(fx, inv):
 
 
 # A million SMS a month from one account is 23 a minute: what each one-minute sweep run's
-# first look (chalicelib/domain/first_look.py) finds, already reported, in the lone case.
+# first look (chalicelib/domain/messages/first_look.py) finds, already reported, in the lone case.
 MINUTE_AT_A_MILLION = 23
 
 
@@ -394,7 +394,7 @@ def _look(fx, inv):
     import time
 
     from chalicelib.core import clock, settings
-    from chalicelib.domain import first_look
+    from chalicelib.domain.messages import first_look as first_look
     now = clock.now_ms() + settings.FIRST_LOOK_SECONDS * 1000  # the sends are a minute old
     entered = list(first_look.look(now, time.monotonic() + 60, accounts=[fx.look]))
     return Reply(200 if not entered else 500, {"entered": len(entered)}, "")

@@ -38,7 +38,7 @@ receipt (a real phone loses that receipt too); those are counted apart.
 four agent phones (one paced low through the admin CLI, its per-SIM gaps checked) and a fifth
 phone that heartbeats but never polls; the checks follow each message to the device it ended on.
 
-`run(...)` is what tests/test_soak.py calls at a reduced size; it returns the figures and the
+`run(...)` is what tests/e2e/test_soak.py calls at a reduced size; it returns the figures and the
 list of problems found (empty when everything held).
 """
 import json

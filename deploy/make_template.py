@@ -34,7 +34,7 @@ The merge template (`chalice package --merge-template`) holds:
   the webhook queue with its dead-letter queue and an alarm on it.
 
 The IAM policy is written from the same names: `.chalice/policy-<stage>.json` is this script's
-output, committed so `chalice` and reviewers read it; tests/test_policy.py checks it is current
+output, committed so `chalice` and reviewers read it; tests/api/test_policy.py checks it is current
 and that it allows every AWS call the handlers make.
 """
 import argparse
@@ -321,7 +321,7 @@ def webhook_resources(settings, tables, stage: str) -> dict:
     dead-letter queue, an alarm on the latter, and the stream sources of `emit_events`."""
     from chalice.utils import to_cfn_resource_name
 
-    from chalicelib.domain import events
+    from chalicelib.domain.webhooks import events
     visibility = 6 * _function_timeout("deliver_webhooks", stage)
     resources = {
         "WebhookDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {

@@ -8,7 +8,7 @@ os.environ.update({
     "SMSGW_OTP_SECRET": "test-otp-secret-0123456789abcdef0123456789abcdef",
     # Local gateways that tests start keep nothing on disk unless a test passes --data.
     "SMSGW_LOCAL_MEMORY": "1",
-    # Pacing off unless a test paces a device itself (tests/test_pool.py checks the default).
+    # Pacing off unless a test paces a device itself (tests/api/test_pool.py checks the default).
     "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -164,7 +164,8 @@ def webhook_receiver(aws_mock, monkeypatch):
     no endpoint cache, retries 1,000 times faster."""
     from bench.webhook_receiver import Receiver
     from chalicelib.core import settings
-    from chalicelib.domain import webhook_delivery, webhooks
+    from chalicelib.domain import webhooks
+    from chalicelib.domain.webhooks import dispatch as webhook_delivery
     from localgw import events as local_events
     monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
     monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)

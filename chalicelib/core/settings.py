@@ -68,7 +68,7 @@ OUTBOX_GRACE_SECONDS = _int("SMSGW_OUTBOX_GRACE_SECONDS", 120)
 OPEN_SHARDS = _int("SMSGW_OPEN_SHARDS", 8)
 # The sweeps' first look (domain/first_look.py) reads messages at least this old. It must exceed
 # the longest a send can take from choosing its id to its write (the API function's timeout,
-# 25 s) plus clock skew: tests/test_first_look.py checks it against the deployed timeout.
+# 25 s) plus clock skew: tests/api/test_first_look.py checks it against the deployed timeout.
 FIRST_LOOK_SECONDS = _int("SMSGW_FIRST_LOOK_SECONDS", 60)
 # Messages one first look reads per account per run (one consistent Query page or a few).
 FIRST_LOOK_PAGE = _int("SMSGW_FIRST_LOOK_PAGE", 1000)

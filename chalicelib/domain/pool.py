@@ -155,7 +155,7 @@ def move(message: Message, now: int, why: str = "grace") -> str:
     not_before = message.not_before if held else max(route.slot.at,
                                                      message.scheduled_for or 0)  # unpaced
     due = message.open_due if held else min(
-        messages.first_look(not_before, now, settings.POOL_GRACE_SECONDS), message.expires_at)
+        messages.first_look_due(not_before, now, settings.POOL_GRACE_SECONDS), message.expires_at)
     moved = update_if(message, [
         Message.device_uid.set(target.device_uid), Message.device_id.set(target.device_id),
         Message.sim_slot.set(route.sim_slot), Message.pool_uid.set(target.device_uid),

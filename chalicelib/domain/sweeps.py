@@ -15,7 +15,9 @@ from collections import Counter
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, metrics, settings
-from chalicelib.domain import first_look, messages, pool, scheduling
+from chalicelib.domain import messages, pool
+from chalicelib.domain.messages import first_look as first_look
+from chalicelib.domain.messages import scheduling as scheduling
 from chalicelib.storage.tables import Device, Message, update_if
 
 PAGE = 200

@@ -29,7 +29,7 @@ class Account(Model):
     # is unchanged since the add counted the endpoints: concurrent adds cannot pass the cap.
     webhook_adds = NumberAttribute(null=True)
     # Every message of the account with an id up to this has had the sweeps' first look
-    # (chalicelib/domain/first_look.py).
+    # (chalicelib/domain/messages/first_look.py).
     swept_to = NumberAttribute(null=True)
 
 

@@ -13,7 +13,8 @@ import re
 
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import accounts, devices, message_history, messages, otp, phone, pool
+from chalicelib.domain import accounts, devices, messages, otp, phone, pool
+from chalicelib.domain.messages import history as message_history
 from chalicelib.surfaces import params
 
 log = logging.getLogger("smsgw")

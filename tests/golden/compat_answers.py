@@ -1,5 +1,5 @@
 """The compat API's answers to the reference's examples (and its documented errors), byte for
-byte, made deterministic: frozen clock, counter-based randomness. tests/test_compat_golden.py
+byte, made deterministic: frozen clock, counter-based randomness. tests/unit/test_compat_golden.py
 compares them with compat_answers.json, which was written by this script run on main's code:
 
     git archive main | tar -x -C /tmp/main-tree

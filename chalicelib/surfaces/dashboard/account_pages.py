@@ -3,7 +3,7 @@ IP whitelist, profile, and how to call the API."""
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import Conflict, GatewayError
 from chalicelib.domain import accounts, devices, sessions, users
-from chalicelib.domain.message_search import Filters, search
+from chalicelib.domain.messages.search import Filters, search
 from chalicelib.surfaces.dashboard import web
 
 # Rotation overlaps offered: (seconds, label).

@@ -2,7 +2,8 @@
 one, the message lists and a message's timeline, and "Try it" (test SMS, OTP, verify)."""
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, NotFound
-from chalicelib.domain import devices, message_search, messages, otp, pairing, phone, pool
+from chalicelib.domain import devices, messages, otp, pairing, phone, pool
+from chalicelib.domain.messages import search as message_search
 from chalicelib.surfaces.dashboard import web
 from chalicelib.surfaces.dashboard.account_pages import notice
 

@@ -3,7 +3,8 @@ disable, remove, send a test event, rotate the secret, and each endpoint's deliv
 "redeliver". The same domain calls as the admin CLI's `webhook` group."""
 from chalicelib.core import clock
 from chalicelib.core.errors import GatewayError, NotFound
-from chalicelib.domain import events, webhooks
+from chalicelib.domain import webhooks
+from chalicelib.domain.webhooks import events as events
 from chalicelib.surfaces.dashboard import web
 from chalicelib.surfaces.dashboard.account_pages import OVERLAPS, notice
 

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import devices, message_history, messages, phone, pool, webhooks
+from chalicelib.domain import devices, messages, phone, pool, webhooks
+from chalicelib.domain.messages import history as message_history
 from chalicelib.surfaces import compat_api
 from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
 

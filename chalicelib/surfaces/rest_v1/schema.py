@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from chalicelib.core import settings
-from chalicelib.domain import events, otp
+from chalicelib.domain import otp
+from chalicelib.domain.webhooks import events as events
 
 KNOWN = {"type", "properties", "required", "additionalProperties", "items", "minItems",
          "maxItems", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum", "format",

@@ -1,0 +1,39 @@
+"""Releasing a scheduled message whose pacing slot was left for its send time.
+
+A message scheduled beyond SQS's longest delay on a paced phone is stored without a slot
+(`pace_at_release`): reserving one at accept would count tomorrow's burst against today's
+pace, so live traffic at send_at could exceed it. The outbox sweep looks at such a message
+RELEASE_LEAD_SECONDS before send_at; `release` then takes its slot from send_at onwards with
+pacing's ordinary reservation and queues the job hidden until that slot (or, when the slot is
+further than SQS's delay, leaves it to the sweep's next look, as any paced message).
+"""
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.domain import messages, pacing
+from chalicelib.storage.tables import Device, Message, update_if
+
+
+def release(message: Message, now: int) -> str:
+    """Take the pacing slot of a due `pace_at_release` message and queue it: 'released',
+    'held' (slot beyond SQS's delay; looked at again nearer it), 'retry' (the queue call
+    failed; the sweep queues it), 'raced' or 'failed' (its device is gone)."""
+    try:
+        device = Device.get(message.device_uid)
+    except DoesNotExist:
+        return messages.device_gone(message, now)
+    start = max(now, message.not_before or now)
+    # A slot taken and then lost to a race (a cancel) only spaces later messages out more.
+    slot = pacing.reserve(device, message.sim_slot, message.segments, start)
+    grace = messages.grace_seconds(message.pool_uid)
+    not_before = slot.at if slot.at > now else None
+    due = min(messages.first_look_due(not_before, now, grace), message.expires_at)
+    if not update_if(message, [
+            Message.not_before.set(not_before) if not_before else Message.not_before.remove(),
+            Message.open_due.set(due), Message.pace_at_release.remove()],
+            (Message.status == "pending") & (Message.open_due == message.open_due)
+            & Message.pace_at_release.exists()):
+        return "raced"
+    message.not_before, message.open_due = not_before, due
+    if messages.queue_delay(message, now) is None:
+        return "held"
+    return "released" if messages.enqueue(device.queue_url, message, message.body) else "retry"

@@ -1,0 +1,38 @@
+"""One translation of message states between our lifecycle and SMSGate's, shared by both
+SMSGate faces (the app's device API and the client API), so they can never disagree.
+
+SMSGate's `ProcessingState` (per message and per recipient): Pending, Processed, Sent,
+Delivered, Failed. Ours: pending, processing, sent, delivered, failed, expired, cancelled.
+SMSGate has no expired or cancelled state: both are `Failed`, with our reason as the error.
+"""
+TO_SMSGATE = {
+    "pending": "Pending",
+    "processing": "Processed",
+    "sent": "Sent",
+    "delivered": "Delivered",
+    "failed": "Failed",
+    "expired": "Failed",
+    "cancelled": "Failed",
+}
+
+# What a state the app reports means for us; `Pending` changes nothing (the app has not
+# taken the message yet), so it has no entry.
+FROM_SMSGATE = {
+    "Processed": "processing",
+    "Sent": "sent",
+    "Delivered": "delivered",
+    "Failed": "failed",
+}
+
+
+def to_smsgate(status: str) -> str:
+    """Our status as SMSGate's state."""
+    return TO_SMSGATE[status]
+
+
+def from_smsgate(state: str) -> str | None:
+    """The status an SMSGate state moves a message to; None for `Pending` (no change).
+    Raises KeyError for a state SMSGate does not have (the surface answers 400)."""
+    if state == "Pending":
+        return None
+    return FROM_SMSGATE[state]
