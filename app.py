@@ -215,6 +215,41 @@ def v1_docs():
     return _v1("/v1/docs")
 
 
+# SMSGate's client API (chalicelib/surfaces/smsgate/thirdparty*.py): one handler, imported on
+# first use; the surface has its own route table, so these four routes cover every depth.
+def _smsgate_client_api(*parts):
+    from chalicelib.surfaces.smsgate import thirdparty
+    request = app.current_request
+    status, headers, body = thirdparty.handle(request.method, parts, _query(),
+                                              dict(request.headers), request.raw_body,
+                                              _source_ip())
+    return Response(body, status_code=status, headers=headers)
+
+
+SMSGATE_METHODS = {"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   "content_types": ANY_BODY}
+
+
+@app.route("/3rdparty/v1/{a}", **SMSGATE_METHODS)
+def smsgate_client_1(a):
+    return _smsgate_client_api(a)
+
+
+@app.route("/3rdparty/v1/{a}/{b}", **SMSGATE_METHODS)
+def smsgate_client_2(a, b):
+    return _smsgate_client_api(a, b)
+
+
+@app.route("/3rdparty/v1/{a}/{b}/{c}", **SMSGATE_METHODS)
+def smsgate_client_3(a, b, c):
+    return _smsgate_client_api(a, b, c)
+
+
+@app.route("/3rdparty/v1/{a}/{b}/{c}/{d}", **SMSGATE_METHODS)
+def smsgate_client_4(a, b, c, d):
+    return _smsgate_client_api(a, b, c, d)
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""

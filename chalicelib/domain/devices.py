@@ -259,14 +259,19 @@ SEEN_REFRESH_SECONDS = min(30, settings.HEARTBEAT_SECONDS / 2)
 
 
 def heartbeat(device: Device, app_state: str, battery: int | None = None,
-              signal: int | None = None, sim_count: int | None = None) -> Device:
-    """Record what the device's app says about itself (one UpdateItem)."""
+              signal: int | None = None, sim_count: int | None = None,
+              e2e: bool | None = None) -> Device:
+    """Record what the device's app says about itself (one UpdateItem). `e2e`: its agent
+    can decrypt end-to-end encrypted messages (None: it did not say, nothing changes)."""
     actions = [Device.last_seen.set(clock.now_ms()), Device.app_state.set(app_state),
                Device.live.set(LIVE) if app_state == "running" else Device.live.remove(),
                Device.battery.set(battery) if battery is not None else Device.battery.remove(),
                Device.signal.set(signal) if signal is not None else Device.signal.remove()]
     if sim_count is not None:
         actions.append(Device.sim_count.set(sim_count))
+    if e2e is not None:
+        actions.append(Device.e2e.set(True) if e2e else Device.e2e.remove())
+        device.e2e = True if e2e else None
     _update_or_removed(device, actions)
     return device
 

@@ -36,3 +36,15 @@ def from_smsgate(state: str) -> str | None:
     if state == "Pending":
         return None
     return FROM_SMSGATE[state]
+
+
+# A group's state (one SMSGate message, several recipients): the least advanced recipient's,
+# failed recipients aside; `Failed` only when every recipient failed.
+ORDER = ("Pending", "Processed", "Sent", "Delivered")
+
+
+def group_state(statuses) -> str:
+    """SMSGate's state of a message from its recipients' statuses (ours)."""
+    theirs = [to_smsgate(s) for s in statuses]
+    going = [s for s in theirs if s != "Failed"]
+    return min(going, key=ORDER.index) if going else "Failed"
