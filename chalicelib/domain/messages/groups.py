@@ -127,14 +127,21 @@ def _send_one(caller, group_id, index, number, request, device, segments):
 
 
 def _undo(account_id, group_id, accepted, fingerprint) -> None:
-    """A refused recipient: cancel what this request accepted, then free the id (only if the
-    claim is still this request's: a concurrent twin with the same content may own it)."""
-    for one in accepted:
-        if not one.replayed:
-            try:
-                messages.cancel(account_id, one.message.message_id)
-            except GatewayError:
-                pass  # a phone took it already: it is sent, and listed under no group
+    """A refused recipient: cancel what this request accepted and free its recipients' claims,
+    then free the id (only if the claim is still this request's: a concurrent twin with the
+    same content may own it)."""
+    for index, one in enumerate(accepted):
+        if one.replayed:
+            continue
+        try:
+            messages.cancel(account_id, one.message.message_id)
+        except GatewayError:
+            continue  # a phone took it already: it is sent, and its claim stays
+        try:
+            Idempotency(key=f"{CLAIM_SPACE}{account_id}#{group_id}#{index}").delete(
+                Idempotency.message_id == one.message.message_id)
+        except DeleteError:
+            pass
     try:
         Idempotency(key=_key(account_id, group_id)).delete(
             (Idempotency.fingerprint == fingerprint) & Idempotency.members.does_not_exist())

@@ -1,0 +1,226 @@
+"""SMSGate's client API (/3rdparty/v1) through the real Chalice handlers on moto: auth (Basic,
+Bearer, revoked keys, IP whitelist), bad input in their error shape with nothing stored,
+idempotent client ids (replay, conflict, concurrent twins on real threads), all-or-nothing
+groups, end-to-end encrypted sends (form, phones that cannot decrypt, pool choice, failover,
+OTPs refused), and account isolation."""
+import base64
+import json
+import threading
+
+import pytest
+
+from chalicelib.core import clock
+from chalicelib.domain import accounts, devices, messages, pool
+from chalicelib.storage.tables import Device, Message
+
+CIPHER = ("$aes-256-cbc/pbkdf2-sha1$i=75000$" + base64.b64encode(b"s" * 16).decode() + "$"
+          + base64.b64encode(b"c" * 32).decode())
+
+
+@pytest.fixture
+def sg(client, account, atomic_moto):
+    acct, key, device, token = account
+    devices.heartbeat(device, "running", e2e=True)
+    pool.forget_cached()
+    devices.forget_cached()
+
+    def call(method, path, body=None, auth=(acct.account_id, key), raw=None, query=""):
+        headers = {"content-type": "application/json"}
+        if auth is not None:
+            login, password = auth
+            headers["authorization"] = ("Bearer " + password) if login is None else (
+                "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode())
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = getattr(client.http, method.lower())(
+            "/3rdparty/v1/" + path + query, headers=headers, body=payload)
+        decoded = json.loads(response.body) if response.body else None
+        if response.status_code >= 400:
+            assert set(decoded) == {"message", "code", "data"}, decoded
+            assert decoded["code"] == response.status_code
+        return response.status_code, decoded
+    return call
+
+
+def stored():
+    return list(Message.scan())
+
+
+def text(body="Hello", **more):
+    return {"phoneNumbers": ["+8801712000001"], "textMessage": {"text": body}, **more}
+
+
+def test_basic_and_bearer_auth_revocation_and_whitelist(sg, account):
+    acct, key, _, _ = account
+    assert sg("GET", "devices")[0] == 200
+    assert sg("GET", "devices", auth=(None, key))[0] == 200
+    assert sg("GET", "devices", auth=("acc_other", key))[0] == 401
+    assert sg("GET", "devices", auth=None)[0] == 401
+    status, answer = sg("GET", "devices", auth=(None, "a.b.c"))
+    assert status == 400 and "JWT" in answer["message"]
+    accounts.set_whitelist(acct.account_id, ["203.0.113.0/24"])
+    accounts.forget_cached()
+    assert sg("GET", "devices")[0] == 403
+    accounts.set_whitelist(acct.account_id, [])
+    accounts.revoke_key(acct.account_id, accounts.list_keys(acct.account_id)[0].key_id)
+    accounts.forget_cached()
+    assert sg("GET", "devices")[0] == 401
+
+
+@pytest.mark.parametrize("body, parameter", [
+    ({"phoneNumbers": "+8801712000001", "textMessage": {"text": "x"}}, "phoneNumbers"),
+    ({"phoneNumbers": [1], "textMessage": {"text": "x"}}, "phoneNumbers[0]"),
+    (text(simNumber="1"), "simNumber"),
+    (text(simNumber=True), "simNumber"),
+    (text(priority=1.5), "priority"),
+    (text(ttl=5, validUntil="2030-01-01T00:00:00Z"), "validUntil"),
+    (text(scheduleAt="yesterday"), "scheduleAt"),
+    (text(isEncrypted="yes"), "isEncrypted"),
+    (text(colour="red"), "colour"),
+    (text(id="has spaces"), "id"),
+    ({"phoneNumbers": ["+8801712000001"], "dataMessage": {"data": "AA==", "port": 53739}},
+     "dataMessage"),
+    ({"phoneNumbers": ["+8801712000001"], "mmsMessage": {"text": "x"}}, "mmsMessage"),
+    (text(body="$aes-256-cbc/pbkdf2-sha1$i=1$bad$", isEncrypted=True), "textMessage.text"),
+    (text(body="plain words", isEncrypted=True), "textMessage.text"),
+    ({"phoneNumbers": ["+8801712000001"], "textMessage": {"text": CIPHER},
+      "isEncrypted": True}, "phoneNumbers[0]"),
+])
+def test_bad_input_is_their_400_and_stores_nothing(sg, body, parameter):
+    status, answer = sg("POST", "messages", body)
+    assert status == 400, answer
+    assert answer["data"]["parameter"] == parameter, answer
+    assert stored() == []
+
+
+def test_malformed_json_and_duplicate_keys(sg):
+    assert sg("POST", "messages", raw='{"phoneNumbers": [')[0] == 400
+    status, answer = sg("POST", "messages", raw='{"phoneNumbers": ["+8801712000001"], '
+                        '"phoneNumbers": ["+8801712000002"], "textMessage": {"text": "x"}}')
+    assert status == 400 and "Duplicate" in answer["message"]
+    assert stored() == []
+
+
+def test_group_replay_and_conflict(sg):
+    body = {"phoneNumbers": ["+8801712000001", "+8801712000002"], "id": "g-1",
+            "textMessage": {"text": "Hi both"}}
+    status, first = sg("POST", "messages", body)
+    assert status == 202 and first["id"] == "g-1" and len(first["recipients"]) == 2
+    assert sorted(m.group_id for m in stored()) == ["g-1", "g-1"]
+    status, again = sg("POST", "messages", body)
+    assert status == 202 and again["recipients"] == first["recipients"]
+    assert len(stored()) == 2
+    status, answer = sg("POST", "messages", {**body, "textMessage": {"text": "Changed"}})
+    assert status == 409 and answer["data"]["parameter"] == "id"
+    assert len(stored()) == 2
+    # the compat API's and REST v1's keys live elsewhere: the same words make a new message
+    assert sg("GET", "messages/g-1")[1]["state"] == "Pending"
+
+
+def test_concurrent_twins_make_one_group(sg):
+    body = {"phoneNumbers": ["+8801712000001", "+8801712000002", "+8801712000003"],
+            "id": "twin", "textMessage": {"text": "Once"}}
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(sg("POST", "messages", body)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {status for status, _ in answers} <= {202, 503}
+    assert any(status == 202 for status, _ in answers)
+    assert len(stored()) == 3
+    assert len(sg("GET", "messages/twin")[1]["recipients"]) == 3
+
+
+def test_a_refused_recipient_undoes_the_group(sg, account, monkeypatch):
+    real = messages.send
+    calls = []
+
+    def refuse_second(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            from chalicelib.core.errors import RateLimited
+            raise RateLimited("At capacity.", "device_id", retry_after=5)
+        return real(*args, **kw)
+    monkeypatch.setattr(messages, "send", refuse_second)
+    status, answer = sg("POST", "messages", {
+        "phoneNumbers": ["+8801712000001", "+8801712000002"], "id": "half",
+        "textMessage": {"text": "All or nothing"}, "deviceId": account[2].device_uid})
+    assert status == 429 and answer["message"].startswith("phoneNumbers[1]")
+    assert [m.status for m in stored()] == ["cancelled"]
+    monkeypatch.setattr(messages, "send", real)
+    assert sg("POST", "messages", {"phoneNumbers": ["+8801712000001"], "id": "half",
+                                   "textMessage": {"text": "Another try"}})[0] == 202
+
+
+def test_encrypted_send_is_stored_as_ciphertext_and_bounded(sg, account):
+    status, answer = sg("POST", "messages", {"phoneNumbers": [CIPHER], "isEncrypted": True,
+                                             "textMessage": {"text": CIPHER}})
+    assert status == 202 and answer["isEncrypted"] is True
+    assert answer["recipients"][0]["phoneNumber"] == CIPHER
+    message, = stored()
+    assert (message.phone_number, message.body, message.encrypted) == (CIPHER, CIPHER, True)
+    assert message.segments == 1  # 32 cipher bytes: at most 31 UTF-8 bytes of text
+
+
+def test_encrypted_needs_a_phone_that_can_decrypt(sg, account):
+    _, _, device, _ = account
+    devices.heartbeat(device, "running", e2e=False)
+    pool.forget_cached()
+    status, answer = sg("POST", "messages", {"phoneNumbers": [CIPHER], "isEncrypted": True,
+                                             "textMessage": {"text": CIPHER}})
+    assert status == 400 and answer["data"]["parameter"] == "isEncrypted"
+    status, answer = sg("POST", "messages", {"phoneNumbers": [CIPHER], "isEncrypted": True,
+                                             "textMessage": {"text": CIPHER},
+                                             "deviceId": device.device_uid})
+    assert status == 400 and "passphrase" in answer["message"]
+    assert stored() == []
+
+
+def test_pool_sends_encrypted_only_to_decrypting_phones_and_failover_keeps_that(sg, account):
+    acct, _, able, _ = account
+    unable, _ = devices.register(acct.account_id, "No passphrase", sim_count=1)
+    other_able, _ = devices.register(acct.account_id, "Also able", sim_count=1)
+    devices.heartbeat(unable, "running", e2e=False)
+    devices.heartbeat(other_able, "running", e2e=True)
+    pool.forget_cached()
+    for n in range(6):
+        assert sg("POST", "messages", {"phoneNumbers": [CIPHER], "isEncrypted": True,
+                                       "textMessage": {"text": CIPHER}})[0] == 202
+    assert unable.device_uid not in {m.device_uid for m in stored()}
+    pool.forget_cached()
+    moved = [pool.move(m, clock.now_ms()) for m in stored()]
+    assert set(moved) == {"moved"}
+    assert unable.device_uid not in {m.device_uid for m in stored()}
+    assert Device.get(unable.device_uid).e2e is None
+
+
+def test_otps_refuse_encryption(sg, account):
+    from chalicelib.core.errors import BadRequest
+    with pytest.raises(BadRequest) as caught:
+        messages.send(account[0].account_id, account[2], CIPHER, CIPHER, kind="otp",
+                      encrypted=True)
+    assert "OTP" in caught.value.message and stored() == []
+
+
+def test_accounts_are_isolated(sg, client):
+    assert sg("POST", "messages", text(id="mine"))[0] == 202
+    other = accounts.create_account("Other")
+    key, _ = accounts.create_key(other.account_id)
+    assert sg("GET", "messages/mine", auth=(other.account_id, key))[0] == 404
+    assert sg("DELETE", "messages/mine", auth=(other.account_id, key))[0] == 404
+    assert sg("GET", "messages", auth=(other.account_id, key))[1] == []
+    # the same client id in another account is another message
+    assert sg("POST", "messages", text(id="mine", textMessage={"text": "x"}),
+              auth=(other.account_id, key))[0] in (202, 400)
+
+
+def test_unsupported_is_a_clear_4xx(sg):
+    for method, path in [("POST", "auth/token"), ("GET", "logs"), ("POST", "inbox/refresh"),
+                         ("POST", "messages/inbox/export")]:
+        status, answer = sg(method, path, {})
+        assert status == 400 and answer["data"]["code"] == "not_supported", (path, answer)
+    assert sg("GET", "nothing/here")[0] == 404
+    assert sg("PUT", "devices")[0] == 400
+    status, answer = sg("PATCH", "settings", {"encryption": {"passphrase": "no"}})
+    assert status == 400 and "never" in answer["message"]
