@@ -184,7 +184,7 @@ def test_pool_sends_encrypted_only_to_decrypting_phones_and_failover_keeps_that(
     devices.heartbeat(unable, "running", e2e=False)
     devices.heartbeat(other_able, "running", e2e=True)
     pool.forget_cached()
-    for n in range(6):
+    for _ in range(6):
         assert sg("POST", "messages", {"phoneNumbers": [CIPHER], "isEncrypted": True,
                                        "textMessage": {"text": CIPHER}})[0] == 202
     assert unable.device_uid not in {m.device_uid for m in stored()}

@@ -279,3 +279,17 @@ def test_end_to_end_encryption_with_their_encryptor(gw, phones):
     assert "passphrase" in caught.value.response["message"]
     with client(gw) as plain, pytest.raises(errors.NotFoundError):
         plain.get_state("secret-nowhere")
+
+
+def test_rest_v1_and_our_client_send_the_same_format(gw, phones):
+    sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
+    from smsgw_client import Client
+    ours = Client(gw["url"], gw["api_key"])
+    accepted, = ours.send("+8801712000123", "Sealed by our client", passphrase=PASSPHRASE,
+                          device_id=gw["device_id"])
+    until(lambda: ours.get(accepted["id"])["status"] == "delivered", what="delivered")
+    shown = ours.get(accepted["id"])
+    assert shown["message"].startswith("$aes-256-cbc/pbkdf2-sha1$i=75000$")
+    assert "8801712000123" not in json.dumps(shown)
+    assert any(e["message"] == "Sealed by our client" and e["phone_number"] == "+8801712000123"
+               for e in _ledger(phones))
