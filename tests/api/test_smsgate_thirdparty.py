@@ -224,3 +224,24 @@ def test_unsupported_is_a_clear_4xx(sg):
     assert sg("PUT", "devices")[0] == 400
     status, answer = sg("PATCH", "settings", {"encryption": {"passphrase": "no"}})
     assert status == 400 and "never" in answer["message"]
+
+
+def test_the_dashboard_shows_encrypted_instead_of_content(sg, client, account, monkeypatch):
+    from argon2 import PasswordHasher
+
+    from chalicelib.domain import users
+    from tests.dashboard_helpers import Visitor, owner, text as page_text
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                         parallelism=1))
+    monkeypatch.setattr(users, "_DUMMY_HASH", None)
+    status, sent = sg("POST", "messages", {"phoneNumbers": [CIPHER], "isEncrypted": True,
+                                           "textMessage": {"text": CIPHER}})
+    assert status == 202
+    owner(account[0].account_id, "owner@example.com")
+    visitor = Visitor(client)
+    assert visitor.sign_in("owner@example.com").status_code == 303
+    message_id = stored()[0].message_id
+    for path in ("/dashboard", "/dashboard/messages",
+                 f"/dashboard/messages/outgoing/{message_id}"):
+        shown = page_text(visitor.get(path))
+        assert "encrypted" in shown and CIPHER not in shown and "aes-256" not in shown, path
