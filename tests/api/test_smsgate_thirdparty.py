@@ -210,9 +210,11 @@ def test_accounts_are_isolated(sg, client):
     assert sg("GET", "messages/mine", auth=(other.account_id, key))[0] == 404
     assert sg("DELETE", "messages/mine", auth=(other.account_id, key))[0] == 404
     assert sg("GET", "messages", auth=(other.account_id, key))[1] == []
-    # the same client id in another account is another message
-    assert sg("POST", "messages", text(id="mine", textMessage={"text": "x"}),
-              auth=(other.account_id, key))[0] in (202, 400)
+    # the same client id in another account is another message (it has no phone: refused)
+    status, answer = sg("POST", "messages", text(id="mine", textMessage={"text": "x"}),
+                        auth=(other.account_id, key))
+    assert status == 400 and answer["data"]["code"] == "no_device"
+    assert sg("GET", "messages/mine")[1]["recipients"][0]["state"] == "Pending"
 
 
 def test_unsupported_is_a_clear_4xx(sg):
@@ -230,7 +232,8 @@ def test_the_dashboard_shows_encrypted_instead_of_content(sg, client, account, m
     from argon2 import PasswordHasher
 
     from chalicelib.domain import users
-    from tests.dashboard_helpers import Visitor, owner, text as page_text
+    from tests.dashboard_helpers import Visitor, owner
+    from tests.dashboard_helpers import text as page_text
     monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
                                                          parallelism=1))
     monkeypatch.setattr(users, "_DUMMY_HASH", None)
@@ -245,3 +248,25 @@ def test_the_dashboard_shows_encrypted_instead_of_content(sg, client, account, m
                  f"/dashboard/messages/outgoing/{message_id}"):
         shown = page_text(visitor.get(path))
         assert "encrypted" in shown and CIPHER not in shown and "aes-256" not in shown, path
+
+
+def test_aws_calls_of_a_send(sg, account, aws_calls):
+    uid = account[2].device_uid
+    sg("POST", "messages", text(deviceId=uid))  # warm: key and device cached
+    aws_calls.clear()
+    sg("POST", "messages", text(deviceId=uid))  # no client id: nothing to claim
+    assert sorted(op for _, op in aws_calls) == ["PutItem", "PutItem", "SendMessage"]
+    aws_calls.clear()
+    sg("POST", "messages", text(deviceId=uid, id="claimed-1"))
+    assert sorted(op for _, op in aws_calls) == ["PutItem", "SendMessage", "TransactWriteItems",
+                                                 "UpdateItem"]
+
+
+def test_the_inbox_lists_received_sms(sg, account):
+    from chalicelib.domain import incoming
+    incoming.store(account[2], "in-1", "+8801712000050", "Hi there", 1, clock.now_ms())
+    status, found = sg("GET", "inbox")
+    assert status == 200
+    assert [(m["sender"], m["contentPreview"], m["type"]) for m in found] == [
+        ("+8801712000050", "Hi there", "SMS")]
+    assert sg("GET", "inbox", query="?type=MMS")[0] == 400

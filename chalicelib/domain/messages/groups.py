@@ -77,15 +77,18 @@ def _claim(account_id: str, group_id: str, fingerprint: str) -> Idempotency | No
 
 
 def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Message], bool]:
-    """Accept one group: (group id, its messages in recipient order, replayed)."""
-    group_id = check_id(group_id) if group_id else new_id()
+    """Accept one group: (group id, its messages in recipient order, replayed). Without a
+    client id nobody can repeat the request, so nothing is claimed: the messages are written,
+    then the group record (a crash between leaves them listed under the id, never lost)."""
+    given = group_id is not None
+    group_id = check_id(group_id) if given else new_id()
     device = devices.resolve(caller.account_id, device_uid=request.device_uid) \
         if request.device_uid else None
     if device is not None and request.encrypted:  # whether it can decrypt, as of now
         device = Device.get(device.device_uid, consistent_read=True)
     segments = messages.check_content(request.text, request.encrypted).segments
     fingerprint = request.fingerprint()
-    existing = _claim(caller.account_id, group_id, fingerprint)
+    existing = _claim(caller.account_id, group_id, fingerprint) if given else None
     if existing is not None:
         if existing.fingerprint != fingerprint:
             raise Conflict(f"Message {group_id} already exists with different content or "
@@ -96,23 +99,31 @@ def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Mess
     accepted = []
     try:
         for index, number in enumerate(request.numbers):
-            accepted.append(_send_one(caller, group_id, index, number, request, device,
-                                      segments))
+            accepted.append(_send_one(caller, group_id if given else None, group_id, index,
+                                      number, request, device, segments))
     except GatewayError as error:
-        _undo(caller.account_id, group_id, accepted, fingerprint)
+        _undo(caller.account_id, group_id, accepted, fingerprint if given else None)
         if len(request.numbers) > 1:
             error.message = f"phoneNumbers[{len(accepted)}]: {error.message}"
         raise
-    Idempotency(key=_key(caller.account_id, group_id)).update(
-        actions=[Idempotency.members.set([a.message.message_id for a in accepted])])
+    members = [a.message.message_id for a in accepted]
+    if given:
+        Idempotency(key=_key(caller.account_id, group_id)).update(
+            actions=[Idempotency.members.set(members)])
+    else:
+        now = clock.now_ms()
+        Idempotency(key=_key(caller.account_id, group_id), message_id=0, created_at=now,
+                    fingerprint=fingerprint, members=members,
+                    expires=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000)).save()
     return group_id, [a.message for a in accepted], existing is not None or any(
         a.replayed for a in accepted)
 
 
-def _send_one(caller, group_id, index, number, request, device, segments):
+def _send_one(caller, claimed, group_id, index, number, request, device, segments):
     common = {"valid_for_seconds": request.valid_for, "send_at": request.send_at,
               "requested_validity": request.requested_validity, "urgent": request.urgent,
-              "idempotency_key": f"{group_id}#{index}", "claim_space": CLAIM_SPACE,
+              "idempotency_key": f"{claimed}#{index}" if claimed else None,
+              "claim_space": CLAIM_SPACE,
               "events": caller.events, "encrypted": request.encrypted, "group_id": group_id}
     if device is not None:
         return messages.send(caller.account_id, device, number, request.text,
@@ -137,11 +148,15 @@ def _undo(account_id, group_id, accepted, fingerprint) -> None:
             messages.cancel(account_id, one.message.message_id)
         except GatewayError:
             continue  # a phone took it already: it is sent, and its claim stays
+        if fingerprint is None:
+            continue  # nothing was claimed
         try:
             Idempotency(key=f"{CLAIM_SPACE}{account_id}#{group_id}#{index}").delete(
                 Idempotency.message_id == one.message.message_id)
         except DeleteError:
             pass
+    if fingerprint is None:
+        return
     try:
         Idempotency(key=_key(account_id, group_id)).delete(
             (Idempotency.fingerprint == fingerprint) & Idempotency.members.does_not_exist())
