@@ -270,3 +270,16 @@ def test_the_inbox_lists_received_sms(sg, account):
     assert [(m["sender"], m["contentPreview"], m["type"]) for m in found] == [
         ("+8801712000050", "Hi there", "SMS")]
     assert sg("GET", "inbox", query="?type=MMS")[0] == 400
+
+
+def test_devices_are_listed_and_removed(sg, account):
+    acct = account[0]
+    spare, _ = devices.register(acct.account_id, "Spare", sim_count=1)
+    status, listed = sg("GET", "devices")
+    assert status == 200 and {d["id"] for d in listed} == {account[2].device_uid,
+                                                          spare.device_uid}
+    assert sg("DELETE", f"devices/{spare.device_uid}")[0] == 204
+    assert [d["id"] for d in sg("GET", "devices")[1]] == [account[2].device_uid]
+    assert sg("DELETE", f"devices/{spare.device_uid}")[0] == 404
+    status, answer = sg("POST", "messages", text(body=""))
+    assert status == 400 and answer["data"]["parameter"] == "textMessage.text"

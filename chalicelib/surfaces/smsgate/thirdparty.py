@@ -214,7 +214,9 @@ def send_request(body) -> tuple[str | None, groups.Request]:
     encrypted = bool(_field(body, "isEncrypted", bool, "true or false"))
     text = _text(body)
     if encrypted:
-        encryption.check(text, "textMessage.text")
+        encryption.check_text(text, "textMessage.text")
+    else:
+        messages.check_text(text, "textMessage.text")
     numbers = _numbers(body.get("phoneNumbers"), encrypted)
     sim = _field(body, "simNumber", int, "a SIM number, 1-3")
     if sim is not None and not 1 <= sim <= 2:
