@@ -283,3 +283,11 @@ def test_devices_are_listed_and_removed(sg, account):
     assert sg("DELETE", f"devices/{spare.device_uid}")[0] == 404
     status, answer = sg("POST", "messages", text(body=""))
     assert status == 400 and answer["data"]["parameter"] == "textMessage.text"
+
+
+def test_their_old_singular_paths_still_answer(sg, account):
+    """SMSGate's server keeps /message and /device (its npm client 3.x calls /message)."""
+    status, sent = sg("POST", "message", text(id="old-path"))
+    assert status == 202
+    assert sg("GET", "message/old-path")[1]["id"] == "old-path"
+    assert sg("GET", "device")[1][0]["id"] == account[2].device_uid

@@ -193,10 +193,7 @@ def _numbers(raw, encrypted: bool) -> tuple:
             encryption.check(given, where)
             numbers.append(given)
             continue
-        try:
-            number = phone.normalise(given)
-        except BadRequest as error:
-            raise BadRequest(f"{where}: {error.message}", where)
+        number = phone.normalise(given, where)
         if number in seen:
             raise BadRequest(f"{where}: {number} is already phoneNumbers[{seen[number]}].", where)
         seen[number] = index

@@ -185,9 +185,15 @@ ROUTES = {
 }
 
 
+# SMSGate's server still answers its old singular paths, which the npm client 3.x calls.
+ALIASES = {"message": "messages", "device": "devices"}
+
+
 def find(method: str, parts: tuple):
     """(action, path arguments, public) for a request, or NotFound/BadRequest."""
     parts = tuple(p for p in parts if p)
+    if parts:
+        parts = (ALIASES.get(parts[0], parts[0]), *parts[1:])
     for (verb, pattern), (action, public) in ROUTES.items():
         shape = pattern.split("/")
         if len(shape) != len(parts) or any(s != "{}" and s != p for s, p in zip(
