@@ -163,6 +163,21 @@ def test_encrypted_send_is_stored_as_ciphertext_and_bounded(sg, account):
     assert message.segments == 1  # 32 cipher bytes: at most 31 UTF-8 bytes of text
 
 
+def test_no_aws_call_carries_the_plaintext(sg, account, aws_calls):
+    """Every parameter of every AWS call of an encrypted send (items written, the queued job):
+    ciphertext only. The real format, from SMSGate's own client's Encryptor."""
+    from android_sms_gateway import Encryptor
+    sealer = Encryptor("phone passphrase", iterations=10)
+    status, answer = sg("POST", "messages", {
+        "phoneNumbers": [sealer.encrypt("+8801712999888")], "isEncrypted": True,
+        "textMessage": {"text": sealer.encrypt("The plaintext secret")}, "id": "sealed"})
+    assert status == 202
+    sent = json.dumps([str(p) for _, _, p in aws_calls.requests])
+    assert "SendMessage" in {op for _, op in aws_calls} and "aes-256-cbc" in sent
+    assert "plaintext secret" not in sent and "8801712999888" not in sent
+    assert "plaintext secret" not in json.dumps(answer)
+
+
 def test_encrypted_needs_a_phone_that_can_decrypt(sg, account):
     _, _, device, _ = account
     devices.heartbeat(device, "running", e2e=False)

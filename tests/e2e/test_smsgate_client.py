@@ -228,7 +228,12 @@ def _everything_stored(gw) -> str:
 
 
 def test_end_to_end_encryption_with_their_encryptor(gw, phones):
+    from bench.webhook_receiver import Receiver
     secret_digits = SECRET_NUMBER.lstrip("+")
+    receiver = Receiver()
+    with client(gw) as c:  # its events are delivered too: their bodies are searched below
+        hook = c.create_webhook(domain.Webhook(id=None, url=receiver.url,
+                                               event=WebhookEvent.SMS_DELIVERED))
     with client(gw, Encryptor(PASSPHRASE)) as c:
         sent = c.send(domain.Message(phone_numbers=[SECRET_NUMBER], id="secret-1",
                                      text_message=domain.TextMessage(SECRET_TEXT)))
@@ -263,6 +268,11 @@ def test_end_to_end_encryption_with_their_encryptor(gw, phones):
     answers.append(requests.post(gw["url"] + "/myAPI.php", timeout=10, data={
         "api_key": gw["api_key"], "action": "get_history"}).text)
     assert "$aes-256-cbc/pbkdf2-sha1$" in answers[0]
+    until(lambda: receiver.requests, what="the encrypted message's webhook")
+    answers += [body.decode() for _, body, _ in receiver.requests]
+    receiver.close()
+    with client(gw) as c:
+        c.delete_webhook(hook.id)
     stored = _everything_stored(gw)
     assert "$aes-256-cbc/pbkdf2-sha1$" in stored  # the queued job and the items: ciphertext
     log = gw["log"].read_text()
