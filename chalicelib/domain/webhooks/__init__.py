@@ -60,9 +60,8 @@ def new_secret() -> str:
 
 def add(account_id: str, url: str, event_types=None, description: str = "",
         **style) -> Webhook:
-    """A new endpoint (enabled). Its secret is in the returned record: show it once.
-    `style`: Webhook attributes of another API's endpoint (SMSGate's: style, smsgate_event,
-    device_uid, secret)."""
+    """A new endpoint (enabled). Its secret is in the returned record: show it once. `style`:
+    attributes of another API's endpoint (SMSGate's: style, smsgate_event, device_uid, secret)."""
     get_account(account_id)  # an unknown account is a 404 before anything else
     chosen = check_events(event_types)
     try:
@@ -293,18 +292,17 @@ def fan_out(stream_records: list[dict]) -> int:
             log.exception("skipping an unreadable stream record %s", record.get("eventID"))
             continue
         for event in found:
-            body = None
+            ours = None
             for webhook in subscribers(event.account_id):
                 if event.type not in webhook.events:
                     continue
-                if webhook.style == "smsgate":
+                if webhook.style == "smsgate":  # a body per endpoint; None: not its device
                     from chalicelib.domain.webhooks import smsgate
-                    if smsgate.wants(webhook, event):
-                        jobs.append(job(webhook, event.id, event.type,
-                                        smsgate.body(webhook, event)))
-                    continue
-                body = body or body_of(event)
-                jobs.append(job(webhook, event.id, event.type, body))
+                    body = smsgate.body(webhook, event)
+                else:
+                    body = ours = ours or body_of(event)
+                if body:
+                    jobs.append(job(webhook, event.id, event.type, body))
     send_jobs(jobs)
     return len(jobs)
 

@@ -63,11 +63,6 @@ def set_signing_key(account_id: str, key) -> str:
     return key
 
 
-def wants(webhook: Webhook, event) -> bool:
-    """Does this endpoint take the event (its device filter)?"""
-    return not webhook.device_uid or event.data.get("device_uid") == webhook.device_uid
-
-
 def _stamp(ms) -> str | None:
     from datetime import UTC, datetime
     if ms is None:
@@ -95,7 +90,10 @@ def payload(event) -> dict:
             "reason": data.get("failed_reason") or data.get("status")}
 
 
-def body(webhook: Webhook, event) -> str:
+def body(webhook: Webhook, event) -> str | None:
+    """The event as this endpoint's body; None if the endpoint is for another device."""
+    if webhook.device_uid and event.data.get("device_uid") != webhook.device_uid:
+        return None
     return json.dumps({"id": event.id, "webhookId": webhook.webhook_id,
                        "event": webhook.smsgate_event,
                        "deviceId": event.data.get("device_uid"), "payload": payload(event)},
