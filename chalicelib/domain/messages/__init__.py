@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, encryption, pacing
+from chalicelib.domain import devices, pacing
 from chalicelib.domain.segments import SegmentCount, count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, Message, update_if
@@ -56,7 +56,8 @@ def check_sim_slot(device: Device, sim_slot: int) -> int:
 
 def check_content(text: str, encrypted: bool = False) -> SegmentCount:
     """A text's segments; for an end-to-end encrypted one, a safe bound from its ciphertext."""
-    if encrypted:
+    if encrypted:  # imported on use: `import app` does not load it
+        from chalicelib.domain import encryption
         return SegmentCount("encrypted", encryption.check_text(text), 0)
     return check_text(text)
 
@@ -182,6 +183,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     decrypt. `group_id`: the SMSGate message this recipient belongs to (messages/groups.py).
     `claim_space` prefixes the idempotency claim, so another API's keys cannot meet these."""
     if encrypted and kind == "otp":
+        from chalicelib.domain import encryption
         encryption.refuse_otp()
     counted = check_content(text, encrypted)
     if encrypted and not device.e2e:
