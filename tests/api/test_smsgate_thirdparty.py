@@ -306,3 +306,13 @@ def test_their_old_singular_paths_still_answer(sg, account):
     assert status == 202
     assert sg("GET", "message/old-path")[1]["id"] == "old-path"
     assert sg("GET", "device")[1][0]["id"] == account[2].device_uid
+
+
+def test_a_retry_later_with_valid_until_is_the_same_request(sg):
+    clock.freeze()
+    until = clock.fmt(clock.now_ms() + 3600 * 1000).replace(" ", "T") + "Z"
+    body = text(id="until-1", validUntil=until)
+    assert sg("POST", "messages", body)[0] == 202
+    clock.advance(30)
+    assert sg("POST", "messages", body)[0] == 202
+    assert len(stored()) == 1

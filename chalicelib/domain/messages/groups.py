@@ -42,7 +42,10 @@ class Request:
     urgent: bool = False
 
     def fingerprint(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """What identifies the request whenever it is retried: `valid_for` is left out (a
+        validUntil's seconds shrink as time passes; `requested_validity` keeps the instant)."""
+        asked = {k: v for k, v in asdict(self).items() if k != "valid_for"}
+        canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
