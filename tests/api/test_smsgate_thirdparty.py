@@ -316,3 +316,21 @@ def test_a_retry_later_with_valid_until_is_the_same_request(sg):
     clock.advance(30)
     assert sg("POST", "messages", body)[0] == 202
     assert len(stored()) == 1
+
+
+def test_webhooks_are_added_replaced_filtered_and_refused(sg, account, monkeypatch):
+    from chalicelib.core import settings
+    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    status, made = sg("POST", "webhooks", {"url": "http://127.0.0.1:9/a", "event": "sms:sent",
+                                           "deviceId": account[2].device_uid})
+    assert status == 201 and made["deviceId"] == account[2].device_uid
+    status, swapped = sg("POST", "webhooks", {"id": made["id"], "url": "http://127.0.0.1:9/b",
+                                              "event": "sms:failed"})
+    assert status == 201
+    assert [(w["id"], w["url"]) for w in sg("GET", "webhooks")[1]] == [
+        (swapped["id"], "http://127.0.0.1:9/b")]
+    bad = sg("POST", "webhooks", {"id": swapped["id"], "url": "ftp://x", "event": "sms:sent"})
+    assert bad[0] == 400 and [w["id"] for w in sg("GET", "webhooks")[1]] == [swapped["id"]]
+    assert sg("POST", "webhooks", {"url": "http://127.0.0.1:9/c", "event": 5})[0] == 400
+    assert sg("DELETE", f"webhooks/{swapped['id']}")[0] == 204
+    assert sg("GET", "webhooks")[1] == []

@@ -60,16 +60,16 @@ def post_webhook(caller, query, body):
             raise BadRequest("Invalid deviceId: a device id (GET /devices).", "deviceId")
         device = devices.resolve(caller.account_id, device_uid=device).device_uid
     given = document.get("id")
-    if given is not None and given != "":
+    if given not in (None, ""):  # replacing one: it must exist, and goes once the new is in
         if not isinstance(given, str):
             raise BadRequest("Invalid id: a string.", "id")
-        old = webhooks.get(caller.account_id, given)  # replacing one: it must exist
-        if old.style != "smsgate":
+        if webhooks.get(caller.account_id, given).style != "smsgate":
             raise BadRequest(f"Webhook {given} was not registered through this API.", "id")
-        webhooks.remove(caller.account_id, given)
     made = webhooks.add(caller.account_id, url, ours, f"SMSGate {event}", style="smsgate",
                         smsgate_event=event, device_uid=device,
                         secret=smsgate_webhooks.signing_key(caller.account_id))
+    if given not in (None, ""):
+        webhooks.remove(caller.account_id, given)
     return 201, {}, smsgate_webhooks.describe(made)
 
 
