@@ -334,3 +334,26 @@ def test_webhooks_are_added_replaced_filtered_and_refused(sg, account, monkeypat
     assert sg("POST", "webhooks", {"url": "http://127.0.0.1:9/c", "event": 5})[0] == 400
     assert sg("DELETE", f"webhooks/{swapped['id']}")[0] == 204
     assert sg("GET", "webhooks")[1] == []
+
+
+def test_list_filters(sg, account, client):
+    acct, key, first, _ = account
+    second, _ = devices.register(acct.account_id, "Second", sim_count=1)
+    devices.heartbeat(second, "running")
+    clock.freeze()
+    sg("POST", "messages", text(id="early", deviceId=first.device_uid))
+    clock.advance(60)
+    middle = clock.now_ms()
+    sg("POST", "messages", text(body="Later", id="late", deviceId=second.device_uid))
+    since = clock.fmt(middle).replace(" ", "T") + "Z"
+    assert [m["id"] for m in sg("GET", "messages", query=f"?from={since}")[1]] == ["late"]
+    assert [m["id"] for m in sg("GET", "messages", query=f"?to={since}")[1]] == ["early"]
+    found = sg("GET", "messages", query=f"?deviceId={first.device_uid}&includeContent=true")[1]
+    assert [(m["id"], m["textMessage"]["text"]) for m in found] == [("early", "Hello")]
+    response = client.http.get("/3rdparty/v1/messages?limit=1", headers={
+        "authorization": f"Bearer {key}"})
+    assert len(json.loads(response.body)) == 1
+    assert response.headers["X-Total-Count"] == "2"  # the whole match was read
+    for bad in ("?limit=0", "?limit=101", "?offset=-1", "?sort=name", "?state=Sending",
+                "?from=yesterday", "?limit=1&limit=2", "?colour=red"):
+        assert sg("GET", "messages", query=bad)[0] == 400, bad

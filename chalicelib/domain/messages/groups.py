@@ -214,8 +214,8 @@ def cancel(account_id: str, group_id: str) -> list[Message]:
 def page(account_id: str, since_ms: int | None = None, until_ms: int | None = None,
          device_uid: str | None = None, ascending: bool = False, wanted: int = 50,
          keep=None) -> tuple[list[list[Message]], bool]:
-    """Groups newest (or oldest) first: up to `wanted` groups that `keep(messages)` accepts,
-    read with one Query; (groups, complete: nothing more matched within MAX_SCAN reads)."""
+    """Groups newest (or oldest) first that `keep(messages)` accepts, read with one Query until
+    more than `wanted` are found; (groups, complete: these are all that match)."""
     low = ids.message_id_floor(since_ms) if since_ms is not None else None
     high = ids.message_id_floor(until_ms) if until_ms is not None else None
     if low is not None and high is not None:
@@ -227,22 +227,26 @@ def page(account_id: str, since_ms: int | None = None, until_ms: int | None = No
     else:
         condition = None
     where = Message.device_uid == device_uid if device_uid else None
-    groups, order, read = {}, [], 0
+    groups, kept, read = {}, [], 0
     for message in Message.query(account_id, condition, filter_condition=where,
                                  scan_index_forward=ascending, page_size=200):
         read += 1
         key = message.group_id or str(message.message_id)
         if key not in groups:
-            if len([k for k in order if keep is None or keep(groups[k])]) > wanted:
-                return _kept(groups, order, keep, wanted), False
+            if groups:  # the previous group is whole (a group's messages are written together)
+                _judge(groups, kept, keep)
+                if len(kept) > wanted:
+                    return kept, False
             groups[key] = []
-            order.append(key)
         groups[key].append(message)
         if read >= MAX_SCAN:
-            return _kept(groups, order, keep, wanted), False
-    return _kept(groups, order, keep, wanted), True
+            return kept, False
+    if groups:
+        _judge(groups, kept, keep)
+    return kept, True
 
 
-def _kept(groups, order, keep, wanted):
-    chosen = [sorted(groups[k], key=lambda m: m.message_id) for k in order]
-    return [g for g in chosen if keep is None or keep(g)][:wanted]
+def _judge(groups: dict, kept: list, keep) -> None:
+    last = sorted(groups[next(reversed(groups))], key=lambda m: m.message_id)
+    if keep is None or keep(last):
+        kept.append(last)
