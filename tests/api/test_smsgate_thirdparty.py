@@ -77,6 +77,8 @@ def test_basic_and_bearer_auth_revocation_and_whitelist(sg, account):
     (text(isEncrypted="yes"), "isEncrypted"),
     (text(colour="red"), "colour"),
     (text(id="has spaces"), "id"),
+    (text(deviceId="not-a-device"), "deviceId"),
+    (text(deviceId="0123456789abcdef"), "deviceId"),
     ({"phoneNumbers": ["+8801712000001"], "dataMessage": {"data": "AA==", "port": 53739}},
      "dataMessage"),
     ({"phoneNumbers": ["+8801712000001"], "mmsMessage": {"text": "x"}}, "mmsMessage"),

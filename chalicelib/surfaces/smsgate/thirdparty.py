@@ -15,7 +15,7 @@ import logging
 from datetime import UTC, datetime
 
 from chalicelib.core import clock, settings
-from chalicelib.core.errors import BadRequest, GatewayError, Unauthorized, from_unexpected
+from chalicelib.core.errors import BadRequest, GatewayError, NotFound, Unauthorized, from_unexpected
 from chalicelib.domain import accounts, encryption, messages, phone
 from chalicelib.domain.messages import groups
 from chalicelib.surfaces import jsonbody
@@ -37,13 +37,18 @@ class Refused(BadRequest):
     code = "not_supported"
 
 
+# Our domain's parameter names, as this API calls them.
+THEIR_NAMES = {"device_uid": "deviceId", "device_id": "deviceId", "message": "textMessage.text",
+               "sim_slot": "simNumber", "message_id": "id", "webhook_id": "id"}
+
+
 def error_answer(error: GatewayError) -> tuple[int, dict]:
     status = STATUS.get(type(error).__name__, 400)
     if error.code in ("no_device", "device_removed"):
         status = 400 if error.code == "no_device" else 404
     data = {"code": error.code}
     if error.parameter:
-        data["parameter"] = error.parameter
+        data["parameter"] = THEIR_NAMES.get(error.parameter, error.parameter)
     if error.retry_after is not None:
         data["retryAfter"] = error.retry_after
     return status, {"message": error.message, "code": status, "data": data}
@@ -259,7 +264,12 @@ def send_request(body) -> tuple[str | None, groups.Request]:
 def post_message(caller, query, body):
     one_query(query, {"skipPhoneValidation", "deviceActiveWithin"})
     client_id, request = send_request(jsonbody.parse(body or b"", MAX_BODY_BYTES))
-    group_id, found, _ = groups.send(caller, client_id, request)
+    try:
+        group_id, found, _ = groups.send(caller, client_id, request)
+    except NotFound as error:  # SMSGate answers an unknown deviceId in a send with 400
+        if error.code != "not_found" or error.parameter not in ("device_uid", "device_id"):
+            raise
+        raise BadRequest(error.message, "deviceId")
     return 202, {"Location": f"/3rdparty/v1/messages/{group_id}"}, render(group_id, found)
 
 
