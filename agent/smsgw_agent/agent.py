@@ -101,7 +101,7 @@ class Agent:
             self._sim_free[sim_slot] = free
             self.journal.meta(f"sim_free_{sim_slot}", free)  # a restart keeps the pace too
         log.info("job %s sent to %s", message_id,
-                 "an encrypted number" if job.get("encrypted") else number)
+                 "an encrypted number" if job.get("is_encrypted") else number)
         if self.config.crash_after == "send":
             os._exit(3)
 

@@ -45,7 +45,7 @@ def decrypt(value: str, passphrase: str | None) -> str:
 
 def open_job(job: dict, passphrase: str | None) -> tuple[str, str]:
     """The (phone number, text) to send for a job, decrypting an encrypted one."""
-    if not job.get("encrypted"):
+    if not job.get("is_encrypted"):
         return job["phone_number"], job["message"]
     number = decrypt(job["phone_number"], passphrase).strip()
     if not number.lstrip("+").isdigit() or not 3 <= len(number.lstrip("+")) <= 16:

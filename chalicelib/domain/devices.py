@@ -276,6 +276,13 @@ def heartbeat(device: Device, app_state: str, battery: int | None = None,
     return device
 
 
+def can_decrypt(device: Device) -> bool:
+    """Can this phone take end-to-end encrypted messages? Our agent says so in its heartbeat;
+    SMSGate's app (kind "app") decrypts with its own passphrase setting, which the gateway
+    cannot see, so it is trusted to, and reports a message it cannot decrypt failed."""
+    return bool(device.e2e) or getattr(device, "kind", None) == "app"
+
+
 def _seen_recently(device: Device, now: int) -> bool:
     return (device.app_state == "running" and device.last_seen is not None
             and now - device.last_seen < SEEN_REFRESH_SECONDS * 1000)

@@ -100,8 +100,8 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
         raise NotFound("No device: this account has no registered device. Register a phone "
                        "first.", "device_id", code="no_device")
     if e2e:
-        running = [d for d in running if d.e2e]
-        if not running and any(d.e2e for d in registered):
+        running = [d for d in running if devices.can_decrypt(d)]
+        if not running and any(devices.can_decrypt(d) for d in registered):
             raise Unavailable("No device that can decrypt is running (isEncrypted).",
                               "device_id", retry_after=60, code="no_device_running")
         if not running:

@@ -67,7 +67,7 @@ def test_the_agent_decrypts_their_client_and_refuses_what_it_cannot():
         assert why in str(caught.value)
     with pytest.raises(e2e.CannotDecrypt):
         e2e.decrypt("$aes-256-cbc/pbkdf2-sha1$garbage", "right")
-    job = {"encrypted": True, "phone_number": Encryptor("right").encrypt("+8801712000001"),
+    job = {"is_encrypted": True, "phone_number": Encryptor("right").encrypt("+8801712000001"),
            "message": sealed}
     assert e2e.open_job(job, "right") == ("+8801712000001", "Grüße 😀")
     assert e2e.open_job({"phone_number": "+1", "message": "m"}, None) == ("+1", "m")

@@ -64,8 +64,8 @@ def check_content(text: str, encrypted: bool = False) -> SegmentCount:
 
 def job_payload(message: Message, text: str) -> dict:
     """What a device needs to send one SMS; self-contained so devices could read SQS directly.
-    An end-to-end encrypted one carries `encrypted`: its number and text are ciphertext."""
-    extra = {"encrypted": True} if message.encrypted else {}
+    An end-to-end encrypted one carries `is_encrypted`: its number and text are ciphertext."""
+    extra = {"is_encrypted": True} if message.encrypted else {}
     return {**extra,
         "message_id": message.message_id,
         "device_uid": message.device_uid,
@@ -186,7 +186,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
         from chalicelib.domain import encryption
         encryption.refuse_otp()
     counted = check_content(text, encrypted)
-    if encrypted and not device.e2e:
+    if encrypted and not devices.can_decrypt(device):
         raise BadRequest(f"Device {device.device_id} ({device.device_uid}) cannot decrypt: its "
                          "agent has no passphrase (isEncrypted needs one).", "isEncrypted")
     check_sim_slot(device, sim_slot)
