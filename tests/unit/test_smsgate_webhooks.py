@@ -1,6 +1,6 @@
 """SMSGate-style webhook bodies and signatures (domain/webhooks/smsgate.py), from the app's
 WebHookEventDTO and PayloadSingingPlugin: the body's fields, the device filter, our `expired`
-as their `sms:failed`, and the signature over body + timestamp."""
+as their `sms:failed`, the signature over body + timestamp; and a group's state (states.py)."""
 import hashlib
 import hmac
 import json
@@ -52,3 +52,12 @@ def test_signature_is_hmac_sha256_of_body_then_timestamp():
     assert headers["X-Timestamp"] == "1700000000"
     assert headers["X-Signature"] == hmac.new(b"key", b'{"a":1}1700000000',
                                               hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("statuses, state", [
+    (["pending", "delivered"], "Pending"), (["processing", "sent"], "Processed"),
+    (["delivered", "failed"], "Delivered"), (["failed", "expired", "cancelled"], "Failed"),
+    (["sent", "delivered", "expired"], "Sent")])
+def test_a_groups_state_is_its_least_advanced_recipients(statuses, state):
+    from chalicelib.surfaces.smsgate import states
+    assert states.group_state(statuses) == state
