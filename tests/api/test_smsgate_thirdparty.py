@@ -114,8 +114,24 @@ def test_group_replay_and_conflict(sg):
     status, answer = sg("POST", "messages", {**body, "textMessage": {"text": "Changed"}})
     assert status == 409 and answer["data"]["parameter"] == "id"
     assert len(stored()) == 2
-    # the compat API's and REST v1's keys live elsewhere: the same words make a new message
     assert sg("GET", "messages/g-1")[1]["state"] == "Pending"
+
+
+def test_ids_and_other_apis_keys_never_meet(sg, client, account, api):
+    """The same words as an SMSGate id, a REST v1 idempotency_key and a compat one: three
+    sends, none a replay or a conflict of another."""
+    acct, key, device, _ = account
+    assert sg("POST", "messages", text(id="same"))[0] == 202
+    answer = client.http.post("/v1/messages", headers={
+        "authorization": f"Bearer {key}", "content-type": "application/json"},
+        body=json.dumps({"recipients": ["+8801712000001"], "message": "Other words",
+                         "idempotency_key": "same"}))
+    assert answer.status_code == 202, answer.body
+    envelope, _ = api(api_key=key, action="send_sms", phone_number="+8801712000001",
+                      message="Third", device_id=str(device.device_id),
+                      idempotency_key="same")
+    assert envelope["status"] == "success", envelope
+    assert sorted(m.body for m in stored()) == ["Hello", "Other words", "Third"]
 
 
 def test_concurrent_twins_make_one_group(sg):
