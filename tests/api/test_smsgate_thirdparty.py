@@ -375,3 +375,20 @@ def test_list_filters(sg, account, client):
     for bad in ("?limit=0", "?limit=101", "?offset=-1", "?sort=name", "?state=Sending",
                 "?from=yesterday", "?limit=1&limit=2", "?colour=red"):
         assert sg("GET", "messages", query=bad)[0] == 400, bad
+
+
+def test_a_twin_that_undid_the_group_meanwhile_is_retryable(sg, account, monkeypatch):
+    """A same-content twin refused mid-send freed the id while this request was sending: this
+    one does not write a group record without its claim; it answers 503 (retry)."""
+    from chalicelib.domain.messages import groups
+    from chalicelib.storage.tables import Idempotency
+    real = groups._send_one
+
+    def then_undone(caller, *args):
+        accepted = real(caller, *args)
+        Idempotency(key=groups._key(caller.account_id, "twin-undo")).delete()
+        return accepted
+    monkeypatch.setattr(groups, "_send_one", then_undone)
+    status, answer = sg("POST", "messages", text(id="twin-undo"))
+    assert status == 503 and answer["data"]["parameter"] == "id"
+    assert not [i for i in Idempotency.scan() if i.key.endswith("#twin-undo")]

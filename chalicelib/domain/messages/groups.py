@@ -16,10 +16,10 @@ import re
 import secrets
 from dataclasses import asdict, dataclass
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib.core import clock, ids, settings
-from chalicelib.core.errors import BadRequest, Conflict, GatewayError, NotFound
+from chalicelib.core.errors import BadRequest, Conflict, GatewayError, NotFound, Unavailable
 from chalicelib.domain import devices, messages, pool
 from chalicelib.storage.tables import Device, Idempotency, Message
 
@@ -110,9 +110,14 @@ def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Mess
             error.message = f"phoneNumbers[{len(accepted)}]: {error.message}"
         raise
     members = [a.message.message_id for a in accepted]
-    if given:
-        Idempotency(key=_key(caller.account_id, group_id)).update(
-            actions=[Idempotency.members.set(members)])
+    if given:  # only while the claim is still this content's: a twin's undo may have freed it
+        try:
+            Idempotency(key=_key(caller.account_id, group_id)).update(
+                actions=[Idempotency.members.set(members)],
+                condition=Idempotency.fingerprint == fingerprint)
+        except UpdateError:
+            raise Unavailable(f"A concurrent request with id {group_id} was refused meanwhile; "
+                              "retry.", "id", retry_after=1)
     else:
         now = clock.now_ms()
         Idempotency(key=_key(caller.account_id, group_id), message_id=0, created_at=now,
