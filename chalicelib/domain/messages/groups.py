@@ -9,6 +9,14 @@ recipient's own claim, in the `smsgate#` space, makes it accepted once), a diffe
 Conflict. The claims live in their own key space, so neither the compat API's nor REST v1's
 idempotency keys can ever name one of these. A send is all or nothing: if a recipient is
 refused, those accepted in this request are cancelled and the group claim removed.
+
+Concurrent requests with one id, for every interleaving DynamoDB allows: the group claim is one
+conditional put, so exactly one request makes it; a twin with other content meets it (409),
+one with the same content sends through the recipients' claims (each a transaction
+conditional on its absence, records.save_new), so every recipient is one message whoever
+writes it. The members are written on condition that the claim still holds this content; an
+undo deletes the claim only while it has no members. So a record with members always names
+accepted messages, and a claim freed by an undo makes its twin answer 503 (retry).
 """
 import hashlib
 import json
