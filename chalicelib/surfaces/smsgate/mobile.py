@@ -43,9 +43,12 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 STATUS = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
           RateLimited: 429, Unavailable: 503}
 UPGRADE = 426
-# The events the app's webhooks may send us (WebHookEvent.kt) and that GET /webhooks hands out.
+# The events of the app's webhooks we act on (WebHookEvent.kt), and those GET /webhooks hands
+# out: not sms:sent|delivered|failed, which PATCH /message already carries (a second request
+# per state per SMS); the receiver still takes them from an app set up by hand.
 APP_EVENTS = ("sms:received", "sms:data-received", "sms:sent", "sms:delivered", "sms:failed",
               "system:ping")
+HANDED_OUT = ("sms:received", "sms:data-received", "system:ping")
 
 
 class TooOld(GatewayError):
@@ -252,7 +255,7 @@ def get_webhooks(request: Request):
         return answer(200, [])
     url = receiver_url(request.server_url, device.device_uid)
     return answer(200, [{"id": f"smsgw-{event.replace(':', '-')}", "url": url, "event": event}
-                        for event in APP_EVENTS])
+                        for event in HANDED_OUT])
 
 
 # --- /events ----------------------------------------------------------------------------------
