@@ -72,7 +72,7 @@ class SmsgateApp:
         self.api.headers["User-Agent"] = f"me.capcom.smsgateway/{version}"
         self.sse = requests.Session()
         self.sse.headers["User-Agent"] = OKHTTP_AGENT
-        self.api.verify = self.sse.verify = verify
+        self.verify = verify  # per request: requests lets REQUESTS_CA_BUNDLE beat Session.verify
         self.registration = None
         self.webhooks, self.signing_key = [], None
         self.local = {}  # the app's database: message id -> its last state
@@ -94,6 +94,7 @@ class SmsgateApp:
         self.requests[(method, path)] += 1
         return (session or self.api).request(
             method, self.url + path, headers=headers, params=params, timeout=(5, 60),
+            verify=self.verify,
             json=_compact(body) if body is not None else None)
 
     def _token(self) -> str:
@@ -264,8 +265,10 @@ class SmsgateApp:
         signature = hmac.new(self.signing_key.encode(), body + stamp.encode(),
                              hashlib.sha256).hexdigest()
         self.requests[("POST", "webhook")] += 1
-        return self.api.post(hooks[0]["url"], data=body, timeout=(5, 30), headers={
-            "Content-Type": "application/json", "X-Timestamp": stamp, "X-Signature": signature})
+        headers = {"Content-Type": "application/json", "X-Timestamp": stamp,
+                   "X-Signature": signature}
+        return self.api.post(hooks[0]["url"], data=body, timeout=(5, 30), verify=self.verify,
+                             headers=headers)
 
     def receive_sms(self, sender: str, text: str, sim: int = 1):
         return self.webhook("sms:received", {
