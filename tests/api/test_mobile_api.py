@@ -286,3 +286,22 @@ def test_aws_calls_per_app_patch(client, app_phone, aws_calls):
          "states": {}}])
     assert status == 204
     assert sorted(aws_calls) == [("dynamodb", "UpdateItem"), ("sqs", "DeleteMessageBatch")]
+
+
+def test_the_pair_a_phone_page_shows_the_app_url_and_a_token_that_registers(client, account):
+    from tests.dashboard_helpers import Visitor, owner, text
+    acct = account[0]
+    owner(acct.account_id, "owner@example.com")
+    visitor = Visitor(client)
+    visitor.sign_in("owner@example.com")
+    answer = visitor.submit("/dashboard/phones", {"name": "Till phone"}, page="/dashboard/phones")
+    page_path = answer.headers["Location"].split("localhost", 1)[-1]
+    page = text(visitor.get(page_path))
+    assert "http://localhost/mobile/v1" in page and "Make a private token" in page
+    code = page_path.rsplit("/", 1)[1]
+    shown = text(visitor.submit(f"/dashboard/pair/{code}/app-token", page=page_path))
+    token = __import__("re").search(r'id="app-token" class="mono" readonly value="([^"]+)"',
+                                    shown)[1]
+    assert 'data-refresh' not in shown  # the page would reload and lose the token
+    status, body, _ = register(client, token)
+    assert status == 201 and Device.get(body["id"]).name == "Till phone"
