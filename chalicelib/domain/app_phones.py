@@ -29,6 +29,7 @@ KIND = "app"
 UNUSED_DAYS = 7
 BOUND_YEARS = 20  # a bound token lives as long as its device; the record's TTL is moot
 REGISTER_PER_IP, REGISTER_WINDOW_SECONDS = 20, 15 * 60
+CLAIM_SECONDS = 60  # a first registration that takes longer than this died
 DAY_MS = 86400 * 1000
 INVALID = ("Invalid private token: unknown, revoked, expired or mistyped. Make one with "
            "`smsgw device app-token ACCOUNT_ID` or on the dashboard's Pair a phone page.")
@@ -98,15 +99,9 @@ def register_with_token(token: str | None, app_name: str, sims: int | None,
     """The token's phone: created at its first use, the same device (new device token) after."""
     item = _token(token, source_ip)
     if item.device_uid is None:
-        now = clock.now_ms()
-        unused = PairingCode.used_at.does_not_exist() & PairingCode.device_uid.does_not_exist()
-        if update_if(item, [PairingCode.used_at.set(now)], unused):
-            device, device_token = devices.register(item.account_id, item.name or app_name, sims)
-            bound = now + BOUND_YEARS * 365 * DAY_MS
-            item.update(actions=[PairingCode.device_uid.set(device.device_uid),
-                                 PairingCode.expires_at.set(bound),
-                                 PairingCode.expires.set(clock.at(bound))])
-            return _mark(device, version), device_token
+        first = _first_registration(item, app_name, sims, version)
+        if first:
+            return first
         item = PairingCode.get(item.code, consistent_read=True)
         if item.device_uid is None:
             raise Conflict("This private token is registering a phone right now; retry in a "
@@ -120,6 +115,28 @@ def register_with_token(token: str | None, app_name: str, sims: int | None,
     device_token = devices.new_secret(device)
     if sims is not None:
         devices.update_alive(device, [Device.sim_count.set(sims)])
+    return _mark(device, version), device_token
+
+
+def _first_registration(item: PairingCode, app_name: str, sims: int | None,
+                        version: str | None) -> tuple[Device, str] | None:
+    """Create the token's phone, if this call wins the claim (one conditional write: of racing
+    registrations exactly one wins; a claim left CLAIM_SECONDS by a registration that died
+    may be taken over). The device is bound only while this call's claim still holds, so a
+    slow winner overtaken by a takeover removes its device instead of leaving a second one."""
+    now = clock.now_ms()
+    free = PairingCode.device_uid.does_not_exist() & (
+        PairingCode.used_at.does_not_exist() | (PairingCode.used_at < now - CLAIM_SECONDS * 1000))
+    if not update_if(item, [PairingCode.used_at.set(now)], free):
+        return None
+    device, device_token = devices.register(item.account_id, item.name or app_name, sims)
+    bound = now + BOUND_YEARS * 365 * DAY_MS
+    if not update_if(item, [PairingCode.device_uid.set(device.device_uid),
+                            PairingCode.expires_at.set(bound),
+                            PairingCode.expires.set(clock.at(bound))],
+                     (PairingCode.used_at == now) & PairingCode.device_uid.does_not_exist()):
+        devices.remove(item.account_id, device.device_uid)
+        return None
     return _mark(device, version), device_token
 
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from chalicelib.core import clock
+from chalicelib.core.errors import Conflict
 from chalicelib.domain import app_phones, devices, messages, pacing, pairing
 from chalicelib.storage.tables import Device, IncomingMessage, Message
 
@@ -305,3 +306,56 @@ def test_the_pair_a_phone_page_shows_the_app_url_and_a_token_that_registers(clie
     assert 'data-refresh' not in shown  # the page would reload and lose the token
     status, body, _ = register(client, token)
     assert status == 201 and Device.get(body["id"]).name == "Till phone"
+
+
+def test_racing_registrations_with_one_token_make_one_phone(account, atomic_moto):
+    """The claim is one conditional write (used_at and device_uid absent): whatever order
+    DynamoDB applies the racing writes in, one wins; the others re-read and either wait (409,
+    the winner has not bound its device yet) or get that same device with a new token."""
+    import threading
+
+    acct = account[0]
+    token = app_phones.make_token(acct.account_id)
+    before = set(all_devices(acct.account_id))
+    start, outcomes = threading.Barrier(6), []
+
+    def register_one(n):
+        start.wait()
+        try:
+            device, device_token = app_phones.register_with_token(
+                token, "Racer", 1, "1.68.0", f"192.0.2.{n}")
+            outcomes.append((device.device_uid, device_token))
+        except Conflict:
+            outcomes.append(("wait", None))
+
+    threads = [threading.Thread(target=register_one, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    created = set(all_devices(acct.account_id)) - before
+    assert len(created) == 1
+    assert {uid for uid, _ in outcomes} - {"wait"} == created
+    devices.forget_cached()
+    working = []
+    for _, device_token in outcomes:
+        if device_token:
+            try:
+                devices.authenticate(device_token)
+                working.append(device_token)
+            except Exception:
+                pass
+    assert len(working) == 1  # the last new secret written; the others register again
+
+
+def test_a_claim_left_by_a_dead_registration_is_taken_over(account):
+    acct = account[0]
+    token = app_phones.make_token(acct.account_id)
+    item = app_phones.PairingCode.get(app_phones._key(token))
+    item.update(actions=[app_phones.PairingCode.used_at.set(clock.now_ms())])
+    with pytest.raises(Conflict):
+        app_phones.register_with_token(token, "x", 1, None, "192.0.2.1")
+    clock.freeze()
+    clock.advance(app_phones.CLAIM_SECONDS + 1)
+    device, _ = app_phones.register_with_token(token, "x", 1, None, "192.0.2.1")
+    assert device.account_id == acct.account_id
