@@ -186,7 +186,8 @@ class SmsgateApp:
                 return
             with self.lock:
                 self.ledger.append({"message_id": int(message_id), "at": time.time(),
-                                    "phone": message["phoneNumbers"][0],
+                                    "phone_number": message["phoneNumbers"][0],
+                                    "message": message["textMessage"]["text"],
                                     "sim_slot": message.get("simNumber")})
             self._set(message_id, "Sent")
         if item["state"] == "Sent":

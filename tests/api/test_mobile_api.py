@@ -359,3 +359,19 @@ def test_a_claim_left_by_a_dead_registration_is_taken_over(account):
     clock.advance(app_phones.CLAIM_SECONDS + 1)
     device, _ = app_phones.register_with_token(token, "x", 1, None, "192.0.2.1")
     assert device.account_id == acct.account_id
+
+
+def test_a_held_events_request_rings_on_a_job_and_leaves_it_for_the_pull(client, app_phone,
+                                                                         monkeypatch):
+    from chalicelib.core import settings
+    monkeypatch.setattr(settings, "MOBILE_EVENTS_HOLD_SECONDS", 1)
+    acct, _, reg = app_phone
+    auth = f"Bearer {reg['token']}"
+    started = time.monotonic()
+    status, text, _ = call(client, "GET", "/events", auth)
+    assert status == 200 and "MessageEnqueued" not in text and time.monotonic() - started >= 0.9
+    message = send(acct, Device.get(reg["id"]))
+    status, text, _ = call(client, "GET", "/events", auth)
+    assert status == 200 and "event: MessageEnqueued\ndata: {}\n\n" in text
+    status, jobs, _ = call(client, "GET", "/message", auth)
+    assert [job["id"] for job in jobs] == [str(message.message_id)]
