@@ -250,6 +250,47 @@ def smsgate_client_4(a, b, c, d):
     return _smsgate_client_api(a, b, c, d)
 
 
+# SMSGate's Android app as a phone (chalicelib/surfaces/smsgate/mobile.py, docs/android-app.md):
+# its private-server device API, imported on first use like REST v1.
+def _mobile(route, **path_params):
+    from chalicelib.surfaces.smsgate import mobile
+    request = app.current_request
+    status, headers, body = mobile.handle(request.method, route, path_params, _query(),
+                                          dict(request.headers), request.raw_body, _source_ip(),
+                                          request.context)
+    return Response(body, status_code=status, headers=headers)
+
+
+@app.route("/mobile/v1/device", methods=["GET", "POST", "PATCH"], content_types=ANY_BODY)
+def mobile_device():
+    return _mobile("/device")
+
+
+@app.route("/mobile/v1/message", methods=["GET", "PATCH"], content_types=ANY_BODY)
+def mobile_message():
+    return _mobile("/message")
+
+
+@app.route("/mobile/v1/events", methods=["GET"])
+def mobile_events():
+    return _mobile("/events")
+
+
+@app.route("/mobile/v1/settings", methods=["GET"])
+def mobile_settings():
+    return _mobile("/settings")
+
+
+@app.route("/mobile/v1/webhooks", methods=["GET"])
+def mobile_webhooks():
+    return _mobile("/webhooks")
+
+
+@app.route("/mobile/v1/app-webhooks/{device_uid}", methods=["POST"], content_types=ANY_BODY)
+def mobile_app_webhook(device_uid):
+    return _mobile("/app-webhooks/{device_uid}", device_uid=device_uid)
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""

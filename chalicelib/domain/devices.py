@@ -140,14 +140,22 @@ def authenticate(token: str | None) -> Device:
     if not UID_PATTERN.match(uid) or not secret:
         raise Unauthorized("Missing or malformed device token.", "authorization")
     device = _cache.get(("token", uid))
+    cached = device is not None
     if device is None:
-        try:
-            device = Device.get(uid)
-        except DoesNotExist:
-            raise Unauthorized("Invalid device token.", "authorization")
-        _cache.put(("token", uid), device)
+        device = _load(uid)
+    if not hmac.compare_digest(device.secret_hash, _hash(secret)) and cached:
+        device = _load(uid)  # the secret may be newer than the cache (new_secret)
     if not hmac.compare_digest(device.secret_hash, _hash(secret)):
         raise Unauthorized("Invalid device token.", "authorization")
+    return device
+
+
+def _load(uid: str) -> Device:
+    try:
+        device = Device.get(uid)
+    except DoesNotExist:
+        raise Unauthorized("Invalid device token.", "authorization")
+    _cache.put(("token", uid), device)
     return device
 
 
@@ -313,3 +321,18 @@ def stop_silent(now_ms: int | None = None, on_stop=None) -> int:
                 on_stop(device)
     return stopped
 
+
+
+def update_alive(device: Device, actions) -> None:
+    """One UpdateItem of a device that must still exist (401 `device_removed` otherwise)."""
+    _update_or_removed(device, actions)
+
+
+def new_secret(device: Device) -> str:
+    """A fresh device token for an existing device; the old one stops working at once (here;
+    other warm containers within AUTH_CACHE_SECONDS). For an app phone registering again."""
+    secret = secrets.token_hex(24)
+    _update_or_removed(device, [Device.secret_hash.set(_hash(secret))])
+    device.secret_hash = _hash(secret)
+    forget_cached()
+    return f"{device.device_uid}.{secret}"

@@ -108,6 +108,11 @@ class Device(Model):
     paused_until_2 = NumberAttribute(null=True)
     pause_reason_1 = UnicodeAttribute(null=True)
     pause_reason_2 = UnicodeAttribute(null=True)
+    # A phone running SMSGate's app (surfaces/smsgate/mobile.py): kind "app" (absent: our
+    # agent), the app version it registered with, and the key it signs its webhooks with.
+    kind = UnicodeAttribute(null=True)
+    app_version = UnicodeAttribute(null=True)
+    signing_key = UnicodeAttribute(null=True)
     # poll_0..: until when (epoch ms) each live GET /device/jobs holds its slot (devices.start_poll)
     vars().update({name: NumberAttribute(null=True) for name in POLL_SLOTS})
     by_account = DevicesByAccount()

@@ -22,6 +22,9 @@ FROM_SMSGATE = {
     "Sent": "sent",
     "Delivered": "delivered",
     "Failed": "failed",
+    # The app's own cancel (its ProcessingState has Cancelled): it will not send the message,
+    # which ends it failed for us, with "cancelled on the phone" as the reason.
+    "Cancelled": "failed",
 }
 
 
