@@ -79,6 +79,7 @@ GATEWAY_ENV = {
     "SMSGW_HEARTBEAT_WINDOW_SECONDS": str(HEARTBEAT_WINDOW), "SMSGW_AUTH_CACHE_SECONDS": "300",
     "SMSGW_WEBHOOK_RETRY_SCALE": "0.001",  # retries after 1 s, 1 s, 1 s, 1 s, 2 s, 4 s...
     "SMSGW_DEFAULT_PACE_PER_HOUR": "0",  # the pool mode paces one phone itself
+    "SMSGW_PACE_WINDOW_PARTS": "0",
     "SMSGW_FIRST_LOOK_SECONDS": "2",  # the sweeps read new messages 2 s old (60 s deployed)
 }
 WEBHOOK_FAIL_RATE = 0.2
