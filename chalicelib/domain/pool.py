@@ -248,6 +248,9 @@ def set_device_limits(account_id: str, device_ref: str, pace=pacing.KEEP,
     checked = {name: check(raw) for name, raw, check in (
         ("pace", pace, pacing.check_pace), ("window", window, pacing.check_window))
         if raw is not pacing.KEEP}
+    if not checked:
+        raise BadRequest("Give a pace (parts per hour per SIM) or a window (parts per 30 "
+                         "minutes), or both.", "pace")
     device = devices.resolve(account_id, device_id=str(device_ref))
     pacing.set_limits(device, **checked)
     devices.forget_cached()
