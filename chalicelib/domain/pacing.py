@@ -40,6 +40,10 @@ class Slot:
     at: int  # when the message may be handed to the phone (epoch ms)
 
 
+class Busy(Unavailable):
+    code = "pacing_busy"
+
+
 class AtCapacity(Exception):
     def __init__(self, free_at: int):
         super().__init__(free_at)
@@ -85,6 +89,28 @@ def is_paused(device: Device, sim: int, now: int) -> bool:
     return paused_until(device, sim) > now
 
 
+def _state(device: Device) -> tuple[bytes | None, int | None]:
+    """The device's (log, version) as one value: automatic choice shares cached Device objects
+    between the threads of one request (REST v1's bulk send), and a log read apart from its
+    version could pair an old log with a newer version, whose write would then succeed."""
+    return device.__dict__.get("_pace_state") or (device.pace_log, device.pace_ver)
+
+
+def _keep(device: Device, log: bytes | None, version: int | None) -> None:
+    device.__dict__["_pace_state"] = (log, version)  # one assignment: atomic between threads
+
+
+def entries_of(device: Device) -> list[pace_log.Entry]:
+    return pace_log.decode(_state(device)[0])
+
+
+def load(device: Device, sim: int, now: int) -> int:
+    """Parts the phone and this SIM have booked from the longer window ago on: among SIMs that
+    can send equally soon, choice takes the least loaded, so a burst spreads over the pool."""
+    since = _second(now) - max(settings.PACE_WINDOW_SECONDS, settings.PACE_RATE_SECONDS)
+    return sum(e.parts * (1 + (e.sim == sim)) for e in entries_of(device) if e.at >= since)
+
+
 def _field(name: str, sim: int):
     return getattr(Device, f"{name}_{sim}")
 
@@ -108,7 +134,7 @@ def earliest(device: Device, sim: int, segments: int, now: int, urgent: bool = F
     device's state as read, or None if it never fits (more parts than a limit allows)."""
     if not is_paced(device):
         return _start(device, sim, now, urgent)
-    entries = pace_log.decode(device.pace_log) if entries is None else entries
+    entries = entries_of(device) if entries is None else entries
     entries = pace_log.prune(entries, _second(now) - 1, limits(device, sim))
     start = _start(device, sim, now, urgent)
     at = pace_log.place(entries, limits(device, sim), sim, max(1, segments), urgent,
@@ -129,8 +155,8 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
     parts = max(1, segments)
     for _ in range(PACE_TRIES):
         start = _start(device, sim, now, urgent)
-        entries = pace_log.prune(pace_log.decode(device.pace_log), _second(now) - 1,
-                                 limits(device, sim))
+        raw, version = _state(device)
+        entries = pace_log.prune(pace_log.decode(raw), _second(now) - 1, limits(device, sim))
         at_s = pace_log.place(entries, limits(device, sim), sim, parts, urgent,
                               _second(start), settings.PACE_LOG_ENTRIES)
         if at_s is None:
@@ -139,24 +165,23 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
         if horizon_ms is not None and at > now + horizon_ms:
             raise AtCapacity(at - horizon_ms)
         log = pace_log.encode(pace_log.add(entries, at_s, sim, urgent, parts))
-        version = device.pace_ver
         condition = Device.device_uid.exists() & (
             Device.pace_ver.does_not_exist() if version is None else Device.pace_ver == version)
         done, current = update_or_current(
             Device(device_uid=device.device_uid),
             [Device.pace_log.set(log), Device.pace_ver.set((version or 0) + 1)], condition)
         if done:
-            device.pace_log, device.pace_ver = log, (version or 0) + 1
+            _keep(device, log, (version or 0) + 1)
             return Slot(at)
         if not current:
             raise NotFound(f"Unknown device: device {device.device_id} was removed.",
                            "device_id")
         fresh = Device.from_raw_data(current)
-        for name in ("pace_log", "pace_ver", "pace_window", "pace_per_hour",
-                     f"paused_until_{sim}"):
+        for name in ("pace_window", "pace_per_hour", f"paused_until_{sim}"):
             setattr(device, name, getattr(fresh, name))
-    raise Unavailable("Pacing is busy: many sends to this phone at once; retry in a second.",
-                      "device_id", retry_after=1, code="pacing_busy")
+        _keep(device, fresh.pace_log, fresh.pace_ver)
+    raise Busy("Pacing is busy: many sends to this phone at once; retry in a second.",
+               "device_id", retry_after=1)
 
 
 def pause(device: Device, sim: int, seconds: int, reason: str, now: int | None = None) -> int:
@@ -226,7 +251,8 @@ def set_limits(device: Device, pace=KEEP, window=KEEP) -> Device:
     for name, value in (("pace_per_hour", pace), ("pace_window", window)):
         if value is not KEEP:
             setattr(device, name, value)
-    device.pace_ver = (device.pace_ver or 0) + 1
+    device.__dict__.pop("_pace_state", None)
+    device.pace_ver = None  # unknown now: the next booking learns it from its failed condition
     return device
 
 
@@ -237,7 +263,7 @@ def set_pace(device: Device, pace_per_hour) -> Device:
 def describe(device: Device, now: int | None = None) -> dict:
     """Pacing and pause state of a device, for device_status and the phones page."""
     now = clock.now_ms() if now is None else now
-    entries = pace_log.decode(device.pace_log)
+    entries = entries_of(device)
     since = _second(now) - settings.PACE_WINDOW_SECONDS
     sims = []
     for sim in SIMS[:device.sim_count or 1]:
@@ -267,7 +293,7 @@ def estimate(devices: list[Device], parts: list[int], now: int) -> int:
     BadRequest (a message too long for every limit). Automatic sends refuse a message that
     could not go within SMSGW_POOL_BACKLOG_SECONDS: compare with now + that."""
     from chalicelib.domain import devices as device_rules
-    logs = {d.device_uid: pace_log.decode(d.pace_log) for d in devices}
+    logs = {d.device_uid: entries_of(d) for d in devices}
     sims = [(d, s) for d in devices if device_rules.is_running(d, now)
             for s in SIMS[:d.sim_count or 1] if not is_paused(d, s, now)]
     if not sims:

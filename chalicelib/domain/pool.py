@@ -77,8 +77,9 @@ def _options(candidates, now, sim_slot, segments, urgent):
             if sim <= (device.sim_count or 2) and not pacing.is_paused(device, sim, now):
                 at = pacing.earliest(device, sim, segments, now, urgent)
                 if at is not None:  # None: longer than this phone's limits allow at all
-                    options.append((at, random.random(), device, sim))
-    return sorted(options, key=lambda o: o[:2])
+                    options.append((at, pacing.load(device, sim, now), random.random(),
+                                    device, sim))
+    return sorted(options, key=lambda o: o[:3])
 
 
 def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
@@ -117,21 +118,25 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
                           f"{clock.fmt(until)} UTC.", "device_id",
                           retry_after=max(1, (until - now) // 1000), code="pool_paused")
     if not reserve:  # at random, so a scheduled burst is spread over the pool's SIMs
-        _, _, device, sim = random.choice(options)
+        *_, device, sim = random.choice(options)
         return Route(device, sim, None)
     horizon = None
     if not urgent:
         validity = validity_seconds or settings.MESSAGE_VALIDITY_SECONDS
         horizon = min(settings.POOL_BACKLOG_SECONDS, validity) * 1000
-    soonest = None
-    for _, _, device, sim in options[:4]:
+    soonest, busy = None, None
+    for *_, device, sim in options[:4]:
         try:
             slot = pacing.reserve(device, sim, segments, max(now, start or now), horizon,
                                   urgent=urgent)
             return Route(device, sim, slot)
-        except (pacing.AtCapacity, NotFound) as error:
+        except (pacing.AtCapacity, pacing.Busy, NotFound) as error:
             if isinstance(error, pacing.AtCapacity):
                 soonest = error.free_at if soonest is None else min(soonest, error.free_at)
+            elif isinstance(error, pacing.Busy):
+                busy = error  # others are booking that phone right now: try the next
+    if busy is not None and soonest is None:
+        raise busy
     soonest = soonest or now + 1000
     raise RateLimited(f"All running devices are at capacity (pacing) until "
                       f"{clock.fmt(soonest)} UTC.", "device_id",
