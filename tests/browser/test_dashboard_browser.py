@@ -317,7 +317,7 @@ def test_set_a_phone_pace_from_the_phones_page(page, gateway):
     row.get_by_label(re.compile(r"^Pace")).fill("600")
     row.get_by_role("button", name="Set the pace of Test phone").click()
     page.wait_for_url(re.compile(r"done=pace-saved"))
-    assert "600 segments/h per SIM" in page.locator("tr", has_text="Test phone").inner_text()
+    assert "600 parts/h per SIM" in page.locator("tr", has_text="Test phone").inner_text()
     shoot(page, "phones-pace")
     row = page.locator("tr", has_text="Test phone")
     row.get_by_label(re.compile(r"^Pace")).fill("default")

@@ -52,10 +52,13 @@ def phone_remove(request, device_uid):
 
 
 def phone_pace(request, device_uid):
-    """The owner's pace for one phone: whole segments per hour per SIM, or "default"."""
+    """The owner's pacing for one phone: its SIM rate (`pace`, parts per hour per SIM) and/or
+    its window (`window`, parts per 30 minutes, "none"), each "default"; a blank field keeps
+    its value (docs/pool.md)."""
+    given = {name: request.form.get(name, "") for name in ("pace", "window")
+             if request.form.get(name, "").strip()}
     try:
-        pool.set_device_pace(request.session.account_id, device_uid,
-                             request.form.get("pace", ""))
+        pool.set_device_limits(request.session.account_id, device_uid, **given)
     except NotFound:
         raise
     except GatewayError as error:
