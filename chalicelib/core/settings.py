@@ -142,7 +142,7 @@ MAX_PACE_PER_HOUR = 36000
 MAX_WINDOW_PARTS = 10000
 # The most distinct hand-out times a device's pacing log keeps (6 bytes each on the device item,
 # which must stay under 1 KB so a send's slot write costs one write unit; bursts share one).
-PACE_LOG_ENTRIES = 64
+PACE_LOG_ENTRIES = 48
 # A message sent without a named device that its device has not taken this long after its
 # paced send time moves to another running device of the account.
 POOL_GRACE_SECONDS = max(1, _int("SMSGW_POOL_GRACE_SECONDS", 60))

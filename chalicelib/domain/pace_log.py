@@ -118,6 +118,27 @@ def add(entries: list[Entry], at: int, sim: int, otp: bool, parts: int) -> list[
     return out
 
 
+SETTLED = 60  # seconds: entries older than this before now may be compacted (clock skew)
+
+
+def compact(entries: list[Entry], now_s: int, room: int) -> list[Entry]:
+    """At most `room` entries, by merging settled entries into a later settled one of the same
+    SIM and kind (the closest pair first). Safe: every window that reaches a time >= now and
+    contains a past entry contains everything after it up to now, so counting a past part
+    later only counts it in more of those windows, never fewer."""
+    entries = list(entries)
+    while len(entries) >= room:
+        old = sorted((e for e in entries if e.at < now_s - SETTLED), key=lambda e: e.at)
+        pairs = [(b.at - a.at, a, b) for i, a in enumerate(old) for b in old[i + 1:]
+                 if (a.sim, a.otp) == (b.sim, b.otp)]
+        if not pairs:
+            return entries
+        _, a, b = min(pairs, key=lambda p: p[0])
+        entries.remove(a)
+        entries = add([e for e in entries if e != b], b.at, b.sim, b.otp, a.parts + b.parts)
+    return entries
+
+
 def place(entries: list[Entry], limits: list[Limit], sim: int, parts: int, otp: bool,
           start_s: int, room: int) -> int | None:
     """Where a new message goes: its earliest second, or, when that would need a new entry and

@@ -128,14 +128,19 @@ def _start(device: Device, sim: int, now: int, urgent: bool) -> int:
     return now if urgent else max(now, paused_until(device, sim))  # OTPs do not wait a pause
 
 
+def _settled(entries, device: Device, sim: int, now: int) -> list[pace_log.Entry]:
+    """The log without what no window can reach any more, compacted to leave room for one."""
+    entries = pace_log.prune(entries, _second(now) - 1, limits(device, sim))
+    return pace_log.compact(entries, _second(now), settings.PACE_LOG_ENTRIES)
+
+
 def earliest(device: Device, sim: int, segments: int, now: int, urgent: bool = False,
              entries: list | None = None) -> int | None:
     """When (epoch ms) a message of `segments` parts could be handed out on this SIM under the
     device's state as read, or None if it never fits (more parts than a limit allows)."""
     if not is_paced(device):
         return _start(device, sim, now, urgent)
-    entries = entries_of(device) if entries is None else entries
-    entries = pace_log.prune(entries, _second(now) - 1, limits(device, sim))
+    entries = _settled(entries_of(device) if entries is None else entries, device, sim, now)
     start = _start(device, sim, now, urgent)
     at = pace_log.place(entries, limits(device, sim), sim, max(1, segments), urgent,
                         _second(start), settings.PACE_LOG_ENTRIES)
@@ -156,7 +161,7 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
     for _ in range(PACE_TRIES):
         start = _start(device, sim, now, urgent)
         raw, version = _state(device)
-        entries = pace_log.prune(pace_log.decode(raw), _second(now) - 1, limits(device, sim))
+        entries = _settled(pace_log.decode(raw), device, sim, now)
         at_s = pace_log.place(entries, limits(device, sim), sim, parts, urgent,
                               _second(start), settings.PACE_LOG_ENTRIES)
         if at_s is None:
