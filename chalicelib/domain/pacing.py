@@ -104,11 +104,19 @@ def entries_of(device: Device) -> list[pace_log.Entry]:
     return pace_log.decode(_state(device)[0])
 
 
-def load(device: Device, sim: int, now: int) -> int:
-    """Parts the phone and this SIM have booked from the longer window ago on: among SIMs that
-    can send equally soon, choice takes the least loaded, so a burst spreads over the pool."""
-    since = _second(now) - max(settings.PACE_WINDOW_SECONDS, settings.PACE_RATE_SECONDS)
-    return sum(e.parts * (1 + (e.sim == sim)) for e in entries_of(device) if e.at >= since)
+def load(device: Device, sim: int, now: int) -> float:
+    """How full the phone's window and this SIM's rate are (0-1, the fuller of the two, bulk
+    parts booked from a window ago on over what bulk may use). Choice breaks ties between SIMs
+    that can send equally soon by this plus a random 0-1, so a burst mostly goes to the
+    emptier phones without always starving a busier one; an unpaced phone counts as empty."""
+    entries, fill = entries_of(device), 0.0
+    for limit in limits(device, sim):
+        if limit.parts:
+            since = _second(now) - limit.seconds
+            used = sum(e.parts for e in entries if e.at >= since and not e.otp
+                       and (limit.sim is None or e.sim == limit.sim))
+            fill = max(fill, used / max(1, limit.parts - limit.reserve))
+    return fill
 
 
 def _field(name: str, sim: int):

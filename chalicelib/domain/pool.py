@@ -77,9 +77,9 @@ def _options(candidates, now, sim_slot, segments, urgent):
             if sim <= (device.sim_count or 2) and not pacing.is_paused(device, sim, now):
                 at = pacing.earliest(device, sim, segments, now, urgent)
                 if at is not None:  # None: longer than this phone's limits allow at all
-                    options.append((at, pacing.load(device, sim, now), random.random(),
+                    options.append((at, pacing.load(device, sim, now) + random.random(),
                                     device, sim))
-    return sorted(options, key=lambda o: o[:3])
+    return sorted(options, key=lambda o: o[:2])
 
 
 def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
