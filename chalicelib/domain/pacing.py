@@ -274,10 +274,9 @@ def set_pace(device: Device, pace_per_hour) -> Device:
 
 
 def describe(device: Device, now: int | None = None) -> dict:
-    """Pacing and pause state of a device, for device_status and the phones page."""
+    """Pacing and pause state of a device, for device_status (fields as before issue 21)."""
     now = clock.now_ms() if now is None else now
     entries = entries_of(device)
-    since = _second(now) - settings.PACE_WINDOW_SECONDS
     sims = []
     for sim in SIMS[:device.sim_count or 1]:
         paused = is_paused(device, sim, now)
@@ -287,15 +286,22 @@ def describe(device: Device, now: int | None = None) -> dict:
                      "paused": paused,
                      "paused_until": clock.fmt(paused_until(device, sim)) if paused else None,
                      "pause_reason": pause_reason(device, sim) if paused else None})
-    window = window_of(device)
     return {"pace_per_hour": pace_of(device) or None,
-            "window_parts": window or None,
-            "window_minutes": math.ceil(settings.PACE_WINDOW_SECONDS / 60),
-            "window_used": sum(e.parts for e in entries if since <= e.at <= _second(now)),
             "paced": is_paced(device),
             "paused": bool(sims) and all(s["paused"] for s in sims),
             "pause_reason": next((s["pause_reason"] for s in sims if s["paused"]), None),
             "sims": sims}
+
+
+def window_state(device: Device, now: int | None = None) -> dict:
+    """The phone's window for the dashboard: its parts, minutes and parts used now (the compat
+    API's device_status keeps its fields as they were)."""
+    now = clock.now_ms() if now is None else now
+    since = _second(now) - settings.PACE_WINDOW_SECONDS
+    return {"window_parts": window_of(device) or None,
+            "window_minutes": math.ceil(settings.PACE_WINDOW_SECONDS / 60),
+            "window_used": sum(e.parts for e in entries_of(device)
+                               if since <= e.at <= _second(now))}
 
 
 def estimate(devices: list[Device], parts: list[int], now: int) -> int:

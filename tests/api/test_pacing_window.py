@@ -53,7 +53,7 @@ def test_a_burst_that_fits_goes_at_once(api, phone, aws_calls):
     assert [a["data"].get("expected_in", 0) for a in answers] == [0, 0, 0, 0, 0]
     delays = [p.get("DelaySeconds") for _, op, p in aws_calls.requests if op == "SendMessage"]
     assert delays == [None] * 5  # every job visible to the phone at once
-    assert pacing.describe(Device.get(device.device_uid))["window_used"] == 5
+    assert pacing.window_state(Device.get(device.device_uid))["window_used"] == 5
 
 
 def test_the_window_is_full_for_bulk_but_an_otp_goes_at_once(api, phone, aws_calls):
@@ -79,7 +79,7 @@ def test_a_three_part_sms_counts_three(api, phone):
     clock.freeze()
     body = send(api, key, device_id="1", message="x" * 400)  # 3 GSM-7 parts
     assert body["status"] == "success"
-    assert pacing.describe(Device.get(device.device_uid))["window_used"] == 3
+    assert pacing.window_state(Device.get(device.device_uid))["window_used"] == 3
     for _ in range(22):
         assert "expected_at" not in send(api, key, device_id="1")["data"]
     # 25 bulk parts used: a 1-part SMS on the other SIM waits for the window too
@@ -268,4 +268,4 @@ def test_a_moved_message_counts_on_its_new_phone(api, phone):
     assert pool.move(message, clock.now_ms()) == "moved"
     target = Message.get(acct.account_id, body["message_id"]).device_uid
     assert target != body["device_uid"]
-    assert pacing.describe(Device.get(target))["window_used"] == 1
+    assert pacing.window_state(Device.get(target))["window_used"] == 1

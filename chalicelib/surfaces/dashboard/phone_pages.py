@@ -2,7 +2,7 @@
 one, the message lists and a message's timeline, and "Try it" (test SMS, OTP, verify)."""
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, NotFound
-from chalicelib.domain import devices, messages, otp, pairing, phone, pool
+from chalicelib.domain import devices, messages, otp, pacing, pairing, phone, pool
 from chalicelib.domain.messages import search as message_search
 from chalicelib.surfaces.dashboard import web
 from chalicelib.surfaces.dashboard.account_pages import notice
@@ -14,7 +14,7 @@ def phones_page(request, error=None, name="", status=200):
     account_id = request.session.account_id
     rows = []
     for device in sorted(devices.list_devices(account_id), key=lambda d: d.device_id):
-        rows.append(pool.describe(device))
+        rows.append({**pool.describe(device), **pacing.window_state(device)})
     return web.render(request, "phones.html", status, title="Phones", rows=rows, error=error,
                       name=name, notice=notice(request), minutes=pairing.CODE_MINUTES)
 
