@@ -18,8 +18,10 @@ concurrent reservations computed from version v exactly one commits; the others 
 condition, get the current item in the same call (ReturnValuesOnConditionCheckFailure), and
 compute again. Every committed log is therefore its predecessor plus one entry that was checked
 against all of it, so by induction every committed log keeps every window, for every
-interleaving of any number of Lambdas; a stale cached log only costs a retry. Pruning drops
-only entries that no window containing a time >= now can reach. A retry loop that keeps losing
+interleaving of any number of Lambdas; a stale cached log only costs a retry. The log counts
+each window that can still matter (one reaching a time >= now) at least as full as the real
+hand-outs: pruning drops only entries no such window reaches, and compaction (pace_log.compact)
+moves a settled part later, into more of them, never fewer. A booking that keeps losing
 (PACE_TRIES) answers "busy, retry" rather than guess.
 """
 import math
@@ -137,9 +139,12 @@ def _start(device: Device, sim: int, now: int, urgent: bool) -> int:
 
 
 def _settled(entries, device: Device, sim: int, now: int) -> list[pace_log.Entry]:
-    """The log without what no window can reach any more, compacted to leave room for one."""
-    entries = pace_log.prune(entries, _second(now) - 1, limits(device, sim))
-    return pace_log.compact(entries, _second(now), settings.PACE_LOG_ENTRIES)
+    """The log without what no window can reach any more, compacted to leave room for one.
+    Relative to the real clock at the latest: a caller's `now` may be a later start (a
+    scheduled release), and what lies before it may still matter to other bookings."""
+    floor = _second(min(now, clock.now_ms()))
+    entries = pace_log.prune(entries, floor - 1, limits(device, sim))
+    return pace_log.compact(entries, floor, settings.PACE_LOG_ENTRIES)
 
 
 def earliest(device: Device, sim: int, segments: int, now: int, urgent: bool = False,
