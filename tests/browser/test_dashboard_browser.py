@@ -33,7 +33,8 @@ DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
     env["PYTHONPATH"] = str(ROOT / "agent")
-    env["SMSGW_DEFAULT_PACE_PER_HOUR"] = "0"  # pacing is tested in tests/test_pool*.py
+    env["SMSGW_DEFAULT_PACE_PER_HOUR"] = "0"  # pacing is tested in tests/api/test_pool*.py,
+    env["SMSGW_PACE_WINDOW_PARTS"] = "0"  # test_pacing_window.py
     return env
 
 
