@@ -260,8 +260,7 @@ def set_limits(device: Device, pace=KEEP, window=KEEP) -> Device:
         attribute = getattr(Device, name)
         actions.append(attribute.set(value) if value is not None else attribute.remove())
     if not actions:
-        raise BadRequest("Give a pace (parts per hour per SIM) or a window (parts per 30 "
-                         "minutes), or both.", "pace")
+        return device
     actions.append(Device.pace_ver.add(1))
     if not update_if(Device(device_uid=device.device_uid), actions,
                      Device.account_id == device.account_id):

@@ -33,6 +33,16 @@ def load_soak():
     return module
 
 
+def busiest_sends(ledgers, device_uid, skip) -> int:
+    """Most bulk sends of the phone on one SIM in any closed 4 s (its rate's period)."""
+    most = 0
+    for sim in (1, 2):
+        times = sorted(e["at"] for m, sends in ledgers.items() for uid, e in sends
+                       if uid == device_uid and e["sim_slot"] == sim and m not in skip)
+        most = max([most] + [sum(1 for t in times if a <= t <= a + 4) for a in times])
+    return most
+
+
 def wait_for(predicate, seconds, what):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -165,9 +175,10 @@ def test_pool_of_phones_with_a_dead_a_silent_and_a_paced_one(tmp_path):
             paced_sends += len(times)
             gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
         assert paced_sends >= 4
-        # hand-outs 5 s apart (one bulk part per closed 4 s window); the phone long-polls, so
-        # its sends follow within a second
-        assert min(gaps) >= 5 - 1, gaps
+        # hand-outs 5 s apart (one bulk part per closed 4 s window, the other kept for OTPs);
+        # the phone long-polls, so its sends follow within a second or two: never more than
+        # the SIM's rate (2) in any 4 s
+        assert busiest_sends(ledgers, paced.device["device_uid"], set(otps)) <= PACE_PER_HOUR
 
         otp_sent = {m: ledgers[m][0][1]["at"] for m in otps}
         assert all(otp_sent[m] - otps[m] < 5 for m in otps), (otp_sent, otps)
