@@ -106,12 +106,12 @@ def entries_of(device: Device) -> list[pace_log.Entry]:
     return pace_log.decode(_state(device)[0])
 
 
-def load(device: Device, sim: int, now: int) -> float:
+def load(device: Device, sim: int, now: int, entries: list | None = None) -> float:
     """How full the phone's window and this SIM's rate are (0-1, the fuller of the two, bulk
     parts booked from a window ago on over what bulk may use). Choice breaks ties between SIMs
     that can send equally soon by this plus a random 0-1, so a burst mostly goes to the
     emptier phones without always starving a busier one; an unpaced phone counts as empty."""
-    entries, fill = entries_of(device), 0.0
+    entries, fill = entries_of(device) if entries is None else entries, 0.0
     for limit in limits(device, sim):
         if limit.parts:
             since = _second(now) - limit.seconds
@@ -327,12 +327,13 @@ def estimate(devices: list[Device], parts: list[int], now: int) -> int:
         options = []
         for device, sim in sims:
             at = earliest(device, sim, count, now, entries=logs[device.device_uid])
-            if at is not None:
-                options.append((at, device, sim))
+            if at is not None:  # as choice orders them, less its random share
+                options.append((at, load(device, sim, now, logs[device.device_uid]), device,
+                                sim))
         if not options:  # longer than any limit allows: automatic choice refuses it too
             raise BadRequest(f"A message of {count} parts is more than these phones' limits "
                              "allow at once.", "message")
-        at, device, sim = min(options, key=lambda o: o[0])
+        at, _, device, sim = min(options, key=lambda o: o[:2])
         if is_paced(device):
             logs[device.device_uid] = pace_log.add(logs[device.device_uid], _second(at), sim,
                                                    False, max(1, count))

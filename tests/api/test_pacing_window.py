@@ -233,8 +233,9 @@ def test_owners_set_both_limits_and_bad_values_change_nothing(account):
     assert (stored.pace_per_hour, stored.pace_window) == (None, None)
 
 
-def test_estimate_reads_only_and_matches_what_sending_does(api, phone, aws_calls):
+def test_estimate_reads_only_and_matches_what_sending_does(api, phone, aws_calls, monkeypatch):
     acct, key, device = phone
+    monkeypatch.setattr(pool.random, "random", lambda: 0.5)  # choice's ties without chance
     other, _ = devices.register(acct.account_id, "Phone 2", sim_count=1)
     devices.heartbeat(other, "running")
     pool.forget_cached()

@@ -233,8 +233,8 @@ def test_concurrent_failover_moves_each_message_once(api, fleet, atomic_moto):
 
 def test_stopped_device_messages_move_at_once(api, fleet):
     acct, key, phones = fleet
-    for phone in phones:
-        pool.set_device_pace(acct.account_id, phone.device_id, 60)  # a minute a segment
+    for phone in phones:  # a window of 4 parts, 2 for bulk: the 6 go 2 per phone
+        pool.set_device_limits(acct.account_id, phone.device_id, window=4)
     clock.freeze()
     answers = [send(api, key)["data"] for _ in range(6)]
     dead_uid = answers[0]["device_uid"]
