@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 
 from chalicelib.core import clock, settings
-from chalicelib.core.errors import BadRequest, NotFound, Unavailable
+from chalicelib.core.errors import BadRequest, NotFound, RateLimited, Unavailable
 from chalicelib.domain import pace_log
 from chalicelib.storage.model_base import update_or_current
 from chalicelib.storage.tables import Device, update_if
@@ -46,9 +46,14 @@ class Busy(Unavailable):
     code = "pacing_busy"
 
 
-class AtCapacity(Exception):
-    def __init__(self, free_at: int):
-        super().__init__(free_at)
+class AtCapacity(RateLimited):
+    """The phone cannot take the message within the horizon asked for (automatic choice tries
+    another), or its log is full of later bookings (a named send's caller retries)."""
+    code = "device_at_capacity"
+
+    def __init__(self, free_at: int, now: int):
+        super().__init__(f"The phone is at capacity (pacing) until {clock.fmt(free_at)} UTC.",
+                         "device_id", retry_after=max(1, -(-(free_at - now) // 1000)))
         self.free_at = free_at  # from then on it would fit within the horizon asked for
 
 
@@ -164,9 +169,10 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
             horizon_ms: int | None = None, urgent: bool = False) -> Slot:
     """Book a message of `segments` parts on the device's SIM at the earliest time both limits
     allow (`urgent`: an OTP's, which may use the reserve and does not wait for a pause). Raises
-    AtCapacity if that is beyond `horizon_ms` from now (never for None) or never, NotFound if
-    the device is gone, Unavailable if the log kept changing under it. An unpaced device costs
-    no AWS call."""
+    AtCapacity if that is beyond `horizon_ms` from now or the log is full of later bookings,
+    BadRequest if the message has more parts than a limit allows at all, NotFound if the
+    device is gone, Busy if the log kept changing under it. An unpaced device costs no AWS
+    call."""
     now = clock.now_ms() if now is None else now
     if not is_paced(device):
         return Slot(now)
@@ -177,11 +183,16 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
         entries = _settled(pace_log.decode(raw), device, sim, now)
         at_s = pace_log.place(entries, limits(device, sim), sim, parts, urgent,
                               _second(start), settings.PACE_LOG_ENTRIES)
-        if at_s is None:
-            raise AtCapacity(now + settings.PACE_WINDOW_SECONDS * 1000)
+        if at_s is None and pace_log.earliest(entries, limits(device, sim), parts, urgent,
+                                              _second(start)) is None:
+            raise BadRequest(f"Message too long for this phone's pacing: {parts} parts are "
+                             "more than its window or SIM rate allows at once.", "message",
+                             code="pool_too_long")
+        if at_s is None:  # the log is full of later bookings: one of them must pass first
+            raise AtCapacity(now + settings.PACE_WINDOW_SECONDS * 1000, now)
         at = _handout(at_s, start)
         if horizon_ms is not None and at > now + horizon_ms:
-            raise AtCapacity(at - horizon_ms)
+            raise AtCapacity(at - horizon_ms, now)
         log = pace_log.encode(pace_log.add(entries, at_s, sim, urgent, parts))
         condition = Device.device_uid.exists() & (
             Device.pace_ver.does_not_exist() if version is None else Device.pace_ver == version)

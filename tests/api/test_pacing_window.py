@@ -86,6 +86,24 @@ def test_a_three_part_sms_counts_three(api, phone):
     assert send(api, key, device_id="1", sim_slot="2")["data"]["expected_in"] > 0
 
 
+def test_a_named_send_too_long_or_beyond_a_full_log_is_a_clear_error(api, phone, monkeypatch):
+    acct, key, device = phone
+    pool.set_device_limits(acct.account_id, "1", pace="1")  # one part an hour per SIM
+    body = send(api, key, device_id="1", message="x" * 200)  # 2 parts
+    assert body["status"] == "error" and body["data"]["parameter"] == "message", body
+    assert "too long for this phone's pacing" in body["message"]
+    monkeypatch.setattr(settings, "PACE_LOG_ENTRIES", 2)
+    pool.set_device_limits(acct.account_id, "1", pace="default")
+    clock.freeze()
+    for sim in ("1", "2"):  # two entries: the log is full, nothing settled to compact
+        assert send(api, key, device_id="1", sim_slot=sim)["status"] == "success"
+    clock.advance(1)
+    body = send(api, key, device_id="1", sim_slot="1")
+    assert body["status"] == "error" and body["data"]["error_code"] == "device_at_capacity"
+    assert body["data"]["retry_after"] > 0 and "at capacity (pacing) until" in body["message"]
+    assert len(list(Message.query(acct.account_id))) == 2  # nothing written
+
+
 def test_window_and_rate_hold_under_real_threads(account, atomic_moto, monkeypatch):
     """Sixteen threads, each with its own copy of the device (as separate Lambdas have), book
     random lengths and kinds on one phone at once. Every booking is one conditional write on
