@@ -152,6 +152,12 @@ def _settled(entries, device: Device, sim: int, now: int) -> list[pace_log.Entry
     return pace_log.compact(entries, floor, settings.PACE_LOG_ENTRIES)
 
 
+def too_long(device: Device, sim: int, segments: int, urgent: bool = False) -> bool:
+    """More parts than this SIM's limits allow at all (bulk: less the OTP reserve)."""
+    return any(lim.parts and max(1, segments) > lim.parts - (0 if urgent else lim.reserve)
+               for lim in limits(device, sim))
+
+
 def earliest(device: Device, sim: int, segments: int, now: int, urgent: bool = False,
              entries: list | None = None) -> int | None:
     """When (epoch ms) a message of `segments` parts could be handed out on this SIM under the
@@ -173,7 +179,9 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
     BadRequest if the message has more parts than a limit allows at all, NotFound if the
     device is gone, Busy if the log kept changing under it. An unpaced device costs no AWS
     call."""
-    now = clock.now_ms() if now is None else now
+    # never before the real clock: a job cannot be handed out in the past (a sweep's `now` is
+    # its run's start), and compaction may have moved settled parts up to it
+    now = max(now or 0, clock.now_ms())
     if not is_paced(device):
         return Slot(now)
     parts = max(1, segments)

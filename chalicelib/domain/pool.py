@@ -106,11 +106,16 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
                           "device(s) has been heard from within the heartbeat window.",
                           "device_id", retry_after=60, code="no_device_running")
     options = _options(running, now, sim_slot, segments, urgent)
-    if not options and not any(pacing.is_paused(d, s, now) for d in running
-                               for s in pacing.SIMS[:d.sim_count or 1]):
+    if not options and all(pacing.too_long(d, s, segments, urgent) for d in running
+                           for s in pacing.SIMS[:d.sim_count or 1]):
         raise BadRequest(f"Message too long for the phones' pacing: {segments} parts are more "
                          "than any running phone's window or SIM rate allows at once.",
                          "message", code="pool_too_long")
+    if not options and not any(pacing.is_paused(d, s, now) for d in running
+                               for s in pacing.SIMS[:d.sim_count or 1]):
+        raise RateLimited("All running devices are at capacity (pacing): their pacing logs are "
+                          "full of later bookings.", "device_id", retry_after=60,
+                          code="pool_at_capacity")
     if not options:
         until = min(pacing.paused_until(d, s) for d in running
                     for s in pacing.SIMS[:d.sim_count or 1])
