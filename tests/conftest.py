@@ -10,6 +10,7 @@ os.environ.update({
     "SMSGW_LOCAL_MEMORY": "1",
     # Pacing off unless a test paces a device itself (tests/api/test_pool.py checks the default).
     "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
+    "SMSGW_PACE_WINDOW_PARTS": "0",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)

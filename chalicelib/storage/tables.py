@@ -4,6 +4,7 @@ Every table is keyed so that the API reads by key (GetItem/Query), never Scan, a
 account-owned item carries `account_id` in its key so a lookup cannot cross accounts.
 """
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
     NumberAttribute,
@@ -99,11 +100,13 @@ class Device(Model):
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
     e2e = BooleanAttribute(null=True)  # its agent holds a passphrase: can send encrypted SMS
-    # Pacing (chalicelib/domain/pacing.py): the owner's rate (segments/hour, None = default),
-    # each SIM's next free send time, and a SIM's rest after "limit exceeded"/"no service".
+    # Pacing (chalicelib/domain/pacing.py): the owner's SIM rate (parts/hour, None = default)
+    # and phone window (parts/30 min, 0 = none), the log of parts handed out (pace_log.py) with
+    # its version, and a SIM's rest after "limit exceeded"/"no service".
     pace_per_hour = NumberAttribute(null=True)
-    pace_next_1 = NumberAttribute(null=True)
-    pace_next_2 = NumberAttribute(null=True)
+    pace_window = NumberAttribute(null=True)
+    pace_log = BinaryAttribute(null=True, legacy_encoding=False)
+    pace_ver = NumberAttribute(null=True)
     paused_until_1 = NumberAttribute(null=True)
     paused_until_2 = NumberAttribute(null=True)
     pause_reason_1 = UnicodeAttribute(null=True)

@@ -463,16 +463,27 @@ def test_links_on_the_http_apis_default_stage_have_no_stage_prefix(aws_mock):
 def test_the_pace_form_sets_resets_and_refuses_bad_values(two):
     a, _, visitor = two
     uid = a["device"].device_uid
-    for bad, words in (("0", "0 or less"), ("-5", "0 or less"), ("fast", "not a whole number"),
-                       (str(settings.MAX_PACE_PER_HOUR + 1), "must be 1-"), ("", "whole")):
-        response = visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": bad})
-        assert response.status_code == 400 and words in text(response), bad
-        assert Device.get(uid).pace_per_hour is None, bad
+    for form, words in (({"pace": "0"}, "0 or less"), ({"pace": "-5"}, "0 or less"),
+                        ({"pace": "fast"}, "whole number"),
+                        ({"pace": str(settings.MAX_PACE_PER_HOUR + 1)}, "1-36,000"),
+                        ({"pace": ""}, "Give a pace"), ({"window": "0"}, "Invalid window"),
+                        ({"pace": "10", "window": "many"}, "Invalid window")):
+        response = visitor.submit(f"/dashboard/phones/{uid}/pace", form)
+        assert response.status_code == 400 and words in text(response), form
+        stored = Device.get(uid)
+        assert (stored.pace_per_hour, stored.pace_window) == (None, None), form
     assert visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": "120"}).status_code == 303
     assert Device.get(uid).pace_per_hour == 120
-    assert "120 segments/h per SIM" in text(visitor.get("/dashboard/phones"))
-    assert visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": "Default"}).status_code == 303
-    assert Device.get(uid).pace_per_hour is None
+    assert "120 parts/h per SIM" in text(visitor.get("/dashboard/phones"))
+    assert visitor.submit(f"/dashboard/phones/{uid}/pace",
+                          {"pace": "", "window": "20"}).status_code == 303
+    stored = Device.get(uid)
+    assert (stored.pace_per_hour, stored.pace_window) == (120, 20)  # a blank field keeps
+    assert "20 parts/30 min per phone" in text(visitor.get("/dashboard/phones"))
+    assert visitor.submit(f"/dashboard/phones/{uid}/pace",
+                          {"pace": "Default", "window": "none"}).status_code == 303
+    stored = Device.get(uid)
+    assert (stored.pace_per_hour, stored.pace_window) == (None, 0)
     assert visitor.submit("/dashboard/phones/0123456789abcdef/pace",
                           {"pace": "5"}).status_code == 404
 

@@ -33,7 +33,8 @@ DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
     env["PYTHONPATH"] = str(ROOT / "agent")
-    env["SMSGW_DEFAULT_PACE_PER_HOUR"] = "0"  # pacing is tested in tests/test_pool*.py
+    env["SMSGW_DEFAULT_PACE_PER_HOUR"] = "0"  # pacing is tested in tests/api/test_pool*.py,
+    env["SMSGW_PACE_WINDOW_PARTS"] = "0"  # test_pacing_window.py
     return env
 
 
@@ -317,7 +318,7 @@ def test_set_a_phone_pace_from_the_phones_page(page, gateway):
     row.get_by_label(re.compile(r"^Pace")).fill("600")
     row.get_by_role("button", name="Set the pace of Test phone").click()
     page.wait_for_url(re.compile(r"done=pace-saved"))
-    assert "600 segments/h per SIM" in page.locator("tr", has_text="Test phone").inner_text()
+    assert "600 parts/h per SIM" in page.locator("tr", has_text="Test phone").inner_text()
     shoot(page, "phones-pace")
     row = page.locator("tr", has_text="Test phone")
     row.get_by_label(re.compile(r"^Pace")).fill("default")

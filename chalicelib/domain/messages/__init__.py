@@ -197,9 +197,9 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     # Held until send_at on a paced phone: its slot is taken at release (scheduling.release),
     # so a burst scheduled for tomorrow does not use up today's pace.
     deferred = slot is None and later > settings.MAX_QUEUE_DELAY_SECONDS * 1000 and not (
-        urgent or kind == "otp") and pacing.interval_ms(device) > 0
+        urgent or kind == "otp") and pacing.is_paced(device)
     if deferred:
-        slot = pacing.Slot(now, now)
+        slot = pacing.Slot(now)
     elif slot is None:
         slot = pacing.reserve(device, sim_slot, counted.segments, now,
                               urgent=urgent or kind == "otp")

@@ -16,7 +16,7 @@ NOTICES = {
     "key-revoked": "The key is revoked: the API refuses it within {cache} seconds.",
     "whitelist-saved": "The whitelist is saved: the API applies it within {cache} seconds.",
     "phone-removed": "The phone is removed and its queue deleted.",
-    "pace-saved": "The pace is saved: the phone's next messages are spaced by it.",
+    "pace-saved": "Pacing saved: the phone's next messages keep its window and SIM rate.",
     "webhook-enabled": "The endpoint is enabled: new events are sent to it again.",
     "webhook-disabled": "The endpoint is disabled: its events are logged as skipped.",
     "webhook-removed": "The endpoint is removed; deliveries queued for it are dropped.",
