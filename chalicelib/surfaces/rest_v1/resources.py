@@ -132,6 +132,21 @@ def cancelMessage(caller, message_id):  # noqa: N802
     return 200, render(messages.cancel(caller.account_id, message_id))
 
 
+class _CursorFits:
+    """A cursor made for other filters (or not made by us) is the request's mistake: 400
+    invalid_cursor, in v1's words (the domain's message names get_history)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, _):
+        if isinstance(error, BadRequest) and error.parameter == "cursor":
+            raise BadRequest("Invalid cursor: it does not fit this query. Pass the next_cursor "
+                             "of the previous page with the same filters, or no cursor to "
+                             "start again.", "cursor", code="invalid_cursor")
+        return False
+
+
 def listMessages(caller, query):  # noqa: N802
     number = query.get("phone_number")
     filters = {"status": query.get("status"), "device_id": query.get("device_id"),
@@ -139,9 +154,10 @@ def listMessages(caller, query):  # noqa: N802
                "since_ms": epoch_ms(query["since"]) if "since" in query else None,
                "until_ms": epoch_ms(query["until"]) if "until" in query else None}
     tag = "|" + hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:12]
-    items, cursor = message_history.search(caller.account_id, query.get("direction", "all"),
-                                    query.get("limit", 20), query.get("cursor"),
-                                    cursor_tag=tag, **filters)
+    with _CursorFits():
+        items, cursor = message_history.search(
+            caller.account_id, query.get("direction", "all"), query.get("limit", 20),
+            query.get("cursor"), cursor_tag=tag, **filters)
     return 200, {"messages": [render(m) for m in items], "next_cursor": cursor}
 
 
@@ -234,9 +250,10 @@ def rotateWebhookSecret(caller, webhook_id, body):  # noqa: N802
 
 
 def listWebhookDeliveries(caller, webhook_id, query):  # noqa: N802
-    found, cursor = webhooks.deliveries_page(caller.account_id, webhook_id,
-                                             query.get("limit", 20), query.get("state"),
-                                             query.get("cursor"))
+    with _CursorFits():
+        found, cursor = webhooks.deliveries_page(caller.account_id, webhook_id,
+                                                 query.get("limit", 20), query.get("state"),
+                                                 query.get("cursor"))
     return 200, {"deliveries": [_delivery(d) for d in found], "next_cursor": cursor}
 
 
