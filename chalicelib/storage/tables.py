@@ -4,6 +4,7 @@ Every table is keyed so that the API reads by key (GetItem/Query), never Scan, a
 account-owned item carries `account_id` in its key so a lookup cannot cross accounts.
 """
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
     NumberAttribute,
@@ -203,12 +204,16 @@ class IncomingMessage(Model):
 
 
 class Idempotency(Model):
-    """Claims a client's idempotency key (or a device's incoming-SMS id) for one record."""
+    """Claims a client's idempotency key (or a device's incoming-SMS id) for one record; or,
+    for a whole request (domain/idempotency.py), its digest (`request`) and, once answered,
+    its answer (`answer`, zlib-compressed JSON; message_id 0)."""
     Meta = table_meta("idempotency")
     key = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute()
     created_at = NumberAttribute()
     expires = TTLAttribute()
+    request = UnicodeAttribute(null=True)
+    answer = BinaryAttribute(null=True, legacy_encoding=False)
 
 
 OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))

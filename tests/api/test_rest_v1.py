@@ -382,7 +382,7 @@ def test_idempotent_scheduled_send_is_the_same_request_whenever_retried(v1, acco
     assert (again["id"], again["replayed"]) == (first["id"], True)
     moved = {**request, "send_at": clock.fmt(at + 60000).replace(" ", "T") + "Z"}
     status, problem, _ = v1("POST", "/v1/messages", moved)
-    assert status == 409 and "requested_validity" in problem["detail"]
+    assert status == 409 and "send_at" in problem["detail"]
 
 
 def test_without_a_device_the_pool_chooses_and_reports_what_it_cannot_take(v1, account):

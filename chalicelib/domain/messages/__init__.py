@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, pacing
+from chalicelib.domain import devices, idempotency, pacing
 from chalicelib.domain.segments import count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, Message, update_if
@@ -158,7 +158,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
          valid_for_seconds: int | None = None, requested_validity: str | None = None,
          slot: pacing.Slot | None = None, movable: bool = False,
          chosen: bool = False, send_at: int | None = None, urgent: bool = False,
-         events: bool = True) -> Accepted:
+         events: bool = True, key_space: str = "compat") -> Accepted:
     """Accept one SMS: validate, take its paced send slot, write it `pending`, queue its job.
     `stored_text` replaces the text in the stored record (OTP codes are never stored in clear).
     `requested_validity` is how the caller asked for the validity (see `parse_validity`), kept
@@ -167,7 +167,9 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     `send_at` (epoch ms): scheduled; the paced slot's offset from now is kept after send_at (so a
     scheduled bulk keeps its pace) and validity counts from send_at. `urgent`: ahead of the
     SIM's paced backlog, as OTPs are. `events`: its changes may be webhook events (the account
-    has had an endpoint); False spares the stream function every record of it."""
+    has had an endpoint); False spares the stream function every record of it. `key_space`:
+    the surface whose idempotency key this is (domain/idempotency.py: keys never collide
+    across surfaces)."""
     counted = check_text(text)
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
@@ -209,7 +211,8 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             not_before=not_before, pool_uid=pool_uid, emits_events=True if events else None,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
-    claim = f"{account_id}#{idempotency_key}" if idempotency_key else None
+    claim = idempotency.claim_key(account_id, idempotency_key, key_space) \
+        if idempotency_key else None
     message, first_id = records.save_new(make, claim)
     if message is None:
         return Accepted(_stored_for(account_id, first_id, make(first_id), chosen), queued=True,

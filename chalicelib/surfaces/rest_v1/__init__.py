@@ -108,6 +108,21 @@ def bearer_key(headers: dict) -> str | None:
     return key.strip()
 
 
+def _header_key(headers: dict, body: dict) -> None:
+    """The Idempotency-Key header, as the body's idempotency_key (they must agree)."""
+    given = headers.get("idempotency-key")
+    if given is None:
+        return
+    if "idempotency_key" in body and body["idempotency_key"] != given:
+        raise Shape("idempotency_key and the Idempotency-Key header differ.", "idempotency_key")
+    try:
+        schema.validate(schema.SEND_BODY["properties"]["idempotency_key"], given,
+                        "idempotency_key")
+    except schema.Invalid as invalid:
+        raise Shape(f"Invalid Idempotency-Key header: {invalid.message}.", "idempotency_key")
+    body["idempotency_key"] = given
+
+
 def allowed(route: str) -> str:
     """The methods `route` answers, for a 405's Allow header."""
     return ", ".join(sorted(op.method for op in schema.OPERATIONS if op.path == route))
@@ -149,6 +164,8 @@ def handle(method: str, route: str, path_params: dict | None, query: dict | None
             if op.body:
                 args["body"] = parse_body(op, headers, body) if body or op.body_required \
                     else {}
+            if op.op_id == "sendMessages":
+                _header_key(headers, args["body"])
             status, answer = getattr(resources, op.op_id)(caller, **args)
             return _json_answer(status, answer)
         except GatewayError:

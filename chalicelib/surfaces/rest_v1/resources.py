@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import devices, messages, phone, pool, webhooks
+from chalicelib.domain import devices, idempotency, messages, phone, pool, webhooks
 from chalicelib.domain.messages import history as message_history
 from chalicelib.surfaces import compat_api
 from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
@@ -84,6 +84,15 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
     key = body.get("idempotency_key")
     urgent = body.get("priority") == "urgent"
+    claimed = None
+    if key:  # the key names this whole request (domain/idempotency.py)
+        claimed = idempotency.claim(caller.account_id, key, "v1", {
+            "recipients": numbers, "message": text, "sim_slot": body.get("sim_slot"),
+            "device_id": body.get("device_id"), "send_at": body.get("send_at"),
+            "valid_for": body.get("valid_for"), "priority": body.get("priority")})
+        if claimed.answer is not None:
+            return 202, {"messages": [{**entry, "replayed": True} if entry.get("id") else entry
+                                      for entry in claimed.answer]}
     # held beyond SQS's delay: the pool picks a SIM now, its pace is reserved at release
     held = send_at is not None and not urgent and \
         send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
@@ -92,7 +101,7 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
         index, number = index_number
         timing = {"valid_for_seconds": body.get("valid_for"), "send_at": send_at,
                   "requested_validity": _requested_timing(body.get("valid_for"), send_at),
-                  "idempotency_key": f"{key}#{index}" if key else None}
+                  "idempotency_key": f"{key}#{index}" if key else None, "key_space": "v1"}
         try:
             if named:  # paced on that phone (pacing.reserve inside send), stays on it
                 accepted = messages.send(caller.account_id, device, number, text, sim_slot,
@@ -120,7 +129,11 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     results = [_error_entry(number, o) if isinstance(o, GatewayError) else o
                for number, o in zip(numbers, outcomes, strict=True)]
     if first_error is not None and all(r["status"] == "rejected" for r in results):
+        if claimed is not None:
+            claimed.release()
         raise first_error
+    if claimed is not None:
+        claimed.keep(results)
     return 202, {"messages": results}
 
 
