@@ -7,11 +7,14 @@ record after 24 hours and an iterator after 15 minutes; here:
 - iterators are kept in a bounded map (the oldest forgotten first, as AWS expires them);
 - the pump trims the records it has handled (`trim`): the local gateway has no other reader
   of its streams. Sequence numbers go on from where they were (moto numbers a record by its
-  place in the list; the shard's starting number moves up by what was trimmed).
+  place in the list; the shard's starting number moves up by what was trimmed);
+- a stream no pump reads (the devices table's: its function is not emulated locally) keeps
+  its newest MAX_RECORDS records, as AWS keeps a day's.
 """
 from collections import OrderedDict
 
 MAX_ITERATORS = 256
+MAX_RECORDS = 10_000
 
 
 class _BoundedIterators(OrderedDict):
@@ -34,6 +37,23 @@ def bound_iterators(patch=setattr) -> None:
     __init__.bounded = True
     patch(DynamoDBStreamsBackend, "__init__", __init__)
     _bound_reads(patch)
+    _bound_records(patch)
+
+
+def _bound_records(patch) -> None:
+    from moto.dynamodb.models.table import StreamShard
+    original = StreamShard.add
+    if getattr(original, "bounded", False):
+        return
+
+    def add(self, old, new):
+        original(self, old, new)
+        excess = len(self.items) - MAX_RECORDS
+        if excess > 0:
+            del self.items[:excess]
+            self.starting_sequence_number += excess
+    add.bounded = True
+    patch(StreamShard, "add", add)
 
 
 def _bound_reads(patch) -> None:

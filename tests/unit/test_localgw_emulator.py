@@ -89,3 +89,15 @@ def test_shard_iterators_are_bounded(emulator):
         pumps.pump_streams()
     assert len(dynamodbstreams_backends["123456789012"]["us-east-1"].shard_iterators) \
         <= MAX_ITERATORS
+
+
+def test_a_stream_no_pump_reads_keeps_only_its_newest_records(emulator, monkeypatch):
+    from localgw import streams
+    monkeypatch.setattr(streams, "MAX_RECORDS", 3)
+    messages = _table(emulator, "messages")
+    for n in range(5):
+        _put_claim_and_message(f"k{n}", n + 1)
+    assert len(messages.stream_shard.items) == 3
+    newest = [int(r.record["dynamodb"]["SequenceNumber"]) for r in messages.stream_shard.items]
+    assert newest[0] == messages.stream_shard.starting_sequence_number
+    assert newest == list(range(newest[0], newest[0] + 3))
