@@ -105,6 +105,8 @@ def measure(quick: bool, bulks: int | None = None, size: int | None = None) -> d
                     "message": f"bulk {n}", "idempotency_key": f"local-scale-{n}"}
             first_body = first_body or body
             status, answer, took = _post(url, key, body)
+            if status != 202:
+                print(f"bulk {n + 1}: HTTP {status} {answer}", file=sys.stderr)
             accepted = rss_mb(proc.pid)
             ids = {m["id"] for m in answer.get("messages", []) if m.get("id")}
             started = time.monotonic()
