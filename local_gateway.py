@@ -113,6 +113,8 @@ class LocalGateway:
                                          else 0))
         from localgw.atomic import serialise_moto_dynamodb
         serialise_moto_dynamodb()  # per-item atomicity, as DynamoDB gives (localgw/atomic.py)
+        from localgw.streams import bound_iterators
+        bound_iterators()  # streams that do not grow for ever (localgw/streams.py)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)
@@ -140,7 +142,7 @@ class LocalGateway:
         if self.schedules:
             self._start_schedules()
             from localgw.events import EventPumps  # webhooks: streams and queue, as on AWS
-            self._events = EventPumps().start()
+            self._events = EventPumps(trim_streams=True).start()
         if self.agent and self.demo_info:
             self._start_demo_phone()
         self._started = True

@@ -26,7 +26,9 @@ def _streams_client():
 
 
 class EventPumps:
-    def __init__(self):
+    def __init__(self, trim_streams: bool = False):
+        """`trim_streams`: drop the stream records handled from the in-process emulator
+        (the local gateway; localgw/streams.py), so its memory stays bounded."""
         import app as app_module
         from chalicelib.core import settings
         from chalicelib.domain import webhooks
@@ -43,6 +45,7 @@ class EventPumps:
         self._stop = threading.Event()
         self._threads = []
         self.errors = []
+        self.trim_streams = trim_streams
 
     # --- streams -> emit_events -----------------------------------------------------------
 
@@ -77,8 +80,11 @@ class EventPumps:
                 if records:
                     self.app.emit_events({"Records": records}, None)  # raises: read again
                     handled += len(records)
-                    self._iterators[(arn, shard_id)] = records[-1]["dynamodb"][
-                        "SequenceNumber"]
+                    last = records[-1]["dynamodb"]["SequenceNumber"]
+                    self._iterators[(arn, shard_id)] = last
+                    if self.trim_streams:
+                        from localgw.streams import trim
+                        trim(arn, last)
         return handled
 
     def _lambda_record(self, record, arn):

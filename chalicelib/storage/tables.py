@@ -219,7 +219,9 @@ class IncomingMessage(Model):
 
 
 class Idempotency(Model):
-    """Claims a client's idempotency key (or a device's incoming-SMS id) for one record."""
+    """Claims a client's idempotency key (or a device's incoming-SMS id) for one record; or,
+    for a whole request (domain/idempotency.py), its digest (`request`) and, once answered,
+    its answer (`answer`, zlib-compressed JSON; message_id 0)."""
     Meta = table_meta("idempotency")
     key = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute()
@@ -228,6 +230,8 @@ class Idempotency(Model):
     # An SMSGate message (messages/groups.py): what its request was and its recipients' messages.
     fingerprint = UnicodeAttribute(null=True)
     members = ListAttribute(of=NumberAttribute, null=True)
+    request = UnicodeAttribute(null=True)
+    answer = BinaryAttribute(null=True, legacy_encoding=False)
 
 
 OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))

@@ -72,7 +72,9 @@ def test_openapi_document_is_valid_31_and_covers_every_v1_route(client):
     served = {(method, path) for path, entry in app.routes.items() if path.startswith("/v1/")
               for method in entry}
     documented = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
-    assert served == documented
+    # every method reaches each v1 path (the ones it does not serve answer 405 problem+json)
+    assert documented <= served
+    assert {p for _, p in served} == {p for _, p in documented}
 
 
 def test_docs_page_is_self_hosted(client):
@@ -380,7 +382,7 @@ def test_idempotent_scheduled_send_is_the_same_request_whenever_retried(v1, acco
     assert (again["id"], again["replayed"]) == (first["id"], True)
     moved = {**request, "send_at": clock.fmt(at + 60000).replace(" ", "T") + "Z"}
     status, problem, _ = v1("POST", "/v1/messages", moved)
-    assert status == 409 and "requested_validity" in problem["detail"]
+    assert status == 409 and "send_at" in problem["detail"]
 
 
 def test_without_a_device_the_pool_chooses_and_reports_what_it_cannot_take(v1, account):

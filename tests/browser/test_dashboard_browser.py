@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from local_gateway import free_port
+from tests.localgw_helpers import GatewayProcess, gateway_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -30,25 +30,21 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 
 
+def _gateway_env():
+    # pacing is tested in tests/api/test_pool*.py and test_pacing_window.py
+    return {"PYTHONPATH": str(ROOT / "agent"), "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
+            "SMSGW_PACE_WINDOW_PARTS": "0"}
+
+
 def _clean_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
-    env["PYTHONPATH"] = str(ROOT / "agent")
-    env["SMSGW_DEFAULT_PACE_PER_HOUR"] = "0"  # pacing is tested in tests/api/test_pool*.py,
-    env["SMSGW_PACE_WINDOW_PARTS"] = "0"  # test_pacing_window.py
-    return env
+    return gateway_env(user=True, **_gateway_env())
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     """The local gateway (no demo phone): its JSON banner, plus where the test phone lives."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                             str(free_port()), "--json", "--no-agent", "--memory"], cwd=ROOT,
-                            env=_clean_env(), stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        pytest.fail("local gateway did not start")
-    info = json.loads(line)
+    gateway = GatewayProcess("--no-agent", user=True, env=_gateway_env())
+    info = gateway.info
     info["dir"] = tmp_path_factory.mktemp("phone")
     info["agent"] = None
     yield info
@@ -58,11 +54,7 @@ def gateway(tmp_path_factory):
             info["agent"].wait(timeout=15)
         except subprocess.TimeoutExpired:
             info["agent"].kill()
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    gateway.stop()
 
 
 @pytest.fixture(scope="module")

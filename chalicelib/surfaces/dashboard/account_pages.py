@@ -42,14 +42,18 @@ def signin_form(request, error=None, email="", status=200):
 def signin(request):
     email = request.form.get("email", "")
     try:
-        user = users.check_signin(email, request.form.get("password"), request.source_ip)
+        user = users.check_signin(email, request.form.get("password"), request.source_ip,
+                                  request.cookie(web.BROWSER_COOKIE))
     except GatewayError as error:
         return signin_form(request, error.message, email, 429 if error.retry_after else 401)
     if request.session is not None:
         sessions.end(request.session)
     token = sessions.start(user)
-    return web.redirect(request, "/", cookies=[web.set_cookie(
-        request, web.SESSION_COOKIE, token, max_age=sessions.LIFETIME_SECONDS)])
+    browser = users.remember_browser(user.email, request.cookie(web.BROWSER_COOKIE))
+    return web.redirect(request, "/", cookies=[
+        web.set_cookie(request, web.SESSION_COOKIE, token, max_age=sessions.LIFETIME_SECONDS),
+        web.set_cookie(request, web.BROWSER_COOKIE, browser,
+                       max_age=users.BROWSER_DAYS * 86400)])
 
 
 def signout(request):

@@ -17,6 +17,7 @@ MAX_FORM_BYTES = 64 * 1024
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SESSION_COOKIE, PRE_COOKIE = "smsgw_session", "smsgw_pre"
+BROWSER_COOKIE = "smsgw_browser"  # a browser that signed in before (users.remember_browser)
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True,

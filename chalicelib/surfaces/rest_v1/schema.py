@@ -377,13 +377,17 @@ def validate(schema: dict, value, where: str) -> None:
                 validate(sub, value[name], name if where == "body" else f"{where}.{name}")
 
 
+_WHOLE = re.compile(r"0|-?[1-9][0-9]*")
+
+
 def coerce_query(schema: dict, name: str, raw: str):
-    """A query-string value as the type its schema says (integers arrive as text)."""
+    """A query-string or path value as the type its schema says (integers arrive as text, in
+    one spelling only: ASCII digits without sign, spaces, underscores or leading zeros, so
+    `+5`, ` 5`, `05` and `٥` are not 5)."""
     if schema.get("type") == "integer":
-        try:
-            return int(raw.strip())
-        except ValueError:
-            raise Invalid(name, "must be a whole number")
+        if not _WHOLE.fullmatch(raw) or len(raw) > 20:
+            raise Invalid(name, "must be a whole number written in ASCII digits")
+        return int(raw)
     return raw
 
 
