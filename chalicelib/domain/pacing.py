@@ -165,3 +165,20 @@ def describe(device: Device, now: int | None = None) -> dict:
             "paused": bool(sims) and all(s["paused"] for s in sims),
             "pause_reason": next((s["pause_reason"] for s in sims if s["paused"]), None),
             "sims": sims}
+
+
+# --- TEMPORARY (issue 24): replaced by the pacing rewrite's own `estimate` at merge ----------
+def estimate(devices: list[Device], parts: list[int], now: int) -> int:
+    """TEMPORARY stand-in for the pacing rewrite's estimate: epoch ms when the last of messages
+    of `parts` segments each would be handed out, each going to the SIM free soonest under
+    today's per-SIM pace (pace_of, next_free, pauses). Read-only."""
+    sims = [[max(now, next_free(d, s), paused_until(d, s)), interval_ms(d)]
+            for d in devices for s in SIMS[:d.sim_count or 1]]
+    if not sims:
+        return now
+    last = now
+    for segments in parts:
+        sim = min(sims, key=lambda x: x[0])
+        last = max(last, sim[0])
+        sim[0] += max(1, segments) * sim[1]
+    return last
