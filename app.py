@@ -238,6 +238,16 @@ def emit_events(event):
     return {"queued": webhooks.fan_out(event.to_dict()["Records"])}
 
 
+# The owner's insight (chalicelib/domain/insight): every outcome and incoming SMS counted into
+# daily counters, a tumbling window at a time (deploy/ sets the window and the filter).
+@app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=1000,
+                        starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=300)
+def count_outcomes(event):
+    """Add a stream window's outcomes to the daily counters, once per window."""
+    from chalicelib.domain.insight import stats
+    return stats.count_window(event.to_dict())
+
+
 @app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)
 def deliver_webhooks(event):
     """Send queued webhook deliveries; failed ones go back on the queue with a delay."""

@@ -358,10 +358,36 @@ def webhook_resources(settings, tables, stage: str) -> dict:
             "DestinationConfig": {"OnFailure": {"Destination": {
                 "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
     resources[to_cfn_resource_name("emit_events")] = {"Properties": {"Events": sources}}
+    resources[to_cfn_resource_name("count_outcomes")] = {"Properties": {
+        "Events": counting_sources(settings, models)}}
     # chalice names the queue by an ARN string: the function (which its event source mapping
     # references) waits for the queue.
     resources[to_cfn_resource_name("deliver_webhooks")] = {"DependsOn": ["WebhookQueue"]}
     return resources
+
+
+def counting_sources(settings, models) -> dict:
+    """The stream sources of `count_outcomes` (chalicelib/domain/insight/stats.py): every
+    outcome and incoming SMS, in 15-minute tumbling windows read at most every 5 minutes, so
+    a million lone SMS a month invoke it about 3,000 times instead of a million."""
+    from chalice.utils import to_cfn_resource_name
+
+    from chalicelib.domain.insight import stats
+    sources = {}
+    for short in stats.COUNTED_TABLES:
+        model = models[settings.table_name(short)]
+        name = ("count_outcomes-dynamodb-event-source" if short == "messages"
+                else f"count_outcomes-{short}-stream")
+        sources[to_cfn_resource_name(name)] = {"Type": "DynamoDB", "Properties": {
+            "Stream": {"Fn::GetAtt": [f"{model.__name__}Table", "StreamArn"]},
+            "StartingPosition": "TRIM_HORIZON", "BatchSize": 1000,
+            "MaximumBatchingWindowInSeconds": 300,
+            "TumblingWindowInSeconds": stats.WINDOW_SECONDS,
+            "MaximumRetryAttempts": -1, "MaximumRecordAgeInSeconds": -1,
+            "FilterCriteria": {"Filters": stats.stream_filters(short)},
+            "DestinationConfig": {"OnFailure": {"Destination": {
+                "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
+    return sources
 
 
 # CloudFormation parameters of the limits: (name, default, description).
@@ -418,7 +444,7 @@ def template(stage: str) -> dict:
         resources[f"{model.__name__}Table"] = table_resource(model, stage)
     webhook_parts = webhook_resources(settings, tables, stage)
     webhook_functions = {name: webhook_parts.pop(to_cfn_resource_name(name))
-                         for name in ("emit_events", "deliver_webhooks")}
+                         for name in ("emit_events", "count_outcomes", "deliver_webhooks")}
     resources.update(webhook_parts)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
                                "Properties": {"TopicName": f"{settings.PREFIX}-alarms"}}

@@ -13,7 +13,9 @@ REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or
 TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
           "webhooks", "webhook-deliveries",
           # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
-          "users", "password-links", "sessions", "throttles", "pairing-codes")
+          "users", "password-links", "sessions", "throttles", "pairing-codes",
+          # the owner's insight (chalicelib/storage/insight_tables.py)
+          "daily-counts", "counted-windows")
 
 
 def table_name(short: str) -> str:

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The TTL attributes the models declare (DynamoDB deletes expired items by them).
 TTL = {"messages": "retain_until", "incoming": "retain_until", "idempotency": "expires",
        "otps": "expires", "password-links": "expires", "sessions": "expires",
-       "throttles": "expires", "pairing-codes": "expires", "webhook-deliveries": "retain_until"}
+       "throttles": "expires", "pairing-codes": "expires", "webhook-deliveries": "retain_until",
+       "counted-windows": "expires"}
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

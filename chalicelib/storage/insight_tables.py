@@ -1,0 +1,31 @@
+"""Storage of the owner's insight (chalicelib/domain/insight/): daily counters and the marks of
+the stream windows already counted into them.
+
+A `DailyCount` item is one day of one account (`day` = "2026-12-04") or of one of its phones
+(`day` = "2026-12-04#<device_uid>"). Its counters are plain number attributes named by what
+they count (`sent`, `failed`, `r:<reason>`, `h3`...), added by one UpdateItem each, so a
+stats page reads the account's days with one Query whatever the number of messages.
+"""
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+from chalicelib.storage.model_base import table_meta
+
+
+class DailyCount(Model):
+    Meta = table_meta("daily-counts")
+    account_id = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+
+
+class CountedWindow(Model):
+    """One stream window (shard + window start + part) whose counts are in DailyCount: written in
+    the same transaction as those counts, so a window is counted once however often Lambda
+    hands it over. Kept two days (a stream keeps records 24 h)."""
+    Meta = table_meta("counted-windows")
+    window_id = UnicodeAttribute(hash_key=True)
+    counted_at = NumberAttribute()
+    expires = TTLAttribute()
+
+
+MODELS = (DailyCount, CountedWindow)
