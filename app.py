@@ -205,6 +205,11 @@ def v1_webhook_redeliver(webhook_id, event_id):
                webhook_id=webhook_id, event_id=event_id)
 
 
+@app.route("/v1/stats", methods=["GET"])
+def v1_stats():
+    return _v1("/v1/stats")
+
+
 @app.route("/v1/openapi.json", methods=["GET"])
 def v1_openapi():
     return _v1("/v1/openapi.json")

@@ -2,7 +2,7 @@
 the stream windows already counted into them.
 
 A `DailyCount` item is one day of one account (`day` = "2026-12-04") or of one of its phones
-(`day` = "2026-12-04#<device_uid>"). Its counters are plain number attributes named by what
+(`day` = "2026-12-04#<device_id>"). Its counters are plain number attributes named by what
 they count (`sent`, `failed`, `r:<reason>`, `h3`...), added by one UpdateItem each, so a
 stats page reads the account's days with one Query whatever the number of messages.
 """

@@ -69,7 +69,7 @@ def test_outcomes_are_counted_per_day_and_per_phone(account, pumps):
     figures = today(acct.account_id)
     assert figures["totals"] == EXPECTED
     assert figures["days"][-1] == {"day": figures["days"][-1]["day"], **EXPECTED}
-    phone = figures["phones"][device.device_uid]
+    phone = figures["phones"][device.device_id]
     assert {k: phone[k] for k in EXPECTED} == EXPECTED
     assert phone["delivery_rate"] == 0.5
     assert phone["failures_by_reason"] == {"No credit.": 1}
@@ -159,16 +159,16 @@ def test_a_late_sent_report_takes_a_presumed_failure_back(account, pumps):
                                         "message_id": {"N": str(message_id)},
                                         "status": {"S": "failed"},
                                         "reason": {"S": "Generic failure"},
-                                        "device_uid": {"S": device.device_uid}},
+                                        "device_id": {"N": str(device.device_id)}},
                            "NewImage": {"account_id": {"S": acct.account_id},
                                         "message_id": {"N": str(message_id)},
                                         "status": {"S": "sent"},
-                                        "device_uid": {"S": device.device_uid}}}}
+                                        "device_id": {"N": str(device.device_id)}}}}
     stats.count_window({"Records": [record], "shardId": "s", "window": {"start": "late"},
                         "isFinalInvokeForWindow": True})
     figures = today(acct.account_id)
     assert figures["totals"]["failed"] == 0 and figures["totals"]["sent"] == 1
-    assert figures["phones"][device.device_uid]["failures_by_reason"] == {}
+    assert figures["phones"][device.device_id]["failures_by_reason"] == {}
 
 
 def test_reading_a_page_is_one_query(account, pumps, aws_calls):

@@ -57,8 +57,8 @@ def bucket_of(seconds: float) -> str:
 
 # --- counting: stream records -> sums -----------------------------------------------------
 
-def _facts(record: dict) -> list[tuple[str, str, str | None, str, int]]:
-    """(account, day, device_uid, counter, +1/-1) for one stream record."""
+def _facts(record: dict) -> list[tuple[str, str, int | None, str, int]]:
+    """(account, day, device_id, counter, +1/-1) for one stream record."""
     from chalicelib.domain.webhooks import events
     table = events._table(record)
     if record.get("eventName") == "REMOVE" or table not in ("messages", "incoming"):
@@ -69,12 +69,12 @@ def _facts(record: dict) -> list[tuple[str, str, str | None, str, int]]:
     if table == "incoming":
         if old or not new:
             return []
-        return [(new["account_id"], day_of(new.get("received_at") or at), new.get("device_uid"),
+        return [(new["account_id"], day_of(new.get("received_at") or at), new.get("device_id"),
                  RECEIVED, 1)]
     was, status = old.get("status"), new.get("status")
     if status not in OUTCOMES or status == was:
         return []
-    account, device = new["account_id"], new.get("device_uid")
+    account, device = new["account_id"], new.get("device_id")
     found = []
 
     def add(counter, stamp_ms, n=1):
@@ -100,7 +100,8 @@ def add_records(state: dict, records: list[dict]) -> dict:
     sums = {key: dict(value) for key, value in (state or {}).items()}
     for record in records:
         for account, day, device, counter, n in _facts(record):
-            keys = [f"{account}|{day}"] + ([f"{account}|{day}#{device}"] if device else [])
+            keys = [f"{account}|{day}"] + ([f"{account}|{day}#{device}"] if device is not None
+                                           else [])
             for key in keys:
                 item = sums.setdefault(key, {})
                 item[counter] = item.get(counter, 0) + n
@@ -211,12 +212,12 @@ def read(account_id: str, days: int = DAYS, now: int | None = None) -> dict:
             if day in per_day:
                 per_day[day].update({k: counters.get(k, 0) for k in COUNTERS})
             continue
-        phone = phones.setdefault(device, {})
+        phone = phones.setdefault(int(device), {})
         for name, n in counters.items():
             phone[name] = phone.get(name, 0) + n
     return {"days": [{"day": day, **per_day[day]} for day in day_list],
             "totals": {k: sum(d[k] for d in per_day.values()) for k in COUNTERS},
-            "phones": {uid: phone_summary(c) for uid, c in phones.items()}}
+            "phones": {device_id: phone_summary(c) for device_id, c in sorted(phones.items())}}
 
 
 def phone_summary(counters: dict) -> dict:
