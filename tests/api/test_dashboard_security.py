@@ -112,6 +112,7 @@ def cross_account_requests(a, b):
         ("GET", ("pair", "*")): (f"/dashboard/pair/{b['code']}", None),
         ("POST", ("phones", "*", "remove")): (f"/dashboard/phones/{bd}/remove", {}),
         ("POST", ("phones", "*", "pace")): (f"/dashboard/phones/{bd}/pace", {"pace": "7"}),
+        ("GET", ("phones", "*")): (f"/dashboard/phones/{bd}", None),
         ("GET", ("webhooks",)): ("/dashboard/webhooks", None),
         ("POST", ("webhooks",)): ("/dashboard/webhooks", {"url": "http://127.0.0.1:9/made-by-a",
                                                           "event:sms.failed": "1"}),

@@ -212,16 +212,19 @@ def read(account_id: str, days: int = DAYS, now: int | None = None) -> dict:
             if day in per_day:
                 per_day[day].update({k: counters.get(k, 0) for k in COUNTERS})
             continue
-        phone = phones.setdefault(int(device), {})
+        phone = phones.setdefault(int(device), {"days": {}})
+        phone["days"][day] = {k: counters.get(k, 0) for k in COUNTERS}
         for name, n in counters.items():
             phone[name] = phone.get(name, 0) + n
     return {"days": [{"day": day, **per_day[day]} for day in day_list],
             "totals": {k: sum(d[k] for d in per_day.values()) for k in COUNTERS},
-            "phones": {device_id: phone_summary(c) for device_id, c in sorted(phones.items())}}
+            "phones": {device_id: phone_summary(c) for device_id, c in sorted(phones.items())},
+            "phone_days": {device_id: [{"day": day, **c["days"].get(day, dict.fromkeys(
+                COUNTERS, 0))} for day in day_list] for device_id, c in phones.items()}}
 
 
 def phone_summary(counters: dict) -> dict:
-    """One phone's figures from its summed counters."""
+    """One phone's figures from its summed counters (and per day, if `counters` has them)."""
     sent, delivered = counters.get("sent", 0), counters.get("delivered", 0)
     reasons = {name[2:]: n for name, n in counters.items() if name.startswith("r:") and n > 0}
     return {**{k: counters.get(k, 0) for k in COUNTERS},

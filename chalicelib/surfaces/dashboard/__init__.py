@@ -11,7 +11,13 @@ import re
 
 from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
 from chalicelib.domain import sessions
-from chalicelib.surfaces.dashboard import account_pages, phone_pages, web, webhook_pages
+from chalicelib.surfaces.dashboard import (
+    account_pages,
+    insight_pages,
+    phone_pages,
+    web,
+    webhook_pages,
+)
 from chalicelib.surfaces.dashboard.web import Request
 
 log = logging.getLogger("smsgw")
@@ -30,6 +36,7 @@ def _register(module):
 _register(account_pages)
 _register(phone_pages)
 _register(webhook_pages)
+_register(insight_pages)
 
 
 def _match(method: str, parts: tuple):
