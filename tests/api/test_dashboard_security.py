@@ -113,6 +113,11 @@ def cross_account_requests(a, b):
         ("POST", ("phones", "*", "remove")): (f"/dashboard/phones/{bd}/remove", {}),
         ("POST", ("phones", "*", "pace")): (f"/dashboard/phones/{bd}/pace", {"pace": "7"}),
         ("GET", ("phones", "*")): (f"/dashboard/phones/{bd}", None),
+        ("GET", ("csv",)): ("/dashboard/csv", None),
+        ("POST", ("csv",)): ("/dashboard/csv", {"file": "number,message\n+14155550100,x\n"}),
+        ("POST", ("csv", "send")): ("/dashboard/csv/send", {"csv_text": "number,message\n"
+                                                                 "+14155550100,x\n"}),
+        ("GET", ("csv", "*")): ("/dashboard/csv/" + "0" * 32 + "?last=3", None),
         ("GET", ("webhooks",)): ("/dashboard/webhooks", None),
         ("POST", ("webhooks",)): ("/dashboard/webhooks", {"url": "http://127.0.0.1:9/made-by-a",
                                                           "event:sms.failed": "1"}),

@@ -13,6 +13,7 @@ from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
 from chalicelib.domain import sessions
 from chalicelib.surfaces.dashboard import (
     account_pages,
+    csv_pages,
     insight_pages,
     phone_pages,
     web,
@@ -37,6 +38,7 @@ _register(account_pages)
 _register(phone_pages)
 _register(webhook_pages)
 _register(insight_pages)
+_register(csv_pages)
 
 
 def _match(method: str, parts: tuple):
