@@ -321,6 +321,40 @@ def test_overview_charts_agree_with_messages_sent(page, gateway):
     assert not page.problems, page.problems
 
 
+def test_csv_list_previews_bad_line_sends_valid_rows_once(page, gateway, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text("number,name\n+8801712345670,Ann\nnot-a-number,Bob\n"
+                       "+8801712345671,Cy\n")
+
+    def upload_and_send():
+        page.goto(url(gateway, "/csv"))
+        page.get_by_label("CSV file").set_input_files(str(listing))
+        page.get_by_label("Message template (optional)").fill("Hello {name} from a list")
+        page.get_by_role("button", name="Preview").click()
+        assert page.locator("#rows-valid").inner_text() == "2"
+        assert page.locator("#invalid-rows [data-line]").all_inner_texts() == ["3"]
+        return page.get_by_role("button", name="Send 2 messages")
+
+    send = upload_and_send()
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size(DESKTOP)
+    shoot(page, "csv-preview")
+    send.click()
+    page.wait_for_url(re.compile(r"/dashboard/csv/[0-9a-f]{32}"))
+    assert page.locator("#queued").inner_text() == "2"
+    assert page.locator("#sent-summary").inner_text().startswith("2 queued now")
+    shoot(page, "csv-progress")
+    upload_and_send().click()  # the same file again: nothing more is sent
+    page.wait_for_url(re.compile(r"/dashboard/csv/[0-9a-f]{32}"))
+    assert page.locator("#sent-summary").inner_text().startswith(
+        "0 queued now, 2 already sent before")
+    assert page.locator("#queued").inner_text() == "2"
+    history = api(gateway, action="get_history", api_key=gateway["key"], limit="100")
+    assert json.dumps(history).count("from a list") == 2, history  # one message per row
+    assert not page.problems, page.problems
+
+
 def test_otp_from_try_it_is_verified_and_never_shown(page, gateway):
     page.goto(url(gateway, "/try"))
     page.locator("#otp-phone").select_option(
