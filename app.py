@@ -240,7 +240,9 @@ def stop_silent_devices(event):
 def emit_events(event):
     """Turn message, incoming-SMS and device changes into webhook deliveries."""
     from chalicelib.domain import webhooks
-    return {"queued": webhooks.fan_out(event.to_dict()["Records"])}
+    from chalicelib.domain.insight import alerts  # phones offline and back: mails
+    records = event.to_dict()["Records"]
+    return {"queued": webhooks.fan_out(records), "mailed": alerts.from_device_records(records)}
 
 
 # The owner's insight (chalicelib/domain/insight): every outcome and incoming SMS counted into

@@ -120,6 +120,10 @@ class LocalGateway:
             os.environ.setdefault(name, value)
         os.environ.setdefault("SMSGW_OTP_SECRET", self._otp_secret())
         os.environ.update(self.extra_env)
+        # Alert mails (chalicelib/domain/insight/alerts.py) are written under the data folder.
+        os.environ.setdefault("SMSGW_MAIL_DIR", os.path.join(
+            str(self.data.path) if self.data else tempfile.mkdtemp(prefix="smsgw-mail-"), "mail"))
+        self.mail_dir = os.environ["SMSGW_MAIL_DIR"]
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
         self.aws_endpoint = os.environ["AWS_ENDPOINT_URL"]
         if self.data:
@@ -431,7 +435,8 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
         if as_json:
             click.echo(json.dumps({"url": gw.url, "aws_endpoint": gw.aws_endpoint,
                                    "lan_urls": gw.lan_urls, "inbox": gw.inbox,
-                                   "data": data, "restored": gw.restored, **gw.demo_info}))
+                                   "data": data, "restored": gw.restored, "mail": gw.mail_dir,
+                                   **gw.demo_info}))
         else:
             click.echo(banner(gw))
         while True:  # short sleeps: a signal that lands on another thread only sets a flag

@@ -90,6 +90,7 @@ def _arn(service: str, resource: str) -> str:
 
 
 DEVICE_ROLE_SID = "DeviceRole"
+ALERT_MAIL_SID = "AlertMail"
 
 
 def policy(stage: str) -> dict:
@@ -122,6 +123,10 @@ def policy(stage: str) -> dict:
         {"Sid": "WebhookQueue", "Effect": "Allow", "Action": WEBHOOK_QUEUE_ACTIONS,
          "Resource": [_arn("sqs", settings.webhook_queue_name()),
                       _arn("sqs", settings.webhook_queue_name(dead_letter=True))]},
+        # Alert mails (chalicelib/domain/insight/alerts.py): SES, from the AlertSender
+        # identity; the merge template narrows the resource to that one identity.
+        {"Sid": ALERT_MAIL_SID, "Effect": "Allow", "Action": ["ses:SendEmail"],
+         "Resource": [_arn("ses", "identity/*")]},
         {"Sid": "OtpSecret", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]},
         {"Sid": "Logs", "Effect": "Allow",
@@ -438,6 +443,13 @@ def template(stage: str) -> dict:
     for statement in pinned_policy["Statement"]:
         if statement["Sid"] == DEVICE_ROLE_SID:  # exactly the stack's role, not the path
             statement["Resource"] = [{"Fn::GetAtt": ["DeviceRole", "Arn"]}]
+        if statement["Sid"] == ALERT_MAIL_SID:  # exactly the sender's identity (its domain)
+            statement["Resource"] = [{"Fn::Sub": ["arn:${AWS::Partition}:ses:${AWS::Region}:"
+                                                  "${AWS::AccountId}:identity/${Identity}",
+                                                  {"Identity": {"Fn::Select": [1, {
+                                                      "Fn::Split": ["@", {"Fn::Join": [
+                                                          "", [{"Ref": "AlertSender"},
+                                                               "@none"]]}]}]}}]}]
     resources = {"DeviceRole": device_role(settings)}
     limit_parameters, api_limits, function_limits = limits()
     for model in tables.MODELS:
@@ -461,9 +473,12 @@ def template(stage: str) -> dict:
             resources[logical_id]["DependsOn"] += webhook_functions[name].get("DependsOn", [])
             resources[logical_id]["Properties"].update(
                 webhook_functions[name].get("Properties", {}))
-        if name == "api_handler":  # merged into the environment chalice writes
-            resources[logical_id]["Properties"]["Environment"] = {"Variables": {
-                "SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}}
+        # merged into the environment chalice writes: alert mails' sender (empty: none)
+        resources[logical_id]["Properties"]["Environment"] = {"Variables": {
+            "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"}}}
+        if name == "api_handler":
+            resources[logical_id]["Properties"]["Environment"]["Variables"][
+                "SMSGW_DEVICE_ROLE_ARN"] = {"Fn::GetAtt": ["DeviceRole", "Arn"]}
             resources[logical_id]["Properties"].update(function_limits)
             resources["RestAPI"] = {"Properties": api_limits}
         resources[log_group] = {
@@ -499,6 +514,10 @@ def template(stage: str) -> dict:
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",
             "Description": "Address mailed when an alarm fires (empty: no subscription)."},
+            "AlertSender": {
+                "Type": "String", "Default": "",
+                "Description": "SES-verified address alert mails to the account's users come "
+                               "from (empty: no alert mails)."},
             **limit_parameters,
             "PlatformLogLevel": {
                 "Type": "String", "Default": PLATFORM_LOG_LEVELS[0],

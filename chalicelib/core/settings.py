@@ -15,7 +15,7 @@ TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotenc
           # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
           "users", "password-links", "sessions", "throttles", "pairing-codes",
           # the owner's insight (chalicelib/storage/insight_tables.py)
-          "daily-counts", "counted-windows")
+          "daily-counts", "counted-windows", "alert-states", "alert-subscriptions")
 
 
 def table_name(short: str) -> str:
@@ -151,3 +151,18 @@ MAX_QUEUE_DELAY_SECONDS = 900
 PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "").rstrip("/")
 # How far ahead a send may be scheduled (REST v1 send_at).
 MAX_SCHEDULE_SECONDS = 30 * 24 * 3600
+
+
+# Alert mails (chalicelib/domain/insight/alerts.py): sent through SES from this verified
+# identity on AWS (the template's AlertSender parameter); without one, written as .eml files
+# under SMSGW_MAIL_DIR (the local gateway's data folder) and their subject printed.
+ALERT_SENDER = os.environ.get("SMSGW_ALERT_SENDER", "")
+
+
+def mail_dir() -> str:
+    """Read when mailing: the local gateway sets it after this module may have loaded."""
+    return os.environ.get("SMSGW_MAIL_DIR", "")
+
+
+ALERT_MIN_SECONDS = _int("SMSGW_ALERT_MIN_SECONDS", 3600)  # one mail per cause per hour
+PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "")  # base of the links in mails

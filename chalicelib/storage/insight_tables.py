@@ -6,7 +6,12 @@ A `DailyCount` item is one day of one account (`day` = "2026-12-04") or of one o
 they count (`sent`, `failed`, `r:<reason>`, `h3`...), added by one UpdateItem each, so a
 stats page reads the account's days with one Query whatever the number of messages.
 """
-from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
 from pynamodb.models import Model
 
 from chalicelib.storage.model_base import table_meta
@@ -28,4 +33,26 @@ class CountedWindow(Model):
     expires = TTLAttribute()
 
 
-MODELS = (DailyCount, CountedWindow)
+class AlertState(Model):
+    """One cause of alert mails of an account (`cause` = "device_offline#<uid>", ...): whether
+    it is a problem now, when it last mailed, whether this problem's mail went out (then its
+    recovery mails too). Changed only by conditional writes (domain/insight/alerts.py)."""
+    Meta = table_meta("alert-states")
+    account_id = UnicodeAttribute(hash_key=True)
+    cause = UnicodeAttribute(range_key=True)
+    problem = BooleanAttribute(null=True)
+    mailed_at = NumberAttribute(null=True)
+    episode_mailed = BooleanAttribute(null=True)
+
+
+class AlertSubscription(Model):
+    """A dashboard user who asked for alert mails (profile page); `token` is the secret of the
+    one-click unsubscribe link in every mail."""
+    Meta = table_meta("alert-subscriptions")
+    account_id = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute(range_key=True)
+    token = UnicodeAttribute()
+    created_at = NumberAttribute()
+
+
+MODELS = (DailyCount, CountedWindow, AlertState, AlertSubscription)

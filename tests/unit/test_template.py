@@ -120,6 +120,11 @@ def test_functions_are_named_as_the_policy_expects(generated):
                 assert arn == "arn:aws:iam::*:role" + resources["DeviceRole"]["Properties"][
                     "Path"] + "*"
                 continue
+            if pinned["Sid"] == "AlertMail":  # exactly the sender's identity (its domain)
+                template_arn, names = sub["Fn::Sub"]
+                assert template_arn.endswith(":identity/${Identity}") and "Identity" in names
+                assert arn == "arn:aws:ses:*:*:identity/*"
+                continue
             if sub == arn == "*":  # an action without resource-level permissions
                 continue
             assert sub["Fn::Sub"].replace("${AWS::Partition}", "aws").replace(
@@ -174,7 +179,8 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
     assert fnmatch.fnmatchcase(arn, pattern)
     assert not fnmatch.fnmatchcase(arn.replace(f"smsgw-{stage}-", "smsgw-other-"), pattern)
     env = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
-    assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
+    assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]},
+                   "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"}}
     assert template["Outputs"]["DeviceRoleArn"] == {"Value": {"Fn::GetAtt": ["DeviceRole",
                                                                             "Arn"]}}
 

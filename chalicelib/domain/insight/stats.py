@@ -126,8 +126,26 @@ def count_window(event: dict) -> dict:
     keys = sorted(key for key, counters in sums.items() if any(counters.values()))
     per_part = TRANSACTION_ITEMS - 1
     for part, start in enumerate(range(0, len(keys), per_part)):
-        commit(window_id(event, part), {key: sums[key] for key in keys[start:start + per_part]})
+        written = {key: sums[key] for key in keys[start:start + per_part]}
+        if commit(window_id(event, part), written):
+            _alert_expiries(written)
     return {"state": {}}
+
+
+def _alert_expiries(written: dict) -> None:
+    """Messages that expired unsent in a window just counted: an alert mail per account."""
+    from chalicelib.domain.insight import alerts
+    expired = {}
+    for key, counters in written.items():
+        account, day = key.split("|", 1)
+        if "#" not in day and counters.get("expired", 0) > 0:
+            expired[account] = expired.get(account, 0) + counters["expired"]
+    for account, n in expired.items():
+        try:
+            alerts.expired(account, n)
+        except Exception:  # counted already; a mail must not make Lambda count it again
+            import logging
+            logging.getLogger("smsgw").exception("expiry alert for %s failed", account)
 
 
 def commit(mark: str, sums: dict) -> bool:

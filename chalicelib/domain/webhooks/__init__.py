@@ -161,6 +161,9 @@ def set_enabled(account_id: str, webhook_id: str, enabled: bool) -> Webhook:
     if not update_if(webhook, actions, Webhook.webhook_id.exists()):
         raise NotFound(f"Unknown webhook: {webhook_id} was removed meanwhile.", "webhook_id")
     forget_cached()
+    if enabled:  # an alert mail said it was disabled: say it is back
+        from chalicelib.domain.insight import alerts
+        alerts.webhook_enabled(account_id, webhook_id, webhook.url)
     return webhook
 
 

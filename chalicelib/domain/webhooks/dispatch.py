@@ -106,6 +106,8 @@ def _failed(webhook: Webhook, outcome) -> None:
         forget_cached()
         webhooks.forget_cached()
         log.warning("webhook %s disabled: %s", webhook.webhook_id, reason)
+        from chalicelib.domain.insight import alerts
+        alerts.webhook_disabled(webhook.account_id, webhook.webhook_id, webhook.url, reason)
 
 
 def _succeeded(webhook: Webhook) -> None:

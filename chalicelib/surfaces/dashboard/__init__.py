@@ -25,7 +25,7 @@ log = logging.getLogger("smsgw")
 
 # (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
 ROUTES = {}
-PUBLIC = {"signin", "set-password", "static"}
+PUBLIC = {"signin", "set-password", "static", "unsubscribe"}
 PART = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 

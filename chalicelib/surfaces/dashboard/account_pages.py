@@ -190,8 +190,10 @@ def whitelist_change(request):
 
 def account_page(request):
     account = accounts.get_account(request.session.account_id)
+    from chalicelib.domain.insight import alerts  # the alert mails' opt-in
     return web.render(request, "account.html", title="Profile", account=account,
-                      email=request.session.email)
+                      email=request.session.email, notice=notice(request),
+                      alerts_on=alerts.subscribed(account.account_id, request.session.email))
 
 
 def api_page(request):

@@ -53,4 +53,24 @@ def phone_page(request, device_uid):
                       if reasons else None, days=len(days))
 
 
-PAGES = {("GET", ("phones", "*")): phone_page}
+def alerts_choice(request):
+    from chalicelib.domain.insight import alerts
+    account_id, email = request.session.account_id, request.session.email
+    if request.form.get("alerts") == "on":
+        alerts.subscribe(account_id, email)
+    else:
+        alerts.unsubscribe(account_id, email=email)
+    return web.redirect(request, "/account")
+
+
+def unsubscribe_link(request, account_id, token):
+    """The one-click link of an alert mail (no sign-in: the token is the proof)."""
+    from chalicelib.domain.insight import alerts
+    done = alerts.unsubscribe(account_id, token=token)
+    return web.render(request, "error.html", 200 if done else 404, title="Alert mails",
+                      message="You will get no more alert mails." if done else
+                      "This link was used already or is not valid.")
+
+
+PAGES = {("GET", ("phones", "*")): phone_page, ("POST", ("account", "alerts")): alerts_choice,
+         ("GET", ("unsubscribe", "*", "*")): unsubscribe_link}
