@@ -165,4 +165,3 @@ def mail_dir() -> str:
 
 
 ALERT_MIN_SECONDS = _int("SMSGW_ALERT_MIN_SECONDS", 3600)  # one mail per cause per hour
-PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "")  # base of the links in mails
