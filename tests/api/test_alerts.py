@@ -106,3 +106,16 @@ def test_on_aws_the_mail_goes_through_ses(account, monkeypatch, aws_calls):
     assert request["FromEmailAddress"] == "alerts@example.com"
     assert request["Destination"] == {"ToAddresses": ["owner@example.com"]}
     assert Path  # the local folder is not used on AWS
+
+
+def test_a_paused_sim_mails_once_an_hour(account, mailbox):
+    acct, _, device, _ = account
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    clock.freeze()
+    until = clock.now_ms() + 600_000
+    for _ in range(3):
+        alerts.sim_paused(acct.account_id, device.device_uid, "Phone 1", 2, "No service", until)
+    assert [m["Subject"] for m in mailbox()] == ["[smsgw] SIM 2 of Phone 1 is paused"]
+    clock.advance(settings.ALERT_MIN_SECONDS)
+    alerts.sim_paused(acct.account_id, device.device_uid, "Phone 1", 2, "No service", until)
+    assert len(mailbox()) == 2

@@ -152,6 +152,16 @@ def expired(account_id: str, count: int) -> bool:
                    "that your phones are running and not paused.", ongoing=False)
 
 
+def sim_paused(account_id: str, device_uid: str, name: str, sim: int, reason: str,
+               until_ms: int) -> bool:
+    """A SIM rested after SIM trouble (pacing's pause): for the pause's writer to call. An
+    event like expiries (the pause ends by time alone, with no write to see)."""
+    return problem(account_id, f"sim_paused#{device_uid}#{sim}", f"SIM {sim} of {name} is "
+                   "paused", f"SIM {sim} of your phone {name} is paused until "
+                   f"{clock.fmt(until_ms)} UTC: {reason}. The pool sends through your other "
+                   "SIMs and phones meanwhile.", ongoing=False)
+
+
 def webhook_disabled(account_id: str, webhook_id: str, url: str, reason: str) -> bool:
     return problem(account_id, f"webhook_disabled#{webhook_id}", "A webhook endpoint was "
                    "disabled", f"Your endpoint {url} was disabled: {reason}")
