@@ -238,7 +238,8 @@ def stop_silent_devices(event):
 @app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=100,
                         starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=1)
 def emit_events(event):
-    """Turn message, incoming-SMS and device changes into webhook deliveries."""
+    """Turn message, incoming-SMS and device changes into webhook deliveries, and phones that
+    stop or come back into alert mails."""
     from chalicelib.domain import webhooks
     from chalicelib.domain.insight import alerts  # phones offline and back: mails
     records = event.to_dict()["Records"]

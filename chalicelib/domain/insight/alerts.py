@@ -5,9 +5,17 @@ phone or endpoint is back.
 Rules, per cause (a phone, an endpoint, the account's expiries): a problem mails the account's
 subscribed users if that cause has not mailed within ALERT_MIN_SECONDS (an hour); a recovery
 mails only if its problem's mail went out. A flapping phone therefore mails at most one
-problem and one recovery an hour. Each step is a conditional write on the cause's AlertState,
-so a replayed stream record or two concurrent writers mail once: only the writer whose
-condition held sends.
+problem and one recovery an hour.
+
+Each step is a conditional write on the cause's AlertState item, so a replayed stream record or
+two concurrent writers mail once: (1) `problem` flips problem false->true; of two writers one
+passes, the other stops. (2) The one that passed claims the hourly slot (`mailed_at` older than
+an hour, set to now, `episode_mailed` true); only then does it mail. (3) `recovered` flips
+true->false on condition that this episode mailed (then it mails), else flips it silently; of
+two recoveries one passes. A recovery that lands between (1) and (2) of the same cause finds
+`episode_mailed` false and stays silent, and the problem mail then goes out late; the records
+of one phone reach the stream function in order, one batch at a time per shard, so that order
+does not happen for phones.
 """
 import logging
 import secrets
