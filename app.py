@@ -220,6 +220,82 @@ def v1_docs():
     return _v1("/v1/docs")
 
 
+# SMSGate's client API (chalicelib/surfaces/smsgate/thirdparty*.py): one handler, imported on
+# first use; the surface has its own route table, so these four routes cover every depth.
+def _smsgate_client_api(*parts):
+    from chalicelib.surfaces.smsgate import thirdparty
+    request = app.current_request
+    status, headers, body = thirdparty.handle(request.method, parts, _query(),
+                                              dict(request.headers), request.raw_body,
+                                              _source_ip())
+    return Response(body, status_code=status, headers=headers)
+
+
+SMSGATE_METHODS = {"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   "content_types": ANY_BODY}
+
+
+@app.route("/3rdparty/v1/{a}", **SMSGATE_METHODS)
+def smsgate_client_1(a):
+    return _smsgate_client_api(a)
+
+
+@app.route("/3rdparty/v1/{a}/{b}", **SMSGATE_METHODS)
+def smsgate_client_2(a, b):
+    return _smsgate_client_api(a, b)
+
+
+@app.route("/3rdparty/v1/{a}/{b}/{c}", **SMSGATE_METHODS)
+def smsgate_client_3(a, b, c):
+    return _smsgate_client_api(a, b, c)
+
+
+@app.route("/3rdparty/v1/{a}/{b}/{c}/{d}", **SMSGATE_METHODS)
+def smsgate_client_4(a, b, c, d):
+    return _smsgate_client_api(a, b, c, d)
+
+
+# SMSGate's Android app as a phone (chalicelib/surfaces/smsgate/mobile.py, docs/android-app.md):
+# its private-server device API, imported on first use like REST v1.
+def _mobile(route, **path_params):
+    from chalicelib.surfaces.smsgate import mobile
+    request = app.current_request
+    status, headers, body = mobile.handle(request.method, route, path_params, _query(),
+                                          dict(request.headers), request.raw_body, _source_ip(),
+                                          request.context)
+    return Response(body, status_code=status, headers=headers)
+
+
+@app.route("/mobile/v1/device", methods=["GET", "POST", "PATCH"], content_types=ANY_BODY)
+def mobile_device():
+    return _mobile("/device")
+
+
+@app.route("/mobile/v1/message", methods=["GET", "PATCH"], content_types=ANY_BODY)
+def mobile_message():
+    return _mobile("/message")
+
+
+@app.route("/mobile/v1/events", methods=["GET"])
+def mobile_events():
+    return _mobile("/events")
+
+
+@app.route("/mobile/v1/settings", methods=["GET"])
+def mobile_settings():
+    return _mobile("/settings")
+
+
+@app.route("/mobile/v1/webhooks", methods=["GET"])
+def mobile_webhooks():
+    return _mobile("/webhooks")
+
+
+@app.route("/mobile/v1/app-webhooks/{device_uid}", methods=["POST"], content_types=ANY_BODY)
+def mobile_app_webhook(device_uid):
+    return _mobile("/app-webhooks/{device_uid}", device_uid=device_uid)
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_messages(event):
     """Requeue lost jobs, release dead leases, expire and fail what time settles."""

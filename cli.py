@@ -254,6 +254,48 @@ def device_remove(account_id, device, as_json):
          f"removed device {dev.device_id} ({dev.device_uid})")
 
 
+# SMSGate's Android app as a phone (docs/android-app.md)
+APP_STEPS = ("In the SMSGate app: Settings > Cloud server: API URL = server_url, Private token "
+             "= private_token, Notification channel = SSE only; then Home > Cloud server on.")
+
+
+def _public_url(url: str | None) -> str | None:
+    """What the phone must reach: --url, else SMSGW_PUBLIC_URL, else the running local
+    gateway's (its LAN address first, HTTPS when started with --tls)."""
+    if url:
+        return url.rstrip("/")
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL
+    if LOCAL:
+        return (LOCAL.get("lan_urls") or [LOCAL.get("url")])[0]
+    return None
+
+
+@device.command("app-token")
+@click.argument("account_id")
+@click.option("--name", default="", help="Name for the phone it pairs (default: the app's "
+                                          "make and model).")
+@click.option("--url", help="The gateway's public URL (default: SMSGW_PUBLIC_URL or the running "
+                            "local gateway's).")
+@click.option("--revoke", metavar="TOKEN", help="Revoke this private token instead.")
+@json_option
+def device_app_token(account_id, name, url, revoke, as_json):
+    """A private token that pairs one SMSGate app phone with ACCOUNT_ID (shown once)."""
+    from chalicelib.domain import app_phones
+    if revoke:
+        app_phones.revoke_token(account_id, revoke)
+        emit(as_json, {"revoked": True}, "revoked: no phone can register with it any more")
+        return
+    token = app_phones.make_token(account_id, name)
+    base = _public_url(url)
+    server_url = f"{base}/mobile/v1" if base else None
+    data = {"account_id": account_id, "server_url": server_url, "private_token": token,
+            "unused_expires_days": app_phones.UNUSED_DAYS, "steps": APP_STEPS}
+    emit(as_json, data, f"server URL     {server_url or '(unknown: pass --url)'}\n"
+                        f"private token  {token}   (shown once; pairs one phone; unused it "
+                        f"expires in {app_phones.UNUSED_DAYS} days)\n{APP_STEPS}")
+
+
 @main.group()
 def webhook():
     """Webhook endpoints: signed event deliveries to an account's applications."""

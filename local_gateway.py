@@ -201,6 +201,26 @@ class LocalGateway:
         from app import app
         from localgw.server import serve
         self._http = serve(app, self.host, self.port, quiet=self.quiet)
+        if self.tls:
+            self._start_tls()
+
+    # HTTPS on the LAN for SMSGate's app (localgw/tls.py, docs/android-app.md)
+    tls = False
+    tls_files = None
+
+    def _start_tls(self):
+        from pathlib import Path
+
+        from chalicelib.core import settings
+        from localgw import tls
+        hosts = lan_addresses() if self.host in WILDCARD_HOSTS else [self.host]
+        folder = Path(self.data.path if self.data else tempfile.mkdtemp(prefix="smsgw-tls-"))
+        self.tls_files = tls.ensure(folder / "tls", hosts or ["127.0.0.1"])
+        tls.wrap(self._http.server, self.tls_files)
+        self.url = self.url.replace("http://", "https://", 1)
+        self.lan_urls = [u.replace("http://", "https://", 1) for u in self.lan_urls]
+        public = (self.lan_urls or [self.url])[0]
+        os.environ["SMSGW_PUBLIC_URL"] = settings.PUBLIC_URL = public
 
     def _start_schedules(self):
         from chalice.app import ScheduledEventConfig
@@ -362,7 +382,10 @@ def banner(gw: LocalGateway) -> str:
         cli = (f"AWS_ENDPOINT_URL={gw.aws_endpoint} SMSGW_STAGE=local AWS_ACCESS_KEY_ID=local \\\n"
                f"  AWS_SECRET_ACCESS_KEY=local .venv/bin/smsgw account list")
     where = ""
-    if gw.host not in ("127.0.0.1", "localhost", "::1"):
+    if gw.tls_files:
+        from localgw import tls
+        where = "\n" + tls.android_steps(gw.tls_files["ca"], (gw.lan_urls or [gw.url])[0]) + "\n"
+    elif gw.host not in ("127.0.0.1", "localhost", "::1"):
         phones = "\n".join(f"  {u}" for u in (gw.lan_urls or [gw.url]))
         where = (LAN_WARNING.format(where=f"{gw.host}:{gw.port}")
                  + f"\nA phone on the same network runs the agent with this URL:\n{phones}\n")
@@ -415,8 +438,11 @@ Ctrl-C stops everything.
 @click.option("--quiet", is_flag=True, help="No log line per request.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the gateway's URL and demo credentials as one JSON line (for scripts).")
+@click.option("--tls", is_flag=True,
+              help="HTTPS with a local CA kept in the data folder (for SMSGate's app on a "
+                   "phone: it refuses plain HTTP except to 127.0.0.1).")
 def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds, quiet,
-         as_json):
+         as_json, tls):
     """Start the local SMS gateway with a demo account and device."""
     from localgw.data import DataDirBusy
     from localgw.data import data_dir as resolve_data_dir
@@ -425,6 +451,7 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
     gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices, host=host,
                       quiet=quiet, data=data, snapshot_seconds=snapshot_seconds)
     gw.echo = not as_json
+    gw.tls = tls
     # A plain `kill` stops as cleanly as Ctrl-C (snapshot included).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:  # a signal at any point below still ends in gw.stop()
@@ -436,6 +463,7 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
             raise click.ClickException(f"cannot start on {host}:{port}: {exc}")
         if as_json:
             click.echo(json.dumps({"url": gw.url, "aws_endpoint": gw.aws_endpoint,
+                                   "tls_ca": str(gw.tls_files["ca"]) if gw.tls_files else None,
                                    "lan_urls": gw.lan_urls, "inbox": gw.inbox,
                                    "data": data, "restored": gw.restored, "mail": gw.mail_dir,
                                    **gw.demo_info}))

@@ -338,6 +338,80 @@ def per_million_events(prices: dict, counted: dict) -> list[dict]:
     return rows
 
 
+# An idle SMSGate app phone (docs/android-app.md): the app reconnects GET /mobile/v1/events 5 s
+# after each answer (SSEManager.kt) and pulls GET /message on every connection. The deployed
+# default answers /events at once (SMSGW_MOBILE_EVENTS_HOLD_SECONDS=0); a hold waits on the
+# queue in Lambda first. Liveness writes and device reads are the surface's caches' (at most one
+# `last_seen` write per SEEN_REFRESH_SECONDS, one device read per AUTH_CACHE_SECONDS).
+APP_RECONNECT_SECONDS = 5
+APP_EVENTS = "app: events, answered at once"
+APP_PULL = "app: pull, idle"
+APP_CACHE_SECONDS = 30  # devices.SEEN_REFRESH_SECONDS and AUTH_CACHE_SECONDS, deployed
+APP_HOLDS = (0, 5, 20)
+
+
+def _app_variants(model: Model, api: str, platform_logs: bool) -> list[dict]:
+    seconds = model.a["hours_per_month"] * 3600
+    p = model.p
+    door = {"api": api, "platform_logs": platform_logs}
+    write = p["dynamodb_on_demand_per_million_write_request_units"] / 1e6
+    read = 0.5 * p["dynamodb_on_demand_per_million_read_request_units"] / 1e6
+    refreshes = seconds / APP_CACHE_SECONDS
+    look = model.sweep_work(FIRST_LOOK_IDLE, "", extra_rru=ACCOUNT_SCAN_RRU)
+    variants = []
+    for hold in APP_HOLDS:
+        cycles = seconds / (APP_RECONNECT_SECONDS + hold)
+        if hold:  # the hold: one SQS long poll and its poll-slot write, billed while it waits
+            events = model.request(APP_PULL, wait_s=hold, **door)
+            events_total = events["total"] + write
+        else:
+            events = model.request(APP_EVENTS, **door)
+            events_total = events["total"]
+        pull = model.request(APP_PULL, **door)
+        lines = [{"what": f"GET /events ({'held ' + str(hold) + ' s' if hold else 'at once'})",
+                  "per_month": cycles, "billed_ms": events["billed_ms"],
+                  "total": events_total, "monthly": cycles * events_total},
+                 {"what": "GET /message on each connection (one SQS receive)",
+                  "per_month": cycles, "billed_ms": pull["billed_ms"], "total": pull["total"],
+                  "monthly": cycles * pull["total"]},
+                 {"what": f"liveness write + device read (each every {APP_CACHE_SECONDS} s)",
+                  "per_month": refreshes, "billed_ms": 0, "total": write + read,
+                  "monthly": refreshes * (write + read)},
+                 {"what": "the sweeps' first look at its account (as for an agent)",
+                  "per_month": seconds / SWEEP_SECONDS, "billed_ms": look["billed_ms"],
+                  "total": look["total"], "monthly": seconds / SWEEP_SECONDS * look["total"]}]
+        variants.append({"hold": hold, "lines": lines, "requests": 2 * cycles,
+                         "total": sum(line["monthly"] for line in lines)})
+    return variants
+
+
+def app_phone_month(model: Model) -> dict:
+    """Per idle app phone-month: the deployed front door (function URL, platform log lines off)
+    for each hold, and the default through an HTTP API for comparison."""
+    variants = _app_variants(model, "url", False)
+    return {"variants": variants, "default": variants[0]["total"],
+            "http_api_default": _app_variants(model, "http", False)[0]["total"]}
+
+
+def app_phone_markdown(a: dict) -> str:
+    lines = ["**Idle SMSGate app phone, per month** (`/mobile/v1`, function URL, platform "
+             "log lines off; the app reconnects 5 s after each answer and pulls on each):\n",
+             "| GET /events | requests a month | per app phone-month | goal |",
+             "|---|---:|---:|---|"]
+    for v in a["variants"]:
+        how = f"held {v['hold']} s" if v["hold"] else "**answered at once (default)**"
+        lines.append(f"| {how} | {v['requests']:,.0f} | {_usd(v['total'])} | ≤ $0.50 |")
+    default = a["variants"][0]
+    lines += ["", "The default's lines:\n", "| what | per month | billed ms each | per month |",
+              "|---|---:|---:|---:|"]
+    for line in default["lines"]:
+        lines.append(f"| {line['what']} | {line['per_month']:,.0f} | {line['billed_ms']} | "
+                     f"{_usd(line['monthly'])} |")
+    lines.append(f"\nThrough an API Gateway HTTP API instead: {_usd(a['http_api_default'])} "
+                 "(default, answered at once).")
+    return "\n".join(lines)
+
+
 # Rows kept next to the default for comparison (issue 13): the HTTP API with platform log lines
 # (the default until the function URL), and the function URL with platform log lines on.
 DEFAULT_VARIANTS = {"http_api": {"api": "http", "platform_logs": True},
@@ -378,6 +452,10 @@ def compute(calls_result: dict, latency_result: dict | None = None,
                    "offline_detection_seconds": old_window + SWEEP_SECONDS,
                    "lambda_concurrency_per_1000_idle": model.before_concurrency_per_1000_idle()},
     })
+    try:
+        result["app_phone"] = app_phone_month(model)
+    except KeyError as exc:  # the app scenarios did not run
+        result["app_phone_unavailable"] = f"not counted: {exc}"
     return result
 
 
@@ -442,6 +520,8 @@ def markdown(r: dict) -> str:
                      "wait costs one SQS hop per 15 minutes (a 10 h wait: 40 requests, $0.000016).")
     if "default" in r:
         lines.append("\n" + default_markdown(r))
+    if "app_phone" in r:
+        lines.append("\n" + app_phone_markdown(r["app_phone"]))
     return "\n".join(lines)
 
 

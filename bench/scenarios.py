@@ -502,6 +502,77 @@ SCENARIOS = [
 ]
 
 
+# --- SMSGate app phones (/mobile/v1, docs/android-app.md) --------------------------------------
+APP_UA = {"User-Agent": "me.capcom.smsgateway/1.68.0"}
+
+
+def _app(fx):
+    """The fixture's app phone, registered on first use (as the app does, with a token)."""
+    if getattr(fx, "app", None) is None:
+        from chalicelib.domain import app_phones
+        device, token = app_phones.register_with_token(
+            app_phones.make_token(fx.account_id), "bench-app", 2, "1.68.0", "127.0.0.1")
+        fx.app = Device(device.device_id, device.device_uid, token, device.queue_url)
+        fx.app_leased = None
+    return fx.app
+
+
+def _app_call(fx, inv, method, path, json_body=None, query=None):
+    headers = {"Authorization": f"Bearer {_app(fx).token}", **APP_UA}
+    return inv.request(method, "/mobile/v1" + path, query=query, json_body=json_body,
+                       headers=headers)
+
+
+def _app_queue_job(fx):
+    from chalicelib.domain import devices, messages
+    device = devices.resolve(fx.account_id, device_uid=_app(fx).device_uid)
+    return messages.send(fx.account_id, device, PHONE, "Job for the app").message.message_id
+
+
+def _app_pull_with_job(fx, inv):
+    reply = _app_call(fx, inv, "GET", "/message", query={"order": "lifo"})
+    fx.app_leased = int(reply.body[0]["id"]) if reply.ok and reply.body else None
+    return reply
+
+
+def _app_patch(state):
+    def run(fx, inv):
+        return _app_call(fx, inv, "PATCH", "/message", json_body=[{
+            "id": str(fx.app_leased), "state": state,
+            "recipients": [{"phoneNumber": PHONE, "state": state}],
+            "states": {state: "2026-12-04T10:00:00.000+00:00"}}])
+    return run
+
+
+def _app_prepare_leased(fx, inv):
+    _app_queue_job(fx)
+    if _app_pull_with_job(fx, inv).body == [] or fx.app_leased is None:
+        raise RuntimeError("the app's pull returned no job")
+
+
+def _app_prepare_sent(fx, inv):
+    _app_prepare_leased(fx, inv)
+    if not _app_patch("Sent")(fx, inv).ok:
+        raise RuntimeError("PATCH Sent failed")
+
+
+APP_SCENARIOS = [
+    Scenario("app: events, answered at once", lambda fx, inv: _app_call(fx, inv, "GET",
+                                                                        "/events"),
+             prepare=lambda fx, inv: _app(fx), group="device", latency=False),
+    Scenario("app: pull, idle", lambda fx, inv: _app_call(fx, inv, "GET", "/message",
+                                                          query={"order": "lifo"}),
+             prepare=lambda fx, inv: _app(fx), group="device", latency=False),
+    Scenario("app: pull returning a job", _app_pull_with_job,
+             prepare=lambda fx, inv: _app_queue_job(fx), group="device", latency=False),
+    Scenario("app: PATCH Sent", _app_patch("Sent"), prepare=_app_prepare_leased,
+             group="device", latency=False),
+    Scenario("app: PATCH Delivered", _app_patch("Delivered"), prepare=_app_prepare_sent,
+             group="device", latency=False),
+]
+SCENARIOS += APP_SCENARIOS
+
+
 def reset_caches() -> None:
     """What a new Lambda container starts with: no cached keys, devices, clients, connections."""
     from chalicelib.storage import tables

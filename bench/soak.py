@@ -35,8 +35,9 @@ message may stay `sent` only when its agent was killed between the send and the 
 receipt (a real phone loses that receipt too); those are counted apart.
 
 `--pool` (issue 10, docs/pool.md): sends name no device, so the gateway chooses and fails over;
-four agent phones (one paced low through the admin CLI, its per-SIM gaps checked) and a fifth
-phone that heartbeats but never polls; the checks follow each message to the device it ended on.
+four agent phones (one paced low through the admin CLI, its per-SIM gaps checked), an SMSGate
+app phone (bench/smsgate_app.py, killed and restarted like the agents) and a phone that
+heartbeats but never polls; the checks follow each message to the device it ended on.
 
 `run(...)` is what tests/e2e/test_soak.py calls at a reduced size; it returns the figures and the
 list of problems found (empty when everything held).
@@ -230,6 +231,54 @@ class AgentSlot:
             return []
         return [json.loads(line) for line in self.ledger.read_text().splitlines()
                 if line.strip()]
+
+
+class AppSlot:
+    """Pool mode's SMSGate app phone (bench/smsgate_app.py), seen by the soak as one more slot:
+    paired with the admin CLI's private token, killed and restarted like an agent (the app keeps
+    its own database, so it finishes what it had taken). Its reconnect gap is scaled to
+    APP_RECONNECT_SCALE of the app's 5 s, to stay inside the soak's 2 s pool grace."""
+
+    def __init__(self, gateway: Gateway):
+        from bench.smsgate_app import SmsgateApp
+        pairing = json.loads(gateway.admin("device", "app-token", gateway.info["account_id"],
+                                           "--url", gateway.url, "--json"))
+        self.app = SmsgateApp(pairing["server_url"], pairing["private_token"],
+                              reconnect_scale=APP_RECONNECT_SCALE)
+        registration = self.app.register()
+        self.device = {"device_uid": registration["id"], "device_token": registration["token"]}
+        self.mode = None
+        self.kills = []
+        self.exits = Counter()
+        self.log = open(os.devnull, "w")
+
+    def start(self, crash_after: str | None = None):
+        self.app.start()
+
+    def running(self) -> bool:
+        return bool(self.app.thread and self.app.thread.is_alive()
+                    and not self.app.stop_event.is_set())
+
+    def reap(self) -> bool:
+        return False
+
+    def kill(self):
+        if self.running():
+            self.app.kill()
+            self.app.join()
+            self.kills.append(time.time())
+            self.exits["sigkill"] += 1
+
+    def stop(self):
+        self.app.kill()
+        self.app.join()
+
+    def entries(self) -> list:
+        with self.app.lock:
+            return list(self.app.ledger)
+
+
+APP_RECONNECT_SCALE = 0.2
 
 
 def _phone(rng: random.Random) -> str:
@@ -664,6 +713,9 @@ class Soak:
             # each phone starts in one --crash-after mode: it exits on its first job
             for slot, mode in zip(self.slots, modes, strict=True):
                 slot.start(mode)
+            if self.pool:  # an SMSGate app phone too (docs/android-app.md)
+                self.slots.insert(0, AppSlot(self.gateway))
+                self.slots[0].start()
             sender = threading.Thread(target=self._send_all, daemon=True)
             sender.start()
             self._inject(until=time.monotonic() + self.send_seconds + self.fault_seconds + 60)
@@ -711,6 +763,8 @@ class Soak:
             "final states": dict(sorted(result["states"].items())),
             "failure reasons": dict(sorted(result["reasons"].items())),
             "sends per ledger": {s.device["device_uid"]: len(s.entries()) for s in self.slots},
+            "app phone sends": sum(len(s.entries()) for s in self.slots
+                                   if isinstance(s, AppSlot)),
             "failed with an unknown outcome yet sent once (at most once)": self.faults[
                 "failed with an unknown outcome, in a ledger"],
             "duplicates found (a message in ledgers more than once)": sum(

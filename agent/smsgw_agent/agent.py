@@ -11,7 +11,7 @@ import random
 import threading
 import time
 
-from smsgw_agent import backends
+from smsgw_agent import backends, e2e
 from smsgw_agent.client import GatewayClient, Rejected, Retryable
 from smsgw_agent.journal import Journal
 
@@ -75,10 +75,17 @@ class Agent:
             self.journal.finish(message_id, "failed", "Expired before the device could send it.")
             return
         sim_slot = int(job.get("sim_slot") or 1)
+        try:
+            number, text = e2e.open_job(job, self.config.e2e_passphrase)
+        except e2e.CannotDecrypt as exc:
+            self.journal.begin(message_id)
+            self.journal.finish(message_id, "failed", str(exc))
+            log.warning("job %s failed: %s", message_id, exc)
+            return
         self.keep_pace(job, sim_slot)
         self.journal.begin(message_id)
         try:
-            self.backend.send(job["phone_number"], job["message"], int(job.get("sim_slot") or 1),
+            self.backend.send(number, text, int(job.get("sim_slot") or 1),
                               message_id=message_id)
         except backends.SendError as exc:
             self.journal.finish(message_id, "failed", str(exc)[:500])
@@ -93,7 +100,8 @@ class Agent:
                 self.pace_ms / 1000 * max(1, int(job.get("segments") or 1)))
             self._sim_free[sim_slot] = free
             self.journal.meta(f"sim_free_{sim_slot}", free)  # a restart keeps the pace too
-        log.info("job %s sent to %s", message_id, job["phone_number"])
+        log.info("job %s sent to %s", message_id,
+                 "an encrypted number" if job.get("is_encrypted") else number)
         if self.config.crash_after == "send":
             os._exit(3)
 
@@ -186,7 +194,7 @@ class Agent:
     def heartbeat(self, app_state: str = "running", timeout: float | None = None) -> None:
         status = self.backend.status()
         answer = self.client.heartbeat(app_state, timeout=timeout, sim_count=self.config.sim_count,
-                                       **status)
+                                       e2e=bool(self.config.e2e_passphrase), **status)
         self._last_heartbeat = time.monotonic()
         self._heartbeat_interval = float(answer.get("heartbeat_seconds")
                                          or self.config.heartbeat_seconds)

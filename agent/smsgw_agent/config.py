@@ -13,6 +13,7 @@ ENV = {  # environment variable -> field
     "SMSGW_POLL_MODE": "mode",
     "SMSGW_SIM_FAILURE_RATE": "failure_rate", "SMSGW_SIM_DELIVERY_DELAY": "delivery_delay",
     "SMSGW_SIM_LEDGER": "ledger", "SMSGW_SIM_INBOX": "inbox",
+    "SMSGW_E2E_PASSPHRASE": "e2e_passphrase",
 }
 
 
@@ -40,6 +41,9 @@ class AgentConfig:
     report_hold: float = 10.0
     incoming_seconds: float = 15.0  # how often the phone's inbox is read
     push_existing: bool = False  # on the first run, also push SMS already in the inbox
+    # decrypts end-to-end encrypted messages (SMSGate's format; needs the "e2e" extra); the
+    # gateway never sees it, and sends encrypted messages only to agents that have one
+    e2e_passphrase: str | None = None
     # simulator only
     failure_rate: float = 0.0
     delivery_delay: float = 2.0  # seconds from "sent" to "delivered"; negative: never delivered

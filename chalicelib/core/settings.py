@@ -151,6 +151,9 @@ MAX_QUEUE_DELAY_SECONDS = 900
 PUBLIC_URL = os.environ.get("SMSGW_PUBLIC_URL", "").rstrip("/")
 # How far ahead a send may be scheduled (REST v1 send_at).
 MAX_SCHEDULE_SECONDS = 30 * 24 * 3600
+# SMSGate app phones (surfaces/smsgate/mobile.py): how long GET /mobile/v1/events waits for a
+# job before answering (0: at once; the app's pull on every reconnect is then the doorbell).
+MOBILE_EVENTS_HOLD_SECONDS = _int("SMSGW_MOBILE_EVENTS_HOLD_SECONDS", 0)
 
 
 # Alert mails (chalicelib/domain/insight/alerts.py): sent through SES from this verified

@@ -140,14 +140,22 @@ def authenticate(token: str | None) -> Device:
     if not UID_PATTERN.match(uid) or not secret:
         raise Unauthorized("Missing or malformed device token.", "authorization")
     device = _cache.get(("token", uid))
+    cached = device is not None
     if device is None:
-        try:
-            device = Device.get(uid)
-        except DoesNotExist:
-            raise Unauthorized("Invalid device token.", "authorization")
-        _cache.put(("token", uid), device)
+        device = _load(uid)
+    if not hmac.compare_digest(device.secret_hash, _hash(secret)) and cached:
+        device = _load(uid)  # the secret may be newer than the cache (new_secret)
     if not hmac.compare_digest(device.secret_hash, _hash(secret)):
         raise Unauthorized("Invalid device token.", "authorization")
+    return device
+
+
+def _load(uid: str) -> Device:
+    try:
+        device = Device.get(uid)
+    except DoesNotExist:
+        raise Unauthorized("Invalid device token.", "authorization")
+    _cache.put(("token", uid), device)
     return device
 
 
@@ -259,16 +267,28 @@ SEEN_REFRESH_SECONDS = min(30, settings.HEARTBEAT_SECONDS / 2)
 
 
 def heartbeat(device: Device, app_state: str, battery: int | None = None,
-              signal: int | None = None, sim_count: int | None = None) -> Device:
-    """Record what the device's app says about itself (one UpdateItem)."""
+              signal: int | None = None, sim_count: int | None = None,
+              e2e: bool | None = None) -> Device:
+    """Record what the device's app says about itself (one UpdateItem). `e2e`: its agent
+    can decrypt end-to-end encrypted messages (None: it did not say, nothing changes)."""
     actions = [Device.last_seen.set(clock.now_ms()), Device.app_state.set(app_state),
                Device.live.set(LIVE) if app_state == "running" else Device.live.remove(),
                Device.battery.set(battery) if battery is not None else Device.battery.remove(),
                Device.signal.set(signal) if signal is not None else Device.signal.remove()]
     if sim_count is not None:
         actions.append(Device.sim_count.set(sim_count))
+    if e2e is not None:
+        actions.append(Device.e2e.set(True) if e2e else Device.e2e.remove())
+        device.e2e = True if e2e else None
     _update_or_removed(device, actions)
     return device
+
+
+def can_decrypt(device: Device) -> bool:
+    """Can this phone take end-to-end encrypted messages? Our agent says so in its heartbeat;
+    SMSGate's app (kind "app") decrypts with its own passphrase setting, which the gateway
+    cannot see, so it is trusted to, and reports a message it cannot decrypt failed."""
+    return bool(device.e2e) or getattr(device, "kind", None) == "app"
 
 
 def _seen_recently(device: Device, now: int) -> bool:
@@ -301,3 +321,18 @@ def stop_silent(now_ms: int | None = None, on_stop=None) -> int:
                 on_stop(device)
     return stopped
 
+
+
+def update_alive(device: Device, actions) -> None:
+    """One UpdateItem of a device that must still exist (401 `device_removed` otherwise)."""
+    _update_or_removed(device, actions)
+
+
+def new_secret(device: Device) -> str:
+    """A fresh device token for an existing device; the old one stops working at once (here;
+    other warm containers within AUTH_CACHE_SECONDS). For an app phone registering again."""
+    secret = secrets.token_hex(24)
+    _update_or_removed(device, [Device.secret_hash.set(_hash(secret))])
+    device.secret_hash = _hash(secret)
+    forget_cached()
+    return f"{device.device_uid}.{secret}"

@@ -82,12 +82,13 @@ def _options(candidates, now, sim_slot):
 def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
            validity_seconds: int | None = None, exclude: str | None = None,
            now: int | None = None, urgent: bool = False, reserve: bool = True,
-           start: int | None = None) -> Route:
+           start: int | None = None, e2e: bool = False) -> Route:
     """Pick and reserve a device and SIM for one message, or say why none can take it.
     `urgent` (OTPs always): goes at once, ahead of the SIM's backlog, and is never refused for
     capacity; its segments still count against the pace. `reserve=False` (a message scheduled
     far ahead, paced at release): any running SIM at random, no slot (Route.slot None).
-    `start`: the slot may not begin before then (a scheduled message's time)."""
+    `start`: the slot may not begin before then (a scheduled message's time). `e2e`: only
+    phones whose agent can decrypt (an end-to-end encrypted message)."""
     urgent = urgent or kind == "otp"
     now = clock.now_ms() if now is None else now
     registered = account_devices(account_id)
@@ -98,6 +99,14 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
     if not registered:
         raise NotFound("No device: this account has no registered device. Register a phone "
                        "first.", "device_id", code="no_device")
+    if e2e:
+        running = [d for d in running if devices.can_decrypt(d)]
+        if not running and any(devices.can_decrypt(d) for d in registered):
+            raise Unavailable("No device that can decrypt is running (isEncrypted).",
+                              "device_id", retry_after=60, code="no_device_running")
+        if not running:
+            raise BadRequest("No device of this account can decrypt end-to-end encrypted "
+                             "messages: give an agent a passphrase first.", "isEncrypted")
     if not running:
         raise Unavailable(f"No device running: none of this account's {len(registered)} "
                           "device(s) has been heard from within the heartbeat window.",
@@ -148,8 +157,9 @@ def move(message: Message, now: int, why: str = "grace") -> str:
         route = choose(message.account_id, message.segments, message.kind,
                        validity_seconds=max(1, (message.expires_at - now) // 1000),
                        exclude=old_uid, now=now, reserve=not held,
-                       start=message.scheduled_for)  # never earlier than asked for
-    except (NotFound, Unavailable, RateLimited):
+                       start=message.scheduled_for,  # never earlier than asked for
+                       e2e=bool(message.encrypted))
+    except (NotFound, Unavailable, RateLimited, BadRequest):
         return "stay"
     target = route.device
     not_before = message.not_before if held else max(route.slot.at,

@@ -31,6 +31,9 @@ class Account(Model):
     # Every message of the account with an id up to this has had the sweeps' first look
     # (chalicelib/domain/messages/first_look.py).
     swept_to = NumberAttribute(null=True)
+    # The key SMSGate-style webhooks are signed with (domain/webhooks/smsgate.py); made on
+    # first use, set by the client API's PATCH /settings.
+    smsgate_signing_key = UnicodeAttribute(null=True)
 
 
 class KeysByAccount(GlobalSecondaryIndex):
@@ -95,6 +98,7 @@ class Device(Model):
     battery = NumberAttribute(null=True)
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
+    e2e = BooleanAttribute(null=True)  # its agent holds a passphrase: can send encrypted SMS
     # Pacing (chalicelib/domain/pacing.py): the owner's rate (segments/hour, None = default),
     # each SIM's next free send time, and a SIM's rest after "limit exceeded"/"no service".
     pace_per_hour = NumberAttribute(null=True)
@@ -104,6 +108,11 @@ class Device(Model):
     paused_until_2 = NumberAttribute(null=True)
     pause_reason_1 = UnicodeAttribute(null=True)
     pause_reason_2 = UnicodeAttribute(null=True)
+    # A phone running SMSGate's app (surfaces/smsgate/mobile.py): kind "app" (absent: our
+    # agent), the app version it registered with, and the key it signs its webhooks with.
+    kind = UnicodeAttribute(null=True)
+    app_version = UnicodeAttribute(null=True)
+    signing_key = UnicodeAttribute(null=True)
     # poll_0..: until when (epoch ms) each live GET /device/jobs holds its slot (devices.start_poll)
     vars().update({name: NumberAttribute(null=True) for name in POLL_SLOTS})
     by_account = DevicesByAccount()
@@ -184,6 +193,10 @@ class Message(Model):
     # True when the account has had a webhook endpoint at the send: only such messages' changes
     # pass the stream's event filter (events.stream_filters), so the others invoke nothing.
     emits_events = BooleanAttribute(null=True)
+    # End-to-end encrypted: phone_number and body are the client's ciphertext (never readable
+    # here); group_id: the SMSGate message (one per request, a message per recipient).
+    encrypted = BooleanAttribute(null=True)
+    group_id = UnicodeAttribute(null=True)
 
 
 class IncomingMessage(Model):
@@ -209,6 +222,9 @@ class Idempotency(Model):
     message_id = NumberAttribute()
     created_at = NumberAttribute()
     expires = TTLAttribute()
+    # An SMSGate message (messages/groups.py): what its request was and its recipients' messages.
+    fingerprint = UnicodeAttribute(null=True)
+    members = ListAttribute(of=NumberAttribute, null=True)
 
 
 OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))

@@ -39,6 +39,11 @@ class Webhook(Model):
     failures = NumberAttribute(default=0)
     last_error = UnicodeAttribute(null=True)
     last_success_at = NumberAttribute(null=True)
+    # Registered through SMSGate's client API: its event name, body and signature headers
+    # (domain/webhooks/smsgate.py); `device_uid` limits it to one phone's events.
+    style = UnicodeAttribute(null=True)  # None (ours) | "smsgate"
+    smsgate_event = UnicodeAttribute(null=True)
+    device_uid = UnicodeAttribute(null=True)
 
 
 class Attempt(MapAttribute):

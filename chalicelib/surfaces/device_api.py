@@ -254,11 +254,14 @@ def act_incoming(device, work) -> dict:
 
 
 def parse_heartbeat(document: dict) -> dict:
-    item = _fields(document, {"app_state", "battery", "signal", "sim_count"}, "the body")
+    item = _fields(document, {"app_state", "battery", "signal", "sim_count", "e2e"}, "the body")
     if item.get("app_state") not in devices.APP_STATES:
         raise BadRequest("Invalid app_state: must be running or stopped.", "app_state")
     sim_count = _integer(item, "sim_count", 1, 2, required=False)
-    return {"app_state": item["app_state"],
+    if not isinstance(item.get("e2e", False), bool):
+        raise BadRequest("Invalid e2e: true when the agent can decrypt end-to-end encrypted "
+                         "messages (it has a passphrase), else false.", "e2e")
+    return {"app_state": item["app_state"], "e2e": item.get("e2e"),
             "battery": _integer(item, "battery", 0, 100, required=False),
             "signal": _integer(item, "signal", 0, 4, required=False),
             "sim_count": sim_count}

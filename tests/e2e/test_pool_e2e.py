@@ -212,3 +212,4 @@ def test_soak_pool_mode_loses_and_doubles_nothing(tmp_path):
     assert figures["moved by failover"] >= 1
     assert figures["chosen for the never-polling phone"] >= 1
     assert figures["paced phone sends"] >= 1
+    assert figures["app phone sends"] >= 1  # the SMSGate app phone took part

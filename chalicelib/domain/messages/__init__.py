@@ -16,7 +16,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain import devices, pacing
-from chalicelib.domain.segments import count
+from chalicelib.domain.segments import SegmentCount, count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, Message, update_if
 
@@ -54,9 +54,19 @@ def check_sim_slot(device: Device, sim_slot: int) -> int:
     return sim_slot
 
 
+def check_content(text: str, encrypted: bool = False) -> SegmentCount:
+    """A text's segments; for an end-to-end encrypted one, a safe bound from its ciphertext."""
+    if encrypted:  # imported on use: `import app` does not load it
+        from chalicelib.domain import encryption
+        return SegmentCount("encrypted", encryption.check_text(text), 0)
+    return check_text(text)
+
+
 def job_payload(message: Message, text: str) -> dict:
-    """What a device needs to send one SMS; self-contained so devices could read SQS directly."""
-    return {
+    """What a device needs to send one SMS; self-contained so devices could read SQS directly.
+    An end-to-end encrypted one carries `is_encrypted`: its number and text are ciphertext."""
+    extra = {"is_encrypted": True} if message.encrypted else {}
+    return {**extra,
         "message_id": message.message_id,
         "device_uid": message.device_uid,
         "phone_number": message.phone_number,
@@ -158,7 +168,8 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
          valid_for_seconds: int | None = None, requested_validity: str | None = None,
          slot: pacing.Slot | None = None, movable: bool = False,
          chosen: bool = False, send_at: int | None = None, urgent: bool = False,
-         events: bool = True) -> Accepted:
+         events: bool = True, encrypted: bool = False, group_id: str | None = None,
+         claim_space: str = "") -> Accepted:
     """Accept one SMS: validate, take its paced send slot, write it `pending`, queue its job.
     `stored_text` replaces the text in the stored record (OTP codes are never stored in clear).
     `requested_validity` is how the caller asked for the validity (see `parse_validity`), kept
@@ -167,8 +178,17 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     `send_at` (epoch ms): scheduled; the paced slot's offset from now is kept after send_at (so a
     scheduled bulk keeps its pace) and validity counts from send_at. `urgent`: ahead of the
     SIM's paced backlog, as OTPs are. `events`: its changes may be webhook events (the account
-    has had an endpoint); False spares the stream function every record of it."""
-    counted = check_text(text)
+    has had an endpoint); False spares the stream function every record of it. `encrypted`:
+    number and text are end-to-end ciphertext (domain/encryption.py), for a phone that can
+    decrypt. `group_id`: the SMSGate message this recipient belongs to (messages/groups.py).
+    `claim_space` prefixes the idempotency claim, so another API's keys cannot meet these."""
+    if encrypted and kind == "otp":
+        from chalicelib.domain import encryption
+        encryption.refuse_otp()
+    counted = check_content(text, encrypted)
+    if encrypted and not devices.can_decrypt(device):
+        raise BadRequest(f"Device {device.device_id} ({device.device_uid}) cannot decrypt: its "
+                         "agent has no passphrase (isEncrypted needs one).", "isEncrypted")
     check_sim_slot(device, sim_slot)
     now = clock.now_ms()
     validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
@@ -207,9 +227,10 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             created_at=now, expires_at=expires_at, attempts=0,
             idempotency_key=idempotency_key, requested_validity=requested_validity,
             not_before=not_before, pool_uid=pool_uid, emits_events=True if events else None,
+            encrypted=True if encrypted else None, group_id=group_id,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
-    claim = f"{account_id}#{idempotency_key}" if idempotency_key else None
+    claim = f"{claim_space}{account_id}#{idempotency_key}" if idempotency_key else None
     message, first_id = records.save_new(make, claim)
     if message is None:
         return Accepted(_stored_for(account_id, first_id, make(first_id), chosen), queued=True,

@@ -58,8 +58,10 @@ def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)  # 32 random bytes
 
 
-def add(account_id: str, url: str, event_types=None, description: str = "") -> Webhook:
-    """A new endpoint (enabled). Its secret is in the returned record: show it once."""
+def add(account_id: str, url: str, event_types=None, description: str = "",
+        **style) -> Webhook:
+    """A new endpoint (enabled). Its secret is in the returned record: show it once. `style`:
+    attributes of another API's endpoint (SMSGate's: style, smsgate_event, device_uid, secret)."""
     get_account(account_id)  # an unknown account is a 404 before anything else
     chosen = check_events(event_types)
     try:
@@ -72,6 +74,8 @@ def add(account_id: str, url: str, event_types=None, description: str = "") -> W
                       url=url.strip(), events=chosen,
                       description=description, secret=new_secret(), state="enabled",
                       created_at=clock.now_ms())
+    for name, value in style.items():
+        setattr(webhook, name, value)
     for attempt in range(ADD_ATTEMPTS):
         if _saved_within_cap(account_id, webhook):
             forget_cached()
@@ -291,10 +295,16 @@ def fan_out(stream_records: list[dict]) -> int:
             log.exception("skipping an unreadable stream record %s", record.get("eventID"))
             continue
         for event in found:
-            body = None
+            ours = None
             for webhook in subscribers(event.account_id):
-                if event.type in webhook.events:
-                    body = body or body_of(event)
+                if event.type not in webhook.events:
+                    continue
+                if webhook.style == "smsgate":  # a body per endpoint; None: not its device
+                    from chalicelib.domain.webhooks import smsgate
+                    body = smsgate.body(webhook, event)
+                else:
+                    body = ours = ours or body_of(event)
+                if body:
                     jobs.append(job(webhook, event.id, event.type, body))
     send_jobs(jobs)
     return len(jobs)

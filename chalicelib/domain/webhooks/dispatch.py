@@ -127,6 +127,9 @@ def _succeeded(webhook: Webhook) -> None:
 
 def _headers(webhook: Webhook, job: dict, body: bytes) -> dict:
     timestamp = int(clock.now())
+    if webhook.style == "smsgate":
+        from chalicelib.domain.webhooks import smsgate
+        return {**smsgate.headers(webhook.secret, timestamp, body), "X-Smsgw-Event-Id": job["e"]}
     return {"X-Smsgw-Timestamp": str(timestamp),
             "X-Smsgw-Signature": webhooks.signature_header(webhook, timestamp, body),
             "X-Smsgw-Event-Id": job["e"], "X-Smsgw-Event-Type": job["t"],

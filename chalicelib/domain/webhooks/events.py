@@ -17,7 +17,7 @@ sequence is one below the record's.
 """
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from chalicelib.core import clock, settings
@@ -41,6 +41,8 @@ class Event:
     created_at: int  # ms
     sequence: str
     data: dict
+    # What other APIs' bodies need and ours does not show (an SMSGate group id): never sent.
+    extra: dict = field(default_factory=dict)
 
     def payload(self) -> dict:
         return {"id": self.id, "type": self.type, "created_at": clock.fmt(self.created_at),
@@ -111,7 +113,8 @@ def _status_event(record, new, status: str, sequence: str | None = None) -> Even
     if status in ("failed", "expired"):
         data["failed_reason"] = new.get("reason")
     return Event(new["account_id"], event_id(new["account_id"], kind, new["message_id"], stamp),
-                 kind, stamp or _record_ms(record), sequence or _sequence(record), data)
+                 kind, stamp or _record_ms(record), sequence or _sequence(record), data,
+                 {"group_id": new.get("group_id")})
 
 
 def _incoming_event(record, old, new) -> list[Event]:

@@ -28,7 +28,7 @@ def phone_pair_start(request):
     return web.redirect(request, f"/pair/{item.code}")
 
 
-def pair_page(request, code):
+def pair_page(request, code, app_token=None):
     try:
         item = pairing.status(request.session.account_id, code)
     except GatewayError:
@@ -42,7 +42,17 @@ def pair_page(request, code):
                                               item.used_at is None else "expired")
     return web.render(request, "pair.html", title="Add a phone", item=item, qr=qr, url=url,
                       code=pairing.display(item.code), state=state, base=request.base_url,
-                      minutes_left=max(0, (item.expires_at - now) // 60000))
+                      minutes_left=max(0, (item.expires_at - now) // 60000),
+                      app_url=request.base_url + "/mobile/v1", app_token=app_token)
+
+
+def pair_app_token(request, code):
+    """A private token for SMSGate's app, for the phone this pairing names (shown once)."""
+    from chalicelib.domain import app_phones
+    item = pairing.status(request.session.account_id, code)
+    token = app_phones.make_token(request.session.account_id, item.name,
+                                  request.session.email)
+    return pair_page(request, code, app_token=token)
 
 
 def phone_remove(request, device_uid):
@@ -165,7 +175,7 @@ def try_verify(request):
 
 PAGES = {
     ("GET", ("phones",)): phones_page, ("POST", ("phones",)): phone_pair_start,
-    ("GET", ("pair", "*")): pair_page,
+    ("GET", ("pair", "*")): pair_page, ("POST", ("pair", "*", "app-token")): pair_app_token,
     ("POST", ("phones", "*", "remove")): phone_remove,
     ("POST", ("phones", "*", "pace")): phone_pace,
     ("GET", ("messages",)): messages_page, ("GET", ("messages", "*", "*")): message_page,

@@ -42,7 +42,7 @@ def _nullable(schema):
 
 DATE_TIME = _s("string", "RFC 3339 time, e.g. 2026-01-31T09:30:00Z", format="date-time")
 PHONE = _s("string", "Phone number, E.164 (+491701234567) or national with the gateway's default "
-           "region.", minLength=1, maxLength=32)
+           "region; with is_encrypted, its ciphertext.", minLength=1, maxLength=256)
 TEXT = _s("string", f"The SMS text (at most {settings.MAX_SEGMENTS} segments).", minLength=1,
           maxLength=4000)
 DEVICE_ID = _s("integer", "A device of the account (GET /v1/devices).", minimum=1,
@@ -64,6 +64,9 @@ SEND_BODY = _s("object", properties={
                    enum=["normal", "urgent"]),
     "idempotency_key": _s("string", "Retrying with the same key answers the same messages "
                           "instead of sending again (24 h).", pattern=IDEMPOTENCY_PATTERN),
+    "is_encrypted": _s("boolean", "End-to-end encrypted (docs/encryption.md): message and "
+                       "every recipient are $aes-256-cbc/pbkdf2-sha1$... ciphertext, sent only "
+                       "to phones whose agent holds the passphrase."),
 }, required=["recipients", "message"], additionalProperties=False)
 
 PROBLEM = _s("object", "RFC 9457 problem details.", properties={

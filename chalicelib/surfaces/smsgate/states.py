@@ -22,6 +22,9 @@ FROM_SMSGATE = {
     "Sent": "sent",
     "Delivered": "delivered",
     "Failed": "failed",
+    # The app's own cancel (its ProcessingState has Cancelled): it will not send the message,
+    # which ends it failed for us, with "cancelled on the phone" as the reason.
+    "Cancelled": "failed",
 }
 
 
@@ -36,3 +39,15 @@ def from_smsgate(state: str) -> str | None:
     if state == "Pending":
         return None
     return FROM_SMSGATE[state]
+
+
+# A group's state (one SMSGate message, several recipients): the least advanced recipient's,
+# failed recipients aside; `Failed` only when every recipient failed.
+ORDER = ("Pending", "Processed", "Sent", "Delivered")
+
+
+def group_state(statuses) -> str:
+    """SMSGate's state of a message from its recipients' statuses (ours)."""
+    theirs = [to_smsgate(s) for s in statuses]
+    going = [s for s in theirs if s != "Failed"]
+    return min(going, key=ORDER.index) if going else "Failed"

@@ -165,11 +165,19 @@ class Client:
     def send(self, recipients: list[str] | str, message: str, *, device_id: int | None = None,
              sim_slot: int | None = None, send_at: datetime | str | None = None,
              valid_for: int | None = None, priority: str | None = None,
-             idempotency_key: str | None = None) -> list[Accepted]:
-        """Send `message` to each recipient (at most 1,000 per call): one entry per recipient."""
+             idempotency_key: str | None = None,
+             passphrase: str | None = None) -> list[Accepted]:
+        """Send `message` to each recipient (at most 1,000 per call): one entry per recipient.
+        `passphrase`: end-to-end encrypt the text and every number here (smsgw_client.e2e);
+        only phones whose agent holds the same passphrase can send it."""
         if isinstance(recipients, str):
             recipients = [recipients]
-        answer = self.request("POST", "/v1/messages", {
+        extra = {}
+        if passphrase:
+            from smsgw_client.e2e import seal
+            recipients = [seal(number, passphrase) for number in recipients]
+            message, extra = seal(message, passphrase), {"is_encrypted": True}
+        answer = self.request("POST", "/v1/messages", {**extra,
             "recipients": list(recipients), "message": message, "device_id": device_id,
             "sim_slot": sim_slot, "send_at": _time(send_at), "valid_for": valid_for,
             "priority": priority,

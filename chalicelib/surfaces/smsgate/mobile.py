@@ -1,0 +1,300 @@
+"""SMSGate's Android app as a phone: the device API its "private server" mode calls, under
+/mobile/v1 (docs/android-app.md cites the app's and SMSGate server's source this follows).
+
+Requests are those the app's GatewayApi.kt builds: JSON bodies, `Authorization: Bearer <device
+token>`, and for registration `Bearer <private token>` or `Code <pairing code>`. Its ktor client
+says `User-Agent: me.capcom.smsgateway/<version>`; versions before SSE-only push (1.53.0) are
+refused with a message the app shows. Errors are SMSGate's `{"message"}` plus our code and
+parameter; nothing is written for a request that gets a 4xx.
+
+GET /events is the app's wake-up channel (SSEManager.kt). A Lambda cannot stream, so each
+request is answered whole and the app reconnects 5 s after it closes; every connection makes the
+app pull GET /message. By default (SMSGW_MOBILE_EVENTS_HOLD_SECONDS=0) /events answers at once
+and that pull is the doorbell; a hold > 0 long-polls the device's queue first (SQS as doorbell,
+the job left visible) and answers one MessageEnqueued event as soon as a job is there.
+"""
+import json
+import logging
+import re
+
+from chalicelib.core import settings
+from chalicelib.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    from_unexpected,
+)
+from chalicelib.domain import app_phones, devices
+from chalicelib.surfaces import jsonbody
+
+log = logging.getLogger("smsgw")
+
+PREFIX = "/mobile/v1"
+MIN_VERSION = (1, 53, 0)
+USER_AGENT = re.compile(r"me\.capcom\.smsgateway/(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+MAX_BODY_BYTES = 256 * 1024
+MAX_SIM_CARDS = 8
+JSON_HEADERS = {"Content-Type": "application/json"}
+STATUS = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+          RateLimited: 429, Unavailable: 503}
+UPGRADE = 426
+# The events of the app's webhooks we act on (WebHookEvent.kt), and those GET /webhooks hands
+# out: not sms:sent|delivered|failed, which PATCH /message already carries (a second request
+# per state per SMS); the receiver still takes them from an app set up by hand.
+APP_EVENTS = ("sms:received", "sms:data-received", "sms:sent", "sms:delivered", "sms:failed",
+              "system:ping")
+HANDED_OUT = ("sms:received", "sms:data-received", "system:ping")
+
+
+class TooOld(GatewayError):
+    code = "app_too_old"
+
+
+def app_version(headers: dict) -> str | None:
+    """The app version in the User-Agent; TooOld (426) for one before SSE-only push. Clients
+    that are not the app's ktor client (its SSE connection is plain OkHttp) pass."""
+    match = USER_AGENT.search(headers.get("user-agent", ""))
+    if not match:
+        return None
+    version = tuple(int(part or 0) for part in match.groups())
+    shown = ".".join(str(part) for part in version)
+    if version < MIN_VERSION:
+        raise TooOld(f"SMSGate app {shown} is too old for this gateway: update the app to "
+                     f"1.53.0 or newer (it needs the server-sent events channel, "
+                     f"Settings > Cloud server > Notification channel: SSE only).",
+                     "user-agent")
+    return shown
+
+
+def base_url(headers: dict, context: dict | None) -> str:
+    """This gateway's public URL (no trailing slash): SMSGW_PUBLIC_URL if set, else API
+    Gateway's or the function URL's domain (and a REST API's stage), else the Host asked for."""
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL
+    context = context or {}
+    domain = context.get("domainName") or ""
+    if domain and domain != "localhost" and not domain.startswith("127."):
+        stage = context.get("stage") or ""
+        on_execute_api = ".execute-api." in domain and stage not in ("", "$default")
+        return f"https://{domain}" + (f"/{stage}" if on_execute_api else "")
+    return f"http://{headers.get('host') or 'localhost'}"
+
+
+def handle(method: str, route: str, path_params: dict, query: dict | None, headers: dict,
+           body: bytes | None, source_ip: str | None, context: dict | None = None):
+    """Answer one request of the app: (status, headers, body text)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    try:
+        try:
+            version = app_version(headers)
+            request = Request(method, route, path_params or {}, _query(query), headers, body,
+                              source_ip, context or {}, version)
+            handler = ROUTES.get((method, route))
+            if handler is None:
+                raise NotFound(f"No {method} {route}.", None)
+            return handler(request)
+        except GatewayError:
+            raise
+        except Exception as exc:  # storage trouble: retryable, without internals
+            error = from_unexpected(exc)
+            if error.code == "internal_error":
+                log.exception("unexpected error in %s %s", method, route)
+            raise error
+    except GatewayError as error:
+        status = UPGRADE if isinstance(error, TooOld) else next(
+            (code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
+        extra = dict(JSON_HEADERS)
+        if status == 401:
+            extra["WWW-Authenticate"] = 'Bearer realm="smsgw-mobile"'
+        if error.retry_after is not None:
+            extra["Retry-After"] = str(error.retry_after)
+        return status, extra, json.dumps({"message": error.message, "code": error.code,
+                                          "parameter": error.parameter})
+
+
+class Request:
+    def __init__(self, method, route, path_params, query, headers, body, source_ip, context,
+                 version):
+        self.method, self.route, self.path_params = method, route, path_params
+        self.query, self.headers, self.body = query, headers, body
+        self.source_ip, self.context, self.version = source_ip, context, version
+
+    def authorization(self) -> tuple[str, str]:
+        scheme, _, value = self.headers.get("authorization", "").strip().partition(" ")
+        return scheme.lower(), value.strip()
+
+    def device(self):
+        scheme, token = self.authorization()
+        if scheme != "bearer" or not token:
+            raise Unauthorized("Missing device token: send Authorization: Bearer <token>.",
+                               "authorization")
+        return devices.authenticate(token)
+
+    def json(self):
+        if not self.body:
+            raise BadRequest("Missing JSON body.", None)
+        kind = self.headers.get("content-type", "application/json").split(";")[0].strip()
+        if kind.lower() not in ("application/json", ""):
+            raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.",
+                             "content-type")
+        return jsonbody.parse(self.body, MAX_BODY_BYTES)
+
+    def no_query(self):
+        if self.query:
+            name = sorted(self.query)[0]
+            raise BadRequest(f"Unknown parameter: {name}.", name)
+
+    @property
+    def server_url(self) -> str:
+        return base_url(self.headers, self.context) + PREFIX
+
+
+def _query(query) -> dict:
+    flat = {}
+    for name, values in (query or {}).items():
+        if isinstance(values, str):
+            values = [values]
+        if len(values) != 1:
+            raise BadRequest(f"Duplicate parameter: {name}.", name)
+        flat[name] = values[0]
+    return flat
+
+
+def answer(status: int, body=None):
+    if body is None:
+        return status, {}, ""
+    return status, dict(JSON_HEADERS), json.dumps(body)
+
+
+def _object(document, allowed: set, where: str) -> dict:
+    """A JSON object; fields the app may add in later versions are ignored, known ones checked."""
+    if not isinstance(document, dict):
+        raise BadRequest(f"{where} must be a JSON object.", None)
+    return {k: v for k, v in document.items() if k in allowed}
+
+
+def _sims(document: dict) -> int | None:
+    cards = document.get("simCards")
+    if cards is None:
+        return None
+    if not isinstance(cards, list) or len(cards) > MAX_SIM_CARDS or not all(
+            isinstance(card, dict) for card in cards):
+        raise BadRequest(f"simCards must be a list of at most {MAX_SIM_CARDS} objects.",
+                         "simCards")
+    return app_phones.sim_count(cards)
+
+
+# --- /device ----------------------------------------------------------------------------------
+
+def register(request: Request):
+    """POST /device: a new device of the account the private token or pairing code names."""
+    request.no_query()
+    document = _object(request.json(), {"name", "pushToken", "simCards"}, "The body")
+    name = document.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest("name must be a string.", "name")
+    sims = _sims(document)
+    scheme, value = request.authorization()
+    if scheme == "code" and value:
+        device, token = app_phones.register_with_code(value, sims, request.version,
+                                                      request.source_ip)
+    elif scheme == "bearer" and value:
+        device, token = app_phones.register_with_token(value, name or "SMSGate app", sims,
+                                                       request.version, request.source_ip)
+    else:
+        raise Unauthorized("Send Authorization: Bearer <private token> or Code <pairing code> "
+                           "to register.", "authorization")
+    return answer(201, {"id": device.device_uid, "token": token,
+                        "login": f"device-{device.device_id}"})
+
+
+def patch_device(request: Request):
+    """PATCH /device: the app's SIM cards (and version) after a start or a SIM change."""
+    request.no_query()
+    device = request.device()
+    document = _object(request.json(), {"id", "pushToken", "simCards"}, "The body")
+    if document.get("id") != device.device_uid:
+        raise Forbidden("id is not the device this token belongs to.", "id")
+    app_phones.update(device, _sims(document), request.version)
+    return answer(204)
+
+
+def get_device(request: Request):
+    """GET /device: the address the gateway sees (the app shows it); the token is optional."""
+    request.no_query()
+    if request.headers.get("authorization"):
+        request.device()
+    return answer(200, {"externalIp": request.source_ip or ""})
+
+
+# --- /settings, /webhooks ---------------------------------------------------------------------
+
+def get_settings(request: Request):
+    """GET /settings: only the key the app signs its webhooks to us with (the app keeps its
+    other settings; SettingsService.update imports the sections given)."""
+    request.no_query()
+    device = request.device()
+    devices.seen(device)
+    return answer(200, {"webhooks": {"signing_key": device.signing_key or ""}})
+
+
+def receiver_url(server_url: str, device_uid: str) -> str:
+    return f"{server_url}/app-webhooks/{device_uid}"
+
+
+def get_webhooks(request: Request):
+    """GET /webhooks: our own receiver for each event the app reports by webhook."""
+    request.no_query()
+    device = request.device()
+    if not device.signing_key:  # an agent's token: it has no webhooks to send
+        return answer(200, [])
+    url = receiver_url(request.server_url, device.device_uid)
+    return answer(200, [{"id": f"smsgw-{event.replace(':', '-')}", "url": url, "event": event}
+                        for event in HANDED_OUT])
+
+
+# --- /events ----------------------------------------------------------------------------------
+
+EVENT_STREAM = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+def events(request: Request):
+    """GET /events: answered whole (see the module's docstring); a sign of life either way."""
+    request.no_query()
+    device = request.device()
+    hold = min(max(settings.MOBILE_EVENTS_HOLD_SECONDS, 0), settings.MAX_POLL_WAIT_SECONDS)
+    if hold <= 0:
+        devices.seen(device)
+        return 200, dict(EVENT_STREAM), ": connected\n\n"
+    from chalicelib.domain import doorbell
+    rang = doorbell.wait(device, hold)
+    body = "event: MessageEnqueued\ndata: {}\n\n" if rang else ": idle\n\n"
+    return 200, dict(EVENT_STREAM), body
+
+
+def _messages(request: Request):
+    from chalicelib.surfaces.smsgate import mobile_messages
+    return mobile_messages.handle(request)
+
+
+def _app_webhook(request: Request):
+    from chalicelib.surfaces.smsgate import mobile_webhooks
+    return mobile_webhooks.handle(request)
+
+
+ROUTES = {
+    ("POST", "/device"): register,
+    ("PATCH", "/device"): patch_device,
+    ("GET", "/device"): get_device,
+    ("GET", "/message"): _messages,
+    ("PATCH", "/message"): _messages,
+    ("GET", "/settings"): get_settings,
+    ("GET", "/webhooks"): get_webhooks,
+    ("GET", "/events"): events,
+    ("POST", "/app-webhooks/{device_uid}"): _app_webhook,
+}
