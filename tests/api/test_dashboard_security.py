@@ -110,6 +110,7 @@ def cross_account_requests(a, b):
         ("GET", ("phones",)): ("/dashboard/phones", None),
         ("POST", ("phones",)): ("/dashboard/phones", {"name": "A's phone"}),
         ("GET", ("pair", "*")): (f"/dashboard/pair/{b['code']}", None),
+        ("POST", ("pair", "*", "app-token")): (f"/dashboard/pair/{b['code']}/app-token", {}),
         ("POST", ("phones", "*", "remove")): (f"/dashboard/phones/{bd}/remove", {}),
         ("POST", ("phones", "*", "pace")): (f"/dashboard/phones/{bd}/pace", {"pace": "7"}),
         ("GET", ("phones", "*")): (f"/dashboard/phones/{bd}", None),
