@@ -208,6 +208,11 @@ def v1_webhook_redeliver(webhook_id, event_id):
                webhook_id=webhook_id, event_id=event_id)
 
 
+@app.route("/v1/stats", **V1_METHODS)
+def v1_stats():
+    return _v1("/v1/stats")
+
+
 @app.route("/v1/openapi.json", **V1_METHODS)
 def v1_openapi():
     return _v1("/v1/openapi.json")
@@ -312,9 +317,22 @@ def stop_silent_devices(event):
 @app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=100,
                         starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=1)
 def emit_events(event):
-    """Turn message, incoming-SMS and device changes into webhook deliveries."""
+    """Turn message, incoming-SMS and device changes into webhook deliveries, and phones that
+    stop or come back into alert mails."""
     from chalicelib.domain import webhooks
-    return {"queued": webhooks.fan_out(event.to_dict()["Records"])}
+    from chalicelib.domain.insight import alerts  # phones offline and back: mails
+    records = event.to_dict()["Records"]
+    return {"queued": webhooks.fan_out(records), "mailed": alerts.from_device_records(records)}
+
+
+# The owner's insight (chalicelib/domain/insight): every outcome and incoming SMS counted into
+# daily counters, a tumbling window at a time (deploy/ sets the window and the filter).
+@app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=1000,
+                        starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=300)
+def count_outcomes(event):
+    """Add a stream window's outcomes to the daily counters, once per window."""
+    from chalicelib.domain.insight import stats
+    return stats.count_window(event.to_dict())
 
 
 @app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)

@@ -13,7 +13,9 @@ REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or
 TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
           "webhooks", "webhook-deliveries",
           # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
-          "users", "password-links", "sessions", "throttles", "pairing-codes")
+          "users", "password-links", "sessions", "throttles", "pairing-codes",
+          # the owner's insight (chalicelib/storage/insight_tables.py)
+          "daily-counts", "counted-windows", "alert-states", "alert-subscriptions")
 
 
 def table_name(short: str) -> str:
@@ -163,3 +165,17 @@ MAX_SCHEDULE_SECONDS = 30 * 24 * 3600
 # SMSGate app phones (surfaces/smsgate/mobile.py): how long GET /mobile/v1/events waits for a
 # job before answering (0: at once; the app's pull on every reconnect is then the doorbell).
 MOBILE_EVENTS_HOLD_SECONDS = _int("SMSGW_MOBILE_EVENTS_HOLD_SECONDS", 0)
+
+
+# Alert mails (chalicelib/domain/insight/alerts.py): sent through SES from this verified
+# identity on AWS (the template's AlertSender parameter); without one, written as .eml files
+# under SMSGW_MAIL_DIR (the local gateway's data folder) and their subject printed.
+ALERT_SENDER = os.environ.get("SMSGW_ALERT_SENDER", "")
+
+
+def mail_dir() -> str:
+    """Read when mailing: the local gateway sets it after this module may have loaded."""
+    return os.environ.get("SMSGW_MAIL_DIR", "")
+
+
+ALERT_MIN_SECONDS = _int("SMSGW_ALERT_MIN_SECONDS", 3600)  # one mail per cause per hour

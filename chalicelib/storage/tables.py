@@ -267,9 +267,9 @@ def __getattr__(name):
     a request that needs neither does not build their classes at cold start. New model modules
     are listed here."""
     if name == "MODELS":
-        from chalicelib.storage import dashboard_tables, webhook_tables
+        from chalicelib.storage import dashboard_tables, insight_tables, webhook_tables
         return (*CORE_MODELS, webhook_tables.Webhook, webhook_tables.WebhookDelivery,
-                *dashboard_tables.MODELS)
+                *dashboard_tables.MODELS, *insight_tables.MODELS)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

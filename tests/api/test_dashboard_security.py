@@ -110,8 +110,18 @@ def cross_account_requests(a, b):
         ("GET", ("phones",)): ("/dashboard/phones", None),
         ("POST", ("phones",)): ("/dashboard/phones", {"name": "A's phone"}),
         ("GET", ("pair", "*")): (f"/dashboard/pair/{b['code']}", None),
+        ("POST", ("pair", "*", "app-token")): (f"/dashboard/pair/{b['code']}/app-token", {}),
         ("POST", ("phones", "*", "remove")): (f"/dashboard/phones/{bd}/remove", {}),
         ("POST", ("phones", "*", "pace")): (f"/dashboard/phones/{bd}/pace", {"pace": "7"}),
+        ("GET", ("phones", "*")): (f"/dashboard/phones/{bd}", None),
+        ("GET", ("csv",)): ("/dashboard/csv", None),
+        ("POST", ("csv",)): ("/dashboard/csv", {"file": "number,message\n+14155550100,x\n"}),
+        ("POST", ("csv", "send")): ("/dashboard/csv/send", {"csv_text": "number,message\n"
+                                                                 "+14155550100,x\n"}),
+        ("GET", ("csv", "*")): ("/dashboard/csv/" + "0" * 32 + "?last=3", None),
+        ("POST", ("account", "alerts")): ("/dashboard/account/alerts", {"alerts": "on"}),
+        ("GET", ("unsubscribe", "*", "*")): (
+            f"/dashboard/unsubscribe/{b['account'].account_id}/{'f' * 32}", None),
         ("GET", ("webhooks",)): ("/dashboard/webhooks", None),
         ("POST", ("webhooks",)): ("/dashboard/webhooks", {"url": "http://127.0.0.1:9/made-by-a",
                                                           "event:sms.failed": "1"}),
@@ -196,6 +206,9 @@ def test_without_a_session_every_page_is_refused(client, two):
     stranger = Visitor(client)
     before = (b_state(a), b_state(b))
     for route, req in cross_account_requests(a, b).items():
+        if route == ("GET", ("unsubscribe", "*", "*")):  # public: the mail's token is proof
+            assert stranger.get(req[0]).status_code == 404  # a wrong token changes nothing
+            continue
         if route[0] == "GET" and req and route[1] != ("signin",):
             response = stranger.get(req[0])
             assert response.status_code == 303 and response.headers["Location"].endswith(

@@ -319,6 +319,7 @@ def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
     assert theirs("DELETE", f"/v1/messages/{mine}")[0] == 404
     assert theirs("GET", "/v1/messages")[1]["messages"] == []
     assert [d["name"] for d in theirs("GET", "/v1/devices")[1]["devices"]] == ["Theirs"]
+    assert theirs("GET", "/v1/stats")[1]["phones"] == []
     devices.register(other.account_id, "Theirs 2")  # their device_id 2; ours has only 1
     assert v1("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
                                        "device_id": 2})[0] == 404

@@ -100,9 +100,11 @@ def home(request):
     recent = search(account_id, Filters(kind="outgoing"), limit=5).items
     keys = [k for k in accounts.list_keys(account_id) if not accounts.key_revoked(k)]
     account = accounts.get_account(account_id)
+    from chalicelib.surfaces.dashboard import insight_pages  # the charts: one Query
     return web.render(request, "home.html", title="Overview", account=account, phones=phones,
                       running=sum(p["status"] == "running" for p in phones), recent=recent,
-                      live_keys=len(keys), notice=notice(request))
+                      live_keys=len(keys), notice=notice(request),
+                      insight=insight_pages.overview(account_id))
 
 
 def _key_rows(account_id):
@@ -192,8 +194,10 @@ def whitelist_change(request):
 
 def account_page(request):
     account = accounts.get_account(request.session.account_id)
+    from chalicelib.domain.insight import alerts  # the alert mails' opt-in
     return web.render(request, "account.html", title="Profile", account=account,
-                      email=request.session.email)
+                      email=request.session.email, notice=notice(request),
+                      alerts_on=alerts.subscribed(account.account_id, request.session.email))
 
 
 def api_page(request):

@@ -214,6 +214,14 @@ def listDevices(caller):  # noqa: N802
                              for d in found]}
 
 
+def getStats(caller, query):  # noqa: N802
+    from chalicelib.domain.insight import stats
+    figures = stats.read(caller.account_id, days=query.get("days", stats.DAYS))
+    phones = [{"device_id": device_id, **phone}
+              for device_id, phone in figures["phones"].items()]
+    return 200, {"days": figures["days"], "totals": figures["totals"], "phones": phones}
+
+
 # --- webhooks: the functions the admin CLI and the dashboard call (domain/webhooks.py) -------
 WEBHOOK_TIMES = ("disabled_at", "failing_since", "last_success_at", "created_at",
                  "rotation_ends")
