@@ -507,3 +507,42 @@ def test_a_scheduled_message_moved_off_a_stopped_phone_keeps_its_send_time(v1, a
         if ahead > 900:
             assert moved.open_due < send_at  # looked at again before its time
     assert queued(second) == []  # not queued yet, or hidden until send_at
+
+
+def test_each_message_says_when_it_will_go_and_the_phone_gets_it_no_earlier(v1, account,
+                                                                            monkeypatch):
+    """Issue 21: POST /v1/messages answers expected_at / expected_in per message, as send_sms
+    does. Real time, real SQS delays (moto honours them): a window of 2 parts per 2 s, so the
+    third recipient is announced for later, and the phone cannot get any job before its
+    expected_at (nor is one announced later than the phone could have it, beyond a second)."""
+    import time
+    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 2)
+    monkeypatch.setattr(settings, "PACE_WINDOW_SECONDS", 2)
+    monkeypatch.setattr(settings, "PACE_OTP_RESERVE", 0)
+    device = account[2]
+    before = clock.now_ms()
+    status, body, _ = v1("POST", "/v1/messages", {"recipients": NUMBERS[:3], "message": "Hi",
+                                                   "device_id": device.device_id})
+    assert status == 202
+    expected = {m["id"]: schema_ms(m["expected_at"]) for m in body["messages"]}
+    ins = sorted(m["expected_in"] for m in body["messages"])
+    assert ins[:2] == [0, 0] and 1 <= ins[2] <= 5, body["messages"]
+    assert all(at >= before - 1000 for at in expected.values())
+    assert max(expected.values()) > before + 1000  # the third waits for the window
+    seen = {}
+    deadline = time.time() + 15
+    while len(seen) < 3 and time.time() < deadline:
+        for job in jobs.fetch(device, 0, 10):
+            seen.setdefault(job["message_id"], clock.now_ms())
+        time.sleep(0.2)
+    assert set(seen) == set(expected)
+    for message_id, at in seen.items():
+        assert expected[message_id] <= at, (message_id, at, expected[message_id])
+        assert at <= expected[message_id] + 3000, (message_id, at, expected[message_id])
+    # a replay of the same request recomputes expected_in from the same expected_at
+    key = {"idempotency_key": "when-1"}
+    first = v1("POST", "/v1/messages", {"recipients": NUMBERS[5:6], "message": "Hi",
+                                        "device_id": device.device_id, **key})[1]["messages"]
+    again = v1("POST", "/v1/messages", {"recipients": NUMBERS[5:6], "message": "Hi",
+                                        "device_id": device.device_id, **key})[1]["messages"]
+    assert again[0]["replayed"] and again[0]["expected_at"] == first[0]["expected_at"]

@@ -81,6 +81,14 @@ def _sealed(raw: list) -> list[str]:
     return list(raw)
 
 
+def _when(entry: dict) -> dict:
+    """expected_in from expected_at, now: a replayed answer counts down, never repeats."""
+    if entry.get("expected_at"):
+        wait = epoch_ms(entry["expected_at"]) - clock.now_ms()
+        entry["expected_in"] = max(0, -(-wait // 1000))
+    return entry
+
+
 def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     text = body["message"]
     sealed = body.get("is_encrypted", False)
@@ -99,8 +107,8 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
             "device_id": body.get("device_id"), "send_at": body.get("send_at"),
             "valid_for": body.get("valid_for"), "priority": body.get("priority")})
         if claimed.answer is not None:
-            return 202, {"messages": [{**entry, "replayed": True} if entry.get("id") else entry
-                                      for entry in claimed.answer]}
+            return 202, {"messages": [{**_when(entry), "replayed": True} if entry.get("id")
+                                      else entry for entry in claimed.answer]}
     # held beyond SQS's delay: the pool picks a SIM now, its pace is reserved at release
     held = send_at is not None and not urgent and \
         send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
@@ -126,9 +134,11 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
         except Exception as exc:  # one recipient's trouble is reported, the others still go
             return exc if isinstance(exc, GatewayError) else from_unexpected(exc)
         m = accepted.message
-        return {"id": m.message_id, "phone_number": number, "status": m.status,
-                "queued": accepted.queued, "send_at": rfc3339(m.not_before),
-                "device_id": m.device_id, "sim_slot": m.sim_slot, "replayed": accepted.replayed}
+        return _when({"id": m.message_id, "phone_number": number, "status": m.status,
+                      "queued": accepted.queued, "send_at": rfc3339(m.not_before),
+                      "expected_at": rfc3339(m.not_before or m.created_at),
+                      "device_id": m.device_id, "sim_slot": m.sim_slot,
+                      "replayed": accepted.replayed})
 
     # Each recipient is the compat API's single send (write, then queue); a few at a time, so
     # 1,000 recipients are accepted well within API Gateway's 29 s (bench/rest_v1.py).

@@ -90,6 +90,12 @@ ACCEPTED = _s("object", properties={
     "id": _nullable(_s("integer")), "phone_number": _s("string"),
     "status": _s("string", "pending, or rejected (see error) for a recipient not accepted."),
     "queued": _s("boolean"), "send_at": _nullable(DATE_TIME),
+    "expected_at": _s("string", "When the phone can take it (RFC 3339, whole seconds): now, "
+                      "or later under send_at and the phone's pacing; it is never handed out "
+                      "earlier. A scheduled message held past 15 minutes is paced at its "
+                      "release, so it may go later than this.", format="date-time"),
+    "expected_in": _s("integer", "Seconds from this answer to expected_at (0: at once).",
+                      minimum=0),
     "device_id": _nullable(_s("integer")), "sim_slot": _nullable(_s("integer")),
     "replayed": _s("boolean", "true: an earlier request with this idempotency_key made it."),
     "error": PROBLEM,

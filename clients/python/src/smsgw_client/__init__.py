@@ -28,6 +28,8 @@ class Accepted(TypedDict, total=False):
     status: str  # "pending", or "rejected" (see error)
     queued: bool
     send_at: str | None
+    expected_at: str  # when the phone can take it (pacing, send_at); never earlier
+    expected_in: int  # seconds from the answer to expected_at
     device_id: int | None
     sim_slot: int | None
     replayed: bool
