@@ -228,11 +228,31 @@ def pause(device: Device, sim: int, seconds: int, reason: str, now: int | None =
     until = now + seconds * 1000
     until_field = _field("paused_until", sim)
     update_if(Device(device_uid=device.device_uid),
-              [until_field.set(until), _field("pause_reason", sim).set(reason[:200])],
+              [until_field.set(until), _field("pause_reason", sim).set(reason[:200]),
+               Device.pause_unseen.set(sim)],
               Device.device_uid.exists() & (until_field.does_not_exist() | (until_field < until)))
     setattr(device, f"paused_until_{sim}", until)
     setattr(device, f"pause_reason_{sim}", reason[:200])
     return until
+
+
+def pauses_in(old: dict, new: dict) -> list[tuple[int, int, str]]:
+    """The pauses one devices-stream change wrote (plain images): (sim, until, reason) for each
+    SIM whose pause was set or lengthened. A heartbeat after a pause changes neither, so a
+    pause is reported once however many records show it."""
+    found = []
+    for sim in SIMS:
+        until = new.get(f"paused_until_{sim}") or 0
+        if until > (old.get(f"paused_until_{sim}") or 0):
+            found.append((sim, until, new.get(f"pause_reason_{sim}") or ""))
+    return found
+
+
+def pause_read(device_uid: str) -> None:
+    """The stream has read the device's pauses: drop the mark that lets its records through
+    the stream filter, so the phone's heartbeats stop invoking the stream function."""
+    update_if(Device(device_uid=device_uid), [Device.pause_unseen.remove()],
+              Device.pause_unseen.exists())
 
 
 def _whole(raw, what: str, parameter: str, top: int, words: dict) -> int | None:
@@ -333,7 +353,15 @@ def estimate(devices: list[Device], parts: list[int], now: int) -> int:
     choice over `devices` (running ones, SIMs not paused), under their windows and rates as
     read. Read-only: no AWS call, no write. Raises Unavailable (no running device) or
     BadRequest (a message too long for every limit). Automatic sends refuse a message that
-    could not go within SMSGW_POOL_BACKLOG_SECONDS: compare with now + that."""
+    could not go within SMSGW_POOL_BACKLOG_SECONDS: `handouts` with that horizon says which."""
+    return max([now, *(at for at in handouts(devices, parts, now) if at is not None)])
+
+
+def handouts(devices: list[Device], parts: list[int], now: int,
+             horizon_ms: int | None = None) -> list[int | None]:
+    """`estimate`'s reckoning message by message: when each would be handed out, or None for
+    one automatic choice would refuse because it could not go within `horizon_ms` from now (a
+    refused message books nothing, so a later one may still fit)."""
     from chalicelib.domain import devices as device_rules
     logs = {d.device_uid: entries_of(d) for d in devices}
     sims = [(d, s) for d in devices if device_rules.is_running(d, now)
@@ -341,7 +369,7 @@ def estimate(devices: list[Device], parts: list[int], now: int) -> int:
     if not sims:
         raise Unavailable("No device running: none of these phones can take messages now.",
                           "device_id", retry_after=60, code="no_device_running")
-    last = now
+    found = []
     for count in parts:
         options = []
         for device, sim in sims:
@@ -353,8 +381,11 @@ def estimate(devices: list[Device], parts: list[int], now: int) -> int:
             raise BadRequest(f"A message of {count} parts is more than these phones' limits "
                              "allow at once.", "message")
         at, _, device, sim = min(options, key=lambda o: o[:2])
+        if horizon_ms is not None and at > now + horizon_ms:
+            found.append(None)
+            continue
         if is_paced(device):
             logs[device.device_uid] = pace_log.add(logs[device.device_uid], _second(at), sim,
                                                    False, max(1, count))
-        last = max(last, at)
-    return last
+        found.append(at)
+    return found

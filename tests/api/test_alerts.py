@@ -119,3 +119,44 @@ def test_a_paused_sim_mails_once_an_hour(account, mailbox):
     clock.advance(settings.ALERT_MIN_SECONDS)
     alerts.sim_paused(acct.account_id, device.device_uid, "Phone 1", 2, "No service", until)
     assert len(mailbox()) == 2
+
+
+def test_a_sim_paused_for_limit_exceeded_mails_once_and_is_one_event(account, mailbox, pumps,
+                                                                     monkeypatch):
+    """Issue 24: a phone reporting "limit exceeded" pauses that SIM (pool.on_failure); the
+    devices stream turns the pause into one `sim.paused` event and one alert mail, off the
+    phone's request; later records of the phone (heartbeats) add neither."""
+    from chalicelib.domain import jobs, messages
+    from chalicelib.domain.webhooks import events
+    from chalicelib.storage.tables import Device
+    acct, _, device, _ = account
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    clock.freeze()
+    devices.heartbeat(device, "running")
+    pumps.pump_streams()
+    found = []
+    emit = pumps.app.emit_events
+
+    def seen(event, context):
+        found.extend(e for r in event["Records"] for e in events.from_stream_record(r))
+        return emit(event, context)
+    monkeypatch.setattr(pumps.app, "emit_events", seen)
+    accepted = messages.send(acct.account_id, Device.get(device.device_uid), "+14155550100",
+                             "x")
+    assert [j["message_id"] for j in jobs.fetch(device, 0, 1)] == [accepted.message.message_id]
+    jobs.report(device, accepted.message.message_id, "failed", "RESULT_ERROR_LIMIT_EXCEEDED")
+    assert mailbox() == []  # not on the phone's request: the stream function mails
+    for _ in range(3):
+        pumps.pump_streams()
+        devices.heartbeat(device, "running", battery=40)
+    pumps.pump_streams()
+    [paused] = [e for e in found if e.type == "sim.paused"]
+    until = Device.get(device.device_uid).paused_until_1
+    assert until > clock.now_ms()
+    assert paused.data["sim_slot"] == 1 and paused.data["reason"] == "limit exceeded"
+    assert paused.data["paused_until"] == clock.fmt(until)
+    assert paused.data["device_uid"] == device.device_uid
+    [mail] = mailbox()
+    assert mail["Subject"] == "[smsgw] SIM 1 of Phone 1 is paused"
+    assert "limit exceeded" in mail.get_payload(decode=True).decode()
+    assert Device.get(device.device_uid).pause_unseen is None  # read: heartbeats stay filtered

@@ -89,16 +89,22 @@ def _multipart(fields: dict, boundary="XyZ") -> tuple[bytes, str]:
         f"multipart/form-data; boundary={boundary}"
 
 
-def test_dashboard_upload_preview_send_and_resend(client, running):
-    account = running
-    acct = account[0]
-    owner(acct.account_id, "owner@example.com")
+def _signed_in_preview(client, account_id, raw: bytes):
+    """The owner signs in and uploads `raw`: (visitor, csrf, the preview page's text)."""
+    owner(account_id, "owner@example.com")
     visitor = Visitor(client)
     visitor.sign_in("owner@example.com")
     csrf = visitor.csrf("/dashboard/csv")
-    body, kind = _multipart({"csrf": csrf, "file": GOOD, "template": ""})
+    body, kind = _multipart({"csrf": csrf, "file": raw, "template": ""})
     preview = text(client.http.post("/dashboard/csv", body=body, headers=visitor._headers(
         {"content-type": kind, "origin": visitor.origin})))
+    return visitor, csrf, preview
+
+
+def test_dashboard_upload_preview_send_and_resend(client, running):
+    account = running
+    acct = account[0]
+    visitor, csrf, preview = _signed_in_preview(client, acct.account_id, GOOD)
     assert re.search(r'data-line="3">3<', preview) and re.search(r'data-line="6">6<', preview)
     assert 'id="rows-valid">2<' in preview
     assert sent(acct.account_id) == []  # a preview sends nothing
@@ -118,3 +124,31 @@ def test_dashboard_upload_preview_send_and_resend(client, running):
         {"content-type": kind, "origin": visitor.origin}))
     assert refused.status_code == 400 and "No number column" in text(refused)
     assert "Nothing was sent" in text(refused)
+
+
+def test_preview_says_which_rows_the_pool_would_refuse_and_sending_agrees(running, atomic_moto,
+                                                                        monkeypatch, client):
+    """Automatic sends refuse a message the pool could not hand out within
+    SMSGW_POOL_BACKLOG_SECONDS; the preview counts those rows instead of promising a time the
+    send will not honour, and sending the file refuses exactly that many."""
+    from chalicelib.core import clock, settings
+    from chalicelib.domain import pool
+    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 30)  # the deployed defaults
+    monkeypatch.setattr(settings, "DEFAULT_PACE_PER_HOUR", 60)
+    monkeypatch.setattr(settings, "POOL_BACKLOG_SECONDS", 3600)
+    monkeypatch.setattr(pool.random, "random", lambda: 0.5)
+    pool.forget_cached()
+    clock.freeze()
+    acct = running[0]
+    raw = b"number,message\n" + b"".join(b"+1415555%04d,Hello\n" % n for n in range(120))
+    plan = csv_sends.parse(raw)
+    forecast = csv_sends.forecast(acct.account_id, plan)
+    assert 0 < len(forecast.refused) < 120
+    assert forecast.last_at <= clock.now_ms() + 3600 * 1000  # what is promised is honoured
+    preview = _signed_in_preview(client, acct.account_id, raw)[2]
+    assert f'id="rows-refused">{len(forecast.refused)}<' in preview
+    assert "split the file" in preview
+    done = csv_sends.send(acct.account_id, plan)
+    assert done["accepted"] == 120 - len(forecast.refused)
+    assert len(done["refused"]) == len(forecast.refused)
+    assert max(m.not_before or m.created_at for m in sent(acct.account_id)) == forecast.last_at

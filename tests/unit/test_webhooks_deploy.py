@@ -134,9 +134,17 @@ def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch
     devices.heartbeat(device, "stopped")
     devices.heartbeat(device, "running")
     pumps.drain()
+    from chalicelib.domain import pacing
+    pacing.pause(device, 1, 60, "limit exceeded")  # a sim.paused event
+    pumps.drain()
+    pacing.pause_read(device.device_uid)  # as the stream function does once it read it
+    pumps.drain()
+    since_read = len(records)
+    devices.heartbeat(device, "running", battery=30)
+    pumps.drain()
     kinds = {"messages": 0, "incoming": 0, "devices": 0}
     spared = []
-    for record in records:
+    for index, record in enumerate(records):
         short = record["eventSourceARN"].split(":table/")[1].split("/")[0][
             len(settings.PREFIX) + 1:]
         kinds[short] += 1
@@ -146,6 +154,10 @@ def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch
             assert passed, record
         elif not passed:
             spared.append(short)
+        if index >= since_read:  # the pause read: the heartbeats are spared again
+            assert not passed, record
+    assert [e.type for r in records for e in events.from_stream_record(r)].count(
+        "sim.paused") == 1
     assert all(kinds.values())
     assert spared.count("devices") >= 3 and spared.count("messages") >= 3
 

@@ -1,6 +1,6 @@
 """Alert mails to the account's people: a phone offline (stopped for longer than the heartbeat
-window), a webhook endpoint disabled, messages expired unsent; and the recovery mail when the
-phone or endpoint is back.
+window), a SIM paused, a webhook endpoint disabled, messages expired unsent; and the recovery
+mail when the phone or endpoint is back.
 
 Rules, per cause (a phone, an endpoint, the account's expiries): a problem mails the account's
 subscribed users if that cause has not mailed within ALERT_MIN_SECONDS (an hour); a recovery
@@ -126,7 +126,9 @@ def _deliver(to: str, subject: str, body: str, unsubscribe: str) -> None:
 # --- the causes ---------------------------------------------------------------------------
 
 def from_device_records(records: list[dict]) -> int:
-    """Phones that stopped or came back, from the devices stream (the emit_events function)."""
+    """Phones that stopped or came back, and SIMs paused, from the devices stream (the
+    emit_events function); a record's pause is then marked read (pacing.pause_read)."""
+    from chalicelib.domain import pacing
     from chalicelib.domain.webhooks import events
     mailed = 0
     for record in records:
@@ -134,24 +136,36 @@ def from_device_records(records: list[dict]) -> int:
             continue
         change = record["dynamodb"]
         old, new = events._plain(change.get("OldImage")), events._plain(change.get("NewImage"))
-        was, now = old.get("app_state") == "running", new.get("app_state") == "running"
-        if not new or was == now or not new.get("account_id"):
+        if not new or not new.get("account_id"):
             continue
-        name = new.get("name") or new.get("device_uid")
-        cause = f"device_offline#{new['device_uid']}"
-        minutes = settings.HEARTBEAT_WINDOW_SECONDS // 60
         try:
-            if now:
-                mailed += recovered(new["account_id"], cause, f"Phone {name} is back online",
-                                    f"Your phone {name} is running again.")
-            elif old:
-                mailed += problem(new["account_id"], cause, f"Phone {name} is offline",
-                                  f"Your phone {name} has not been heard from for more than "
-                                  f"{minutes} minutes (last seen {clock.fmt(new.get('last_seen'))}"
-                                  " UTC). Messages for the pool go to your other phones.")
+            mailed += _offline_or_back(old, new)
+            for sim, until, reason in pacing.pauses_in(old, new):
+                mailed += sim_paused(new["account_id"], new["device_uid"],
+                                     new.get("name") or new["device_uid"], sim, reason, until)
+            if new.get("pause_unseen") is not None:
+                pacing.pause_read(new["device_uid"])
         except Exception:  # an alert must never hold up the stream behind it
             log.exception("alert for device %s failed", new.get("device_uid"))
     return mailed
+
+
+def _offline_or_back(old: dict, new: dict) -> bool:
+    was, now = old.get("app_state") == "running", new.get("app_state") == "running"
+    if was == now:
+        return False
+    name = new.get("name") or new.get("device_uid")
+    cause = f"device_offline#{new['device_uid']}"
+    minutes = settings.HEARTBEAT_WINDOW_SECONDS // 60
+    if now:
+        return recovered(new["account_id"], cause, f"Phone {name} is back online",
+                         f"Your phone {name} is running again.")
+    if old:
+        return problem(new["account_id"], cause, f"Phone {name} is offline",
+                       f"Your phone {name} has not been heard from for more than {minutes} "
+                       f"minutes (last seen {clock.fmt(new.get('last_seen'))} UTC). Messages "
+                       "for the pool go to your other phones.")
+    return False
 
 
 def expired(account_id: str, count: int) -> bool:
@@ -162,8 +176,8 @@ def expired(account_id: str, count: int) -> bool:
 
 def sim_paused(account_id: str, device_uid: str, name: str, sim: int, reason: str,
                until_ms: int) -> bool:
-    """A SIM rested after SIM trouble (pacing's pause): for the pause's writer to call. An
-    event like expiries (the pause ends by time alone, with no write to see)."""
+    """A SIM rested after SIM trouble (pacing's pause), read from the devices stream. An event
+    like expiries (the pause ends by time alone, with no write to see)."""
     return problem(account_id, f"sim_paused#{device_uid}#{sim}", f"SIM {sim} of {name} is "
                    "paused", f"SIM {sim} of your phone {name} is paused until "
                    f"{clock.fmt(until_ms)} UTC: {reason}. The pool sends through your other "

@@ -124,12 +124,26 @@ def parse(raw: bytes, template: str | None = None) -> Plan:
     return plan
 
 
-def last_send_at(account_id: str, plan: Plan, now: int | None = None) -> int:
-    """When the last row would be handed out under pacing (pacing.estimate), epoch ms."""
+@dataclass
+class Forecast:
+    last_at: int | None  # when the last row the pool would take is handed out, epoch ms
+    refused: list[int]  # lines the pool would refuse now: beyond its backlog (split the file)
+
+
+def forecast(account_id: str, plan: Plan, now: int | None = None) -> Forecast:
+    """What sending the plan now would do under pacing (pacing.handouts): automatic choice
+    refuses a row it could not hand out within SMSGW_POOL_BACKLOG_SECONDS (send's rows carry
+    no valid_for, so the default validity caps that too), so those rows are counted, never
+    promised a time."""
+    from chalicelib.core import settings
     from chalicelib.domain import devices, pacing
     now = clock.now_ms() if now is None else now
     running = [d for d in devices.list_devices(account_id) if d.app_state == "running"]
-    return pacing.estimate(running, [row.segments for row in plan.rows], now)
+    horizon = min(settings.POOL_BACKLOG_SECONDS, settings.MESSAGE_VALIDITY_SECONDS) * 1000
+    found = pacing.handouts(running, [row.segments for row in plan.rows], now, horizon)
+    taken = [at for at in found if at is not None]
+    return Forecast(max(taken) if taken else None,
+                    [row.line for row, at in zip(plan.rows, found, strict=True) if at is None])
 
 
 def send(account_id: str, plan: Plan) -> dict:

@@ -28,7 +28,7 @@ MESSAGE_TYPES = {"sent": "sms.sent", "delivered": "sms.delivered", "failed": "sm
 STATUS_STAMP = {"sent": "processed_at", "delivered": "delivered_at", "failed": "failed_at",
                 "expired": None}
 TYPES = (*MESSAGE_TYPES.values(), "sms.received", "device.online", "device.offline",
-         "webhook.disabled")
+         "sim.paused", "webhook.disabled")
 TEST_TYPE = "webhook.test"
 SEQUENCE_DIGITS = 40
 
@@ -131,6 +131,26 @@ def _incoming_event(record, old, new) -> list[Event]:
 
 
 def _device_event(record, old, new) -> list[Event]:
+    return _app_state_event(record, old, new) + _pause_events(record, old, new)
+
+
+def _pause_events(record, old, new) -> list[Event]:
+    """A SIM paused (pacing.pause: "limit exceeded", "no service", a stalled phone)."""
+    from chalicelib.domain import pacing
+    if not new.get("account_id"):
+        return []
+    found = []
+    for sim, until, reason in pacing.pauses_in(old, new):
+        data = {"device_id": new.get("device_id"), "device_uid": new.get("device_uid"),
+                "name": new.get("name"), "sim_slot": sim, "reason": reason,
+                "paused_until": clock.fmt(until)}
+        found.append(Event(new["account_id"], event_id(
+            new["account_id"], "sim.paused", f"{new.get('device_uid')}#{sim}", until),
+            "sim.paused", _record_ms(record), _sequence(record), data))
+    return found
+
+
+def _app_state_event(record, old, new) -> list[Event]:
     was, now = old.get("app_state") == "running", new.get("app_state") == "running"
     if not new or was == now:
         return []
@@ -172,10 +192,11 @@ def stream_filters(short: str) -> list[dict]:
                                                "emits_events": {"BOOL": [True]}}}}]
     elif short == "incoming":
         patterns = [{"eventName": ["INSERT"]}]
-    else:  # devices: anything but "running before and after"
+    else:  # devices: anything but "running before and after", and a pause not yet read
         patterns = [{"dynamodb": {image: {"app_state": {"S": [condition]}}}}
                     for image in ("OldImage", "NewImage")
                     for condition in ({"anything-but": ["running"]}, {"exists": False})]
+        patterns.append({"dynamodb": {"NewImage": {"pause_unseen": {"N": [{"exists": True}]}}}})
     return [{"Pattern": json.dumps(p, separators=(",", ":"))} for p in patterns]
 
 

@@ -1,7 +1,7 @@
 """Dashboard pages of CSV sends (chalicelib/domain/insight/csv_sends.py): upload a file, see
 its preview (rows, every invalid line and why, segments, when the last one goes out), send it
 (one idempotency key per row, so a second submit sends nothing more), follow its progress."""
-from chalicelib.core import clock
+from chalicelib.core import clock, settings
 from chalicelib.core.errors import GatewayError
 from chalicelib.domain.insight import csv_sends
 from chalicelib.surfaces.dashboard import web
@@ -25,8 +25,11 @@ def _plan(request, raw: bytes, template: str):
     segments = {}
     for row in plan.rows:
         segments[row.segments] = segments.get(row.segments, 0) + 1
-    last = csv_sends.last_send_at(request.session.account_id, plan) if plan.rows else None
-    return plan, {"plan": plan, "template": template, "csv_text": raw.decode("utf-8-sig"),
+    ahead = csv_sends.forecast(request.session.account_id, plan) if plan.rows else None
+    last = ahead.last_at if ahead else None
+    return plan, {"refused": ahead.refused if ahead else [], "backlog_minutes":
+                  min(settings.POOL_BACKLOG_SECONDS, settings.MESSAGE_VALIDITY_SECONDS) // 60,
+                  "plan": plan, "template": template, "csv_text": raw.decode("utf-8-sig"),
                   "segments": sorted(segments.items()), "shown": plan.rows[:PREVIEW_ROWS],
                   "last_at": clock.fmt(last) if last else None,
                   "last_in_s": max(0, (last - clock.now_ms()) // 1000) if last else None}
