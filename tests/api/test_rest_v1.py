@@ -372,6 +372,21 @@ def test_aws_calls_of_a_v1_send(v1, account, aws_calls):
     assert sorted(op for _, op in aws_calls) == ["PutItem"] * 10 + ["SendMessage"] * 10
 
 
+def test_aws_calls_of_a_keyed_v1_send(v1, account, aws_calls):
+    """A key adds the request's claim and its kept answer (domain/idempotency.py) and each
+    recipient's key claim to the unkeyed send's calls: what bench/cost.py's keyed line adds."""
+    v1("GET", "/v1/devices")
+    v1("POST", "/v1/messages", {"recipients": [NUMBERS[0]], "message": "w", "device_id": 1})
+    aws_calls.clear()
+    v1("POST", "/v1/messages", {"recipients": [NUMBERS[1]], "message": "x", "device_id": 1,
+                                "idempotency_key": "k-1"})
+    # the request's claim (PutItem), the message with its recipient's key claim in one
+    # transaction (instead of the unkeyed PutItem), its job, the kept answer (UpdateItem)
+    assert [(op, p.get("TableName", "")) for _, op, p in aws_calls.requests] == [
+        ("PutItem", settings.table_name("idempotency")), ("TransactWriteItems", ""),
+        ("SendMessage", ""), ("UpdateItem", settings.table_name("idempotency"))]
+
+
 def test_idempotent_scheduled_send_is_the_same_request_whenever_retried(v1, account):
     clock.freeze()
     at = clock.now_ms() + 3600 * 1000
