@@ -119,13 +119,14 @@ def enqueue(device: Device, message: Message, text: str) -> bool:
 
 
 def _send_job(device: Device, message: Message, text: str, delay: int = 0) -> None:
-    """An app phone's hint is rung first (job_hint.py), so no pull can clear it past this job;
-    a failed ring raises before anything is queued, as a failed queue write does."""
-    if job_hint.rings(device):
-        job_hint.ring(device, delay)
+    """Queue the job; an app phone's hint is rung once it is on the queue (job_hint.py says why
+    after, not before). A failed ring raises as a failed queue write does: the outbox sweep
+    queues the job again (a copy is harmless: a job is leased before it is sent)."""
     aws.sqs().send_message(QueueUrl=device.queue_url,
                            MessageBody=json.dumps(job_payload(message, text)),
                            **({"DelaySeconds": delay} if delay else {}))
+    if job_hint.rings(device):
+        job_hint.ring(device, delay)
 
 
 def _queue_first(device: Device, message: Message, text: str) -> bool:

@@ -61,17 +61,12 @@ def get_messages(request: Request):
     if order not in ("lifo", "fifo"):
         raise BadRequest("Invalid order: lifo or fifo.", "order")
     devices.seen(device)
-    rung = job_hint.look(device)
-    if rung is None:
-        return answer(200, [])  # no job can be waiting: no SQS receive (job_hint.py)
     try:
-        found, received = jobs.receive(device, job_hint.RECEIVE_SECONDS, MAX_JOBS)
+        found = job_hint.pull(device, MAX_JOBS)
     except Exception as exc:
         if aws.queue_missing(exc):
             devices.removed(device)
         raise
-    if not received:  # a job received but not leased comes back: keep the hint for it
-        job_hint.clear(device, rung)
     found.sort(key=lambda job: job["message_id"], reverse=order == "lifo")
     return answer(200, [to_app(job) for job in found])
 
