@@ -127,6 +127,11 @@ def dashboard_action(page, item, action):
     return _dashboard(page, item, action)
 
 
+# Every method reaches REST v1, which answers one it does not serve with 405 problem+json and
+# an Allow header (Chalice's own 405 is not problem+json).
+V1_METHODS = {"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"], "content_types": ANY_BODY}
+
+
 def _v1(route, **path_params):
     # imported on first use: the compat API's cold start does not pay for REST v1
     from chalicelib.surfaces import rest_v1
@@ -136,81 +141,84 @@ def _v1(route, **path_params):
     return Response(body, status_code=status, headers=headers)
 
 
-@app.route("/v1/messages", methods=["GET", "POST"], content_types=ANY_BODY)
+@app.route("/v1/messages", **V1_METHODS)
 def v1_messages():
     return _v1("/v1/messages")
 
 
-@app.route("/v1/messages/{message_id}", methods=["GET", "DELETE"], content_types=ANY_BODY)
+@app.route("/v1/messages/{message_id}", **V1_METHODS)
 def v1_message(message_id):
     return _v1("/v1/messages/{message_id}", message_id=message_id)
 
 
-@app.route("/v1/otp", methods=["POST"], content_types=ANY_BODY)
+@app.route("/v1/otp", **V1_METHODS)
 def v1_otp():
     return _v1("/v1/otp")
 
 
-@app.route("/v1/otp/verify", methods=["POST"], content_types=ANY_BODY)
+@app.route("/v1/otp/verify", **V1_METHODS)
 def v1_otp_verify():
     return _v1("/v1/otp/verify")
 
 
-@app.route("/v1/devices", methods=["GET"])
+@app.route("/v1/devices", **V1_METHODS)
 def v1_devices():
     return _v1("/v1/devices")
 
 
-@app.route("/v1/webhooks", methods=["GET", "POST"], content_types=ANY_BODY)
+@app.route("/v1/webhooks", **V1_METHODS)
 def v1_webhooks():
     return _v1("/v1/webhooks")
 
 
-@app.route("/v1/webhooks/{webhook_id}", methods=["GET", "PATCH", "DELETE"],
-           content_types=ANY_BODY)
+@app.route("/v1/webhooks/{webhook_id}", **V1_METHODS)
 def v1_webhook(webhook_id):
     return _v1("/v1/webhooks/{webhook_id}", webhook_id=webhook_id)
 
 
-@app.route("/v1/webhooks/{webhook_id}/test", methods=["POST"], content_types=ANY_BODY)
+@app.route("/v1/webhooks/{webhook_id}/test", **V1_METHODS)
 def v1_webhook_test(webhook_id):
     return _v1("/v1/webhooks/{webhook_id}/test", webhook_id=webhook_id)
 
 
-@app.route("/v1/webhooks/{webhook_id}/rotate-secret", methods=["POST"], content_types=ANY_BODY)
+@app.route("/v1/webhooks/{webhook_id}/rotate-secret", **V1_METHODS)
 def v1_webhook_rotate(webhook_id):
     return _v1("/v1/webhooks/{webhook_id}/rotate-secret", webhook_id=webhook_id)
 
 
-@app.route("/v1/webhooks/{webhook_id}/deliveries", methods=["GET"])
+@app.route("/v1/webhooks/{webhook_id}/deliveries", **V1_METHODS)
 def v1_webhook_deliveries(webhook_id):
     return _v1("/v1/webhooks/{webhook_id}/deliveries", webhook_id=webhook_id)
 
 
-@app.route("/v1/webhooks/{webhook_id}/redeliver", methods=["POST"], content_types=ANY_BODY)
+@app.route("/v1/webhooks/{webhook_id}/redeliver", **V1_METHODS)
 def v1_webhook_redeliver_failed(webhook_id):
     return _v1("/v1/webhooks/{webhook_id}/redeliver", webhook_id=webhook_id)
 
 
-@app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}", methods=["GET"])
+@app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}", **V1_METHODS)
 def v1_webhook_delivery(webhook_id, event_id):
     return _v1("/v1/webhooks/{webhook_id}/deliveries/{event_id}", webhook_id=webhook_id,
                event_id=event_id)
 
 
-@app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver", methods=["POST"],
-           content_types=ANY_BODY)
+@app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver", **V1_METHODS)
 def v1_webhook_redeliver(webhook_id, event_id):
     return _v1("/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver",
                webhook_id=webhook_id, event_id=event_id)
 
 
-@app.route("/v1/openapi.json", methods=["GET"])
+@app.route("/v1/stats", **V1_METHODS)
+def v1_stats():
+    return _v1("/v1/stats")
+
+
+@app.route("/v1/openapi.json", **V1_METHODS)
 def v1_openapi():
     return _v1("/v1/openapi.json")
 
 
-@app.route("/v1/docs", methods=["GET"])
+@app.route("/v1/docs", **V1_METHODS)
 def v1_docs():
     return _v1("/v1/docs")
 
@@ -309,9 +317,22 @@ def stop_silent_devices(event):
 @app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=100,
                         starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=1)
 def emit_events(event):
-    """Turn message, incoming-SMS and device changes into webhook deliveries."""
+    """Turn message, incoming-SMS and device changes into webhook deliveries, and phones that
+    stop or come back into alert mails."""
     from chalicelib.domain import webhooks
-    return {"queued": webhooks.fan_out(event.to_dict()["Records"])}
+    from chalicelib.domain.insight import alerts  # phones offline and back: mails
+    records = event.to_dict()["Records"]
+    return {"queued": webhooks.fan_out(records), "mailed": alerts.from_device_records(records)}
+
+
+# The owner's insight (chalicelib/domain/insight): every outcome and incoming SMS counted into
+# daily counters, a tumbling window at a time (deploy/ sets the window and the filter).
+@app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=1000,
+                        starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=300)
+def count_outcomes(event):
+    """Add a stream window's outcomes to the daily counters, once per window."""
+    from chalicelib.domain.insight import stats
+    return stats.count_window(event.to_dict())
 
 
 @app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)

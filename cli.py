@@ -478,17 +478,26 @@ def webhook_redeliver(account_id, webhook_id, event_id, since, as_json):
 @device.command("pace", context_settings={"ignore_unknown_options": True})
 @click.argument("account_id")
 @click.argument("device")
-@click.argument("pace")
+@click.argument("pace", required=False)
+@click.option("--window", help="Parts per 30 minutes the phone may be handed, all SIMs and "
+                               "OTPs counted (1-10000), 'none' for no window (its Android "
+                               "limit was raised), or 'default'.")
 @json_option
-def device_pace(account_id, device, pace, as_json):
-    """Set how many SMS segments per hour each SIM of DEVICE may send (PACE, 1-36000), or
-    'default' for the gateway's default (docs/pool.md)."""
-    dev = pool.set_device_pace(account_id, device, pace)
-    shown = pool.pacing.pace_of(dev) or None
+def device_pace(account_id, device, pace, window, as_json):
+    """Set DEVICE's pacing (docs/pool.md): PACE, the SMS parts per hour each SIM may send
+    (1-36000, or 'default'), and/or --window, the parts per 30 minutes for the whole phone."""
+    given = {name: value for name, value in (("pace", pace), ("window", window))
+             if value is not None}
+    dev = pool.set_device_limits(account_id, device, **given)
+    rate, parts = pool.pacing.pace_of(dev), pool.pacing.window_of(dev)
     emit(as_json, {"device_id": dev.device_id, "device_uid": dev.device_uid,
-                   "pace_per_hour": shown, "default": dev.pace_per_hour is None},
-         f"device {dev.device_id}: {shown or 'unpaced'} segments per hour per SIM"
-         + (" (default)" if dev.pace_per_hour is None else ""))
+                   "pace_per_hour": rate or None, "default": dev.pace_per_hour is None,
+                   "window_parts": parts or None, "window_default": dev.pace_window is None},
+         f"device {dev.device_id}: " + (f"{rate} parts per hour per SIM" if rate
+                                        else "no SIM rate")
+         + (" (default)" if dev.pace_per_hour is None else "") + "; "
+         + (f"{parts} parts per 30 min for the phone" if parts else "no window")
+         + (" (default)" if dev.pace_window is None else ""))
 
 
 @main.group()

@@ -113,6 +113,8 @@ class LocalGateway:
                                          else 0))
         from localgw.atomic import serialise_moto_dynamodb
         serialise_moto_dynamodb()  # per-item atomicity, as DynamoDB gives (localgw/atomic.py)
+        from localgw.streams import bound_iterators
+        bound_iterators()  # streams that do not grow for ever (localgw/streams.py)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)
@@ -120,6 +122,12 @@ class LocalGateway:
             os.environ.setdefault(name, value)
         os.environ.setdefault("SMSGW_OTP_SECRET", self._otp_secret())
         os.environ.update(self.extra_env)
+        # Alert mails (chalicelib/domain/insight/alerts.py) are written under the data folder.
+        if not self.data:  # removed at stop, with the demo phone's files
+            self._temp = tempfile.mkdtemp(prefix="smsgw-demo-")
+        os.environ.setdefault("SMSGW_MAIL_DIR", os.path.join(
+            str(self.data.path) if self.data else self._temp, "mail"))
+        self.mail_dir = os.environ["SMSGW_MAIL_DIR"]
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
         self.aws_endpoint = os.environ["AWS_ENDPOINT_URL"]
         if self.data:
@@ -140,7 +148,7 @@ class LocalGateway:
         if self.schedules:
             self._start_schedules()
             from localgw.events import EventPumps  # webhooks: streams and queue, as on AWS
-            self._events = EventPumps().start()
+            self._events = EventPumps(trim_streams=True).start()
         if self.agent and self.demo_info:
             self._start_demo_phone()
         self._started = True
@@ -185,7 +193,7 @@ class LocalGateway:
             self.inbox, journal = self.data.file("inbox.jsonl"), self.data.file("demo-phone.db")
             ledger = self.data.file("sent.jsonl")
         else:
-            self._temp = tempfile.mkdtemp(prefix="smsgw-demo-")
+            self._temp = self._temp or tempfile.mkdtemp(prefix="smsgw-demo-")
             self.inbox, journal = os.path.join(self._temp, "inbox.jsonl"), ":memory:"
             ledger = None
         self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
@@ -459,7 +467,8 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
             click.echo(json.dumps({"url": gw.url, "aws_endpoint": gw.aws_endpoint,
                                    "tls_ca": str(gw.tls_files["ca"]) if gw.tls_files else None,
                                    "lan_urls": gw.lan_urls, "inbox": gw.inbox,
-                                   "data": data, "restored": gw.restored, **gw.demo_info}))
+                                   "data": data, "restored": gw.restored, "mail": gw.mail_dir,
+                                   **gw.demo_info}))
         else:
             click.echo(banner(gw))
         while True:  # short sleeps: a signal that lands on another thread only sets a flag

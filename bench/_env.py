@@ -18,6 +18,7 @@ def prepare(stage: str = "bench") -> None:
     # Benches time the gateway, not a phone's carrier limit: devices are unpaced unless a bench
     # paces one itself (scenarios.Fixture does, so send_sms is counted with its slot write).
     os.environ.setdefault("SMSGW_DEFAULT_PACE_PER_HOUR", "0")
+    os.environ.setdefault("SMSGW_PACE_WINDOW_PARTS", "0")
 
 
 def run_command(measure, markdown, doc: str, quick_help: str) -> None:

@@ -41,6 +41,12 @@ DIRECT_SMS_PATH = {1: ["send_sms", "device: claim 1 job (direct)",
 FIRST_LOOK = "sweep: first look, 23 reported messages (one account, one run)"
 FIRST_LOOK_IDLE = "sweep: first look, nothing new (one account, one run)"
 FIRST_LOOK_MESSAGES = 23
+# The owner's insight: count_outcomes sums a 15-minute tumbling window of the messages stream
+# (342 outcomes at a million a month) and writes it in one transaction; Lambda invokes it for
+# each batch (at most every 5 minutes: 3 a window) and once more at the window's end.
+COUNT_WINDOW = "stream: count a 15-minute window of 342 outcomes (one account, one phone)"
+COUNT_WINDOW_MESSAGES = 342
+COUNT_INVOCATIONS_PER_WINDOW = 4
 ACCOUNT_SCAN_RRU = 0.5
 # What each front door costs per request (bench/prices.json).
 FRONT_DOOR_PRICE = {"rest": "api_gateway_rest_per_million_requests",
@@ -158,6 +164,19 @@ class Model:
                 "billed_ms": billed_ms, "parts": parts, "total": sum(parts.values()),
                 "wru": summary["wru"] * share, "rru": (summary["rru"] + extra_rru) * share}
 
+    def counting_share(self) -> dict:
+        """One SMS's share of the insight counters' stream window (COUNT_WINDOW): the
+        transaction's units and time, and the window's invocations."""
+        share = 1 / COUNT_WINDOW_MESSAGES
+        work = self.sweep_work(COUNT_WINDOW, f"insight counters (its share of a 15-minute window "
+                               f"of {COUNT_WINDOW_MESSAGES})", share=share)
+        invocations = COUNT_INVOCATIONS_PER_WINDOW * share
+        work["parts"]["lambda_requests"] = invocations * self.p["lambda_per_million_requests"] / 1e6
+        work["parts"]["lambda_duration"] += (invocations * self.a["own_code_ms_if_unmeasured"]
+                                             / 1000 * self.gb * self.gbs_price)
+        work["total"] = sum(work["parts"].values())
+        return work
+
     def transfer_per_response(self) -> float:
         return self.a["response_bytes_per_request"] / 1e9 * self.p["data_transfer_out_per_gb"]
 
@@ -205,6 +224,7 @@ class Model:
         idle_look = self.sweep_work(FIRST_LOOK_IDLE, "", extra_rru=ACCOUNT_SCAN_RRU)
         look = self.sweep_work(FIRST_LOOK, f"sweep's first look (its share of a run that "
                                f"reads {FIRST_LOOK_MESSAGES})", share=1 / FIRST_LOOK_MESSAGES)
+        count = self.counting_share()
         lines = [{"what": f"device's own SQS long-polls ({SQS_LONG_POLL_SECONDS} s, no Lambda)",
                   "per_month": receives, "billed_ms": 0, "total": sqs,
                   "monthly": receives * sqs},
@@ -222,8 +242,8 @@ class Model:
         for batch, path in DIRECT_SMS_PATH.items():
             steps = [self.request(name, **door) for name in path]
             per_sms = steps[0]["total"] + (sqs + sum(s["total"] for s in steps[1:])) / batch
-            per_sms += look["total"]
-            steps.append(look)
+            per_sms += look["total"] + count["total"]
+            steps += [look, count]
             sms[batch] = {"steps": steps, "batch": batch, "per_million": per_sms * 1e6}
         return {
             "idle_lines": lines, "idle_total": idle, "sms": sms,

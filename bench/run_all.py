@@ -119,8 +119,10 @@ def main():
         cold = run_json(["bench.cold_start", *flag])
         click.echo("scale (idle phones, sweeps with a backlog)...", err=True)
         scale = run_json(["bench.scale", *flag], timeout=1800)
+        click.echo("local gateway at scale (bulk sends, memory)...", err=True)
+        local = run_json(["bench.local_scale", *flag], timeout=3600)
         costs = cost.compute(calls, latency)
-        from bench import aws_calls, cold_start
+        from bench import aws_calls, cold_start, local_scale
         from bench import latency as latency_mod
         from bench import scale as scale_mod
         elapsed = time.monotonic() - started
@@ -169,6 +171,10 @@ server. moto is not AWS: these ratios show our code's overhead, not AWS latency.
 ## Scale (100 → 1,000 phones, 10 messages of backlog each)
 
 {scale_mod.markdown(scale)}
+
+## Local gateway at scale (bench/local_scale.py)
+
+{local_scale.markdown(local)}
 """
         Path(output).write_text(text)
         click.echo(text)

@@ -400,6 +400,53 @@ def _look(fx, inv):
     return Reply(200 if not entered else 500, {"entered": len(entered)}, "")
 
 
+# The owner's insight (chalicelib/domain/insight/stats.py): a stats page, and the counting
+# stream function's work per 15-minute window at a million SMS a month from one account.
+WINDOW_AT_A_MILLION = 342  # 1,000,000 / (30.4 days x 96 windows)
+_windows = itertools.count()
+
+
+def _prepare_stats(fx, inv):
+    from chalicelib.domain.insight import stats
+    if getattr(fx, "stats_seeded", False):
+        return
+    now = __import__("time").time_ns() // 1_000_000
+    for back in range(stats.DAYS):
+        day = stats.day_of(now - back * 86400_000)
+        counts = {"sent": 900, "delivered": 880, "failed": 12, "r:No service": 12, "h0": 900}
+        stats.commit(f"bench-seed-{back}", {f"{fx.account_id}|{day}": counts,
+                                            f"{fx.account_id}|{day}#1": counts,
+                                            f"{fx.account_id}|{day}#2": counts})
+    fx.stats_seeded = True
+
+
+def _stats_page(fx, inv):
+    return inv.request("GET", "/v1/stats", headers={"Authorization": f"Bearer {fx.api_key}"})
+
+
+def _prepare_window(fx, inv):
+    from chalicelib.core import clock, settings
+    now = clock.now_ms()
+    arn = f"arn:aws:dynamodb:{settings.REGION}:0:table/{settings.table_name('messages')}/stream/x"
+    image = {"account_id": {"S": fx.account_id}, "device_id": {"N": str(fx.dev["send"].device_id)},
+             "created_at": {"N": str(now - 1500)}, "processed_at": {"N": str(now - 1000)},
+             "delivered_at": {"N": str(now)}}
+    fx.window = {"eventSourceARN": arn, "shardId": "bench", "isFinalInvokeForWindow": True,
+                 "window": {"start": f"bench-{next(_windows)}"}, "state": {}, "Records": [
+                     {"eventName": "MODIFY", "eventSourceARN": arn, "dynamodb": {
+                         "ApproximateCreationDateTime": now / 1000, "SequenceNumber": str(i),
+                         "OldImage": {**image, "message_id": {"N": str(i)},
+                                      "status": {"S": "processing"}},
+                         "NewImage": {**image, "message_id": {"N": str(i)},
+                                      "status": {"S": "delivered"}}}}
+                     for i in range(WINDOW_AT_A_MILLION)]}
+
+
+def _count_window(fx, inv):
+    from chalicelib.domain.insight import stats
+    return Reply(200, stats.count_window(fx.window), "")
+
+
 SCENARIOS = [
     # pacing's slot write (docs/pool.md) is the third call; an unpaced device makes two
     Scenario("send_sms", _send, goal=3),
@@ -447,6 +494,11 @@ SCENARIOS = [
              latency=False),
     Scenario("sweep: first look, nothing new (one account, one run)", _look,
              prepare=_prepare_look(0), group="sweep", latency=False),
+    Scenario("GET /v1/stats (30 days, 2 phones)", _stats_page, prepare=_prepare_stats,
+             goal=2),
+    Scenario(f"stream: count a 15-minute window of {WINDOW_AT_A_MILLION} outcomes (one account, "
+             "one phone)", _count_window, prepare=_prepare_window, group="sweep",
+             latency=False),
 ]
 
 

@@ -90,6 +90,7 @@ def _arn(service: str, resource: str) -> str:
 
 
 DEVICE_ROLE_SID = "DeviceRole"
+ALERT_MAIL_SID = "AlertMail"
 
 
 def policy(stage: str) -> dict:
@@ -122,6 +123,10 @@ def policy(stage: str) -> dict:
         {"Sid": "WebhookQueue", "Effect": "Allow", "Action": WEBHOOK_QUEUE_ACTIONS,
          "Resource": [_arn("sqs", settings.webhook_queue_name()),
                       _arn("sqs", settings.webhook_queue_name(dead_letter=True))]},
+        # Alert mails (chalicelib/domain/insight/alerts.py): SES, from the AlertSender
+        # identity; the merge template narrows the resource to that one identity.
+        {"Sid": ALERT_MAIL_SID, "Effect": "Allow", "Action": ["ses:SendEmail"],
+         "Resource": [_arn("ses", "identity/*")]},
         {"Sid": "OtpSecret", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]},
         {"Sid": "Logs", "Effect": "Allow",
@@ -358,10 +363,36 @@ def webhook_resources(settings, tables, stage: str) -> dict:
             "DestinationConfig": {"OnFailure": {"Destination": {
                 "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
     resources[to_cfn_resource_name("emit_events")] = {"Properties": {"Events": sources}}
+    resources[to_cfn_resource_name("count_outcomes")] = {"Properties": {
+        "Events": counting_sources(settings, models)}}
     # chalice names the queue by an ARN string: the function (which its event source mapping
     # references) waits for the queue.
     resources[to_cfn_resource_name("deliver_webhooks")] = {"DependsOn": ["WebhookQueue"]}
     return resources
+
+
+def counting_sources(settings, models) -> dict:
+    """The stream sources of `count_outcomes` (chalicelib/domain/insight/stats.py): every
+    outcome and incoming SMS, in 15-minute tumbling windows read at most every 5 minutes, so
+    a million lone SMS a month invoke it about 3,000 times instead of a million."""
+    from chalice.utils import to_cfn_resource_name
+
+    from chalicelib.domain.insight import stats
+    sources = {}
+    for short in stats.COUNTED_TABLES:
+        model = models[settings.table_name(short)]
+        name = ("count_outcomes-dynamodb-event-source" if short == "messages"
+                else f"count_outcomes-{short}-stream")
+        sources[to_cfn_resource_name(name)] = {"Type": "DynamoDB", "Properties": {
+            "Stream": {"Fn::GetAtt": [f"{model.__name__}Table", "StreamArn"]},
+            "StartingPosition": "TRIM_HORIZON", "BatchSize": 1000,
+            "MaximumBatchingWindowInSeconds": 300,
+            "TumblingWindowInSeconds": stats.WINDOW_SECONDS,
+            "MaximumRetryAttempts": -1, "MaximumRecordAgeInSeconds": -1,
+            "FilterCriteria": {"Filters": stats.stream_filters(short)},
+            "DestinationConfig": {"OnFailure": {"Destination": {
+                "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
+    return sources
 
 
 # CloudFormation parameters of the limits: (name, default, description).
@@ -412,13 +443,20 @@ def template(stage: str) -> dict:
     for statement in pinned_policy["Statement"]:
         if statement["Sid"] == DEVICE_ROLE_SID:  # exactly the stack's role, not the path
             statement["Resource"] = [{"Fn::GetAtt": ["DeviceRole", "Arn"]}]
+        if statement["Sid"] == ALERT_MAIL_SID:  # exactly the sender's identity (its domain)
+            statement["Resource"] = [{"Fn::Sub": ["arn:${AWS::Partition}:ses:${AWS::Region}:"
+                                                  "${AWS::AccountId}:identity/${Identity}",
+                                                  {"Identity": {"Fn::Select": [1, {
+                                                      "Fn::Split": ["@", {"Fn::Join": [
+                                                          "", [{"Ref": "AlertSender"},
+                                                               "@none"]]}]}]}}]}]
     resources = {"DeviceRole": device_role(settings)}
     limit_parameters, api_limits, function_limits = limits()
     for model in tables.MODELS:
         resources[f"{model.__name__}Table"] = table_resource(model, stage)
     webhook_parts = webhook_resources(settings, tables, stage)
     webhook_functions = {name: webhook_parts.pop(to_cfn_resource_name(name))
-                         for name in ("emit_events", "deliver_webhooks")}
+                         for name in ("emit_events", "count_outcomes", "deliver_webhooks")}
     resources.update(webhook_parts)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
                                "Properties": {"TopicName": f"{settings.PREFIX}-alarms"}}
@@ -435,9 +473,12 @@ def template(stage: str) -> dict:
             resources[logical_id]["DependsOn"] += webhook_functions[name].get("DependsOn", [])
             resources[logical_id]["Properties"].update(
                 webhook_functions[name].get("Properties", {}))
-        if name == "api_handler":  # merged into the environment chalice writes
-            resources[logical_id]["Properties"]["Environment"] = {"Variables": {
-                "SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}}
+        # merged into the environment chalice writes: alert mails' sender (empty: none)
+        resources[logical_id]["Properties"]["Environment"] = {"Variables": {
+            "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"}}}
+        if name == "api_handler":
+            resources[logical_id]["Properties"]["Environment"]["Variables"][
+                "SMSGW_DEVICE_ROLE_ARN"] = {"Fn::GetAtt": ["DeviceRole", "Arn"]}
             resources[logical_id]["Properties"].update(function_limits)
             resources["RestAPI"] = {"Properties": api_limits}
         resources[log_group] = {
@@ -473,6 +514,10 @@ def template(stage: str) -> dict:
         "Parameters": {"AlarmEmail": {
             "Type": "String", "Default": "",
             "Description": "Address mailed when an alarm fires (empty: no subscription)."},
+            "AlertSender": {
+                "Type": "String", "Default": "",
+                "Description": "SES-verified address alert mails to the account's users come "
+                               "from (empty: no alert mails)."},
             **limit_parameters,
             "PlatformLogLevel": {
                 "Type": "String", "Default": PLATFORM_LOG_LEVELS[0],

@@ -26,7 +26,9 @@ def _streams_client():
 
 
 class EventPumps:
-    def __init__(self):
+    def __init__(self, trim_streams: bool = False):
+        """`trim_streams`: drop the stream records handled from the in-process emulator
+        (the local gateway; localgw/streams.py), so its memory stays bounded."""
         import app as app_module
         from chalicelib.core import settings
         from chalicelib.domain import webhooks
@@ -40,9 +42,11 @@ class EventPumps:
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self._iterators = {}  # (stream arn, shard id) -> last sequence number handled
         self._shard_ids = {}
+        self._counted = {}  # (stream arn, shard id) -> last sequence number counted
         self._stop = threading.Event()
         self._threads = []
         self.errors = []
+        self.trim_streams = trim_streams
 
     # --- streams -> emit_events -----------------------------------------------------------
 
@@ -75,11 +79,30 @@ class EventPumps:
                                                   Limit=100)
                 records = [self._lambda_record(r, arn) for r in answer.get("Records", [])]
                 if records:
+                    self._count(arn, shard_id, records)
                     self.app.emit_events({"Records": records}, None)  # raises: read again
                     handled += len(records)
-                    self._iterators[(arn, shard_id)] = records[-1]["dynamodb"][
-                        "SequenceNumber"]
+                    last = records[-1]["dynamodb"]["SequenceNumber"]
+                    self._iterators[(arn, shard_id)] = last
+                    if self.trim_streams:
+                        from localgw.streams import trim
+                        trim(arn, last)
         return handled
+
+    def _count(self, arn, shard_id, records):
+        """count_outcomes, as its own mapping would call it: each batch a window of its own
+        (final at once), from where counting last got to in this shard."""
+        done = self._counted.get((arn, shard_id), "")
+        fresh = [r for r in records
+                 if r["dynamodb"]["SequenceNumber"].zfill(40) > done.zfill(40)]
+        if fresh:
+            self.app.count_outcomes({
+                "Records": fresh, "eventSourceARN": arn, "shardId": shard_id,
+                "window": {"start": fresh[0]["dynamodb"]["SequenceNumber"],
+                           "end": fresh[-1]["dynamodb"]["SequenceNumber"]},
+                "state": {}, "isFinalInvokeForWindow": True, "isWindowTerminatedEarly": False},
+                None)  # raises: read again
+            self._counted[(arn, shard_id)] = fresh[-1]["dynamodb"]["SequenceNumber"]
 
     def _lambda_record(self, record, arn):
         change = dict(record["dynamodb"])

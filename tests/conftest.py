@@ -10,6 +10,7 @@ os.environ.update({
     "SMSGW_LOCAL_MEMORY": "1",
     # Pacing off unless a test paces a device itself (tests/api/test_pool.py checks the default).
     "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
+    "SMSGW_PACE_WINDOW_PARTS": "0",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
@@ -59,32 +60,9 @@ def client(aws_mock):
 def local_gateway():
     """The README's local gateway (no simulated phone), a separate process on free ports:
     yields its JSON banner (url, aws_endpoint, account_id, api_key, device_id, device_uid,
-    device_token)."""
-    import json
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from local_gateway import free_port
-
-    root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.pop("SMSGW_STAGE", None)
-    proc = subprocess.Popen([sys.executable, str(root / "local_gateway.py"), "--port",
-                             str(free_port()), "--json", "--no-agent"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        pytest.fail("local gateway did not start")
-    info = json.loads(line)
-    yield info
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    device_token). Modules that need other flags use tests/localgw_helpers.py directly."""
+    from tests.localgw_helpers import gateway_fixture
+    yield from gateway_fixture("--no-agent")
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or
 TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
           "webhooks", "webhook-deliveries",
           # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
-          "users", "password-links", "sessions", "throttles", "pairing-codes")
+          "users", "password-links", "sessions", "throttles", "pairing-codes",
+          # the owner's insight (chalicelib/storage/insight_tables.py)
+          "daily-counts", "counted-windows", "alert-states", "alert-subscriptions")
 
 
 def table_name(short: str) -> str:
@@ -126,12 +128,23 @@ WEBHOOK_CACHE_SECONDS = _int("SMSGW_WEBHOOK_CACHE_SECONDS", 10)
 WEBHOOK_MAX_PER_ACCOUNT = _int("SMSGW_WEBHOOK_MAX_PER_ACCOUNT", 10)
 
 
-# Phones as a pool (docs/pool.md). Default send rate of a device's SIM, in SMS segments per hour:
-# Android lets an app send 30 SMS per 30 minutes before it asks the user to confirm (which stops
-# an unattended phone), and carriers allow roughly 30-200 an hour; 50 stays under both with room
-# for OTPs, which go first but still count. 0 turns pacing off for devices without their own.
-DEFAULT_PACE_PER_HOUR = max(0, _int("SMSGW_DEFAULT_PACE_PER_HOUR", 50))
+# Phones as a pool (docs/pool.md, "Pacing"): two limits, each in SMS parts. Per phone, a sliding
+# window: Android's SmsUsageMonitor asks the user before an app's 31st part in 30 minutes
+# (sms_outgoing_check_max_count 30, sms_outgoing_check_interval_ms 1,800,000), which stops an
+# unattended phone; the default is exactly that window, of which bulk may use all but the OTP
+# reserve. Per SIM, the carrier's rate in any hour, inside carriers' usual 30-200. 0 (either
+# default) turns that limit off for devices without their own value.
+PACE_WINDOW_PARTS = max(0, _int("SMSGW_PACE_WINDOW_PARTS", 30))
+PACE_WINDOW_SECONDS = max(1, _int("SMSGW_PACE_WINDOW_SECONDS", 1800))
+DEFAULT_PACE_PER_HOUR = max(0, _int("SMSGW_DEFAULT_PACE_PER_HOUR", 60))
+PACE_RATE_SECONDS = max(1, _int("SMSGW_PACE_RATE_SECONDS", 3600))
+# Parts of each limit that only OTPs (and urgent messages) may use (at most half the limit).
+PACE_OTP_RESERVE = max(0, _int("SMSGW_PACE_OTP_RESERVE", 5))
 MAX_PACE_PER_HOUR = 36000
+MAX_WINDOW_PARTS = 10000
+# The most distinct hand-out times a device's pacing log keeps (6 bytes each on the device item,
+# which must stay under 1 KB so a send's slot write costs one write unit; bursts share one).
+PACE_LOG_ENTRIES = 48
 # A message sent without a named device that its device has not taken this long after its
 # paced send time moves to another running device of the account.
 POOL_GRACE_SECONDS = max(1, _int("SMSGW_POOL_GRACE_SECONDS", 60))
@@ -152,3 +165,17 @@ MAX_SCHEDULE_SECONDS = 30 * 24 * 3600
 # SMSGate app phones (surfaces/smsgate/mobile.py): how long GET /mobile/v1/events waits for a
 # job before answering (0: at once; the app's pull on every reconnect is then the doorbell).
 MOBILE_EVENTS_HOLD_SECONDS = _int("SMSGW_MOBILE_EVENTS_HOLD_SECONDS", 0)
+
+
+# Alert mails (chalicelib/domain/insight/alerts.py): sent through SES from this verified
+# identity on AWS (the template's AlertSender parameter); without one, written as .eml files
+# under SMSGW_MAIL_DIR (the local gateway's data folder) and their subject printed.
+ALERT_SENDER = os.environ.get("SMSGW_ALERT_SENDER", "")
+
+
+def mail_dir() -> str:
+    """Read when mailing: the local gateway sets it after this module may have loaded."""
+    return os.environ.get("SMSGW_MAIL_DIR", "")
+
+
+ALERT_MIN_SECONDS = _int("SMSGW_ALERT_MIN_SECONDS", 3600)  # one mail per cause per hour

@@ -75,7 +75,7 @@ def pair_url(base_url: str, code: str) -> str:
 
 def redeem(code: str | None, sim_count: int | None, source_ip: str | None):
     """Spend a code and register its phone: returns (device, token)."""
-    throttle.take(f"pair-ip#{source_ip or 'unknown'}", PAIR_PER_IP, PAIR_WINDOW_SECONDS,
+    throttle.take(f"pair-ip#{throttle.address(source_ip)}", PAIR_PER_IP, PAIR_WINDOW_SECONDS,
                   "pairing attempts")
     code = normalise(code)
     invalid = Unauthorized("Unknown, used or expired pairing code: make a new one in the "

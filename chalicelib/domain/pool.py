@@ -2,11 +2,12 @@
 that stopped or does not take it (failover), and resting a SIM that reports carrier trouble.
 
 Choice rule (docs/pool.md): among the account's devices that are running (heartbeat within the
-window) and the SIMs of each that are not paused, take the SIM that is free soonest by its
-pacing (ties broken at random), and reserve its slot with pacing's conditional write; if that
-SIM filled up meanwhile, try the next. The account's device list is read with one Query and
-kept POOL_CACHE_SECONDS per warm container, so a warm automatic send costs the same PutItem and
-SendMessage as a named one plus the slot's UpdateItem.
+window) and the SIMs of each that are not paused, take the SIM that can send the message
+soonest under both pacing limits (its phone's window and its own rate; ties broken at random),
+and book it with pacing's conditional write; if that SIM filled up meanwhile, try the next.
+The account's device list is read with one Query and kept POOL_CACHE_SECONDS per warm
+container, so a warm automatic send costs the same PutItem and SendMessage as a named one plus
+the booking's UpdateItem.
 
 Failover moves a message only while it is `pending` and was never taken (attempts == 0), by a
 conditional write on its current device: a phone that took it may have sent it, and only that
@@ -68,14 +69,16 @@ def forget_cached() -> None:
     _cache.clear()
 
 
-def _options(candidates, now, sim_slot):
+def _options(candidates, now, sim_slot, segments, urgent):
     options = []
     for device in candidates:
         sims = pacing.SIMS[:device.sim_count or 1] if sim_slot is None else (sim_slot,)
         for sim in sims:
             if sim <= (device.sim_count or 2) and not pacing.is_paused(device, sim, now):
-                options.append((max(now, pacing.next_free(device, sim)), random.random(),
-                                device, sim))
+                at = pacing.earliest(device, sim, segments, now, urgent)
+                if at is not None:  # None: longer than this phone's limits allow at all
+                    options.append((at, pacing.load(device, sim, now) + random.random(),
+                                    device, sim))
     return sorted(options, key=lambda o: o[:2])
 
 
@@ -111,7 +114,17 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
         raise Unavailable(f"No device running: none of this account's {len(registered)} "
                           "device(s) has been heard from within the heartbeat window.",
                           "device_id", retry_after=60, code="no_device_running")
-    options = _options(running, now, sim_slot)
+    options = _options(running, now, sim_slot, segments, urgent)
+    if not options and all(pacing.too_long(d, s, segments, urgent) for d in running
+                           for s in pacing.SIMS[:d.sim_count or 1]):
+        raise BadRequest(f"Message too long for the phones' pacing: {segments} parts are more "
+                         "than any running phone's window or SIM rate allows at once.",
+                         "message", code="pool_too_long")
+    if not options and not any(pacing.is_paused(d, s, now) for d in running
+                               for s in pacing.SIMS[:d.sim_count or 1]):
+        raise RateLimited("All running devices are at capacity (pacing): their pacing logs are "
+                          "full of later bookings.", "device_id", retry_after=60,
+                          code="pool_at_capacity")
     if not options:
         until = min(pacing.paused_until(d, s) for d in running
                     for s in pacing.SIMS[:d.sim_count or 1])
@@ -119,21 +132,25 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
                           f"{clock.fmt(until)} UTC.", "device_id",
                           retry_after=max(1, (until - now) // 1000), code="pool_paused")
     if not reserve:  # at random, so a scheduled burst is spread over the pool's SIMs
-        _, _, device, sim = random.choice(options)
+        *_, device, sim = random.choice(options)
         return Route(device, sim, None)
     horizon = None
     if not urgent:
         validity = validity_seconds or settings.MESSAGE_VALIDITY_SECONDS
         horizon = min(settings.POOL_BACKLOG_SECONDS, validity) * 1000
-    soonest = None
-    for _, _, device, sim in options[:4]:
+    soonest, busy = None, None
+    for *_, device, sim in options[:4]:
         try:
             slot = pacing.reserve(device, sim, segments, max(now, start or now), horizon,
                                   urgent=urgent)
             return Route(device, sim, slot)
-        except (pacing.AtCapacity, NotFound) as error:
+        except (pacing.AtCapacity, pacing.Busy, NotFound) as error:
             if isinstance(error, pacing.AtCapacity):
                 soonest = error.free_at if soonest is None else min(soonest, error.free_at)
+            elif isinstance(error, pacing.Busy):
+                busy = error  # others are booking that phone right now: try the next
+    if busy is not None and soonest is None:
+        raise busy
     soonest = soonest or now + 1000
     raise RateLimited(f"All running devices are at capacity (pacing) until "
                       f"{clock.fmt(soonest)} UTC.", "device_id",
@@ -242,18 +259,27 @@ def on_failure(device: Device, message: Message, reason: str | None,
     return None
 
 
-def set_device_pace(account_id: str, device_ref: str, pace) -> Device:
-    """The owner's pace for one of the account's devices: whole SMS segments per hour, or
-    'default' (None) for the gateway's default. Checked before anything is read or written;
+def set_device_limits(account_id: str, device_ref: str, pace=pacing.KEEP,
+                      window=pacing.KEEP) -> Device:
+    """The owner's limits for one of the account's devices: `pace`, parts per hour per SIM, and
+    `window`, parts per 30 minutes for the phone ('none': no window), each 'default' for the
+    gateway's; left out: unchanged. Both are checked before anything is read or written;
     another account's device is unknown here. What the CLI and the dashboard call."""
-    if pace is not None and str(pace).strip().lower() == "default":
-        pace = None
-    value = None if pace is None else pacing.check_pace(pace)
+    checked = {name: check(raw) for name, raw, check in (
+        ("pace", pace, pacing.check_pace), ("window", window, pacing.check_window))
+        if raw is not pacing.KEEP}
+    if not checked:
+        raise BadRequest("Give a pace (parts per hour per SIM) or a window (parts per 30 "
+                         "minutes), or both.", "pace")
     device = devices.resolve(account_id, device_id=str(device_ref))
-    pacing.set_pace(device, value)
+    pacing.set_limits(device, **checked)
     devices.forget_cached()
     _cache.clear()
     return device
+
+
+def set_device_pace(account_id: str, device_ref: str, pace) -> Device:
+    return set_device_limits(account_id, device_ref, pace=pace)
 
 
 def queue_depth(device: Device) -> int | None:

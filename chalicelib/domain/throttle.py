@@ -7,12 +7,27 @@ slot; the rest are refused before any password is checked. A successful attempt 
 slot back (`release`). Windows are fixed, so a burst at a window's edge can reach twice the cap
 in a short time; the cap per window always holds.
 """
+import ipaddress
 import math
 
 from chalicelib.core import clock
 from chalicelib.core.errors import RateLimited
 from chalicelib.storage.dashboard_tables import Throttle
 from chalicelib.storage.model_base import update_if
+
+
+def address(source_ip: str | None) -> str:
+    """The client address a per-address limit counts: an IPv6 address's /64 (one subscriber's
+    network: a host picks any of its 2^64 addresses at will), an IPv4 address as it is."""
+    try:
+        parsed = ipaddress.ip_address((source_ip or "").strip())
+    except ValueError:
+        return "unknown"
+    if parsed.version == 6 and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _window(subject: str, window_seconds: int) -> tuple[Throttle, int]:

@@ -5,7 +5,10 @@ Passwords are hashed with argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), i
 use so the public API never loads it. The admin CLI adds a user and prints a link valid for
 LINK_HOURS; following it sets the password, once: the link is spent and the password written
 in one transaction, conditional on the link being unused and unexpired. Sign-in is throttled
-per email and per client address (chalicelib/domain/throttle.py) before any hash is checked.
+per email and per client address (an IPv6 /64 counts as one; chalicelib/domain/throttle.py)
+before any hash is checked. So that wrong passwords typed by anyone cannot lock the rightful
+user out, a browser that signed in before (its random token, kept for BROWSER_DAYS) has its own
+allowance instead: a guesser without that cookie exhausts only the email's and the address's.
 """
 import hashlib
 import re
@@ -19,14 +22,15 @@ from chalicelib.core.errors import BadRequest, Conflict, NotFound, Unauthorized
 from chalicelib.domain import sessions, throttle
 from chalicelib.domain.accounts import get_account
 from chalicelib.storage import records
-from chalicelib.storage.dashboard_tables import PasswordLink, User
+from chalicelib.storage.dashboard_tables import PasswordLink, Throttle, User
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$")
 LINK_HOURS = 24
 MIN_PASSWORD, MAX_PASSWORD = 12, 256
 # Sign-in attempts per window: per email (a targeted guesser) and per client address (a spray).
 SIGNIN_WINDOW_SECONDS = 15 * 60
-SIGNIN_PER_EMAIL, SIGNIN_PER_IP = 5, 30
+SIGNIN_PER_EMAIL, SIGNIN_PER_IP, SIGNIN_PER_BROWSER = 5, 30, 10
+BROWSER_DAYS = 90
 _hasher = None
 
 
@@ -39,7 +43,7 @@ def _argon2():
 
 
 def _sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def normalise_email(email: str | None) -> str:
@@ -151,16 +155,46 @@ def set_password(token: str | None, password: str | None, confirm: str | None) -
     return User.get(link.email)
 
 
-def _signin_subjects(email: str, source_ip: str | None) -> list[tuple[str, int]]:
+def _known_browser(email: str, browser: str | None) -> str | None:
+    """The stored key of `browser` (a token from the browser cookie) if it signed in to
+    `email` before and is still remembered; else None."""
+    if not browser or len(browser) > 128:
+        return None
+    key = f"signin-known#{email}#{_sha256(browser)}"
+    try:
+        known = Throttle.get(key, consistent_read=True)
+    except DoesNotExist:
+        return None
+    return key if known.expires and known.expires > clock.at(clock.now_ms()) else None
+
+
+def remember_browser(email: str, browser: str | None) -> str:
+    """After a right password: remember this browser for `email` (a new token unless it
+    brought a remembered one); returns the token for its cookie."""
+    email = normalise_email(email)
+    if not _known_browser(email, browser):
+        browser = secrets.token_urlsafe(32)
+    Throttle(key=f"signin-known#{email}#{_sha256(browser)}", attempts=0,
+             expires=clock.at(clock.now_ms() + BROWSER_DAYS * 86400 * 1000)).save()
+    return browser
+
+
+def _signin_subjects(email: str, source_ip: str | None,
+                     browser: str | None = None) -> list[tuple[str, int]]:
+    known = _known_browser(email, browser)
+    if known:  # its own allowance: others' wrong passwords do not count against it
+        return [(f"signin-browser#{known}", SIGNIN_PER_BROWSER)]
     return [(f"signin-email#{email}", SIGNIN_PER_EMAIL),
-            (f"signin-ip#{source_ip or 'unknown'}", SIGNIN_PER_IP)]
+            (f"signin-ip#{throttle.address(source_ip)}", SIGNIN_PER_IP)]
 
 
 _DUMMY_HASH = None
 
 
-def check_signin(email: str | None, password: str | None, source_ip: str | None) -> User:
-    """The user, if email and password match; throttled per email and per address. Unknown
+def check_signin(email: str | None, password: str | None, source_ip: str | None,
+                 browser: str | None = None) -> User:
+    """The user, if email and password match; throttled per email and per address, or, for
+    a browser remembered for this email (`browser`: its cookie's token), per browser. Unknown
     users cost the same hash as known ones, so timing does not tell which emails exist."""
     global _DUMMY_HASH
     wrong = Unauthorized("Wrong email or password.", "password")
@@ -168,7 +202,7 @@ def check_signin(email: str | None, password: str | None, source_ip: str | None)
         email = normalise_email(email)
     except BadRequest:
         raise wrong
-    subjects = _signin_subjects(email, source_ip)
+    subjects = _signin_subjects(email, source_ip, browser)
     for subject, cap in subjects:
         throttle.take(subject, cap, SIGNIN_WINDOW_SECONDS, "sign-in attempts")
     try:

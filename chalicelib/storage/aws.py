@@ -29,11 +29,19 @@ def sts():
     return boto3.session.Session().client("sts", region_name=settings.REGION, config=RETRY_CONFIG)
 
 
+@functools.cache
+def ses():
+    """SES v2, for alert mails (chalicelib/domain/insight/alerts.py)."""
+    return boto3.session.Session().client("sesv2", region_name=settings.REGION,
+                                          config=RETRY_CONFIG)
+
+
 def reset() -> None:
     """Forget cached clients (tests switch moto backends between cases)."""
     sqs.cache_clear()
     ssm.cache_clear()
     sts.cache_clear()
+    ses.cache_clear()
 
 
 QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}

@@ -29,3 +29,23 @@ def update_if(item: Model, actions, condition) -> bool:
         if error.cause_response_code == "ConditionalCheckFailedException":
             return False
         raise
+
+
+def update_or_current(item: Model, actions, condition) -> tuple[bool, dict | None]:
+    """`update_if` that also returns the item, in the same call: (True, the item as written) if
+    it applied, (False, the item as it is, or None if there is none) if the condition failed
+    (DynamoDB's ReturnValuesOnConditionCheckFailure=ALL_OLD). For optimistic writes that retry
+    on what they lost to, without a second read. Raw DynamoDB JSON (Model.from_raw_data)."""
+    from botocore.exceptions import ClientError
+    table = item._get_connection()
+    kwargs = table.connection.get_operation_kwargs(
+        table.table_name, item._hash_key_attribute().serialize(getattr(item, item._hash_keyname)),
+        actions=actions, condition=condition, return_values="ALL_NEW",
+        return_values_on_condition_failure="ALL_OLD")
+    try:
+        return True, table.connection.dispatch("UpdateItem", kwargs).get("Attributes")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        original = error.__cause__ if isinstance(error.__cause__, ClientError) else error
+        return False, original.response.get("Item")  # PynamoDB's error keeps only the code

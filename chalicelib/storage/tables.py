@@ -4,6 +4,7 @@ Every table is keyed so that the API reads by key (GetItem/Query), never Scan, a
 account-owned item carries `account_id` in its key so a lookup cannot cross accounts.
 """
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
     NumberAttribute,
@@ -99,11 +100,13 @@ class Device(Model):
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
     e2e = BooleanAttribute(null=True)  # its agent holds a passphrase: can send encrypted SMS
-    # Pacing (chalicelib/domain/pacing.py): the owner's rate (segments/hour, None = default),
-    # each SIM's next free send time, and a SIM's rest after "limit exceeded"/"no service".
+    # Pacing (chalicelib/domain/pacing.py): the owner's SIM rate (parts/hour, None = default)
+    # and phone window (parts/30 min, 0 = none), the log of parts handed out (pace_log.py) with
+    # its version, and a SIM's rest after "limit exceeded"/"no service".
     pace_per_hour = NumberAttribute(null=True)
-    pace_next_1 = NumberAttribute(null=True)
-    pace_next_2 = NumberAttribute(null=True)
+    pace_window = NumberAttribute(null=True)
+    pace_log = BinaryAttribute(null=True, legacy_encoding=False)
+    pace_ver = NumberAttribute(null=True)
     paused_until_1 = NumberAttribute(null=True)
     paused_until_2 = NumberAttribute(null=True)
     pause_reason_1 = UnicodeAttribute(null=True)
@@ -221,7 +224,9 @@ class IncomingMessage(Model):
 
 
 class Idempotency(Model):
-    """Claims a client's idempotency key (or a device's incoming-SMS id) for one record."""
+    """Claims a client's idempotency key (or a device's incoming-SMS id) for one record; or,
+    for a whole request (domain/idempotency.py), its digest (`request`) and, once answered,
+    its answer (`answer`, zlib-compressed JSON; message_id 0)."""
     Meta = table_meta("idempotency")
     key = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute()
@@ -230,6 +235,8 @@ class Idempotency(Model):
     # An SMSGate message (messages/groups.py): what its request was and its recipients' messages.
     fingerprint = UnicodeAttribute(null=True)
     members = ListAttribute(of=NumberAttribute, null=True)
+    request = UnicodeAttribute(null=True)
+    answer = BinaryAttribute(null=True, legacy_encoding=False)
 
 
 OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))
@@ -265,9 +272,9 @@ def __getattr__(name):
     a request that needs neither does not build their classes at cold start. New model modules
     are listed here."""
     if name == "MODELS":
-        from chalicelib.storage import dashboard_tables, webhook_tables
+        from chalicelib.storage import dashboard_tables, insight_tables, webhook_tables
         return (*CORE_MODELS, webhook_tables.Webhook, webhook_tables.WebhookDelivery,
-                *dashboard_tables.MODELS)
+                *dashboard_tables.MODELS, *insight_tables.MODELS)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -20,7 +20,7 @@ from chalicelib.core.errors import (
     Unavailable,
     from_unexpected,
 )
-from chalicelib.domain import devices, direct, incoming, jobs, pacing
+from chalicelib.domain import devices, direct, incoming, jobs
 from chalicelib.storage import aws
 from chalicelib.surfaces import jsonbody
 
@@ -272,8 +272,9 @@ def act_heartbeat(device, work) -> dict:
     return {"status": "running" if devices.is_running(device) else "stopped",
             "server_time": clock.now_ms(),
             "heartbeat_seconds": settings.HEARTBEAT_SECONDS,
-            # the gap to keep between SMS segments on one SIM (0: not paced; docs/pool.md)
-            "pace_ms": pacing.interval_ms(device)}
+            # the gap agents keep between parts on one SIM: none since the gateway's hand-out
+            # times carry the phone's window and the SIM's rate (docs/pool.md, issue 21)
+            "pace_ms": 0}
 
 
 def parse_credentials(document: dict) -> None:

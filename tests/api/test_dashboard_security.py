@@ -110,8 +110,18 @@ def cross_account_requests(a, b):
         ("GET", ("phones",)): ("/dashboard/phones", None),
         ("POST", ("phones",)): ("/dashboard/phones", {"name": "A's phone"}),
         ("GET", ("pair", "*")): (f"/dashboard/pair/{b['code']}", None),
+        ("POST", ("pair", "*", "app-token")): (f"/dashboard/pair/{b['code']}/app-token", {}),
         ("POST", ("phones", "*", "remove")): (f"/dashboard/phones/{bd}/remove", {}),
         ("POST", ("phones", "*", "pace")): (f"/dashboard/phones/{bd}/pace", {"pace": "7"}),
+        ("GET", ("phones", "*")): (f"/dashboard/phones/{bd}", None),
+        ("GET", ("csv",)): ("/dashboard/csv", None),
+        ("POST", ("csv",)): ("/dashboard/csv", {"file": "number,message\n+14155550100,x\n"}),
+        ("POST", ("csv", "send")): ("/dashboard/csv/send", {"csv_text": "number,message\n"
+                                                                 "+14155550100,x\n"}),
+        ("GET", ("csv", "*")): ("/dashboard/csv/" + "0" * 32 + "?last=3", None),
+        ("POST", ("account", "alerts")): ("/dashboard/account/alerts", {"alerts": "on"}),
+        ("GET", ("unsubscribe", "*", "*")): (
+            f"/dashboard/unsubscribe/{b['account'].account_id}/{'f' * 32}", None),
         ("GET", ("webhooks",)): ("/dashboard/webhooks", None),
         ("POST", ("webhooks",)): ("/dashboard/webhooks", {"url": "http://127.0.0.1:9/made-by-a",
                                                           "event:sms.failed": "1"}),
@@ -196,6 +206,9 @@ def test_without_a_session_every_page_is_refused(client, two):
     stranger = Visitor(client)
     before = (b_state(a), b_state(b))
     for route, req in cross_account_requests(a, b).items():
+        if route == ("GET", ("unsubscribe", "*", "*")):  # public: the mail's token is proof
+            assert stranger.get(req[0]).status_code == 404  # a wrong token changes nothing
+            continue
         if route[0] == "GET" and req and route[1] != ("signin",):
             response = stranger.get(req[0])
             assert response.status_code == 303 and response.headers["Location"].endswith(
@@ -353,14 +366,17 @@ def test_cookies_headers_and_csp_on_every_page(client, two, monkeypatch):
     token = fresh.cookies["smsgw_pre"]
     answer = fresh.post("/dashboard/signin", {"csrf": token, "email": a["email"],
                                               "password": PASSWORD})
-    cookie = answer.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    cookies = answer.headers["Set-Cookie"]
+    cookies = [cookies] if isinstance(cookies, str) else cookies
+    assert {c.split("=")[0] for c in cookies} == {"smsgw_session", "smsgw_browser"}
+    for cookie in cookies:
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
     monkeypatch.setattr(settings, "PUBLIC_URL", "https://sms.example.com")
     secure = Visitor(client, origin="https://sms.example.com")
     secure.get("/dashboard/signin")
     answer = secure.post("/dashboard/signin", {"csrf": secure.cookies["smsgw_pre"],
                                                "email": a["email"], "password": PASSWORD})
-    assert "; Secure" in answer.headers["Set-Cookie"]
+    assert all("; Secure" in c for c in answer.headers["Set-Cookie"])
     assert answer.headers["Strict-Transport-Security"]
 
 
@@ -463,16 +479,27 @@ def test_links_on_the_http_apis_default_stage_have_no_stage_prefix(aws_mock):
 def test_the_pace_form_sets_resets_and_refuses_bad_values(two):
     a, _, visitor = two
     uid = a["device"].device_uid
-    for bad, words in (("0", "0 or less"), ("-5", "0 or less"), ("fast", "not a whole number"),
-                       (str(settings.MAX_PACE_PER_HOUR + 1), "must be 1-"), ("", "whole")):
-        response = visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": bad})
-        assert response.status_code == 400 and words in text(response), bad
-        assert Device.get(uid).pace_per_hour is None, bad
+    for form, words in (({"pace": "0"}, "0 or less"), ({"pace": "-5"}, "0 or less"),
+                        ({"pace": "fast"}, "whole number"),
+                        ({"pace": str(settings.MAX_PACE_PER_HOUR + 1)}, "1-36,000"),
+                        ({"pace": ""}, "Give a pace"), ({"window": "0"}, "Invalid window"),
+                        ({"pace": "10", "window": "many"}, "Invalid window")):
+        response = visitor.submit(f"/dashboard/phones/{uid}/pace", form)
+        assert response.status_code == 400 and words in text(response), form
+        stored = Device.get(uid)
+        assert (stored.pace_per_hour, stored.pace_window) == (None, None), form
     assert visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": "120"}).status_code == 303
     assert Device.get(uid).pace_per_hour == 120
-    assert "120 segments/h per SIM" in text(visitor.get("/dashboard/phones"))
-    assert visitor.submit(f"/dashboard/phones/{uid}/pace", {"pace": "Default"}).status_code == 303
-    assert Device.get(uid).pace_per_hour is None
+    assert "120 parts/h per SIM" in text(visitor.get("/dashboard/phones"))
+    assert visitor.submit(f"/dashboard/phones/{uid}/pace",
+                          {"pace": "", "window": "20"}).status_code == 303
+    stored = Device.get(uid)
+    assert (stored.pace_per_hour, stored.pace_window) == (120, 20)  # a blank field keeps
+    assert "20 parts/30 min per phone" in text(visitor.get("/dashboard/phones"))
+    assert visitor.submit(f"/dashboard/phones/{uid}/pace",
+                          {"pace": "Default", "window": "none"}).status_code == 303
+    stored = Device.get(uid)
+    assert (stored.pace_per_hour, stored.pace_window) == (None, 0)
     assert visitor.submit("/dashboard/phones/0123456789abcdef/pace",
                           {"pace": "5"}).status_code == 404
 

@@ -49,7 +49,7 @@ def test_odd_paths(account, path, status):
 
 @pytest.mark.parametrize("raw, status", [
     ("a=%zz", 400), ("&&", 200), ("=x", 400), ("a", 400), ("limit=%ff", 400),
-    ("limit=%00", 400), ("limit=1&limit=2", 400), ("cursor=%zz", 422),
+    ("limit=%00", 400), ("limit=1&limit=2", 400), ("cursor=%zz", 400),
     ("limit=1;direction=all", 400), ("a=b&" * 20_000, 400), ("limit=" + "9" * 100_000, 400)])
 def test_malformed_query_strings(account, raw, status):
     _, key, _, _ = account
@@ -80,7 +80,7 @@ def test_joined_duplicate_headers_are_refused_not_merged(account):
                                   {"authorization": f"Bearer {token}, Bearer {token}"})), 401)
     plain(call(function_url_event("POST", "/v1/messages", IP, {
         "authorization": f"Bearer {key}", "content-type": "application/json,text/plain"},
-        body=SEND)), 422)
+        body=SEND)), 415)
 
 
 def test_missing_optional_keys(account):

@@ -31,6 +31,7 @@ STAR_RESOURCE_ALLOWED: dict[str, str] = {
 # Granted before the code on main calls them: what the OTP and device long-poll/report work
 # will call. Everything else granted must be exercised by the recorded flow below.
 EXPECTED_SOON = {
+    "ses:SendEmail": "alert mails, only with an AlertSender (tests/api/test_alerts.py)",
     "ssm:GetParameter": "OTP HMAC secret (SecureString, AWS-managed key)",
     "sqs:ReceiveMessage": "GET /device/jobs long-poll",
     "sqs:DeleteMessage": "device reports a job done",
@@ -319,6 +320,7 @@ def test_resources_are_this_stages_own(stage):
         f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}:log-stream:*",
         f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}-*:log-stream:*",
         f"arn:aws:sqs:*:*:{prefix}-webhooks", f"arn:aws:sqs:*:*:{prefix}-webhooks-dlq", "*",
+        "arn:aws:ses:*:*:identity/*",
     } | {f"arn:aws:dynamodb:*:*:table/{prefix}-{short}/stream/*"
          for short in ("messages", "incoming", "devices")}
     granted = {r for st in statements(load_policy(stage)) for r in _list(st["Resource"])}

@@ -364,6 +364,8 @@ def test_auto_disable_after_a_failure_stretch_and_back(pumps, receivers, monkeyp
     account, device = setup_account()
     receiver = receivers(status=500)
     webhook = hook(account, receiver, ["sms.received"])
+    watcher = receivers()
+    hook(account, watcher, ["webhook.disabled"])
     for n in range(3):
         incoming.store(device, f"a-{n}", "+14155550199", f"t{n}", 1, clock.now_ms())
     assert pump_until(pumps, receiver, lambda r: len(r.requests) >= 3)
@@ -376,6 +378,11 @@ def test_auto_disable_after_a_failure_stretch_and_back(pumps, receivers, monkeyp
     shown = webhooks.describe(webhooks.get(account.account_id, webhook.webhook_id))
     assert shown["status"] == "disabled" and "Disabled automatically" in \
         shown["disabled_reason"] and "HTTP 500" in shown["disabled_reason"]
+    # The account's other endpoint hears of it (issue 24: the alert causes are events too).
+    assert pump_until(pumps, watcher, lambda r: r.of_type("webhook.disabled"))
+    [notice] = watcher.of_type("webhook.disabled")
+    assert notice["data"]["webhook_id"] == webhook.webhook_id
+    assert "Disabled automatically" in notice["data"]["reason"]
     requests_then = len(receiver.requests)
     for n in range(3, 5):
         incoming.store(device, f"a-{n}", "+14155550199", f"t{n}", 1, clock.now_ms())

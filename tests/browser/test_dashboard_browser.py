@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from local_gateway import free_port
+from tests.localgw_helpers import GatewayProcess, gateway_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -30,24 +30,21 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 
 
+def _gateway_env():
+    # pacing is tested in tests/api/test_pool*.py and test_pacing_window.py
+    return {"PYTHONPATH": str(ROOT / "agent"), "SMSGW_DEFAULT_PACE_PER_HOUR": "0",
+            "SMSGW_PACE_WINDOW_PARTS": "0"}
+
+
 def _clean_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
-    env["PYTHONPATH"] = str(ROOT / "agent")
-    env["SMSGW_DEFAULT_PACE_PER_HOUR"] = "0"  # pacing is tested in tests/test_pool*.py
-    return env
+    return gateway_env(user=True, **_gateway_env())
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     """The local gateway (no demo phone): its JSON banner, plus where the test phone lives."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                             str(free_port()), "--json", "--no-agent", "--memory"], cwd=ROOT,
-                            env=_clean_env(), stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        pytest.fail("local gateway did not start")
-    info = json.loads(line)
+    gateway = GatewayProcess("--no-agent", user=True, env=_gateway_env())
+    info = gateway.info
     info["dir"] = tmp_path_factory.mktemp("phone")
     info["agent"] = None
     yield info
@@ -57,11 +54,7 @@ def gateway(tmp_path_factory):
             info["agent"].wait(timeout=15)
         except subprocess.TimeoutExpired:
             info["agent"].kill()
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    gateway.stop()
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +255,99 @@ def test_send_a_test_sms_and_watch_it_reach_delivered(page, gateway):
     shoot(page, "message")
 
 
+def _overview_figures(page):
+    """Per series: the figure caption's total, the sum of the chart's bars, the sum of the
+    table's column and today's bar and table cell."""
+    figures = {}
+    for series in ("delivered", "sent", "failed", "expired", "cancelled", "received"):
+        bars = [int(v) for v in page.locator(f'svg[data-series="{series}"] rect').evaluate_all(
+            "rects => rects.map(r => r.getAttribute('data-value'))")]
+        cells = [int(v) for v in page.locator(f'#insight-table td[data-series="{series}"]')
+                 .all_inner_texts()] if page.locator("#insight-table").count() else []
+        today = page.locator(f'svg[data-series="{series}"] rect').last.get_attribute("data-day")
+        row = page.locator(f'#insight-table tr[data-day="{today}"] td[data-series="{series}"]')
+        figures[series] = {
+            "total": int(page.locator(f'[data-total="{series}"]').inner_text()),
+            "bars": sum(bars), "table": sum(cells), "today_bar": bars[-1],
+            "today_cell": int(row.inner_text()) if row.count() else 0}
+    return figures
+
+
+def test_overview_charts_agree_with_messages_sent(page, gateway):
+    """Two SMS sent here show in the overview's charts and its table, which agree; the page
+    has no horizontal scroll at 390 px and keeps its CSP."""
+    page.goto(url(gateway, "/"))
+    before = _overview_figures(page)
+    phones = api(gateway, action="device_status", api_key=gateway["key"])["data"]
+    device_id = next(d["device_id"] for d in phones if d["name"] == "Test phone")
+    for n in range(2):
+        answer = api(gateway, action="send_sms", api_key=gateway["key"], phone_number=NUMBER,
+                     message=f"Chart message {n}", device_id=device_id)
+        assert answer["status"] == "success", answer
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        response = page.goto(url(gateway, "/"))
+        after = _overview_figures(page)
+        if after["delivered"]["total"] >= before["delivered"]["total"] + 2:
+            break
+        time.sleep(1)
+    assert after["delivered"]["total"] == before["delivered"]["total"] + 2
+    assert after["sent"]["total"] == before["sent"]["total"] + 2
+    for series, f in after.items():
+        assert f["total"] == f["bars"] == f["table"], (series, f)
+        assert f["today_bar"] == f["today_cell"], (series, f)
+    assert after["delivered"]["today_bar"] >= 2
+    from chalicelib.surfaces.dashboard import web
+    assert response.headers["content-security-policy"] == web.CSP
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size(DESKTOP)
+    shoot(page, "overview-charts")
+    page.goto(url(gateway, "/phones"))
+    page.locator("a", has_text="Test phone").first.click()
+    page.wait_for_url(re.compile(r"/dashboard/phones/[0-9a-f]+$"))
+    assert int(page.locator('[data-figure="sent"]').inner_text()) >= 2
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size(DESKTOP)
+    shoot(page, "phone-insight")
+    assert not page.problems, page.problems
+
+
+def test_csv_list_previews_bad_line_sends_valid_rows_once(page, gateway, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text("number,name\n+8801712345670,Ann\nnot-a-number,Bob\n"
+                       "+8801712345671,Cy\n")
+
+    def upload_and_send():
+        page.goto(url(gateway, "/csv"))
+        page.get_by_label("CSV file").set_input_files(str(listing))
+        page.get_by_label("Message template (optional)").fill("Hello {name} from a list")
+        page.get_by_role("button", name="Preview").click()
+        assert page.locator("#rows-valid").inner_text() == "2"
+        assert page.locator("#invalid-rows [data-line]").all_inner_texts() == ["3"]
+        return page.get_by_role("button", name="Send 2 messages")
+
+    send = upload_and_send()
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size(DESKTOP)
+    shoot(page, "csv-preview")
+    send.click()
+    page.wait_for_url(re.compile(r"/dashboard/csv/[0-9a-f]{32}"))
+    assert page.locator("#queued").inner_text() == "2"
+    assert page.locator("#sent-summary").inner_text().startswith("2 queued now")
+    shoot(page, "csv-progress")
+    upload_and_send().click()  # the same file again: nothing more is sent
+    page.wait_for_url(re.compile(r"/dashboard/csv/[0-9a-f]{32}"))
+    assert page.locator("#sent-summary").inner_text().startswith(
+        "0 queued now, 2 already sent before")
+    assert page.locator("#queued").inner_text() == "2"
+    history = api(gateway, action="get_history", api_key=gateway["key"], limit="100")
+    assert json.dumps(history).count("from a list") == 2, history  # one message per row
+    assert not page.problems, page.problems
+
+
 def test_otp_from_try_it_is_verified_and_never_shown(page, gateway):
     page.goto(url(gateway, "/try"))
     page.locator("#otp-phone").select_option(
@@ -317,7 +403,7 @@ def test_set_a_phone_pace_from_the_phones_page(page, gateway):
     row.get_by_label(re.compile(r"^Pace")).fill("600")
     row.get_by_role("button", name="Set the pace of Test phone").click()
     page.wait_for_url(re.compile(r"done=pace-saved"))
-    assert "600 segments/h per SIM" in page.locator("tr", has_text="Test phone").inner_text()
+    assert "600 parts/h per SIM" in page.locator("tr", has_text="Test phone").inner_text()
     shoot(page, "phones-pace")
     row = page.locator("tr", has_text="Test phone")
     row.get_by_label(re.compile(r"^Pace")).fill("default")

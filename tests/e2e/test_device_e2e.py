@@ -13,6 +13,8 @@ import boto3
 import pytest
 import requests
 
+from tests.localgw_helpers import gateway_fixture
+
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2
 
@@ -50,23 +52,7 @@ def device(gw, token, method, path, body=None):
 
 
 def _gateway(*args, **env_extra):
-    from local_gateway import free_port
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.pop("SMSGW_STAGE", None)
-    env.update(env_extra)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                             str(free_port()), "--json", *args],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        pytest.fail("local gateway did not start")
-    yield json.loads(line)
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    yield from gateway_fixture(*args, env=env_extra)
 
 
 @pytest.fixture(scope="module")

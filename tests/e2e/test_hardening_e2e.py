@@ -5,7 +5,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ import boto3
 import pytest
 import requests
 
+from tests.localgw_helpers import GatewayProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = "+8801712345678"
 MAX_TRIES = 5  # the local gateway's default SMSGW_OTP_MAX_TRIES
@@ -23,31 +24,17 @@ MAX_TRIES = 5  # the local gateway's default SMSGW_OTP_MAX_TRIES
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    from local_gateway import free_port
     log = tmp_path_factory.mktemp("gateway") / "output.txt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
     # AWS's auth-cache window (the local default is 2 s): the removed-device test relies on the
     # gateway still having the device cached after the CLI removed it.
-    env["SMSGW_AUTH_CACHE_SECONDS"] = "30"
-    with open(log, "w") as output:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                                 str(free_port()), "--json", "--no-agent", "--memory"],
-                                cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=output, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        pytest.fail("local gateway did not start: " + log.read_text()[-2000:])
-    info = json.loads(line)
+    gateway = GatewayProcess("--no-agent", log=log, user=True,
+                             env={"SMSGW_AUTH_CACHE_SECONDS": "30"})
+    info = gateway.info
     info["log"] = log
     info["aws"] = dict(endpoint_url=info["aws_endpoint"], region_name="us-east-1",
                        aws_access_key_id="local", aws_secret_access_key="local")
     yield info
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    gateway.stop()
     output = log.read_text()
     assert "Traceback" not in output and "internal_error" not in output, output[-3000:]
 

@@ -20,6 +20,8 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from test_device_e2e import until
 
+from tests.localgw_helpers import GatewayProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 SMSGW = ROOT / ".venv" / "bin" / "smsgw"
 
@@ -32,34 +34,18 @@ def clean_env(**extra):
     return env
 
 
-class Gateway:
-    """`local_gateway.py ARGS --json` as a process; .info is its JSON line."""
+class Gateway(GatewayProcess):
+    """`local_gateway.py ARGS --json` as a process in a user's environment; .info is its JSON
+    line."""
 
     def __init__(self, *args, data=None, log=None, env=None):
-        from local_gateway import free_port
-        self.data = data
-        command = [sys.executable, str(ROOT / "local_gateway.py"), "--json"]
-        if "--port" not in args:
-            command += ["--port", str(free_port())]
-        command += [*args] + (["--data", str(data)] if data else ["--memory"])
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=clean_env(**(env or {})),
-                                     stdout=subprocess.PIPE, text=True,
-                                     stderr=open(log, "w") if log else subprocess.DEVNULL)
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.kill()
-            pytest.fail("local gateway did not start")
-        self.info = json.loads(line)
+        super().__init__(*args, data=data, log=log, env=env, user=True)
 
     def stop(self, sig=signal.SIGINT):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                return self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                pytest.fail("local gateway did not stop")
-        return self.proc.returncode
+        code = super().stop(sig, timeout=30)
+        if code is None:
+            pytest.fail("local gateway did not stop")
+        return code
 
 
 @pytest.fixture

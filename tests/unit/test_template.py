@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The TTL attributes the models declare (DynamoDB deletes expired items by them).
 TTL = {"messages": "retain_until", "incoming": "retain_until", "idempotency": "expires",
        "otps": "expires", "password-links": "expires", "sessions": "expires",
-       "throttles": "expires", "pairing-codes": "expires", "webhook-deliveries": "retain_until"}
+       "throttles": "expires", "pairing-codes": "expires", "webhook-deliveries": "retain_until",
+       "counted-windows": "expires"}
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -119,6 +120,11 @@ def test_functions_are_named_as_the_policy_expects(generated):
                 assert arn == "arn:aws:iam::*:role" + resources["DeviceRole"]["Properties"][
                     "Path"] + "*"
                 continue
+            if pinned["Sid"] == "AlertMail":  # exactly the sender's identity (its domain)
+                template_arn, names = sub["Fn::Sub"]
+                assert template_arn.endswith(":identity/${Identity}") and "Identity" in names
+                assert arn == "arn:aws:ses:*:*:identity/*"
+                continue
             if sub == arn == "*":  # an action without resource-level permissions
                 continue
             assert sub["Fn::Sub"].replace("${AWS::Partition}", "aws").replace(
@@ -173,7 +179,8 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
     assert fnmatch.fnmatchcase(arn, pattern)
     assert not fnmatch.fnmatchcase(arn.replace(f"smsgw-{stage}-", "smsgw-other-"), pattern)
     env = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
-    assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]}}
+    assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]},
+                   "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"}}
     assert template["Outputs"]["DeviceRoleArn"] == {"Value": {"Fn::GetAtt": ["DeviceRole",
                                                                             "Arn"]}}
 

@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, job_hint, pacing
+from chalicelib.domain import devices, idempotency, job_hint, pacing
 from chalicelib.domain.segments import SegmentCount, count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, Message, update_if
@@ -176,7 +176,7 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
          slot: pacing.Slot | None = None, movable: bool = False,
          chosen: bool = False, send_at: int | None = None, urgent: bool = False,
          events: bool = True, encrypted: bool = False, group_id: str | None = None,
-         claim_space: str = "") -> Accepted:
+         key_space: str = "compat") -> Accepted:
     """Accept one SMS: validate, take its paced send slot, write it `pending`, queue its job.
     `stored_text` replaces the text in the stored record (OTP codes are never stored in clear).
     `requested_validity` is how the caller asked for the validity (see `parse_validity`), kept
@@ -188,7 +188,8 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     has had an endpoint); False spares the stream function every record of it. `encrypted`:
     number and text are end-to-end ciphertext (domain/encryption.py), for a phone that can
     decrypt. `group_id`: the SMSGate message this recipient belongs to (messages/groups.py).
-    `claim_space` prefixes the idempotency claim, so another API's keys cannot meet these."""
+    `key_space`: the surface whose idempotency key this is (domain/idempotency.py: keys never
+    collide across surfaces)."""
     if encrypted and kind == "otp":
         from chalicelib.domain import encryption
         encryption.refuse_otp()
@@ -204,9 +205,9 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
     # Held until send_at on a paced phone: its slot is taken at release (scheduling.release),
     # so a burst scheduled for tomorrow does not use up today's pace.
     deferred = slot is None and later > settings.MAX_QUEUE_DELAY_SECONDS * 1000 and not (
-        urgent or kind == "otp") and pacing.interval_ms(device) > 0
+        urgent or kind == "otp") and pacing.is_paced(device)
     if deferred:
-        slot = pacing.Slot(now, now)
+        slot = pacing.Slot(now)
     elif slot is None:
         slot = pacing.reserve(device, sim_slot, counted.segments, now,
                               urgent=urgent or kind == "otp")
@@ -237,7 +238,8 @@ def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot
             encrypted=True if encrypted else None, group_id=group_id,
             retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
 
-    claim = f"{claim_space}{account_id}#{idempotency_key}" if idempotency_key else None
+    claim = idempotency.claim_key(account_id, idempotency_key, key_space) \
+        if idempotency_key else None
     message, first_id = records.save_new(make, claim)
     if message is None:
         return Accepted(_stored_for(account_id, first_id, make(first_id), chosen), queued=True,

@@ -28,10 +28,10 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib.core import clock, ids, settings
 from chalicelib.core.errors import BadRequest, Conflict, GatewayError, NotFound, Unavailable
-from chalicelib.domain import devices, messages, pool
+from chalicelib.domain import devices, idempotency, messages, pool
 from chalicelib.storage.tables import Device, Idempotency, Message
 
-CLAIM_SPACE = "smsgate#"
+KEY_SPACE = "smsgate"
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,36}")
 MAX_SCAN = 2000  # messages read at most for one page of groups
 
@@ -139,7 +139,7 @@ def _send_one(caller, claimed, group_id, index, number, request, device, segment
     common = {"valid_for_seconds": request.valid_for, "send_at": request.send_at,
               "requested_validity": request.requested_validity, "urgent": request.urgent,
               "idempotency_key": f"{claimed}#{index}" if claimed else None,
-              "claim_space": CLAIM_SPACE,
+              "key_space": KEY_SPACE,
               "events": caller.events, "encrypted": request.encrypted, "group_id": group_id}
     if device is not None:
         return messages.send(caller.account_id, device, number, request.text,
@@ -167,8 +167,8 @@ def _undo(account_id, group_id, accepted, fingerprint) -> None:
         if fingerprint is None:
             continue  # nothing was claimed
         try:
-            Idempotency(key=f"{CLAIM_SPACE}{account_id}#{group_id}#{index}").delete(
-                Idempotency.message_id == one.message.message_id)
+            key = idempotency.claim_key(account_id, f"{group_id}#{index}", KEY_SPACE)
+            Idempotency(key=key).delete(Idempotency.message_id == one.message.message_id)
         except DeleteError:
             pass
     if fingerprint is None:

@@ -9,21 +9,29 @@ further than SQS's delay, leaves it to the sweep's next look, as any paced messa
 """
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.core.errors import BadRequest
 from chalicelib.domain import messages, pacing
 from chalicelib.storage.tables import Device, Message, update_if
 
 
 def release(message: Message, now: int) -> str:
     """Take the pacing slot of a due `pace_at_release` message and queue it: 'released',
-    'held' (slot beyond SQS's delay; looked at again nearer it), 'retry' (the queue call
-    failed; the sweep queues it), 'raced' or 'failed' (its device is gone)."""
+    'held' (slot beyond SQS's delay, or the phone busy or full: looked at again), 'retry'
+    (the queue call failed; the sweep queues it), 'raced' or 'failed' (its device is gone, or
+    it is longer than the phone's limits now allow)."""
     try:
         device = Device.get(message.device_uid)
     except DoesNotExist:
         return messages.device_gone(message, now)
     start = max(now, message.not_before or now)
     # A slot taken and then lost to a race (a cancel) only spaces later messages out more.
-    slot = pacing.reserve(device, message.sim_slot, message.segments, start)
+    try:
+        slot = pacing.reserve(device, message.sim_slot, message.segments, start)
+    except (pacing.AtCapacity, pacing.Busy):
+        return "held"  # still due: the sweep's next run books it
+    except BadRequest as error:  # longer than the phone's limits, lowered since it was accepted
+        done = messages.close(message, "failed", error.message, failed_at=now)
+        return "failed" if done else "raced"
     grace = messages.grace_seconds(message.pool_uid)
     not_before = slot.at if slot.at > now else None
     due = min(messages.first_look_due(not_before, now, grace), message.expires_at)

@@ -165,6 +165,9 @@ def set_enabled(account_id: str, webhook_id: str, enabled: bool) -> Webhook:
     if not update_if(webhook, actions, Webhook.webhook_id.exists()):
         raise NotFound(f"Unknown webhook: {webhook_id} was removed meanwhile.", "webhook_id")
     forget_cached()
+    if enabled:  # an alert mail said it was disabled: say it is back
+        from chalicelib.domain.insight import alerts
+        alerts.webhook_enabled(account_id, webhook_id, webhook.url)
     return webhook
 
 
@@ -313,6 +316,22 @@ def send_test(account_id: str, webhook_id: str) -> str:
     event = events_.test_event(account_id, webhook_id)
     send_jobs([job(webhook, event.id, event.type, body_of(event))])
     return event.id
+
+
+def notice_disabled(webhook: Webhook, reason: str, at: int) -> int:
+    """A `webhook.disabled` event (also an alert mail's cause) to the account's other
+    endpoints subscribed to it; its id is derived from the endpoint and the time it was
+    disabled, so a retry carries the same id. Returns the jobs queued."""
+    kind = "webhook.disabled"
+    event = events_.Event(webhook.account_id, events_.event_id(
+        webhook.account_id, kind, webhook.webhook_id, at), kind, at,
+        str(at).zfill(events_.SEQUENCE_DIGITS),
+        {"webhook_id": webhook.webhook_id, "url": webhook.url, "reason": reason})
+    jobs = [job(other, event.id, kind, body_of(event))
+            for other in subscribers(webhook.account_id)
+            if other.webhook_id != webhook.webhook_id and kind in other.events]
+    send_jobs(jobs)
+    return len(jobs)
 
 
 # --- the log -------------------------------------------------------------------------------

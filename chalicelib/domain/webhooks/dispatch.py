@@ -101,11 +101,17 @@ def _failed(webhook: Webhook, outcome) -> None:
                                     Webhook.disabled_at.set(now),
                                     Webhook.disabled_reason.set(reason[:500])],
                            condition=Webhook.state == "enabled")
+            disabled_now = True
         except UpdateError:
-            pass
+            disabled_now = False  # another attempt disabled it (and told)
         forget_cached()
         webhooks.forget_cached()
         log.warning("webhook %s disabled: %s", webhook.webhook_id, reason)
+        if disabled_now:  # to the account's other endpoints, and an alert mail
+            webhooks.notice_disabled(webhook, reason, now)
+            from chalicelib.domain.insight import alerts
+            alerts.webhook_disabled(webhook.account_id, webhook.webhook_id, webhook.url,
+                                    reason)
 
 
 def _succeeded(webhook: Webhook) -> None:

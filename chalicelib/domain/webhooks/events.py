@@ -27,7 +27,8 @@ MESSAGE_TYPES = {"sent": "sms.sent", "delivered": "sms.delivered", "failed": "sm
 # The attribute holding the time a message reached each status (expired happens once).
 STATUS_STAMP = {"sent": "processed_at", "delivered": "delivered_at", "failed": "failed_at",
                 "expired": None}
-TYPES = (*MESSAGE_TYPES.values(), "sms.received", "device.online", "device.offline")
+TYPES = (*MESSAGE_TYPES.values(), "sms.received", "device.online", "device.offline",
+         "webhook.disabled")
 TEST_TYPE = "webhook.test"
 SEQUENCE_DIGITS = 40
 

@@ -11,14 +11,21 @@ import re
 
 from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
 from chalicelib.domain import sessions
-from chalicelib.surfaces.dashboard import account_pages, phone_pages, web, webhook_pages
+from chalicelib.surfaces.dashboard import (
+    account_pages,
+    csv_pages,
+    insight_pages,
+    phone_pages,
+    web,
+    webhook_pages,
+)
 from chalicelib.surfaces.dashboard.web import Request
 
 log = logging.getLogger("smsgw")
 
 # (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
 ROUTES = {}
-PUBLIC = {"signin", "set-password", "static"}
+PUBLIC = {"signin", "set-password", "static", "unsubscribe"}
 PART = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
@@ -30,6 +37,8 @@ def _register(module):
 _register(account_pages)
 _register(phone_pages)
 _register(webhook_pages)
+_register(insight_pages)
+_register(csv_pages)
 
 
 def _match(method: str, parts: tuple):

@@ -16,7 +16,7 @@ NOTICES = {
     "key-revoked": "The key is revoked: the API refuses it within {cache} seconds.",
     "whitelist-saved": "The whitelist is saved: the API applies it within {cache} seconds.",
     "phone-removed": "The phone is removed and its queue deleted.",
-    "pace-saved": "The pace is saved: the phone's next messages are spaced by it.",
+    "pace-saved": "Pacing saved: the phone's next messages keep its window and SIM rate.",
     "webhook-enabled": "The endpoint is enabled: new events are sent to it again.",
     "webhook-disabled": "The endpoint is disabled: its events are logged as skipped.",
     "webhook-removed": "The endpoint is removed; deliveries queued for it are dropped.",
@@ -42,14 +42,18 @@ def signin_form(request, error=None, email="", status=200):
 def signin(request):
     email = request.form.get("email", "")
     try:
-        user = users.check_signin(email, request.form.get("password"), request.source_ip)
+        user = users.check_signin(email, request.form.get("password"), request.source_ip,
+                                  request.cookie(web.BROWSER_COOKIE))
     except GatewayError as error:
         return signin_form(request, error.message, email, 429 if error.retry_after else 401)
     if request.session is not None:
         sessions.end(request.session)
     token = sessions.start(user)
-    return web.redirect(request, "/", cookies=[web.set_cookie(
-        request, web.SESSION_COOKIE, token, max_age=sessions.LIFETIME_SECONDS)])
+    browser = users.remember_browser(user.email, request.cookie(web.BROWSER_COOKIE))
+    return web.redirect(request, "/", cookies=[
+        web.set_cookie(request, web.SESSION_COOKIE, token, max_age=sessions.LIFETIME_SECONDS),
+        web.set_cookie(request, web.BROWSER_COOKIE, browser,
+                       max_age=users.BROWSER_DAYS * 86400)])
 
 
 def signout(request):
@@ -96,9 +100,11 @@ def home(request):
     recent = search(account_id, Filters(kind="outgoing"), limit=5).items
     keys = [k for k in accounts.list_keys(account_id) if not accounts.key_revoked(k)]
     account = accounts.get_account(account_id)
+    from chalicelib.surfaces.dashboard import insight_pages  # the charts: one Query
     return web.render(request, "home.html", title="Overview", account=account, phones=phones,
                       running=sum(p["status"] == "running" for p in phones), recent=recent,
-                      live_keys=len(keys), notice=notice(request))
+                      live_keys=len(keys), notice=notice(request),
+                      insight=insight_pages.overview(account_id))
 
 
 def _key_rows(account_id):
@@ -188,8 +194,10 @@ def whitelist_change(request):
 
 def account_page(request):
     account = accounts.get_account(request.session.account_id)
+    from chalicelib.domain.insight import alerts  # the alert mails' opt-in
     return web.render(request, "account.html", title="Profile", account=account,
-                      email=request.session.email)
+                      email=request.session.email, notice=notice(request),
+                      alerts_on=alerts.subscribed(account.account_id, request.session.email))
 
 
 def api_page(request):

@@ -2,7 +2,7 @@
 one, the message lists and a message's timeline, and "Try it" (test SMS, OTP, verify)."""
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, NotFound
-from chalicelib.domain import devices, messages, otp, pairing, phone, pool
+from chalicelib.domain import devices, messages, otp, pacing, pairing, phone, pool
 from chalicelib.domain.messages import search as message_search
 from chalicelib.surfaces.dashboard import web
 from chalicelib.surfaces.dashboard.account_pages import notice
@@ -14,7 +14,7 @@ def phones_page(request, error=None, name="", status=200):
     account_id = request.session.account_id
     rows = []
     for device in sorted(devices.list_devices(account_id), key=lambda d: d.device_id):
-        rows.append(pool.describe(device))
+        rows.append({**pool.describe(device), **pacing.window_state(device)})
     return web.render(request, "phones.html", status, title="Phones", rows=rows, error=error,
                       name=name, notice=notice(request), minutes=pairing.CODE_MINUTES)
 
@@ -62,10 +62,13 @@ def phone_remove(request, device_uid):
 
 
 def phone_pace(request, device_uid):
-    """The owner's pace for one phone: whole segments per hour per SIM, or "default"."""
+    """The owner's pacing for one phone: its SIM rate (`pace`, parts per hour per SIM) and/or
+    its window (`window`, parts per 30 minutes, "none"), each "default"; a blank field keeps
+    its value (docs/pool.md)."""
+    given = {name: request.form.get(name, "") for name in ("pace", "window")
+             if request.form.get(name, "").strip()}
     try:
-        pool.set_device_pace(request.session.account_id, device_uid,
-                             request.form.get("pace", ""))
+        pool.set_device_limits(request.session.account_id, device_uid, **given)
     except NotFound:
         raise
     except GatewayError as error:

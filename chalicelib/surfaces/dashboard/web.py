@@ -17,6 +17,7 @@ MAX_FORM_BYTES = 64 * 1024
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SESSION_COOKIE, PRE_COOKIE = "smsgw_session", "smsgw_pre"
+BROWSER_COOKIE = "smsgw_browser"  # a browser that signed in before (users.remember_browser)
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True,
@@ -88,9 +89,11 @@ class Request:
 
 def parse_form(request: Request) -> dict:
     body = request.body or b""
+    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return _multipart(request.headers["content-type"], body)
     if len(body) > MAX_FORM_BYTES:
         raise ValueError("form too large")
-    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if body and kind != "application/x-www-form-urlencoded":
         raise ValueError("unsupported form encoding")
     pairs = parse_qsl(body.decode("utf-8", "strict"), keep_blank_values=True)
@@ -141,6 +144,29 @@ def pre_token(request: Request) -> tuple[str, str | None]:
         return existing, None
     token = secrets.token_urlsafe(24)
     return token, set_cookie(request, PRE_COOKIE, token, max_age=3600)
+
+
+# File uploads (the CSV sends page): fields as text, a file field as bytes.
+MAX_UPLOAD_BYTES = 256 * 1024
+
+
+def _multipart(content_type: str, body: bytes) -> dict:
+    import email.parser
+    import email.policy
+    if len(body) > MAX_UPLOAD_BYTES:
+        raise ValueError("upload too large")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise ValueError("malformed multipart form")
+    form = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name or name in form:
+            continue
+        data = part.get_payload(decode=True) or b""
+        form[name] = data if part.get_filename() is not None else data.decode("utf-8", "strict")
+    return form
 
 
 def render(request: Request, template: str, status: int = 200, cookies=(), **values):

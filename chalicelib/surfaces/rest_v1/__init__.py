@@ -11,11 +11,11 @@ import logging
 
 from chalicelib.core.errors import BadRequest, GatewayError, Unauthorized, from_unexpected
 from chalicelib.domain import accounts
+from chalicelib.surfaces import jsonbody
 from chalicelib.surfaces.rest_v1 import resources, schema
 
 log = logging.getLogger("smsgw")
 MAX_BODY_BYTES = 256 * 1024  # 1,000 recipients and a long text fit with room
-MAX_DEPTH = 8
 PROBLEM_TYPE = "/v1/docs#error-"  # a relative URI reference (RFC 9457 3.1.1): the docs page
 TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
           405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
@@ -25,6 +25,7 @@ STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "no_d
                   "conflict": 409, "not_cancellable": 409, "rate_limited": 429,
                   "otp_cooldown": 429, "otp_hourly_cap": 429, "pool_at_capacity": 429,
                   "pool_paused": 429, "invalid_request": 400, "method_not_allowed": 405,
+                  "unsupported_media_type": 415, "invalid_cursor": 400,
                   "temporarily_unavailable": 503, "internal_error": 503,
                   "no_device_running": 503, "invalid_otp": 422, "invalid_parameter": 422}
 
@@ -57,40 +58,20 @@ def problem(error: GatewayError) -> tuple[int, dict]:
     return status, body
 
 
-def _no_duplicates(pairs):
-    seen = {}
-    for name, value in pairs:
-        if name in seen:
-            raise Shape(f"Duplicate JSON key: {name}.", name)
-        seen[name] = value
-    return seen
-
-
-def _depth(value, level=0) -> int:
-    if level > MAX_DEPTH:
-        raise Shape(f"JSON nested too deeply (at most {MAX_DEPTH} levels).", None)
-    children = value.values() if isinstance(value, dict) else value if isinstance(
-        value, list) else ()
-    return max((_depth(child, level + 1) for child in children), default=level)
-
-
 def parse_body(op: schema.Operation, headers: dict, body: bytes | None) -> dict:
-    if not body:
-        raise Shape("A JSON body is required.", None)
-    if len(body) > MAX_BODY_BYTES:
-        raise Shape(f"Request body too large: {len(body)} bytes, at most {MAX_BODY_BYTES}.",
-                    None)
+    """The body as a document valid for `op`, through the one strict JSON parser every JSON
+    surface uses (surfaces/jsonbody.py: duplicate keys, NaN/Infinity, lone surrogates, depth
+    and size refused); any refusal is 400 problem+json, a body that is not JSON 415."""
     kind = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind not in ("application/json", ""):
-        raise Shape(f"Unsupported body type {kind[:60]}: send application/json.", None,
-                    code="unsupported_media_type")
+        raise Shape(f"Unsupported body type {kind[:60]!r}: send application/json.",
+                    "content-type", code="unsupported_media_type")
+    if not body:
+        raise Shape("A JSON body is required.", None)
     try:
-        document = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        if isinstance(error, GatewayError):
-            raise
-        raise Shape("Malformed JSON body.", None)
-    _depth(document)
+        document = jsonbody.parse(body, MAX_BODY_BYTES)
+    except BadRequest as refused:
+        raise Shape(refused.message, refused.parameter)
     try:
         schema.validate(op.body, document, "body")
     except schema.Invalid as invalid:
@@ -125,6 +106,26 @@ def bearer_key(headers: dict) -> str | None:
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("Use Authorization: Bearer <api key>.", "authorization")
     return key.strip()
+
+
+def _header_key(headers: dict, body: dict) -> None:
+    """The Idempotency-Key header, as the body's idempotency_key (they must agree)."""
+    given = headers.get("idempotency-key")
+    if given is None:
+        return
+    if "idempotency_key" in body and body["idempotency_key"] != given:
+        raise Shape("idempotency_key and the Idempotency-Key header differ.", "idempotency_key")
+    try:
+        schema.validate(schema.SEND_BODY["properties"]["idempotency_key"], given,
+                        "idempotency_key")
+    except schema.Invalid as invalid:
+        raise Shape(f"Invalid Idempotency-Key header: {invalid.message}.", "idempotency_key")
+    body["idempotency_key"] = given
+
+
+def allowed(route: str) -> str:
+    """The methods `route` answers, for a 405's Allow header."""
+    return ", ".join(sorted(op.method for op in schema.OPERATIONS if op.path == route))
 
 
 def _json_answer(status, body, extra=None):
@@ -163,6 +164,8 @@ def handle(method: str, route: str, path_params: dict | None, query: dict | None
             if op.body:
                 args["body"] = parse_body(op, headers, body) if body or op.body_required \
                     else {}
+            if op.op_id == "sendMessages":
+                _header_key(headers, args["body"])
             status, answer = getattr(resources, op.op_id)(caller, **args)
             return _json_answer(status, answer)
         except GatewayError:
@@ -179,4 +182,6 @@ def handle(method: str, route: str, path_params: dict | None, query: dict | None
             extra["Retry-After"] = str(error.retry_after)
         if status == 401:
             extra["WWW-Authenticate"] = 'Bearer realm="smsgw"'
+        if status == 405:
+            extra["Allow"] = allowed(route)
         return _json_answer(status, body_, extra)

@@ -9,10 +9,15 @@ import json
 
 from chalicelib.surfaces.rest_v1 import schema
 
-ERROR_TEXT = {400: "Malformed request (not JSON, wrong type, unknown field).",
+ERROR_TEXT = {400: "Malformed request: not strict JSON (duplicate key, NaN/Infinity, lone "
+                   "surrogate, nested or large beyond the limits), a field of the wrong type "
+                   "or unknown, an integer not in plain ASCII digits, a cursor that does not "
+                   "fit the query.",
               401: "Missing or invalid API key.", 403: "Caller's IP is not whitelisted.",
               404: "No such resource in this account.",
+              405: "Method not served on this path (Allow lists the ones that are).",
               409: "Conflict (idempotency key reused, message already taken).",
+              415: "The body is not application/json.",
               422: "Well-formed but refused (invalid number, text too long, unknown device).",
               429: "Rate limited; retry after Retry-After seconds.",
               503: "Temporarily unavailable; retry after Retry-After seconds."}
@@ -40,9 +45,12 @@ def _operation(op: schema.Operation) -> dict:
         ok["links"] = {name: {"operationId": target, "parameters": parameters}
                        for name, (target, parameters) in op.links.items()}
     entry["responses"][str(op.ok)] = ok
-    for status in op.errors:
+    for status in sorted(set(op.errors) | ({400, 415} if op.body else set())):
         answer = {"description": ERROR_TEXT[status],
                   "content": {"application/problem+json": {"schema": PROBLEM_REF}}}
+        if status == 405:
+            answer["headers"] = {"Allow": {"description": "The methods this path serves.",
+                                           "schema": {"type": "string"}}}
         if status in (429, 503):
             answer["headers"] = {"Retry-After": {"description": "Seconds to wait.",
                                                  "schema": {"type": "integer"}}}
@@ -63,11 +71,19 @@ def document() -> dict:
         "info": {"title": "smsgw REST API", "version": "1.0.0",
                  "description": "Send SMS and one-time passcodes through your Android phones. "
                                 "Errors are RFC 9457 problem details (application/problem+json) "
-                                "whose `code` is the compat API's error code."},
+                                "whose `code` is the compat API's error code. A method a path "
+                                "does not serve is 405 (components/responses/MethodNotAllowed) "
+                                "with an Allow header."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": {"Problem": schema.PROBLEM},
+            # Every v1 path answers the methods it does not serve with this (not an operation).
+            "responses": {"MethodNotAllowed": {
+                "description": ERROR_TEXT[405],
+                "headers": {"Allow": {"description": "The methods this path serves.",
+                                      "schema": {"type": "string"}}},
+                "content": {"application/problem+json": {"schema": PROBLEM_REF}}}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "The account's 64-character API "
                                                           "key."}}},

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import devices, encryption, messages, phone, pool, webhooks
+from chalicelib.domain import devices, encryption, idempotency, messages, phone, pool, webhooks
 from chalicelib.domain.messages import history as message_history
 from chalicelib.surfaces import compat_api
 from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
@@ -92,6 +92,15 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
     key = body.get("idempotency_key")
     urgent = body.get("priority") == "urgent"
+    claimed = None
+    if key:  # the key names this whole request (domain/idempotency.py)
+        claimed = idempotency.claim(caller.account_id, key, "v1", {
+            "recipients": numbers, "message": text, "sim_slot": body.get("sim_slot"),
+            "device_id": body.get("device_id"), "send_at": body.get("send_at"),
+            "valid_for": body.get("valid_for"), "priority": body.get("priority")})
+        if claimed.answer is not None:
+            return 202, {"messages": [{**entry, "replayed": True} if entry.get("id") else entry
+                                      for entry in claimed.answer]}
     # held beyond SQS's delay: the pool picks a SIM now, its pace is reserved at release
     held = send_at is not None and not urgent and \
         send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
@@ -100,7 +109,7 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
         index, number = index_number
         timing = {"valid_for_seconds": body.get("valid_for"), "send_at": send_at,
                   "requested_validity": _requested_timing(body.get("valid_for"), send_at),
-                  "idempotency_key": f"{key}#{index}" if key else None}
+                  "idempotency_key": f"{key}#{index}" if key else None, "key_space": "v1"}
         try:
             if named:  # paced on that phone (pacing.reserve inside send), stays on it
                 accepted = messages.send(caller.account_id, device, number, text, sim_slot,
@@ -130,7 +139,11 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     results = [_error_entry(number, o) if isinstance(o, GatewayError) else o
                for number, o in zip(numbers, outcomes, strict=True)]
     if first_error is not None and all(r["status"] == "rejected" for r in results):
+        if claimed is not None:
+            claimed.release()
         raise first_error
+    if claimed is not None:
+        claimed.keep(results)
     return 202, {"messages": results}
 
 
@@ -142,6 +155,21 @@ def cancelMessage(caller, message_id):  # noqa: N802
     return 200, render(messages.cancel(caller.account_id, message_id))
 
 
+class _CursorFits:
+    """A cursor made for other filters (or not made by us) is the request's mistake: 400
+    invalid_cursor, in v1's words (the domain's message names get_history)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, _):
+        if isinstance(error, BadRequest) and error.parameter == "cursor":
+            raise BadRequest("Invalid cursor: it does not fit this query. Pass the next_cursor "
+                             "of the previous page with the same filters, or no cursor to "
+                             "start again.", "cursor", code="invalid_cursor")
+        return False
+
+
 def listMessages(caller, query):  # noqa: N802
     number = query.get("phone_number")
     filters = {"status": query.get("status"), "device_id": query.get("device_id"),
@@ -149,9 +177,10 @@ def listMessages(caller, query):  # noqa: N802
                "since_ms": epoch_ms(query["since"]) if "since" in query else None,
                "until_ms": epoch_ms(query["until"]) if "until" in query else None}
     tag = "|" + hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:12]
-    items, cursor = message_history.search(caller.account_id, query.get("direction", "all"),
-                                    query.get("limit", 20), query.get("cursor"),
-                                    cursor_tag=tag, **filters)
+    with _CursorFits():
+        items, cursor = message_history.search(
+            caller.account_id, query.get("direction", "all"), query.get("limit", 20),
+            query.get("cursor"), cursor_tag=tag, **filters)
     return 200, {"messages": [render(m) for m in items], "next_cursor": cursor}
 
 
@@ -183,6 +212,14 @@ def listDevices(caller):  # noqa: N802
     _, found = compat_api.device_status(caller, {}, {})
     return 200, {"devices": [{**d, "last_seen": _from_reference(d["last_seen"])}
                              for d in found]}
+
+
+def getStats(caller, query):  # noqa: N802
+    from chalicelib.domain.insight import stats
+    figures = stats.read(caller.account_id, days=query.get("days", stats.DAYS))
+    phones = [{"device_id": device_id, **phone}
+              for device_id, phone in figures["phones"].items()]
+    return 200, {"days": figures["days"], "totals": figures["totals"], "phones": phones}
 
 
 # --- webhooks: the functions the admin CLI and the dashboard call (domain/webhooks.py) -------
@@ -244,9 +281,10 @@ def rotateWebhookSecret(caller, webhook_id, body):  # noqa: N802
 
 
 def listWebhookDeliveries(caller, webhook_id, query):  # noqa: N802
-    found, cursor = webhooks.deliveries_page(caller.account_id, webhook_id,
-                                             query.get("limit", 20), query.get("state"),
-                                             query.get("cursor"))
+    with _CursorFits():
+        found, cursor = webhooks.deliveries_page(caller.account_id, webhook_id,
+                                                 query.get("limit", 20), query.get("state"),
+                                                 query.get("cursor"))
     return 200, {"deliveries": [_delivery(d) for d in found], "next_cursor": cursor}
 
 

@@ -197,6 +197,24 @@ QUEUED = _s("object", properties={"webhook_id": _s("string"),
 _HOOK_ERRORS = (400, 401, 403, 404, 429)
 
 
+_COUNTS = {name: _s("integer", minimum=0) for name in
+           ("delivered", "sent", "failed", "expired", "cancelled", "received")}
+STATS = _s("object", properties={
+    "days": _s("array", items=_s("object", properties={
+        "day": _s("string", "UTC day, YYYY-MM-DD."), **_COUNTS}, required=["day", *_COUNTS])),
+    "totals": _s("object", properties=_COUNTS, required=list(_COUNTS)),
+    "phones": _s("array", items=_s("object", properties={
+        "device_id": _s("integer"), **_COUNTS,
+        "delivery_rate": _nullable(_s("number", "delivered / sent (null: nothing sent).")),
+        "median_accept_to_sent_seconds": _nullable(_s(
+            "integer", "Upper bound of the histogram bucket (2, 5, 10, 30, 60, 300, 900, 3600, "
+            "21600 s) holding the median; -1: longer; null: nothing sent.")),
+        "failures_by_reason": _s("object", "Failed and expired messages per reason.")},
+        required=["device_id", *_COUNTS, "delivery_rate", "median_accept_to_sent_seconds",
+                  "failures_by_reason"]))},
+    required=["days", "totals", "phones"])
+
+
 @dataclass
 class Operation:
     op_id: str
@@ -290,6 +308,13 @@ OPERATIONS = [
               "Send again every event whose delivery ended dead or skipped since a time.", 202,
               QUEUED, body=REDELIVER_BODY, path_params=WEBHOOK_ID,
               errors=(400, 401, 403, 404, 422, 429)),
+    # The owner's insight (chalicelib/domain/insight/stats.py): the dashboard's charts as JSON.
+    Operation("getStats", "GET", "/v1/stats", "Messages per day by outcome and incoming per "
+              "day (UTC days, today last), and per phone: sent, failed, delivery rate, median "
+              "time from accept to sent, failures by reason. Counted as it happens (up to 15 "
+              "minutes behind); one read whatever the volume.", 200, STATS,
+              query={"days": _s("integer", "How many days, today included (default 30).",
+                                minimum=1, maximum=30)}),
     Operation("openapi", "GET", "/v1/openapi.json", "This document.", 200, _s("object"),
               auth=False, errors=()),
     Operation("docs", "GET", "/v1/docs", "API reference page (HTML).", 200, None, auth=False,
@@ -377,13 +402,17 @@ def validate(schema: dict, value, where: str) -> None:
                 validate(sub, value[name], name if where == "body" else f"{where}.{name}")
 
 
+_WHOLE = re.compile(r"0|-?[1-9][0-9]*")
+
+
 def coerce_query(schema: dict, name: str, raw: str):
-    """A query-string value as the type its schema says (integers arrive as text)."""
+    """A query-string or path value as the type its schema says (integers arrive as text, in
+    one spelling only: ASCII digits without sign, spaces, underscores or leading zeros, so
+    `+5`, ` 5`, `05` and `٥` are not 5)."""
     if schema.get("type") == "integer":
-        try:
-            return int(raw.strip())
-        except ValueError:
-            raise Invalid(name, "must be a whole number")
+        if not _WHOLE.fullmatch(raw) or len(raw) > 20:
+            raise Invalid(name, "must be a whole number written in ASCII digits")
+        return int(raw)
     return raw
 
 

@@ -1,0 +1,180 @@
+"""Alert mails to the account's people: a phone offline (stopped for longer than the heartbeat
+window), a webhook endpoint disabled, messages expired unsent; and the recovery mail when the
+phone or endpoint is back.
+
+Rules, per cause (a phone, an endpoint, the account's expiries): a problem mails the account's
+subscribed users if that cause has not mailed within ALERT_MIN_SECONDS (an hour); a recovery
+mails only if its problem's mail went out. A flapping phone therefore mails at most one
+problem and one recovery an hour.
+
+Each step is a conditional write on the cause's AlertState item, so a replayed stream record or
+two concurrent writers mail once: (1) `problem` flips problem false->true; of two writers one
+passes, the other stops. (2) The one that passed claims the hourly slot (`mailed_at` older than
+an hour, set to now, `episode_mailed` true); only then does it mail. (3) `recovered` flips
+true->false on condition that this episode mailed (then it mails), else flips it silently; of
+two recoveries one passes. A recovery that lands between (1) and (2) of the same cause finds
+`episode_mailed` false and stays silent, and the problem mail then goes out late; the records
+of one phone reach the stream function in order, one batch at a time per shard, so that order
+does not happen for phones.
+"""
+import logging
+import secrets
+import time
+
+from chalicelib.core import clock, settings
+from chalicelib.storage.model_base import update_if
+
+log = logging.getLogger("smsgw")
+
+
+def _state(account_id: str, cause: str):
+    from chalicelib.storage.insight_tables import AlertState
+    return AlertState(account_id=account_id, cause=cause)
+
+
+def problem(account_id: str, cause: str, subject: str, text: str, now: int | None = None,
+            ongoing: bool = True) -> bool:
+    """`cause` became a problem. `ongoing` False: an event (expiries), not a state with a
+    recovery. Returns True if this call mailed."""
+    from chalicelib.storage.insight_tables import AlertState
+    now = clock.now_ms() if now is None else now
+    if ongoing and not update_if(_state(account_id, cause), [
+            AlertState.problem.set(True), AlertState.episode_mailed.set(False)],
+            AlertState.problem.does_not_exist() | (AlertState.problem == False)):  # noqa: E712
+        return False  # already a problem: mailed (or held back) when it began
+    slot = now - settings.ALERT_MIN_SECONDS * 1000
+    if not update_if(_state(account_id, cause), [AlertState.mailed_at.set(now),
+                                               AlertState.episode_mailed.set(True)],
+                   AlertState.mailed_at.does_not_exist() | (AlertState.mailed_at <= slot)):
+        return False  # this cause mailed within the hour: no flood
+    return mail(account_id, subject, text)
+
+
+def recovered(account_id: str, cause: str, subject: str, text: str) -> bool:
+    """`cause` is fine again; mails if its problem's mail went out."""
+    from chalicelib.storage.insight_tables import AlertState
+    back = [AlertState.problem.set(False)]
+    if update_if(_state(account_id, cause), back, (AlertState.problem == True)  # noqa: E712
+               & (AlertState.episode_mailed == True)):  # noqa: E712
+        return mail(account_id, subject, text)
+    update_if(_state(account_id, cause), back, AlertState.problem == True)  # noqa: E712
+    return False
+
+
+# --- who gets them ------------------------------------------------------------------------
+
+def subscribe(account_id: str, email: str) -> None:
+    from chalicelib.storage.insight_tables import AlertSubscription
+    AlertSubscription(account_id=account_id, email=email, token=secrets.token_hex(16),
+                      created_at=clock.now_ms()).save()
+
+
+def unsubscribe(account_id: str, email: str | None = None, token: str | None = None) -> bool:
+    """By the user (email) or by a mail's link (token). True if a subscription ended."""
+    import hmac
+
+    from chalicelib.storage.insight_tables import AlertSubscription
+    for sub in AlertSubscription.query(account_id):
+        if (email and sub.email == email) or (token and hmac.compare_digest(sub.token, token)):
+            sub.delete()
+            return True
+    return False
+
+
+def subscribed(account_id: str, email: str) -> bool:
+    from chalicelib.storage.insight_tables import AlertSubscription
+    return any(s.email == email for s in AlertSubscription.query(account_id))
+
+
+def mail(account_id: str, subject: str, text: str) -> bool:
+    from chalicelib.storage.insight_tables import AlertSubscription
+    sent = False
+    for sub in AlertSubscription.query(account_id):
+        link = f"{settings.PUBLIC_URL}/dashboard/unsubscribe/{account_id}/{sub.token}"
+        body = f"{text}\n\nStop these mails (one click): {link}\n"
+        _deliver(sub.email, f"[smsgw] {subject}", body, link)
+        sent = True
+    return sent
+
+
+def _deliver(to: str, subject: str, body: str, unsubscribe: str) -> None:
+    if settings.ALERT_SENDER:
+        from chalicelib.storage import aws
+        aws.ses().send_email(
+            FromEmailAddress=settings.ALERT_SENDER, Destination={"ToAddresses": [to]},
+            Content={"Simple": {
+                "Subject": {"Data": subject}, "Body": {"Text": {"Data": body}},
+                "Headers": [{"Name": "List-Unsubscribe", "Value": f"<{unsubscribe}>"},
+                            {"Name": "List-Unsubscribe-Post",
+                             "Value": "List-Unsubscribe=One-Click"}]}})
+        return
+    if settings.mail_dir():
+        from email.message import EmailMessage
+        from pathlib import Path
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "smsgw@localhost", to, subject
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message.set_content(body)
+        folder = Path(settings.mail_dir())
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{time.time_ns()}-{secrets.token_hex(4)}.eml").write_bytes(bytes(message))
+        print(f"mail to {to}: {subject}", flush=True)
+        return
+    log.warning("alert mail not sent (no SMSGW_ALERT_SENDER or SMSGW_MAIL_DIR): %s", subject)
+
+
+# --- the causes ---------------------------------------------------------------------------
+
+def from_device_records(records: list[dict]) -> int:
+    """Phones that stopped or came back, from the devices stream (the emit_events function)."""
+    from chalicelib.domain.webhooks import events
+    mailed = 0
+    for record in records:
+        if events._table(record) != "devices" or record.get("eventName") == "REMOVE":
+            continue
+        change = record["dynamodb"]
+        old, new = events._plain(change.get("OldImage")), events._plain(change.get("NewImage"))
+        was, now = old.get("app_state") == "running", new.get("app_state") == "running"
+        if not new or was == now or not new.get("account_id"):
+            continue
+        name = new.get("name") or new.get("device_uid")
+        cause = f"device_offline#{new['device_uid']}"
+        minutes = settings.HEARTBEAT_WINDOW_SECONDS // 60
+        try:
+            if now:
+                mailed += recovered(new["account_id"], cause, f"Phone {name} is back online",
+                                    f"Your phone {name} is running again.")
+            elif old:
+                mailed += problem(new["account_id"], cause, f"Phone {name} is offline",
+                                  f"Your phone {name} has not been heard from for more than "
+                                  f"{minutes} minutes (last seen {clock.fmt(new.get('last_seen'))}"
+                                  " UTC). Messages for the pool go to your other phones.")
+        except Exception:  # an alert must never hold up the stream behind it
+            log.exception("alert for device %s failed", new.get("device_uid"))
+    return mailed
+
+
+def expired(account_id: str, count: int) -> bool:
+    return problem(account_id, "expired", f"{count} messages expired unsent",
+                   f"{count} of your messages expired before a phone could send them. Check "
+                   "that your phones are running and not paused.", ongoing=False)
+
+
+def sim_paused(account_id: str, device_uid: str, name: str, sim: int, reason: str,
+               until_ms: int) -> bool:
+    """A SIM rested after SIM trouble (pacing's pause): for the pause's writer to call. An
+    event like expiries (the pause ends by time alone, with no write to see)."""
+    return problem(account_id, f"sim_paused#{device_uid}#{sim}", f"SIM {sim} of {name} is "
+                   "paused", f"SIM {sim} of your phone {name} is paused until "
+                   f"{clock.fmt(until_ms)} UTC: {reason}. The pool sends through your other "
+                   "SIMs and phones meanwhile.", ongoing=False)
+
+
+def webhook_disabled(account_id: str, webhook_id: str, url: str, reason: str) -> bool:
+    return problem(account_id, f"webhook_disabled#{webhook_id}", "A webhook endpoint was "
+                   "disabled", f"Your endpoint {url} was disabled: {reason}")
+
+
+def webhook_enabled(account_id: str, webhook_id: str, url: str) -> bool:
+    return recovered(account_id, f"webhook_disabled#{webhook_id}", "A webhook endpoint is "
+                     "enabled again", f"Your endpoint {url} receives events again.")

@@ -1,0 +1,121 @@
+"""Alert mails (chalicelib/domain/insight/alerts.py) on moto: a phone that stops mails its
+subscribed users once and once more when it is back; a flapping phone does not flood; the
+one-click link unsubscribes; SES is called with the template's sender."""
+import email
+import threading
+from pathlib import Path
+
+import pytest
+
+from chalicelib.core import clock, settings
+from chalicelib.domain import devices
+from chalicelib.domain.insight import alerts
+
+
+@pytest.fixture
+def mailbox(aws_mock, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMSGW_MAIL_DIR", str(tmp_path / "mail"))
+    monkeypatch.setattr(settings, "ALERT_SENDER", "")
+
+    def read():
+        folder = tmp_path / "mail"
+        return [email.message_from_bytes(p.read_bytes())
+                for p in sorted(folder.glob("*.eml"))] if folder.exists() else []
+    return read
+
+
+@pytest.fixture
+def pumps(aws_mock):
+    from localgw import events as local_events
+    return local_events.EventPumps()
+
+
+def stop_and_pump(device, pumps):
+    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS + 1)
+    assert devices.stop_silent() == 1
+    pumps.pump_streams()
+
+
+def test_a_stopped_phone_mails_once_and_its_recovery_once(account, mailbox, pumps):
+    acct, _, device, _ = account
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    clock.freeze()
+    devices.heartbeat(device, "running")
+    pumps.pump_streams()
+    assert mailbox() == []
+    stop_and_pump(device, pumps)
+    pumps.pump_streams()  # nothing new: no second mail
+    [offline] = mailbox()
+    assert offline["Subject"] == "[smsgw] Phone Phone 1 is offline"
+    assert offline["To"] == "owner@example.com"
+    link = "".join(offline["List-Unsubscribe"].split()).strip("<>")
+    assert f"/dashboard/unsubscribe/{acct.account_id}/" in link
+    devices.heartbeat(device, "running")
+    pumps.pump_streams()
+    assert [m["Subject"] for m in mailbox()][1:] == ["[smsgw] Phone Phone 1 is back online"]
+    # Flapping within the hour: offline and back again, no further mail.
+    for _ in range(3):
+        stop_and_pump(device, pumps)
+        devices.heartbeat(device, "running")
+        pumps.pump_streams()
+    assert len(mailbox()) == 2
+    # An hour on, it mails again.
+    clock.advance(settings.ALERT_MIN_SECONDS)
+    stop_and_pump(device, pumps)
+    assert len(mailbox()) == 3
+
+
+def test_concurrent_problem_reports_mail_once(account, mailbox, atomic_moto):
+    acct = account[0]
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    barrier = threading.Barrier(6)
+
+    def report():
+        barrier.wait()
+        alerts.problem(acct.account_id, "device_offline#x", "Phone x is offline", "text")
+    threads = [threading.Thread(target=report) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(mailbox()) == 1
+
+
+def test_unsubscribed_users_get_nothing_and_the_link_works(account, mailbox, client):
+    acct = account[0]
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    alerts.expired(acct.account_id, 3)
+    [mail] = mailbox()
+    assert mail["Subject"] == "[smsgw] 3 messages expired unsent"
+    path = "".join(mail["List-Unsubscribe"].split()).strip("<>")
+    assert client.http.get(path).status_code == 200
+    assert client.http.get(path).status_code == 404  # used
+    assert not alerts.subscribed(acct.account_id, "owner@example.com")
+    clock.advance(settings.ALERT_MIN_SECONDS + 1)
+    assert alerts.expired(acct.account_id, 1) is False and len(mailbox()) == 1
+
+
+def test_on_aws_the_mail_goes_through_ses(account, monkeypatch, aws_calls):
+    acct = account[0]
+    monkeypatch.setattr(settings, "ALERT_SENDER", "alerts@example.com")
+    from chalicelib.storage import aws
+    aws.ses().create_email_identity(EmailIdentity="alerts@example.com")
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    assert alerts.webhook_disabled(acct.account_id, "wh_1", "https://x.example/h", "dead")
+    [request] = [p for s, op, p in aws_calls.requests if op == "SendEmail"]
+    assert request["FromEmailAddress"] == "alerts@example.com"
+    assert request["Destination"] == {"ToAddresses": ["owner@example.com"]}
+    assert Path  # the local folder is not used on AWS
+
+
+def test_a_paused_sim_mails_once_an_hour(account, mailbox):
+    acct, _, device, _ = account
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    clock.freeze()
+    until = clock.now_ms() + 600_000
+    for _ in range(3):
+        alerts.sim_paused(acct.account_id, device.device_uid, "Phone 1", 2, "No service", until)
+    assert [m["Subject"] for m in mailbox()] == ["[smsgw] SIM 2 of Phone 1 is paused"]
+    clock.advance(settings.ALERT_MIN_SECONDS)
+    alerts.sim_paused(acct.account_id, device.device_uid, "Phone 1", 2, "No service", until)
+    assert len(mailbox()) == 2

@@ -1,0 +1,103 @@
+"""The local gateway's changes to moto (localgw/atomic.py, localgw/streams.py): transactions
+undone by item instead of by a copy of every table they touch, and streams that keep neither
+every iterator nor every handled record. Each test fails on moto as it ships: its
+TransactWriteItems deep-copies whole tables, its streams keep everything for ever."""
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+
+@pytest.fixture
+def emulator(aws_mock, atomic_moto, monkeypatch):
+    from localgw.streams import bound_iterators
+    bound_iterators(monkeypatch.setattr)
+    from moto.dynamodb.models import dynamodb_backends
+    backend = dynamodb_backends["123456789012"]["us-east-1"]
+    return backend
+
+
+def _table(backend, short):
+    from chalicelib.core import settings
+    return backend.tables[settings.table_name(short)]
+
+
+def _put_claim_and_message(key, message_id, claim_condition=True):
+    """A send's transaction: the idempotency claim, then the message (records.save_new)."""
+    from chalicelib.core import settings
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    claim = {"Put": {"TableName": settings.table_name("idempotency"),
+                     "Item": {"key": {"S": key}, "message_id": {"N": str(message_id)}}}}
+    if claim_condition:
+        claim["Put"]["ConditionExpression"] = "attribute_not_exists(#k)"
+        claim["Put"]["ExpressionAttributeNames"] = {"#k": "key"}
+    message = {"Put": {"TableName": settings.table_name("messages"),
+                       "Item": {"account_id": {"S": "acc"}, "message_id": {"N": str(message_id)},
+                                "status": {"S": "pending"}},
+                       "ConditionExpression": "attribute_not_exists(message_id)"}}
+    client.transact_write_items(TransactItems=[claim, message])
+
+
+def test_a_transaction_copies_no_table(emulator, monkeypatch):
+    from moto.dynamodb.models.table import Table
+
+    def copied(self, memo):
+        raise AssertionError("a whole table was copied")
+    monkeypatch.setattr(Table, "__deepcopy__", copied, raising=False)
+    for n in range(3):
+        _put_claim_and_message(f"k{n}", n + 1)
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        _put_claim_and_message("k0", 9)  # a replay: the claim's condition fails
+
+
+def test_a_cancelled_transaction_leaves_every_item_and_the_stream_as_they_were(emulator):
+    _put_claim_and_message("first", 1)
+    messages = _table(emulator, "messages")
+    table_before, records_before = messages, len(messages.stream_shard.items)
+    # The claim is new (written first), the message id already exists: moto applies the claim,
+    # then fails the message's condition; the claim must be undone with it.
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        _put_claim_and_message("second", 1)
+    from chalicelib.storage.tables import Idempotency, Message
+    with pytest.raises(Idempotency.DoesNotExist):
+        Idempotency.get("second", consistent_read=True)
+    assert Message.get("acc", 1).status == "pending"
+    assert _table(emulator, "messages") is table_before  # not replaced by a copy
+    assert len(messages.stream_shard.items) == records_before
+
+
+def test_the_pump_trims_what_it_handled_and_sequence_numbers_go_on(emulator):
+    from localgw.events import EventPumps
+    pumps = EventPumps(trim_streams=True)
+    messages = _table(emulator, "messages")
+    _put_claim_and_message("a", 1)
+    _put_claim_and_message("b", 2)
+    assert pumps.pump_streams() == 2
+    assert messages.stream_shard.items == []
+    _put_claim_and_message("c", 3)
+    assert pumps.pump_streams() == 1  # read after the trimmed records
+    key = list(pumps._iterators)[0]
+    assert int(pumps._iterators[key]) == messages.stream_shard.starting_sequence_number - 1
+
+
+def test_shard_iterators_are_bounded(emulator):
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from localgw.events import EventPumps
+    from localgw.streams import MAX_ITERATORS
+    pumps = EventPumps()
+    for _ in range(MAX_ITERATORS):  # each round asks for iterators and reads with them
+        pumps.pump_streams()
+    assert len(dynamodbstreams_backends["123456789012"]["us-east-1"].shard_iterators) \
+        <= MAX_ITERATORS
+
+
+def test_a_stream_no_pump_reads_keeps_only_its_newest_records(emulator, monkeypatch):
+    from localgw import streams
+    monkeypatch.setattr(streams, "MAX_RECORDS", 3)
+    messages = _table(emulator, "messages")
+    for n in range(5):
+        _put_claim_and_message(f"k{n}", n + 1)
+    assert len(messages.stream_shard.items) == 3
+    newest = [int(r.record["dynamodb"]["SequenceNumber"]) for r in messages.stream_shard.items]
+    assert newest[0] == messages.stream_shard.starting_sequence_number
+    assert newest == list(range(newest[0], newest[0] + 3))
