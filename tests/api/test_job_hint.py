@@ -7,7 +7,7 @@ import botocore.client
 import pytest
 
 from chalicelib.core import clock
-from chalicelib.domain import app_phones, devices, job_hint, messages, pacing
+from chalicelib.domain import app_phones, devices, job_hint, messages
 from chalicelib.storage.tables import Device, Message
 
 PHONE = "+8801712345678"
@@ -72,12 +72,12 @@ def test_a_clear_older_than_a_ring_fails_and_leaves_the_hint_set(app_device):
     assert job_hint.look(device) == rung + 1
 
 
-def test_a_paced_job_keeps_the_hint_until_it_shows(app_device, monkeypatch):
-    """An empty receive before a paced job's DelaySeconds end must not clear its hint."""
+def test_a_delayed_job_keeps_the_hint_until_it_shows(app_device):
+    """An empty receive before a paced or scheduled job's DelaySeconds end must not clear its
+    hint."""
     acct, device = app_device
-    pacing.set_pace(device, 60)  # a minute per segment: the second job waits on SQS
-    device = Device.get(device.device_uid)
-    first, second = send(acct, device), send(acct, device)
+    first = send(acct, device)
+    second = send(acct, device, send_at=clock.now_ms() + 60_000)  # hidden a minute on SQS
     assert [job["message_id"] for job in job_hint.pull(device, 10)] == [first]
     assert job_hint.pull(device, 10) == []  # the second is hidden: nothing received...
     assert job_hint.look(device) is not None  # ...and the hint stays
