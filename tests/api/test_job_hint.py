@@ -167,3 +167,23 @@ def test_racing_sends_and_idle_pulls_never_miss_a_job(app_device, monkeypatch, a
         assert set(sent) <= set(taken), sorted(set(sent) - set(taken))
     assert len(taken) == len(set(taken)) == len(sent) == 50
     devices.forget_cached()
+
+
+def test_a_failed_queue_write_rings_when_the_sweep_queues_it_again(app_device, monkeypatch):
+    """The send's SendMessage fails: no ring (nothing is on the queue), the message stays
+    pending; the outbox sweep's enqueue (as the pool's move and a scheduled release) rings."""
+    from botocore.exceptions import ClientError
+    acct, device = app_device
+    original = botocore.client.BaseClient._make_api_call
+
+    def failing(self, name, params):
+        if name == "SendMessage":
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, name)
+        return original(self, name, params)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
+    accepted = messages.send(acct.account_id, device, PHONE, "Hello")
+    assert accepted.queued is False and job_hint.look(device) is None
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", original)
+    message = Message.get(acct.account_id, accepted.message.message_id)
+    assert messages.enqueue(device, message, message.body) is True
+    assert [job["message_id"] for job in job_hint.pull(device, 10)] == [message.message_id]
