@@ -345,7 +345,9 @@ def per_million_events(prices: dict, counted: dict) -> list[dict]:
 # `last_seen` write per SEEN_REFRESH_SECONDS, one device read per AUTH_CACHE_SECONDS).
 APP_RECONNECT_SECONDS = 5
 APP_EVENTS = "app: events, answered at once"
-APP_PULL = "app: pull, idle"
+APP_PULL = "app: pull, idle"  # the jobs hint clear: one consistent read, no SQS receive
+APP_PULL_CLEARING = "app: pull, empty receive clearing the jobs hint"
+APP_CLEAR_WAIT_SECONDS = 1  # job_hint.RECEIVE_SECONDS: that receive long-polls, billed
 APP_CACHE_SECONDS = 30  # devices.SEEN_REFRESH_SECONDS and AUTH_CACHE_SECONDS, deployed
 APP_HOLDS = (0, 5, 20)
 
@@ -371,7 +373,8 @@ def _app_variants(model: Model, api: str, platform_logs: bool) -> list[dict]:
         lines = [{"what": f"GET /events ({'held ' + str(hold) + ' s' if hold else 'at once'})",
                   "per_month": cycles, "billed_ms": events["billed_ms"],
                   "total": events_total, "monthly": cycles * events_total},
-                 {"what": "GET /message on each connection (one SQS receive)",
+                 {"what": "GET /message on each connection (jobs hint clear: one "
+                          "consistent device read, no SQS receive)",
                   "per_month": cycles, "billed_ms": pull["billed_ms"], "total": pull["total"],
                   "monthly": cycles * pull["total"]},
                  {"what": f"liveness write + device read (each every {APP_CACHE_SECONDS} s)",
@@ -390,7 +393,24 @@ def app_phone_month(model: Model) -> dict:
     for each hold, and the default through an HTTP API for comparison."""
     variants = _app_variants(model, "url", False)
     return {"variants": variants, "default": variants[0]["total"],
-            "http_api_default": _app_variants(model, "http", False)[0]["total"]}
+            "http_api_default": _app_variants(model, "http", False)[0]["total"],
+            "hint_per_million_sms": app_hint_per_million_sms(model)}
+
+
+def app_hint_per_million_sms(model: Model) -> dict:
+    """What the jobs hint adds to SMS sent to app phones (agents' sends make no call of it):
+    the ring, one UpdateItem of the device before the job is queued, and one later pull that
+    receives nothing and clears the hint instead of an idle pull (at most one per send; one per
+    burst when sends come closer than the app's 5 s reconnect)."""
+    door = {"api": "url", "platform_logs": False}
+    p = model.p
+    ring = (p["dynamodb_on_demand_per_million_write_request_units"] / 1e6
+            + model.a["aws_latency_ms_per_call"]["dynamodb"] / 1000 * model.gb * model.gbs_price)
+    clearing = model.request(APP_PULL_CLEARING, wait_s=APP_CLEAR_WAIT_SECONDS, **door)
+    idle = model.request(APP_PULL, **door)
+    return {"ring": ring * 1e6, "clearing_pull": (clearing["total"] - idle["total"]) * 1e6,
+            "total": (ring + clearing["total"] - idle["total"]) * 1e6,
+            "clearing_calls": clearing["calls"], "idle_pull_calls": idle["calls"]}
 
 
 def app_phone_markdown(a: dict) -> str:
@@ -409,6 +429,12 @@ def app_phone_markdown(a: dict) -> str:
                      f"{_usd(line['monthly'])} |")
     lines.append(f"\nThrough an API Gateway HTTP API instead: {_usd(a['http_api_default'])} "
                  "(default, answered at once).")
+    hint = a["hint_per_million_sms"]
+    lines.append(f"\nThe jobs hint adds to each SMS sent to an app phone (not to an agent's): "
+                 f"one UpdateItem of the device before queueing ({_usd(hint['ring'])} per "
+                 f"million) and one pull that receives nothing and clears it, in place of an "
+                 f"idle pull ({_usd(hint['clearing_pull'])} per million): "
+                 f"**{_usd(hint['total'])} per million SMS**, at most.")
     return "\n".join(lines)
 
 

@@ -556,6 +556,9 @@ def _app_prepare_sent(fx, inv):
         raise RuntimeError("PATCH Sent failed")
 
 
+# The pull after the app took its jobs: the hint is set, one receive (1 s long poll) finds
+# nothing and clears it (domain/job_hint.py); once per burst of sends.
+APP_PULL_CLEARING = "app: pull, empty receive clearing the jobs hint"
 APP_SCENARIOS = [
     Scenario("app: events, answered at once", lambda fx, inv: _app_call(fx, inv, "GET",
                                                                         "/events"),
@@ -563,6 +566,12 @@ APP_SCENARIOS = [
     Scenario("app: pull, idle", lambda fx, inv: _app_call(fx, inv, "GET", "/message",
                                                           query={"order": "lifo"}),
              prepare=lambda fx, inv: _app(fx), group="device", latency=False),
+    Scenario(APP_PULL_CLEARING, lambda fx, inv: _app_call(fx, inv, "GET", "/message",
+                                                          query={"order": "lifo"}),
+             prepare=_app_prepare_leased, group="device", latency=False),
+    Scenario("send_sms to an app phone", lambda fx, inv: fx.api(
+        inv, "send_sms", device_uid=_app(fx).device_uid, phone_number=PHONE,
+        message="Hello World", sim_slot="1"), prepare=lambda fx, inv: _app(fx), latency=False),
     Scenario("app: pull returning a job", _app_pull_with_job,
              prepare=lambda fx, inv: _app_queue_job(fx), group="device", latency=False),
     Scenario("app: PATCH Sent", _app_patch("Sent"), prepare=_app_prepare_leased,

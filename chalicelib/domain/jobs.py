@@ -101,6 +101,12 @@ def parse_job(body: str) -> dict | None:
 
 def fetch(device: Device, wait_seconds: int, max_jobs: int) -> list[dict]:
     """Long-poll the device's queue and lease what arrives; returns the job payloads."""
+    return receive(device, wait_seconds, max_jobs)[0]
+
+
+def receive(device: Device, wait_seconds: int, max_jobs: int) -> tuple[list[dict], int]:
+    """fetch(), and how many SQS messages arrived (leased or not): 0 means the queue had none
+    visible (with wait_seconds >= 1, which asks every SQS server)."""
     answer = aws.sqs().receive_message(
         QueueUrl=device.queue_url, MaxNumberOfMessages=max_jobs, WaitTimeSeconds=wait_seconds,
         VisibilityTimeout=settings.LEASE_SECONDS)
@@ -111,7 +117,7 @@ def fetch(device: Device, wait_seconds: int, max_jobs: int) -> list[dict]:
             log.warning("dropping a malformed job on %s", device.device_uid)
         if take(device, job and job["message_id"], sqs_message["ReceiptHandle"]) == "leased":
             jobs.append(job)
-    return jobs
+    return jobs, len(answer.get("Messages", []))
 
 
 def claim(device: Device, claims: list[tuple[int | None, str]]) -> list[dict]:

@@ -196,7 +196,7 @@ def move(message: Message, now: int, why: str = "grace") -> str:
         return "raced"
     log.info("message %s moved from %s to %s (%s)", message.message_id, old_uid,
              target.device_uid, why)
-    if not messages.enqueue(target.queue_url, message, message.body):
+    if not messages.enqueue(target, message, message.body):
         log.warning("moved message %s not queued yet; the outbox sweep will", message.message_id)
     return "moved"
 

@@ -59,7 +59,7 @@ def _requeue(message: Message, now: int) -> str:
     if not _reschedule(message, min(due, message.expires_at),
                        Message.requeues.add(1)):
         return "raced"
-    return "requeued" if messages.enqueue(device.queue_url, message, message.body) else "retry"
+    return "requeued" if messages.enqueue(device, message, message.body) else "retry"
 
 
 def settle(message: Message, now: int) -> str:

@@ -119,6 +119,11 @@ class Device(Model):
     kind = UnicodeAttribute(null=True)
     app_version = UnicodeAttribute(null=True)
     signing_key = UnicodeAttribute(null=True)
+    # An app phone's "jobs may be waiting" hint (domain/job_hint.py): rung counts queueings,
+    # seen is the count the last idle pull cleared, until is when the last paced job shows.
+    jobs_rung = NumberAttribute(null=True)
+    jobs_seen = NumberAttribute(null=True)
+    jobs_until = NumberAttribute(null=True)
     # poll_0..: until when (epoch ms) each live GET /device/jobs holds its slot (devices.start_poll)
     vars().update({name: NumberAttribute(null=True) for name in POLL_SLOTS})
     by_account = DevicesByAccount()

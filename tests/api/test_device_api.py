@@ -89,7 +89,7 @@ def test_failed_report_records_reason_and_deletes_job(client, account):
 def test_a_job_received_twice_is_handed_out_once(client, account):
     message = send(account)
     # The same job twice on the queue (SQS at-least-once, or a re-queue by a sweep).
-    messages.enqueue(account[2].queue_url, message, "Hello")
+    messages.enqueue(account[2], message, "Hello")
     status, body = get(client, "/device/jobs?wait=0&max=10", account[3])
     assert [j["message_id"] for j in body["jobs"]] == [message.message_id]
     post(client, "/device/reports", account[3],

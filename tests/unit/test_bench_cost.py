@@ -2,6 +2,7 @@
 --json` has the default deployment's figures at the top level, and `bench/scale.py --quick`
 clears its backlog and stops its silent phones. Figures are checked for shape and for what is
 exact (counts), never for timings. Each runs in its own process, as CI and users run them."""
+import functools
 import json
 import subprocess
 import sys
@@ -17,8 +18,13 @@ def run_json(*args):
     return json.loads(done.stdout)
 
 
+@functools.cache
+def cost_json():
+    return run_json("bench/cost.py")
+
+
 def test_cost_json_has_the_default_deployments_figures():
-    result = run_json("bench/cost.py")
+    result = cost_json()
     for key in ("default_idle_device_month_usd", "default_per_million_sms_usd"):
         assert isinstance(result[key], float) and result[key] > 0, key
     before = result["before"]
@@ -49,6 +55,17 @@ def test_cost_json_has_the_default_deployments_figures():
                           ("default_per_million_sms_usd", 2),
                           ("default_per_million_sms_batched_usd", 2)):
         assert f"**${result[key]:.{decimals}f}**" in readme, (key, result[key])
+
+
+def test_an_idle_app_phone_costs_at_most_fifty_cents_a_month():
+    """Issue 22's goal, with the jobs hint (domain/job_hint.py): an idle pull is one consistent
+    read of the device, no SQS receive; only sends to app phones pay for the hint."""
+    app = cost_json()["app_phone"]
+    assert app["default"] <= 0.50
+    hint = app["hint_per_million_sms"]
+    assert hint["idle_pull_calls"] == 1  # GetItem(devices)
+    assert hint["clearing_calls"] == 3  # GetItem(devices), ReceiveMessage, UpdateItem(devices)
+    assert 0 < hint["total"] < 20
 
 
 def test_scale_quick_clears_the_backlog_and_stops_silent_phones():

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, idempotency, pacing
+from chalicelib.domain import devices, idempotency, job_hint, pacing
 from chalicelib.domain.segments import SegmentCount, count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, Message, update_if
@@ -105,23 +105,28 @@ def grace_seconds(pool_uid: str | None) -> int:
     return settings.POOL_GRACE_SECONDS if pool_uid else settings.OUTBOX_GRACE_SECONDS
 
 
-def enqueue(device_queue_url: str, message: Message, text: str) -> bool:
+def enqueue(device: Device, message: Message, text: str) -> bool:
     """Put the job on the device's queue, hidden until its paced send time; False (and nothing
     recorded) if SQS refused. A job paced beyond SQS's delay limit is held (True)."""
     delay = queue_delay(message, clock.now_ms())
     if delay is None:
         return True
     try:
-        _send_job(device_queue_url, message, text, delay)
+        _send_job(device, message, text, delay)
         return True
-    except (BotoCoreError, ClientError):
+    except (BotoCoreError, ClientError, PynamoDBException):
         return False
 
 
-def _send_job(device_queue_url: str, message: Message, text: str, delay: int = 0) -> None:
-    aws.sqs().send_message(QueueUrl=device_queue_url,
+def _send_job(device: Device, message: Message, text: str, delay: int = 0) -> None:
+    """Queue the job; an app phone's hint is rung once it is on the queue (job_hint.py says why
+    after, not before). A failed ring raises as a failed queue write does: the outbox sweep
+    queues the job again (a copy is harmless: a job is leased before it is sent)."""
+    aws.sqs().send_message(QueueUrl=device.queue_url,
                            MessageBody=json.dumps(job_payload(message, text)),
                            **({"DelaySeconds": delay} if delay else {}))
+    if job_hint.rings(device):
+        job_hint.ring(device, delay)
 
 
 def _queue_first(device: Device, message: Message, text: str) -> bool:
@@ -133,8 +138,10 @@ def _queue_first(device: Device, message: Message, text: str) -> bool:
     if delay is None:
         return True
     try:
-        _send_job(device.queue_url, message, text, delay)
+        _send_job(device, message, text, delay)
         return True
+    except PynamoDBException:
+        return False  # the hint could not be rung: the outbox sweep queues it later
     except (BotoCoreError, ClientError) as exc:
         if not aws.queue_missing(exc) or devices.exists(device.device_uid):
             return False  # the outbox sweep queues it later

@@ -44,4 +44,4 @@ def release(message: Message, now: int) -> str:
     message.not_before, message.open_due = not_before, due
     if messages.queue_delay(message, now) is None:
         return "held"
-    return "released" if messages.enqueue(device.queue_url, message, message.body) else "retry"
+    return "released" if messages.enqueue(device, message, message.body) else "retry"

@@ -1,6 +1,7 @@
 """GET and PATCH /mobile/v1/message: the SMSGate app takes its jobs and reports their states.
 
-GET leases jobs from the device's queue exactly as an agent's poll does (jobs.fetch); each job is
+GET leases jobs from the device's queue exactly as an agent's poll does (jobs.fetch), unless the
+device's "jobs may be waiting" hint is clear (job_hint.py: then no SQS receive); each job is
 one SMSGate message whose id is our message id, so the app's own duplicate check (it skips an id
 it already has) and ours (the lease) agree. PATCH maps the app's per-recipient states through
 states.py, the one translation, into the domain's report path (jobs.report: conditional
@@ -16,7 +17,7 @@ import datetime
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, jobs
+from chalicelib.domain import devices, job_hint, jobs
 from chalicelib.domain.messages import DIGITS
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message
@@ -61,7 +62,7 @@ def get_messages(request: Request):
         raise BadRequest("Invalid order: lifo or fifo.", "order")
     devices.seen(device)
     try:
-        found = jobs.fetch(device, 0, MAX_JOBS)
+        found = job_hint.pull(device, MAX_JOBS)
     except Exception as exc:
         if aws.queue_missing(exc):
             devices.removed(device)
