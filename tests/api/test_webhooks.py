@@ -633,7 +633,10 @@ def test_https_goes_to_the_checked_address_with_the_names_certificate(aws_mock, 
     try:
         refused = webhook_sender.post(f"https://localhost:{port}/in", b"{}", {})
         assert refused.status_code is None and "CERTIFICATE_VERIFY_FAILED" in refused.error
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the certificate is trusted
+        # now the certificate is trusted: the default context gets it as its CA file (setting
+        # SSL_CERT_FILE instead failed in a full parallel run, after other tests in the worker)
+        trusted = ssl.create_default_context
+        monkeypatch.setattr(ssl, "create_default_context", lambda: trusted(cafile=str(cert)))
         ok = webhook_sender.post(f"https://localhost:{port}/in", b'{"a":1}', {})
         assert ok.status_code == 204 and ok.ok, ok
         assert seen == [(f"localhost:{port}", b'{"a":1}')]
