@@ -431,7 +431,7 @@ def app_phone_markdown(a: dict) -> str:
                  "(default, answered at once).")
     hint = a["hint_per_million_sms"]
     lines.append(f"\nThe jobs hint adds to each SMS sent to an app phone (not to an agent's): "
-                 f"one UpdateItem of the device before queueing ({_usd(hint['ring'])} per "
+                 f"one UpdateItem of the device after queueing ({_usd(hint['ring'])} per "
                  f"million) and one pull that receives nothing and clears it, in place of an "
                  f"idle pull ({_usd(hint['clearing_pull'])} per million): "
                  f"**{_usd(hint['total'])} per million SMS**, at most.")
