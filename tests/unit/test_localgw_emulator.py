@@ -101,3 +101,42 @@ def test_a_stream_no_pump_reads_keeps_only_its_newest_records(emulator, monkeypa
     newest = [int(r.record["dynamodb"]["SequenceNumber"]) for r in messages.stream_shard.items]
     assert newest[0] == messages.stream_shard.starting_sequence_number
     assert newest == list(range(newest[0], newest[0] + 3))
+
+
+def test_concurrent_requests_each_read_their_own_request():
+    """The local server runs a request per thread: one must never read another's
+    `current_request` (a bulk POST once answered 400 for the phone's `?wait=`)."""
+    import threading
+    import time
+
+    import requests
+    from chalice import Chalice
+
+    from local_gateway import free_port
+    from localgw.server import serve
+    app = Chalice("race")
+    entered = threading.Barrier(2)
+
+    @app.route("/echo")
+    def echo():
+        mine = app.current_request.query_params["n"]
+        entered.wait(timeout=5)  # both requests are in their handlers now
+        time.sleep(0.05)
+        return {"asked": mine, "read": app.current_request.query_params["n"]}
+
+    port = free_port()
+    server = serve(app, "127.0.0.1", port, quiet=True)
+    try:
+        answers = {}
+
+        def ask(n):
+            answers[n] = requests.get(f"http://127.0.0.1:{port}/echo", params={"n": n},
+                                      timeout=10).json()
+        threads = [threading.Thread(target=ask, args=(str(n),)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == {n: {"asked": n, "read": n} for n in ("0", "1")}
+    finally:
+        server.server.shutdown()
