@@ -86,7 +86,8 @@ def _delivered(url: str, key: str, ids: set, deadline: float) -> bool:
 def measure(quick: bool, bulks: int | None = None, size: int | None = None) -> dict:
     bulks = bulks or (3 if quick else 10)
     size = size or (40 if quick else 1000)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "SMSGW_")) or k == "SMSGW_LOCAL_TRACEMALLOC"}
     # The demo phone as fast as it goes: the bench times the gateway, not a carrier.
     env.update({"SMSGW_LOCAL_AGENT_DELIVERY_DELAY": "0", "SMSGW_DEFAULT_PACE_PER_HOUR": "0"})
     from local_gateway import free_port
@@ -116,6 +117,9 @@ def measure(quick: bool, bulks: int | None = None, size: int | None = None) -> d
                          "delivered_all": done,
                          "deliver_s": round(time.monotonic() - started, 1),
                          "peak_rss_mb": round(sampler.take())})
+            if os.environ.get("SMSGW_LOCAL_TRACEMALLOC"):  # localgw/memtrace.py
+                import signal
+                proc.send_signal(signal.SIGUSR1)
         status, answer, replay = _post(url, key, first_body)
         replayed = sum(1 for m in answer.get("messages", []) if m.get("replayed"))
         sampler.stopped.set()

@@ -140,3 +140,40 @@ def test_concurrent_requests_each_read_their_own_request():
         assert answers == {n: {"asked": n, "read": n} for n in ("0", "1")}
     finally:
         server.server.shutdown()
+
+
+def test_a_message_deleted_from_a_queue_is_freed(aws_mock, monkeypatch):
+    """moto registers every model it makes (and each receive copies the message) for its
+    dashboard: a leased and deleted job stayed in memory for ever (localgw/models.py)."""
+    import gc
+    import weakref
+
+    from moto.sqs.models import sqs_backends
+
+    from localgw.models import untrack_instances
+    untrack_instances(monkeypatch.setattr)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="device-1")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="job")
+    queue = sqs_backends["123456789012"]["us-east-1"].queues["device-1"]
+    sent = weakref.ref(queue._messages[0])
+    leased = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"][0]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=leased["ReceiptHandle"])
+    gc.collect()
+    assert sent() is None
+
+
+def test_a_stream_record_the_pump_trimmed_is_freed(emulator, monkeypatch):
+    import gc
+    import weakref
+
+    from localgw.events import EventPumps
+    from localgw.models import untrack_instances
+    untrack_instances(monkeypatch.setattr)
+    pumps = EventPumps(trim_streams=True)
+    _put_claim_and_message("a", 1)
+    shard = _table(emulator, "messages").stream_shard
+    record = weakref.ref(shard.items[-1])
+    assert pumps.pump_streams() == 1
+    gc.collect()
+    assert record() is None
