@@ -1,7 +1,10 @@
-"""The local gateway's changes to moto (localgw/atomic.py, localgw/streams.py): transactions
-undone by item instead of by a copy of every table they touch, and streams that keep neither
-every iterator nor every handled record. Each test fails on moto as it ships: its
-TransactWriteItems deep-copies whole tables, its streams keep everything for ever."""
+"""The local gateway's changes to moto and Chalice's local server (localgw/atomic.py,
+streams.py, models.py, server.py): transactions undone by item instead of by a copy of every
+table they touch, streams that keep neither every iterator nor every handled record, no
+register of every model instance, and a request per thread that reads its own request. Each
+test fails on moto (or chalice's LocalDevServer) as it ships: its TransactWriteItems
+deep-copies whole tables, its streams and its model register keep everything for ever, and
+`app.current_request` is one attribute shared by every thread."""
 import boto3
 import pytest
 from botocore.exceptions import ClientError
