@@ -115,6 +115,8 @@ class LocalGateway:
         serialise_moto_dynamodb()  # per-item atomicity, as DynamoDB gives (localgw/atomic.py)
         from localgw.streams import bound_iterators
         bound_iterators()  # streams that do not grow for ever (localgw/streams.py)
+        from localgw.models import untrack_instances
+        untrack_instances()  # no register of every model moto ever made (localgw/models.py)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)
@@ -456,6 +458,8 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
     gw.tls = tls
     # A plain `kill` stops as cleanly as Ctrl-C (snapshot included).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from localgw import memtrace
+    memtrace.install()  # debug only: SMSGW_LOCAL_TRACEMALLOC
     try:  # a signal at any point below still ends in gw.stop()
         try:
             gw.start()

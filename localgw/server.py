@@ -105,8 +105,18 @@ class Handler(ChaliceRequestHandler):
         raise AttributeError(name)
 
 
+def thread_local_requests(app) -> None:
+    """`app.current_request` per thread, as `chalice local` makes it (create_local_server):
+    Lambda runs one request per process, this server one per thread, and a plain attribute let
+    a request read another's (a bulk POST answered 400 for the phone's `?wait=` query)."""
+    from chalice.local import LocalChalice
+    if not isinstance(app, LocalChalice):
+        app.__class__ = type("LocalGatewayChalice", (LocalChalice, app.__class__), {})
+
+
 def serve(app, host: str, port: int, quiet: bool = False) -> LocalDevServer:
     """Start serving `app` on host:port in a daemon thread; returns the server (shutdown())."""
+    thread_local_requests(app)
     handler = type("LocalHandler", (Handler,), {"log_requests": not quiet})
     server_cls = Server
     if ":" in host:

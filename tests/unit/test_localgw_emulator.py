@@ -1,7 +1,10 @@
-"""The local gateway's changes to moto (localgw/atomic.py, localgw/streams.py): transactions
-undone by item instead of by a copy of every table they touch, and streams that keep neither
-every iterator nor every handled record. Each test fails on moto as it ships: its
-TransactWriteItems deep-copies whole tables, its streams keep everything for ever."""
+"""The local gateway's changes to moto and Chalice's local server (localgw/atomic.py,
+streams.py, models.py, server.py): transactions undone by item instead of by a copy of every
+table they touch, streams that keep neither every iterator nor every handled record, no
+register of every model instance, and a request per thread that reads its own request. Each
+test fails on moto (or chalice's LocalDevServer) as it ships: its TransactWriteItems
+deep-copies whole tables, its streams and its model register keep everything for ever, and
+`app.current_request` is one attribute shared by every thread."""
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -101,3 +104,79 @@ def test_a_stream_no_pump_reads_keeps_only_its_newest_records(emulator, monkeypa
     newest = [int(r.record["dynamodb"]["SequenceNumber"]) for r in messages.stream_shard.items]
     assert newest[0] == messages.stream_shard.starting_sequence_number
     assert newest == list(range(newest[0], newest[0] + 3))
+
+
+def test_concurrent_requests_each_read_their_own_request():
+    """The local server runs a request per thread: one must never read another's
+    `current_request` (a bulk POST once answered 400 for the phone's `?wait=`)."""
+    import threading
+    import time
+
+    import requests
+    from chalice import Chalice
+
+    from local_gateway import free_port
+    from localgw.server import serve
+    app = Chalice("race")
+    entered = threading.Barrier(2)
+
+    @app.route("/echo")
+    def echo():
+        mine = app.current_request.query_params["n"]
+        entered.wait(timeout=5)  # both requests are in their handlers now
+        time.sleep(0.05)
+        return {"asked": mine, "read": app.current_request.query_params["n"]}
+
+    port = free_port()
+    server = serve(app, "127.0.0.1", port, quiet=True)
+    try:
+        answers = {}
+
+        def ask(n):
+            answers[n] = requests.get(f"http://127.0.0.1:{port}/echo", params={"n": n},
+                                      timeout=10).json()
+        threads = [threading.Thread(target=ask, args=(str(n),)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == {n: {"asked": n, "read": n} for n in ("0", "1")}
+    finally:
+        server.server.shutdown()
+
+
+def test_a_message_deleted_from_a_queue_is_freed(aws_mock, monkeypatch):
+    """moto registers every model it makes (and each receive copies the message) for its
+    dashboard: a leased and deleted job stayed in memory for ever (localgw/models.py)."""
+    import gc
+    import weakref
+
+    from moto.sqs.models import sqs_backends
+
+    from localgw.models import untrack_instances
+    untrack_instances(monkeypatch.setattr)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="device-1")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="job")
+    queue = sqs_backends["123456789012"]["us-east-1"].queues["device-1"]
+    sent = weakref.ref(queue._messages[0])
+    leased = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"][0]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=leased["ReceiptHandle"])
+    gc.collect()
+    assert sent() is None
+
+
+def test_a_stream_record_the_pump_trimmed_is_freed(emulator, monkeypatch):
+    import gc
+    import weakref
+
+    from localgw.events import EventPumps
+    from localgw.models import untrack_instances
+    untrack_instances(monkeypatch.setattr)
+    pumps = EventPumps(trim_streams=True)
+    _put_claim_and_message("a", 1)
+    shard = _table(emulator, "messages").stream_shard
+    record = weakref.ref(shard.items[-1])
+    assert pumps.pump_streams() == 1
+    gc.collect()
+    assert record() is None
