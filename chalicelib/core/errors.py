@@ -4,6 +4,7 @@ handlers turn them into the error envelope."""
 
 class GatewayError(Exception):
     code = "error"
+    http_status = 400  # what the HTTP surfaces answer (REST v1 maps its own codes)
     bare = False  # True: the envelope's data stays null (answers the reference fixes exactly)
 
     def __init__(self, message: str, parameter: str | None = None, retry_after: int | None = None,
@@ -23,27 +24,33 @@ class BadRequest(GatewayError):
 
 class Unauthorized(GatewayError):
     code = "unauthorized"
+    http_status = 401
 
 
 class Forbidden(GatewayError):
     code = "forbidden"
+    http_status = 403
 
 
 class NotFound(GatewayError):
     code = "not_found"
+    http_status = 404
 
 
 class Conflict(GatewayError):
     code = "conflict"
+    http_status = 409
 
 
 class RateLimited(GatewayError):
     code = "rate_limited"
+    http_status = 429
 
 
 class Unavailable(GatewayError):
     """Storage or queue trouble the client should retry after `retry_after` seconds."""
     code = "temporarily_unavailable"
+    http_status = 503
 
 
 class InvalidOtp(GatewayError):

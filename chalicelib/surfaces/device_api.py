@@ -11,13 +11,8 @@ import re
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import (
     BadRequest,
-    Conflict,
-    Forbidden,
     GatewayError,
-    NotFound,
-    RateLimited,
     Unauthorized,
-    Unavailable,
     from_unexpected,
 )
 from chalicelib.domain import devices, direct, incoming, jobs
@@ -33,20 +28,9 @@ MAX_REASON = 500
 MAX_TEXT = 5000
 MAX_RECEIPT_HANDLE = 4096
 DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}\Z")
-STATUS_CODES = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404,
-                Conflict: 409, RateLimited: 429, Unavailable: 503}
-
-
 def error_body(error: GatewayError) -> dict:
     return {"error": {"code": error.code, "message": error.message,
                       "parameter": error.parameter}}
-
-
-def _status(error: GatewayError) -> int:
-    for cls, status in STATUS_CODES.items():
-        if isinstance(error, cls):
-            return status
-    return 400
 
 
 def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None):
@@ -86,7 +70,7 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
             extra["WWW-Authenticate"] = 'Bearer realm="smsgw-device"'
         if error.retry_after is not None:
             extra["Retry-After"] = str(error.retry_after)
-        return _status(error), extra, error_body(error)
+        return error.http_status, extra, error_body(error)
 
 
 def _poll(device, wait: int, max_jobs: int) -> list:

@@ -20,13 +20,10 @@ import re
 from chalicelib.core import settings
 from chalicelib.core.errors import (
     BadRequest,
-    Conflict,
     Forbidden,
     GatewayError,
     NotFound,
-    RateLimited,
     Unauthorized,
-    Unavailable,
     from_unexpected,
 )
 from chalicelib.domain import app_phones, devices
@@ -40,8 +37,6 @@ USER_AGENT = re.compile(r"me\.capcom\.smsgateway/(\d{1,4})\.(\d{1,4})(?:\.(\d{1,
 MAX_BODY_BYTES = 256 * 1024
 MAX_SIM_CARDS = 8
 JSON_HEADERS = {"Content-Type": "application/json"}
-STATUS = {BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-          RateLimited: 429, Unavailable: 503}
 UPGRADE = 426
 # The events of the app's webhooks we act on (WebHookEvent.kt), and those GET /webhooks hands
 # out: not sms:sent|delivered|failed, which PATCH /message already carries (a second request
@@ -106,8 +101,7 @@ def handle(method: str, route: str, path_params: dict, query: dict | None, heade
                 log.exception("unexpected error in %s %s", method, route)
             raise error
     except GatewayError as error:
-        status = UPGRADE if isinstance(error, TooOld) else next(
-            (code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
+        status = UPGRADE if isinstance(error, TooOld) else error.http_status
         extra = dict(JSON_HEADERS)
         if status == 401:
             extra["WWW-Authenticate"] = 'Bearer realm="smsgw-mobile"'

@@ -24,8 +24,6 @@ from chalicelib.surfaces.smsgate import states
 log = logging.getLogger("smsgw")
 MAX_BODY_BYTES = 256 * 1024
 MAX_RECIPIENTS = 100  # SMSGate's limit per message
-STATUS = {"BadRequest": 400, "Unauthorized": 401, "Forbidden": 403, "NotFound": 404,
-          "Conflict": 409, "RateLimited": 429, "Unavailable": 503}
 SEND_FIELDS = {"id", "deviceId", "message", "textMessage", "dataMessage", "mmsMessage",
                "hashedMessage", "phoneNumbers", "isEncrypted", "simNumber",
                "withDeliveryReport", "priority", "ttl", "validUntil", "scheduleAt"}
@@ -43,7 +41,7 @@ THEIR_NAMES = {"device_uid": "deviceId", "device_id": "deviceId", "message": "te
 
 
 def error_answer(error: GatewayError) -> tuple[int, dict]:
-    status = STATUS.get(type(error).__name__, 400)
+    status = error.http_status
     if error.code in ("no_device", "device_removed"):
         status = 400 if error.code == "no_device" else 404
     data = {"code": error.code}
