@@ -39,4 +39,4 @@ def handle(headers: dict, body: bytes | None, source_ip: str | None):
             raise error
     except GatewayError as error:
         extra = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
-        return device_api._status(error), extra, device_api.error_body(error)
+        return error.http_status, extra, device_api.error_body(error)
