@@ -281,7 +281,7 @@ def _public_url(url: str | None) -> str | None:
 @json_option
 def device_app_token(account_id, name, url, revoke, as_json):
     """A private token that pairs one SMSGate app phone with ACCOUNT_ID (shown once)."""
-    from chalicelib.domain import app_phones
+    from chalicelib.domain.devices import app_phones
     if revoke:
         app_phones.revoke_token(account_id, revoke)
         emit(as_json, {"revoked": True}, "revoked: no phone can register with it any more")

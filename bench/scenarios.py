@@ -509,7 +509,7 @@ APP_UA = {"User-Agent": "me.capcom.smsgateway/1.68.0"}
 def _app(fx):
     """The fixture's app phone, registered on first use (as the app does, with a token)."""
     if getattr(fx, "app", None) is None:
-        from chalicelib.domain import app_phones
+        from chalicelib.domain.devices import app_phones
         device, token = app_phones.register_with_token(
             app_phones.make_token(fx.account_id), "bench-app", 2, "1.68.0", "127.0.0.1")
         fx.app = Device(device.device_id, device.device_uid, token, device.queue_url)
@@ -557,7 +557,7 @@ def _app_prepare_sent(fx, inv):
 
 
 # The pull after the app took its jobs: the hint is set, one receive (1 s long poll) finds
-# nothing and clears it (domain/job_hint.py); once per burst of sends.
+# nothing and clears it (domain/devices/job_hint.py); once per burst of sends.
 APP_PULL_CLEARING = "app: pull, empty receive clearing the jobs hint"
 APP_SCENARIOS = [
     Scenario("app: events, answered at once", lambda fx, inv: _app_call(fx, inv, "GET",

@@ -15,6 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, settings
 from chalicelib.domain import messages, pool
+from chalicelib.domain.devices import job_hint
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
@@ -188,3 +189,16 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
                 "error": {"code": "not_found",
                           "message": "No such message for this device."}}
     return {"message_id": message_id, "result": "ignored", "status": current.status}
+
+
+def pull_hinted(device: Device, max_jobs: int) -> list[dict]:
+    """An app phone's pull: lease its waiting jobs (receive), or none without asking SQS when
+    its "jobs may be waiting" hint is clear (job_hint.py); clears the hint after a receive that
+    got nothing."""
+    rung = job_hint.look(device)
+    if rung is None:
+        return []
+    found, received = receive(device, job_hint.RECEIVE_SECONDS, max_jobs)
+    if not received:
+        job_hint.clear(device, rung)
+    return found

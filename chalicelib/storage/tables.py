@@ -100,9 +100,9 @@ class Device(Model):
     signal = NumberAttribute(null=True)
     live = UnicodeAttribute(null=True)  # "live" while the app says running; else absent
     e2e = BooleanAttribute(null=True)  # its agent holds a passphrase: can send encrypted SMS
-    # Pacing (chalicelib/domain/pacing.py): the owner's SIM rate (parts/hour, None = default)
-    # and phone window (parts/30 min, 0 = none), the log of parts handed out (pace_log.py) with
-    # its version, and a SIM's rest after "limit exceeded"/"no service".
+    # Pacing (chalicelib/domain/pacing/): the owner's SIM rate (parts/hour, None = default)
+    # and phone window (parts/30 min, 0 = none), the log of parts handed out (pacing/log.py)
+    # with its version, and a SIM's rest after "limit exceeded"/"no service".
     pace_per_hour = NumberAttribute(null=True)
     pace_window = NumberAttribute(null=True)
     pace_log = BinaryAttribute(null=True, legacy_encoding=False)
@@ -119,7 +119,7 @@ class Device(Model):
     kind = UnicodeAttribute(null=True)
     app_version = UnicodeAttribute(null=True)
     signing_key = UnicodeAttribute(null=True)
-    # An app phone's "jobs may be waiting" hint (domain/job_hint.py): rung counts queueings,
+    # An app phone's "jobs may be waiting" hint (domain/devices/job_hint.py): rung counts queueings,
     # seen is the count the last idle pull cleared, until is when the last paced job shows.
     jobs_rung = NumberAttribute(null=True)
     jobs_seen = NumberAttribute(null=True)

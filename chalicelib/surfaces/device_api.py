@@ -17,7 +17,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.domain import devices, direct, incoming, jobs
 from chalicelib.storage import aws
-from chalicelib.surfaces import jsonbody
+from chalicelib.surfaces import jsonbody, params
 
 log = logging.getLogger("smsgw")
 
@@ -38,7 +38,7 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     try:
         try:
-            query = _query(query)
+            query = params.single_values(query)
             device = _device(headers)
             if endpoint == "jobs":
                 unknown = sorted(set(query) - {"wait", "max"})
@@ -92,17 +92,6 @@ def _device(headers: dict):
         raise Unauthorized("Missing device token: send Authorization: Bearer <device token>.",
                            "authorization")
     return devices.authenticate(auth[7:].strip())
-
-
-def _query(query) -> dict:
-    flat = {}
-    for name, values in (query or {}).items():
-        if isinstance(values, str):
-            values = [values]
-        if len(values) != 1:
-            raise BadRequest(f"Duplicate parameter: {name}.", name)
-        flat[name] = values[0]
-    return flat
 
 
 def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int:

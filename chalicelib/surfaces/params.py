@@ -149,3 +149,16 @@ def integer(params: dict, name: str, default: int, low: int, high: int | None = 
             return high
         raise BadRequest(f"Invalid {name}: must be at most {high}.", name)
     return value
+
+
+def single_values(query: dict | None) -> dict:
+    """A query string's parameters, each given once (chalice's multi-value form: name -> list);
+    a parameter given twice is an error, not a silent pick."""
+    flat = {}
+    for name, values in (query or {}).items():
+        if isinstance(values, str):
+            values = [values]
+        if len(values) != 1:
+            raise BadRequest(f"Duplicate parameter: {name}.", name)
+        flat[name] = values[0]
+    return flat

@@ -10,7 +10,8 @@ import pytest
 
 from chalicelib.core import clock
 from chalicelib.core.errors import Conflict
-from chalicelib.domain import app_phones, devices, messages, pacing, pairing
+from chalicelib.domain import devices, messages, pacing, pairing
+from chalicelib.domain.devices import app_phones
 from chalicelib.storage.tables import Device, IncomingMessage, Message
 
 UA = {"User-Agent": "me.capcom.smsgateway/1.68.0"}

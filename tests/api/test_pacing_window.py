@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, NotFound
-from chalicelib.domain import accounts, devices, jobs, pace_log, pacing, pool
+from chalicelib.domain import accounts, devices, jobs, pacing, pool
+from chalicelib.domain.pacing import log as pace_log
 from chalicelib.storage.tables import Device, Message
 from cli import main as cli_main
 from tests.pacing_replay import busiest, check_limits

@@ -58,8 +58,8 @@ def test_cost_json_has_the_default_deployments_figures():
 
 
 def test_an_idle_app_phone_costs_at_most_fifty_cents_a_month():
-    """Issue 22's goal, with the jobs hint (domain/job_hint.py): an idle pull is one consistent
-    read of the device, no SQS receive; only sends to app phones pay for the hint."""
+    """Issue 22's goal, with the jobs hint (domain/devices/job_hint.py): an idle pull is one
+    consistent read of the device, no SQS receive; only sends to app phones pay for the hint."""
     app = cost_json()["app_phone"]
     assert app["default"] <= 0.50
     hint = app["hint_per_million_sms"]

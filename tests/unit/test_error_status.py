@@ -3,13 +3,13 @@
 time on the SMSGate client API too, not a 400 (its old by-name table missed subclasses)."""
 from chalicelib.core.errors import BadRequest, GatewayError, NotFound, Unavailable
 from chalicelib.domain import pacing
-from chalicelib.surfaces.smsgate import thirdparty
+from chalicelib.surfaces.smsgate import thirdparty_request
 
 
 def test_subclasses_keep_their_family_status_on_the_smsgate_client_api():
-    status, body = thirdparty.error_answer(pacing.AtCapacity(free_at=61_000, now=1_000))
+    status, body = thirdparty_request.error_answer(pacing.AtCapacity(free_at=61_000, now=1_000))
     assert status == 429 and body["data"]["retryAfter"] == 60
-    assert thirdparty.error_answer(pacing.Busy("try again", retry_after=1))[0] == 503
+    assert thirdparty_request.error_answer(pacing.Busy("try again", retry_after=1))[0] == 503
 
 
 def test_each_family_has_its_status_and_others_are_400():

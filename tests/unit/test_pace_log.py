@@ -1,4 +1,4 @@
-"""The pacing log's rule (chalicelib/domain/pace_log.py), pure: random arrivals, message lengths
+"""The pacing log's rule (chalicelib/domain/pacing/log.py), pure: random arrivals, message lengths
 and OTP mixes placed one after another, the log pruned and compacted to a random room as the
 gateway does; replaying the real handed-out times, every window of the phone and of each SIM
 holds, every message went at the earliest second the log allowed, and an OTP within the
@@ -6,7 +6,7 @@ reserve never waited."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain import pace_log
+from chalicelib.domain.pacing import log as pace_log
 from tests.pacing_replay import busiest, check_limits
 
 WINDOW, WINDOW_S, RATE, RATE_S, RESERVE = 8, 300, 6, 600, 2

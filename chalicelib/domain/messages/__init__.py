@@ -15,7 +15,8 @@ from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, idempotency, job_hint, pacing
+from chalicelib.domain import devices, idempotency, pacing
+from chalicelib.domain.devices import job_hint
 from chalicelib.domain.segments import SegmentCount, count
 from chalicelib.storage import aws, records
 from chalicelib.storage.tables import Device, Message, update_if

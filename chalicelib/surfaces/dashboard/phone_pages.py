@@ -48,7 +48,7 @@ def pair_page(request, code, app_token=None):
 
 def pair_app_token(request, code):
     """A private token for SMSGate's app, for the phone this pairing names (shown once)."""
-    from chalicelib.domain import app_phones
+    from chalicelib.domain.devices import app_phones
     item = pairing.status(request.session.account_id, code)
     token = app_phones.make_token(request.session.account_id, item.name,
                                   request.session.email)

@@ -15,7 +15,6 @@ the job left visible) and answers one MessageEnqueued event as soon as a job is 
 """
 import json
 import logging
-import re
 
 from chalicelib.core import settings
 from chalicelib.core.errors import (
@@ -26,58 +25,21 @@ from chalicelib.core.errors import (
     Unauthorized,
     from_unexpected,
 )
-from chalicelib.domain import app_phones, devices
-from chalicelib.surfaces import jsonbody
+from chalicelib.domain import devices
+from chalicelib.domain.devices import app_phones
+from chalicelib.surfaces import params
+from chalicelib.surfaces.smsgate.mobile_request import (
+    HANDED_OUT,
+    JSON_HEADERS,
+    MAX_SIM_CARDS,
+    UPGRADE,
+    Request,
+    TooOld,
+    answer,
+    app_version,
+)
 
 log = logging.getLogger("smsgw")
-
-PREFIX = "/mobile/v1"
-MIN_VERSION = (1, 53, 0)
-USER_AGENT = re.compile(r"me\.capcom\.smsgateway/(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
-MAX_BODY_BYTES = 256 * 1024
-MAX_SIM_CARDS = 8
-JSON_HEADERS = {"Content-Type": "application/json"}
-UPGRADE = 426
-# The events of the app's webhooks we act on (WebHookEvent.kt), and those GET /webhooks hands
-# out: not sms:sent|delivered|failed, which PATCH /message already carries (a second request
-# per state per SMS); the receiver still takes them from an app set up by hand.
-APP_EVENTS = ("sms:received", "sms:data-received", "sms:sent", "sms:delivered", "sms:failed",
-              "system:ping")
-HANDED_OUT = ("sms:received", "sms:data-received", "system:ping")
-
-
-class TooOld(GatewayError):
-    code = "app_too_old"
-
-
-def app_version(headers: dict) -> str | None:
-    """The app version in the User-Agent; TooOld (426) for one before SSE-only push. Clients
-    that are not the app's ktor client (its SSE connection is plain OkHttp) pass."""
-    match = USER_AGENT.search(headers.get("user-agent", ""))
-    if not match:
-        return None
-    version = tuple(int(part or 0) for part in match.groups())
-    shown = ".".join(str(part) for part in version)
-    if version < MIN_VERSION:
-        raise TooOld(f"SMSGate app {shown} is too old for this gateway: update the app to "
-                     f"1.53.0 or newer (it needs the server-sent events channel, "
-                     f"Settings > Cloud server > Notification channel: SSE only).",
-                     "user-agent")
-    return shown
-
-
-def base_url(headers: dict, context: dict | None) -> str:
-    """This gateway's public URL (no trailing slash): SMSGW_PUBLIC_URL if set, else API
-    Gateway's or the function URL's domain (and a REST API's stage), else the Host asked for."""
-    if settings.PUBLIC_URL:
-        return settings.PUBLIC_URL
-    context = context or {}
-    domain = context.get("domainName") or ""
-    if domain and domain != "localhost" and not domain.startswith("127."):
-        stage = context.get("stage") or ""
-        on_execute_api = ".execute-api." in domain and stage not in ("", "$default")
-        return f"https://{domain}" + (f"/{stage}" if on_execute_api else "")
-    return f"http://{headers.get('host') or 'localhost'}"
 
 
 def handle(method: str, route: str, path_params: dict, query: dict | None, headers: dict,
@@ -87,8 +49,8 @@ def handle(method: str, route: str, path_params: dict, query: dict | None, heade
     try:
         try:
             version = app_version(headers)
-            request = Request(method, route, path_params or {}, _query(query), headers, body,
-                              source_ip, context or {}, version)
+            request = Request(method, route, path_params or {}, params.single_values(query),
+                              headers, body, source_ip, context or {}, version)
             handler = ROUTES.get((method, route))
             if handler is None:
                 raise NotFound(f"No {method} {route}.", None)
@@ -111,60 +73,6 @@ def handle(method: str, route: str, path_params: dict, query: dict | None, heade
                                           "parameter": error.parameter})
 
 
-class Request:
-    def __init__(self, method, route, path_params, query, headers, body, source_ip, context,
-                 version):
-        self.method, self.route, self.path_params = method, route, path_params
-        self.query, self.headers, self.body = query, headers, body
-        self.source_ip, self.context, self.version = source_ip, context, version
-
-    def authorization(self) -> tuple[str, str]:
-        scheme, _, value = self.headers.get("authorization", "").strip().partition(" ")
-        return scheme.lower(), value.strip()
-
-    def device(self):
-        scheme, token = self.authorization()
-        if scheme != "bearer" or not token:
-            raise Unauthorized("Missing device token: send Authorization: Bearer <token>.",
-                               "authorization")
-        return devices.authenticate(token)
-
-    def json(self):
-        if not self.body:
-            raise BadRequest("Missing JSON body.", None)
-        kind = self.headers.get("content-type", "application/json").split(";")[0].strip()
-        if kind.lower() not in ("application/json", ""):
-            raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.",
-                             "content-type")
-        return jsonbody.parse(self.body, MAX_BODY_BYTES)
-
-    def no_query(self):
-        if self.query:
-            name = sorted(self.query)[0]
-            raise BadRequest(f"Unknown parameter: {name}.", name)
-
-    @property
-    def server_url(self) -> str:
-        return base_url(self.headers, self.context) + PREFIX
-
-
-def _query(query) -> dict:
-    flat = {}
-    for name, values in (query or {}).items():
-        if isinstance(values, str):
-            values = [values]
-        if len(values) != 1:
-            raise BadRequest(f"Duplicate parameter: {name}.", name)
-        flat[name] = values[0]
-    return flat
-
-
-def answer(status: int, body=None):
-    if body is None:
-        return status, {}, ""
-    return status, dict(JSON_HEADERS), json.dumps(body)
-
-
 def _object(document, allowed: set, where: str) -> dict:
     """A JSON object; fields the app may add in later versions are ignored, known ones checked."""
     if not isinstance(document, dict):
@@ -184,6 +92,7 @@ def _sims(document: dict) -> int | None:
 
 
 # --- /device ----------------------------------------------------------------------------------
+
 
 def register(request: Request):
     """POST /device: a new device of the account the private token or pairing code names."""
@@ -228,6 +137,7 @@ def get_device(request: Request):
 
 # --- /settings, /webhooks ---------------------------------------------------------------------
 
+
 def get_settings(request: Request):
     """GET /settings: only the key the app signs its webhooks to us with (the app keeps its
     other settings; SettingsService.update imports the sections given)."""
@@ -265,7 +175,7 @@ def events(request: Request):
     if hold <= 0:
         devices.seen(device)
         return 200, dict(EVENT_STREAM), ": connected\n\n"
-    from chalicelib.domain import doorbell
+    from chalicelib.domain.devices import doorbell
     rang = doorbell.wait(device, hold)
     body = "event: MessageEnqueued\ndata: {}\n\n" if rang else ": idle\n\n"
     return 200, dict(EVENT_STREAM), body

@@ -17,12 +17,12 @@ import datetime
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, job_hint, jobs
+from chalicelib.domain import devices, jobs
 from chalicelib.domain.messages import DIGITS
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message
 from chalicelib.surfaces.smsgate import states
-from chalicelib.surfaces.smsgate.mobile import Request, answer
+from chalicelib.surfaces.smsgate.mobile_request import Request, answer
 
 MAX_JOBS = 10  # one SQS receive
 MAX_PATCH = 100
@@ -62,7 +62,7 @@ def get_messages(request: Request):
         raise BadRequest("Invalid order: lifo or fifo.", "order")
     devices.seen(device)
     try:
-        found = job_hint.pull(device, MAX_JOBS)
+        found = jobs.pull_hinted(device, MAX_JOBS)
     except Exception as exc:
         if aws.queue_missing(exc):
             devices.removed(device)

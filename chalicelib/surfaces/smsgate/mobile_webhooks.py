@@ -28,7 +28,7 @@ from chalicelib.domain.messages import DIGITS
 from chalicelib.storage.tables import Device, Idempotency
 from chalicelib.surfaces import jsonbody
 from chalicelib.surfaces.smsgate import states
-from chalicelib.surfaces.smsgate.mobile import APP_EVENTS, Request, answer
+from chalicelib.surfaces.smsgate.mobile_request import APP_EVENTS, Request, answer
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_SKEW_SECONDS = 300

@@ -1,13 +1,19 @@
-"""The `/3rdparty/v1` route table, and its resources besides messages (thirdparty.py): devices,
-webhooks, the inbox, health and settings; and what it refuses (MMS, JWT tokens, logs, inbox
-export) with a clear 400 in SMSGate's error shape."""
+"""The `/3rdparty/v1` route table, and its resources besides messages (thirdparty_messages.py):
+devices, webhooks, the inbox, health and settings; and what it refuses (MMS, JWT tokens, logs,
+inbox export) with a clear 400 in SMSGate's error shape."""
 from chalicelib.core.errors import BadRequest, NotFound
 from chalicelib.domain import devices, webhooks
 from chalicelib.domain.messages import history
 from chalicelib.domain.webhooks import smsgate as smsgate_webhooks
 from chalicelib.surfaces import jsonbody
-from chalicelib.surfaces.smsgate import thirdparty
-from chalicelib.surfaces.smsgate.thirdparty import Refused, iso, one_query, query_int
+from chalicelib.surfaces.smsgate import thirdparty_messages as messages_api
+from chalicelib.surfaces.smsgate.thirdparty_request import (
+    Refused,
+    iso,
+    one_query,
+    parse_time,
+    query_int,
+)
 
 SMALL_BODY = 16 * 1024
 
@@ -91,12 +97,12 @@ def list_inbox(caller, query, body):
     if values.get("type", "SMS") != "SMS":
         raise Refused("Only SMS are received here (type=SMS).", "type")
     limit = query_int(values, "limit", 50, 1, 100)
-    offset = query_int(values, "offset", 0, 0, thirdparty.MAX_OFFSET)
+    offset = query_int(values, "offset", 0, 0, messages_api.MAX_OFFSET)
     device_id = None
     if "deviceId" in values:
         device_id = devices.resolve(caller.account_id, device_uid=values["deviceId"]).device_id
-    since = thirdparty.parse_time(values["from"], "from") if "from" in values else None
-    until = thirdparty.parse_time(values["to"], "to") if "to" in values else None
+    since = parse_time(values["from"], "from") if "from" in values else None
+    until = parse_time(values["to"], "to") if "to" in values else None
     items, cursor, wanted = [], None, offset + limit
     while len(items) < wanted:
         page, cursor = history.search(caller.account_id, "incoming", min(100, wanted),
@@ -156,10 +162,10 @@ EXPORT = refused("Inbox export/refresh is not needed here: phones push every SMS
 
 # (method, path with {} for a parameter) -> (action, public: no credentials needed)
 ROUTES = {
-    ("POST", "messages"): (thirdparty.post_message, False),
-    ("GET", "messages"): (thirdparty.list_messages, False),
-    ("GET", "messages/{}"): (thirdparty.get_message, False),
-    ("DELETE", "messages/{}"): (thirdparty.cancel_message, False),
+    ("POST", "messages"): (messages_api.post_message, False),
+    ("GET", "messages"): (messages_api.list_messages, False),
+    ("GET", "messages/{}"): (messages_api.get_message, False),
+    ("DELETE", "messages/{}"): (messages_api.cancel_message, False),
     ("POST", "messages/inbox/export"): (EXPORT, False),
     ("GET", "devices"): (list_devices, False),
     ("DELETE", "devices/{}"): (remove_device, False),

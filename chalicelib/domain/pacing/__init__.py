@@ -7,7 +7,7 @@ rather than hoped for from the phone. Two limits, each with its real shape (docs
 - per SIM, the carrier's rate: at most R parts in any hour.
 
 A burst that fits both goes at once; what does not waits for the earliest second both allow
-(pace_log.py computes it), and the caller is told when.
+(pacing/log.py computes it), and the caller is told when.
 
 Concurrency. The state is one attribute of the device item, `pace_log` (the parts handed out
 or booked, pruned to the longest window, at most PACE_LOG_ENTRIES entries), with a version
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, NotFound, RateLimited, Unavailable
-from chalicelib.domain import pace_log
+from chalicelib.domain.pacing import log as pace_log
 from chalicelib.storage.model_base import update_or_current
 from chalicelib.storage.tables import Device, update_if
 

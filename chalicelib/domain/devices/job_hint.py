@@ -77,15 +77,3 @@ def clear(device: Device, rung: int) -> bool:
     except PynamoDBException:
         return False  # the hint stays set: the next pull receives again
 
-
-def pull(device: Device, max_jobs: int) -> list[dict]:
-    """An app phone's pull: lease its waiting jobs (jobs.receive), or none without asking SQS
-    when the hint is clear; clears the hint after a receive that got nothing."""
-    from chalicelib.domain import jobs  # jobs -> messages -> this module
-    rung = look(device)
-    if rung is None:
-        return []
-    found, received = jobs.receive(device, RECEIVE_SECONDS, max_jobs)
-    if not received:
-        clear(device, rung)
-    return found

@@ -1,0 +1,102 @@
+"""What every /mobile/v1 handler shares (mobile.py routes, mobile_messages.py, mobile_webhooks.py):
+the request as the app sends it, the app-version rule, the answer's shape and the app's names
+for events. A module of its own so the handlers import it and mobile.py imports them, one way.
+"""
+import json
+import re
+
+from chalicelib.core import settings
+from chalicelib.core.errors import BadRequest, GatewayError, Unauthorized
+from chalicelib.domain import devices
+from chalicelib.surfaces import jsonbody
+
+PREFIX = "/mobile/v1"
+MIN_VERSION = (1, 53, 0)
+USER_AGENT = re.compile(r"me\.capcom\.smsgateway/(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+MAX_BODY_BYTES = 256 * 1024
+MAX_SIM_CARDS = 8
+JSON_HEADERS = {"Content-Type": "application/json"}
+UPGRADE = 426
+# The events of the app's webhooks we act on (WebHookEvent.kt), and those GET /webhooks hands
+# out: not sms:sent|delivered|failed, which PATCH /message already carries (a second request
+# per state per SMS); the receiver still takes them from an app set up by hand.
+APP_EVENTS = ("sms:received", "sms:data-received", "sms:sent", "sms:delivered", "sms:failed",
+              "system:ping")
+HANDED_OUT = ("sms:received", "sms:data-received", "system:ping")
+
+
+class TooOld(GatewayError):
+    code = "app_too_old"
+
+
+def app_version(headers: dict) -> str | None:
+    """The app version in the User-Agent; TooOld (426) for one before SSE-only push. Clients
+    that are not the app's ktor client (its SSE connection is plain OkHttp) pass."""
+    match = USER_AGENT.search(headers.get("user-agent", ""))
+    if not match:
+        return None
+    version = tuple(int(part or 0) for part in match.groups())
+    shown = ".".join(str(part) for part in version)
+    if version < MIN_VERSION:
+        raise TooOld(f"SMSGate app {shown} is too old for this gateway: update the app to "
+                     f"1.53.0 or newer (it needs the server-sent events channel, "
+                     f"Settings > Cloud server > Notification channel: SSE only).",
+                     "user-agent")
+    return shown
+
+
+def base_url(headers: dict, context: dict | None) -> str:
+    """This gateway's public URL (no trailing slash): SMSGW_PUBLIC_URL if set, else API
+    Gateway's or the function URL's domain (and a REST API's stage), else the Host asked for."""
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL
+    context = context or {}
+    domain = context.get("domainName") or ""
+    if domain and domain != "localhost" and not domain.startswith("127."):
+        stage = context.get("stage") or ""
+        on_execute_api = ".execute-api." in domain and stage not in ("", "$default")
+        return f"https://{domain}" + (f"/{stage}" if on_execute_api else "")
+    return f"http://{headers.get('host') or 'localhost'}"
+
+
+class Request:
+    def __init__(self, method, route, path_params, query, headers, body, source_ip, context,
+                 version):
+        self.method, self.route, self.path_params = method, route, path_params
+        self.query, self.headers, self.body = query, headers, body
+        self.source_ip, self.context, self.version = source_ip, context, version
+
+    def authorization(self) -> tuple[str, str]:
+        scheme, _, value = self.headers.get("authorization", "").strip().partition(" ")
+        return scheme.lower(), value.strip()
+
+    def device(self):
+        scheme, token = self.authorization()
+        if scheme != "bearer" or not token:
+            raise Unauthorized("Missing device token: send Authorization: Bearer <token>.",
+                               "authorization")
+        return devices.authenticate(token)
+
+    def json(self):
+        if not self.body:
+            raise BadRequest("Missing JSON body.", None)
+        kind = self.headers.get("content-type", "application/json").split(";")[0].strip()
+        if kind.lower() not in ("application/json", ""):
+            raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.",
+                             "content-type")
+        return jsonbody.parse(self.body, MAX_BODY_BYTES)
+
+    def no_query(self):
+        if self.query:
+            name = sorted(self.query)[0]
+            raise BadRequest(f"Unknown parameter: {name}.", name)
+
+    @property
+    def server_url(self) -> str:
+        return base_url(self.headers, self.context) + PREFIX
+
+
+def answer(status: int, body=None):
+    if body is None:
+        return status, {}, ""
+    return status, dict(JSON_HEADERS), json.dumps(body)
