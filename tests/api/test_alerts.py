@@ -87,10 +87,21 @@ def test_unsubscribed_users_get_nothing_and_the_link_works(account, mailbox, cli
     alerts.expired(acct.account_id, 3)
     [mail] = mailbox()
     assert mail["Subject"] == "[smsgw] 3 messages expired unsent"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     path = "".join(mail["List-Unsubscribe"].split()).strip("<>")
-    assert client.http.get(path).status_code == 200
-    assert client.http.get(path).status_code == 404  # used
+    # A GET only asks (mail scanners open links): still subscribed after two.
+    for _ in range(2):
+        page = client.http.get(path)
+        assert page.status_code == 200 and b"Stop alert mails" in page.body
+    assert alerts.subscribed(acct.account_id, "owner@example.com")
+    # A mail client's one-click POST (RFC 8058): no cookie, no form token.
+    one_click = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = client.http.post(path, body=b"List-Unsubscribe=One-Click", headers=one_click)
+    assert answer.status_code == 200
     assert not alerts.subscribed(acct.account_id, "owner@example.com")
+    assert client.http.post(path, body=b"List-Unsubscribe=One-Click",
+                            headers=one_click).status_code == 404  # used
+    assert client.http.get(path).status_code == 404
     clock.advance(settings.ALERT_MIN_SECONDS + 1)
     assert alerts.expired(acct.account_id, 1) is False and len(mailbox()) == 1
 

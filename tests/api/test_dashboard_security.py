@@ -122,6 +122,8 @@ def cross_account_requests(a, b):
         ("POST", ("account", "alerts")): ("/dashboard/account/alerts", {"alerts": "on"}),
         ("GET", ("unsubscribe", "*", "*")): (
             f"/dashboard/unsubscribe/{b['account'].account_id}/{'f' * 32}", None),
+        ("POST", ("unsubscribe", "*", "*")): (
+            f"/dashboard/unsubscribe/{b['account'].account_id}/{'f' * 32}", {}),
         ("GET", ("webhooks",)): ("/dashboard/webhooks", None),
         ("POST", ("webhooks",)): ("/dashboard/webhooks", {"url": "http://127.0.0.1:9/made-by-a",
                                                           "event:sms.failed": "1"}),
@@ -197,8 +199,11 @@ def test_nothing_of_account_b_can_be_changed_by_a(two):
 
 
 def all_posts(a, b):
+    """Every POST that needs a session or the signed-out form token (not the unsubscribe link's,
+    whose proof is the token in its path)."""
     return [req for route, req in cross_account_requests(a, b).items()
-            if route[0] == "POST" and req] + [("/dashboard/signout", {"everywhere": "1"})]
+            if route[0] == "POST" and req and route[1][0] != "unsubscribe"] + [
+        ("/dashboard/signout", {"everywhere": "1"})]
 
 
 def test_without_a_session_every_page_is_refused(client, two):
@@ -208,6 +213,9 @@ def test_without_a_session_every_page_is_refused(client, two):
     for route, req in cross_account_requests(a, b).items():
         if route == ("GET", ("unsubscribe", "*", "*")):  # public: the mail's token is proof
             assert stranger.get(req[0]).status_code == 404  # a wrong token changes nothing
+            continue
+        if route == ("POST", ("unsubscribe", "*", "*")):
+            assert stranger.post(req[0], req[1]).status_code == 404
             continue
         if route[0] == "GET" and req and route[1] != ("signin",):
             response = stranger.get(req[0])

@@ -81,6 +81,14 @@ def unsubscribe(account_id: str, email: str | None = None, token: str | None = N
     return False
 
 
+def token_valid(account_id: str, token: str) -> bool:
+    """Whether a mail's unsubscribe link still names a subscription (changes nothing)."""
+    import hmac
+
+    from chalicelib.storage.insight_tables import AlertSubscription
+    return any(hmac.compare_digest(s.token, token) for s in AlertSubscription.query(account_id))
+
+
 def subscribed(account_id: str, email: str) -> bool:
     from chalicelib.storage.insight_tables import AlertSubscription
     return any(s.email == email for s in AlertSubscription.query(account_id))
@@ -91,7 +99,7 @@ def mail(account_id: str, subject: str, text: str) -> bool:
     sent = False
     for sub in AlertSubscription.query(account_id):
         link = f"{settings.PUBLIC_URL}/dashboard/unsubscribe/{account_id}/{sub.token}"
-        body = f"{text}\n\nStop these mails (one click): {link}\n"
+        body = f"{text}\n\nStop these mails: {link}\n"
         _deliver(sub.email, f"[smsgw] {subject}", body, link)
         sent = True
     return sent
@@ -114,6 +122,7 @@ def _deliver(to: str, subject: str, body: str, unsubscribe: str) -> None:
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = "smsgw@localhost", to, subject
         message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(body)
         folder = Path(settings.mail_dir())
         folder.mkdir(parents=True, exist_ok=True)

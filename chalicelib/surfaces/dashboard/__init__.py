@@ -26,6 +26,9 @@ log = logging.getLogger("smsgw")
 # (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
 ROUTES = {}
 PUBLIC = {"signin", "set-password", "static", "unsubscribe"}
+# Public forms whose proof is a secret in the path, not the signed-out form token: a mail
+# client's one-click unsubscribe POST (RFC 8058) has no cookie.
+TOKEN_IN_PATH = {"unsubscribe"}
 PART = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
@@ -105,8 +108,8 @@ def _handle(request: Request):
                                                              request.form.get("csrf")):
             return refused(request, "This form has expired (missing or wrong security "
                                     "token). Go back, reload the page and try again.")
-    elif request.method == "POST" and not web.token_equal(request.cookie(web.PRE_COOKIE),
-                                                         request.form.get("csrf")):
+    elif request.method == "POST" and request.parts[0] not in TOKEN_IN_PATH \
+            and not web.token_equal(request.cookie(web.PRE_COOKIE), request.form.get("csrf")):
         return refused(request, "This form has expired (missing or wrong security token). "
                                 "Reload the page and try again.")
     return page(request, *args)

@@ -64,13 +64,30 @@ def alerts_choice(request):
 
 
 def unsubscribe_link(request, account_id, token):
-    """The one-click link of an alert mail (no sign-in: the token is the proof)."""
+    """The link of an alert mail (no sign-in: the token is the proof). A GET only asks: mail
+    scanners open links, and must not unsubscribe anyone (RFC 8058 section 3.1)."""
     from chalicelib.domain.insight import alerts
-    done = alerts.unsubscribe(account_id, token=token)
-    return web.render(request, "error.html", 200 if done else 404, title="Alert mails",
-                      message="You will get no more alert mails." if done else
-                      "This link was used already or is not valid.")
+    if not alerts.token_valid(account_id, token):
+        return _link_used(request)
+    return web.render(request, "unsubscribe.html", title="Alert mails")
+
+
+def unsubscribe_post(request, account_id, token):
+    """The confirmation's button, or a mail client's one-click POST (RFC 8058: the body
+    `List-Unsubscribe=One-Click`, no cookies, no form token: the token in the path is the
+    proof)."""
+    from chalicelib.domain.insight import alerts
+    if not alerts.unsubscribe(account_id, token=token):
+        return _link_used(request)
+    return web.render(request, "error.html", 200, title="Alert mails",
+                      message="You will get no more alert mails.")
+
+
+def _link_used(request):
+    return web.render(request, "error.html", 404, title="Alert mails",
+                      message="This link was used already or is not valid.")
 
 
 PAGES = {("GET", ("phones", "*")): phone_page, ("POST", ("account", "alerts")): alerts_choice,
-         ("GET", ("unsubscribe", "*", "*")): unsubscribe_link}
+         ("GET", ("unsubscribe", "*", "*")): unsubscribe_link,
+         ("POST", ("unsubscribe", "*", "*")): unsubscribe_post}
