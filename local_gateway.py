@@ -117,6 +117,8 @@ class LocalGateway:
         bound_iterators()  # streams that do not grow for ever (localgw/streams.py)
         from localgw.models import untrack_instances
         untrack_instances()  # no register of every model moto ever made (localgw/models.py)
+        from localgw.queues import lazy_queue_attributes
+        lazy_queue_attributes()  # a send does not count the queue (localgw/queues.py)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)

@@ -180,3 +180,33 @@ def test_a_stream_record_the_pump_trimmed_is_freed(emulator, monkeypatch):
     assert pumps.pump_streams() == 1
     gc.collect()
     assert record() is None
+
+
+def test_a_send_does_not_count_the_messages_already_queued(aws_mock, monkeypatch):
+    """moto's SendMessage read every queue attribute for one flag, and three of them walk
+    every message waiting: a send cost O(queue length), a bulk O(n²) (localgw/queues.py)."""
+    from moto.sqs.models import Message, Queue, sqs_backends
+
+    from localgw.queues import lazy_queue_attributes
+    as_moto_builds_them = Queue.attributes.fget
+    lazy_queue_attributes(monkeypatch.setattr)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="device-1")["QueueUrl"]
+    for n in range(50):
+        sqs.send_message(QueueUrl=url, MessageBody=f"job {n}")
+    reads = []
+    visible = Message.visible
+
+    def counted(self):
+        reads.append(self)
+        return visible.fget(self)
+    monkeypatch.setattr(Message, "visible", property(counted))
+    sqs.send_message(QueueUrl=url, MessageBody="one more")
+    assert reads == []
+    queue = sqs_backends["123456789012"]["us-east-1"].queues["device-1"]
+    assert dict(queue.attributes) == as_moto_builds_them(queue)
+    every = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert every["ApproximateNumberOfMessages"] == "51"
+    some = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                                  "VisibilityTimeout"])
+    assert some["Attributes"] == {"ApproximateNumberOfMessages": "51", "VisibilityTimeout": "30"}
