@@ -93,6 +93,7 @@ POOL_ENV = {"SMSGW_POOL_GRACE_SECONDS": "2", "SMSGW_POOL_CACHE_SECONDS": "1",
             "SMSGW_PACE_RATE_SECONDS": "4",  # a SIM rate per 4 s, so pacing shows in seconds
             "SMSGW_SIM_PAUSE_SERVICE_SECONDS": "4"}
 POOL_PACE_PER_HOUR = 2  # the paced phone: 2 parts per 4 s per SIM, 1 of them for bulk
+PACED_NAMED = 4  # sends that name the paced phone (pool mode)
 
 
 def _free_port() -> int:
@@ -322,8 +323,13 @@ class Soak:
         plan = []
         for n in range(self.count):
             offline = self.rng.random() < self.offline_share
-            if self.pool:  # the gateway chooses device and SIM
-                plan.append({"n": n, "device_uid": None, "sim_slot": None, "valid_for": None,
+            if self.pool:  # the gateway chooses device and SIM, but for a few named sends
+                # to the paced phone: under load the choice may pass over it for a whole run,
+                # and its pace must be seen kept (named sends are paced the same way)
+                step = max(1, self.count // PACED_NAMED)
+                named = devices[-1] if n % step == 1 else None
+                plan.append({"n": n, "device_uid": named, "sim_slot": 1 + n // step % 2
+                             if named else None, "valid_for": None,
                              "phone_number": _phone(self.rng), "message": _text(self.rng, n),
                              "key": f"soak-{n}-{self.rng.randrange(10 ** 9)}"
                              if self.rng.random() < 0.2 else None})

@@ -331,3 +331,18 @@ def test_other_methods_get_an_envelope(client, account, method):
     body = json.loads(response.body)
     assert response.status_code == 200 and body["status"] == "error"
     assert body["data"]["error_code"] == "method_not_allowed" and "GET or POST" in body["message"]
+
+
+def test_an_unpaced_phone_promises_no_send_time_however_the_clock_ticks(api, account,
+                                                                        monkeypatch):
+    """A send to a phone without pacing has no expected_at: it goes at once. The pacing layer
+    read the clock again, and a millisecond's tick between the two reads made the send look
+    paced (expected_at/expected_in appeared in about one run in a few hundred)."""
+    from chalicelib.core import clock
+    ticks = iter(range(1_900_000_000_000, 1_900_000_100_000))
+    monkeypatch.setattr(clock, "now_ms", lambda: next(ticks))
+    acct, key, device, _ = account
+    body, _ = api(api_key=key, action="send_sms", device_uid=device.device_uid,
+                  phone_number=PHONE, message="Hello World", sim_slot="1")
+    assert body["status"] == "success", body
+    assert set(body["data"]) == {"message_id", "status", "sim_slot"}

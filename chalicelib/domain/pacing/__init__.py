@@ -179,11 +179,11 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
     BadRequest if the message has more parts than a limit allows at all, NotFound if the
     device is gone, Busy if the log kept changing under it. An unpaced device costs no AWS
     call."""
+    if not is_paced(device):  # at once: the caller's `now`, not a later read of the clock
+        return Slot(now or clock.now_ms())
     # never before the real clock: a job cannot be handed out in the past (a sweep's `now` is
     # its run's start), and compaction may have moved settled parts up to it
     now = max(now or 0, clock.now_ms())
-    if not is_paced(device):
-        return Slot(now)
     parts = max(1, segments)
     for _ in range(PACE_TRIES):
         start = _start(device, sim, now, urgent)
