@@ -166,6 +166,11 @@ def v1_devices():
     return _v1("/v1/devices")
 
 
+@app.route("/v1/devices/{device_id}", **V1_METHODS)
+def v1_device(device_id):
+    return _v1("/v1/devices/{device_id}", device_id=device_id)
+
+
 @app.route("/v1/webhooks", **V1_METHODS)
 def v1_webhooks():
     return _v1("/v1/webhooks")

@@ -1,4 +1,5 @@
 """Test setup: fake AWS credentials and moto before any gateway import, so no test can reach AWS."""
+import json
 import os
 
 os.environ.update({
@@ -15,12 +16,14 @@ os.environ.update({
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
+import jsonschema  # noqa: E402
 import moto  # noqa: E402
 import pytest  # noqa: E402
 
 from chalicelib.core import clock  # noqa: E402
 from chalicelib.domain import accounts, devices, pool  # noqa: E402
 from chalicelib.storage import aws, tables  # noqa: E402
+from tests.openapi_helpers import route_of  # noqa: E402
 
 
 @pytest.fixture
@@ -155,3 +158,32 @@ def webhook_receiver(aws_mock, monkeypatch):
     yield receiver
     pumps.stop()
     receiver.close()
+
+
+@pytest.fixture
+def v1(client, account, atomic_moto):
+    """v1(method, path, body=None, key=...) -> (status, decoded body, headers); every answer is
+    checked against the OpenAPI document's schema for that operation and status. A request's
+    recipients are written by 8 threads: `atomic_moto` gives moto DynamoDB's per-item atomicity
+    (without it two pacing ADDs could read one old value and share a slot, which DynamoDB
+    never allows)."""
+    document = json.loads(client.http.get("/v1/openapi.json").body)
+
+    def call(method, path, body=None, key=account[1], headers=None, raw=None):
+        sent = {"content-type": "application/json", **(headers or {})}
+        if key is not None:
+            sent["authorization"] = f"Bearer {key}"
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = getattr(client.http, method.lower())(path, headers=sent, body=payload)
+        decoded = json.loads(response.body)
+        template = route_of(document, path)
+        operation = document["paths"][template][method.lower()]
+        answer = operation["responses"].get(str(response.status_code))
+        assert answer is not None, (response.status_code, decoded)
+        media, = answer["content"]
+        assert response.headers["Content-Type"] == media
+        found = answer["content"][media]["schema"]
+        found = document["components"]["schemas"]["Problem"] if "$ref" in found else found
+        jsonschema.validate(decoded, found)
+        return response.status_code, decoded, response.headers
+    return call

@@ -2,11 +2,9 @@
 cancel (also racing a phone's lease), listing, OTP, devices, errors as problem+json, account
 isolation, and every answer checked against the served OpenAPI document."""
 import json
-import re
 import threading
 from collections import Counter
 
-import jsonschema
 import pytest
 from openapi_spec_validator import validate as validate_spec
 
@@ -14,48 +12,9 @@ from chalicelib.core import clock, settings
 from chalicelib.domain import accounts, devices, jobs, messages, sweeps
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message
+from tests.openapi_helpers import route_of
 
 NUMBERS = [f"+49170{n:07d}" for n in range(1000)]
-
-
-@pytest.fixture
-def v1(client, account, atomic_moto):
-    """v1(method, path, body=None, key=...) -> (status, decoded body, headers); every answer is
-    checked against the OpenAPI document's schema for that operation and status. A request's
-    recipients are written by 8 threads: `atomic_moto` gives moto DynamoDB's per-item atomicity
-    (without it two pacing ADDs could read one old value and share a slot, which DynamoDB
-    never allows)."""
-    document = json.loads(client.http.get("/v1/openapi.json").body)
-
-    def call(method, path, body=None, key=account[1], headers=None, raw=None):
-        sent = {"content-type": "application/json", **(headers or {})}
-        if key is not None:
-            sent["authorization"] = f"Bearer {key}"
-        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        response = getattr(client.http, method.lower())(path, headers=sent, body=payload)
-        decoded = json.loads(response.body)
-        template = route_of(document, path)
-        operation = document["paths"][template][method.lower()]
-        answer = operation["responses"].get(str(response.status_code))
-        assert answer is not None, (response.status_code, decoded)
-        media, = answer["content"]
-        assert response.headers["Content-Type"] == media
-        found = answer["content"][media]["schema"]
-        found = document["components"]["schemas"]["Problem"] if "$ref" in found else found
-        jsonschema.validate(decoded, found)
-        return response.status_code, decoded, response.headers
-    return call
-
-
-def route_of(document, path):
-    """The document's path template that `path` (with its query) is an instance of."""
-    path = path.split("?")[0]
-    if path in document["paths"]:
-        return path
-    found = [t for t in document["paths"]
-             if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", t), path)]
-    assert len(found) == 1, (path, found)
-    return found[0]
 
 
 def queued(device):
@@ -320,6 +279,9 @@ def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
     assert theirs("GET", "/v1/messages")[1]["messages"] == []
     assert [d["name"] for d in theirs("GET", "/v1/devices")[1]["devices"]] == ["Theirs"]
     assert theirs("GET", "/v1/stats")[1]["phones"] == []
+    assert theirs("GET", "/v1/devices/1")[1]["name"] == "Theirs"
+    assert theirs("PATCH", "/v1/devices/1", {"pace_per_hour": 7})[1]["pace_per_hour"] == 7
+    assert v1("GET", "/v1/devices/1")[1]["pace_default"] is True  # ours: unchanged
     devices.register(other.account_id, "Theirs 2")  # their device_id 2; ours has only 1
     assert v1("POST", "/v1/messages", {"recipients": [NUMBERS[2]], "message": "x",
                                        "device_id": 2})[0] == 404
@@ -453,7 +415,7 @@ def test_an_urgent_message_is_not_held_behind_a_paced_backlog(v1, account, named
 
 
 def schema_ms(text):
-    from chalicelib.surfaces.rest_v1.schema import epoch_ms
+    from chalicelib.surfaces.rest_v1.validation import epoch_ms
     return epoch_ms(text)
 
 

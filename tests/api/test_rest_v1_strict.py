@@ -95,6 +95,7 @@ def test_a_body_that_is_not_json_is_415(call):
     ("PATCH", "/v1/messages/5", "DELETE, GET"),
     ("DELETE", "/v1/otp", "POST"),
     ("PUT", "/v1/webhooks/wh_0123456789abcdef", "DELETE, GET, PATCH"),
+    ("DELETE", "/v1/devices/1", "GET, PATCH"),
 ])
 def test_a_method_a_path_does_not_serve_is_405_problem_json_with_allow(call, method, path,
                                                                        allow):

@@ -10,7 +10,6 @@ import pytest
 from chalicelib.core import settings
 from chalicelib.domain import accounts
 from chalicelib.domain.webhooks import urls as webhook_urls
-from tests.api.test_rest_v1 import v1  # noqa: F401 (the fixture)
 
 INSIDE = [
     "http://127.0.0.1/x", "https://127.0.0.1/x", "https://169.254.169.254/latest",

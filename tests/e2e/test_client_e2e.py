@@ -52,6 +52,11 @@ def test_problems_are_api_errors(gw):
 
 def test_otp_and_devices(gw, local_gateway):
     assert [d["device_id"] for d in gw.devices()] == [local_gateway["device_id"]]
+    paced = gw.set_pacing(local_gateway["device_id"], pace_per_hour=40, window_parts=0)
+    assert (paced["pace_per_hour"], paced["window_parts"]) == (40, None)
+    back = gw.set_pacing(local_gateway["device_id"], pace_per_hour=None, window_parts=None)
+    assert back["pace_default"] and back["window_default"]
+    assert gw.device(local_gateway["device_id"])["pace_default"] is True
     assert gw.send_otp("+8801712000009", device_id=local_gateway["device_id"])["expires_in"]
     assert gw.verify_otp("+8801712000009", "000000000") is False
 

@@ -12,7 +12,7 @@ import logging
 from chalicelib.core.errors import BadRequest, GatewayError, Unauthorized, from_unexpected
 from chalicelib.domain import accounts
 from chalicelib.surfaces import jsonbody
-from chalicelib.surfaces.rest_v1 import resources, schema
+from chalicelib.surfaces.rest_v1 import resources, schema, validation
 
 log = logging.getLogger("smsgw")
 MAX_BODY_BYTES = 256 * 1024  # 1,000 recipients and a long text fit with room
@@ -73,8 +73,8 @@ def parse_body(op: schema.Operation, headers: dict, body: bytes | None) -> dict:
     except BadRequest as refused:
         raise Shape(refused.message, refused.parameter)
     try:
-        schema.validate(op.body, document, "body")
-    except schema.Invalid as invalid:
+        validation.validate(op.body, document, "body")
+    except validation.Invalid as invalid:
         raise Shape(f"Invalid {invalid.where}: {invalid.message}.",
                     None if invalid.where == "body" else invalid.where)
     return document
@@ -90,9 +90,9 @@ def parse_query(op: schema.Operation, query: dict | None) -> dict:
         if len(raw) != 1:
             raise Shape(f"Duplicate query parameter: {name}.", name)
         try:
-            value = schema.coerce_query(op.query[name], name, raw[0])
-            schema.validate(op.query[name], value, name)
-        except schema.Invalid as invalid:
+            value = validation.coerce_query(op.query[name], name, raw[0])
+            validation.validate(op.query[name], value, name)
+        except validation.Invalid as invalid:
             raise Shape(f"Invalid {invalid.where}: {invalid.message}.", invalid.where)
         values[name] = value
     return values
@@ -116,9 +116,9 @@ def _header_key(headers: dict, body: dict) -> None:
     if "idempotency_key" in body and body["idempotency_key"] != given:
         raise Shape("idempotency_key and the Idempotency-Key header differ.", "idempotency_key")
     try:
-        schema.validate(schema.SEND_BODY["properties"]["idempotency_key"], given,
+        validation.validate(schema.SEND_BODY["properties"]["idempotency_key"], given,
                         "idempotency_key")
-    except schema.Invalid as invalid:
+    except validation.Invalid as invalid:
         raise Shape(f"Invalid Idempotency-Key header: {invalid.message}.", "idempotency_key")
     body["idempotency_key"] = given
 
@@ -154,9 +154,9 @@ def handle(method: str, route: str, path_params: dict | None, query: dict | None
             args = {}
             for name, sub in op.path_params.items():
                 try:
-                    value = schema.coerce_query(sub, name, (path_params or {}).get(name, ""))
-                    schema.validate(sub, value, name)
-                except schema.Invalid as invalid:
+                    value = validation.coerce_query(sub, name, (path_params or {}).get(name, ""))
+                    validation.validate(sub, value, name)
+                except validation.Invalid as invalid:
                     raise Shape(f"Invalid {invalid.where}: {invalid.message}.", name)
                 args[name] = value
             if op.query:

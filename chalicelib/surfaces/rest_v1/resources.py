@@ -12,7 +12,7 @@ from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
 from chalicelib.domain import devices, encryption, idempotency, messages, phone, pool, webhooks
 from chalicelib.domain.messages import history as message_history
 from chalicelib.surfaces import compat_api
-from chalicelib.surfaces.rest_v1.schema import epoch_ms, rfc3339
+from chalicelib.surfaces.rest_v1.validation import epoch_ms, rfc3339
 
 SEND_WORKERS = 8  # botocore keeps 10 connections per client
 
@@ -222,6 +222,33 @@ def listDevices(caller):  # noqa: N802
     _, found = compat_api.device_status(caller, {}, {})
     return 200, {"devices": [{**d, "last_seen": _from_reference(d["last_seen"])}
                              for d in found]}
+
+
+def _device_detail(device) -> dict:
+    found = pool.describe(device)
+    return {**found, "last_seen": _from_reference(found["last_seen"]),
+            **pool.pacing.window_state(device), "pace_default": device.pace_per_hour is None,
+            "window_default": device.pace_window is None}
+
+
+def getDevice(caller, device_id):  # noqa: N802
+    return 200, _device_detail(devices.resolve(caller.account_id, device_id=str(device_id)))
+
+
+def updateDevice(caller, device_id, body):  # noqa: N802
+    """The CLI's `device pace` (pool.set_device_limits): null is the default, a window of 0 is
+    none."""
+    if not body:
+        raise BadRequest("Give pace_per_hour, window_parts or both.", "pace_per_hour",
+                         code="invalid_request")
+    limits = {}
+    if "pace_per_hour" in body:
+        limits["pace"] = "default" if body["pace_per_hour"] is None else body["pace_per_hour"]
+    if "window_parts" in body:
+        window = body["window_parts"]
+        limits["window"] = "default" if window is None else window or "none"
+    device = pool.set_device_limits(caller.account_id, str(device_id), **limits)
+    return 200, _device_detail(device)
 
 
 def getStats(caller, query):  # noqa: N802

@@ -2,31 +2,22 @@
 Schema. The validator below checks requests against these very schemas and openapi.py prints
 them as the OpenAPI document, so what is documented is what is enforced.
 
-The validator covers the JSON Schema keywords the table uses (type, properties, required,
-additionalProperties false, items, min/maxItems, min/maxLength, pattern, enum, minimum,
-maximum, format date-time); a schema using another keyword fails at import, not in a request.
+validation.py is that validator; a schema using a keyword it does not enforce fails at import.
 """
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from chalicelib.core import settings
 from chalicelib.domain import otp
 from chalicelib.domain.webhooks import events as events
+from chalicelib.surfaces.rest_v1.validation import check_known
 
-KNOWN = {"type", "properties", "required", "additionalProperties", "items", "minItems",
-         "maxItems", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum", "format",
-         "description", "default", "examples", "nullable_doc"}
 MAX_RECIPIENTS = 1000
 IDEMPOTENCY_PATTERN = r"^[\x21-\x7e]{1,120}$"
 STATUSES = ["pending", "processing", "sent", "delivered", "failed", "expired", "cancelled",
             "received"]
 
 
-class Invalid(Exception):
-    def __init__(self, where: str, message: str):
-        super().__init__(f"{where}: {message}")
-        self.where, self.message = where, message
+
 
 
 def _s(kind, description=None, **more):
@@ -111,6 +102,32 @@ DEVICE = _s("object", properties={
     "status": _s("string", enum=["running", "stopped"]), "last_seen": _nullable(DATE_TIME),
     "sim_count": _nullable(_s("integer")), "battery": _nullable(_s("integer")),
     "signal": _nullable(_s("integer"))}, required=["device_id", "device_uid", "status"])
+# One phone with its pacing (docs/pool.md), and the owner's change of it (JSON merge patch
+# style: a field left out is unchanged, null puts back the gateway's default).
+DEVICE_PATH = {"device_id": DEVICE_ID}
+SIM_STATE = _s("object", properties={
+    "sim_slot": _s("integer"), "next_free_at": _nullable(DATE_TIME),
+    "paused": _s("boolean"), "paused_until": _nullable(DATE_TIME),
+    "pause_reason": _nullable(_s("string"))}, required=["sim_slot", "paused"])
+DEVICE_DETAIL = _s("object", properties={
+    **DEVICE["properties"], "queue_depth": _nullable(_s("integer")),
+    "pace_per_hour": _nullable(_s("integer", "Parts per hour per SIM (null: none).")),
+    "pace_default": _s("boolean", "pace_per_hour is the gateway's default."),
+    "window_parts": _nullable(_s("integer", "Parts per window for the whole phone, OTPs "
+                                 "counted (null: no window).")),
+    "window_minutes": _s("integer"), "window_used": _s("integer", "Parts in the window now."),
+    "window_default": _s("boolean", "window_parts is the gateway's default."),
+    "paused": _s("boolean"), "sims": _s("array", items=SIM_STATE)},
+    required=[*DEVICE["required"], "pace_default", "window_default", "sims"])
+DEVICE_PATCH = _s("object", properties={
+    "pace_per_hour": _nullable(_s("integer", "SMS parts per hour each SIM may send; null: the "
+                                  "gateway's default.", minimum=1,
+                                  maximum=settings.MAX_PACE_PER_HOUR)),
+    "window_parts": _nullable(_s("integer", "SMS parts per 30 minutes for the whole phone "
+                                 "(Android's limit; docs/pool.md); 0: no window (the phone's "
+                                 "limit was raised); null: the gateway's default.", minimum=0,
+                                 maximum=settings.MAX_WINDOW_PARTS))},
+    additionalProperties=False)
 OTP_BODY = _s("object", properties={
     "phone_number": PHONE, "device_id": DEVICE_ID,
     "length": _s("integer", "Digits of the code.", minimum=otp.LENGTHS[0],
@@ -261,6 +278,12 @@ OPERATIONS = [
     Operation("listDevices", "GET", "/v1/devices", "The account's phones and their status.",
               200, _s("object", properties={"devices": _s("array", items=DEVICE)},
                       required=["devices"])),
+    Operation("getDevice", "GET", "/v1/devices/{device_id}", "One phone: its state, SIMs and "
+              "pacing.", 200, DEVICE_DETAIL, path_params=DEVICE_PATH,
+              errors=(400, 401, 403, 404, 429)),
+    Operation("updateDevice", "PATCH", "/v1/devices/{device_id}", "Set a phone's pacing: the "
+              "SIM rate and the phone's window.", 200, DEVICE_DETAIL, body=DEVICE_PATCH,
+              path_params=DEVICE_PATH, errors=(400, 401, 403, 404, 415, 422, 429)),
     Operation("listWebhooks", "GET", "/v1/webhooks", "The account's webhook endpoints.", 200,
               _s("object", properties={"webhooks": _s("array", items=WEBHOOK)},
                  required=["webhooks"]), errors=(400, 401, 403, 429)),
@@ -329,104 +352,8 @@ OPERATIONS = [
 BY_ROUTE = {(op.method, op.path): op for op in OPERATIONS}
 
 
-def _check_known(schema):
-    unknown = set(schema) - KNOWN
-    assert not unknown, f"schema keyword(s) the validator does not enforce: {unknown}"
-    for sub in list((schema.get("properties") or {}).values()) + [schema.get("items")]:
-        if sub:
-            _check_known(sub)
-
-
 for _op in OPERATIONS:
     for _schema in [_op.body or {}, *(_op.query or {}).values(), *_op.path_params.values()]:
-        _check_known(_schema)
+        check_known(_schema)
 
 
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 date-time (with offset or Z) as an aware datetime."""
-    if not re.match(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$", text):
-        raise ValueError(text)
-    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-
-
-def _type_ok(kind, value) -> bool:
-    kinds = kind if isinstance(kind, list) else [kind]
-    return any({"object": isinstance(value, dict), "array": isinstance(value, list),
-                "string": isinstance(value, str), "null": value is None,
-                "boolean": isinstance(value, bool),
-                "integer": isinstance(value, int) and not isinstance(value, bool),
-                }[k] for k in kinds)
-
-
-def validate(schema: dict, value, where: str) -> None:
-    """Raise Invalid(where, what) for the first way `value` breaks `schema`."""
-    kind = schema.get("type")
-    if kind and not _type_ok(kind, value):
-        raise Invalid(where, f"must be {'an' if kind in ('object', 'array', 'integer') else 'a'} "
-                      f"{kind if isinstance(kind, str) else ' or '.join(kind)}")
-    if value is None:
-        return
-    if "enum" in schema and value not in schema["enum"]:
-        raise Invalid(where, f"must be one of {', '.join(map(str, schema['enum']))}")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            raise Invalid(where, "must not be empty" if schema["minLength"] == 1
-                          else f"must have at least {schema['minLength']} characters")
-        if len(value) > schema.get("maxLength", len(value)):
-            raise Invalid(where, f"must have at most {schema['maxLength']} characters")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise Invalid(where, "has an invalid format")
-        if schema.get("format") == "date-time":
-            try:
-                parse_time(value)
-            except ValueError:
-                raise Invalid(where, "must be an RFC 3339 time such as 2026-01-31T09:30:00Z")
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < schema.get("minimum", value):
-            raise Invalid(where, f"must be at least {schema['minimum']}")
-        if value > schema.get("maximum", value):
-            raise Invalid(where, f"must be at most {schema['maximum']}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            raise Invalid(where, f"must have at least {schema['minItems']} item(s)")
-        if len(value) > schema.get("maxItems", len(value)):
-            raise Invalid(where, f"must have at most {schema['maxItems']} items")
-        for index, item in enumerate(value):
-            validate(schema.get("items", {}), item, f"{where}[{index}]")
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        if schema.get("additionalProperties") is False:
-            unknown = sorted(set(value) - set(properties))
-            if unknown:
-                raise Invalid(unknown[0], f"unknown field (allowed: "
-                              f"{', '.join(sorted(properties))})")
-        for name in schema.get("required", []):
-            if name not in value:
-                raise Invalid(name, "is required")
-        for name, sub in properties.items():
-            if name in value:
-                validate(sub, value[name], name if where == "body" else f"{where}.{name}")
-
-
-_WHOLE = re.compile(r"0|-?[1-9][0-9]*")
-
-
-def coerce_query(schema: dict, name: str, raw: str):
-    """A query-string or path value as the type its schema says (integers arrive as text, in
-    one spelling only: ASCII digits without sign, spaces, underscores or leading zeros, so
-    `+5`, ` 5`, `05` and `٥` are not 5)."""
-    if schema.get("type") == "integer":
-        if not _WHOLE.fullmatch(raw) or len(raw) > 20:
-            raise Invalid(name, "must be a whole number written in ASCII digits")
-        return int(raw)
-    return raw
-
-
-def rfc3339(ms) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def epoch_ms(text: str) -> int:
-    return int(parse_time(text).timestamp() * 1000)

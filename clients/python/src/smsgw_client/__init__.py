@@ -65,6 +65,29 @@ class Device(TypedDict, total=False):
     signal: int | None
 
 
+class SimState(TypedDict, total=False):
+    sim_slot: int
+    next_free_at: str | None
+    paused: bool
+    paused_until: str | None
+    pause_reason: str | None
+
+
+class DeviceDetail(Device, total=False):
+    queue_depth: int | None
+    pace_per_hour: int | None  # SMS parts per hour per SIM; None: no SIM rate
+    pace_default: bool
+    window_parts: int | None  # parts per window for the phone; None: no window
+    window_minutes: int
+    window_used: int
+    window_default: bool
+    paused: bool
+    sims: list[SimState]
+
+
+_DEFAULT = object()
+
+
 class Webhook(TypedDict, total=False):
     webhook_id: str
     url: str
@@ -229,6 +252,18 @@ class Client:
 
     def devices(self) -> list[Device]:
         return self.request("GET", "/v1/devices")["devices"]
+
+    def device(self, device_id: int) -> DeviceDetail:
+        return self.request("GET", f"/v1/devices/{int(device_id)}")
+
+    def set_pacing(self, device_id: int, *, pace_per_hour: Any = _DEFAULT,
+                   window_parts: Any = _DEFAULT) -> DeviceDetail:
+        """Set a phone's SIM rate (parts per hour per SIM) and/or its window (parts per 30
+        minutes; 0: none); None puts the gateway's default back, a left-out one is unchanged."""
+        body = {name: value for name, value in (("pace_per_hour", pace_per_hour),
+                                                ("window_parts", window_parts))
+                if value is not _DEFAULT}
+        return self.request("PATCH", f"/v1/devices/{int(device_id)}", body)
 
     # -- webhooks (verify what they send with smsgw_client.verify / verified_event) ---------
     def webhooks(self) -> list[Webhook]:
