@@ -1,6 +1,8 @@
 """GET and PATCH /v1/devices/{device_id}: one phone with its pacing, and the owner setting the
 SIM rate and Android's window over the API as the CLI and the dashboard do (docs/pool.md). Every
 answer is checked against the OpenAPI document (the `v1` fixture)."""
+import re
+
 import pytest
 
 from chalicelib.core import settings
@@ -29,6 +31,8 @@ def test_setting_pace_and_window_then_back_to_the_defaults(v1, account):
     assert (body["pace_per_hour"], body["window_parts"]) == (12, 20)
     assert body["pace_default"] is False and body["window_default"] is False
     assert stored(account[2])[:2] == (12, 20)
+    for sim in body["sims"]:  # RFC 3339, as every v1 time (not the compat API's form)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", sim["next_free_at"]), sim
     assert v1("GET", path)[1]["pace_per_hour"] == 12
     # only what is given changes; 0 is "no window" (a phone whose Android limit was raised)
     body = v1("PATCH", path, {"window_parts": 0})[1]

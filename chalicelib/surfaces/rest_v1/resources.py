@@ -226,7 +226,9 @@ def listDevices(caller):  # noqa: N802
 
 def _device_detail(device) -> dict:
     found = pool.describe(device)
-    return {**found, "last_seen": _from_reference(found["last_seen"]),
+    sims = [{**sim, "next_free_at": _from_reference(sim["next_free_at"]),
+             "paused_until": _from_reference(sim["paused_until"])} for sim in found["sims"]]
+    return {**found, "last_seen": _from_reference(found["last_seen"]), "sims": sims,
             **pool.pacing.window_state(device), "pace_default": device.pace_per_hour is None,
             "window_default": device.pace_window is None}
 

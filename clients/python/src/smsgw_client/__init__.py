@@ -157,13 +157,14 @@ class Client:
 
     # -- transport --------------------------------------------------------------------------
     def request(self, method: str, path: str, body: dict | None = None,
-                query: dict | None = None) -> Any:
-        """One API call (retried on 429/503 after Retry-After); the decoded JSON answer."""
+                query: dict | None = None, keep_null: bool = False) -> Any:
+        """One API call (retried on 429/503 after Retry-After); the decoded JSON answer. Body
+        fields that are None are left out, unless `keep_null` (a PATCH's null: the default)."""
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else json.dumps(
-            {k: v for k, v in body.items() if v is not None}).encode()
+            {k: v for k, v in body.items() if keep_null or v is not None}).encode()
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
@@ -263,7 +264,7 @@ class Client:
         body = {name: value for name, value in (("pace_per_hour", pace_per_hour),
                                                 ("window_parts", window_parts))
                 if value is not _DEFAULT}
-        return self.request("PATCH", f"/v1/devices/{int(device_id)}", body)
+        return self.request("PATCH", f"/v1/devices/{int(device_id)}", body, keep_null=True)
 
     # -- webhooks (verify what they send with smsgw_client.verify / verified_event) ---------
     def webhooks(self) -> list[Webhook]:
