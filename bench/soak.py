@@ -34,8 +34,9 @@ agent died mid-send, may have been sent once), and nothing left in the sweeps' o
 message may stay `sent` only when its agent was killed between the send and the delivery
 receipt (a real phone loses that receipt too); those are counted apart.
 
-`--pool` (issue 10, docs/pool.md): sends name no device, so the gateway chooses and fails over;
-four agent phones (one paced low through the admin CLI, its per-SIM gaps checked), an SMSGate
+`--pool` (issue 10, docs/pool.md): sends name no device, so the gateway chooses and fails over
+(but for PACED_NAMED sends to the paced phone); four agent phones (one paced low through the
+admin CLI, its per-SIM gaps checked), an SMSGate
 app phone (bench/smsgate_app.py, killed and restarted like the agents) and a phone that
 heartbeats but never polls; the checks follow each message to the device it ended on.
 
