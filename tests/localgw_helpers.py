@@ -71,3 +71,24 @@ def gateway_fixture(*args, **kwargs):
         yield gateway.info
     finally:
         gateway.stop()
+
+
+def load_soak():
+    """bench/soak.py as a module (its Gateway, agents and checks drive the e2e pool tests)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def wait_for(predicate, seconds, what, every=0.3):
+    """The predicate's first truthy value within `seconds`; AssertionError naming `what`."""
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

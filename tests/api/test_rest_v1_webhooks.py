@@ -9,7 +9,6 @@ import pytest
 from chalicelib.core import clock, settings
 from chalicelib.domain import webhooks
 from clients import smsgw_webhook
-from tests.api.test_rest_v1 import v1  # noqa: F401 (the fixture)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 from chalicelib.core import clock
 from chalicelib.domain import devices, jobs, messages, pool, sweeps
 from chalicelib.storage.tables import Message
-from tests.api.test_rest_v1 import NUMBERS, queued, v1  # noqa: F401 (the fixture)
+from tests.api.test_rest_v1 import NUMBERS, queued
 
 
 def _race(account_id, device, message):

@@ -8,29 +8,21 @@ Checks: every message ends delivered, sent by exactly one phone (the one history
 message is in two phones' ledgers; the dead and the never-polling phone's messages were moved
 and delivered; the paced phone never sent faster than its pace; OTPs went out while the paced
 phone still had a bulk backlog."""
-import importlib.util
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.localgw_helpers import load_soak, wait_for
+
 PACE_PER_HOUR = 2  # parts per SMSGW_PACE_RATE_SECONDS (4 s) per SIM, 1 of them for bulk
 HEARTBEAT_WINDOW = 6
 POOL_ENV = {"SMSGW_POOL_GRACE_SECONDS": "2", "SMSGW_POOL_CACHE_SECONDS": "1",
             "SMSGW_SIM_PAUSE_SERVICE_SECONDS": "600", "SMSGW_HEARTBEAT_WINDOW_SECONDS":
             str(HEARTBEAT_WINDOW), "SMSGW_PACE_RATE_SECONDS": "4"}
 BULK = 48
-
-
-def load_soak():
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def busiest_sends(ledgers, device_uid, skip) -> int:
@@ -41,16 +33,6 @@ def busiest_sends(ledgers, device_uid, skip) -> int:
                        if uid == device_uid and e["sim_slot"] == sim and m not in skip)
         most = max([most] + [sum(1 for t in times if a <= t <= a + 4) for a in times])
     return most
-
-
-def wait_for(predicate, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_pool_of_phones_with_a_dead_a_silent_and_a_paced_one(tmp_path):

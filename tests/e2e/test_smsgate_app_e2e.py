@@ -3,17 +3,15 @@ requests, User-Agent, JSON, reconnect timings), against the local gateway over r
 Pairing through the admin CLI, registration, wake-up and pull, every state, the app's own
 webhooks (incoming SMS, ping), a cancel, registering again after a 401; then a pool of the app
 phone and an agent phone with the app killed mid-run: every message delivered exactly once."""
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from bench.smsgate_app import SmsgateApp
+from tests.localgw_helpers import load_soak, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT_WINDOW = 12  # > the app's 5 s reconnect gap, with room for a loaded machine
 # The pool moves a message no phone took within its grace (and rests that phone): the grace
 # must exceed the app's wake-up time (its 5 s reconnect gap; 60 s by default).
@@ -21,23 +19,6 @@ ENV = {"SMSGW_HEARTBEAT_WINDOW_SECONDS": str(HEARTBEAT_WINDOW), "SMSGW_POOL_GRAC
        "SMSGW_POOL_CACHE_SECONDS": "1", "SMSGW_SIM_PAUSE_SERVICE_SECONDS": "600"}
 FAIL_TEXT = "please fail"
 FAIL_REASON = "RESULT_ERROR_GENERIC_FAILURE (Generic failure cause)"
-
-
-def load_soak():
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def wait_for(predicate, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,14 @@
 under agent crashes, duplicate SQS deliveries, abandoned leases, send failures and expiry; every
 message must end final, and no SMS may be sent twice. The engine and its checks are
 bench/soak.py; here it runs at a reduced size (SMSGW_SOAK_FULL=1: 1,000 messages)."""
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 
 from chalicelib.core import settings
 from chalicelib.core.errors import BadRequest
 from chalicelib.domain import messages
-
-SOAK_PATH = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
-
-
-def load_soak():
-    spec = importlib.util.spec_from_file_location("soak", SOAK_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.localgw_helpers import load_soak
 
 
 def test_minimum_validity_is_a_setting(monkeypatch):
