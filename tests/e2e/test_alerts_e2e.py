@@ -103,3 +103,25 @@ def test_a_stopped_phone_mails_once_and_its_recovery_once(gateway):
         beat(gateway)
         time.sleep(2)
     assert mails(gateway) == [offline, back]
+
+
+def test_a_mail_clients_one_click_unsubscribe_stops_the_mails(gateway):
+    """RFC 8058 over real HTTP: the mail's List-Unsubscribe link, opened (a scanner's GET),
+    changes nothing; the mail client's POST, with no cookie, unsubscribes."""
+    opt_in(gateway)
+    beat(gateway)
+    assert wait_for(lambda: len(mails(gateway)) == 1)
+    [path] = sorted(Path(gateway["mail"]).glob("*.eml"))
+    mail = message_from_bytes(path.read_bytes())
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = "".join(mail["List-Unsubscribe"].split()).strip("<>")
+    link = gateway["url"] + link[link.index("/dashboard/"):]  # the banner's URL, not PUBLIC_URL
+    assert "Stop alert mails" in requests.get(link, timeout=10).text
+    answer = requests.post(link, data="List-Unsubscribe=One-Click", timeout=10, headers={
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200 and "no more alert mails" in answer.text
+    assert requests.post(link, data="List-Unsubscribe=One-Click", timeout=10, headers={
+        "Content-Type": "application/x-www-form-urlencoded"}).status_code == 404
+    beat(gateway)  # back online: a recovery mail would go out to a subscriber
+    time.sleep(2 * WINDOW)
+    assert len(mails(gateway)) == 1
