@@ -498,6 +498,31 @@ def test_messages_filters_and_remaining_pages(page, gateway):
     assert not page.problems, page.problems  # no CSP violation or script error anywhere
 
 
+def test_alert_mails_on_then_stopped_from_the_mails_link(page, gateway):
+    """The account page's opt-in, then the link every alert mail carries: opening it only asks
+    (mail scanners open links); its button unsubscribes (RFC 8058's POST has no form token)."""
+    import boto3
+    page.goto(url(gateway, "/account"))
+    page.get_by_role("button", name="Mail me alerts").click()
+    assert page.get_by_role("button", name="Stop alert mails").count() == 1
+    dynamodb = boto3.client("dynamodb", endpoint_url=gateway["aws_endpoint"],
+                            region_name="us-east-1", aws_access_key_id="local",
+                            aws_secret_access_key="local")
+    [table] = [t for t in dynamodb.list_tables()["TableNames"] if "alert" in t.lower()
+               and "subscr" in t.lower()]
+    [sub] = dynamodb.scan(TableName=table)["Items"]
+    link = url(gateway, f"/unsubscribe/{sub['account_id']['S']}/{sub['token']['S']}")
+    page.goto(link)
+    assert dynamodb.scan(TableName=table)["Items"]  # opening the link changed nothing
+    shoot(page, "unsubscribe")
+    page.get_by_role("button", name="Stop alert mails").click()
+    assert "You will get no more alert mails." in page.locator("main").inner_text()
+    assert dynamodb.scan(TableName=table)["Items"] == []
+    page.goto(url(gateway, "/account"))
+    assert page.get_by_role("button", name="Mail me alerts").count() == 1
+    assert not page.problems, page.problems
+
+
 def test_sign_out_everywhere(page, browser, gateway):
     other = browser.new_context()
     second = other.new_page()
