@@ -306,6 +306,11 @@ def _webhooks():
     return webhooks
 
 
+def _delivery_log():
+    from chalicelib.domain.webhooks import delivery_log
+    return delivery_log
+
+
 def _event_list(values) -> list[str]:
     return [name for value in values for name in value.split(",") if name.strip()]
 
@@ -401,7 +406,7 @@ def webhook_test(account_id, webhook_id, wait, as_json):
     event_id = hooks.send_test(account_id, webhook_id)
     found, end = None, time.monotonic() + wait
     while wait and time.monotonic() < end:
-        found = hooks.delivery(webhook_id, event_id)
+        found = _delivery_log().delivery(webhook_id, event_id)
         if found is not None:
             break
         time.sleep(0.5)
@@ -438,8 +443,8 @@ def _delivery_text(row: dict) -> str:
 def webhook_deliveries(account_id, webhook_id, limit, state, as_json):
     """The delivery log of WEBHOOK_ID, newest first: every attempt's status code, latency and
     error."""
-    rows = [_delivery_row(d) for d in _webhooks().deliveries(account_id, webhook_id, limit,
-                                                             state)]
+    rows = [_delivery_row(d) for d in _delivery_log().deliveries(account_id, webhook_id,
+                                                                 limit, state)]
     emit(as_json, rows, "\n".join(_delivery_text(r) for r in rows) or "no deliveries")
 
 
@@ -471,8 +476,8 @@ def webhook_redeliver(account_id, webhook_id, event_id, since, as_json):
     """Send EVENT_ID again to WEBHOOK_ID (same id and body), or all failed ones --since."""
     if bool(event_id) == bool(since):
         raise click.UsageError("give either EVENT_ID or --since")
-    queued = _webhooks().redeliver(account_id, webhook_id, event_id,
-                                   parse_since(since) if since else None)
+    queued = _delivery_log().redeliver(account_id, webhook_id, event_id,
+                                       parse_since(since) if since else None)
     emit(as_json, {"webhook_id": webhook_id, "queued": queued},
          f"queued {len(queued)} event(s) again" + "".join(f"\n  {e}" for e in queued))
 @device.command("pace", context_settings={"ignore_unknown_options": True})

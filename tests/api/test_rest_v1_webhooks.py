@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.core import clock, settings
 from chalicelib.domain import webhooks
+from chalicelib.domain.webhooks import delivery_log
 from clients import smsgw_webhook
 
 
@@ -84,7 +85,7 @@ def test_delivery_log_pages_with_a_cursor(v1, account, receiver):  # noqa: F811
     made = v1("POST", "/v1/webhooks", {"url": receiver.url})[1]
     sent = [v1("POST", hook_path(made, "test"))[1]["event_id"] for _ in range(5)]
     assert receiver.wait_for(lambda r: all(r.arrivals[e] for e in sent), 20)
-    assert receiver.wait_for(lambda r: len(webhooks.deliveries(
+    assert receiver.wait_for(lambda r: len(delivery_log.deliveries(
         account[0].account_id, made["webhook_id"], 10, "delivered")) == 5, 10)
     seen, cursor, pages = [], None, 0
     while True:

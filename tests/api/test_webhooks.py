@@ -12,6 +12,7 @@ import pytest
 from bench.webhook_receiver import Receiver
 from chalicelib.core import clock, settings
 from chalicelib.domain import accounts, devices, incoming, jobs, messages, sweeps, webhooks
+from chalicelib.domain.webhooks import delivery_log
 from chalicelib.domain.webhooks import dispatch as webhook_delivery
 from chalicelib.domain.webhooks import events as events
 from chalicelib.domain.webhooks import urls as webhook_urls
@@ -344,16 +345,16 @@ def test_dead_letter_record_then_redeliver(pumps, receivers, monkeypatch):
     assert pump_until(pumps, receiver, lambda r: len(r.requests) == 3)
     time.sleep(0.3)
     pumps.drain()
-    [dead] = webhooks.deliveries(account.account_id, webhook.webhook_id)
+    [dead] = delivery_log.deliveries(account.account_id, webhook.webhook_id)
     assert (dead.state, dead.attempts) == ("dead", 3)
     assert [a.status_code for a in dead.log] == [503, 503, 503]
     assert all(a.error == "HTTP 503" and a.latency_ms >= 0 for a in dead.log)
     receiver.status = 200
     since = dead.last_at - 1
-    assert webhooks.redeliver(account.account_id, webhook.webhook_id, since_ms=since) == \
+    assert delivery_log.redeliver(account.account_id, webhook.webhook_id, since_ms=since) == \
         [dead.event_id]
     assert pump_until(pumps, receiver, lambda r: len(r.events) == 1)
-    again = webhooks.delivery(webhook.webhook_id, dead.event_id)
+    again = delivery_log.delivery(webhook.webhook_id, dead.event_id)
     assert (again.state, again.attempts) == ("delivered", 4)
     assert list(receiver.events) == [dead.event_id]  # the same id as the failed attempts
 
@@ -390,11 +391,11 @@ def test_auto_disable_after_a_failure_stretch_and_back(pumps, receivers, monkeyp
         pumps.drain()
         time.sleep(0.1)
     assert len(receiver.requests) == requests_then  # nothing more sent while disabled
-    assert webhooks.deliveries(account.account_id, webhook.webhook_id, state="skipped")
+    assert delivery_log.deliveries(account.account_id, webhook.webhook_id, state="skipped")
     # The owner fixes the receiver, enables the endpoint and asks for what it missed.
     receiver.status = 200
     webhooks.set_enabled(account.account_id, webhook.webhook_id, True)
-    webhooks.redeliver(account.account_id, webhook.webhook_id, since_ms=0)
+    delivery_log.redeliver(account.account_id, webhook.webhook_id, since_ms=0)
     assert pump_until(pumps, receiver, lambda r: len(r.events) == 5)
     assert webhooks.describe(webhooks.get(account.account_id, webhook.webhook_id))[
         "status"] == "enabled"
@@ -440,7 +441,7 @@ def test_aws_stages_refuse_at_send_time_too(pumps, receivers, monkeypatch):
     monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)
     send_and_settle(device, outcome="sent")
     pumps.drain()
-    [item] = webhooks.deliveries(account.account_id, webhook.webhook_id)
+    [item] = delivery_log.deliveries(account.account_id, webhook.webhook_id)
     assert item.state == "retrying" and item.log[0].status_code is None
     assert item.log[0].error == "refused: the URL must be https"
     assert receiver.requests == []

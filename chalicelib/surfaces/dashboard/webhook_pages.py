@@ -4,6 +4,7 @@ disable, remove, send a test event, rotate the secret, and each endpoint's deliv
 from chalicelib.core import clock
 from chalicelib.core.errors import GatewayError, NotFound
 from chalicelib.domain import webhooks
+from chalicelib.domain.webhooks import delivery_log
 from chalicelib.domain.webhooks import events as events
 from chalicelib.surfaces.dashboard import web
 from chalicelib.surfaces.dashboard.account_pages import OVERLAPS, notice
@@ -82,7 +83,7 @@ def _log_rows(deliveries):
 def webhook_page(request, webhook_id, error=None, status=200):
     account_id = request.session.account_id
     hook = webhooks.describe(webhooks.get(account_id, webhook_id))
-    rows = _log_rows(webhooks.deliveries(account_id, webhook_id, LOG_SIZE))
+    rows = _log_rows(delivery_log.deliveries(account_id, webhook_id, LOG_SIZE))
     sent = request.query.get("sent", "")
     waiting = bool(sent) and all(r["event_id"] != sent for r in rows)
     return web.render(request, "webhook.html", status, title="Webhook deliveries", hook=hook,
@@ -92,7 +93,7 @@ def webhook_page(request, webhook_id, error=None, status=200):
 
 def webhook_redeliver(request, webhook_id):
     try:
-        webhooks.redeliver(request.session.account_id, webhook_id,
+        delivery_log.redeliver(request.session.account_id, webhook_id,
                            request.form.get("event", "") or None)
     except NotFound as error:
         if error.parameter != "event_id":  # another account's or nobody's endpoint

@@ -11,6 +11,7 @@ from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
 from chalicelib.domain import devices, encryption, idempotency, messages, phone, pool, webhooks
 from chalicelib.domain.messages import history as message_history
+from chalicelib.domain.webhooks import delivery_log
 from chalicelib.surfaces import compat_api
 from chalicelib.surfaces.rest_v1.validation import epoch_ms, rfc3339
 
@@ -321,21 +322,21 @@ def rotateWebhookSecret(caller, webhook_id, body):  # noqa: N802
 
 def listWebhookDeliveries(caller, webhook_id, query):  # noqa: N802
     with _CursorFits():
-        found, cursor = webhooks.deliveries_page(caller.account_id, webhook_id,
+        found, cursor = delivery_log.deliveries_page(caller.account_id, webhook_id,
                                                  query.get("limit", 20), query.get("state"),
                                                  query.get("cursor"))
     return 200, {"deliveries": [_delivery(d) for d in found], "next_cursor": cursor}
 
 
 def getWebhookDelivery(caller, webhook_id, event_id):  # noqa: N802
-    return 200, _delivery(webhooks.logged(caller.account_id, webhook_id, event_id), body=True)
+    return 200, _delivery(delivery_log.logged(caller.account_id, webhook_id, event_id), body=True)
 
 
 def redeliverWebhookEvent(caller, webhook_id, event_id):  # noqa: N802
     return 202, {"webhook_id": webhook_id,
-                 "queued": webhooks.redeliver(caller.account_id, webhook_id, event_id)}
+                 "queued": delivery_log.redeliver(caller.account_id, webhook_id, event_id)}
 
 
 def redeliverFailedWebhookEvents(caller, webhook_id, body):  # noqa: N802
-    return 202, {"webhook_id": webhook_id, "queued": webhooks.redeliver(
+    return 202, {"webhook_id": webhook_id, "queued": delivery_log.redeliver(
         caller.account_id, webhook_id, since_ms=epoch_ms(body["since"]))}
