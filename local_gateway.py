@@ -119,6 +119,8 @@ class LocalGateway:
         untrack_instances()  # no register of every model moto ever made (localgw/models.py)
         from localgw.queues import lazy_queue_attributes
         lazy_queue_attributes()  # a send does not count the queue (localgw/queues.py)
+        from localgw.dispatch import remember_backends
+        remember_backends()  # a request's service found once per host (localgw/dispatch.py)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)

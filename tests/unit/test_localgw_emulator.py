@@ -210,3 +210,25 @@ def test_a_send_does_not_count_the_messages_already_queued(aws_mock, monkeypatch
     some = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
                                                                   "VisibilityTimeout"])
     assert some["Attributes"] == {"ApproximateNumberOfMessages": "51", "VisibilityTimeout": "30"}
+
+
+def test_the_server_finds_a_hosts_service_once(monkeypatch):
+    """moto's dispatcher listed its package folder for every request, under one lock for all
+    threads (localgw/dispatch.py)."""
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    from localgw.dispatch import remember_backends
+    remember_backends(monkeypatch.setattr)
+    listings = []
+    listed = backends.list_of_moto_modules
+
+    def counted():
+        listings.append(1)
+        return listed()
+    monkeypatch.setattr(backends, "list_of_moto_modules", counted)
+    dispatcher = DomainDispatcherApplication(create_app=None)
+    host = "dynamodb.us-east-1.amazonaws.com"
+    assert [dispatcher.get_backend_for_host(host) for _ in range(5)] == ["dynamodb"] * 5
+    assert dispatcher.get_backend_for_host("sqs.us-east-1.amazonaws.com") == "sqs"
+    assert len(listings) == 2  # once per host
