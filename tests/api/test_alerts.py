@@ -96,7 +96,8 @@ def test_unsubscribed_users_get_nothing_and_the_link_works(account, mailbox, cli
     assert alerts.subscribed(acct.account_id, "owner@example.com")
     # A mail client's one-click POST (RFC 8058): no cookie, no form token.
     one_click = {"Content-Type": "application/x-www-form-urlencoded"}
-    answer = client.http.post(path, body=b"List-Unsubscribe=One-Click", headers=one_click)
+    answer = client.http.post(path, body=b"List-Unsubscribe=One-Click", headers={
+        **one_click, "Origin": "https://webmail.example.net"})  # a webmail's, from its site
     assert answer.status_code == 200
     assert not alerts.subscribed(acct.account_id, "owner@example.com")
     assert client.http.post(path, body=b"List-Unsubscribe=One-Click",

@@ -26,8 +26,9 @@ log = logging.getLogger("smsgw")
 # (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
 ROUTES = {}
 PUBLIC = {"signin", "set-password", "static", "unsubscribe"}
-# Public forms whose proof is a secret in the path, not the signed-out form token: a mail
-# client's one-click unsubscribe POST (RFC 8058) has no cookie.
+# Public forms whose proof is a secret in the path, not the signed-out form token nor the
+# Origin: a mail client's one-click unsubscribe POST (RFC 8058) has no cookie, and a webmail
+# may send it with its own Origin.
 TOKEN_IN_PATH = {"unsubscribe"}
 PART = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
@@ -91,7 +92,7 @@ def _handle(request: Request):
         return not_found(request)
     request.session = sessions.find(request.cookie(web.SESSION_COOKIE))
     if request.method == "POST":
-        if not web.same_origin(request):
+        if not web.same_origin(request) and request.parts[0] not in TOKEN_IN_PATH:
             return refused(request, "This form was sent from another site.")
         try:
             request.form = web.parse_form(request)
