@@ -107,6 +107,46 @@ def test_unsubscribed_users_get_nothing_and_the_link_works(account, mailbox, cli
     assert alerts.expired(acct.account_id, 1) is False and len(mailbox()) == 1
 
 
+def test_racing_unsubscribes_end_one_subscription_once(account, atomic_moto, monkeypatch):
+    """Each unsubscribe deletes on the condition that the token it read is still there, which
+    DynamoDB checks atomically with the delete. The worst interleaving, forced here, is every
+    click reading before any deletes: still exactly one ends the subscription. And an old
+    link whose subscription was made again between its read and its delete ends nothing."""
+    from chalicelib.storage.insight_tables import AlertSubscription
+    acct = account[0]
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    [sub] = AlertSubscription.query(acct.account_id)
+    clicks = 6
+    read_all, results = threading.Barrier(clicks), []
+    query = AlertSubscription.query
+
+    def read_then_wait(*args, **kwargs):
+        found = list(query(*args, **kwargs))
+        read_all.wait(timeout=10)  # nobody deletes before everybody has read
+        return found
+    monkeypatch.setattr(AlertSubscription, "query", read_then_wait)
+    threads = [threading.Thread(target=lambda: results.append(
+        alerts.unsubscribe(acct.account_id, token=sub.token))) for _ in range(clicks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * (clicks - 1) + [True]
+
+    monkeypatch.setattr(AlertSubscription, "query", query)
+    alerts.subscribe(acct.account_id, "owner@example.com")
+    [old] = AlertSubscription.query(acct.account_id)
+
+    def read_then_resubscribed(*args, **kwargs):
+        found = list(query(*args, **kwargs))
+        alerts.subscribe(acct.account_id, "owner@example.com")  # a new token meanwhile
+        return found
+    monkeypatch.setattr(AlertSubscription, "query", read_then_resubscribed)
+    assert alerts.unsubscribe(acct.account_id, token=old.token) is False
+    monkeypatch.setattr(AlertSubscription, "query", query)
+    assert alerts.subscribed(acct.account_id, "owner@example.com")
+
+
 def test_on_aws_the_mail_goes_through_ses(account, monkeypatch, aws_calls):
     acct = account[0]
     monkeypatch.setattr(settings, "ALERT_SENDER", "alerts@example.com")

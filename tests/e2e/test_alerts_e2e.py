@@ -1,12 +1,7 @@
 """Alert mails on a local gateway (a separate process, short heartbeat window): the owner opts
 in on the profile page; the phone stops beating and one mail is written under the gateway's
 data folder, one recovery mail when it beats again, and flapping within the hour adds none."""
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from email import message_from_bytes
 from pathlib import Path
@@ -14,33 +9,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from local_gateway import free_port
+from tests.localgw_helpers import gateway_fixture
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "a long alert passphrase"
 WINDOW = 3  # seconds of silence before the sweep writes the phone `stopped`
 
 
 @pytest.fixture
 def gateway():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMSGW_"))}
-    env.update({"SMSGW_HEARTBEAT_WINDOW_SECONDS": str(WINDOW),
-                "SMSGW_LOCAL_SCHEDULE_CAP_SECONDS": "1"})
-    proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                             str(free_port()), "--json", "--no-agent", "--memory"], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        pytest.fail("local gateway did not start")
-    info = json.loads(line)
-    info["stdout"] = proc.stdout
-    yield info
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    """A user's local gateway (no demo phone) with a short heartbeat window and a sweep a
+    second."""
+    yield from gateway_fixture("--no-agent", user=True, env={
+        "SMSGW_HEARTBEAT_WINDOW_SECONDS": WINDOW, "SMSGW_LOCAL_SCHEDULE_CAP_SECONDS": 1})
 
 
 def csrf(session, url):

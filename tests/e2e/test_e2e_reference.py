@@ -45,6 +45,20 @@ def test_reference_curl_send_then_status_and_history(local_gateway):
     assert devices["data"][0]["device_uid"] == g["device_uid"]
 
 
+def test_sends_to_an_unpaced_phone_promise_no_send_time(local_gateway):
+    """The reference answer's data over real HTTP, send after send: a phone without pacing
+    gets no expected_at/expected_in (a second read of the clock in pacing made some look
+    paced; tests/api/test_api_core.py forces the tick)."""
+    g = local_gateway
+    with requests.Session() as web:
+        for n in range(40):
+            sent = web.post(f"{g['url']}/myAPI.php", data={
+                "api_key": g["api_key"], "action": "send_sms", "device_uid": g["device_uid"],
+                "phone_number": "+8801712345678", "message": f"unpaced {n}"},
+                timeout=10).json()
+            assert set(sent["data"]) == {"message_id", "status", "sim_slot"}, sent
+
+
 def test_errors_are_envelopes_with_http_200(local_gateway):
     g = local_gateway
     response = requests.get(f"{g['url']}/myAPI.php", params={"action": "check_status",

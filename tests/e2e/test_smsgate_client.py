@@ -7,9 +7,6 @@ table, queue body, log line or API answer of the gateway holds the plaintext."""
 import hashlib
 import hmac
 import json
-import os
-import signal
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +18,8 @@ from android_sms_gateway import APIClient, Encryptor, domain, errors
 from android_sms_gateway.enums import WebhookEvent
 from test_device_e2e import AgentProcess, until
 
+from tests.localgw_helpers import GatewayProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "correct horse battery staple"
 SECRET_TEXT = "Vault code is 7731-ALPHA, tell nobody"
@@ -30,28 +29,13 @@ SECRET_NUMBER = "+8801712987654"
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
     """A local gateway (no demo phone, one extra device) whose log goes to a file we search."""
-    from local_gateway import free_port
     log = tmp_path_factory.mktemp("gw") / "gateway.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.pop("SMSGW_STAGE", None)
-    with open(log, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "local_gateway.py"), "--port",
-                                 str(free_port()), "--json", "--no-agent", "--devices", "1"],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file,
-                                text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        pytest.fail("local gateway did not start")
-    info = json.loads(line)
+    gateway = GatewayProcess("--no-agent", "--devices", "1", log=log)
+    info = gateway.info
     info["log"] = log
     info["base"] = info["url"] + "/3rdparty/v1"
     yield info
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    gateway.stop()
 
 
 @pytest.fixture(scope="module")

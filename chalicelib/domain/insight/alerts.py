@@ -70,23 +70,34 @@ def subscribe(account_id: str, email: str) -> None:
 
 
 def unsubscribe(account_id: str, email: str | None = None, token: str | None = None) -> bool:
-    """By the user (email) or by a mail's link (token). True if a subscription ended."""
-    import hmac
+    """By the user (email) or by a mail's link (token). True if this call ended a
+    subscription: the delete is conditional on the token it read, so of two racing calls one
+    wins, and an old link cannot end a subscription made again since (a new token)."""
+    from pynamodb.exceptions import DeleteError
 
     from chalicelib.storage.insight_tables import AlertSubscription
-    for sub in AlertSubscription.query(account_id):
-        if (email and sub.email == email) or (token and hmac.compare_digest(sub.token, token)):
-            sub.delete()
+    for sub in _subscriptions(account_id, email, token):
+        try:
+            sub.delete(condition=AlertSubscription.token == sub.token)
             return True
+        except DeleteError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
     return False
 
 
 def token_valid(account_id: str, token: str) -> bool:
     """Whether a mail's unsubscribe link still names a subscription (changes nothing)."""
+    return bool(_subscriptions(account_id, token=token))
+
+
+def _subscriptions(account_id: str, email: str | None = None, token: str | None = None):
     import hmac
 
     from chalicelib.storage.insight_tables import AlertSubscription
-    return any(hmac.compare_digest(s.token, token) for s in AlertSubscription.query(account_id))
+    return [sub for sub in AlertSubscription.query(account_id)
+            if (email and sub.email == email)
+            or (token and hmac.compare_digest(sub.token, token))]
 
 
 def subscribed(account_id: str, email: str) -> bool:

@@ -29,6 +29,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 from chalicelib.core import clock, ids, settings
 from chalicelib.core.errors import BadRequest, Conflict, GatewayError, NotFound, Unavailable
 from chalicelib.domain import devices, idempotency, messages, pool
+from chalicelib.domain.messages import history
 from chalicelib.storage.tables import Device, Idempotency, Message
 
 KEY_SPACE = "smsgate"
@@ -231,14 +232,7 @@ def page(account_id: str, since_ms: int | None = None, until_ms: int | None = No
     more than `wanted` are found; (groups, complete: these are all that match)."""
     low = ids.message_id_floor(since_ms) if since_ms is not None else None
     high = ids.message_id_floor(until_ms) if until_ms is not None else None
-    if low is not None and high is not None:
-        condition = Message.message_id.between(low, high - 1)
-    elif high is not None:
-        condition = Message.message_id < high
-    elif low is not None:
-        condition = Message.message_id >= low
-    else:
-        condition = None
+    condition = history.id_range(Message, low, high)
     where = Message.device_uid == device_uid if device_uid else None
     groups, kept, read = {}, [], 0
     for message in Message.query(account_id, condition, filter_condition=where,

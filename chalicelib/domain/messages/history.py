@@ -48,19 +48,22 @@ def _decode_cursor(cursor: str, kind: str) -> dict:
                          "answer with the same type.", "cursor")
 
 
+def id_range(model, low: int | None, high: int | None):
+    """The key condition for ids in [low, high) (either end open when None), or None."""
+    if low is not None and high is not None:
+        return model.message_id.between(low, high - 1)
+    if high is not None:
+        return model.message_id < high
+    if low is not None:
+        return model.message_id >= low
+    return None
+
+
 def _page(model, account_id, before, limit, bounds=(None, None), where=None):
     low, high = bounds
     if before is not None:
         high = before if high is None else min(high, before)
-    if low is not None and high is not None:
-        condition = model.message_id.between(low, high - 1)
-    elif high is not None:
-        condition = model.message_id < high
-    elif low is not None:
-        condition = model.message_id >= low
-    else:
-        condition = None
-    return list(model.query(account_id, condition, filter_condition=where,
+    return list(model.query(account_id, id_range(model, low, high), filter_condition=where,
                             scan_index_forward=False, limit=limit))
 
 
