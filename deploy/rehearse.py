@@ -26,8 +26,15 @@ for path in (str(HERE), str(ROOT)):
         sys.path.insert(0, path)
 
 from rehearse_report import FAIL, KEPT, Report  # noqa: E402
-from rehearse_stack import (STAGE, Aws, CommandFailed, Plan, deploy, new_stage,  # noqa: E402
-                            teardown, teardown_command)
+from rehearse_stack import (  # noqa: E402
+    STAGE,
+    Aws,
+    Plan,
+    deploy,
+    new_stage,
+    teardown,
+    teardown_command,
+)
 
 
 def _interrupt(*_):
@@ -49,7 +56,6 @@ def receiver_factory(found: dict, region: str, webhook_url, no_webhook, endpoint
     """(cli) -> the journey's webhook receiver, or why there is none."""
     def make(cli):
         import boto3
-
         import rehearse_receiver
         if no_webhook:
             return "--no-webhook"
@@ -103,8 +109,9 @@ def rehearse(plan: Plan, aws: Aws, report: Report, journey, keep: bool = False) 
 
 
 def run_local(webhook_url, no_webhook) -> Report:
-    from localgw.data import data_dir, running_gateway
     from rehearse_journey import Journey, Target
+
+    from localgw.data import data_dir, running_gateway
     state = running_gateway()
     if not state:
         raise click.ClickException(f"no local gateway runs on {data_dir()}: start ./run-local "
@@ -200,8 +207,6 @@ def main(region, bucket, like, params, webhook_url, no_webhook, delete_retained,
         print(f"Something may be left: {teardown_command(plan)}")
     sys.exit(0 if report.passed else 1)
 
-
-__all__ = ["CommandFailed", "main", "rehearse"]
 
 if __name__ == "__main__":
     main()

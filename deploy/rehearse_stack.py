@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGE = re.compile(r"^rh[0-9a-f]{6}$")
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 # not copied into the packaging copy of the project (the wheel cache is linked, not copied)
+# what a printed command shows instead of the OTP secret: the shell makes one as the run did
+MASK = "\"$(python3 -c 'import secrets; print(secrets.token_hex(32))')\""
 SKIP = {".git", ".venv", "build", "local-data", "__pycache__", ".pytest_cache", ".ruff_cache",
         ".hypothesis", "node_modules", ".venv-schemathesis", ".schemathesis", "deployments"}
 
@@ -88,7 +90,7 @@ class Aws:
     def _show(self, argv, masked=None) -> None:
         text = shlex.join(argv)
         if masked:
-            text = text.replace(masked, "<64 random hex digits>")
+            text = text.replace(masked, MASK)
         print(("" if self.dry_run else "  $ ") + text, file=self.out, flush=True)
 
     def comment(self, text: str) -> None:
@@ -134,25 +136,30 @@ def failure_reasons(aws: Aws, stack: str) -> str:
 
 
 # deploy
+def copy_project(plan: Plan, project: Path) -> None:
+    """The project as it is on disk (uncommitted changes too), with the throwaway stage added
+    to .chalice/config.json; chalice's wheel cache is linked, not copied."""
+    shutil.copytree(ROOT, project, ignore=lambda d, names: [n for n in names if n in SKIP])
+    cache = ROOT / ".chalice" / "deployments"
+    cache.mkdir(exist_ok=True)
+    (project / ".chalice" / "deployments").symlink_to(cache)
+    config_path = project / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"][plan.stage] = stage_config(config["stages"][plan.like], plan.like,
+                                                plan.stage)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def package(plan: Plan, aws: Aws) -> Path:
-    """A copy of the project with the throwaway stage (settings of `plan.like`), packaged by
-    its own deploy/package.sh: build/sam.json + deployment.zip."""
+    """The throwaway stage (settings of `plan.like`) packaged by the copy's own
+    deploy/package.sh: build/sam.json + deployment.zip."""
     project, build = plan.workdir / "project", plan.workdir / "build"
     aws.comment(f"a copy of the project with stage {plan.stage} (as {plan.like}) in {project}")
     if not aws.dry_run:
-        shutil.copytree(ROOT, project, ignore=lambda d, names: [n for n in names if n in SKIP])
-        cache = ROOT / ".chalice" / "deployments"  # chalice's wheel cache, shared
-        cache.mkdir(exist_ok=True)
-        (project / ".chalice" / "deployments").symlink_to(cache)
-        config_path = project / ".chalice" / "config.json"
-        config = json.loads(config_path.read_text())
-        config["stages"][plan.stage] = stage_config(config["stages"][plan.like], plan.like,
-                                                    plan.stage)
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
-    python = sys.executable
+        copy_project(plan, project)
     venv = {"VENV": str(ROOT / ".venv")}
-    aws.execute([python, "deploy/make_template.py", plan.stage, "--policy"], cwd=project,
-                env=venv)
+    aws.execute([sys.executable, "deploy/make_template.py", plan.stage, "--policy"],
+                cwd=project, env=venv)
     aws.execute(["bash", "deploy/package.sh", plan.stage, str(build)], cwd=project, env=venv)
     return build
 
