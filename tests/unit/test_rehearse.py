@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import botocore.session
@@ -357,3 +358,54 @@ def test_every_command_is_one_the_aws_cli_knows(run):
         check_command(argv)
     assert any("stack-update-complete" in argv for argv in also.calls)
     assert any("--parameter-overrides" in argv for argv in also.calls)
+
+
+# the webhook receiver (deploy/receiver_lambda.py in its own stack; rehearse_receiver.py reads)
+def _signed(event: dict, secret: str) -> tuple[str, dict]:
+    sys.path.insert(0, str(ROOT / "clients"))
+    import smsgw_webhook
+    body, stamp = json.dumps(event), str(int(time.time()))
+    return body, {"x-smsgw-signature": smsgw_webhook.sign(secret, stamp, body.encode()),
+                  "x-smsgw-timestamp": stamp}
+
+
+def test_the_receiver_queues_each_request_and_only_a_signed_event_counts(monkeypatch):
+    import base64
+
+    import boto3
+    import moto
+    import receiver_lambda
+    import rehearse_receiver
+    event = {"id": "evt_1", "type": "sms.delivered", "data": {"message_id": 42}}
+    with moto.mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(QueueName="received")["QueueUrl"]
+        receiver = rehearse_receiver.QueueReceiver("https://r.example", url, sqs)
+        body, forged = _signed(event, "not-the-secret")
+        answer = receiver_lambda.handler({"headers": forged, "body": body}, None, sqs=sqs,
+                                         queue_url=url)
+        assert answer["statusCode"] == 200
+        with pytest.raises(ValueError, match=r"1 requests received, 1 without a valid sig"):
+            receiver.wait("s3cret", "sms.delivered", 42, timeout=1)
+        # as on Lambda: the queue from the environment, a base64 body (function URL, binary)
+        monkeypatch.setenv("QUEUE_URL", url)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+        body, good = _signed(event, "s3cret")
+        receiver_lambda.handler({"headers": good, "isBase64Encoded": True,
+                                 "body": base64.b64encode(body.encode()).decode()}, None)
+        assert receiver.wait("s3cret", "sms.delivered", 42, timeout=5)["id"] == "evt_1"
+        with pytest.raises(ValueError, match="no signed sms.delivered for message 43"):
+            receiver.wait("s3cret", "sms.delivered", 43, timeout=1)
+
+
+def test_the_receiver_stack_is_inline_and_lints_clean(tmp_path):
+    import rehearse_receiver
+    template = rehearse_receiver.template(f"{STACK}-receiver")
+    code = template["Resources"]["Receiver"]["Properties"]["Code"]["ZipFile"]
+    assert code == (ROOT / "deploy" / "receiver_lambda.py").read_text()
+    assert len(code.encode()) <= 4096  # CloudFormation's limit for inline code
+    path = tmp_path / "receiver.json"
+    path.write_text(json.dumps(template))
+    done = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "--", str(path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
