@@ -12,6 +12,7 @@ the device role and the vending too, and a phone can be killed for real (SIGKILL
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,8 @@ class Journey:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"smsgw-rehearse-{target.stage}-"))
         self.phones: list[Phone] = []
         self.account_id = self.api_key = self.webhook = None
+        self.message_id = self.code = None
+        self.receiver_note = "no receiver"
 
     # the surfaces
     def cli(self, *args):
@@ -184,6 +187,11 @@ class Journey:
                     needed_ok = False
         finally:
             self.cleanup()
+            if report.passed:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            else:
+                print(f"  the phones' logs and ledgers are kept in {self.workdir}",
+                      file=report.out)
 
     def account(self) -> str:
         made = self.cli("account", "create", f"rehearsal {self.target.stage}", "--json")
@@ -259,6 +267,8 @@ class Journey:
         return f"{answer.get('message')} (message {sent['message_id']})"
 
     def otp_again(self) -> str:
+        if not self.code:
+            raise StepFailed("no code to try again: the OTP step failed")
         answer = self.api("verify_otp", phone_number=NUMBER, otp_code=self.code)
         if answer.get("status") != "error":
             raise StepFailed(f"the same code verified again: {answer}")

@@ -72,7 +72,7 @@ class Plan:
         return f"/smsgw/{self.stage}/otp-secret"
 
 
-class CommandFailed(Exception):
+class CommandFailed(StepFailed):
     def __init__(self, argv, text):
         last = text.strip().splitlines()[-1] if text.strip() else "failed"
         super().__init__(f"{' '.join(argv[:3])}: {last}")
@@ -100,8 +100,13 @@ class Aws:
         self._show(argv, masked)
         if self.dry_run:
             return ""
-        done = subprocess.run(argv, cwd=cwd, env={**self.env, **(env or {})}, text=True,
-                              capture_output=True, start_new_session=True)  # Ctrl-C is ours
+        try:
+            done = subprocess.run(argv, cwd=cwd, env={**self.env, **(env or {})}, text=True,
+                                  capture_output=True, start_new_session=True)  # Ctrl-C: ours
+        except FileNotFoundError:
+            raise CommandFailed(argv, f"{argv[0]}: not found" + (
+                ": install the AWS CLI v2 (docs/deploy.md, Prerequisites)"
+                if argv[0] == "aws" else ""))
         if done.returncode:
             raise CommandFailed(argv, done.stderr or done.stdout)
         return done.stdout
@@ -183,7 +188,10 @@ def deploy(plan: Plan, aws: Aws, report: Report) -> dict | None:
     """The stage, up to its outputs (FunctionUrl, ...) or None if a step failed."""
     with report.step(f"package stage {plan.stage} (as {plan.like})") as note:
         build = package(plan, aws)
-        note.detail = f"{build / 'sam.json'}"
+        if not aws.dry_run:
+            text = (build / "sam.json").read_text()
+            note.detail = (f"sam.json: {len(json.loads(text)['Resources'])} resources, "
+                           f"{len(text.encode()):,} bytes")
     if note.failed:
         return None
     with report.step("code bucket") as note:
@@ -223,6 +231,7 @@ def deploy(plan: Plan, aws: Aws, report: Report) -> dict | None:
         aws("cloudformation", "package", "--template-file", str(build / "sam.json"),
             "--s3-bucket", plan.code_bucket, "--s3-prefix", plan.stack,
             "--output-template-file", str(packaged))
+        aws.comment("CloudFormation creates the stack: several minutes")
         try:
             aws("cloudformation", "deploy", "--template-file", str(packaged), "--stack-name",
                 plan.stack, "--s3-bucket", plan.code_bucket, "--s3-prefix", plan.stack,

@@ -72,6 +72,9 @@ class FakeAws(stack.Aws):
         self._show(argv, masked)
         self.calls.append(list(argv))
         line = " ".join(argv)
+        if argv[:2] == ["bash", "deploy/package.sh"]:  # what it leaves: the stack's template
+            Path(argv[3]).mkdir(parents=True, exist_ok=True)
+            (Path(argv[3]) / "sam.json").write_text('{"Resources": {"APIHandler": {}}}')
         for words, answer in self.rules:
             if all(word in line for word in words.split(" && ")):
                 if answer is KeyboardInterrupt:
@@ -157,6 +160,7 @@ def test_a_rehearsal_packages_deploys_through_s3_runs_the_journey_and_tears_all_
                          "QueueUrl": "https://sqs/received",
                          "FunctionUrl": "https://f.lambda-url.eu-west-1.on.aws/",
                          "HttpApiUrl": "https://h.execute-api.on.aws/"}]
+    assert report.rows[0].detail == "sam.json: 1 resources, 33 bytes"
     results = {r.step: r.result for r in report.rows}
     assert results.pop("teardown: retained tables") == KEPT  # two of ours, not prod's
     assert set(results.values()) == {PASS}
@@ -409,3 +413,13 @@ def test_the_receiver_stack_is_inline_and_lints_clean(tmp_path):
     done = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "--", str(path)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_without_the_aws_cli_the_row_says_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    report = Report(out=io.StringIO())
+    with report.step("AWS account"):
+        stack.Aws("eu-west-1", out=io.StringIO())("sts", "get-caller-identity", query=True)
+    assert report.rows[0].result == FAIL
+    assert report.rows[0].detail == ("aws sts get-caller-identity: aws: not found: install the "
+                                     "AWS CLI v2 (docs/deploy.md, Prerequisites)")
