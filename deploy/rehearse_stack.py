@@ -259,8 +259,9 @@ def delete_stack(aws: Aws, stack: str) -> str:
         if _absent(error, "does not exist"):
             return "none"
         raise
-    if status.endswith("_IN_PROGRESS") and not status.startswith("DELETE"):
-        # a deploy cut short (Ctrl-C) goes on in CloudFormation: let it end, then delete
+    if status.endswith("_IN_PROGRESS") and not status.startswith(("DELETE", "REVIEW")):
+        # a deploy cut short (Ctrl-C) goes on in CloudFormation: let it end, then delete (a
+        # stack cut short before its change set ran is in REVIEW_IN_PROGRESS: deleted at once)
         waiter = "stack-update-complete" if status.startswith("UPDATE") else \
             "stack-create-complete"
         try:

@@ -215,6 +215,16 @@ def test_ctrl_c_during_the_deploy_lets_cloudformation_finish_then_deletes(run, t
         *TEARDOWN[3 + 3:]]
 
 
+def test_a_stack_cut_short_before_its_change_set_ran_is_deleted_at_once(run, tmp_path):
+    fake = FakeAws(("cloudformation deploy && packaged.yaml", KeyboardInterrupt),
+                   (f"--stack-name {STACK} --query Stacks[0].StackStatus",
+                    "REVIEW_IN_PROGRESS"))
+    run(fake)
+    calls = normal(fake.aws_calls(), tmp_path)
+    assert calls[len(DEPLOY) - 1:] == TEARDOWN  # no waiter: it would wait for an hour
+    assert not any(" wait stack-create-complete" in " ".join(c) for c in fake.calls)
+
+
 def test_ctrl_c_in_the_journey_tears_down_the_same(run, tmp_path):
     def journey(found):
         raise KeyboardInterrupt
