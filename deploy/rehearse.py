@@ -209,4 +209,4 @@ def main(region, bucket, like, params, webhook_url, no_webhook, delete_retained,
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="deploy/rehearse")

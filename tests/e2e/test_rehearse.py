@@ -3,6 +3,7 @@
 - the smoke journey, every step, against a local gateway (`deploy/rehearse --local`: the same
   code, over HTTP, moto's server as AWS, the sweeps on timers, phones as agent subprocesses in
   direct mode, the webhook receiver's Lambda handler on 127.0.0.1 writing to an SQS queue);
+  then again, with a Ctrl-C once its phones are up: they are stopped and removed;
 - the whole command on "AWS" with a recording `aws` on PATH: the throwaway stage really packaged
   (a copy of the project, deploy/package.sh), then a real Ctrl-C (SIGINT to the process) while
   the receiver stack deploys, and the teardown that follows;
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,8 +79,54 @@ def test_the_smoke_journey_passes_every_step_against_a_local_gateway(tmp_path):
         left = subprocess.run([sys.executable, "cli.py", "device", "list", account, "--json"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert json.loads(left.stdout) == []
+        interrupted_once_the_phones_are_up(tmp_path)
     finally:
         gateway.stop()
+
+
+def command_lines() -> list[bytes]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+        except OSError:  # it ended meanwhile
+            pass
+    return found
+
+
+def interrupted_once_the_phones_are_up(tmp_path):
+    """Ctrl-C (SIGINT to the process) mid-journey: a FAIL row, the phones stopped, the
+    account's phones removed."""
+    import threading
+    env = user_env(SMSGW_DATA=str(tmp_path / "data"))
+    proc = subprocess.Popen([REHEARSE, "--local"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("pass    two phones" in line for line in lines), 300,
+                 "the phones to be up")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    out = "".join(lines)
+    assert proc.returncode == 1, out
+    rows = table(out)
+    assert rows["interrupted"] == ("FAIL", "Ctrl-C"), out
+    assert ("FAIL", "interrupted (Ctrl-C)") in rows.values(), out
+    kept = Path(re.search(r"logs and ledgers are kept in (\S+)", out).group(1))
+    journals = [str(p) for p in kept.glob("*-journal.sqlite3*")]
+    assert journals
+    assert not [c for c in command_lines() if str(kept).encode() in c]  # no phone running
+    shutil.rmtree(kept)
+    account = re.search(r"account (acc_\w+)", rows[STEPS[0]][1]).group(1)
+    left = subprocess.run([sys.executable, "cli.py", "device", "list", account, "--json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(left.stdout) == []
 
 
 FAKE_AWS = r'''#!{python}
