@@ -3,7 +3,7 @@ over its real URL, each step a row of the report.
 
 It is written against a base URL and an AWS endpoint, so it runs the same against a deployed
 stage (endpoint None: AWS itself) and against the local gateway (moto's server), which is how
-tests/e2e/test_rehearse.py proves it. Accounts, keys, phones and the webhook endpoint are made
+tests/e2e/test_rehearse_e2e.py proves it. Accounts, keys, phones and the webhook endpoint are made
 with the admin CLI (cli.py, SMSGW_STAGE set: it writes the stage's tables and queues with the
 caller's credentials, docs/admin-cli.md); everything else goes through the gateway's URL. The
 phones are the device agent (agent/) with its simulator backend, as subprocesses in direct mode:

@@ -1,7 +1,7 @@
 """deploy/rehearse's deploy and teardown sequencing (deploy/rehearse_stack.py), with every AWS CLI
 command it runs recorded: `FakeAws` answers as the CLI does (JSON on stdout, the error text on
 stderr), fails or is interrupted (Ctrl-C) where a test says. The journey between them is a
-stand-in here; tests/e2e/test_rehearse.py runs the real journey against a local gateway, and
+stand-in here; tests/e2e/test_rehearse_e2e.py runs the real journey against a local gateway, and
 `deploy/rehearse` itself as a process (dry run, and a real Ctrl-C with a recording `aws`).
 
 Every recorded command is checked against botocore's models, the ones the AWS CLI is built on:
@@ -99,7 +99,7 @@ class FakeAws(stack.Aws):
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    # the copy of the project is tested in tests/e2e/test_rehearse.py (it packages for real)
+    # the copy of the project is tested in tests/e2e/test_rehearse_e2e.py (it packages for real)
     monkeypatch.setattr(stack, "copy_project", lambda plan, project: None)
 
     def go(fake, journey=None, keep=False, **plan):
