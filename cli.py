@@ -581,7 +581,8 @@ def local_group():
 def local_env():
     """Print shell exports for the running local gateway's demo account:
     eval "$(.venv/bin/smsgw local env)" sets SMSGW_URL, API_KEY, ACCOUNT_ID, DEVICE_ID,
-    DEVICE_UID, DEVICE_TOKEN and INBOX (the demo phone's inbox file)."""
+    DEVICE_UID, DEVICE_TOKEN, INBOX (the demo phone's inbox file), SMSGW_DATA (the data folder)
+    and, when it serves HTTPS (--tls), SMSGW_CA (its CA certificate, for curl --cacert)."""
     import shlex
 
     from localgw.data import data_dir, read_json
@@ -592,7 +593,9 @@ def local_env():
     values = {"SMSGW_URL": LOCAL["url"], "API_KEY": demo["api_key"],
               "ACCOUNT_ID": demo["account_id"], "DEVICE_ID": demo["device_id"],
               "DEVICE_UID": demo["device_uid"], "DEVICE_TOKEN": demo["device_token"],
-              "INBOX": str(data_dir() / "inbox.jsonl")}
+              "INBOX": str(data_dir() / "inbox.jsonl"), "SMSGW_DATA": str(data_dir())}
+    if LOCAL.get("tls_ca"):
+        values["SMSGW_CA"] = LOCAL["tls_ca"]
     click.echo("export " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in values.items()))
 
 

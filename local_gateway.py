@@ -161,6 +161,7 @@ class LocalGateway:
         if self.data:
             self.data.announce({"url": self.url, "lan_urls": self.lan_urls,
                                 "aws_endpoint": self.aws_endpoint, "stage": "local",
+                                "tls_ca": str(self.tls_files["ca"]) if self.tls_files else None,
                                 "region": os.environ["AWS_DEFAULT_REGION"]})
             self._timer(self.snapshot_seconds, self.snapshot, "snapshot")
         return self
@@ -203,7 +204,9 @@ class LocalGateway:
             self.inbox, journal = os.path.join(self._temp, "inbox.jsonl"), ":memory:"
             ledger = None
         self._agent = start_demo_agent(self.url, self.demo_info["device_token"], self.inbox,
-                                       echo=self.echo, journal=journal, ledger=ledger)
+                                       echo=self.echo, journal=journal, ledger=ledger,
+                                       ca_file=str(self.tls_files["ca"]) if self.tls_files
+                                       else None)  # it trusts the CA the gateway made
 
     def _serve_http(self):
         from app import app
@@ -332,7 +335,8 @@ def create_demo(extra_devices: int = 0) -> dict:
 
 
 def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool = False,
-                     journal: str = ":memory:", ledger: str | None = None):
+                     journal: str = ":memory:", ledger: str | None = None,
+                     ca_file: str | None = None):
     """A simulated phone for the demo device: the device agent (./agent) with its simulator
     backend, in a thread, polling with short waits so the demo settles within seconds. It reads
     "received" SMS from the JSON-lines file `inbox` and, with `echo`, prints what it "sends"."""
@@ -355,7 +359,7 @@ def start_demo_agent(url: str, token: str, inbox: str | None = None, echo: bool 
                          poll_wait=int(os.environ.get("SMSGW_LOCAL_AGENT_WAIT", "1")),
                          sim_count=2, delivery_delay=float(
                              os.environ.get("SMSGW_LOCAL_AGENT_DELIVERY_DELAY", "1")),
-                         incoming_seconds=2.0, inbox=inbox,
+                         incoming_seconds=2.0, inbox=inbox, ca_file=ca_file,
                          push_existing=True).check()  # the journal knows what was pushed
     phone = DemoPhone(config.failure_rate, config.delivery_delay, ledger=ledger, inbox=inbox)
     return Agent(config, backend=phone, journal=Journal(journal)).start()

@@ -3,6 +3,7 @@ address as `requestContext.identity.sourceIp`, a listen backlog that takes burst
 line per request."""
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -16,8 +17,29 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPSer
 LISTEN_BACKLOG = 1024
 
 
+HANDSHAKE_HINTS = {
+    "HTTP_REQUEST": "HTTP_REQUEST (plain HTTP to the HTTPS port: use https://)",
+    "TLSV1_ALERT_UNKNOWN_CA": "TLSV1_ALERT_UNKNOWN_CA (the client does not trust the local CA: "
+                              "install tls/ca.pem from the data folder on it)",
+}
+
+
 class Server(ThreadedHTTPServer):
     request_queue_size = LISTEN_BACKLOG
+    log_stream = sys.stderr
+
+    def handle_error(self, request, client_address):
+        """A connection that fails before it is a request (a TLS handshake refused: a client
+        that does not trust the local CA, plain HTTP to the HTTPS port; a peer gone) is one log
+        line; anything else keeps socketserver's traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ssl.SSLError, ConnectionError, TimeoutError)):
+            return super().handle_error(request, client_address)
+        reason = getattr(error, "reason", None) or error.__class__.__name__
+        reason = HANDSHAKE_HINTS.get(reason, reason)
+        what = "TLS handshake failed" if isinstance(error, ssl.SSLError) else "connection lost"
+        print(f"{time.strftime('%H:%M:%S')} {client_address[0]} {what}: {reason}",
+              file=self.log_stream, flush=True)
 
 
 JSON_ACTION = re.compile(rb'"action"\s*:\s*"([A-Za-z_]{1,40})"')

@@ -32,7 +32,8 @@ class Agent:
         self.config = config
         self.backend = backend or backends.make(config)
         self.journal = journal or Journal(config.journal)
-        self.client = GatewayClient(config.url, config.token)
+        self.client = GatewayClient(config.url, config.token,
+                                    ca_file=getattr(config, "ca_file", None))
         if config.mode == "direct":
             from smsgw_agent.direct import DirectPoller
             self.poller = DirectPoller(self.client)

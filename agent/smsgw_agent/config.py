@@ -13,7 +13,7 @@ ENV = {  # environment variable -> field
     "SMSGW_POLL_MODE": "mode",
     "SMSGW_SIM_FAILURE_RATE": "failure_rate", "SMSGW_SIM_DELIVERY_DELAY": "delivery_delay",
     "SMSGW_SIM_LEDGER": "ledger", "SMSGW_SIM_INBOX": "inbox",
-    "SMSGW_E2E_PASSPHRASE": "e2e_passphrase",
+    "SMSGW_E2E_PASSPHRASE": "e2e_passphrase", "SMSGW_CA_FILE": "ca_file",
 }
 
 
@@ -44,6 +44,9 @@ class AgentConfig:
     # decrypts end-to-end encrypted messages (SMSGate's format; needs the "e2e" extra); the
     # gateway never sees it, and sends encrypted messages only to agents that have one
     e2e_passphrase: str | None = None
+    # a PEM file of the CA(s) the gateway's HTTPS certificate is checked against, instead of the
+    # system's (a local gateway's own CA, `./run-local --tls`); the check itself is never skipped
+    ca_file: str | None = None
     # simulator only
     failure_rate: float = 0.0
     delivery_delay: float = 2.0  # seconds from "sent" to "delivered"; negative: never delivered
@@ -71,6 +74,8 @@ class AgentConfig:
             raise ConfigError("report_hold must be 0-30 seconds (well inside the lease).")
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ConfigError("failure_rate must be between 0 and 1.")
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            raise ConfigError(f"ca_file {self.ca_file}: no such file (a PEM CA certificate).")
         if self.sim_count not in (None, 1, 2):
             raise ConfigError("sim_count must be 1 or 2.")
         return self

@@ -412,6 +412,102 @@ def test_set_a_phone_pace_from_the_phones_page(page, gateway):
     assert "unpaced" in page.locator("tr", has_text="Test phone").inner_text()
 
 
+def device_call(gateway, method, path, body=None):
+    """The device protocol as the Demo phone (no agent runs for it in these tests)."""
+    port = int(gateway["url"].rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                       headers={"Authorization": f"Bearer {gateway['device_token']}",
+                                "Content-Type": "application/json"})
+    answer = json.loads(connection.getresponse().read())
+    connection.close()
+    return answer
+
+
+# Rendered size of an element's text: its font size times the scale of the SVG it is drawn in.
+RENDERED_FONT = """el => parseFloat(getComputedStyle(el).fontSize)
+                   * (el.ownerSVGElement ? el.ownerSVGElement.getScreenCTM().a : 1)"""
+BOX = "el => { const r = el.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; }"
+REASONS = ("RESULT_ERROR_GENERIC_FAILURE", "RESULT_ERROR_NO_SERVICE (no signal at the time)")
+
+
+def test_failure_reasons_chart_and_pace_column_fit_at_both_widths(page, gateway):
+    """A phone's "Failures by reason" chart labels each bar in the page's text size, whole,
+    beside its bar and inside the card (the label was drawn ~31 px high and ran into its bar,
+    cut off as RESULT_ERROR_GENERIC_...), and the Phones table's pace cell is two lines (it
+    wrapped to five), at 1280 px and at 390 px."""
+    for reason in REASONS:
+        sent = api(gateway, action="send_sms", api_key=gateway["api_key"],
+                   phone_number=NUMBER, message=f"fails: {reason}", device_id=1)
+        assert sent["status"] == "success", sent
+        taken = []
+        deadline = time.time() + 30
+        while not taken and time.time() < deadline:
+            taken = device_call(gateway, "GET", "/device/jobs?wait=1&max=10")["jobs"]
+        assert [job["message_id"] for job in taken] == [sent["data"]["message_id"]]
+        device_call(gateway, "POST", "/device/reports", {"reports": [
+            {"message_id": taken[0]["message_id"], "status": "failed", "reason": reason}]})
+    card = page.locator("section.card", has_text="Failures by reason")
+    deadline = time.time() + 30  # the insight counts failures from the table's stream
+    while True:
+        page.goto(url(gateway, f"/phones/{gateway['device_uid']}"))
+        if card.locator("tbody tr").count() == len(REASONS) or time.time() > deadline:
+            break
+        time.sleep(1)
+    figure = card.locator("figure")
+    for viewport in (DESKTOP, PHONE):
+        page.set_viewport_size(viewport)
+        left, right, _, _ = figure.evaluate(BOX)
+        labels = figure.locator("text, .share-label")
+        assert labels.count() == len(REASONS)
+        for n in range(labels.count()):
+            label = labels.nth(n)
+            size = label.evaluate(RENDERED_FONT)
+            assert 11 <= size <= 16, (viewport, label.text_content(), size)
+            assert label.text_content() in REASONS, label.text_content()
+            box = label.evaluate(BOX)
+            assert left <= box[0] and box[1] <= right, (viewport, box, (left, right))
+            bar = figure.locator("rect").nth(n).evaluate(BOX)
+            assert box[1] <= bar[0], (viewport, "the label runs into its bar", box, bar)
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    page.set_viewport_size(DESKTOP)
+    shoot(page, "phone-failures")
+
+    for window, lines in (("none", 2), ("20", 3)):  # a window's line may break in two
+        page.goto(url(gateway, "/phones"))
+        row = page.locator("tr", has_text="Demo phone")
+        row.get_by_label(re.compile(r"^Pace")).fill("600")
+        row.get_by_label(re.compile(r"^Window")).fill(window)
+        row.get_by_role("button", name="Set the pace of Demo phone").click()
+        page.wait_for_url(re.compile(r"done=pace-saved"))
+        cell = page.locator("tr", has_text="Demo phone").locator('td[data-label="Pace"]')
+        assert "600 parts/h per SIM" in cell.inner_text()
+        if window != "none":
+            assert "20 parts/30 min per phone" in cell.inner_text()
+        for viewport in (DESKTOP, PHONE):
+            page.set_viewport_size(viewport)
+            line = cell.evaluate("el => parseFloat(getComputedStyle(el).lineHeight)")
+            # the text's own box (the cell itself is as tall as its row's form)
+            height = cell.evaluate("el => { const r = document.createRange(); "
+                                   "r.selectNodeContents(el); return r.getBoundingClientRect()"
+                                   ".height; }")
+            assert height <= lines * line + 2, (viewport, window, height, line)
+            wrap = page.locator("table.cards").locator("xpath=..")
+            assert wrap.evaluate("el => el.scrollWidth <= el.clientWidth"), str(
+                (viewport, window, wrap.evaluate(
+                    "el => [el.scrollWidth, el.clientWidth, ...[...el.querySelectorAll("
+                    "'tr:nth-child(1) td')].map(t => Math.round(t.getBoundingClientRect()"
+                    ".width))]")))
+        page.set_viewport_size(DESKTOP)
+    shoot(page, "phones-pace-window")
+    row = page.locator("tr", has_text="Demo phone")
+    row.get_by_label(re.compile(r"^Pace")).fill("default")
+    row.get_by_label(re.compile(r"^Window")).fill("default")
+    row.get_by_role("button", name="Set the pace of Demo phone").click()
+    page.wait_for_url(re.compile(r"done=pace-saved"))
+    assert not page.problems, page.problems
+
+
 class Receiver(BaseHTTPRequestHandler):
     """A webhook endpoint on 127.0.0.1 that answers 200 and keeps what it got."""
     got = []

@@ -154,3 +154,28 @@ def test_config_from_env_file_and_flags(tmp_path):
     path.write_text("nonsense = 1\n")
     with pytest.raises(config.ConfigError, match="nonsense"):
         config.load(str(path), {})
+
+
+def test_ca_file_checks_the_gateway_against_that_ca(tmp_path):
+    """`ca_file` (SMSGW_CA_FILE): every call checks the gateway's certificate against that CA
+    (passed per request: a session's own setting loses to $REQUESTS_CA_BUNDLE); without it, the
+    system's CAs. A missing file is a config error. (Real TLS: tests/e2e/test_local_tls.py.)"""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {"SMSGW_URL": "https://gw.example", "SMSGW_DEVICE_TOKEN": TOKEN}
+    loaded = config.load(None, env | {"SMSGW_CA_FILE": str(ca)})
+    assert loaded.ca_file == str(ca)
+    with pytest.raises(config.ConfigError, match="no such file"):
+        config.load(None, env | {"SMSGW_CA_FILE": str(tmp_path / "missing.pem")})
+    import requests
+    seen = []
+
+    def request(*_args, **kwargs):
+        seen.append(kwargs["verify"])
+        raise requests.ConnectionError("not sent")
+    for cfg, verify in ((loaded, str(ca)), (config.load(None, env), True)):
+        agent = Agent(cfg, backend=object(), journal=Journal(":memory:"))
+        agent.client.session.request = request
+        with pytest.raises(Exception, match="not sent"):
+            agent.client.heartbeat("running")
+        assert seen.pop() == verify

@@ -5,6 +5,7 @@ beside it. Colours come from app.css classes (style-src 'self')."""
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT, AXIS = 300, 72, 14
+LABEL_CHARS = 60
 
 
 def day_bars(label: str, series: str, days: list[dict]) -> Markup:
@@ -34,18 +35,22 @@ def day_bars(label: str, series: str, days: list[dict]) -> Markup:
 
 
 def share_bars(label: str, counts: dict) -> Markup:
-    """Horizontal bars, one per key of `counts` (largest first), each labelled with its key."""
+    """Horizontal bars, one per key of `counts` (largest first), each labelled with its key.
+    The labels are HTML text at the page's size beside each bar's own small SVG: text inside
+    one scaled SVG grew with the card (a 9-unit label was 31 px at 1280 px) and ran into its
+    bar. Keys longer than LABEL_CHARS end in "…" (the whole key is its title)."""
     items = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
     peak = max((n for _, n in items), default=0) or 1
-    row = 22
-    height = max(row, row * len(items))
     parts = []
-    for i, (name, n) in enumerate(items):
-        width = round(WIDTH * 0.6 * n / peak, 2)
-        y = i * row
-        parts.append(f'<text class="tick" x="0" y="{y + 14}">{escape(str(name)[:28])}</text>'
-                     f'<rect class="bar failed" x="{WIDTH * 0.4}" y="{y + 4}" width="{width}" '
-                     f'height="{row - 8}" data-value="{n}"><title>{escape(name)}: {n}</title>'
-                     f'</rect>')
-    return Markup(f'<svg class="chart bars" viewBox="0 0 {WIDTH} {height}" role="img" '
-                  f'aria-label="{escape(label)}">' + "".join(parts) + '</svg>')
+    for name, n in items:
+        name = str(name)
+        shown = name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…"
+        parts.append(f'<span class="share-label" title="{escape(name)}">{escape(shown)}</span>'
+                     f'<svg class="share-bar" viewBox="0 0 100 10" preserveAspectRatio="none" '
+                     f'aria-hidden="true"><rect class="bar failed" x="0" y="0" '
+                     f'width="{round(100 * n / peak, 2)}" height="10" data-value="{n}">'
+                     f'<title>{escape(name)}: {n}</title></rect></svg>'
+                     f'<span class="share-n">{n}</span>')
+    summary = ", ".join(f"{name}: {n}" for name, n in items)
+    return Markup(f'<div class="share-bars" role="img" aria-label="{escape(label)}: '
+                  f'{escape(summary)}">' + "".join(parts) + '</div>')
