@@ -21,9 +21,10 @@ from chalicelib.storage.webhook_tables import Webhook
 
 # SMSGate's event -> ours. An SMSGate `sms:failed` is also our `sms.expired` (it has no such).
 EVENTS = {"sms:received": ["sms.received"], "sms:sent": ["sms.sent"],
-          "sms:delivered": ["sms.delivered"], "sms:failed": ["sms.failed", "sms.expired"]}
+          "sms:delivered": ["sms.delivered"], "sms:failed": ["sms.failed", "sms.expired"],
+          "sms:cancelled": ["sms.cancelled"]}
 NOT_SENT = ("sms:data-received", "mms:received", "mms:downloaded", "system:ping",
-            "app:started", "sms:cancelled")
+            "app:started")
 MIN_KEY, MAX_KEY = 16, 256
 
 
@@ -86,6 +87,8 @@ def payload(event) -> dict:
             event.created_at)}
     if event.type == "sms.delivered":
         return {**common, "deliveredAt": _stamp(event.created_at)}
+    if event.type == "sms.cancelled":  # the app's SmsEventPayload.SmsCancelled
+        return {**common, "cancelledAt": _stamp(event.created_at)}
     return {**common, "failedAt": _stamp(event.created_at),
             "reason": data.get("failed_reason") or data.get("status")}
 
