@@ -24,15 +24,18 @@ EVENTS = {"sms:received": ["sms.received"], "sms:sent": ["sms.sent"],
           "sms:delivered": ["sms.delivered"], "sms:failed": ["sms.failed", "sms.expired"],
           "sms:cancelled": ["sms.cancelled"]}
 NOT_SENT = ("sms:data-received", "mms:received", "mms:downloaded", "system:ping",
-            "app:started")
+            "app:started", "sms:batch:received", "sms:batch:data-received",
+            "mms:batch:received", "mms:batch:downloaded")
 MIN_KEY, MAX_KEY = 16, 256
 
 
 def our_events(event: str) -> list[str]:
     if event in EVENTS:
         return EVENTS[event]
-    why = "this gateway has no such event" if event in NOT_SENT else "unknown event"
-    raise BadRequest(f"Invalid event {str(event)[:40]}: {why}; supported: "
+    if event in NOT_SENT:  # SMSGate has it; this gateway never produces it
+        raise BadRequest(f"Event {event} is not supported: this gateway never produces it; "
+                         f"supported: {', '.join(EVENTS)}.", "event", code="not_supported")
+    raise BadRequest(f"Invalid event {str(event)[:40]}: unknown event; supported: "
                      f"{', '.join(EVENTS)}.", "event")
 
 
