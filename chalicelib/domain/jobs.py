@@ -22,7 +22,8 @@ from chalicelib.storage.tables import Device, Message, update_if
 
 log = logging.getLogger("smsgw")
 
-OUTCOMES = ("sent", "delivered", "failed", "cancelled")
+OUTCOMES = ("sent", "delivered", "failed")  # what an agent reports
+APP_CANCELLED = "cancelled"  # only an SMSGate app phone can cancel what it took
 # States from which each report may move a message (forward only; `expired` and `delivered`
 # are final, and a failure after `sent` is a delivery failure).
 REPORT_FROM = {"sent": ("pending", "processing"),
@@ -159,7 +160,7 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
     status} where `ignored` means the message is already at or past that state. With `deletes`
     (a list), the SQS receipt handle to delete is appended to it instead of deleted here, so a
     batch of reports deletes with one request (delete_batch)."""
-    assert outcome in OUTCOMES
+    assert outcome in OUTCOMES or outcome == APP_CANCELLED
     now = clock.now_ms()
     message = Message(account_id=device.account_id, message_id=message_id)
     condition = Message.status.is_in(*REPORT_FROM[outcome])
