@@ -265,3 +265,24 @@ def test_an_agent_cannot_report_cancelled(client, account):
     assert status == 400 and "status" in json.dumps(body), body
     assert Message.get(acct.account_id, message.message_id, consistent_read=True).status == \
         "processing"
+
+
+def test_a_cancelling_message_is_not_released_to_another_phone(sg, client, app, account):
+    """Past its lease a taken message is released (pending) and may move to another phone;
+    one its app phone was asked to cancel waits for the phone's answer instead."""
+    from chalicelib.domain import sweeps
+    device, auth = app
+    sg("POST", "messages", {"phoneNumbers": ["+8801712000001"], "textMessage": {"text": "x"},
+                            "id": "silent"})  # the pool's: it may move
+    [job] = app_call(client, "GET", "/message", auth)[1]
+    devices.heartbeat(account[2], "running")  # another phone the pool could move it to
+    pool.forget_cached()
+    assert sg("DELETE", "messages/silent")[1]["state"] == "Cancelling"
+    for _ in range(3):  # past its lease, and its sweep's look
+        clock.advance(max(settings.LEASE_SECONDS, settings.OUTBOX_GRACE_SECONDS) + 5)
+        sweeps.settle_due_messages()
+    stored = Message.get(device.account_id, int(job["id"]), consistent_read=True)
+    assert (stored.status, stored.device_uid) == ("processing", device.device_uid)
+    assert sg("GET", "messages/silent")[1]["state"] == "Cancelling"
+    assert patch(client, auth, job["id"], "Cancelled", job["phoneNumbers"][0]) == 204
+    assert sg("GET", "messages/silent")[1]["state"] == "Cancelled"
