@@ -9,7 +9,11 @@ its source builds requests (capcom6/android-sms-gateway; files cited in docs/and
   MessageEnqueued event pulls again; after a close it reconnects in 5 s, after failures in 5 s
   (attempts 1-5), 30 s (6-10), 60 s (more); a successful open resets the count.
 - GatewayService.processMessage: a message id it already has is not sent again (its state is
-  re-sent instead); each state change is a PATCH /message of one item (SendStateWorker).
+  re-sent instead); each state change is a PATCH /message of one item (SendStateWorker). A
+  message handed as Cancelling is cancelled if it still waits in the app's queue
+  (MessagesService.cancelMessage: only while Pending), reported Cancelled if the app never had
+  it, and left alone if the app already started it. Numbers are reported as stored (an
+  encrypted message's ciphertext).
 - PayloadSingingPlugin.kt: webhooks signed hex HMAC-SHA256(key, body + X-Timestamp).
 
 Sending an SMS is simulated (a ledger entry). `kill()` stops it dead; `start()` again is the
@@ -80,6 +84,7 @@ class SmsgateApp:
         self.pulled_at = {}  # message id -> when GET /message handed it over
         self.requests = Counter()
         self.fail = {}  # message text -> the error to fail it with
+        self.hold = set()  # message texts that wait in the app's queue (its send delays)
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = None
@@ -144,6 +149,9 @@ class SmsgateApp:
         answer.raise_for_status()
         now = time.time()
         for message in answer.json():
+            if message.get("state") == "Cancelling":
+                self._cancel(message)
+                continue
             with self.lock:
                 known = message["id"] in self.local
                 self.pulled_at.setdefault(message["id"], now)
@@ -153,6 +161,21 @@ class SmsgateApp:
                 self._patch(message["id"])  # SendStateWorker with its current state
             else:
                 self._process(message["id"])
+
+    def _cancel(self, message):
+        item = self.local.get(message["id"])
+        if item is None:  # never had it: report it Cancelled at once
+            self.local[message["id"]] = {"state": "Cancelled", "message": message}
+            self._patch(message["id"])
+        elif item["state"] == "Pending":
+            self._set(message["id"], "Cancelled")
+
+    def release(self, text: str):
+        """The app's send delay for `text` ends: its waiting messages go on."""
+        self.hold.discard(text)
+        for message_id, item in list(self.local.items()):
+            if item["state"] == "Pending" and item["message"]["textMessage"]["text"] == text:
+                self._process(message_id)
 
     def _patch(self, message_id, error=None):
         item = self.local[message_id]
@@ -177,6 +200,8 @@ class SmsgateApp:
         """The app's queue: hand to Android (Processed), sent, then the delivery report."""
         item = self.local[message_id]
         message = item["message"]
+        if item["state"] == "Pending" and message["textMessage"]["text"] in self.hold:
+            return  # waits in the app's queue
         if item["state"] == "Pending":
             self._set(message_id, "Processed")
         if item["state"] == "Processed":
@@ -212,7 +237,7 @@ class SmsgateApp:
                 if not item.get("reported", True):
                     self._patch(message_id)
                     item["reported"] = True
-                if item["state"] not in ("Delivered", "Failed"):
+                if item["state"] not in ("Delivered", "Failed", "Cancelled"):
                     self._process(message_id)
             while not self.stop_event.is_set():
                 self._connect_once()

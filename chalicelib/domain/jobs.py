@@ -16,17 +16,21 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.core import clock, settings
 from chalicelib.domain import messages, pool
 from chalicelib.domain.devices import job_hint
+from chalicelib.domain.messages import cancelling
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
 log = logging.getLogger("smsgw")
 
-OUTCOMES = ("sent", "delivered", "failed")
+OUTCOMES = ("sent", "delivered", "failed")  # what an agent reports
+APP_CANCELLED = "cancelled"  # only an SMSGate app phone can cancel what it took
 # States from which each report may move a message (forward only; `expired` and `delivered`
 # are final, and a failure after `sent` is a delivery failure).
 REPORT_FROM = {"sent": ("pending", "processing"),
                "delivered": ("pending", "processing", "sent"),
-               "failed": ("pending", "processing", "sent")}
+               "failed": ("pending", "processing", "sent"),
+               # an SMSGate app phone's own cancel, or its answer to one asked (cancelling.py)
+               "cancelled": ("pending", "processing")}
 # the SQS message is no longer needed in these states
 QUEUE_DONE = ("sent", "delivered", "failed", "expired", "cancelled")
 
@@ -116,6 +120,12 @@ def receive(device: Device, wait_seconds: int, max_jobs: int) -> tuple[list[dict
         job = parse_job(sqs_message["Body"])
         if job is None:
             log.warning("dropping a malformed job on %s", device.device_uid)
+        elif cancelling.is_notice(job):  # left on the queue while still to be answered
+            if cancelling.take_notice(device, job["message_id"]):
+                jobs.append(job)
+            else:
+                _delete(device.queue_url, sqs_message["ReceiptHandle"])
+            continue
         if take(device, job and job["message_id"], sqs_message["ReceiptHandle"]) == "leased":
             jobs.append(job)
     return jobs, len(answer.get("Messages", []))
@@ -150,11 +160,11 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
     status} where `ignored` means the message is already at or past that state. With `deletes`
     (a list), the SQS receipt handle to delete is appended to it instead of deleted here, so a
     batch of reports deletes with one request (delete_batch)."""
-    assert outcome in OUTCOMES
+    assert outcome in OUTCOMES or outcome == APP_CANCELLED
     now = clock.now_ms()
     message = Message(account_id=device.account_id, message_id=message_id)
     condition = Message.status.is_in(*REPORT_FROM[outcome])
-    if outcome != "failed":  # the phone did send it: that corrects a presumed failure/expiry
+    if outcome in ("sent", "delivered"):  # the phone sent it: that corrects a presumed failure
         condition = condition | (Message.status.is_in("failed", "expired")
                                  & (Message.presumed == True))  # noqa: E712
     condition = (Message.device_uid == device.device_uid) & condition
@@ -164,6 +174,8 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
     elif outcome == "delivered":
         actions = [Message.status.set("delivered"), Message.delivered_at.set(now),
                    Message.processed_at.set(Message.processed_at | now), *corrected]
+    elif outcome == "cancelled":
+        actions = [Message.status.set("cancelled"), Message.reason.set(reason)]
     else:
         actions = [Message.status.set("failed"), Message.failed_at.set(now),
                    Message.reason.set(reason)]

@@ -85,6 +85,11 @@ def settle(message: Message, now: int) -> str:
         done = messages.close(message, "failed", presumed=True, failed_at=now, reason=(
             f"The device took it {message.attempts} times without reporting a result."))
         return "failed" if done else "raced"
+    if message.cancel_asked_at:  # its app phone was asked to cancel it (messages/cancelling.py)
+        # and may still answer: no other phone may take it meanwhile; it ends by the phone's
+        # answer, its validity, or its attempts
+        _reschedule(message, min(now + settings.LEASE_SECONDS * 1000, message.expires_at))
+        return "cancelling"
     # Lease ran out: SQS makes the job visible again by itself; show it as waiting once more.
     released = update_if(message, [Message.status.set("pending"), Message.open_due.set(
         min(now + settings.OUTBOX_GRACE_SECONDS * 1000, message.expires_at))],

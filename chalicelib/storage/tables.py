@@ -208,6 +208,11 @@ class Message(Model):
     # here); group_id: the SMSGate message (one per request, a message per recipient).
     encrypted = BooleanAttribute(null=True)
     group_id = UnicodeAttribute(null=True)
+    # SMSGate's Cancelling: a cancel asked of a message an app phone holds and has not yet
+    # started to send (when it was asked); the phone answers Cancelled, or Sent if too late.
+    cancel_asked_at = NumberAttribute(null=True)
+    # when an SMSGate app phone reported it Processed (handed to the radio): too late to cancel
+    app_processed_at = NumberAttribute(null=True)
 
 
 class IncomingMessage(Model):

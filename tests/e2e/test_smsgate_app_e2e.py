@@ -172,3 +172,58 @@ def test_pool_of_an_app_phone_and_an_agent_with_the_app_killed(gw, soak, tmp_pat
         app.kill()
         agent.kill()
         agent.log.close()
+
+
+def test_encrypted_messages_through_the_app_and_a_cancel_it_answers(gw):
+    """The app reports each recipient by the number it stored, for an encrypted message the
+    ciphertext: every state reaches SMSGate's client API. A message waiting in the app's queue
+    is cancelled through it: Cancelling, then the app's Cancelled (processMessage)."""
+    from android_sms_gateway import Encryptor
+    pairing = app_token(gw)
+    app = SmsgateApp(pairing["server_url"], pairing["private_token"]).start()
+    base, auth = f"{gw.url}/3rdparty/v1", (gw.info["account_id"], gw.info["api_key"])
+    cipher = Encryptor("the app's passphrase")
+    texts = {name: cipher.encrypt(name) for name in ("deliver", "fail", "hold")}
+    app.fail[texts["fail"]] = FAIL_REASON
+    app.hold.add(texts["hold"])
+    try:
+        uid = wait_for(lambda: app.registration and app.registration["id"], 20, "registration")
+        wait_for(lambda: uid in running(gw), 20, "the app phone to be running")
+
+        def send(name, *numbers):
+            answer = requests.post(f"{base}/messages", auth=auth, timeout=30, json={
+                "id": f"enc-{name}", "deviceId": uid, "isEncrypted": True,
+                "phoneNumbers": [cipher.encrypt(n) for n in numbers],
+                "textMessage": {"text": texts[name]}})
+            assert answer.status_code == 202, answer.text
+            return answer.json()
+
+        def state(name):
+            answer = requests.get(f"{base}/messages/enc-{name}", auth=auth, timeout=30)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+        sent = {name: send(name, *numbers) for name, numbers in (
+            ("deliver", ["+8801712000011", "+8801712000012"]), ("fail", ["+8801712000013"]),
+            ("hold", ["+8801712000014"]))}
+        done = wait_for(lambda: (lambda s: s if s["state"] == "Delivered" else None)(
+            state("deliver")), 30, "the encrypted message delivered")
+        assert [r["phoneNumber"] for r in done["recipients"]] == [
+            r["phoneNumber"] for r in sent["deliver"]["recipients"]]
+        assert {"Pending", "Processed", "Sent", "Delivered"} <= set(done["states"])
+        failed = wait_for(lambda: (lambda s: s if s["state"] == "Failed" else None)(
+            state("fail")), 30, "the encrypted message failed")
+        assert FAIL_REASON in failed["recipients"][0]["error"]
+        wait_for(lambda: any(i["message"]["textMessage"]["text"] == texts["hold"]
+                             for i in list(app.local.values())), 30, "the app to take it")
+        assert state("hold")["state"] == "Processed"  # taken, waiting in the app's queue
+        cancel = requests.delete(f"{base}/messages/enc-hold", auth=auth, timeout=30)
+        assert cancel.status_code == 200 and cancel.json()["state"] == "Cancelling", cancel.text
+        wait_for(lambda: state("hold")["state"] == "Cancelled", 30, "the app's Cancelled")
+        assert state("hold")["recipients"][0]["state"] == "Cancelled"
+        assert requests.delete(f"{base}/messages/enc-hold", auth=auth,
+                               timeout=30).status_code == 409
+        assert [e["message"] for e in app.ledger if e["message"] in texts.values()] == [
+            texts["deliver"], texts["deliver"]]
+        assert app.errors == []
+    finally:
+        app.kill()

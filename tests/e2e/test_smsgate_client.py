@@ -110,8 +110,15 @@ def test_send_state_list_cancel_and_idempotent_ids(gw, phones):
         assert answer.status_code == 202, answer.text
         c.cancel_message("later-1")
         cancelled = c.get_state("later-1")
-        assert cancelled.state.value == "Failed"
-        assert "ancel" in cancelled.recipients[0].error
+        assert cancelled.state.value == "Cancelled"
+        assert [r.state.value for r in cancelled.recipients] == ["Cancelled"]
+        # the server's "message is not pending" (the 4.3.3 client's DELETE raises requests')
+        with pytest.raises(requests.HTTPError) as caught:
+            c.cancel_message("later-1")
+        assert caught.value.response.status_code == 409
+        assert caught.value.response.json()["data"]["code"] == "not_cancellable"
+        assert [m.id for m in c.get_messages(query=domain.MessagesQueryFilter(
+            state="Cancelled"))] == ["later-1"]
         # ordering and paging
         oldest_first = c.get_messages(sort="created_at", pagination=domain.QueryPagination(
             limit=1))
@@ -194,6 +201,84 @@ def test_webhooks_in_their_body_and_signature(gw, phones):
             assert made.id not in [w.id for w in c.get_webhooks()]
     finally:
         receiver.close()
+
+
+def test_sms_cancelled_webhooks(gw, phones):
+    from bench.webhook_receiver import Receiver
+    receiver = Receiver()
+    try:
+        with client(gw) as c:
+            made = c.create_webhook(domain.Webhook(id=None, url=receiver.url,
+                                                   event=WebhookEvent.SMS_CANCELLED))
+            assert made.event.value == "sms:cancelled"
+            key = c.get_settings().webhooks.signing_key
+            later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            answer = requests.post(gw["base"] + "/messages", json={
+                "phoneNumbers": ["+8801712000031"], "textMessage": {"text": "Never mind"},
+                "scheduleAt": later, "id": "never-1"}, auth=(gw["account_id"], gw["api_key"]),
+                timeout=10)
+            assert answer.status_code == 202, answer.text
+            c.cancel_message("never-1")
+            until(lambda: receiver.requests, timeout=60, what="an sms:cancelled webhook")
+            headers, body, _ = receiver.requests[0]
+            event = json.loads(body)
+            assert (event["event"], event["webhookId"]) == ("sms:cancelled", made.id)
+            assert event["payload"]["messageId"] == "never-1"
+            assert event["payload"]["phoneNumber"] == "+8801712000031"
+            assert event["payload"]["cancelledAt"]
+            assert _signed_by(key, headers, body)
+            c.delete_webhook(made.id)
+    finally:
+        receiver.close()
+
+
+# Every public method of the 4.3.3 client, and what this gateway answers it (docs/smsgate.md).
+NOT_SUPPORTED = {"export_inbox", "refresh_inbox", "get_logs", "generate_token",
+                 "refresh_token", "revoke_token", "download_attachment"}
+WORKS = {"send", "cancel_message", "get_state", "get_messages", "get_webhooks",
+         "create_webhook", "delete_webhook", "list_devices", "remove_device", "get_settings",
+         "update_settings", "patch_settings", "health_check", "liveness_check",
+         "readiness_check", "startup_check", "list_inbox_messages"}
+
+
+def test_every_method_works_or_is_a_clear_not_supported(gw, phones):
+    public = {name for name in vars(APIClient) if not name.startswith("_")}
+    assert public == NOT_SUPPORTED | WORKS
+    docs = (ROOT / "docs" / "smsgate.md").read_text()
+    assert all(f"`{name}`" in docs for name in public)
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    calls = {
+        "export_inbox": lambda c: c.export_inbox(domain.MessagesExportRequest(
+            device_id=gw["device_uid"], since=day, until=day + timedelta(days=1))),
+        "refresh_inbox": lambda c: c.refresh_inbox(domain.InboxRefreshRequest(
+            since=day, until=day + timedelta(days=1))),
+        "get_logs": lambda c: c.get_logs(from_=day.isoformat()),
+        "generate_token": lambda c: c.generate_token(domain.TokenRequest(scopes=["all:any"])),
+        "refresh_token": lambda c: c.refresh_token("a.b.c"),
+        "revoke_token": lambda c: c.revoke_token("jti-1"),
+        "download_attachment": lambda c: c.download_attachment("1", 0)}
+    with client(gw) as c:
+        for name in sorted(NOT_SUPPORTED):  # its DELETEs raise requests' HTTPError
+            with pytest.raises((errors.BadRequestError, requests.HTTPError)) as caught:
+                calls[name](c)
+            shown = caught.value.response
+            if isinstance(shown, requests.Response):
+                assert shown.status_code == 400
+                shown = shown.json()
+            assert shown["data"]["code"] == "not_supported", name
+        for event in (WebhookEvent.SMS_DATA_RECEIVED, WebhookEvent.SYSTEM_PING,
+                      WebhookEvent.SMS_BATCH_RECEIVED, WebhookEvent.MMS_DOWNLOADED):
+            with pytest.raises(errors.BadRequestError) as caught:
+                c.create_webhook(domain.Webhook(id=None, url="http://127.0.0.1:9/x",
+                                                event=event))
+            assert caught.value.response["data"]["code"] == "not_supported", event
+        assert c.startup_check().status.value == "pass"
+        assert isinstance(c.list_inbox_messages(), list)
+        with pytest.raises(requests.HTTPError) as caught:
+            c.remove_device("0" * 16)
+        assert caught.value.response.status_code == 404
+        c.update_settings(domain.DeviceSettings(webhooks=domain.SettingsWebhooks(
+            signing_key=c.get_settings().webhooks.signing_key)))
 
 
 def _everything_stored(gw) -> str:

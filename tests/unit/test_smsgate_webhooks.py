@@ -55,9 +55,13 @@ def test_signature_is_hmac_sha256_of_body_then_timestamp():
 
 
 @pytest.mark.parametrize("statuses, state", [
-    (["pending", "delivered"], "Pending"), (["processing", "sent"], "Processed"),
-    (["delivered", "failed"], "Delivered"), (["failed", "expired", "cancelled"], "Failed"),
-    (["sent", "delivered", "expired"], "Sent")])
-def test_a_groups_state_is_its_least_advanced_recipients(statuses, state):
+    (["pending", "delivered"], "Pending"), (["pending", "cancelled"], "Pending"),
+    (["cancelled", "processing"], "Cancelled"), (["processing", "sent"], "Processed"),
+    (["delivered", "failed"], "Sent"), (["failed", "expired"], "Failed"),
+    (["failed", "expired", "cancelled"], "Cancelled"), (["delivered", "delivered"], "Delivered"),
+    (["sent", "delivered", "expired"], "Sent"), (["sent", "failed"], "Sent")])
+def test_a_groups_state_follows_smsgates_rule(statuses, state):
+    """The app's MessageWithRecipients.state: Pending, Cancelling, Cancelled, Processed if any
+    recipient is; Failed or Delivered if all are; else Sent."""
     from chalicelib.surfaces.smsgate import states
     assert states.group_state(statuses) == state

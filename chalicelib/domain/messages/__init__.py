@@ -275,10 +275,11 @@ def device_gone(message: Message, now: int) -> str:
     return "failed" if done else "raced"
 
 
-def cancel(account_id: str, message_id) -> Message:
+def cancel(account_id: str, message_id, *, again_ok: bool = True) -> Message:
     """Cancel a message no phone has taken yet: one conditional write (pending and never leased)
     that races a device's lease, so exactly one of them wins. Raises Conflict carrying the
-    current status when the message was already taken or is final."""
+    current status when the message was already taken or is final (also when it was already
+    cancelled, unless `again_ok`: then a repeated cancel answers the same)."""
     message = get(account_id, message_id)
     taken = Message(account_id=account_id, message_id=message.message_id)
     if update_if(taken, [Message.status.set("cancelled"), Message.reason.set("Cancelled by the "
@@ -288,7 +289,7 @@ def cancel(account_id: str, message_id) -> Message:
         message.reason = "Cancelled by the sender."
         return message
     current = Message.get(account_id, message.message_id, consistent_read=True)
-    if current.status == "cancelled":
+    if current.status == "cancelled" and again_ok:
         return current  # a repeated cancel answers the same
     why = "a phone has already taken it" if current.attempts else f"it is {current.status}"
     raise Conflict(f"Message {current.message_id} cannot be cancelled: {why} "
@@ -362,5 +363,6 @@ def status_of(message: Message) -> dict:
         "sim_slot": message.sim_slot,
         "segments": message.segments,
         "delivered_at": clock.fmt(message.delivered_at),
-        "failed_reason": message.reason if message.status in ("failed", "expired") else None,
+        "failed_reason": message.reason if message.status in ("failed", "expired", "cancelled")
+        else None,
     }

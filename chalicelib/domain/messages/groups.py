@@ -208,21 +208,29 @@ def get(account_id: str, group_id: str) -> list[Message]:
 
 
 def cancel(account_id: str, group_id: str) -> list[Message]:
-    """Cancel every recipient no phone has taken yet; Conflict if none could be."""
-    found, cancelled, refusal = get(account_id, group_id), [], None
+    """SMSGate's cancel, which takes only a message still Pending (the server's
+    Repository.CancelMessage; else ErrMessageNotPending, a 409): every recipient no phone has
+    taken becomes cancelled at once; one an SMSGate app phone holds and has not started to send
+    is asked to cancel (cancelling.py: Cancelling until the phone answers). Conflict if no
+    recipient could be, which includes a second cancel."""
+    from chalicelib.domain.messages import cancelling
+    found, answer, done = get(account_id, group_id), [], False
     for message in found:
-        if message.status == "cancelled":
-            cancelled.append(message)
-            continue
         try:
-            cancelled.append(messages.cancel(account_id, message.message_id))
-        except Conflict as error:
-            refusal = error
-            cancelled.append(Message.get(account_id, message.message_id, consistent_read=True))
-    if refusal is not None and all(m.status != "cancelled" for m in cancelled):
-        raise Conflict(f"Message {group_id} cannot be cancelled: no recipient is still pending "
-                       "(a phone has taken it, or it is final).", "id", code="not_cancellable")
-    return cancelled
+            answer.append(messages.cancel(account_id, message.message_id, again_ok=False))
+            done = True
+            continue
+        except Conflict:
+            pass
+        current = Message.get(account_id, message.message_id, consistent_read=True)
+        asked = cancelling.ask(current)
+        done = done or asked is not None
+        answer.append(asked or current)
+    if not done:
+        raise Conflict(f"Message {group_id} cannot be cancelled: it is not pending (no "
+                       "recipient is waiting for a phone: taken and started, already "
+                       "cancelled, or final).", "id", code="not_cancellable")
+    return answer
 
 
 def page(account_id: str, since_ms: int | None = None, until_ms: int | None = None,

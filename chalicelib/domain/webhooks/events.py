@@ -23,10 +23,11 @@ from decimal import Decimal
 from chalicelib.core import clock, settings
 
 MESSAGE_TYPES = {"sent": "sms.sent", "delivered": "sms.delivered", "failed": "sms.failed",
-                 "expired": "sms.expired"}
-# The attribute holding the time a message reached each status (expired happens once).
+                 "expired": "sms.expired", "cancelled": "sms.cancelled"}
+# The attribute holding the time a message reached each status (expired and cancelled happen
+# once).
 STATUS_STAMP = {"sent": "processed_at", "delivered": "delivered_at", "failed": "failed_at",
-                "expired": None}
+                "expired": None, "cancelled": None}
 TYPES = (*MESSAGE_TYPES.values(), "sms.received", "device.online", "device.offline",
          "sim.paused", "webhook.disabled")
 TEST_TYPE = "webhook.test"
@@ -110,7 +111,7 @@ def _status_event(record, new, status: str, sequence: str | None = None) -> Even
             "status": status, "device_id": new.get("device_id"),
             "device_uid": new.get("device_uid"), "sim_slot": new.get("sim_slot"),
             "kind": new.get("kind", "sms"), "segments": new.get("segments")}
-    if status in ("failed", "expired"):
+    if status in ("failed", "expired", "cancelled"):
         data["failed_reason"] = new.get("reason")
     return Event(new["account_id"], event_id(new["account_id"], kind, new["message_id"], stamp),
                  kind, stamp or _record_ms(record), sequence or _sequence(record), data,

@@ -21,17 +21,21 @@ from chalicelib.storage.webhook_tables import Webhook
 
 # SMSGate's event -> ours. An SMSGate `sms:failed` is also our `sms.expired` (it has no such).
 EVENTS = {"sms:received": ["sms.received"], "sms:sent": ["sms.sent"],
-          "sms:delivered": ["sms.delivered"], "sms:failed": ["sms.failed", "sms.expired"]}
+          "sms:delivered": ["sms.delivered"], "sms:failed": ["sms.failed", "sms.expired"],
+          "sms:cancelled": ["sms.cancelled"]}
 NOT_SENT = ("sms:data-received", "mms:received", "mms:downloaded", "system:ping",
-            "app:started", "sms:cancelled")
+            "app:started", "sms:batch:received", "sms:batch:data-received",
+            "mms:batch:received", "mms:batch:downloaded")
 MIN_KEY, MAX_KEY = 16, 256
 
 
 def our_events(event: str) -> list[str]:
     if event in EVENTS:
         return EVENTS[event]
-    why = "this gateway has no such event" if event in NOT_SENT else "unknown event"
-    raise BadRequest(f"Invalid event {str(event)[:40]}: {why}; supported: "
+    if event in NOT_SENT:  # SMSGate has it; this gateway never produces it
+        raise BadRequest(f"Event {event} is not supported: this gateway never produces it; "
+                         f"supported: {', '.join(EVENTS)}.", "event", code="not_supported")
+    raise BadRequest(f"Invalid event {str(event)[:40]}: unknown event; supported: "
                      f"{', '.join(EVENTS)}.", "event")
 
 
@@ -86,6 +90,8 @@ def payload(event) -> dict:
             event.created_at)}
     if event.type == "sms.delivered":
         return {**common, "deliveredAt": _stamp(event.created_at)}
+    if event.type == "sms.cancelled":  # the app's SmsEventPayload.SmsCancelled
+        return {**common, "cancelledAt": _stamp(event.created_at)}
     return {**common, "failedAt": _stamp(event.created_at),
             "reason": data.get("failed_reason") or data.get("status")}
 

@@ -16,11 +16,12 @@ import datetime
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, jobs
-from chalicelib.domain.messages import DIGITS
+from chalicelib.domain import devices, encryption, jobs
+from chalicelib.domain.messages import DIGITS, cancelling
 from chalicelib.storage import aws
-from chalicelib.storage.tables import Message
+from chalicelib.storage.tables import Message, update_if
 from chalicelib.surfaces.smsgate import states
 from chalicelib.surfaces.smsgate.mobile_request import Request, answer
 
@@ -44,12 +45,15 @@ def iso(ms: int | None) -> str | None:
 
 
 def to_app(job: dict) -> dict:
-    """One of our jobs as the app's GatewayApi.Message."""
+    """One of our jobs as the app's GatewayApi.Message: `Pending` to send, `Cancelling` for a
+    cancel notice (domain/messages/cancelling.py: GatewayService.processMessage cancels it)."""
     return {"id": str(job["message_id"]), "textMessage": {"text": job["message"]},
             "phoneNumbers": [job["phone_number"]], "simNumber": job.get("sim_slot"),
             "withDeliveryReport": True, "isEncrypted": bool(job.get("is_encrypted")),
             "validUntil": iso(job.get("expires_at")),
-            "priority": OTP_PRIORITY if job.get("kind") == "otp" else 0, "state": "Pending"}
+            "priority": OTP_PRIORITY if job.get("kind") == "otp" else 0,
+            "state": states.to_smsgate("processing", cancelling=True)
+            if cancelling.is_notice(job) else "Pending"}
 
 
 def get_messages(request: Request):
@@ -87,6 +91,15 @@ def _state(value, name: str) -> str:
     return value
 
 
+def _number(value) -> str:
+    """A recipient as the app stored it: a number, or for an encrypted message the ciphertext
+    we handed it (the id names the recipient: our messages have one each)."""
+    if isinstance(value, str) and value.startswith("$"):
+        encryption.check(value, "phoneNumber")
+        return value
+    return _text(value, "phoneNumber", 32)
+
+
 def parse_item(item) -> tuple[int, str, str | None]:
     """(message id, the state its recipient reached, error text) of one item."""
     if not isinstance(item, dict):
@@ -103,7 +116,7 @@ def parse_item(item) -> tuple[int, str, str | None]:
     for recipient in recipients:
         if not isinstance(recipient, dict):
             raise BadRequest("Each recipient must be a JSON object.", "recipients")
-        _text(recipient.get("phoneNumber"), "phoneNumber", 32)
+        _number(recipient.get("phoneNumber"))
         state = _state(recipient.get("state"), "recipients.state")
         error = _text(recipient.get("error"), "error", MAX_ERROR, required=False)
     if state == "Cancelling":
@@ -116,10 +129,10 @@ def parse_item(item) -> tuple[int, str, str | None]:
 def _outcome(state: str, error: str | None) -> tuple[str | None, str | None]:
     """Our report for the app's state (states.py), and the reason a failure carries."""
     status = states.from_smsgate(state)
+    if status == "cancelled":
+        return status, "Cancelled on the phone." + (f" {error.strip()}" if error else "")
     if status != "failed":
         return status, None
-    if state == "Cancelled":
-        return "failed", "Cancelled on the phone." + (f" {error.strip()}" if error else "")
     return "failed", (error or "").strip() or "Failed on the phone (no reason given)."
 
 
@@ -153,6 +166,15 @@ def _check_one(device, message_id: int):
         raise NotFound(f"Unknown message id {message_id}: not a message of this device.", "id")
 
 
+def _processed(device, message_id: int) -> None:
+    """The app handed it to the radio (Processed): from now a cancel is too late, as on
+    SMSGate's server, which cancels only a message not yet reported (cancelling.py)."""
+    key = Message(account_id=device.account_id, message_id=message_id)
+    if not update_if(key, [Message.app_processed_at.set(
+            Message.app_processed_at | clock.now_ms())], Message.device_uid == device.device_uid):
+        _check_one(device, message_id)  # raises NotFound
+
+
 def patch_messages(request: Request):
     device = request.device()
     request.no_query()
@@ -170,8 +192,11 @@ def patch_messages(request: Request):
     devices.seen(device)
     conflicts, deletes = [], []
     for message_id, status, reason in work:
-        if status in (None, "processing"):  # the app has it; nothing to record
+        if status is None:  # the app has it; nothing to record
             _check_one(device, message_id)
+            continue
+        if status == "processing":
+            _processed(device, message_id)
             continue
         result = jobs.report(device, message_id, status, reason, deletes=deletes)
         if result["result"] == "rejected":

@@ -35,12 +35,13 @@ def render(group_id: str, found: list, content: bool = False) -> dict:
             history[state] = iso(min(stamps))
     recipients = []
     for m in found:
-        entry = {"phoneNumber": m.phone_number, "state": states.to_smsgate(m.status)}
-        if m.status in ("failed", "expired", "cancelled"):
+        entry = {"phoneNumber": m.phone_number,
+                 "state": states.to_smsgate(m.status, bool(m.cancel_asked_at))}
+        if m.status in ("failed", "expired"):
             entry["error"] = m.reason or m.status
         recipients.append(entry)
     shown = {"id": group_id, "deviceId": first.device_uid,
-             "state": states.group_state(m.status for m in found), "isHashed": False,
+             "state": states.message_state(r["state"] for r in recipients), "isHashed": False,
              "isEncrypted": bool(first.encrypted), "recipients": recipients, "states": history,
              "createdAt": iso(first.created_at)}
     if content:
@@ -181,14 +182,13 @@ def list_messages(caller, query, body):
     limit = query_int(values, "limit", 50, 1, 100)
     offset = query_int(values, "offset", 0, 0, MAX_OFFSET)
     state = values.get("state")
-    if state is not None and state not in states.ORDER + ("Failed",):
-        raise BadRequest(f"Invalid state: one of {', '.join(states.ORDER + ('Failed',))}.",
-                         "state")
+    if state is not None and state not in states.STATES:
+        raise BadRequest(f"Invalid state: one of {', '.join(states.STATES)}.", "state")
     sort = values.get("sort", "-created_at")
     if sort not in ("created_at", "-created_at"):
         raise BadRequest("Invalid sort: created_at or -created_at.", "sort")
     keep = None if state is None else (
-        lambda found: states.group_state(m.status for m in found) == state)
+        lambda found: render("", found)["state"] == state)
     found, complete = groups.page(
         caller.account_id,
         parse_time(values["from"], "from") if "from" in values else None,

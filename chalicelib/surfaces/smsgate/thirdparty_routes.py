@@ -119,7 +119,8 @@ def list_inbox(caller, query, body):
 # --- health and settings -------------------------------------------------------------------
 
 def health(caller, query, body):
-    return 200, {}, {"status": "pass", "version": "smsgw", "checks": {}}
+    # releaseId: SMSGate's build number (version.AppReleaseID), 0 when none is set, as here
+    return 200, {}, {"status": "pass", "version": "smsgw", "releaseId": 0, "checks": {}}
 
 
 def get_settings(caller, query, body):
@@ -174,6 +175,7 @@ ROUTES = {
     ("DELETE", "webhooks/{}"): (delete_webhook, False),
     ("GET", "inbox"): (list_inbox, False),
     ("POST", "inbox/refresh"): (EXPORT, False),
+    ("POST", "inbox/export"): (EXPORT, False),  # the npm client 3.0.0's exportInbox
     ("GET", "health"): (health, True),
     ("GET", "health/live"): (health, True),
     ("GET", "health/ready"): (health, True),
