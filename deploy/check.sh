@@ -17,9 +17,10 @@ for stage in "${stages[@]}"; do
     out=$(mktemp -d)
     trap 'rm -rf "$out"' EXIT
     "$root/deploy/package.sh" "$stage" "$out"
-    # The SAM transform (as CloudFormation runs it) and the static rules of a first deploy
-    # (deploy/check_template.py): writes $out/transformed.json.
-    python "$root/deploy/check_template.py" "$out"
+    # The SAM transform (as CloudFormation runs it), the static rules of a first deploy and the
+    # stack created on moto's CloudFormation (deploy/check_template.py): writes
+    # $out/transformed.json.
+    python "$root/deploy/check_template.py" "$out" "$stage"
     # Errors fail; warnings (W) and informational (I) findings are printed but do not.
     for template in sam.json transformed.json; do
         rc=0

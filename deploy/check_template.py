@@ -1,13 +1,16 @@
 """The deploy rehearsal's offline half: what a first deploy on a fresh account would meet, checked
 on a packaged stage (deploy/package.sh) without an account.
 
-    python deploy/check_template.py build/<stage>      # writes build/<stage>/transformed.json
+    python deploy/check_template.py build/<stage> <stage>   # writes build/<stage>/transformed.json
 
 - the SAM transform (aws-sam-translator, as CloudFormation runs it) of sam.json, written out for
   cfn-lint (deploy/check.sh lints both);
 - static rules for what no emulator shows (RULES below, each citing AWS's documented behaviour
   in docs/deploy.md), over the transformed template and the deploy commands of the docs and
   scripts;
+- the transformed template created on moto's CloudFormation, for what it supports (tables with
+  keys, indexes, streams and TTL; queues; roles; functions; mappings; schedules), and the table,
+  index and queue names the code uses checked against what it created;
 - the figures: template size, resources, HTTP API route resources, deployment.zip size.
 
 `strip_runtime_packages` is deploy/package.sh's last step: boto3/botocore/s3transfer come with
@@ -214,14 +217,14 @@ def check(template: dict, size: int, root: Path = ROOT) -> list[str]:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
+    if len(argv) != 2:
         print(__doc__.splitlines()[3].strip(), file=sys.stderr)
         return 2
-    folder = Path(argv[0])
+    folder, stage = Path(argv[0]), argv[1]
     size = len((folder / "sam.json").read_bytes())
     transformed = transform(json.loads((folder / "sam.json").read_text()))
     (folder / "transformed.json").write_text(json.dumps(transformed, indent=2))
-    problems = check(transformed, size)
+    problems = check(transformed, size) + create_on_emulator(transformed, stage)
     routes = len(_resources(transformed, "AWS::ApiGatewayV2::Route"))
     zip_size = (folder / "deployment.zip").stat().st_size \
         if (folder / "deployment.zip").exists() else 0
@@ -231,6 +234,155 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"  {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+
+# --- the emulator's CloudFormation ------------------------------------------------------------
+
+# What moto's CloudFormation creates (tables with keys, indexes, streams and TTL; queues; roles;
+# functions; mappings; schedules; logs; topics); the rest (APIs, URLs, alarms...) is left out,
+# and with it whatever refers to what was left out.
+EMULATED = {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::IAM::Role", "AWS::Lambda::Function",
+            "AWS::Lambda::EventSourceMapping", "AWS::Events::Rule", "AWS::Logs::LogGroup",
+            "AWS::SNS::Topic"}
+
+
+def _refs(value) -> set:
+    if isinstance(value, list):
+        return set().union(*map(_refs, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = set()
+    for key, inner in value.items():
+        if key == "Ref" and isinstance(inner, str) and not inner.startswith("AWS::"):
+            found.add(inner)
+        elif key == "Fn::GetAtt":
+            found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+        elif key == "Fn::Sub":
+            text, local = (inner, {}) if isinstance(inner, str) else inner
+            found |= {n.split(".")[0] for n in re.findall(r"\$\{([^}!:]+)\}", text)} - set(local)
+            found |= _refs(local)
+        else:
+            found |= _refs(inner)
+    return found
+
+
+def _stub(value, known: set):
+    if isinstance(value, list):
+        return [_stub(v, known) for v in value]
+    if isinstance(value, dict):
+        if not _refs(value) <= known and (set(value) & {"Ref", "Fn::GetAtt", "Fn::Sub"}):
+            return "https://emulated.invalid/"
+        return {k: _stub(v, known) for k, v in value.items()}
+    return value
+
+
+def emulated_part(template: dict) -> dict:
+    """The template less what the emulator cannot create (and what refers to it)."""
+    resources = {n: json.loads(json.dumps(r)) for n, r in template["Resources"].items()
+                 if r.get("Type") in EMULATED}
+    names = set(template.get("Parameters", {}))
+    for resource in resources.values():  # a function's URL in its environment: a stand-in
+        environment = resource.get("Properties", {}).get("Environment")
+        if environment:
+            resource["Properties"]["Environment"] = _stub(environment, set(resources) | names)
+    while True:
+        gone = {n for n, r in resources.items()
+                if not _refs({k: v for k, v in r.items() if k != "DependsOn"}) <= set(
+                    resources) | names}
+        if not gone:
+            break
+        resources = {n: r for n, r in resources.items() if n not in gone}
+    for resource in resources.values():
+        depends = resource.get("DependsOn")
+        if depends:
+            depends = [depends] if isinstance(depends, str) else depends
+            resource["DependsOn"] = [d for d in depends if d in resources]
+    return {"AWSTemplateFormatVersion": "2010-09-09",
+            "Parameters": template.get("Parameters", {}),
+            "Conditions": template.get("Conditions", {}), "Resources": resources}
+
+
+def create_on_emulator(template: dict, stage: str) -> list[str]:
+    """Create the emulated part on moto's CloudFormation; check that the tables and indexes the
+    code names (chalicelib/storage) exist with their streams and TTL, and the queues it uses.
+    Returns the problems (a failed create is one)."""
+    import os
+    saved = dict(os.environ)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "SMSGW_STAGE": stage})
+    os.environ.pop("SMSGW_PREFIX", None)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        return _create_on_emulator(template, stage)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _create_on_emulator(template: dict, stage: str) -> list[str]:
+    import boto3
+    import moto
+    sys.path.insert(0, str(ROOT))
+    from chalicelib.core import settings
+    from chalicelib.storage import tables
+    problems = []
+    part = emulated_part(template)
+    with moto.mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="rehearsal-bucket")
+        s3.put_object(Bucket="rehearsal-bucket", Key="deployment.zip", Body=_tiny_zip())
+        cfn = boto3.client("cloudformation")
+        cfn.create_stack(StackName=f"smsgw-{stage}", TemplateBody=json.dumps(part),
+                         Capabilities=["CAPABILITY_IAM"])
+        stack = cfn.describe_stacks(StackName=f"smsgw-{stage}")["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            return [f"the emulator's create ended {stack['StackStatus']}: "
+                    f"{stack.get('StackStatusReason')}"]
+        dynamodb = boto3.client("dynamodb")
+        for model in tables.MODELS:
+            try:
+                live = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
+            except dynamodb.exceptions.ResourceNotFoundException:
+                problems.append(f"table {model.Meta.table_name} (the code's) is not created")
+                continue
+            wanted = {i["index_name"] for i in model._get_schema()["global_secondary_indexes"]}
+            have = {i["IndexName"] for i in live.get("GlobalSecondaryIndexes", [])}
+            if wanted != have:
+                problems.append(f"{model.Meta.table_name}: indexes {sorted(have)}, the code "
+                                f"queries {sorted(wanted)}")
+            if getattr(model.Meta, "stream_view_type", None) and not live.get(
+                    "StreamSpecification", {}).get("StreamEnabled"):
+                problems.append(f"{model.Meta.table_name}: no stream")
+        sqs = boto3.client("sqs")
+        for name in (settings.webhook_queue_name(), settings.webhook_queue_name(True),
+                     settings.stream_failure_queue_name()):
+            try:
+                sqs.get_queue_url(QueueName=name)
+            except sqs.exceptions.QueueDoesNotExist:
+                problems.append(f"queue {name} (the code's) is not created")
+        lambda_ = boto3.client("lambda")
+        roles = {f["FunctionName"]: f["Role"] for f in lambda_.list_functions()["Functions"]}
+        if len(set(roles.values())) != len(roles):
+            problems.append(f"functions share a role: {roles}")
+        mappings = lambda_.list_event_source_mappings()["EventSourceMappings"]
+        wanted = [r for r in part["Resources"].values()
+                  if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+        if len(mappings) != len(wanted):
+            problems.append(f"{len(mappings)} event source mappings created of {len(wanted)}")
+        created = {r["LogicalResourceId"] for r in cfn.describe_stack_resources(
+            StackName=f"smsgw-{stage}")["StackResources"]}
+        print(f"emulator: {len(created)} of {len(template['Resources'])} resources created "
+              f"({len(tables.MODELS)} tables checked against the code)")
+    return problems
+
+
+def _tiny_zip() -> bytes:
+    import io
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("app.py", "def handler(event, context):\n    return None\n")
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":
