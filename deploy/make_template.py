@@ -33,9 +33,10 @@ The merge template (`chalice package --merge-template`) holds:
   (chalice names one stream; the others are added here, all from the tables' own StreamArn),
   the webhook queue with its dead-letter queue and an alarm on it.
 
-The IAM policy is written from the same names: `.chalice/policy-<stage>.json` is this script's
-output, committed so `chalice` and reviewers read it; tests/api/test_policy.py checks it is current
-and that it allows every AWS call the handlers make.
+Each function's IAM policy is written from the same names (GRANTS: one role per function):
+`.chalice/policy-<stage>-<function>.json` is this script's output, committed so `chalice` and
+reviewers read it; tests/api/test_policy.py checks it is current, that each function's role allows
+every AWS call its handler makes, and grants nothing it does not.
 """
 import argparse
 import json
