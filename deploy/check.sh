@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# CI check of the deployment: package every stage offline and lint the result with cfn-lint.
-# Fails on a stale .chalice/policy-<stage>.json, a packaging error or any cfn-lint error.
+# CI check of the deployment: package every stage offline, transform it as CloudFormation would
+# (aws-sam-translator), check the first-deploy rules (deploy/check_template.py) and lint both
+# templates with cfn-lint. Fails on a stale .chalice/policy-<stage>-<function>.json, a packaging
+# error, a broken rule or any cfn-lint error.
 #   deploy/check.sh [stage ...]     (default: dev prod)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,14 +17,20 @@ for stage in "${stages[@]}"; do
     out=$(mktemp -d)
     trap 'rm -rf "$out"' EXIT
     "$root/deploy/package.sh" "$stage" "$out"
+    # The SAM transform (as CloudFormation runs it), the static rules of a first deploy and the
+    # stack created on moto's CloudFormation (deploy/check_template.py): writes
+    # $out/transformed.json.
+    python "$root/deploy/check_template.py" "$out" "$stage"
     # Errors fail; warnings (W) and informational (I) findings are printed but do not.
-    rc=0
-    cfn-lint --non-zero-exit-code error -- "$out/sam.json" || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "cfn-lint: errors in the $stage template" >&2
-        exit "$rc"
-    fi
-    echo "cfn-lint $stage: 0 errors"
+    for template in sam.json transformed.json; do
+        rc=0
+        cfn-lint --non-zero-exit-code error -- "$out/$template" || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            echo "cfn-lint: errors in the $stage template ($template)" >&2
+            exit "$rc"
+        fi
+        echo "cfn-lint $stage $template: 0 errors"
+    done
     rm -rf "$out"
 done
 echo "deploy check passed for ${stages[*]} in $(( $(date +%s) - start ))s"

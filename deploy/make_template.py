@@ -33,9 +33,10 @@ The merge template (`chalice package --merge-template`) holds:
   (chalice names one stream; the others are added here, all from the tables' own StreamArn),
   the webhook queue with its dead-letter queue and an alarm on it.
 
-The IAM policy is written from the same names: `.chalice/policy-<stage>.json` is this script's
-output, committed so `chalice` and reviewers read it; tests/api/test_policy.py checks it is current
-and that it allows every AWS call the handlers make.
+Each function's IAM policy is written from the same names (GRANTS: one role per function):
+`.chalice/policy-<stage>-<function>.json` is this script's output, committed so `chalice` and
+reviewers read it; tests/api/test_policy.py checks it is current, that each function's role allows
+every AWS call its handler makes, and grants nothing it does not.
 """
 import argparse
 import json
@@ -45,19 +46,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SQS_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:CreateQueue", "sqs:DeleteMessage",
-               "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
-               "sqs:ReceiveMessage", "sqs:SendMessage", "sqs:TagQueue"]
 # TransactWriteItems/TransactGetItems are authorised per item as these actions.
 TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem",
                  "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
-INDEX_ACTIONS = ["dynamodb:Query"]
-# The stream function's event source mapping reads the streams (AWS's action names).
+# The stream functions' event source mappings read the streams (AWS's action names).
 STREAM_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
-WEBHOOK_QUEUE_ACTIONS = ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
-                         "sqs:ReceiveMessage", "sqs:SendMessage"]
+# What Lambda's SQS event source mapping does with the function's role.
+QUEUE_MAPPING_ACTIONS = ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
 # A webhook job that makes the queue function fail this often goes to the dead-letter queue.
 WEBHOOK_MAX_RECEIVES = 5
+# Every stream mapping's bound (AWS's default is -1 for both: retried until the record leaves
+# the stream, 24 h later, holding back the shard all that time): 100 retries of a batch, and
+# no record older than 6 hours, then the batch goes to the on-failure destination.
+STREAM_RETRY = {"MaximumRetryAttempts": 100, "MaximumRecordAgeInSeconds": 6 * 3600}
 # API Gateway's integration timeout is 29 s; the API handler must end before it.
 API_GATEWAY_TIMEOUT_SECONDS = 29
 
@@ -91,49 +92,160 @@ def _arn(service: str, resource: str) -> str:
 
 DEVICE_ROLE_SID = "DeviceRole"
 ALERT_MAIL_SID = "AlertMail"
+ALL_TABLES = "*"
+# One role per function, each with only what its handler calls (tests/api/test_policy.py runs
+# every function against moto and checks each call against that function's own role):
+#   tables: short table name -> actions (ALL_TABLES: every table of the stage);
+#   indexes: the tables whose GSIs it queries; queues: device/webhook queue actions;
+#   and the single grants it needs (device role, OTP secret, alert mail, streams, ...).
+GRANTS = {
+    "api_handler": {
+        "tables": {ALL_TABLES: TABLE_ACTIONS},
+        "indexes": [ALL_TABLES],
+        "device_queues": ["sqs:CreateQueue", "sqs:DeleteMessage", "sqs:DeleteQueue",
+                          "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage",
+                          "sqs:TagQueue"],
+        "webhook_queue": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+        "device_role": True, "otp_secret": True, "alert_mail": True,
+    },
+    "settle_messages": {
+        "tables": {"accounts": ["dynamodb:UpdateItem"],
+                   "devices": ["dynamodb:GetItem"],
+                   "messages": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query",
+                                "dynamodb:UpdateItem"]},
+        # the first look's list of accounts (messages/first_look.py): the accounts table only
+        "scan": ["accounts"],
+        "indexes": ["messages/open"],
+        "device_queues": ["sqs:SendMessage"],
+    },
+    "stop_silent_devices": {
+        "tables": {"devices": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                   "messages": ["dynamodb:GetItem", "dynamodb:UpdateItem"]},
+        "indexes": ["devices/live", "messages/pool", "devices/by-account"],
+        "device_queues": ["sqs:SendMessage"],
+    },
+    "emit_events": {
+        "tables": {"webhooks": ["dynamodb:Query"],
+                   "alert-states": ["dynamodb:UpdateItem"],
+                   "alert-subscriptions": ["dynamodb:Query"]},
+        "streams": "emit_events",
+        "webhook_queue": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+        "alert_mail": True,
+    },
+    "count_outcomes": {
+        "tables": {"daily-counts": ["dynamodb:UpdateItem"],
+                   "counted-windows": ["dynamodb:PutItem"],
+                   "alert-states": ["dynamodb:UpdateItem"],
+                   "alert-subscriptions": ["dynamodb:Query"]},
+        "streams": "count_outcomes",
+        "alert_mail": True,
+    },
+    "deliver_webhooks": {
+        "tables": {"webhooks": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                   "webhook-deliveries": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+                   "alert-states": ["dynamodb:UpdateItem"],
+                   "alert-subscriptions": ["dynamodb:Query"]},
+        # the SQS event source mapping's actions, and the jobs it queues again (a retry) or
+        # gives up on (to the dead-letter queue)
+        "webhook_queue": QUEUE_MAPPING_ACTIONS + ["sqs:GetQueueUrl", "sqs:SendMessage"],
+        "webhook_dead_letters": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+        "alert_mail": True,
+    },
+}
 
 
-def policy(stage: str) -> dict:
+def function_names() -> list[str]:
+    return list(GRANTS)
+
+
+def _stream_tables(settings, function: str) -> list[str]:
+    if function == "count_outcomes":
+        from chalicelib.domain.insight import stats
+        return list(stats.COUNTED_TABLES)
+    return list(settings.EVENT_SOURCE_TABLES)
+
+
+def policy(stage: str, function: str) -> dict:
+    """The least-privilege policy of one function's role (region and account left open)."""
     settings, tables, _ = _load(stage)
-    table_arns, index_arns = [], []
-    for model in tables.MODELS:
-        table_arns.append(_arn("dynamodb", f"table/{model.Meta.table_name}"))
-        for index in model._get_schema()["global_secondary_indexes"]:
-            index_arns.append(_arn("dynamodb", f"table/{model.Meta.table_name}/index/"
-                                               f"{index['index_name']}"))
-    prefix = settings.PREFIX
-    functions = f"/aws/lambda/{prefix}"
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "Tables", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": table_arns},
-        {"Sid": "TableIndexes", "Effect": "Allow", "Action": INDEX_ACTIONS,
-         "Resource": index_arns},
-        {"Sid": "DeviceQueues", "Effect": "Allow", "Action": SQS_ACTIONS,
-         "Resource": [_arn("sqs", settings.queue_name("*"))]},
+    grants = GRANTS[function]
+    models = {model.Meta.table_name[len(settings.PREFIX) + 1:]: model for model in tables.MODELS}
+    by_actions: dict[tuple, list[str]] = {}
+    for short, actions in grants["tables"].items():
+        for name in (sorted(models) if short == ALL_TABLES else [short]):
+            by_actions.setdefault(tuple(sorted(actions)), []).append(name)
+    statements = []
+    for n, (actions, shorts) in enumerate(sorted(by_actions.items())):
+        statements.append({"Sid": "Tables" + (str(n + 1) if len(by_actions) > 1 else ""),
+                           "Effect": "Allow", "Action": list(actions),
+                           "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}")
+                                        for short in sorted(shorts)]})
+    if grants.get("scan"):
+        statements.append({"Sid": "Scan", "Effect": "Allow", "Action": ["dynamodb:Scan"],
+                           "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}")
+                                        for short in grants["scan"]]})
+    wanted = grants.get("indexes", [])
+    index_arns = [_arn("dynamodb", f"table/{settings.table_name(short)}/index/"
+                                   f"{index['index_name']}")
+                  for short in sorted(models)
+                  for index in models[short]._get_schema()["global_secondary_indexes"]
+                  if ALL_TABLES in wanted or f"{short}/{index['index_name']}" in wanted]
+    unknown = set(wanted) - {ALL_TABLES} - {
+        f"{short}/{i['index_name']}" for short in models
+        for i in models[short]._get_schema()["global_secondary_indexes"]}
+    if unknown:
+        raise SystemExit(f"{function}: no such index {sorted(unknown)}")
+    if index_arns:
+        statements.append({"Sid": "TableIndexes", "Effect": "Allow",
+                           "Action": ["dynamodb:Query"], "Resource": index_arns})
+    if grants.get("device_queues"):
+        statements.append({"Sid": "DeviceQueues", "Effect": "Allow",
+                           "Action": grants["device_queues"],
+                           "Resource": [_arn("sqs", settings.queue_name("*"))]})
+    if grants.get("device_role"):
         # Direct polling: vend device credentials (chalicelib/domain/direct.py). The stack's
         # DeviceRole is the one role under this path; the merge template names it exactly.
-        {"Sid": DEVICE_ROLE_SID, "Effect": "Allow", "Action": ["sts:AssumeRole"],
-         "Resource": [_arn("iam", f"role{settings.device_role_path()}*")]},
-        # Webhooks: the stream function reads the event tables' streams (ListStreams has no
-        # resource-level permission), queues deliveries; the queue function sends them.
-        {"Sid": "EventStreams", "Effect": "Allow", "Action": STREAM_ACTIONS,
-         "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}/stream/*")
-                      for short in settings.EVENT_SOURCE_TABLES]},
-        {"Sid": "ListEventStreams", "Effect": "Allow", "Action": ["dynamodb:ListStreams"],
-         "Resource": ["*"]},
-        {"Sid": "WebhookQueue", "Effect": "Allow", "Action": WEBHOOK_QUEUE_ACTIONS,
-         "Resource": [_arn("sqs", settings.webhook_queue_name()),
-                      _arn("sqs", settings.webhook_queue_name(dead_letter=True))]},
-        # Alert mails (chalicelib/domain/insight/alerts.py): SES, from the AlertSender
-        # identity; the merge template narrows the resource to that one identity.
-        {"Sid": ALERT_MAIL_SID, "Effect": "Allow", "Action": ["ses:SendEmail"],
-         "Resource": [_arn("ses", "identity/*")]},
-        {"Sid": "OtpSecret", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-         "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]},
-        {"Sid": "Logs", "Effect": "Allow",
-         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": [_arn("logs", f"log-group:{functions}:log-stream:*"),
-                      _arn("logs", f"log-group:{functions}-*:log-stream:*")]},
-    ]}
+        statements.append({"Sid": DEVICE_ROLE_SID, "Effect": "Allow",
+                           "Action": ["sts:AssumeRole"],
+                           "Resource": [_arn("iam", f"role{settings.device_role_path()}*")]})
+    if grants.get("streams"):
+        # The mapping reads the tables' streams (ListStreams has no resource-level
+        # permission) and records a batch it gives up on in the stream-failure queue.
+        statements += [
+            {"Sid": "EventStreams", "Effect": "Allow", "Action": STREAM_ACTIONS,
+             "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}/stream/*")
+                          for short in _stream_tables(settings, grants["streams"])]},
+            {"Sid": "ListEventStreams", "Effect": "Allow", "Action": ["dynamodb:ListStreams"],
+             "Resource": ["*"]},
+            {"Sid": "StreamFailures", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+             "Resource": [_arn("sqs", settings.stream_failure_queue_name())]}]
+    if grants.get("webhook_queue"):
+        statements.append({"Sid": "WebhookQueue", "Effect": "Allow",
+                           "Action": sorted(grants["webhook_queue"]),
+                           "Resource": [_arn("sqs", settings.webhook_queue_name())]})
+    if grants.get("webhook_dead_letters"):
+        statements.append({"Sid": "WebhookDeadLetters", "Effect": "Allow",
+                           "Action": sorted(grants["webhook_dead_letters"]),
+                           "Resource": [_arn("sqs", settings.webhook_queue_name(
+                               dead_letter=True))]})
+    if grants.get("alert_mail"):
+        # Alert mails (chalicelib/domain/insight/alerts.py): SES authorises a send against
+        # the From address's identity if it is verified, else its domain's: the merge
+        # template narrows these to the AlertSender address and its domain.
+        statements.append({"Sid": ALERT_MAIL_SID, "Effect": "Allow",
+                           "Action": ["ses:SendEmail"],
+                           "Resource": [_arn("ses", "identity/*")]})
+    if grants.get("otp_secret"):
+        statements.append({"Sid": "OtpSecret", "Effect": "Allow",
+                           "Action": ["ssm:GetParameter"],
+                           "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]})
+    function_name = settings.PREFIX if function == "api_handler" \
+        else f"{settings.PREFIX}-{function}"
+    statements.append({"Sid": "Logs", "Effect": "Allow",
+                       "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                       "Resource": [_arn("logs", f"log-group:/aws/lambda/{function_name}"
+                                                 ":log-stream:*")]})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _pinned(value):
@@ -152,6 +264,23 @@ def _pinned(value):
         return {"Fn::Sub": f"arn:${{AWS::Partition}}:{match[1]}:${{AWS::Region}}:"
                            f"${{AWS::AccountId}}:{match[2]}"}
     return value
+
+
+def pinned_policy(stage: str, function: str) -> dict:
+    """A function's policy as its role in the template has it: region and account the stack's
+    own, the device role exactly the stack's, alert mail exactly the sender's identities."""
+    pinned = _pinned(policy(stage, function))
+    ses_identity = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
+    for statement in pinned["Statement"]:
+        if statement["Sid"] == DEVICE_ROLE_SID:  # exactly the stack's role, not the path
+            statement["Resource"] = [{"Fn::GetAtt": ["DeviceRole", "Arn"]}]
+        if statement["Sid"] == ALERT_MAIL_SID:  # the From address's identity, and its domain's
+            statement["Resource"] = [
+                {"Fn::Sub": ses_identity + "${AlertSender}"},
+                {"Fn::Sub": [ses_identity + "${Domain}", {"Domain": {"Fn::Select": [1, {
+                    "Fn::Split": ["@", {"Fn::Join": ["", [{"Ref": "AlertSender"},
+                                                           "@none"]]}]}]}}]}]
+    return pinned
 
 
 def _hash_first(key_schema: list) -> list:
@@ -173,6 +302,20 @@ def _projection(model, index: dict) -> dict:
     return index["projection"]
 
 
+# Tables whose items are short-lived or can be made again, so a restore would bring nothing
+# back worth its price: no point-in-time recovery (billed per GB-month of the table).
+EPHEMERAL_TABLES = {
+    "idempotency": "answers kept 24 h to repeat a retried send",
+    "otps": "codes valid for minutes",
+    "password-links": "sign-in links valid for minutes",
+    "sessions": "dashboard sessions: a restore would only sign people in again",
+    "throttles": "sign-in attempt counters",
+    "pairing-codes": "pairing codes valid for minutes",
+    "counted-windows": "marks of stream windows counted (kept a few days)",
+    "alert-states": "when an alert was last mailed (at worst one mail again)",
+}
+
+
 def table_resource(model, stage: str) -> dict:
     """CloudFormation for one PynamoDB model, from the schema PynamoDB itself creates. Tables
     outlive their stack (deleted or replaced) except in `dev`."""
@@ -182,8 +325,12 @@ def table_resource(model, stage: str) -> dict:
         "TableName": model.Meta.table_name,
         "BillingMode": "PAY_PER_REQUEST",
         "KeySchema": _hash_first(schema["key_schema"]),
-        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-        "SSESpecification": {"SSEEnabled": True},
+        "PointInTimeRecoverySpecification": {
+            "PointInTimeRecoveryEnabled": model.Meta.table_name[len(f"smsgw-{stage}-"):]
+            not in EPHEMERAL_TABLES},
+        # Encrypted at rest with an AWS owned key: no KMS key, no KMS request charges
+        # (SSEEnabled true would use the AWS managed key aws/dynamodb, billed per request).
+        "SSESpecification": {"SSEEnabled": False},
     }
     indexes = []
     for index in schema["global_secondary_indexes"]:
@@ -206,9 +353,15 @@ def table_resource(model, stage: str) -> dict:
         properties["TimeToLiveSpecification"] = {"AttributeName": ttl[0], "Enabled": True}
     if getattr(model.Meta, "stream_view_type", None):
         properties["StreamSpecification"] = {"StreamViewType": model.Meta.stream_view_type}
-    keep = "Delete" if stage == "dev" else "Retain"
-    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": keep,
-            "UpdateReplacePolicy": keep, "Properties": properties}
+    # Kept when the stack is deleted or the table replaced, except in `dev`; and deleted when
+    # the stack operation that created it rolls back (RetainExceptOnCreate), so a failed first
+    # create can be retried without meeting "already exists" (UpdateReplacePolicy has no such
+    # value: a replacement is never a create).
+    if stage == "dev":
+        return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Delete",
+                "UpdateReplacePolicy": "Delete", "Properties": properties}
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "RetainExceptOnCreate",
+            "UpdateReplacePolicy": "Retain", "Properties": properties}
 
 
 def functions(app, prefix: str) -> list[tuple[str, str, str]]:
@@ -253,11 +406,19 @@ def device_role(settings) -> dict:
                 "Resource": {"Fn::Sub": queues}}]}}]}}
 
 
+# The HTTP API's routes: `$default` takes every request (chalicelib/surfaces/function_url.py
+# routes it, as for the function URL); a route of its own only where the stage sets a limit for
+# it (RouteSettings), and the stage waits for each such route (DependsOn): CloudFormation
+# creates a stage and routes in parallel, and API Gateway refuses RouteSettings for a route
+# key that does not exist yet ("Unable to find Route by key").
+HTTP_API_ROUTES = {"$default": "HttpApiRouteDefault", "GET /device/jobs": "HttpApiRoutePoll"}
+
+
 def http_api(app, stage: str, prefix: str) -> dict:
     """An HTTP API in front of the API handler: $1.00 instead of $3.50 per million requests.
-    Payload format 1.0 gives the handler the REST API's event shape, so chalice routes it
-    unchanged (by requestContext.resourcePath, the route's path) and the IP whitelist reads
-    requestContext.identity.sourceIp, which API Gateway sets from the TCP connection."""
+    Payload format 2.0, as the function URL's: app.py converts it to the REST API's event shape
+    chalice routes (by the path), and the IP whitelist reads requestContext.http.sourceIp, which
+    API Gateway sets from the TCP connection. Two route resources, not one per chalice route."""
     resources = {
         "HttpApi": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {
             "Name": f"{prefix}-http", "ProtocolType": "HTTP",
@@ -265,9 +426,11 @@ def http_api(app, stage: str, prefix: str) -> dict:
         "HttpApiIntegration": {"Type": "AWS::ApiGatewayV2::Integration", "Properties": {
             "ApiId": {"Ref": "HttpApi"}, "IntegrationType": "AWS_PROXY",
             "IntegrationUri": {"Fn::GetAtt": ["APIHandler", "Arn"]},
-            "PayloadFormatVersion": "1.0",
+            "PayloadFormatVersion": "2.0",
             "TimeoutInMillis": API_GATEWAY_TIMEOUT_SECONDS * 1000}},
-        "HttpApiStage": {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
+        "HttpApiStage": {"Type": "AWS::ApiGatewayV2::Stage",
+                         "DependsOn": [HTTP_API_ROUTES["GET /device/jobs"]],
+                         "Properties": {
             "ApiId": {"Ref": "HttpApi"}, "StageName": "$default", "AutoDeploy": True,
             # the same stack parameters as the REST API's stage (limits())
             "DefaultRouteSettings": {"ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
@@ -281,13 +444,10 @@ def http_api(app, stage: str, prefix: str) -> dict:
             "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
                                      "${AWS::AccountId}:${HttpApi}/*"}}},
     }
-    for path, methods in sorted(app.routes.items()):
-        for method in sorted(methods):
-            words = re.sub(r"[^A-Za-z0-9]+", " ", f"{method} {path}").title().replace(" ", "")
-            resources[f"HttpApiRoute{words}"] = {
-                "Type": "AWS::ApiGatewayV2::Route", "Properties": {
-                    "ApiId": {"Ref": "HttpApi"}, "RouteKey": f"{method} {path}",
-                    "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"}}}
+    for route_key, logical_id in HTTP_API_ROUTES.items():
+        resources[logical_id] = {"Type": "AWS::ApiGatewayV2::Route", "Properties": {
+            "ApiId": {"Ref": "HttpApi"}, "RouteKey": route_key,
+            "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"}}}
     return resources
 
 
@@ -339,12 +499,23 @@ def webhook_resources(settings, tables, stage: str) -> dict:
                                                                      "Arn"]},
                               "maxReceiveCount": WEBHOOK_MAX_RECEIVES}}},
         "WebhookDeadLetterAlarm": _alarm(
-            "Webhook jobs or stream batches the functions could not process (dead-letter "
-            "queue not empty).",
+            "Webhook jobs the queue function could not process (dead-letter queue not empty).",
             {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
              "Statistic": "Maximum",
              "Dimensions": [{"Name": "QueueName", "Value": {
                  "Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}}]}),
+        # The stream mappings' on-failure destination: where each batch given up on is
+        # recorded (which shard, which sequence numbers), to replay from the stream within
+        # its 24 hours (docs/deploy.md).
+        "StreamFailureQueue": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": settings.stream_failure_queue_name(),
+            "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},
+        "StreamFailureAlarm": _alarm(
+            "Stream batches a stream function gave up on (retries or record age exhausted).",
+            {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+             "Statistic": "Maximum",
+             "Dimensions": [{"Name": "QueueName", "Value": {
+                 "Fn::GetAtt": ["StreamFailureQueue", "QueueName"]}}]}),
     }
     models = {model.Meta.table_name: model for model in tables.MODELS}
     sources = {}
@@ -356,12 +527,13 @@ def webhook_resources(settings, tables, stage: str) -> dict:
             "Stream": {"Fn::GetAtt": [f"{model.__name__}Table", "StreamArn"]},
             "StartingPosition": "TRIM_HORIZON", "BatchSize": 100,
             "MaximumBatchingWindowInSeconds": 1, "BisectBatchOnFunctionError": True,
-            # Retried until the record leaves the stream (24 h); then its batch's location
-            # goes to the dead-letter queue (and its alarm), never silently.
-            "MaximumRetryAttempts": -1, "MaximumRecordAgeInSeconds": -1,
+            # Bounded: a failing batch is halved until the bad record stands alone, retried
+            # STREAM_RETRIES times, then its location (shard, sequence numbers) goes to the
+            # stream-failure queue and its alarm; the shard moves on (never silently).
+            **STREAM_RETRY,
             "FilterCriteria": {"Filters": events.stream_filters(short)},
             "DestinationConfig": {"OnFailure": {"Destination": {
-                "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
+                "Fn::GetAtt": ["StreamFailureQueue", "Arn"]}}}}}
     resources[to_cfn_resource_name("emit_events")] = {"Properties": {"Events": sources}}
     resources[to_cfn_resource_name("count_outcomes")] = {"Properties": {
         "Events": counting_sources(settings, models)}}
@@ -388,10 +560,12 @@ def counting_sources(settings, models) -> dict:
             "StartingPosition": "TRIM_HORIZON", "BatchSize": 1000,
             "MaximumBatchingWindowInSeconds": 300,
             "TumblingWindowInSeconds": stats.WINDOW_SECONDS,
-            "MaximumRetryAttempts": -1, "MaximumRecordAgeInSeconds": -1,
+            # Bounded as emit_events' mappings; a window is retried whole (its state is built
+            # batch by batch), so it is not bisected.
+            **STREAM_RETRY,
             "FilterCriteria": {"Filters": stats.stream_filters(short)},
             "DestinationConfig": {"OnFailure": {"Destination": {
-                "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}}}}}
+                "Fn::GetAtt": ["StreamFailureQueue", "Arn"]}}}}}
     return sources
 
 
@@ -402,8 +576,11 @@ LIMITS = [
     ("DevicePollThrottleRate", 4, "GET /device/jobs: long polls per second (x 20 s wait = "
                                   "concurrent polls, so 4/s holds at most 80 Lambdas)."),
     ("DevicePollThrottleBurst", 20, "GET /device/jobs: burst of long polls."),
-    ("ApiReservedConcurrency", 100, "Concurrent executions reserved for (and capping) the API "
-                                    "function; 0: none reserved (accounts with a low limit)."),
+    # 0 by default: Lambda keeps 100 of the account's concurrency unreserved, and a new
+    # account's quota can be 10, so any reservation would fail the first deploy (docs/deploy.md).
+    ("ApiReservedConcurrency", 0, "Concurrent executions reserved for (and capping) the API "
+                                  "function; 0 (default): none reserved. Reserve only what "
+                                  "leaves 100 of the account's quota unreserved."),
 ]
 POLL_ROUTE = "/~1device~1jobs"  # MethodSettings' encoding of /device/jobs
 # Lambda's advanced logging controls, on every function: JSON logs, and Lambda's own
@@ -439,17 +616,6 @@ def template(stage: str) -> dict:
     from chalice.utils import to_cfn_resource_name
 
     from app import app
-    pinned_policy = _pinned(policy(stage))
-    for statement in pinned_policy["Statement"]:
-        if statement["Sid"] == DEVICE_ROLE_SID:  # exactly the stack's role, not the path
-            statement["Resource"] = [{"Fn::GetAtt": ["DeviceRole", "Arn"]}]
-        if statement["Sid"] == ALERT_MAIL_SID:  # exactly the sender's identity (its domain)
-            statement["Resource"] = [{"Fn::Sub": ["arn:${AWS::Partition}:ses:${AWS::Region}:"
-                                                  "${AWS::AccountId}:identity/${Identity}",
-                                                  {"Identity": {"Fn::Select": [1, {
-                                                      "Fn::Split": ["@", {"Fn::Join": [
-                                                          "", [{"Ref": "AlertSender"},
-                                                               "@none"]]}]}]}}]}]
     resources = {"DeviceRole": device_role(settings)}
     limit_parameters, api_limits, function_limits = limits()
     for model in tables.MODELS:
@@ -473,9 +639,14 @@ def template(stage: str) -> dict:
             resources[logical_id]["DependsOn"] += webhook_functions[name].get("DependsOn", [])
             resources[logical_id]["Properties"].update(
                 webhook_functions[name].get("Properties", {}))
-        # merged into the environment chalice writes: alert mails' sender (empty: none)
+        # merged into the environment chalice writes: alert mails' sender (empty: none) and
+        # the public URL their links use (the API handler answers on it, so it reads it from
+        # each request when PublicUrl is empty: its own URL would be a circular reference)
         resources[logical_id]["Properties"]["Environment"] = {"Variables": {
-            "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"}}}
+            "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"},
+            "SMSGW_PUBLIC_URL": {"Fn::If": ["HasPublicUrl", {"Ref": "PublicUrl"}, (
+                "" if name == "api_handler"
+                else {"Fn::GetAtt": ["ApiFunctionUrl", "FunctionUrl"]})]}}}
         if name == "api_handler":
             resources[logical_id]["Properties"]["Environment"]["Variables"][
                 "SMSGW_DEVICE_ROLE_ARN"] = {"Fn::GetAtt": ["DeviceRole", "Arn"]}
@@ -485,7 +656,7 @@ def template(stage: str) -> dict:
             "Properties": {"LogGroupName": f"/aws/lambda/{function_name}"}}
         resources[to_cfn_resource_name(f"{name}_role")] = {"Properties": {"Policies": [{
             "PolicyName": f"{function_name}-least-privilege",
-            "PolicyDocument": pinned_policy}]}}
+            "PolicyDocument": pinned_policy(stage, name)}]}}
         resources[f"{logical_id}ErrorsAlarm"] = _alarm(
             f"{function_name}: a Lambda invocation failed (exception or timeout).",
             {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
@@ -518,6 +689,11 @@ def template(stage: str) -> dict:
                 "Type": "String", "Default": "",
                 "Description": "SES-verified address alert mails to the account's users come "
                                "from (empty: no alert mails)."},
+            "PublicUrl": {
+                "Type": "String", "Default": "",
+                "Description": "Base URL the gateway is reached at, for the links in alert "
+                               "mails and pairing codes (empty: the function URL; set it when "
+                               "applications use HttpApiUrl or a domain of your own)."},
             **limit_parameters,
             "PlatformLogLevel": {
                 "Type": "String", "Default": PLATFORM_LOG_LEVELS[0],
@@ -527,6 +703,7 @@ def template(stage: str) -> dict:
                                "metrics)."}},
         "Conditions": {
             "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+            "HasPublicUrl": {"Fn::Not": [{"Fn::Equals": [{"Ref": "PublicUrl"}, ""]}]},
             "HasReservedConcurrency": {"Fn::Not": [{"Fn::Equals": [
                 {"Ref": "ApiReservedConcurrency"}, 0]}]}},
         "Resources": resources,
@@ -534,8 +711,9 @@ def template(stage: str) -> dict:
     }
 
 
-def policy_path(stage: str) -> Path:
-    return ROOT / ".chalice" / f"policy-{stage}.json"
+def policy_path(stage: str, function: str) -> Path:
+    """The file .chalice/config.json names as the function's iam_policy_file in `stage`."""
+    return ROOT / ".chalice" / f"policy-{stage}-{function}.json"
 
 
 def render(document: dict) -> str:
@@ -556,13 +734,15 @@ def main(argv=None) -> int:
         Path(args.template).parent.mkdir(parents=True, exist_ok=True)
         Path(args.template).write_text(render(template(args.stage)))
     if args.policy:
-        policy_path(args.stage).write_text(render(policy(args.stage)))
+        for function in function_names():
+            policy_path(args.stage, function).write_text(render(policy(args.stage, function)))
     if args.check_policy:
-        path = policy_path(args.stage)
-        if not path.exists() or path.read_text() != render(policy(args.stage)):
-            print(f"{path} is stale: run python deploy/make_template.py {args.stage} --policy",
-                  file=sys.stderr)
-            return 1
+        for function in function_names():
+            path = policy_path(args.stage, function)
+            if not path.exists() or path.read_text() != render(policy(args.stage, function)):
+                print(f"{path} is stale: run python deploy/make_template.py {args.stage} "
+                      "--policy", file=sys.stderr)
+                return 1
     return 0
 
 

@@ -23,4 +23,7 @@ env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_
     chalice package --stage "$stage" --merge-template "$out/resources.json" "$out/package"
 mv "$out/package/sam.json" "$out/package/deployment.zip" "$out/"
 rmdir "$out/package"
+# boto3/botocore/s3transfer come with the Lambda runtime: the vendored copies (PynamoDB's
+# dependency) would only shadow it (deploy/check_template.py).
+python -c "import sys; sys.path.insert(0, 'deploy'); import check_template as c; from pathlib import Path; print('runtime packages dropped from deployment.zip:', c.strip_runtime_packages(Path(sys.argv[1])), 'files')" "$out/deployment.zip"
 echo "packaged $stage: $out/sam.json ($(python -c "import json,sys; print(len(json.load(open(sys.argv[1]))['Resources']))" "$out/sam.json") resources), $out/deployment.zip"

@@ -107,6 +107,11 @@ def webhook_queue_name(dead_letter: bool = False) -> str:
     return f"{PREFIX}-webhooks" + ("-dlq" if dead_letter else "")
 
 
+def stream_failure_queue_name() -> str:
+    """Where the stream functions' mappings record the batches they gave up on (deploy/)."""
+    return f"{PREFIX}-stream-failures"
+
+
 def _flag(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes")
 

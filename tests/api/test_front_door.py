@@ -1,6 +1,7 @@
 """The API handler behind each front door the stack puts before it: the REST API chalice
-generates, the HTTP API (payload format 1.0) the merge template adds, and the Lambda function URL
-(payload format 2.0, converted by chalicelib/surfaces/function_url.py; the default base URL).
+generates, the HTTP API (payload format 2.0 since issue 29; 1.0 still read), and the Lambda
+function URL (payload format 2.0, converted by chalicelib/surfaces/function_url.py; the default
+base URL).
 Each test builds the Lambda event exactly as that integration produces it (AWS's documented
 shapes) and calls the real Lambda entry point, `app(event, context)`: routing, bodies, query
 strings, cookies and, above all, the IP whitelist, which must read the address the integration
@@ -113,8 +114,23 @@ def function_url_event(method, path, source_ip, headers=None, query=None, body=N
     return event
 
 
+def http_api_v2_event(method, path, source_ip, headers=None, query=None, body=None):
+    """API Gateway HTTP API, payload format 2.0, as the template integrates it (issue 29): the
+    function URL's shape, with the API's domain, a real account id and the matched route key
+    (`$default`, or `GET /device/jobs`, the one route of its own)."""
+    event = function_url_event(method, path, source_ip, headers, query, body)
+    domain = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+    route = f"{method} {path}" if f"{method} {path}" == "GET /device/jobs" else "$default"
+    event["headers"]["host"] = domain
+    event["routeKey"] = route
+    event["requestContext"].update({"accountId": "123456789012", "apiId": "a1b2c3d4e5",
+                                    "domainName": domain, "domainPrefix": "a1b2c3d4e5",
+                                    "routeKey": route})
+    return event
+
+
 FRONT_DOORS = {"rest": rest_event, "http-api-v1": http_api_v1_event,
-               "function-url": function_url_event}
+               "http-api-v2": http_api_v2_event, "function-url": function_url_event}
 
 
 class LambdaContext:

@@ -28,6 +28,7 @@ def test_count_outcomes_mappings(tmp_path):
         assert props["TumblingWindowInSeconds"] == stats.WINDOW_SECONDS == 900
         assert props["MaximumBatchingWindowInSeconds"] == 300
         assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
-            "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+            "Fn::GetAtt": ["StreamFailureQueue", "Arn"]}  # bounded, then kept (issue 29)
+        assert (props["MaximumRetryAttempts"], props["MaximumRecordAgeInSeconds"]) == (100, 21600)
     [pattern] = stats.stream_filters("messages")
     assert "emits_events" not in pattern["Pattern"]

@@ -61,7 +61,27 @@ def test_tables_match_what_the_models_create(generated, aws_mock):
         assert {i["IndexName"]: (_key_schema(i["KeySchema"]), i["Projection"])
                 for i in props.get("GlobalSecondaryIndexes", [])} == live_indexes
         assert props["BillingMode"] == "PAY_PER_REQUEST"
-        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_point_in_time_recovery_only_where_data_is_durable(generated):
+    """Issue 29: PITR is billed per GB-month; tables of short-lived items need none."""
+    stage, template = generated
+    pitr = {short: d["Properties"]["PointInTimeRecoverySpecification"][
+        "PointInTimeRecoveryEnabled"] for short, d in _table_defs(template, stage).items()}
+    assert {short for short, on in pitr.items() if not on} == {
+        "idempotency", "otps", "password-links", "sessions", "throttles", "pairing-codes",
+        "counted-windows", "alert-states"}
+    for durable in ("accounts", "api-keys", "devices", "messages", "incoming", "webhooks",
+                    "users", "daily-counts", "alert-subscriptions", "webhook-deliveries"):
+        assert pitr[durable] is True, durable
+
+
+def test_tables_are_encrypted_with_aws_owned_keys(generated):
+    """Issue 29: SSEEnabled true means the AWS managed KMS key (aws/dynamodb), billed per
+    request; false (or absent) is DynamoDB's AWS owned key, at no charge."""
+    stage, template = generated
+    for short, resource in _table_defs(template, stage).items():
+        assert resource["Properties"]["SSESpecification"] == {"SSEEnabled": False}, short
 
 
 def test_an_old_stack_can_keep_its_all_projections(tmp_path):
@@ -95,35 +115,48 @@ def test_ttl_on_the_declared_attributes(generated):
 
 
 def test_prod_data_outlives_the_stack(generated):
+    """Kept when the stack is deleted or a table replaced, but a failed first create rolls its
+    new tables back (RetainExceptOnCreate), so the retry does not meet "already exists"."""
     stage, template = generated
     for resource in _table_defs(template, stage).values():
-        expected = "Delete" if stage == "dev" else "Retain"
-        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == expected
+        if stage == "dev":
+            assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Delete"
+        else:
+            assert resource["DeletionPolicy"] == "RetainExceptOnCreate"
+            assert resource["UpdateReplacePolicy"] == "Retain"
 
 
-def test_functions_are_named_as_the_policy_expects(generated):
+ROLES = {"api_handler": "ApiHandlerRole", "settle_messages": "SettleMessagesRole",
+         "stop_silent_devices": "StopSilentDevicesRole", "emit_events": "EmitEventsRole",
+         "count_outcomes": "CountOutcomesRole", "deliver_webhooks": "DeliverWebhooksRole"}
+
+
+@pytest.mark.parametrize("function", sorted(ROLES))
+def test_functions_are_named_as_the_policy_expects(generated, function):
+    """Each function's role carries that function's own policy file, pinned to the stack."""
     stage, template = generated
     resources = template["Resources"]
     api = resources["APIHandler"]["Properties"]
     assert api["FunctionName"] == f"smsgw-{stage}"
     assert resources["ApiHandlerLogGroup"]["Properties"]["LogGroupName"] == \
         f"/aws/lambda/smsgw-{stage}"
-    policy = resources["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-    written = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
+    policy = resources[ROLES[function]]["Properties"]["Policies"][0]["PolicyDocument"]
+    written = json.loads((ROOT / ".chalice" / f"policy-{stage}-{function}.json").read_text())
     # The same statements, with region and account bound to the stack's own.
     assert [s["Action"] for s in policy["Statement"]] == \
         [s["Action"] for s in written["Statement"]]
     for pinned, loose in zip(policy["Statement"], written["Statement"], strict=True):
+        if pinned["Sid"] == "AlertMail":  # the sender's identity and its domain's, exactly
+            assert loose["Resource"] == ["arn:aws:ses:*:*:identity/*"]
+            address, domain = pinned["Resource"]
+            assert address["Fn::Sub"].endswith(":identity/${AlertSender}")
+            assert domain["Fn::Sub"][0].endswith(":identity/${Domain}")
+            continue
         for sub, arn in zip(pinned["Resource"], loose["Resource"], strict=True):
             if pinned["Sid"] == "DeviceRole":  # exactly the stack's role, under the file's path
                 assert sub == {"Fn::GetAtt": ["DeviceRole", "Arn"]}
                 assert arn == "arn:aws:iam::*:role" + resources["DeviceRole"]["Properties"][
                     "Path"] + "*"
-                continue
-            if pinned["Sid"] == "AlertMail":  # exactly the sender's identity (its domain)
-                template_arn, names = sub["Fn::Sub"]
-                assert template_arn.endswith(":identity/${Identity}") and "Identity" in names
-                assert arn == "arn:aws:ses:*:*:identity/*"
                 continue
             if sub == arn == "*":  # an action without resource-level permissions
                 continue
@@ -180,40 +213,46 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
     assert not fnmatch.fnmatchcase(arn.replace(f"smsgw-{stage}-", "smsgw-other-"), pattern)
     env = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
     assert env == {"SMSGW_DEVICE_ROLE_ARN": {"Fn::GetAtt": ["DeviceRole", "Arn"]},
-                   "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"}}
+                   "SMSGW_ALERT_SENDER": {"Ref": "AlertSender"},
+                   "SMSGW_PUBLIC_URL": {"Fn::If": ["HasPublicUrl", {"Ref": "PublicUrl"}, ""]}}
     assert template["Outputs"]["DeviceRoleArn"] == {"Value": {"Fn::GetAtt": ["DeviceRole",
                                                                             "Arn"]}}
 
 
-def test_http_api_fronts_every_route_in_payload_format_1(generated):
-    """The cheaper front door: an HTTP API route for each chalice route, all integrated with the
-    API handler in payload format 1.0 (chalice's event shape, tests/api/test_front_door.py)."""
-    from app import app
+def test_http_api_fronts_every_route_with_two_route_resources(generated):
+    """The cheaper front door: a `$default` route takes every request to the API handler in
+    payload format 2.0 (converted in app.py as the function URL's: tests/api/test_front_door.py),
+    plus the one route the stage throttles on its own, which the stage waits for: created in
+    parallel, API Gateway would refuse its RouteSettings ("Unable to find Route by key")."""
     _, template = generated
     resources = template["Resources"]
     integration = resources["HttpApiIntegration"]["Properties"]
-    assert integration["PayloadFormatVersion"] == "1.0"
+    assert integration["PayloadFormatVersion"] == "2.0"
     assert integration["IntegrationType"] == "AWS_PROXY"
     assert integration["IntegrationUri"] == {"Fn::GetAtt": ["APIHandler", "Arn"]}
     assert integration["TimeoutInMillis"] <= 30000
-    routes = {r["Properties"]["RouteKey"] for r in resources.values()
+    routes = {name: r["Properties"]["RouteKey"] for name, r in resources.items()
               if r.get("Type") == "AWS::ApiGatewayV2::Route"}
-    assert routes == {f"{method} {path}" for path, methods in app.routes.items()
-                      for method in methods}
-    stage = resources["HttpApiStage"]["Properties"]
+    assert sorted(routes.values()) == ["$default", "GET /device/jobs"]
+    stage_resource = resources["HttpApiStage"]
+    stage = stage_resource["Properties"]
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    for key in stage["RouteSettings"]:
+        [route] = [name for name, route_key in routes.items() if route_key == key]
+        assert route in stage_resource["DependsOn"], key
     # the REST API's throttles (issue 14's stack parameters) hold on this front door too
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
     assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
     assert stage["RouteSettings"]["GET /device/jobs"] == {
         "ThrottlingRateLimit": {"Ref": "DevicePollThrottleRate"},
         "ThrottlingBurstLimit": {"Ref": "DevicePollThrottleBurst"}}
-    assert "GET /device/jobs" in routes
     permission = resources["HttpApiInvokePermission"]["Properties"]
     assert permission["Principal"] == "apigateway.amazonaws.com"
     assert permission["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
     # README's deploy steps append "myAPI.php" to it, as to the REST API's EndpointURL.
     assert template["Outputs"]["HttpApiUrl"]["Value"]["Fn::Sub"].endswith("}/")
+
+
 def test_throttles_and_reserved_concurrency(generated):
     """Issue 14: one leaked device token cannot hold the account's Lambda concurrency: the stage
     and the long-poll route are throttled and the API function's concurrency is reserved."""
@@ -224,12 +263,31 @@ def test_throttles_and_reserved_concurrency(generated):
     poll = settings_by_path[("/~1device~1jobs", "GET")]
     assert poll["ThrottlingRateLimit"] == {"Ref": "DevicePollThrottleRate"}
     assert poll["ThrottlingBurstLimit"] == {"Ref": "DevicePollThrottleBurst"}
-    parameters = template["Parameters"]
-    # at the 20 s poll, the poll rate bounds the Lambdas polls can hold within the reservation
-    assert parameters["DevicePollThrottleRate"]["Default"] * settings.MAX_POLL_WAIT_SECONDS < \
-        parameters["ApiReservedConcurrency"]["Default"]
     reserved = template["Resources"]["APIHandler"]["Properties"]["ReservedConcurrentExecutions"]
-    assert reserved["Fn::If"][0] in template["Conditions"]
+    condition, when_set, when_not = reserved["Fn::If"]
+    assert when_set == {"Ref": "ApiReservedConcurrency"} and when_not == {"Ref": "AWS::NoValue"}
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [
+        {"Ref": "ApiReservedConcurrency"}, 0]}]}
+
+
+# Lambda keeps this much of an account's concurrency unreserved (a reservation that would leave
+# less fails); a new account's quota can be as low as 10.
+UNRESERVED_MINIMUM, NEW_ACCOUNT_QUOTA = 100, 10
+
+
+def test_default_parameters_deploy_on_an_account_with_a_quota_of_ten(generated):
+    """Issue 29: the defaults reserve nothing, so the first deploy on a new account works."""
+    _, template = generated
+    reserved = 0
+    for resource in template["Resources"].values():
+        value = resource.get("Properties", {}).get("ReservedConcurrentExecutions")
+        if value is None:
+            continue
+        condition, when_set, _ = value["Fn::If"]
+        default = template["Parameters"][when_set["Ref"]]["Default"]
+        # the condition is "parameter != 0": at the default 0 nothing is reserved
+        reserved += default if default != 0 else 0
+    assert NEW_ACCOUNT_QUOTA - reserved >= min(NEW_ACCOUNT_QUOTA, UNRESERVED_MINIMUM)
 
 
 def test_every_function_logs_json_without_platform_lines_by_default(generated):

@@ -43,7 +43,9 @@ def test_every_event_stream_feeds_emit_events_and_failures_are_kept(generated):
         props = source["Properties"]
         assert source["Type"] == "DynamoDB" and props["StartingPosition"] == "TRIM_HORIZON"
         assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
-            "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+            "Fn::GetAtt": ["StreamFailureQueue", "Arn"]}  # bounded, then kept (issue 29)
+        assert props["BisectBatchOnFunctionError"] is True
+        assert (props["MaximumRetryAttempts"], props["MaximumRecordAgeInSeconds"]) == (100, 21600)
 
 
 def test_webhook_queue_dead_letter_queue_and_alarm(generated):

@@ -108,9 +108,21 @@ def add_records(state: dict, records: list[dict]) -> dict:
     return sums
 
 
-def window_id(event: dict, part: int) -> str:
+# The state's entry naming the first record of the window's run (not a counter key: those
+# hold "|").
+FIRST_RECORD = "first"
+
+
+def window_id(event: dict, part: int, first: str | None = None) -> str:
+    """The mark of one part of a window's run: shard, window start and the sequence number of
+    the run's first record. When a window's state passes 1 MB, Lambda ends it early and the
+    next invocation "continues the same window with a fresh state" (isWindowTerminatedEarly):
+    the same start, other records. The first record tells the two runs apart, and a retried
+    run (which starts again from the window's first batch) repeats it, so it counts once."""
     window = event.get("window") or {}
     raw = f"{event.get('eventSourceARN', '')}|{event.get('shardId', '')}|{window.get('start')}"
+    if first:
+        raw += f"|{first}"
     return hashlib.sha256(raw.encode()).hexdigest()[:40] + f"#{part}"
 
 
@@ -120,14 +132,18 @@ def count_window(event: dict) -> dict:
     records = event.get("Records") or []
     if records and not event.get("eventSourceARN"):
         event = {**event, "eventSourceARN": records[0].get("eventSourceARN", "")}
-    sums = add_records(event.get("state") or {}, records)
+    state = dict(event.get("state") or {})
+    first = state.pop(FIRST_RECORD, None)
+    if first is None and records:
+        first = records[0].get("dynamodb", {}).get("SequenceNumber")
+    sums = add_records(state, records)
     if not event.get("isFinalInvokeForWindow"):
-        return {"state": sums}
+        return {"state": {**sums, **({FIRST_RECORD: first} if first else {})}}
     keys = sorted(key for key, counters in sums.items() if any(counters.values()))
     per_part = TRANSACTION_ITEMS - 1
     for part, start in enumerate(range(0, len(keys), per_part)):
         written = {key: sums[key] for key in keys[start:start + per_part]}
-        if commit(window_id(event, part), written):
+        if commit(window_id(event, part, first), written):
             _alert_expiries(written)
     return {"state": {}}
 
