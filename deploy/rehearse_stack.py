@@ -179,7 +179,8 @@ def stage_config(base: dict, like: str, stage: str) -> dict:
         if value == like:
             return stage
         if isinstance(value, str):
-            return value.replace(f"/{like}/", f"/{stage}/").replace(f"-{like}.", f"-{stage}.")
+            return (value.replace(f"/{like}/", f"/{stage}/").replace(f"-{like}.", f"-{stage}.")
+                    .replace(f"policy-{like}-", f"policy-{stage}-"))
         return value
     return swap(json.loads(json.dumps(base)))
 

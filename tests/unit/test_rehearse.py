@@ -317,7 +317,10 @@ def test_the_throwaway_stage_copies_the_settings_of_prod_under_its_own_names():
     assert made["environment_variables"]["SMSGW_STAGE"] == STAGE
     assert made["environment_variables"]["SMSGW_OTP_SECRET_PARAM"] == \
         f"/smsgw/{STAGE}/otp-secret"
-    assert made["iam_policy_file"] == f"policy-{STAGE}.json"
+    assert {name: function["iam_policy_file"]
+            for name, function in made["lambda_functions"].items()} == {
+        name: f"policy-{STAGE}-{name}.json" for name in config["stages"]["prod"][
+            "lambda_functions"]}
     assert "prod" not in json.dumps(made)
     assert {k: v for k, v in made["environment_variables"].items() if k not in (
         "SMSGW_STAGE", "SMSGW_OTP_SECRET_PARAM")} == {
