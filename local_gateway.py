@@ -100,6 +100,7 @@ class LocalGateway:
         self._snapshot_lock = threading.Lock()
         self._threads = []
         self._temp = None
+        self._carried = []  # stream records a snapshot kept unhandled (localgw/events.py)
         self._moto = self._http = self._agent = self._events = None
 
     def start(self) -> "LocalGateway":
@@ -154,7 +155,7 @@ class LocalGateway:
         if self.schedules:
             self._start_schedules()
             from localgw.events import EventPumps  # webhooks: streams and queue, as on AWS
-            self._events = EventPumps(trim_streams=True).start()
+            self._events = EventPumps(trim_streams=True, carried=self._carried).start()
         if self.agent and self.demo_info:
             self._start_demo_phone()
         self._started = True
@@ -179,6 +180,10 @@ class LocalGateway:
         if saved:
             self.restored = snapshot.restore(saved, self.aws_endpoint)
             self.restored["taken_at"] = saved["taken_at"]
+            # The restore's own stream records are no changes: handled once is enough.
+            from localgw.events import forget_restored
+            forget_restored()
+            self._carried = saved.get("streams") or []
             from chalicelib.domain import webhooks  # data from before Account.webhook_adds
             webhooks.count_old_endpoints()
 
@@ -186,9 +191,12 @@ class LocalGateway:
         """Copy the emulated AWS state to the data folder (no-op without one)."""
         if not self.data:
             return None
+        from contextlib import nullcontext
+
         from localgw import snapshot
-        with self._snapshot_lock:
-            taken = snapshot.take(self.aws_endpoint, self._last_snapshot)
+        events = self._events
+        with self._snapshot_lock, events.paused() if events else nullcontext():
+            taken = snapshot.take(self.aws_endpoint, self._last_snapshot, streams=events)
             if taken is None:
                 return None
             self._last_snapshot = taken
