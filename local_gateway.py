@@ -206,6 +206,8 @@ class LocalGateway:
         if self.data:
             self.inbox, journal = self.data.file("inbox.jsonl"), self.data.file("demo-phone.db")
             ledger = self.data.file("sent.jsonl")
+            from localgw.data import create_private
+            os.close(create_private(self.inbox, os.O_WRONLY))  # `echo >>` appends to a 0600 file
         else:
             self._temp = self._temp or tempfile.mkdtemp(prefix="smsgw-demo-")
             self.inbox, journal = os.path.join(self._temp, "inbox.jsonl"), ":memory:"
@@ -270,7 +272,9 @@ class LocalGateway:
                 print(f"scheduled {name} failed: {exc!r}", file=sys.stderr)
                 result = {"error": repr(exc)}
             if log_path:
-                with open(log_path, "a", encoding="utf-8") as handle:
+                from localgw.data import create_private
+                with os.fdopen(create_private(log_path, os.O_WRONLY | os.O_APPEND), "a",
+                               encoding="utf-8") as handle:
                     handle.write(json.dumps({"schedule": name, "at": time.time(),
                                              "result": result}, default=str) + "\n")
 
@@ -468,6 +472,7 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
                       quiet=quiet, data=data, snapshot_seconds=snapshot_seconds)
     gw.echo = not as_json
     gw.tls = tls
+    os.umask(0o077)  # whatever a library creates in the data folder is its owner's only
     # A plain `kill` stops as cleanly as Ctrl-C (snapshot included).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     from localgw import memtrace

@@ -153,7 +153,8 @@ def save(data_dir: str, snapshot: dict) -> str:
     """Write the snapshot atomically; returns its path."""
     path = os.path.join(data_dir, SNAPSHOT_FILE)
     temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
+    from localgw.data import create_private
+    with os.fdopen(create_private(temporary), "w", encoding="utf-8") as handle:  # 0600
         json.dump(snapshot, handle, default=_bytes_as_text, separators=(",", ":"))
         handle.flush()
         os.fsync(handle.fileno())
