@@ -115,7 +115,7 @@ def running_gateway(path: Path | None = None) -> dict | None:
     if not state:
         return None
     try:
-        with open(folder / "lock", "a+") as lock:
+        with os.fdopen(create_private(folder / "lock", os.O_RDWR | os.O_APPEND), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return state
