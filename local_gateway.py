@@ -59,6 +59,25 @@ def lan_addresses() -> list[str]:
     return [a for n, a in enumerate(found) if not a.startswith("127.") and a not in found[:n]]
 
 
+def loopback_only(host: str) -> bool:
+    """Whether listening on `host` serves this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to may be on the network
+
+
+def private_webhooks_allowed(host: str, opted_in: bool = False) -> bool:
+    """Webhook receivers on loopback and private addresses: yes on a gateway only this machine
+    reaches (a developer's own receiver); on one that listens on the network only if its owner
+    opts in, else any account holder there could make it POST to the AWS emulator on
+    127.0.0.1 (no signature asked) or to other hosts of the LAN."""
+    return opted_in or loopback_only(host)
+
+
 def schedule_seconds(expression) -> float:
     """Seconds between runs of a Chalice schedule, capped locally so sweeps settle things fast."""
     cap = float(os.environ.get("SMSGW_LOCAL_SCHEDULE_CAP_SECONDS", "10"))
@@ -77,8 +96,9 @@ class LocalGateway:
     def __init__(self, port: int = 0, demo: bool = True, schedules: bool = True,
                  agent: bool = False, env: dict | None = None, extra_devices: int = 0,
                  host: str = "127.0.0.1", quiet: bool = True, data: str | None = None,
-                 snapshot_seconds: float = 5.0):
+                 snapshot_seconds: float = 5.0, allow_private_webhooks: bool = False):
         self.host, self.quiet = host, quiet
+        self.private_webhooks = private_webhooks_allowed(host, allow_private_webhooks)
         self.port = port or free_port("" if host in WILDCARD_HOSTS else host)
         self.demo, self.schedules, self.agent = demo, schedules, agent
         self.echo = False  # the demo phone prints what it sends
@@ -100,6 +120,7 @@ class LocalGateway:
         self._snapshot_lock = threading.Lock()
         self._threads = []
         self._temp = None
+        self._carried = []  # stream records a snapshot kept unhandled (localgw/events.py)
         self._moto = self._http = self._agent = self._events = None
 
     def start(self) -> "LocalGateway":
@@ -128,6 +149,7 @@ class LocalGateway:
             os.environ.setdefault(name, value)
         os.environ.setdefault("SMSGW_OTP_SECRET", self._otp_secret())
         os.environ.update(self.extra_env)
+        self._webhook_policy()
         # Alert mails (chalicelib/domain/insight/alerts.py) are written under the data folder.
         if not self.data:  # removed at stop, with the demo phone's files
             self._temp = tempfile.mkdtemp(prefix="smsgw-demo-")
@@ -154,7 +176,7 @@ class LocalGateway:
         if self.schedules:
             self._start_schedules()
             from localgw.events import EventPumps  # webhooks: streams and queue, as on AWS
-            self._events = EventPumps(trim_streams=True).start()
+            self._events = EventPumps(trim_streams=True, carried=self._carried).start()
         if self.agent and self.demo_info:
             self._start_demo_phone()
         self._started = True
@@ -165,6 +187,20 @@ class LocalGateway:
                                 "region": os.environ["AWS_DEFAULT_REGION"]})
             self._timer(self.snapshot_seconds, self.snapshot, "snapshot")
         return self
+
+    def _webhook_policy(self):
+        """Refuse webhook receivers on loopback and private addresses when listening on the
+        network (checked when added and before every attempt: chalicelib/domain/webhooks/urls.py).
+        An explicit SMSGW_WEBHOOK_ALLOW_PRIVATE is the owner's choice and wins."""
+        explicit = os.environ.get("SMSGW_WEBHOOK_ALLOW_PRIVATE", "").strip().lower()
+        if explicit:
+            self.private_webhooks = explicit in ("1", "true", "yes")
+        if self.private_webhooks:
+            return
+        os.environ["SMSGW_WEBHOOK_ALLOW_PRIVATE"] = "0"
+        settings = sys.modules.get("chalicelib.core.settings")
+        if settings is not None:  # imported already (tests): read at import otherwise
+            settings.WEBHOOK_ALLOW_PRIVATE = False
 
     def _otp_secret(self) -> str:
         if self.data and self.data.config.get("otp_secret"):
@@ -180,6 +216,10 @@ class LocalGateway:
         if saved:
             self.restored = snapshot.restore(saved, self.aws_endpoint)
             self.restored["taken_at"] = saved["taken_at"]
+            # The restore's own stream records are no changes: handled once is enough.
+            from localgw.events import forget_restored
+            forget_restored()
+            self._carried = saved.get("streams") or []
             from chalicelib.domain import webhooks  # data from before Account.webhook_adds
             webhooks.count_old_endpoints()
 
@@ -187,9 +227,12 @@ class LocalGateway:
         """Copy the emulated AWS state to the data folder (no-op without one)."""
         if not self.data:
             return None
+        from contextlib import nullcontext
+
         from localgw import snapshot
-        with self._snapshot_lock:
-            taken = snapshot.take(self.aws_endpoint, self._last_snapshot)
+        events = self._events
+        with self._snapshot_lock, events.paused() if events else nullcontext():
+            taken = snapshot.take(self.aws_endpoint, self._last_snapshot, streams=events)
             if taken is None:
                 return None
             self._last_snapshot = taken
@@ -199,6 +242,8 @@ class LocalGateway:
         if self.data:
             self.inbox, journal = self.data.file("inbox.jsonl"), self.data.file("demo-phone.db")
             ledger = self.data.file("sent.jsonl")
+            from localgw.data import create_private
+            os.close(create_private(self.inbox, os.O_WRONLY))  # `echo >>` appends to a 0600 file
         else:
             self._temp = self._temp or tempfile.mkdtemp(prefix="smsgw-demo-")
             self.inbox, journal = os.path.join(self._temp, "inbox.jsonl"), ":memory:"
@@ -265,7 +310,9 @@ class LocalGateway:
                 print(f"scheduled {name} failed: {exc!r}", file=sys.stderr)
                 result = {"error": repr(exc)}
             if log_path:
-                with open(log_path, "a", encoding="utf-8") as handle:
+                from localgw.data import create_private
+                with os.fdopen(create_private(log_path, os.O_WRONLY | os.O_APPEND), "a",
+                               encoding="utf-8") as handle:
                     handle.write(json.dumps({"schedule": name, "at": time.time(),
                                              "result": result}, default=str) + "\n")
 
@@ -371,6 +418,24 @@ LAN_WARNING = """
 """
 
 
+def demo_link_state(gw: LocalGateway) -> str:
+    """The demo user's set-password link: live, used or expired (chalicelib/domain/users)."""
+    from chalicelib.domain import users
+    return users.link_state(gw.demo_info["dashboard_set_password"].rsplit("token=", 1)[-1])
+
+
+def dashboard_line(gw: LocalGateway) -> str:
+    """The demo user's set-password link while it works; once used (or expired), how to sign
+    in or get a new one instead (a spent link printed at every restart only misleads)."""
+    d, state = gw.demo_info, demo_link_state(gw)
+    if state == "live":
+        return (f"Dashboard: set the password of {d['dashboard_email']} (link works once) at\n"
+                f"  {gw.url}{d['dashboard_set_password']}")
+    done = "its password is set" if state == "used" else "its set-password link has expired"
+    return (f"Dashboard: {d['dashboard_email']} ({done}) signs in at {gw.url}/dashboard/signin\n"
+            f"  a new set-password link: .venv/bin/smsgw user link {d['dashboard_email']}")
+
+
 def banner(gw: LocalGateway) -> str:
     d = gw.demo_info
     phone = "No phone is polling (--no-agent): messages stay pending until a device agent runs."
@@ -401,6 +466,9 @@ def banner(gw: LocalGateway) -> str:
         phones = "\n".join(f"  {u}" for u in (gw.lan_urls or [gw.url]))
         where = (LAN_WARNING.format(where=f"{gw.host}:{gw.port}")
                  + f"\nA phone on the same network runs the agent with this URL:\n{phones}\n")
+    if not gw.private_webhooks:
+        where += ("Webhooks to loopback and private addresses are refused (listening beyond "
+                  "loopback;\n--allow-private-webhooks allows them).\n")
     return f"""
 SMS gateway running at {gw.url}  (AWS emulated by moto at {gw.aws_endpoint})
 {where}
@@ -419,8 +487,7 @@ Send an SMS:
     -d "sim_slot=1"
 
 Then: curl "{gw.url}/myAPI.php?action=get_history&api_key={d['api_key']}&limit=5"
-Dashboard: set the password of {d['dashboard_email']} (link works once) at
-  {gw.url}{d['dashboard_set_password']}
+{dashboard_line(gw)}
 {phone}
 {kept}
 Admin CLI: {cli}
@@ -450,22 +517,31 @@ Ctrl-C stops everything.
 @click.option("--quiet", is_flag=True, help="No log line per request.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the gateway's URL and demo credentials as one JSON line (for scripts).")
+@click.option("--allow-private-webhooks", is_flag=True,
+              help="Listening beyond loopback, still let webhooks go to loopback and private "
+                   "addresses (refused by default there: anyone with an account on the network "
+                   "could reach this machine's emulator and LAN through them).")
 @click.option("--tls", is_flag=True,
               help="HTTPS with a local CA kept in the data folder (for SMSGate's app on a "
                    "phone: it refuses plain HTTP except to 127.0.0.1).")
 def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds, quiet,
-         as_json, tls):
+         as_json, allow_private_webhooks, tls):
     """Start the local SMS gateway with a demo account and device."""
     from localgw.data import DataDirBusy
     from localgw.data import data_dir as resolve_data_dir
     memory = memory or (os.environ.get("SMSGW_LOCAL_MEMORY") == "1" and not data_dir)
     data = None if memory else str(resolve_data_dir(data_dir))
     gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices, host=host,
-                      quiet=quiet, data=data, snapshot_seconds=snapshot_seconds)
+                      quiet=quiet, data=data, snapshot_seconds=snapshot_seconds,
+                      allow_private_webhooks=allow_private_webhooks)
     gw.echo = not as_json
     gw.tls = tls
-    # A plain `kill` stops as cleanly as Ctrl-C (snapshot included).
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    os.umask(0o077)  # whatever a library creates in the data folder is its owner's only
+    # A plain `kill` stops as cleanly as Ctrl-C (snapshot included); so does SIGINT when the
+    # gateway was started in the background (`./run-local &` in a script): the shell then
+    # starts it with SIGINT ignored, and Python keeps it ignored unless told otherwise.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     from localgw import memtrace
     memtrace.install()  # debug only: SMSGW_LOCAL_TRACEMALLOC
     try:  # a signal at any point below still ends in gw.stop()
@@ -480,6 +556,8 @@ def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds
                                    "tls_ca": str(gw.tls_files["ca"]) if gw.tls_files else None,
                                    "lan_urls": gw.lan_urls, "inbox": gw.inbox,
                                    "data": data, "restored": gw.restored, "mail": gw.mail_dir,
+                                   "private_webhooks": gw.private_webhooks,
+                                   "dashboard_link": demo_link_state(gw),
                                    **gw.demo_info}))
         else:
             click.echo(banner(gw))

@@ -7,6 +7,11 @@
     gateway.json    present while a gateway runs: its URL and emulator endpoint, so the admin
                     CLI (`smsgw ...`) finds it by itself
     lock            held by the running gateway: two gateways never share one folder
+
+It holds message texts, incoming SMS (one-time codes too), password hashes, webhook secrets and
+keys: the folder is 0700 and every file in it is created 0600 (`create_private`), never
+loosened and then tightened by a chmod (a reader could open it in between). The running
+gateway also sets its umask to 077 (local_gateway.main), for files made by libraries (SQLite).
 """
 import fcntl
 import json
@@ -34,10 +39,29 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def write_json(path: Path, value: dict, private: bool = False) -> None:
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+
+
+def create_private(path, flags: int = os.O_WRONLY | os.O_TRUNC) -> int:
+    """A descriptor of `path`, created 0600 when it does not exist (the mode is the one it is
+    born with: os.open applies it at creation, so there is no moment it is readable by
+    others)."""
+    return os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
+
+
+def private_folder(path: Path) -> Path:
+    """`path` as a folder only its owner can list and enter: made 0700, or narrowed to it if an
+    older version made it 0755 (what is inside is then unreachable for others)."""
+    path = Path(path)
+    path.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(PRIVATE_FOLDER)
+    return path
+
+
+def write_json(path: Path, value: dict) -> None:
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with os.fdopen(create_private(temporary), "w", encoding="utf-8") as handle:
         json.dump(value, handle, indent=2)
     os.replace(temporary, path)
 
@@ -46,9 +70,9 @@ class DataDir:
     """An opened data folder: locked for this process until close()."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path / "lock", "a+")
+        self.path = private_folder(path)
+        self._lock = os.fdopen(create_private(self.path / "lock", os.O_RDWR | os.O_APPEND),
+                               "a+")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,13 +88,13 @@ class DataDir:
 
     def remember(self, **values) -> None:
         self.config.update(values)
-        write_json(self.path / "config.json", self.config, private=True)
+        write_json(self.path / "config.json", self.config)
 
     def demo(self) -> dict | None:
         return read_json(self.path / "demo.json")
 
     def save_demo(self, info: dict) -> None:
-        write_json(self.path / "demo.json", info, private=True)
+        write_json(self.path / "demo.json", info)
 
     def announce(self, state: dict) -> None:
         write_json(self.path / STATE_FILE, {"pid": os.getpid(), **state})
@@ -91,7 +115,7 @@ def running_gateway(path: Path | None = None) -> dict | None:
     if not state:
         return None
     try:
-        with open(folder / "lock", "a+") as lock:
+        with os.fdopen(create_private(folder / "lock", os.O_RDWR | os.O_APPEND), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return state

@@ -6,11 +6,18 @@ The local gateway starts `EventPumps` next to its schedules, so a receiver sees 
 second or so; tests call `drain()` to move everything through synchronously. Like Lambda, a
 stream batch whose handler raises is read again, and an SQS message is deleted only after its
 batch was handled.
+
+Across restarts (issue 30): a snapshot keeps the stream records not yet handled (`unhandled()`,
+read while the pump is `paused()`), and the next start hands exactly those to the consumers
+(`carried`); the records the restore itself writes describe no change and are dropped before
+the pump starts (`forget_restored`). Before, every restored item was a new INSERT record: each
+restart counted every message again and re-sent its webhooks.
 """
 import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 STREAM_POLL_SECONDS = 0.2
 
@@ -25,10 +32,28 @@ def _streams_client():
                                           config=Config(account_id_endpoint_mode="disabled"))
 
 
+def stream_arns(streams=None):
+    """The newest stream of each event table (EVENT_SOURCE_TABLES)."""
+    from chalicelib.core import settings
+    streams = streams or _streams_client()
+    for short in settings.EVENT_SOURCE_TABLES:
+        found = streams.list_streams(TableName=settings.table_name(short))
+        if found["Streams"]:
+            yield max(found["Streams"], key=lambda s: s["StreamLabel"])["StreamArn"]
+
+
+def forget_restored() -> int:
+    """Drop the records a snapshot's restore wrote to the event tables' streams (a restore
+    changes nothing: its items were handled before the snapshot, or are carried)."""
+    from localgw.streams import trim
+    return sum(trim(arn, str(10 ** 30)) for arn in stream_arns())
+
+
 class EventPumps:
-    def __init__(self, trim_streams: bool = False):
+    def __init__(self, trim_streams: bool = False, carried: list | None = None):
         """`trim_streams`: drop the stream records handled from the in-process emulator
-        (the local gateway; localgw/streams.py), so its memory stays bounded."""
+        (the local gateway; localgw/streams.py), so its memory stays bounded. `carried`: what
+        `unhandled()` returned before a restart, handed to the consumers first."""
         import app as app_module
         from chalicelib.core import settings
         from chalicelib.domain import webhooks
@@ -47,14 +72,62 @@ class EventPumps:
         self._threads = []
         self.errors = []
         self.trim_streams = trim_streams
+        self._carried = [dict(group) for group in carried or []]
+        self._streams_lock = threading.RLock()  # a round of the stream pump, or a snapshot
 
     # --- streams -> emit_events -----------------------------------------------------------
 
     def _stream_arns(self):
-        for short in self.settings.EVENT_SOURCE_TABLES:
-            found = self.streams.list_streams(TableName=self.settings.table_name(short))
-            if found["Streams"]:
-                yield max(found["Streams"], key=lambda s: s["StreamLabel"])["StreamArn"]
+        return stream_arns(self.streams)
+
+    @contextmanager
+    def paused(self):
+        """No stream record is handled inside (a snapshot reads tables and `unhandled()`)."""
+        with self._streams_lock:
+            yield
+
+    def unhandled(self) -> list[dict]:
+        """The stream records not yet handled, per shard, with where handling and counting got
+        to: JSON-ready (Lambda's record shape), for a snapshot. Call it `paused()`."""
+        with self._streams_lock:
+            groups = [dict(group) for group in self._carried]
+            for arn, shard_id in self._shards():
+                records = []
+                iterator = self._iterator(arn, shard_id)
+                while iterator:
+                    answer = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                    if not answer.get("Records"):
+                        break
+                    records += [self._lambda_record(r, arn) for r in answer["Records"]]
+                    iterator = answer.get("NextShardIterator")
+                if records:
+                    groups.append({"arn": arn, "shard_id": shard_id, "records": records,
+                                   "counted": self._counted.get((arn, shard_id), "")})
+            return groups
+
+    def _shards(self):
+        if not hasattr(self, "_arns"):
+            self._arns = list(self._stream_arns())
+        for arn in self._arns:
+            if arn not in self._shard_ids:
+                self._shard_ids[arn] = [s["ShardId"] for s in self.streams.describe_stream(
+                    StreamArn=arn)["StreamDescription"]["Shards"]]
+            for shard_id in self._shard_ids[arn]:
+                yield arn, shard_id
+
+    def _hand_on_carried(self) -> int:
+        """The records a snapshot carried over, handled as they would have been: counted from
+        where counting got to (under their old stream's ARN, so a window keeps its id), then
+        emitted. A handler that raises leaves the rest for the next round."""
+        handled = 0
+        while self._carried:
+            group = self._carried[0]
+            key = (group["arn"], group["shard_id"])
+            self._counted.setdefault(key, group.get("counted", ""))
+            self._count(group["arn"], group["shard_id"], group["records"])
+            self.app.emit_events({"Records": group["records"]}, None)
+            handled += len(self._carried.pop(0)["records"])
+        return handled
 
     def _iterator(self, arn, shard_id):
         """A fresh iterator after the last record handled: moto may have replaced the shard
@@ -67,14 +140,9 @@ class EventPumps:
 
     def pump_streams(self) -> int:
         """Hand every new stream record to emit_events; returns how many were handled."""
-        if not hasattr(self, "_arns"):
-            self._arns = list(self._stream_arns())
-        handled = 0
-        for arn in self._arns:
-            if arn not in self._shard_ids:
-                self._shard_ids[arn] = [s["ShardId"] for s in self.streams.describe_stream(
-                    StreamArn=arn)["StreamDescription"]["Shards"]]
-            for shard_id in self._shard_ids[arn]:
+        with self._streams_lock:
+            handled = self._hand_on_carried()
+            for arn, shard_id in list(self._shards()):
                 answer = self.streams.get_records(ShardIterator=self._iterator(arn, shard_id),
                                                   Limit=100)
                 records = [self._lambda_record(r, arn) for r in answer.get("Records", [])]
@@ -87,7 +155,7 @@ class EventPumps:
                     if self.trim_streams:
                         from localgw.streams import trim
                         trim(arn, last)
-        return handled
+            return handled
 
     def _count(self, arn, shard_id, records):
         """count_outcomes, as its own mapping would call it: each batch a window of its own

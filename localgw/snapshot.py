@@ -96,21 +96,47 @@ _COUNTS = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible
            "ApproximateNumberOfMessagesDelayed"]
 
 
-def take(endpoint: str, previous: dict | None = None) -> dict | None:
+CONSISTENT_TRIES = 5
+
+
+def _tables_and_streams(dynamodb, streams) -> tuple[dict, list | None]:
+    """The tables, and the stream records `streams` (the event pumps, paused) has not handled,
+    read so that they agree: no event table was written during the Scan (its stream did not
+    grow), else read again. Under a load that never pauses, the last try is kept: a crash
+    right after it may then replay a change the Scan missed."""
+    tables, pending = None, None
+    for _ in range(CONSISTENT_TRIES):
+        before = streams.unhandled() if streams is not None else None
+        tables = _scan_tables(dynamodb)
+        pending = streams.unhandled() if streams is not None else None
+        if pending == before:
+            break
+    return tables, pending
+
+
+def take(endpoint: str, previous: dict | None = None, streams=None) -> dict | None:
     """The stage's queues and tables as one JSON-serialisable dict, or None when nothing changed
     since `previous`. Unchanged means the same table items and the same queue counts: the gateway
     never changes a queue's content without writing the message's record, so idle periods cost
-    Scans and no ReceiveMessage (receiving bumps the messages' receive counts)."""
+    Scans and no ReceiveMessage (receiving bumps the messages' receive counts).
+
+    `streams`: the event pumps (localgw/events.py), paused by the caller; the stream records
+    they have not handled yet are kept too (`"streams"`), and handed on after a restore."""
     dynamodb, sqs = _clients()
     urls = sqs.list_queues(QueueNamePrefix=_queue_prefix(), MaxResults=1000).get("QueueUrls", [])
     counts = {url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=_COUNTS)["Attributes"]
               for url in urls}
-    if previous is not None and previous.get("counts") == counts \
-            and previous["tables"] == _scan_tables(dynamodb):
-        return None
+    if previous is not None and previous.get("counts") == counts:
+        tables, pending = _tables_and_streams(dynamodb, streams)
+        if previous["tables"] == tables and previous.get("streams") == pending:
+            return None
     queues = [_copy_queue(sqs, url) for url in urls]
-    return {"format": FORMAT, "taken_at": time.time(), "endpoint": endpoint, "counts": counts,
-            "queues": queues, "tables": _scan_tables(dynamodb)}
+    tables, pending = _tables_and_streams(dynamodb, streams)
+    taken = {"format": FORMAT, "taken_at": time.time(), "endpoint": endpoint, "counts": counts,
+             "queues": queues, "tables": tables}
+    if pending is not None:
+        taken["streams"] = pending
+    return taken
 
 
 def _bytes_as_text(value):
@@ -127,7 +153,8 @@ def save(data_dir: str, snapshot: dict) -> str:
     """Write the snapshot atomically; returns its path."""
     path = os.path.join(data_dir, SNAPSHOT_FILE)
     temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
+    from localgw.data import create_private
+    with os.fdopen(create_private(temporary), "w", encoding="utf-8") as handle:  # 0600
         json.dump(snapshot, handle, default=_bytes_as_text, separators=(",", ":"))
         handle.flush()
         os.fsync(handle.fileno())

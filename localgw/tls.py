@@ -8,6 +8,7 @@ Made with the `cryptography` library.
 """
 import datetime
 import ipaddress
+import os
 import ssl
 from pathlib import Path
 
@@ -27,12 +28,22 @@ def _names(hosts: list[str]):
     return names
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Written to a new file born 0600 (a key is never readable by others, not even between
+    its creation and a chmod), then renamed over the old one."""
+    from localgw.data import create_private
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    with os.fdopen(create_private(temporary, os.O_WRONLY | os.O_EXCL), "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+
+
 def _save_key(key, path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    _write(path, key.private_bytes(serialization.Encoding.PEM,
+                                   serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
 
 
 def _ca(folder: Path):
@@ -61,7 +72,7 @@ def _ca(folder: Path):
                            critical=False)
             .sign(key, hashes.SHA256()))
     _save_key(key, key_path)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
 
 
@@ -72,7 +83,9 @@ def ensure(folder: Path, hosts: list[str]) -> dict:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    folder.mkdir(parents=True, exist_ok=True)
+
+    from localgw.data import private_folder
+    private_folder(folder)
     ca_cert, ca_key = _ca(folder)
     cert_path, key_path = folder / "server.pem", folder / "server-key.pem"
     wanted = _names(hosts)
@@ -99,7 +112,7 @@ def ensure(folder: Path, hosts: list[str]) -> dict:
                 ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     _save_key(key, key_path)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return {"ca": folder / "ca.pem", "cert": cert_path, "key": key_path}
 
 

@@ -8,6 +8,7 @@ device_message_id, phone_number, message, sim_slot, received_at in epoch ms) and
 """
 import json
 import logging
+import os
 import random
 import shutil
 import subprocess
@@ -134,7 +135,8 @@ class SimulatorBackend:
         with self._lock:
             self.ledger.append(entry)
             if self.ledger_path:
-                with open(self.ledger_path, "a", encoding="utf-8") as handle:
+                with os.fdopen(os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                       0o600), "a", encoding="utf-8") as handle:  # numbers, texts
                     handle.write(json.dumps(entry) + "\n")
                     handle.flush()
             if self.delivery_delay >= 0 and message_id is not None:

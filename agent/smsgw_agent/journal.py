@@ -6,6 +6,7 @@ twice, and no outcome or received SMS is lost while the network is down.
   left is unknown, so it is reported failed rather than risk a duplicate (at most once).
 - `reports` and `incoming`: outboxes, emptied once the gateway has answered.
 """
+import os
 import sqlite3
 import threading
 import time
@@ -27,6 +28,9 @@ class Journal:
         if path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             path = str(Path(path).expanduser())
+            # messages' numbers and texts: born 0600 (SQLite gives its -wal and -shm files the
+            # database's mode)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:

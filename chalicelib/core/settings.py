@@ -117,8 +117,11 @@ def _flag(name: str, default: bool) -> bool:
 
 
 # http:// and private/loopback/link-local receivers: allowed by default only on the local
-# gateway's stage (a developer's own receiver); refused on every AWS stage.
+# gateway's stage (a developer's own receiver); refused on every AWS stage. A local gateway
+# that listens beyond loopback refuses the private ones unless its owner opts in
+# (local_gateway.py --allow-private-webhooks), and still allows http://.
 WEBHOOK_ALLOW_PRIVATE = _flag("SMSGW_WEBHOOK_ALLOW_PRIVATE", STAGE == "local")
+WEBHOOK_ALLOW_HTTP = _flag("SMSGW_WEBHOOK_ALLOW_HTTP", STAGE == "local")
 WEBHOOK_TIMEOUT_SECONDS = min(10.0, float(os.environ.get("SMSGW_WEBHOOK_TIMEOUT_SECONDS", 10)))
 # Multiplies the retry schedule (tests and soaks shrink it; production keeps 1).
 WEBHOOK_RETRY_SCALE = float(os.environ.get("SMSGW_WEBHOOK_RETRY_SCALE", 1))

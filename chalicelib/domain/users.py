@@ -122,6 +122,17 @@ def _live_link(token: str | None) -> PasswordLink:
     return link
 
 
+def link_state(token: str | None) -> str:
+    """What a set-password link is now: "live", "used", "expired" or "unknown" (the local
+    gateway's banner shows a link only while it works)."""
+    try:
+        _live_link(token)
+    except Unauthorized as refused:
+        return next((state for state in ("used", "expired") if state in refused.message),
+                    "unknown")
+    return "live"
+
+
 def check_password_rules(password: str | None, confirm: str | None) -> str:
     password = password or ""
     if len(password) < MIN_PASSWORD:

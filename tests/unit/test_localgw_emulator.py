@@ -232,3 +232,52 @@ def test_the_server_finds_a_hosts_service_once(monkeypatch):
     assert [dispatcher.get_backend_for_host(host) for _ in range(5)] == ["dynamodb"] * 5
     assert dispatcher.get_backend_for_host("sqs.us-east-1.amazonaws.com") == "sqs"
     assert len(listings) == 2  # once per host
+
+
+def _restart(taken):
+    """What the next start of the local gateway does: empty tables and queues, then the
+    snapshot put back (localgw/snapshot.py) and the restore's own records dropped."""
+    from chalicelib.storage import tables
+    from localgw import snapshot
+    from localgw.events import forget_restored
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    for name in dynamodb.list_tables()["TableNames"]:
+        dynamodb.delete_table(TableName=name)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    for url in sqs.list_queues().get("QueueUrls", []):
+        sqs.delete_queue(QueueUrl=url)
+    tables.create_all(wait=True)
+    snapshot.restore(taken, "local")
+    return forget_restored()
+
+
+def test_a_restart_counts_each_change_once_handled_before_it_or_carried(emulator, account):
+    """Issue 30, item 8: a message delivered and counted before the snapshot, and one delivered
+    after the pump's last round (its records unhandled when the snapshot was taken): after a
+    restart each is counted once. Before, the restored items were new INSERT records and both
+    were counted again; without the carried records the second would never be counted."""
+    from chalicelib.domain import jobs, messages
+    from chalicelib.domain.insight import stats
+    from localgw import snapshot
+    from localgw.events import EventPumps
+    acct, _, device, _ = account
+    pumps = EventPumps(trim_streams=True)
+    ids = [messages.send(acct.account_id, device, "+14155550100", text).message.message_id
+           for text in ("one", "two")]
+    assert len(jobs.fetch(device, 0, 10)) == 2
+    jobs.report(device, ids[0], "delivered")
+    pumps.pump_streams()
+    jobs.report(device, ids[1], "delivered")  # not yet handled when the snapshot is taken
+    with pumps.paused():
+        taken = snapshot.take("local", streams=pumps)
+    pumps.stop()
+    assert [len(group["records"]) for group in taken["streams"]] == [1]
+    assert stats.read(acct.account_id, days=1)["totals"]["delivered"] == 1
+
+    assert _restart(taken) > 0  # the restore wrote records: none of them is a change
+    again = EventPumps(trim_streams=True, carried=taken["streams"])
+    for _ in range(3):
+        again.pump_streams()
+    assert stats.read(acct.account_id, days=1)["totals"]["delivered"] == 2
+    with again.paused():
+        assert again.unhandled() == []

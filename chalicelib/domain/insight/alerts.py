@@ -18,6 +18,7 @@ of one phone reach the stream function in order, one batch at a time per shard, 
 does not happen for phones.
 """
 import logging
+import os
 import secrets
 import time
 
@@ -136,8 +137,11 @@ def _deliver(to: str, subject: str, body: str, unsubscribe: str) -> None:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(body)
         folder = Path(settings.mail_dir())
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{time.time_ns()}-{secrets.token_hex(4)}.eml").write_bytes(bytes(message))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # its unsubscribe token is the reader's: born 0600, for its owner only
+        name = folder / f"{time.time_ns()}-{secrets.token_hex(4)}.eml"
+        with os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(bytes(message))
         print(f"mail to {to}: {subject}", flush=True)
         return
     log.warning("alert mail not sent (no SMSGW_ALERT_SENDER or SMSGW_MAIL_DIR): %s", subject)

@@ -64,7 +64,7 @@ def handle(method: str, route: str, path_params: dict, query: dict | None, heade
             raise error
     except GatewayError as error:
         status = UPGRADE if isinstance(error, TooOld) else error.http_status
-        extra = dict(JSON_HEADERS)
+        extra = {**JSON_HEADERS, "X-Error-Code": error.code}  # as our other APIs give it
         if status == 401:
             extra["WWW-Authenticate"] = 'Bearer realm="smsgw-mobile"'
         if error.retry_after is not None:

@@ -40,6 +40,7 @@ def handle(method: str, parts: tuple, query: dict | None, headers: dict, body: b
     except GatewayError as error:
         status, shown = error_answer(error)
         extra = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+        extra["X-Error-Code"] = error.code  # as our other APIs (and logs) give it
         if status == 401:
             extra["WWW-Authenticate"] = 'Basic realm="smsgw"'
         return answer(status, extra, shown)
