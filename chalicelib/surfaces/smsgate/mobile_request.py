@@ -77,14 +77,15 @@ class Request:
                                "authorization")
         return devices.authenticate(token)
 
-    def json(self):
+    def json(self, max_bytes: int = MAX_BODY_BYTES):
+        jsonbody.check_size(self.body, max_bytes)
         if not self.body:
             raise BadRequest("Missing JSON body.", None)
         kind = self.headers.get("content-type", "application/json").split(";")[0].strip()
         if kind.lower() not in ("application/json", ""):
             raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.",
                              "content-type")
-        return jsonbody.parse(self.body, MAX_BODY_BYTES)
+        return jsonbody.parse(self.body, max_bytes)
 
     def no_query(self):
         if self.query:
