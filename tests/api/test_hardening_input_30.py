@@ -220,3 +220,32 @@ def test_ordinary_public_addresses_still_pass():
         assert webhook_urls._blocked(ipaddress.ip_address(address)) is None
 
 
+
+
+@pytest.mark.parametrize("raw", ["٣٦", "３６", "3_6", "+36"])
+def test_a_pace_is_read_in_ascii_digits_only(account, raw):
+    from chalicelib.domain import pool
+    acct, _, device, _ = account
+    with pytest.raises(BadRequest) as refused:
+        pool.set_device_pace(acct.account_id, str(device.device_id), raw)
+    assert refused.value.parameter == "pace"
+
+
+def test_a_message_id_is_read_in_ascii_digits_only(account):
+    from chalicelib.core.errors import NotFound
+    from chalicelib.domain import messages
+    from chalicelib.domain.messages import search
+    acct, _, device, _ = account
+    sent = messages.send(acct.account_id, device, "+8801712345678", "Hi").message
+    assert search.get(acct.account_id, "outgoing", str(sent.message_id)).message_id == \
+        sent.message_id
+    arabic = str(sent.message_id).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    with pytest.raises(NotFound):
+        search.get(acct.account_id, "outgoing", arabic)
+
+
+@pytest.mark.parametrize("stamp", ["2026-01-01T00:00:00Z\n", "٢٠٢٦-01-01T00:00:00Z"])
+def test_an_rfc3339_time_takes_ascii_digits_and_no_trailing_newline(stamp):
+    from chalicelib.surfaces.rest_v1.validation import parse_time
+    with pytest.raises(ValueError):
+        parse_time(stamp)

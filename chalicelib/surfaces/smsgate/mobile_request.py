@@ -12,7 +12,7 @@ from chalicelib.surfaces import jsonbody
 
 PREFIX = "/mobile/v1"
 MIN_VERSION = (1, 53, 0)
-USER_AGENT = re.compile(r"me\.capcom\.smsgateway/(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+USER_AGENT = re.compile(r"me\.capcom\.smsgateway/([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?")
 MAX_BODY_BYTES = 256 * 1024
 MAX_SIM_CARDS = 8
 JSON_HEADERS = {"Content-Type": "application/json"}
