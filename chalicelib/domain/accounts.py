@@ -111,7 +111,8 @@ def rotate_key(account_id: str, key_id: str, overlap_seconds: int) -> tuple[str,
     old = get_key(account_id, key_id)
     if key_revoked(old):
         raise Conflict(f"Key {key_id} is already revoked: create a new key instead.", "key_id")
-    plain, new = create_key(account_id, old.label)
+    label = text.one_line(old.label or "")[:100]  # one stored before labels were checked
+    plain, new = create_key(account_id, label)
     old = revoke_key(account_id, key_id, clock.now_ms() + overlap_seconds * 1000)
     return plain, new, old
 
