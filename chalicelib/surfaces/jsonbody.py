@@ -37,6 +37,8 @@ def _outside_strings(body: bytes) -> bytes:
     end, as the parser would read it."""
     syntax = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _ONLY_SYNTAX)
     syntax = syntax.replace(b'""', b"")
+    if syntax.count(b'"') > 2 * MAX_VALUES:  # strings holding syntax, each a piece to split
+        raise BadRequest(f"The JSON body has too many values (at most {MAX_VALUES:,}).", None)
     if b'"' in syntax:
         syntax = b"".join(syntax.split(b'"')[::2])
     return syntax
