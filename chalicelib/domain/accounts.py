@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core import clock, ids, settings
+from chalicelib.core import clock, ids, settings, text
 from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from chalicelib.storage.tables import Account, ApiKey, update_if
@@ -43,9 +43,7 @@ def _hash_key(key: str) -> str:
 
 
 def create_account(name: str) -> Account:
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise BadRequest("Account name must be 1-100 characters.", "name")
+    name = text.name(name, parameter="name", what="Account name")
     now = clock.now_ms()
     account = Account(account_id="acc_" + secrets.token_hex(6), name=name, created_at=now,
                       ip_whitelist=[], next_device_id=0,
@@ -69,6 +67,7 @@ def list_accounts() -> list[Account]:
 
 def create_key(account_id: str, label: str = "") -> tuple[str, ApiKey]:
     """Returns the plain key (show it once) and its stored record."""
+    label = text.name(label, parameter="label", what="A key's label", required=False)
     get_account(account_id)
     plain = secrets.token_hex(32)
     record = ApiKey(key_hash=_hash_key(plain), key_id="key_" + secrets.token_hex(4),
@@ -112,7 +111,8 @@ def rotate_key(account_id: str, key_id: str, overlap_seconds: int) -> tuple[str,
     old = get_key(account_id, key_id)
     if key_revoked(old):
         raise Conflict(f"Key {key_id} is already revoked: create a new key instead.", "key_id")
-    plain, new = create_key(account_id, old.label)
+    label = text.one_line(old.label or "")[:100]  # one stored before labels were checked
+    plain, new = create_key(account_id, label)
     old = revoke_key(account_id, key_id, clock.now_ms() + overlap_seconds * 1000)
     return plain, new, old
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib.core import clock
+from chalicelib.core import clock, text
 from chalicelib.core.errors import BadRequest, NotFound, Unauthorized
 from chalicelib.domain import devices, throttle
 from chalicelib.domain.accounts import get_account
@@ -38,9 +38,7 @@ def display(code: str) -> str:
 
 
 def create(account_id: str, name: str, created_by: str) -> PairingCode:
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise BadRequest("Phone name must be 1-100 characters.", "name")
+    name = text.name(name, parameter="name", what="Phone name")
     get_account(account_id)
     now = clock.now_ms()
     expires_at = now + CODE_MINUTES * 60 * 1000

@@ -106,13 +106,14 @@ def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int
     return min(value, high)
 
 
-def _json(headers: dict, body: bytes | None):
+def _json(headers: dict, body: bytes | None, max_bytes: int = MAX_BODY_BYTES):
+    jsonbody.check_size(body, max_bytes)
     if not body:
         raise BadRequest("Missing JSON body.", None)
     kind = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind not in ("application/json", ""):
         raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.", None)
-    document = jsonbody.parse(body, MAX_BODY_BYTES)
+    document = jsonbody.parse(body, max_bytes)
     if not isinstance(document, dict):
         raise BadRequest("The JSON body must be an object.", None)
     return document

@@ -9,6 +9,7 @@ from chalicelib.surfaces import device_api
 
 log = logging.getLogger("smsgw")
 FIELDS = {"code", "sim_count"}
+PAIR_BODY_BYTES = 1024  # read before anyone is known: a code and a SIM count, refused if larger
 
 
 def handle(headers: dict, body: bytes | None, source_ip: str | None):
@@ -16,7 +17,7 @@ def handle(headers: dict, body: bytes | None, source_ip: str | None):
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     try:
         try:
-            document = device_api._json(headers, body)
+            document = device_api._json(headers, body, PAIR_BODY_BYTES)
             unknown = sorted(set(document) - FIELDS)
             if unknown:
                 raise BadRequest(f"Unknown field: {unknown[0]}. Allowed: code, sim_count.",

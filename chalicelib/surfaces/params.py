@@ -99,9 +99,7 @@ def collect(query: dict | None, headers: dict, body: bytes | None) -> dict:
                              "query string).", name)
         _add(params, name, values[0], "in the query string")
     if body:
-        if len(body) > settings.MAX_BODY_BYTES:
-            raise BadRequest(f"Request body too large: {len(body)} bytes, at most "
-                             f"{settings.MAX_BODY_BYTES}.", None)
+        jsonbody.check_size(body, settings.MAX_BODY_BYTES)
         content_type = headers.get("content-type", "")
         kind = content_type.split(";")[0].strip().lower()
         if kind == "application/json" or (not kind and body.lstrip()[:1] == b"{"):

@@ -13,7 +13,7 @@ import secrets
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.core import clock, settings
+from chalicelib.core import clock, settings, text
 from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, NotFound, RateLimited, Unauthorized
 from chalicelib.domain.accounts import get_account
@@ -34,9 +34,7 @@ def _hash(secret: str) -> str:
 
 def register(account_id: str, name: str, sim_count: int | None = None) -> tuple[Device, str]:
     """Creates the device and its queue; returns it and its token (shown once)."""
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise BadRequest("Device name must be 1-100 characters.", "name")
+    name = text.name(name, parameter="name", what="Device name")
     if sim_count is not None and sim_count not in (1, 2):
         raise BadRequest("sim_count must be 1 or 2.", "sim_count")
     get_account(account_id)

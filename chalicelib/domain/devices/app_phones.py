@@ -17,7 +17,7 @@ import secrets
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core import clock
+from chalicelib.core import clock, text
 from chalicelib.core.errors import Conflict, NotFound, Unauthorized
 from chalicelib.domain import devices, pairing, throttle
 from chalicelib.domain.accounts import get_account
@@ -42,11 +42,12 @@ def _key(token: str) -> str:
 
 def make_token(account_id: str, name: str = "", created_by: str = "cli") -> str:
     """A new private token for one phone of the account (shown once)."""
+    name = text.name(name, parameter="name", what="Phone name", required=False)
     get_account(account_id)
     now = clock.now_ms()
     token = "sgw_" + secrets.token_urlsafe(18)
     expires_at = now + UNUSED_DAYS * DAY_MS
-    PairingCode(code=_key(token), account_id=account_id, name=(name or "").strip()[:100],
+    PairingCode(code=_key(token), account_id=account_id, name=name,
                 created_by=created_by, created_at=now, expires_at=expires_at,
                 expires=clock.at(expires_at)).save(PairingCode.code.does_not_exist())
     return token
@@ -64,16 +65,27 @@ def revoke_token(account_id: str, token: str) -> None:
 
 
 def _token(token: str | None, source_ip: str | None) -> PairingCode:
-    throttle.take(f"app-token-ip#{source_ip or 'unknown'}", REGISTER_PER_IP,
-                  REGISTER_WINDOW_SECONDS, "registrations")
-    if not token or len(token) > 200:
+    """The token's record. Only wrong tokens count toward their address's cap (an IPv6 /64 is
+    one address), and one past it is answered 429; a valid token always registers, so phones
+    behind one shared address (CGNAT, an office) are never locked out by someone's typos.
+    Checking a token past the cap gives nothing away: it holds 144 random bits."""
+    item = _valid_token(token)
+    if item is None:
+        throttle.take(f"app-token-ip#{throttle.address(source_ip)}", REGISTER_PER_IP,
+                      REGISTER_WINDOW_SECONDS, "registrations with a wrong token")
         raise Unauthorized(INVALID, "authorization")
+    return item
+
+
+def _valid_token(token: str | None) -> PairingCode | None:
+    if not token or len(token) > 200:
+        return None
     try:
         item = PairingCode.get(_key(token), consistent_read=True)
     except DoesNotExist:
-        raise Unauthorized(INVALID, "authorization")
+        return None
     if item.device_uid is None and item.expires_at <= clock.now_ms():
-        raise Unauthorized(INVALID, "authorization")
+        return None
     return item
 
 

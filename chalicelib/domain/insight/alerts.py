@@ -48,7 +48,16 @@ def problem(account_id: str, cause: str, subject: str, text: str, now: int | Non
                                                AlertState.episode_mailed.set(True)],
                    AlertState.mailed_at.does_not_exist() | (AlertState.mailed_at <= slot)):
         return False  # this cause mailed within the hour: no flood
-    return mail(account_id, subject, text)
+    try:
+        return mail(account_id, subject, text)
+    except MailNotSent:
+        # Nobody got it: hand the slot back and, for a state, the problem too, so the alert is
+        # not marked mailed and the cause's next change mails again.
+        undo = [AlertState.mailed_at.set(slot), AlertState.episode_mailed.set(False)]
+        if ongoing:
+            undo.append(AlertState.problem.set(False))
+        update_if(_state(account_id, cause), undo, AlertState.mailed_at == now)
+        return False
 
 
 def recovered(account_id: str, cause: str, subject: str, text: str) -> bool:
@@ -57,7 +66,12 @@ def recovered(account_id: str, cause: str, subject: str, text: str) -> bool:
     back = [AlertState.problem.set(False)]
     if update_if(_state(account_id, cause), back, (AlertState.problem == True)  # noqa: E712
                & (AlertState.episode_mailed == True)):  # noqa: E712
-        return mail(account_id, subject, text)
+        try:
+            return mail(account_id, subject, text)
+        except MailNotSent:  # back to "problem, mailed": the next recovery mails
+            update_if(_state(account_id, cause), [AlertState.problem.set(True)],
+                      AlertState.problem == False)  # noqa: E712
+            return False
     update_if(_state(account_id, cause), back, AlertState.problem == True)  # noqa: E712
     return False
 
@@ -106,15 +120,50 @@ def subscribed(account_id: str, email: str) -> bool:
     return any(s.email == email for s in AlertSubscription.query(account_id))
 
 
+class MailNotSent(Exception):
+    """Every subscriber's mail failed, each after its retries."""
+
+
 def mail(account_id: str, subject: str, text: str) -> bool:
+    """Mail each subscriber. One whose mail cannot be built or sent is tried MAIL_ATTEMPTS
+    times, then logged, and the others still get theirs. True if anyone got it; MailNotSent if
+    there were subscribers and none did (the caller then leaves the alert unmailed)."""
+    from chalicelib.core.text import one_line
     from chalicelib.storage.insight_tables import AlertSubscription
-    sent = False
+    subject = one_line(f"[smsgw] {subject}")[:200]  # a name stored before names were checked
+    sent = failed = 0
     for sub in AlertSubscription.query(account_id):
         link = f"{settings.PUBLIC_URL}/dashboard/unsubscribe/{account_id}/{sub.token}"
         body = f"{text}\n\nStop these mails: {link}\n"
-        _deliver(sub.email, f"[smsgw] {subject}", body, link)
-        sent = True
-    return sent
+        if _deliver_retried(sub.email, subject, body, link):
+            sent += 1
+        else:
+            failed += 1
+    if failed and not sent:
+        raise MailNotSent(subject)
+    return sent > 0
+
+
+MAIL_ATTEMPTS, MAIL_BACKOFF_SECONDS = 3, 0.2
+
+
+def _deliver_retried(to: str, subject: str, body: str, link: str) -> bool:
+    for attempt in range(1, MAIL_ATTEMPTS + 1):
+        try:
+            _deliver(to, subject, body, link)
+            return True
+        except Exception:
+            if attempt == MAIL_ATTEMPTS:
+                log.exception("alert mail to subscriber %s failed %d times: %s",
+                              _masked(to), attempt, subject)
+                return False
+            time.sleep(MAIL_BACKOFF_SECONDS * attempt)
+    return False
+
+
+def _masked(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
 
 
 def _deliver(to: str, subject: str, body: str, unsubscribe: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
+from chalicelib.core.text import SMS_CONTROLS, refuse_controls, size_text
 
 MAX_ROWS = 1000
 MAX_BYTES = 200 * 1024
@@ -52,8 +53,7 @@ def _text(raw: bytes) -> str:
     if not raw:
         raise BadRequest("Choose a CSV file to upload.", "file")
     if len(raw) > MAX_BYTES:
-        raise BadRequest(f"The file is {len(raw) // 1024} KB; at most {MAX_BYTES // 1024} KB.",
-                         "file")
+        raise BadRequest(f"The file is {size_text(len(raw), MAX_BYTES)}.", "file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -110,6 +110,9 @@ def parse(raw: bytes, template: str | None = None) -> Plan:
             body = PLACEHOLDER.sub(lambda m, c=cells: c[m.group(1).strip()], template) if template \
                 else values[message_at]
             try:
+                refuse_controls(values[number_at], parameter="number", what="the number")
+                refuse_controls(body, parameter="message", what="the message",
+                                     allowed=SMS_CONTROLS)
                 number = phone.normalise(values[number_at].strip(), "number")
                 counted = messages.check_text(body, "message")
             except GatewayError as error:

@@ -199,7 +199,7 @@ def get(account_id: str, group_id: str) -> list[Message]:
         found = _members(account_id, claim.members)
         if found:
             return found
-    if group_id.isdigit() and len(group_id) < 16:
+    if group_id.isascii() and group_id.isdigit() and len(group_id) < 16:
         try:
             return [Message.get(account_id, int(group_id))]
         except DoesNotExist:

@@ -12,6 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, ids
 from chalicelib.core.errors import BadRequest, NotFound
+from chalicelib.core.text import ascii_int
 from chalicelib.domain import phone
 from chalicelib.storage.tables import IncomingMessage, Message
 
@@ -97,7 +98,7 @@ def get(account_id: str, kind: str, message_id) -> Message | IncomingMessage:
     if kind not in KINDS:
         raise NotFound("No such message type.", "type")
     try:
-        number = int(str(message_id))
+        number = ascii_int(message_id)
         return KINDS[kind].get(account_id, number)
     except (ValueError, DoesNotExist):
         raise NotFound("No such message in this account.", "message_id")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, NotFound, RateLimited, Unavailable
+from chalicelib.core.text import ascii_int
 from chalicelib.domain.pacing import log as pace_log
 from chalicelib.storage.model_base import update_or_current
 from chalicelib.storage.tables import Device, update_if
@@ -260,7 +261,7 @@ def _whole(raw, what: str, parameter: str, top: int, words: dict) -> int | None:
     if text.lower() in words:
         return words[text.lower()]
     try:
-        value = int(text)
+        value = ascii_int(text)
     except ValueError:
         value = None
     if value is None or not 1 <= value <= top:

@@ -23,7 +23,7 @@ import time
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.core import clock, settings
+from chalicelib.core import clock, settings, text
 from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain import accounts
@@ -63,12 +63,12 @@ def add(account_id: str, url: str, event_types=None, description: str = "",
     attributes of another API's endpoint (SMSGate's: style, smsgate_event, device_uid, secret)."""
     get_account(account_id)  # an unknown account is a 404 before anything else
     chosen = check_events(event_types)
+    description = text.name(description, parameter="description", what="A description",
+                            max_chars=200, required=False)
     try:
         webhook_urls.check(url)
     except webhook_urls.Refused as refused:
         raise BadRequest(f"Refused url: {refused}.", "url")
-    if len(description) > 200:
-        raise BadRequest("Invalid description: at most 200 characters.", "description")
     webhook = Webhook(account_id=account_id, webhook_id="wh_" + secrets.token_hex(8),
                       url=url.strip(), events=chosen,
                       description=description, secret=new_secret(), state="enabled",

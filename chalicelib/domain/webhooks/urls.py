@@ -54,7 +54,20 @@ def parse(url: str):
     return parts.scheme, host, port, quote(path, safe=PRINTABLE_ASCII)
 
 
+# IANA's special-purpose address registries (iana.org/assignments/iana-ipv4-special-registry,
+# iana-ipv6-special-registry), for the blocks Python's ipaddress still calls global: the whole
+# IETF protocol block (192.0.0.8 included; its anycast .9 and .10 are no webhook receivers),
+# the 6to4 relay, AS112 and AMT anycast, and IPv6's NAT64 (which names an IPv4 host),
+# documentation, SRv6 and dummy prefixes.
+SPECIAL_PURPOSE = tuple(ipaddress.ip_network(block) for block in (
+    "192.0.0.0/24", "192.88.99.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.175.48.0/24",
+    "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "100:0:0:1::/64", "2001::/23",
+    "2001:db8::/32", "3fff::/20", "5f00::/16", "2620:4f:8000::/48"))
+
+
 def _blocked(address: ipaddress._BaseAddress) -> str | None:
+    if any(address in block for block in SPECIAL_PURPOSE if block.version == address.version):
+        return "a special-purpose (IANA registry)"
     if isinstance(address, ipaddress.IPv6Address):
         # 6to4 (2002::/16) names the IPv4 host that receives it; Python calls it global
         if address.sixtofour and _blocked(address.sixtofour):

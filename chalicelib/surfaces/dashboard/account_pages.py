@@ -2,6 +2,7 @@
 IP whitelist, profile, and how to call the API."""
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import Conflict, GatewayError
+from chalicelib.core.text import ascii_int
 from chalicelib.domain import accounts, devices, sessions, users
 from chalicelib.domain.messages.search import Filters, search
 from chalicelib.surfaces.dashboard import web
@@ -141,7 +142,7 @@ def key_revoke(request, key_id):
 
 def key_rotate(request, key_id):
     try:
-        overlap = int(request.form.get("overlap", ""))
+        overlap = ascii_int(request.form.get("overlap", ""))
     except ValueError:
         overlap = -1
     if overlap not in dict(OVERLAPS):

@@ -3,6 +3,7 @@ its preview (rows, every invalid line and why, segments, when the last one goes 
 (one idempotency key per row, so a second submit sends nothing more), follow its progress."""
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import GatewayError
+from chalicelib.core.text import ascii_int
 from chalicelib.domain.insight import csv_sends
 from chalicelib.surfaces.dashboard import web
 
@@ -67,7 +68,7 @@ def csv_progress(request, batch):
 
     def number(name):
         try:
-            return max(0, int(query.get(name) or 0))
+            return max(0, ascii_int(query.get(name) or 0))
         except ValueError:
             return 0
     try:

@@ -2,6 +2,7 @@
 one, the message lists and a message's timeline, and "Try it" (test SMS, OTP, verify)."""
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, NotFound
+from chalicelib.core.text import ascii_int
 from chalicelib.domain import devices, messages, otp, pacing, pairing, phone, pool
 from chalicelib.domain.messages import search as message_search
 from chalicelib.surfaces.dashboard import web
@@ -89,7 +90,7 @@ def messages_page(request):
     filters = _filters(request)
     error, found = None, message_search.Found()
     try:
-        before = int(request.query["before"]) if request.query.get("before") else None
+        before = ascii_int(request.query["before"]) if request.query.get("before") else None
         found = message_search.search(account_id, filters, PAGE_SIZE, before)
     except ValueError:
         error = "Invalid page position."
@@ -139,7 +140,7 @@ def try_sms(request):
         device = _device(request)
         number = phone.normalise(request.form.get("number"), "number")
         try:
-            sim_slot = int(request.form.get("sim") or 1)
+            sim_slot = ascii_int(request.form.get("sim") or 1)
         except ValueError:
             sim_slot = 0
         accepted = messages.send(request.session.account_id, device, number,

@@ -3,6 +3,7 @@ disable, remove, send a test event, rotate the secret, and each endpoint's deliv
 "redeliver". The same domain calls as the admin CLI's `webhook` group."""
 from chalicelib.core import clock
 from chalicelib.core.errors import GatewayError, NotFound
+from chalicelib.core.text import ascii_int
 from chalicelib.domain import webhooks
 from chalicelib.domain.webhooks import delivery_log
 from chalicelib.domain.webhooks import events as events
@@ -35,7 +36,7 @@ def webhook_add(request):
 
 def webhook_rotate(request, webhook_id):
     try:
-        overlap = int(request.form.get("overlap", ""))
+        overlap = ascii_int(request.form.get("overlap", ""))
     except ValueError:
         overlap = -1
     try:

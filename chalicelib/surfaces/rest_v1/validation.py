@@ -27,7 +27,8 @@ def check_known(schema):
 
 def parse_time(text: str) -> datetime:
     """An RFC 3339 date-time (with offset or Z) as an aware datetime."""
-    if not re.match(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$", text):
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                        r"([Zz]|[+-][0-9]{2}:[0-9]{2})", text):  # ASCII digits; no trailing \n
         raise ValueError(text)
     return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
 

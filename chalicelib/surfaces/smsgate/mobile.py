@@ -16,7 +16,7 @@ the job left visible) and answers one MessageEnqueued event as soon as a job is 
 import json
 import logging
 
-from chalicelib.core import settings
+from chalicelib.core import settings, text
 from chalicelib.core.errors import (
     BadRequest,
     Forbidden,
@@ -40,6 +40,9 @@ from chalicelib.surfaces.smsgate.mobile_request import (
 )
 
 log = logging.getLogger("smsgw")
+# Registration is read before anyone is known: its body (a name, a push token, two SIM cards)
+# is a few hundred bytes, so a larger one is refused before it is parsed.
+REGISTER_BODY_BYTES = 8 * 1024
 
 
 def handle(method: str, route: str, path_params: dict, query: dict | None, headers: dict,
@@ -97,21 +100,22 @@ def _sims(document: dict) -> int | None:
 def register(request: Request):
     """POST /device: a new device of the account the private token or pairing code names."""
     request.no_query()
-    document = _object(request.json(), {"name", "pushToken", "simCards"}, "The body")
-    name = document.get("name")
-    if name is not None and not isinstance(name, str):
-        raise BadRequest("name must be a string.", "name")
-    sims = _sims(document)
     scheme, value = request.authorization()
-    if scheme == "code" and value:
-        device, token = app_phones.register_with_code(value, sims, request.version,
-                                                      request.source_ip)
-    elif scheme == "bearer" and value:
-        device, token = app_phones.register_with_token(value, name or "SMSGate app", sims,
-                                                       request.version, request.source_ip)
-    else:
+    if scheme not in ("code", "bearer") or not value:  # before the body: nothing to parse
         raise Unauthorized("Send Authorization: Bearer <private token> or Code <pairing code> "
                            "to register.", "authorization")
+    document = _object(request.json(REGISTER_BODY_BYTES), {"name", "pushToken", "simCards"},
+                       "The body")
+    name = document.get("name")
+    if name is not None:  # checked before a token is claimed by it
+        name = text.name(name, parameter="name", what="Device name")
+    sims = _sims(document)
+    if scheme == "code":
+        device, token = app_phones.register_with_code(value, sims, request.version,
+                                                      request.source_ip)
+    else:
+        device, token = app_phones.register_with_token(value, name or "SMSGate app", sims,
+                                                       request.version, request.source_ip)
     return answer(201, {"id": device.device_uid, "token": token,
                         "login": f"device-{device.device_id}"})
 

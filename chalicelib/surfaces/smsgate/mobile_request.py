@@ -12,7 +12,7 @@ from chalicelib.surfaces import jsonbody
 
 PREFIX = "/mobile/v1"
 MIN_VERSION = (1, 53, 0)
-USER_AGENT = re.compile(r"me\.capcom\.smsgateway/(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+USER_AGENT = re.compile(r"me\.capcom\.smsgateway/([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?")
 MAX_BODY_BYTES = 256 * 1024
 MAX_SIM_CARDS = 8
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -77,14 +77,15 @@ class Request:
                                "authorization")
         return devices.authenticate(token)
 
-    def json(self):
+    def json(self, max_bytes: int = MAX_BODY_BYTES):
+        jsonbody.check_size(self.body, max_bytes)
         if not self.body:
             raise BadRequest("Missing JSON body.", None)
         kind = self.headers.get("content-type", "application/json").split(";")[0].strip()
         if kind.lower() not in ("application/json", ""):
             raise BadRequest(f"Unsupported content type {kind[:60]}: send application/json.",
                              "content-type")
-        return jsonbody.parse(self.body, MAX_BODY_BYTES)
+        return jsonbody.parse(self.body, max_bytes)
 
     def no_query(self):
         if self.query:

@@ -2,8 +2,9 @@
 GET /webhooks hands it, signed with the key GET /settings hands it (PayloadSingingPlugin.kt:
 X-Signature = hex HMAC-SHA256(key, body + X-Timestamp), X-Timestamp in Unix seconds).
 
-Refused before anything is written: an unknown or removed device (401), a bad signature (401), a
-timestamp more than MAX_SKEW_SECONDS away (401: stale or from the future), and a replay, the
+Refused before anything is written: a malformed X-Timestamp (400), one more than
+MAX_SKEW_SECONDS away (401: stale or from the future), an unknown or removed device or a bad
+signature (401, one answer for both: the route does not tell which phones exist), and a replay, the
 same event id with the same signed timestamp (409). The app's own retry of an event whose answer
 it lost carries a fresh timestamp: it is answered 200 and changes nothing, as each effect is
 idempotent (incoming SMS stored once per device message id, reports forward-only).
@@ -17,6 +18,8 @@ so the app does not retry them.
 import datetime
 import hashlib
 import hmac
+import re
+import secrets
 import time
 
 from pynamodb.exceptions import DoesNotExist, PutError
@@ -38,44 +41,56 @@ REPORTS = {"sms:sent": "Sent", "sms:delivered": "Delivered", "sms:failed": "Fail
 IGNORED = ("sms:cancelled", "mms:received", "mms:downloaded", "app:started")
 
 
+DENIED = ("Unknown device or invalid X-Signature: the URL and key are those GET /webhooks and "
+          "GET /settings hand this phone.")
+STAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes '²' and '٣'
+
+
 def handle(request: Request):
-    device = _device(request.path_params.get("device_uid", ""))
     body = request.body or b""
-    _verify(device, request.headers, body)
+    jsonbody.check_size(body, MAX_BODY_BYTES)
+    stamp, signature = _signed_headers(request.headers)
+    device = _verified(request.path_params.get("device_uid", ""), stamp, signature, body)
     document = jsonbody.parse(body, MAX_BODY_BYTES)
     if not isinstance(document, dict):
         raise BadRequest("The body must be a JSON object.", None)
     event, event_id, payload = _envelope(device, document)
     if event in IGNORED:
         return answer(202, {"result": "ignored", "reason": f"{event} is not used"})
-    _remember(device, event_id, int(request.headers["x-timestamp"]))
+    _remember(device, event_id, int(stamp))
     return EFFECTS[event](device, payload)
 
 
-def _device(device_uid: str) -> Device:
-    if not devices.UID_PATTERN.match(device_uid):
-        raise Unauthorized("Unknown device.", "device_uid")
-    try:  # consistent: a removed phone's webhooks stop at once
-        device = Device.get(device_uid, consistent_read=True)
-    except DoesNotExist:
-        raise Unauthorized("Unknown or removed device.", "device_uid")
-    if not device.signing_key:
-        raise Unauthorized("This device has no webhook key (it is not an SMSGate app).",
-                           "device_uid")
-    return device
-
-
-def _verify(device: Device, headers: dict, body: bytes) -> None:
-    stamp, signature = headers.get("x-timestamp", ""), headers.get("x-signature", "")
-    if not stamp.isdigit() or len(stamp) > 12 or not signature:
+def _signed_headers(headers: dict) -> tuple[str, str]:
+    """X-Timestamp and X-Signature, checked for form and freshness before any device is looked
+    up, so these answers say nothing about the device."""
+    stamp, signature = headers.get("x-timestamp", "").strip(), headers.get("x-signature", "")
+    if not stamp or not signature:
         raise Unauthorized("Missing X-Timestamp or X-Signature.", "x-signature")
+    if not STAMP.fullmatch(stamp):
+        raise BadRequest(f"Invalid X-Timestamp {stamp[:20]!r}: Unix seconds in digits 0-9.",
+                         "x-timestamp")
     if abs(time.time() - int(stamp)) > MAX_SKEW_SECONDS:
         raise Unauthorized(f"Stale or future X-Timestamp: more than {MAX_SKEW_SECONDS} s from "
                            "the gateway's clock.", "x-timestamp")
-    expected = hmac.new(device.signing_key.encode(), body + stamp.encode(),
+    return stamp, signature
+
+
+def _verified(device_uid: str, stamp: str, signature: str, body: bytes) -> Device:
+    """The device whose key signed `body`. An unknown, removed or keyless device and a wrong
+    signature get one answer (DENIED), so the route tells no one which phones exist."""
+    device = None
+    if devices.UID_PATTERN.match(device_uid):
+        try:  # consistent: a removed phone's webhooks stop at once
+            device = Device.get(device_uid, consistent_read=True)
+        except DoesNotExist:
+            pass
+    key = device.signing_key if device is not None and device.signing_key else ""
+    expected = hmac.new((key or secrets.token_hex(16)).encode(), body + stamp.encode(),
                         hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.strip().lower()):
-        raise Unauthorized("Invalid X-Signature.", "x-signature")
+    if not hmac.compare_digest(expected, signature.strip().lower()) or not key:
+        raise Unauthorized(DENIED, "x-signature")
+    return device
 
 
 def _envelope(device: Device, document: dict) -> tuple[str, str, dict]:
