@@ -111,29 +111,31 @@ def mail(account_id: str, subject: str, text: str) -> bool:
     for sub in AlertSubscription.query(account_id):
         link = f"{settings.PUBLIC_URL}/dashboard/unsubscribe/{account_id}/{sub.token}"
         body = f"{text}\n\nStop these mails: {link}\n"
-        _deliver(sub.email, f"[smsgw] {subject}", body, link)
+        deliver(sub.email, f"[smsgw] {subject}", body, link)
         sent = True
     return sent
 
 
-def _deliver(to: str, subject: str, body: str, unsubscribe: str) -> None:
+def deliver(to: str, subject: str, body: str, unsubscribe: str | None = None) -> None:
+    """One plain-text mail: SES on AWS, an .eml file locally. Alerts carry an unsubscribe
+    link; account mails (domain/account_mails.py: sign-up, reset) do not."""
+    headers = [("List-Unsubscribe", f"<{unsubscribe}>"),
+               ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")] if unsubscribe else []
     if settings.ALERT_SENDER:
         from chalicelib.storage import aws
-        aws.ses().send_email(
-            FromEmailAddress=settings.ALERT_SENDER, Destination={"ToAddresses": [to]},
-            Content={"Simple": {
-                "Subject": {"Data": subject}, "Body": {"Text": {"Data": body}},
-                "Headers": [{"Name": "List-Unsubscribe", "Value": f"<{unsubscribe}>"},
-                            {"Name": "List-Unsubscribe-Post",
-                             "Value": "List-Unsubscribe=One-Click"}]}})
+        simple = {"Subject": {"Data": subject}, "Body": {"Text": {"Data": body}}}
+        if headers:
+            simple["Headers"] = [{"Name": name, "Value": value} for name, value in headers]
+        aws.ses().send_email(FromEmailAddress=settings.ALERT_SENDER,
+                             Destination={"ToAddresses": [to]}, Content={"Simple": simple})
         return
     if settings.mail_dir():
         from email.message import EmailMessage
         from pathlib import Path
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = "smsgw@localhost", to, subject
-        message["List-Unsubscribe"] = f"<{unsubscribe}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        for name, value in headers:
+            message[name] = value
         message.set_content(body)
         folder = Path(settings.mail_dir())
         folder.mkdir(parents=True, exist_ok=True)

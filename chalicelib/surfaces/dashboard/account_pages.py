@@ -2,7 +2,7 @@
 IP whitelist, profile, and how to call the API."""
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import Conflict, GatewayError
-from chalicelib.domain import accounts, devices, sessions, users
+from chalicelib.domain import accounts, devices, sessions, signup, users
 from chalicelib.domain.messages.search import Filters, search
 from chalicelib.surfaces.dashboard import web
 
@@ -13,6 +13,8 @@ NOTICES = {
     "signed-out": "You are signed out.",
     "signed-out-everywhere": "You are signed out on every device.",
     "password-set": "Your password is set. Sign in with it.",
+    "email-verified": "Your email is verified and your account created. Make an API key to "
+                      "start.",
     "key-revoked": "The key is revoked: the API refuses it within {cache} seconds.",
     "whitelist-saved": "The whitelist is saved: the API applies it within {cache} seconds.",
     "phone-removed": "The phone is removed and its queue deleted.",
@@ -36,7 +38,8 @@ def signin_form(request, error=None, email="", status=200):
         return web.redirect(request, "/")
     token, cookie = web.pre_token(request)
     return web.render(request, "signin.html", status, cookies=[cookie], pre=token, error=error,
-                      email=email, notice=notice(request), title="Sign in")
+                      email=email, notice=notice(request), title="Sign in",
+                      signup_open=signup.is_open())
 
 
 def signin(request):
