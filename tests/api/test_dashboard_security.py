@@ -98,6 +98,13 @@ def cross_account_requests(a, b):
         ("POST", ("signout",)): None,  # ends only the caller's own session(s): tested below
         ("GET", ("set-password",)): None,  # link-based: tested below
         ("POST", ("set-password",)): None,
+        # sign-up, verification, forgot password: public, tests/api/test_signup.py
+        ("GET", ("signup",)): ("/dashboard/signup", None),
+        ("POST", ("signup",)): None,
+        ("GET", ("verify",)): None,
+        ("POST", ("verify",)): None,
+        ("GET", ("forgot",)): ("/dashboard/forgot", None),
+        ("POST", ("forgot",)): None,
         ("GET", ("keys",)): ("/dashboard/keys", None),
         ("POST", ("keys",)): ("/dashboard/keys", {"label": "made by A"}),
         ("POST", ("keys", "*", "revoke")): (f"/dashboard/keys/{bk}/revoke", {}),

@@ -23,10 +23,10 @@ def _closed(request):
 
 
 def signup_form(request, error=None, status=200, **values):
-    if not signup.is_open():
-        return _closed(request)
     if request.session is not None and error is None:
         return web.redirect(request, "/")
+    if not signup.is_open():
+        return _closed(request)
     token, cookie = web.pre_token(request)
     return web.render(request, "signup.html", status, cookies=[cookie], pre=token, error=error,
                       title="Create an account", min_length=users.MIN_PASSWORD,
