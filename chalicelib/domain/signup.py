@@ -80,6 +80,8 @@ def _exists(email: str) -> bool:
 
 def pending(token: str | None) -> PasswordLink:
     """The live sign-up behind a verification link (for showing its page)."""
+    if not is_open():  # closed since the link was mailed: it creates nothing
+        raise Forbidden("Sign-up is closed on this gateway: ask its operator for an account.")
     link = users.live_link(token, purpose="signup")
     if _exists(link.email):
         raise Unauthorized("You have an account with this email already: sign in, or reset "

@@ -15,6 +15,7 @@ from chalicelib.domain import (
     account_mails,
     accounts,
     password_reset,
+    sessions,
     signup,
     users,
 )
@@ -416,3 +417,30 @@ def _race(count, call, numbered=False):
         thread.join()
     return outcomes
 
+
+
+def test_a_signin_checked_before_a_reset_gets_no_session_after_it(aws_mock, mailbox):
+    """The interleaving: the old password checked, then the reset (its transaction and its end
+    of sessions), then the sign-in's session write. The session must not survive; the other
+    orders are covered: a check after the reset fails, a session written before the reset's
+    end of sessions is ended by it."""
+    acct = accounts.create_account("Boss")
+    owner(acct.account_id, "boss@example.com")
+    checked = users.check_signin("boss@example.com", PASSWORD, "192.0.2.1")
+    users.set_password(_reset_token(mailbox), "a brand new passphrase",
+                       "a brand new passphrase")
+    with pytest.raises(Unauthorized, match="password was just changed"):
+        sessions.start(checked)
+    assert list(Session.scan()) == []
+    assert sessions.find(sessions.start(users.check_signin(
+        "boss@example.com", "a brand new passphrase", "192.0.2.1"))) is not None
+
+
+def test_a_verification_link_creates_nothing_once_signup_is_closed(open_signup, mailbox,
+                                                                    monkeypatch):
+    signup.sign_up("late@example.com", PASSWORD, PASSWORD, "Late", "192.0.2.1", DASHBOARD)
+    token = link_in(mailbox()[0], "verify")
+    monkeypatch.setenv("SMSGW_SIGNUP", "closed")
+    with pytest.raises(Forbidden, match="closed"):
+        signup.verify(token)
+    assert list(Account.scan()) == [] and list(User.scan()) == []

@@ -47,11 +47,11 @@ def signin(request):
     try:
         user = users.check_signin(email, request.form.get("password"), request.source_ip,
                                   request.cookie(web.BROWSER_COOKIE))
+        token = sessions.start(user)
     except GatewayError as error:
         return signin_form(request, error.message, email, 429 if error.retry_after else 401)
     if request.session is not None:
         sessions.end(request.session)
-    token = sessions.start(user)
     browser = users.remember_browser(user.email, request.cookie(web.BROWSER_COOKIE))
     return web.redirect(request, "/", cookies=[
         web.set_cookie(request, web.SESSION_COOKIE, token, max_age=sessions.LIFETIME_SECONDS),
