@@ -187,3 +187,13 @@ def mail_dir() -> str:
 
 
 ALERT_MIN_SECONDS = _int("SMSGW_ALERT_MIN_SECONDS", 3600)  # one mail per cause per hour
+
+SIGNUP_MODES = ("closed", "invite", "open")
+
+
+def signup_mode() -> str:
+    """Who may create an account from the sign-in page (domain/signup.py): `closed` (the
+    default: the operator's CLI only), `invite` (for now the same as closed: invitations are
+    not built yet) or `open` (the local gateway's default). Read when asked, like mail_dir."""
+    mode = os.environ.get("SMSGW_SIGNUP", "closed").strip().lower()
+    return mode if mode in SIGNUP_MODES else "closed"

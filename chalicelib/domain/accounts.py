@@ -43,12 +43,18 @@ def _hash_key(key: str) -> str:
 
 
 def create_account(name: str) -> Account:
+    account = new_account(name)
+    account.save(Account.account_id.does_not_exist())
+    return account
+
+
+def new_account(name: str) -> Account:
+    """An account named `name` (checked), not yet saved (sign-up saves it in a transaction)."""
     name = text.name(name, parameter="name", what="Account name")
     now = clock.now_ms()
     account = Account(account_id="acc_" + secrets.token_hex(6), name=name, created_at=now,
                       ip_whitelist=[], next_device_id=0,
                       swept_to=ids.message_id_floor(now) - 1)  # first_look starts here
-    account.save(Account.account_id.does_not_exist())
     return account
 
 

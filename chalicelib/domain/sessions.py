@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock
+from chalicelib.core.errors import Unauthorized
 from chalicelib.storage.dashboard_tables import Session, User
 
 LIFETIME_SECONDS = 12 * 3600
@@ -28,13 +29,26 @@ def _sha256(token: str) -> str:
 
 
 def start(user: User) -> str:
-    """A new session for `user`; returns the token for the cookie."""
+    """A new session for `user` (as read when its password was checked); returns the token
+    for the cookie. If the password was set (a reset) or the user removed since that read, the
+    session is deleted and Unauthorized raised: the reset's end_for_user may have run before
+    this write, and the re-read after it sees any reset that committed before it."""
     token = secrets.token_urlsafe(32)
     now = clock.now_ms()
     expires_at = now + LIFETIME_SECONDS * 1000
-    Session(session_hash=_sha256(token), email=user.email, account_id=user.account_id,
-            csrf_token=secrets.token_urlsafe(32), created_at=now, expires_at=expires_at,
-            expires=clock.at(expires_at)).save()
+    session = Session(session_hash=_sha256(token), email=user.email,
+                      account_id=user.account_id, csrf_token=secrets.token_urlsafe(32),
+                      created_at=now, expires_at=expires_at, expires=clock.at(expires_at))
+    session.save()
+    try:
+        current = User.get(user.email, consistent_read=True)
+    except DoesNotExist:
+        current = None
+    if current is None or (current.account_id, current.password_set_at) != (
+            user.account_id, user.password_set_at):
+        session.delete()
+        raise Unauthorized("Your password was just changed: sign in with the new one.",
+                           "password")
     return token
 
 

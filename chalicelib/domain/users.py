@@ -46,6 +46,13 @@ def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+token_hash = _sha256  # the key a link's token is stored under (domain/signup.py)
+
+
+def hash_password(password: str) -> str:
+    return _argon2().hash(password)
+
+
 def normalise_email(email: str | None) -> str:
     email = (email or "").strip().lower()
     if not EMAIL.match(email):
@@ -101,24 +108,43 @@ def remove(account_id: str, email: str) -> User:
 
 
 def link_user(token: str | None) -> User:
-    """The user a set-password link is for, if the link is live (for showing its form)."""
-    link = _live_link(token)
+    """The user a set-password or reset link is for, if the link is live (for its form)."""
+    return _link_and_user(token)[1]
+
+
+def _link_and_user(token: str | None) -> tuple[PasswordLink, User]:
+    link = live_link(token)
     try:
-        return User.get(link.email)
+        user = User.get(link.email, consistent_read=True)
     except DoesNotExist:
         raise Unauthorized("This link is no longer valid.", "token")
+    if user.account_id != link.account_id or (
+            user.password_set_at is not None and user.password_set_at >= link.created_at):
+        # the password was set since this link was made: an older link is void
+        raise Unauthorized("This link is no longer valid: your password was set since. "
+                           + _ASK_AGAIN[link.purpose], "token")
+    return link, user
 
 
-def _live_link(token: str | None) -> PasswordLink:
+_ASK_AGAIN = {None: "Ask your operator for a new one.",
+              "reset": "Ask for a new one: Forgot password? on the sign-in page.",
+              "signup": "Sign up again."}
+
+
+def live_link(token: str | None, purpose: str | None = None) -> PasswordLink:
+    """The link behind `token` if it is unspent, unexpired and for `purpose` (None: the
+    operator's set-password link or a reset link, whose forms are the same)."""
     try:
         link = PasswordLink.get(_sha256(token or ""), consistent_read=True)
     except DoesNotExist:
-        raise Unauthorized("This link is not valid. Ask your operator for a new one.", "token")
+        link = None
+    wanted = (purpose,) if purpose else (None, "reset")
+    if link is None or link.purpose not in wanted:
+        raise Unauthorized("This link is not valid. " + _ASK_AGAIN[purpose], "token")
     if link.used_at is not None:
-        raise Unauthorized("This link was used already. Ask your operator for a new one.",
-                           "token")
+        raise Unauthorized("This link was used already. " + _ASK_AGAIN[link.purpose], "token")
     if link.expires_at <= clock.now_ms():
-        raise Unauthorized("This link has expired. Ask your operator for a new one.", "token")
+        raise Unauthorized("This link has expired. " + _ASK_AGAIN[link.purpose], "token")
     return link
 
 
@@ -126,11 +152,24 @@ def link_state(token: str | None) -> str:
     """What a set-password link is now: "live", "used", "expired" or "unknown" (the local
     gateway's banner shows a link only while it works)."""
     try:
-        _live_link(token)
+        live_link(token)
     except Unauthorized as refused:
         return next((state for state in ("used", "expired") if state in refused.message),
                     "unknown")
     return "live"
+
+
+def lost_to_a_conflict(error: TransactWriteError, attempt: int) -> bool:
+    """Whether a cancelled transaction met another one on the same item (DynamoDB's
+    TransactionConflict) rather than a failed condition: then pause and try again; the next
+    attempt sees the other's result."""
+    import random
+    import time
+    reasons = [r.code if r else None for r in (error.cancellation_reasons or [])]
+    if "TransactionConflict" not in reasons or "ConditionalCheckFailed" in reasons:
+        return False
+    time.sleep(0.02 * 2 ** attempt * random.uniform(0.5, 1))
+    return True
 
 
 def check_password_rules(password: str | None, confirm: str | None) -> str:
@@ -147,20 +186,28 @@ def check_password_rules(password: str | None, confirm: str | None) -> str:
 def set_password(token: str | None, password: str | None, confirm: str | None) -> User:
     """Spend the link and set the password, atomically; every other session of the user ends."""
     password = check_password_rules(password, confirm)
-    link = _live_link(token)
-    now = clock.now_ms()
+    link, _ = _link_and_user(token)
     password_hash = _argon2().hash(password)
     user = User(email=link.email)
-    try:
-        with TransactWrite(connection=records.transaction_connection()) as transaction:
-            transaction.update(link, actions=[PasswordLink.used_at.set(now)],
-                               condition=PasswordLink.used_at.does_not_exist()
-                               & (PasswordLink.expires_at > now))
-            transaction.update(user, actions=[User.password_hash.set(password_hash),
-                                              User.password_set_at.set(now)],
-                               condition=User.email.exists()
-                               & (User.account_id == link.account_id))
-    except TransactWriteError:
+    for attempt in range(3):
+        now = clock.now_ms()
+        try:
+            with TransactWrite(connection=records.transaction_connection()) as transaction:
+                transaction.update(link, actions=[PasswordLink.used_at.set(now)],
+                                   condition=PasswordLink.used_at.does_not_exist()
+                                   & (PasswordLink.expires_at > now))
+                transaction.update(user, actions=[User.password_hash.set(password_hash),
+                                                  User.password_set_at.set(now)],
+                                   condition=User.email.exists()
+                                   & (User.account_id == link.account_id)
+                                   & (User.password_set_at.does_not_exist()
+                                      | (User.password_set_at < link.created_at)))
+            break
+        except TransactWriteError as error:
+            if not lost_to_a_conflict(error, attempt):
+                raise Unauthorized("This link was used already or is no longer valid.",
+                                   "token")
+    else:
         raise Unauthorized("This link was used already or is no longer valid.", "token")
     sessions.end_for_user(link.email)
     return User.get(link.email)

@@ -29,7 +29,11 @@ class User(Model):
 
 
 class PasswordLink(Model):
-    """A one-time set-password link; only the SHA-256 of its token is stored."""
+    """A one-time link mailed or printed to a person; only the SHA-256 of its token is stored.
+    `purpose`: absent for the operator's set-password link, `reset` for a forgotten password
+    (domain/password_reset.py), `signup` for a sign-up's verification (domain/signup.py), which
+    also holds the account to create (`account_id`, `account_name`) and the chosen
+    `password_hash` until the email is verified."""
     Meta = table_meta("password-links")
     token_hash = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute()
@@ -38,6 +42,9 @@ class PasswordLink(Model):
     expires_at = NumberAttribute()
     used_at = NumberAttribute(null=True)
     expires = TTLAttribute()
+    purpose = UnicodeAttribute(null=True)
+    account_name = UnicodeAttribute(null=True)
+    password_hash = UnicodeAttribute(null=True)
 
 
 class SessionsByUser(GlobalSecondaryIndex):

@@ -98,6 +98,13 @@ def cross_account_requests(a, b):
         ("POST", ("signout",)): None,  # ends only the caller's own session(s): tested below
         ("GET", ("set-password",)): None,  # link-based: tested below
         ("POST", ("set-password",)): None,
+        # sign-up, verification, forgot password: public, tests/api/test_signup.py
+        ("GET", ("signup",)): ("/dashboard/signup", None),
+        ("POST", ("signup",)): None,
+        ("GET", ("verify",)): None,
+        ("POST", ("verify",)): None,
+        ("GET", ("forgot",)): ("/dashboard/forgot", None),
+        ("POST", ("forgot",)): None,
         ("GET", ("keys",)): ("/dashboard/keys", None),
         ("POST", ("keys",)): ("/dashboard/keys", {"label": "made by A"}),
         ("POST", ("keys", "*", "revoke")): (f"/dashboard/keys/{bk}/revoke", {}),
@@ -216,6 +223,9 @@ def test_without_a_session_every_page_is_refused(client, two):
             continue
         if route == ("POST", ("unsubscribe", "*", "*")):
             assert stranger.post(req[0], req[1]).status_code == 404
+            continue
+        if route[0] == "GET" and req and route[1] in (("signup",), ("forgot",)):
+            assert stranger.get(req[0]).status_code in (200, 403)  # public (test_signup.py)
             continue
         if route[0] == "GET" and req and route[1] != ("signin",):
             response = stranger.get(req[0])

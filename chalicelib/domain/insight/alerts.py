@@ -150,7 +150,7 @@ MAIL_ATTEMPTS, MAIL_BACKOFF_SECONDS = 3, 0.2
 def _deliver_retried(to: str, subject: str, body: str, link: str) -> bool:
     for attempt in range(1, MAIL_ATTEMPTS + 1):
         try:
-            _deliver(to, subject, body, link)
+            deliver(to, subject, body, link)
             return True
         except Exception:
             if attempt == MAIL_ATTEMPTS:
@@ -166,24 +166,26 @@ def _masked(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def _deliver(to: str, subject: str, body: str, unsubscribe: str) -> None:
+def deliver(to: str, subject: str, body: str, unsubscribe: str | None = None) -> None:
+    """One plain-text mail: SES on AWS, an .eml file locally. Alerts carry an unsubscribe
+    link; account mails (domain/account_mails.py: sign-up, reset) do not."""
+    headers = [("List-Unsubscribe", f"<{unsubscribe}>"),
+               ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")] if unsubscribe else []
     if settings.ALERT_SENDER:
         from chalicelib.storage import aws
-        aws.ses().send_email(
-            FromEmailAddress=settings.ALERT_SENDER, Destination={"ToAddresses": [to]},
-            Content={"Simple": {
-                "Subject": {"Data": subject}, "Body": {"Text": {"Data": body}},
-                "Headers": [{"Name": "List-Unsubscribe", "Value": f"<{unsubscribe}>"},
-                            {"Name": "List-Unsubscribe-Post",
-                             "Value": "List-Unsubscribe=One-Click"}]}})
+        simple = {"Subject": {"Data": subject}, "Body": {"Text": {"Data": body}}}
+        if headers:
+            simple["Headers"] = [{"Name": name, "Value": value} for name, value in headers]
+        aws.ses().send_email(FromEmailAddress=settings.ALERT_SENDER,
+                             Destination={"ToAddresses": [to]}, Content={"Simple": simple})
         return
     if settings.mail_dir():
         from email.message import EmailMessage
         from pathlib import Path
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = "smsgw@localhost", to, subject
-        message["List-Unsubscribe"] = f"<{unsubscribe}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        for name, value in headers:
+            message[name] = value
         message.set_content(body)
         folder = Path(settings.mail_dir())
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 
 Imported only by dashboard routes (app.py imports it inside them), so the public API's cold
 start never loads it, Jinja2, argon2 or segno. `handle` maps (method, path parts) to a page;
-every page but sign-in, set-password and static files needs a live session, and every POST
-must carry the session's CSRF token (or, signed out, the double-submit token) and, when the
-browser sends one, this gateway's Origin.
+every page but the signed-out ones (PUBLIC: sign-in, sign-up, verify, forgot, set-password)
+and static files needs a live session, and every POST must carry the session's CSRF token
+(or, signed out, the double-submit token) and, when the browser sends one, this gateway's
+Origin.
 """
 import logging
 import re
@@ -16,6 +17,7 @@ from chalicelib.surfaces.dashboard import (
     csv_pages,
     insight_pages,
     phone_pages,
+    signup_pages,
     web,
     webhook_pages,
 )
@@ -25,7 +27,7 @@ log = logging.getLogger("smsgw")
 
 # (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
 ROUTES = {}
-PUBLIC = {"signin", "set-password", "static", "unsubscribe"}
+PUBLIC = {"signin", "set-password", "static", "unsubscribe", "signup", "verify", "forgot"}
 # Public forms whose proof is a secret in the path, not the signed-out form token nor the
 # Origin: a mail client's one-click unsubscribe POST (RFC 8058) has no cookie, and a webmail
 # may send it with its own Origin.
@@ -43,6 +45,7 @@ _register(phone_pages)
 _register(webhook_pages)
 _register(insight_pages)
 _register(csv_pages)
+_register(signup_pages)
 
 
 def _match(method: str, parts: tuple):

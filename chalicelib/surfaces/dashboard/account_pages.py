@@ -3,7 +3,7 @@ IP whitelist, profile, and how to call the API."""
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import Conflict, GatewayError
 from chalicelib.core.text import ascii_int
-from chalicelib.domain import accounts, devices, sessions, users
+from chalicelib.domain import accounts, devices, sessions, signup, users
 from chalicelib.domain.messages.search import Filters, search
 from chalicelib.surfaces.dashboard import web
 
@@ -14,6 +14,8 @@ NOTICES = {
     "signed-out": "You are signed out.",
     "signed-out-everywhere": "You are signed out on every device.",
     "password-set": "Your password is set. Sign in with it.",
+    "email-verified": "Your email is verified and your account created. Make an API key to "
+                      "start.",
     "key-revoked": "The key is revoked: the API refuses it within {cache} seconds.",
     "whitelist-saved": "The whitelist is saved: the API applies it within {cache} seconds.",
     "phone-removed": "The phone is removed and its queue deleted.",
@@ -37,7 +39,8 @@ def signin_form(request, error=None, email="", status=200):
         return web.redirect(request, "/")
     token, cookie = web.pre_token(request)
     return web.render(request, "signin.html", status, cookies=[cookie], pre=token, error=error,
-                      email=email, notice=notice(request), title="Sign in")
+                      email=email, notice=notice(request), title="Sign in",
+                      signup_open=signup.is_open())
 
 
 def signin(request):
@@ -45,11 +48,11 @@ def signin(request):
     try:
         user = users.check_signin(email, request.form.get("password"), request.source_ip,
                                   request.cookie(web.BROWSER_COOKIE))
+        token = sessions.start(user)
     except GatewayError as error:
         return signin_form(request, error.message, email, 429 if error.retry_after else 401)
     if request.session is not None:
         sessions.end(request.session)
-    token = sessions.start(user)
     browser = users.remember_browser(user.email, request.cookie(web.BROWSER_COOKIE))
     return web.redirect(request, "/", cookies=[
         web.set_cookie(request, web.SESSION_COOKIE, token, max_age=sessions.LIFETIME_SECONDS),

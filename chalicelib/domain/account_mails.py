@@ -1,0 +1,72 @@
+"""The mails a person gets about their own account (sign-up, password reset), with every word
+of them here, in one catalog per language, so they can be translated without touching code.
+
+They are plain text with no tracking: no HTML, no images, no redirecting or tagged links, no
+unsubscribe (a person asked for each one). They go through the alert mail path
+(domain/insight/alerts.deliver): SES on AWS, `.eml` files and a printed subject locally.
+To translate: copy the "en" catalog under another language code and set SMSGW_MAIL_LANGUAGE.
+"""
+import os
+
+CATALOGS = {
+    "en": {
+        "verify": (
+            "Verify your email for your SMS gateway account",
+            "Hello,\n\n"
+            "Someone, probably you, asked to create the account \"{account_name}\" on the SMS "
+            "gateway at {base_url} with this email address.\n\n"
+            "To verify your email and open your dashboard, follow this link within {hours} "
+            "hours:\n\n{link}\n\n"
+            "If you did not ask for this, ignore this mail: no account is created without "
+            "this link.\n"),
+        "signup_known": (
+            "You already have an SMS gateway account",
+            "Hello,\n\n"
+            "Someone, probably you, asked to create an account on the SMS gateway at "
+            "{base_url} with this email address, but you already have an account there: no "
+            "new account was made.\n\n"
+            "Sign in: {signin}\n"
+            "Forgot your password? Reset it: {forgot}\n\n"
+            "If you did not ask for this, ignore this mail: nothing changed.\n"),
+        "reset": (
+            "Reset your SMS gateway password",
+            "Hello,\n\n"
+            "Someone, probably you, asked to reset the password of {email} on the SMS gateway "
+            "at {base_url}.\n\n"
+            "To choose a new password, follow this link within {minutes} minutes. It works "
+            "once, and signs you out everywhere else:\n\n{link}\n\n"
+            "If you did not ask for this, ignore this mail: your password stays as it is.\n"),
+        "reset_unknown": (
+            "Reset your SMS gateway password",
+            "Hello,\n\n"
+            "Someone, probably you, asked to reset the password of {email} on the SMS gateway "
+            "at {base_url}, but there is no account with this email address there.\n\n"
+            "If you have an account, it may be under another address of yours. "
+            "{signup_hint}\n\n"
+            "If you did not ask for this, ignore this mail.\n"),
+        "signup_hint_open": "To create one: {signup}",
+        "signup_hint_closed": "Accounts there are created by its operator.",
+    },
+}
+
+
+def language() -> str:
+    chosen = os.environ.get("SMSGW_MAIL_LANGUAGE", "en").strip().lower()
+    return chosen if chosen in CATALOGS else "en"
+
+
+def text(name: str, **values) -> str:
+    """One string of the catalog, filled in."""
+    return CATALOGS[language()][name].format(**values)
+
+
+def compose(name: str, **values) -> tuple[str, str]:
+    """(subject, body) of the mail `name`, filled in."""
+    subject, body = CATALOGS[language()][name]
+    return subject.format(**values), body.format(**values)
+
+
+def send(to: str, name: str, **values) -> None:
+    from chalicelib.domain.insight import alerts
+    subject, body = compose(name, **values)
+    alerts.deliver(to, subject, body)
