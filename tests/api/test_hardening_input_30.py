@@ -91,14 +91,14 @@ def test_a_recipient_whose_mail_fails_is_retried_and_logged_and_others_get_their
     acct = account[0]
     for who in ("broken@example.com", "fine@example.com"):
         alerts.subscribe(acct.account_id, who)
-    real, tries = alerts._deliver, []
+    real, tries = alerts.deliver, []
 
     def flaky(to, *rest):
         tries.append(to)
         if to == "broken@example.com":
             raise ConnectionError("mail server refused")
         return real(to, *rest)
-    monkeypatch.setattr(alerts, "_deliver", flaky)
+    monkeypatch.setattr(alerts, "deliver", flaky)
     monkeypatch.setattr(alerts, "MAIL_BACKOFF_SECONDS", 0)
     assert alerts.problem(acct.account_id, "device_offline#x", "Phone x is offline", "text")
     assert [m["To"] for m in mailbox()] == ["fine@example.com"]
@@ -109,12 +109,12 @@ def test_a_recipient_whose_mail_fails_is_retried_and_logged_and_others_get_their
 def test_the_alert_state_moves_only_once_its_mail_is_out(account, mailbox, monkeypatch):
     acct = account[0]
     alerts.subscribe(acct.account_id, "owner@example.com")
-    real = alerts._deliver
+    real = alerts.deliver
     monkeypatch.setattr(alerts, "MAIL_BACKOFF_SECONDS", 0)
-    monkeypatch.setattr(alerts, "_deliver", lambda *a: (_ for _ in ()).throw(OSError("down")))
+    monkeypatch.setattr(alerts, "deliver", lambda *a: (_ for _ in ()).throw(OSError("down")))
     assert not alerts.problem(acct.account_id, "device_offline#x", "Phone x is offline", "t")
     assert mailbox() == []
-    monkeypatch.setattr(alerts, "_deliver", real)
+    monkeypatch.setattr(alerts, "deliver", real)
     # the same cause again (the next record of the phone going offline): it mails now
     assert alerts.problem(acct.account_id, "device_offline#x", "Phone x is offline", "t")
     assert [m["Subject"] for m in mailbox()] == ["[smsgw] Phone x is offline"]
