@@ -12,7 +12,6 @@ from chalicelib.domain import (
     accounts,
     devices,
     incoming,
-    messages,
     pairing,
     sessions,
     users,
@@ -21,6 +20,7 @@ from chalicelib.domain import (
 from chalicelib.storage.dashboard_tables import Session
 from chalicelib.storage.tables import ApiKey, Device, Message
 from chalicelib.surfaces import dashboard
+from tests import sending
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
 
 
@@ -52,7 +52,7 @@ def make_tenant(name):
     acct = accounts.create_account(name)
     _, key = accounts.create_key(acct.account_id, f"{name} key")
     device, _ = devices.register(acct.account_id, f"{name} phone", sim_count=2)
-    sent = messages.send(acct.account_id, device, "+14155550100", f"{name} secret text").message
+    sent = sending.send(acct.account_id, device, "+14155550100", f"{name} secret text").message
     received, _ = incoming.store(device, "in-1", "+14155550101", f"{name} inbox text", 1,
                                  clock.now_ms())
     code = pairing.create(acct.account_id, f"{name} new phone", "x").code
@@ -394,7 +394,7 @@ def test_user_controlled_text_is_escaped(two):
     account_id = a["account"].account_id
     device, _ = devices.register(account_id, evil)
     accounts.create_key(account_id, evil)
-    sent = messages.send(account_id, device, "+14155550100", evil).message
+    sent = sending.send(account_id, device, "+14155550100", evil).message
     incoming.store(device, "evil", evil, evil, 1, clock.now_ms())
     hook = webhooks.add(account_id, "http://127.0.0.1:9/in", None, evil)
     for path in ("/dashboard/", "/dashboard/phones", "/dashboard/keys", "/dashboard/messages",

@@ -12,6 +12,7 @@ from chalicelib.core import clock, settings
 from chalicelib.domain import accounts, devices, jobs, messages, sweeps
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message
+from tests import sending
 from tests.openapi_helpers import route_of
 
 NUMBERS = [f"+49170{n:07d}" for n in range(1000)]
@@ -170,7 +171,7 @@ def test_cancel_racing_a_lease_has_one_winner(account, atomic_moto):
     acct, _, device, _ = account
     winners = Counter()
     for _ in range(15):
-        m = messages.send(acct.account_id, device, NUMBERS[0], "race").message
+        m = sending.send(acct.account_id, device, NUMBERS[0], "race").message
         outcome = _race_cancel_and_lease(acct.account_id, device, m.message_id)
         final = Message.get(acct.account_id, m.message_id, consistent_read=True).status
         assert sorted(outcome.values()) in (["cancelled", "drop"],
