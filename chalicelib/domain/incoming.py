@@ -43,4 +43,8 @@ def store(device: Device, device_message_id: str, phone_number: str, text: str,
             require=(Device, device.device_uid, Device.device_uid.exists()))
     except records.RequirementFailed:
         devices.removed(device)
+    # STOP and START (docs/opt-outs.md); a repeat too, in case the first push failed after its
+    # store: a choice already recorded is not recorded again.
+    from chalicelib.domain import opt_outs
+    opt_outs.on_incoming(device, sender(phone_number), text)
     return (item.message_id, True) if item else (first_id, False)

@@ -3,8 +3,9 @@
 Every surface (the compat API's send_sms and send_otp, REST v1, SMSGate's client API, the
 dashboard's "Try it" and CSV sends) and every domain flow that sends (OTPs, groups) calls it,
 and nothing else writes a `Message` of a send (tests/api/test_outbox.py holds that). In order:
-resolve the named device, or choose one from the pool (pool.choose books its pace); book the
-pace of a named device (a message scheduled beyond SQS's delay is paced at its release instead,
+refuse a number on the account's opt-out list (nothing written, booked or queued); resolve the
+named device, or choose one from the pool (pool.choose books its pace); book the pace of a
+named device (a message scheduled beyond SQS's delay is paced at its release instead,
 messages/scheduling.py); write the message `pending`, once per idempotency key; queue its job.
 The answer is a `SendResult`. Lifecycle and queueing rules: domain/messages/__init__.py.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest
-from chalicelib.domain import devices, idempotency, messages, pacing, pool
+from chalicelib.domain import devices, idempotency, messages, opt_outs, pacing, pool
 from chalicelib.domain.segments import SegmentCount
 from chalicelib.storage import records
 from chalicelib.storage.tables import Device, Message
@@ -49,6 +50,7 @@ class SendRequest:
     events: bool = True
     encrypted: bool = False
     group_id: str | None = None
+    despite_opt_out: bool = False  # only the confirmation of an opt-out (opt_outs.py)
 
     @property
     def named(self) -> bool:
@@ -73,6 +75,8 @@ def submit(account_id: str, request: SendRequest) -> SendResult:
         from chalicelib.domain import encryption
         encryption.refuse_otp()
     counted = messages.check_content(request.text, request.encrypted)
+    if not (request.encrypted or request.despite_opt_out):
+        opt_outs.refuse(account_id, request.phone_number, otp=request.kind == "otp")
     if request.named:
         device = _named(account_id, request)
         sim_slot = messages.check_sim_slot(device, request.sim_slot or 1)

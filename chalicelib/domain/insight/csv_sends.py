@@ -128,23 +128,27 @@ def parse(raw: bytes, template: str | None = None) -> Plan:
 class Forecast:
     last_at: int | None  # when the last row the pool would take is handed out, epoch ms
     refused: list[int]  # lines the pool would refuse now: beyond its backlog (split the file)
+    opted_out: list[Row] = field(default_factory=list)  # rows send refuses: the number said STOP
 
 
 def forecast(account_id: str, plan: Plan, now: int | None = None) -> Forecast:
-    """What sending the plan now would do under pacing (pacing.handouts): automatic choice
+    """What sending the plan now would do: rows to opted-out numbers refused (as
+    outbox.submit will), the others under pacing (pacing.handouts): automatic choice
     refuses a row it could not hand out within SMSGW_POOL_BACKLOG_SECONDS (send's rows carry
     no valid_for, so the default validity caps that too), so those rows are counted, never
     promised a time."""
-    from chalicelib.domain import pacing, pool
+    from chalicelib.domain import opt_outs, pacing, pool
     now = clock.now_ms() if now is None else now
-    rows = plan.rows
+    stopped = opt_outs.opted_out(account_id, [row.number for row in plan.rows])
+    rows = [row for row in plan.rows if row.number not in stopped]
     horizon = pool.horizon_ms(None)  # the send's rows carry no valid_for
     running = pool.running(account_id, now, fresh=True)
     found = pacing.handouts(running, [row.segments for row in rows], now, horizon) \
         if rows else []
     taken = [at for at in found if at is not None]
     return Forecast(max(taken) if taken else None,
-                    [row.line for row, at in zip(rows, found, strict=True) if at is None])
+                    [row.line for row, at in zip(rows, found, strict=True) if at is None],
+                    [row for row in plan.rows if row.number in stopped])
 
 
 def send(account_id: str, plan: Plan) -> dict:

@@ -15,6 +15,7 @@ from chalicelib.surfaces.dashboard import (
     account_pages,
     csv_pages,
     insight_pages,
+    opt_out_pages,
     phone_pages,
     web,
     webhook_pages,
@@ -43,6 +44,7 @@ _register(phone_pages)
 _register(webhook_pages)
 _register(insight_pages)
 _register(csv_pages)
+_register(opt_out_pages)
 
 
 def _match(method: str, parts: tuple):

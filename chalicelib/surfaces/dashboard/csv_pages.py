@@ -29,7 +29,7 @@ def _plan(request, raw: bytes, template: str):
     ahead = csv_sends.forecast(request.session.account_id, plan) if plan.rows else None
     last = ahead.last_at if ahead else None
     return plan, {"refused": ahead.refused if ahead else [],
-                  "backlog_minutes":
+                  "opted_out": ahead.opted_out if ahead else [], "backlog_minutes":
                   pool.horizon_ms(None) // 60000,
                   "plan": plan, "template": template, "csv_text": raw.decode("utf-8-sig"),
                   "segments": sorted(segments.items()), "shown": plan.rows[:PREVIEW_ROWS],

@@ -14,6 +14,7 @@ from chalicelib.domain import (
     encryption,
     idempotency,
     messages,
+    opt_outs,
     outbox,
     phone,
     pool,
@@ -280,6 +281,33 @@ def _delivery(d, body: bool = False) -> dict:
     if body:
         shown["body"] = d.body
     return shown
+
+
+def _opt_out(entry, changed=None) -> dict:
+    found = {"phone_number": entry.phone_number, "opted_out": entry.opted_out,
+             "source": entry.source, "keyword": entry.keyword,
+             "changed_at": rfc3339(entry.changed_at)}
+    return found if changed is None else {**found, "changed": changed}
+
+
+def listOptOuts(caller):  # noqa: N802
+    return 200, {"opt_outs": [_opt_out(e) for e in opt_outs.entries(caller.account_id)]}
+
+
+def addOptOut(caller, body):  # noqa: N802
+    number = phone.normalise(body["phone_number"])
+    changed = opt_outs.add(caller.account_id, number)
+    return 200, _opt_out(opt_outs.entry(caller.account_id, number), changed)
+
+
+def removeOptOut(caller, phone_number):  # noqa: N802
+    from urllib.parse import unquote  # a path's %2B, whether or not the front door decoded it
+    number = phone.normalise(unquote(phone_number))
+    changed = opt_outs.remove(caller.account_id, number)
+    entry = opt_outs.entry(caller.account_id, number)
+    if entry is None:
+        return 200, {"phone_number": number, "opted_out": False, "changed": False}
+    return 200, _opt_out(entry, changed)
 
 
 def listWebhooks(caller):  # noqa: N802
