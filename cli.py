@@ -653,7 +653,7 @@ def opt_out_list(account_id, as_json):
         f"{e['changed_at']} UTC" for e in found) or "no number has opted out")
 
 
-def _opt_out_change(account_id, number, out, as_json):
+def _opt_out_change(account_id, number, as_json, out):
     from chalicelib.domain import opt_outs, phone
     number = phone.normalise(number, "number")
     changed = (opt_outs.add if out else opt_outs.remove)(account_id, number)
@@ -662,22 +662,12 @@ def _opt_out_change(account_id, number, out, as_json):
          f"{number}: {state}" + ("" if changed else " already"))
 
 
-@opt_out.command("add")
-@click.argument("account_id")
-@click.argument("number")
-@json_option
-def opt_out_add(account_id, number, as_json):
-    """List NUMBER: sends to it are refused until it replies START or is removed."""
-    _opt_out_change(account_id, number, True, as_json)
-
-
-@opt_out.command("remove")
-@click.argument("account_id")
-@click.argument("number")
-@json_option
-def opt_out_remove(account_id, number, as_json):
-    """Take NUMBER off the list (only if it asked to receive again)."""
-    _opt_out_change(account_id, number, False, as_json)
+for _name, _out, _help in (
+        ("add", True, "List NUMBER: sends to it are refused until it replies START or is "
+                      "removed."),
+        ("remove", False, "Take NUMBER off the list (only if it asked to receive again).")):
+    opt_out.command(_name, help=_help)(json_option(click.argument("account_id")(
+        click.argument("number")(functools.partial(_opt_out_change, out=_out)))))
 
 
 @main.command("create-tables")

@@ -22,24 +22,20 @@ def opt_outs_page(request, error=None, done=None, status=200):
                       reply=account.opt_out_reply or "", otp_allowed=bool(account.otp_to_opted_out))
 
 
-def opt_out_add(request):
-    try:
-        number = phone.normalise(request.form.get("number"), "number")
-        changed = opt_outs.add(request.session.account_id, number)
-    except GatewayError as error:
-        return opt_outs_page(request, error.message, status=400)
-    return opt_outs_page(request, done=f"{number} is listed: sends to it are refused."
-                         if changed else f"{number} was already listed.")
+def _change(out: bool):
+    """The page's add (`out`) or remove form: the same domain call as the API's."""
+    said = ("is listed: sends to it are refused.", "was already listed.") if out else \
+        ("is off the list: it may be sent to again.", "was not listed.")
 
-
-def opt_out_remove(request):
-    try:
-        number = phone.normalise(request.form.get("number"), "number")
-        changed = opt_outs.remove(request.session.account_id, number)
-    except GatewayError as error:
-        return opt_outs_page(request, error.message, status=400)
-    return opt_outs_page(request, done=f"{number} is off the list: it may be sent to again."
-                         if changed else f"{number} was not listed.")
+    def change(request):
+        try:
+            number = phone.normalise(request.form.get("number"), "number")
+            changed = (opt_outs.add if out else opt_outs.remove)(request.session.account_id,
+                                                                  number)
+        except GatewayError as error:
+            return opt_outs_page(request, error.message, status=400)
+        return opt_outs_page(request, done=f"{number} {said[0] if changed else said[1]}")
+    return change
 
 
 def opt_out_settings(request):
@@ -54,6 +50,6 @@ def opt_out_settings(request):
     return opt_outs_page(request, done="Settings saved.")
 
 
-PAGES = {("GET", ("opt-outs",)): opt_outs_page, ("POST", ("opt-outs",)): opt_out_add,
-         ("POST", ("opt-outs", "remove")): opt_out_remove,
+PAGES = {("GET", ("opt-outs",)): opt_outs_page, ("POST", ("opt-outs",)): _change(True),
+         ("POST", ("opt-outs", "remove")): _change(False),
          ("POST", ("opt-outs", "settings")): opt_out_settings}
