@@ -236,8 +236,8 @@ def on_incoming(device, sender: str, text: str) -> bool | None:
     """An SMS a phone received: a keyword changes the sender's choice (and may be answered).
     Returns True (opted out), False (opted in) or None (not a keyword, or no change)."""
     if len(text or "") > 40:
-        return None  # no keyword is longer: most SMS skip the account read
-    account = Account.get(device.account_id)
+        return None  # no keyword is longer: most SMS skip even the cached account
+    account = _listing(device.account_id).account  # its keywords as of AUTH_CACHE_SECONDS
     out = meaning(account, text)
     if out is None or not sender.startswith("+"):
         return None
