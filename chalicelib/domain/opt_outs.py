@@ -11,7 +11,6 @@ anyway and notes it here), so a warm send makes no AWS call for the check, and t
 read again (one Query) only when the version moved. An account that never had an opt-out
 (version absent) never queries.
 """
-import logging
 import re
 import threading
 import unicodedata
@@ -25,7 +24,6 @@ from chalicelib.core.errors import BadRequest, NotFound, OptedOut
 from chalicelib.storage import records
 from chalicelib.storage.tables import Account, OptOut, update_if
 
-log = logging.getLogger("smsgw")
 OPT_OUT_KEYWORDS = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE",
                     "OPTOUT", "OPT OUT")
 OPT_IN_KEYWORDS = ("START", "UNSTOP", "YES")
@@ -232,33 +230,23 @@ def configure(account_id: str, *, opt_out_keywords=None, opt_in_keywords=None,
     return Account.get(account_id, consistent_read=True)
 
 
-def on_incoming(device, sender: str, text: str) -> bool | None:
-    """An SMS a phone received: a keyword changes the sender's choice (and may be answered).
-    Returns True (opted out), False (opted in) or None (not a keyword, or no change)."""
+def on_incoming(device, sender: str, text: str) -> str | None:
+    """An SMS a phone received: a keyword changes the sender's choice. Returns the owner's
+    confirmation to send back through that phone (incoming.store sends it with outbox), or
+    None: not an opt-out, no reply set, or one already sent within the day (a conditional
+    write on the entry decides, so racing STOPs reply once)."""
     if len(text or "") > 40:
         return None  # no keyword is longer: most SMS skip even the cached account
     account = _listing(device.account_id).account  # its keywords as of AUTH_CACHE_SECONDS
     out = meaning(account, text)
     if out is None or not sender.startswith("+"):
         return None
-    changed = change(device.account_id, sender, out, "sms", keyword(text), device.device_uid)
-    if out and account.opt_out_reply:
-        _confirm(account, device, sender)
-    return out if changed else None
-
-
-def _confirm(account: Account, device, number: str) -> None:
-    """The owner's confirmation, through the phone that received the STOP, once a day at most
-    (a conditional write on the entry decides, so racing STOPs reply once)."""
-    from chalicelib.domain import outbox
+    change(device.account_id, sender, out, "sms", keyword(text), device.device_uid)
+    if not (out and account.opt_out_reply):
+        return None
     now = clock.now_ms()
-    entry = OptOut(account_id=account.account_id, phone_number=number)
+    entry = OptOut(account_id=account.account_id, phone_number=sender)
     if not update_if(entry, [OptOut.replied_at.set(now)], OptOut.phone_number.exists() & (
             OptOut.replied_at.does_not_exist() | (OptOut.replied_at < now - REPLY_EVERY_MS))):
-        return
-    try:
-        outbox.submit(account.account_id, outbox.SendRequest(
-            phone_number=number, text=account.opt_out_reply, device=device,
-            despite_opt_out=True, events=bool(account.webhook_adds)))
-    except Exception:  # the STOP is recorded whatever becomes of the courtesy reply
-        log.warning("could not send the opt-out confirmation to %s", number, exc_info=True)
+        return None
+    return account.opt_out_reply
