@@ -43,8 +43,7 @@ def count_calls(messages: int = MESSAGES) -> dict:
 
     from bench.webhook_receiver import Receiver
     from chalicelib.core import settings
-    from chalicelib.domain import accounts, devices, jobs, webhooks
-    from chalicelib.domain import outbox
+    from chalicelib.domain import accounts, devices, jobs, outbox, webhooks
     from localgw import events as local_events
     settings.WEBHOOK_ALLOW_PRIVATE = True
     receiver = Receiver()
