@@ -322,7 +322,7 @@ def test_resources_are_this_stages_own(stage):
         f"arn:aws:sqs:*:*:{prefix}-webhooks", f"arn:aws:sqs:*:*:{prefix}-webhooks-dlq", "*",
         "arn:aws:ses:*:*:identity/*",
     } | {f"arn:aws:dynamodb:*:*:table/{prefix}-{short}/stream/*"
-         for short in ("messages", "incoming", "devices")}
+         for short in settings.EVENT_SOURCE_TABLES}
     granted = {r for st in statements(load_policy(stage)) for r in _list(st["Resource"])}
     assert granted == expected
 

@@ -320,6 +320,12 @@ def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
     unchanged = v1("GET", path)[1]
     assert unchanged["status"] == "failing" and unchanged["rotation_ends"] is None  # not off
     assert [d["event_id"] for d in v1("GET", f"{path}/deliveries")[1]["deliveries"]] == [event]
+    # opt-outs: each account's own list
+    v1("POST", "/v1/opt-outs", {"phone_number": NUMBERS[5]})
+    assert theirs("GET", "/v1/opt-outs")[1]["opt_outs"] == []
+    assert theirs("DELETE", "/v1/opt-outs/%2B" + NUMBERS[5][1:])[1]["changed"] is False
+    assert theirs("POST", "/v1/opt-outs", {"phone_number": NUMBERS[6]})[1]["changed"] is True
+    assert [e["phone_number"] for e in v1("GET", "/v1/opt-outs")[1]["opt_outs"]] == [NUMBERS[5]]
     every = {(op.method, op.path) for op in schema.OPERATIONS if op.auth}
     assert called == every, every - called  # a route added later must be added here too
 
