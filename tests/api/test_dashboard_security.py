@@ -12,6 +12,7 @@ from chalicelib.domain import (
     accounts,
     devices,
     incoming,
+    opt_outs,
     pairing,
     sessions,
     users,
@@ -60,6 +61,7 @@ def make_tenant(name):
     owner(acct.account_id, email)
     hook = webhooks.add(acct.account_id, f"http://127.0.0.1:9/{name.lower()}-hook",
                         ["sms.sent"])
+    opt_outs.add(acct.account_id, "+14155550177")
     return {"account": acct, "key": key, "device": device, "sent": sent, "received": received,
             "code": code, "email": email, "name": name, "hook": hook}
 
@@ -84,7 +86,9 @@ def b_state(b):
             "paces": [Device.get(d.device_uid).pace_per_hour
                       for d in devices.list_devices(acct.account_id)],
             "webhooks": [(w.webhook_id, w.url, w.state, w.secret, w.previous_secret)
-                         for w in webhooks.list_all(acct.account_id)]}
+                         for w in webhooks.list_all(acct.account_id)],
+            "opt_outs": [e.phone_number for e in opt_outs.entries(acct.account_id)],
+            "opt_out_settings": (acct.opt_out_keywords, acct.opt_out_reply)}
 
 
 # Every route, with B's identifiers where it takes any: GETs must not show B, POSTs must not
@@ -139,6 +143,12 @@ def cross_account_requests(a, b):
         ("GET", ("messages",)): (f"/dashboard/messages?phone={bd}", None),
         ("GET", ("messages", "*", "*")): (f"/dashboard/messages/outgoing/"
                                           f"{b['sent'].message_id}", None),
+        ("GET", ("opt-outs",)): ("/dashboard/opt-outs", None),
+        ("POST", ("opt-outs",)): ("/dashboard/opt-outs", {"number": "+14155550178"}),
+        ("POST", ("opt-outs", "remove")): ("/dashboard/opt-outs/remove",
+                                           {"number": "+14155550177"}),
+        ("POST", ("opt-outs", "settings")): ("/dashboard/opt-outs/settings",
+                                             {"own_out": "HALT", "reply": "Bye"}),
         ("GET", ("try",)): ("/dashboard/try", None),
         ("POST", ("try", "sms")): ("/dashboard/try/sms", {"phone": bd, "number": "+14155550100",
                                                           "text": "hi", "sim": "1"}),
