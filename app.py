@@ -171,6 +171,16 @@ def v1_device(device_id):
     return _v1("/v1/devices/{device_id}", device_id=device_id)
 
 
+@app.route("/v1/opt-outs", **V1_METHODS)
+def v1_opt_outs():
+    return _v1("/v1/opt-outs")
+
+
+@app.route("/v1/opt-outs/{phone_number}", **V1_METHODS)
+def v1_opt_out(phone_number):
+    return _v1("/v1/opt-outs/{phone_number}", phone_number=phone_number)
+
+
 @app.route("/v1/webhooks", **V1_METHODS)
 def v1_webhooks():
     return _v1("/v1/webhooks")

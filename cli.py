@@ -638,6 +638,41 @@ def local_sent(last, code):
         time.sleep(0.3)
 
 
+@main.group("opt-out")
+def opt_out():
+    """Numbers that opted out of an account's messages (replied STOP): sends to them are refused."""
+
+
+@opt_out.command("list")
+@click.argument("account_id")
+@json_option
+def opt_out_list(account_id, as_json):
+    """List the numbers that opted out, newest first."""
+    from chalicelib.domain import opt_outs
+    found = [{"phone_number": e.phone_number, "source": e.source, "keyword": e.keyword,
+              "changed_at": clock.fmt(e.changed_at)} for e in opt_outs.entries(account_id)]
+    emit(as_json, found, "\n".join(
+        f"{e['phone_number']}  {e['source']}{' ' + e['keyword'] if e['keyword'] else ''}  "
+        f"{e['changed_at']} UTC" for e in found) or "no number has opted out")
+
+
+def _opt_out_change(account_id, number, as_json, out):
+    from chalicelib.domain import opt_outs, phone
+    number = phone.normalise(number, "number")
+    changed = (opt_outs.add if out else opt_outs.remove)(account_id, number)
+    state = "listed (sends to it are refused)" if out else "off the list (it may be sent to)"
+    emit(as_json, {"phone_number": number, "opted_out": out, "changed": changed},
+         f"{number}: {state}" + ("" if changed else " already"))
+
+
+for _name, _out, _help in (
+        ("add", True, "List NUMBER: sends to it are refused until it replies START or is "
+                      "removed."),
+        ("remove", False, "Take NUMBER off the list (only if it asked to receive again).")):
+    opt_out.command(_name, help=_help)(json_option(click.argument("account_id")(
+        click.argument("number")(functools.partial(_opt_out_change, out=_out)))))
+
+
 @main.command("create-tables")
 def create_tables():
     """Create the stage's tables if missing (local use; AWS stages get them from the template)."""

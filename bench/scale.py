@@ -85,7 +85,7 @@ def one_size(n: int, backlog: int, deploy: dict, latency: dict) -> dict:
     from bench import awsrec
     with moto.mock_aws():
         from chalicelib.core import clock, settings
-        from chalicelib.domain import accounts, devices, messages, sweeps
+        from chalicelib.domain import accounts, devices, outbox, sweeps
         from chalicelib.storage import aws, tables
         aws.reset()
         devices.forget_cached()
@@ -128,7 +128,8 @@ def one_size(n: int, backlog: int, deploy: dict, latency: dict) -> dict:
         with awsrec.paused():
             for i in range(backlog):
                 device = phones[i % n][0]
-                messages.send(account.account_id, device, PHONE, f"Backlog {i}")
+                outbox.submit(account.account_id, outbox.SendRequest(
+                    device=device, phone_number=PHONE, text=f"Backlog {i}"))
         row["backlog_write_s"] = time.perf_counter() - start
         clock.freeze()
         clock.advance(settings.OUTBOX_GRACE_SECONDS + 1)

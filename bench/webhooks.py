@@ -43,8 +43,7 @@ def count_calls(messages: int = MESSAGES) -> dict:
 
     from bench.webhook_receiver import Receiver
     from chalicelib.core import settings
-    from chalicelib.domain import accounts, devices, jobs, webhooks
-    from chalicelib.domain import messages as messages_
+    from chalicelib.domain import accounts, devices, jobs, outbox, webhooks
     from localgw import events as local_events
     settings.WEBHOOK_ALLOW_PRIVATE = True
     receiver = Receiver()
@@ -59,7 +58,8 @@ def count_calls(messages: int = MESSAGES) -> dict:
             device, _ = devices.register(account.account_id, "Phone", sim_count=1)
             webhooks.add(account.account_id, receiver.url, ["sms.sent", "sms.delivered"])
             for n in range(messages):
-                accepted = messages_.send(account.account_id, device, f"+1415555{n:04d}", "hi")
+                accepted = outbox.submit(account.account_id, outbox.SendRequest(
+                    device=device, phone_number=f"+1415555{n:04d}", text="hi"))
                 jobs.fetch(device, 0, 1)
                 jobs.report(device, accepted.message.message_id, "sent")
                 jobs.report(device, accepted.message.message_id, "delivered")

@@ -109,7 +109,10 @@ GRANTS = {
         "device_role": True, "otp_secret": True, "alert_mail": True,
     },
     "settle_messages": {
-        "tables": {"accounts": ["dynamodb:UpdateItem"],
+        # the account's opt-out list, read when a scheduled message is released
+        # (messages/scheduling.py: a number that replied STOP since is not sent)
+        "tables": {"accounts": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                   "opt-outs": ["dynamodb:Query"],
                    "devices": ["dynamodb:GetItem"],
                    "messages": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query",
                                 "dynamodb:UpdateItem"]},

@@ -22,6 +22,11 @@ class BadRequest(GatewayError):
     code = "invalid_parameter"
 
 
+class OptedOut(BadRequest):
+    """The recipient replied STOP (or the owner listed them): nothing is sent until START."""
+    code = "opted_out"
+
+
 class Unauthorized(GatewayError):
     code = "unauthorized"
     http_status = 401

@@ -11,6 +11,7 @@ PREFIX = os.environ.get("SMSGW_PREFIX", f"smsgw-{STAGE}")
 REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
 
 TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotency", "otps",
+          "opt-outs",
           "webhooks", "webhook-deliveries",
           # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
           "users", "password-links", "sessions", "throttles", "pairing-codes",
@@ -97,7 +98,7 @@ OTP_SECRET = os.environ.get("SMSGW_OTP_SECRET", "")
 OTP_SECRET_PARAM = os.environ.get("SMSGW_OTP_SECRET_PARAM", "")
 
 # Webhooks (docs/webhooks.md). Events come from the DynamoDB streams of these tables.
-EVENT_SOURCE_TABLES = ("messages", "incoming", "devices")
+EVENT_SOURCE_TABLES = ("messages", "incoming", "devices", "opt-outs")
 EVENTS_STREAM_PLACEHOLDER = (f"arn:aws:dynamodb:{REGION}:000000000000:table/"
                              f"{PREFIX}-messages/stream/placeholder")
 

@@ -205,6 +205,8 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
         if not hmac.compare_digest(record.key_hash, key_hash) or key_revoked(record):
             raise Unauthorized("Invalid API key.", "api_key")
         account = get_account(record.account_id)
+        from chalicelib.domain import opt_outs  # the same read says if its list moved
+        opt_outs.note(account)
         whitelist = tuple(account.ip_whitelist or ())
         cached = (Caller(record.account_id, record.key_id, bool(account.webhook_adds)),
                   whitelist, record.revoked_at)

@@ -4,10 +4,14 @@ A device may push the same SMS twice (it retries after a lost answer), so each i
 Idempotency table under `in#<device_uid>#<device_message_id>` in the same transaction that stores
 it: stored once, and a repeat answers with the id it got the first time.
 """
+import logging
+
 from chalicelib.core import clock, settings
 from chalicelib.domain import devices
 from chalicelib.storage import records
 from chalicelib.storage.tables import Device, IncomingMessage
+
+log = logging.getLogger("smsgw")
 
 
 def sender(raw: str) -> str:
@@ -43,4 +47,20 @@ def store(device: Device, device_message_id: str, phone_number: str, text: str,
             require=(Device, device.device_uid, Device.device_uid.exists()))
     except records.RequirementFailed:
         devices.removed(device)
+    # STOP and START (docs/opt-outs.md); a repeat too, in case the first push failed after its
+    # store: a choice already recorded is not recorded again.
+    from chalicelib.domain import opt_outs
+    reply = opt_outs.on_incoming(device, sender(phone_number), text)
+    if reply:
+        _confirm(device, sender(phone_number), reply)
     return (item.message_id, True) if item else (first_id, False)
+
+
+def _confirm(device: Device, number: str, reply: str) -> None:
+    """The owner's confirmation of an opt-out, through the phone that received the STOP."""
+    from chalicelib.domain import outbox
+    try:
+        outbox.submit(device.account_id, outbox.SendRequest(
+            phone_number=number, text=reply, device=device, despite_opt_out=True))
+    except Exception:  # the STOP is recorded whatever becomes of the courtesy reply
+        log.warning("could not send the opt-out confirmation to %s", number, exc_info=True)

@@ -26,7 +26,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, InvalidOtp, RateLimited, Unavailable
-from chalicelib.domain import messages
+from chalicelib.domain import messages, outbox
 from chalicelib.storage import aws
 from chalicelib.storage.tables import OTP_SEND_SLOTS, Device, Message, Otp
 
@@ -199,10 +199,11 @@ def _fail_unqueued(message: Message) -> None:
         log.error("could not mark unqueued OTP message failed (%s)", error.cause_response_code)
 
 
-def send(account_id: str, device: Device, phone_number: str, template: str | None = None,
-         length: int = 6, expiry_minutes: int = 5, routing: dict | None = None,
+def send(account_id: str, device: Device | None, phone_number: str,
+         template: str | None = None, length: int = 6, expiry_minutes: int = 5,
          events: bool = True) -> Sent:
-    """Issue a new code for `phone_number` (E.164), replacing any live one, and queue its SMS."""
+    """Issue a new code for `phone_number` (E.164), replacing any live one, and queue its SMS
+    (`device` None: the pool's choice, SIM 1)."""
     if not LENGTHS[0] <= length <= LENGTHS[1]:
         raise BadRequest(f"Invalid length: must be {LENGTHS[0]}-{LENGTHS[1]}.", "length")
     if not EXPIRY_MINUTES[0] <= expiry_minutes <= EXPIRY_MINUTES[1]:
@@ -212,16 +213,17 @@ def send(account_id: str, device: Device, phone_number: str, template: str | Non
     code = new_code(length)
     text = template.replace(PLACEHOLDER, code)
     messages.check_text(text)
-    messages.check_sim_slot(device, 1)
+    if device is not None:
+        messages.check_sim_slot(device, 1)
     key = _key(account_id, phone_number)
     code_hmac = _hmac(key, code)
     now = clock.now_ms()
     old = _claim(key, code_hmac, now, expiry_minutes)
     try:
-        accepted = messages.send(account_id, device, phone_number, text, 1, kind="otp",
-                                 stored_text=template.replace(PLACEHOLDER, REDACTED),
-                                 valid_for_seconds=expiry_minutes * 60, events=events,
-                                 **(routing or {}))
+        accepted = outbox.submit(account_id, outbox.SendRequest(
+            phone_number=phone_number, text=text, device=device, sim_slot=1, kind="otp",
+            stored_text=template.replace(PLACEHOLDER, REDACTED),
+            valid_for_seconds=expiry_minutes * 60, events=events))
     except Exception:
         _restore(key, code_hmac, old)
         raise

@@ -69,17 +69,19 @@ def forget_cached() -> None:
     _cache.clear()
 
 
-def _options(candidates, now, sim_slot, segments, urgent):
-    options = []
-    for device in candidates:
-        sims = pacing.SIMS[:device.sim_count or 1] if sim_slot is None else (sim_slot,)
-        for sim in sims:
-            if sim <= (device.sim_count or 2) and not pacing.is_paused(device, sim, now):
-                at = pacing.earliest(device, sim, segments, now, urgent)
-                if at is not None:  # None: longer than this phone's limits allow at all
-                    options.append((at, pacing.load(device, sim, now) + random.random(),
-                                    device, sim))
-    return sorted(options, key=lambda o: o[:2])
+def horizon_ms(validity_seconds: int | None, urgent: bool = False) -> int | None:
+    """How far ahead automatic choice may book a message (None: urgent, never refused for
+    capacity): the backlog limit, or the message's validity when shorter."""
+    if urgent:
+        return None
+    validity = validity_seconds or settings.MESSAGE_VALIDITY_SECONDS
+    return min(settings.POOL_BACKLOG_SECONDS, validity) * 1000
+
+
+def running(account_id: str, now: int | None = None, fresh: bool = False) -> list[Device]:
+    """The account's devices that are running now (`fresh`: read now, not the cached list)."""
+    now = clock.now_ms() if now is None else now
+    return [d for d in account_devices(account_id, fresh) if devices.is_running(d, now)]
 
 
 def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
@@ -114,7 +116,7 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
         raise Unavailable(f"No device running: none of this account's {len(registered)} "
                           "device(s) has been heard from within the heartbeat window.",
                           "device_id", retry_after=60, code="no_device_running")
-    options = _options(running, now, sim_slot, segments, urgent)
+    options = pacing.ranked(running, segments, now, sim_slot, urgent, dice=random.random)
     if not options and all(pacing.too_long(d, s, segments, urgent) for d in running
                            for s in pacing.SIMS[:d.sim_count or 1]):
         raise BadRequest(f"Message too long for the phones' pacing: {segments} parts are more "
@@ -134,10 +136,7 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
     if not reserve:  # at random, so a scheduled burst is spread over the pool's SIMs
         *_, device, sim = random.choice(options)
         return Route(device, sim, None)
-    horizon = None
-    if not urgent:
-        validity = validity_seconds or settings.MESSAGE_VALIDITY_SECONDS
-        horizon = min(settings.POOL_BACKLOG_SECONDS, validity) * 1000
+    horizon = horizon_ms(validity_seconds, urgent)
     soonest, busy = None, None
     for *_, device, sim in options[:4]:
         try:

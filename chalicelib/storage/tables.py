@@ -35,6 +35,13 @@ class Account(Model):
     # The key SMSGate-style webhooks are signed with (domain/webhooks/smsgate.py); made on
     # first use, set by the client API's PATCH /settings.
     smsgate_signing_key = UnicodeAttribute(null=True)
+    # Recipients' opt-outs (domain/opt_outs.py): bumped by every change of the account's list
+    # or of the settings below, so a container's cached list is known stale from this item.
+    opt_outs_version = NumberAttribute(null=True)
+    opt_out_keywords = ListAttribute(of=UnicodeAttribute, null=True)  # the owner's, added
+    opt_in_keywords = ListAttribute(of=UnicodeAttribute, null=True)
+    opt_out_reply = UnicodeAttribute(null=True)  # the confirmation sent back; None: none
+    otp_to_opted_out = BooleanAttribute(null=True)  # OTPs still go to opted-out numbers
 
 
 class KeysByAccount(GlobalSecondaryIndex):
@@ -247,6 +254,20 @@ class Idempotency(Model):
     answer = BinaryAttribute(null=True, legacy_encoding=False)
 
 
+class OptOut(Model):
+    """A recipient's choice for one account: `opted_out` True after STOP (or the owner's add),
+    False after START (or the owner's removal), kept so its stream gives contact.opted_in."""
+    Meta = table_meta("opt-outs", stream=True)
+    account_id = UnicodeAttribute(hash_key=True)
+    phone_number = UnicodeAttribute(range_key=True)
+    opted_out = BooleanAttribute()
+    changed_at = NumberAttribute()
+    source = UnicodeAttribute()  # "sms" (the keyword from the phone), "owner"
+    keyword = UnicodeAttribute(null=True)
+    device_uid = UnicodeAttribute(null=True)  # the phone that received the keyword
+    replied_at = NumberAttribute(null=True)  # the last confirmation reply (one a day)
+
+
 OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))
 
 
@@ -271,7 +292,7 @@ class Otp(Model):
     vars().update({name: NumberAttribute(null=True) for name in OTP_SEND_SLOTS})
 
 
-CORE_MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp)
+CORE_MODELS = (Account, ApiKey, Device, Message, IncomingMessage, Idempotency, Otp, OptOut)
 
 
 def __getattr__(name):

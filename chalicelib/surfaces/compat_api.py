@@ -13,7 +13,7 @@ import re
 
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import accounts, devices, messages, otp, phone, pool
+from chalicelib.domain import accounts, devices, messages, otp, outbox, phone, pool
 from chalicelib.domain.messages import history as message_history
 from chalicelib.surfaces import params
 
@@ -132,29 +132,19 @@ def send_sms(caller, request, headers):
     number = phone.normalise(request.get("phone_number"))
     sim_slot = params.integer(request, "sim_slot", 1, 1, 2)
     text = request.get("message")
-    counted = messages.check_text(text)
+    messages.check_text(text)
     idempotency_key = _idempotency_key(request, headers)
     validity, requested = messages.parse_validity_request(request.get("valid_for"),
                                                           request.get("expires_at"))
     chosen = not _names_device(request)
-    failover = pool.parse_failover(request.get("failover"))
-    if chosen:  # automatic choice (docs/pool.md): may fail over unless failover=0
-        given_sim = sim_slot if (request.get("sim_slot") or "").strip() else None
-        route = pool.choose(caller.account_id, counted.segments, sim_slot=given_sim,
-                            validity_seconds=validity)
-        accepted = messages.send(caller.account_id, route.device, number, text,
-                                 route.sim_slot, idempotency_key=idempotency_key,
-                                 valid_for_seconds=validity, requested_validity=requested,
-                                 slot=route.slot,
-                                 movable=failover or not (request.get("failover") or "").strip(),
-                                 chosen=True, events=caller.events)
-    else:
-        device = devices.resolve(caller.account_id, request.get("device_id"),
-                                 request.get("device_uid"))
-        accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                                 idempotency_key=idempotency_key, valid_for_seconds=validity,
-                                 requested_validity=requested, movable=failover,
-                                 events=caller.events)
+    given_sim = (request.get("sim_slot") or "").strip()
+    given_failover = (request.get("failover") or "").strip()
+    accepted = outbox.submit(caller.account_id, outbox.SendRequest(
+        phone_number=number, text=text, device_id=request.get("device_id"),
+        device_uid=request.get("device_uid"), sim_slot=sim_slot if given_sim else None,
+        failover=pool.parse_failover(request.get("failover")) if given_failover
+        else None, idempotency_key=idempotency_key, valid_for_seconds=validity,
+        requested_validity=requested, events=caller.events))
     m = accepted.message
     data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot,
             **_routing_data(accepted, chosen)}
@@ -190,22 +180,16 @@ def send_otp(caller, request, headers):
     length = params.integer(request, "length", 6, *otp.LENGTHS)
     expiry = params.integer(request, "expiry", 5, *otp.EXPIRY_MINUTES)
     template = otp.render_template(request.get("message"), expiry)
-    routing = None
-    if _names_device(request):
-        device = devices.resolve(caller.account_id, request.get("device_id"),
-                                 request.get("device_uid"))
-    else:  # automatic choice: OTPs go first, on SIM 1 of the soonest free running device
-        segments = messages.check_text(template.replace(otp.PLACEHOLDER, "0" * length)).segments
-        route = pool.choose(caller.account_id, segments, "otp", sim_slot=1,
-                            validity_seconds=expiry * 60)
-        device, routing = route.device, {"slot": route.slot, "chosen": True}
-    sent = otp.send(caller.account_id, device, number, template, length, expiry, routing,
+    device = devices.resolve(caller.account_id, request.get("device_id"),
+                             request.get("device_uid")) if _names_device(request) else None
+    # without a device: automatic choice, OTPs first, on SIM 1 of the soonest free running device
+    sent = otp.send(caller.account_id, device, number, template, length, expiry,
                     events=caller.events)
     data = {"message_id": sent.message.message_id, "phone_number": number,
             "status": sent.message.status, "expires_at": clock.fmt(sent.expires_at),
             "expires_in": sent.expires_in()}
-    if routing:
-        data.update(device_id=device.device_id, device_uid=device.device_uid)
+    if device is None:
+        data.update(device_id=sent.message.device_id, device_uid=sent.message.device_uid)
     return "OTP sent successfully.", data
 
 

@@ -10,6 +10,7 @@ import pytest
 from chalicelib.core import clock, settings
 from chalicelib.domain import devices
 from chalicelib.domain.insight import alerts
+from tests import sending
 
 
 @pytest.fixture
@@ -178,7 +179,7 @@ def test_a_sim_paused_for_limit_exceeded_mails_once_and_is_one_event(account, ma
     """Issue 24: a phone reporting "limit exceeded" pauses that SIM (pool.on_failure); the
     devices stream turns the pause into one `sim.paused` event and one alert mail, off the
     phone's request; later records of the phone (heartbeats) add neither."""
-    from chalicelib.domain import jobs, messages
+    from chalicelib.domain import jobs
     from chalicelib.domain.webhooks import events
     from chalicelib.storage.tables import Device
     acct, _, device, _ = account
@@ -193,7 +194,7 @@ def test_a_sim_paused_for_limit_exceeded_mails_once_and_is_one_event(account, ma
         found.extend(e for r in event["Records"] for e in events.from_stream_record(r))
         return emit(event, context)
     monkeypatch.setattr(pumps.app, "emit_events", seen)
-    accepted = messages.send(acct.account_id, Device.get(device.device_uid), "+14155550100",
+    accepted = sending.send(acct.account_id, Device.get(device.device_uid), "+14155550100",
                              "x")
     assert [j["message_id"] for j in jobs.fetch(device, 0, 1)] == [accepted.message.message_id]
     jobs.report(device, accepted.message.message_id, "failed", "RESULT_ERROR_LIMIT_EXCEEDED")

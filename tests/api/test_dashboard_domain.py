@@ -19,6 +19,7 @@ from chalicelib.core.errors import (
 from chalicelib.domain import accounts, devices, messages, pairing, users
 from chalicelib.domain.messages import search as message_search
 from cli import main as cli_main
+from tests import sending
 
 
 def pair(client, body, ip=None):
@@ -143,7 +144,7 @@ def test_message_search_filters_and_pages(account):
     sent = []
     for n in range(7):
         clock.advance(1)
-        sent.append(messages.send(acct.account_id, device, f"+1415555010{n % 2}",
+        sent.append(sending.send(acct.account_id, device, f"+1415555010{n % 2}",
                                   f"text {n}").message)
     messages.close(sent[0], "failed", "no credit", failed_at=clock.now_ms())
     found = message_search.search(acct.account_id, message_search.Filters(), limit=3)

@@ -12,7 +12,7 @@ from chalicelib.domain import (
     accounts,
     devices,
     incoming,
-    messages,
+    opt_outs,
     pairing,
     sessions,
     users,
@@ -21,6 +21,7 @@ from chalicelib.domain import (
 from chalicelib.storage.dashboard_tables import Session
 from chalicelib.storage.tables import ApiKey, Device, Message
 from chalicelib.surfaces import dashboard
+from tests import sending
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
 
 
@@ -52,7 +53,7 @@ def make_tenant(name):
     acct = accounts.create_account(name)
     _, key = accounts.create_key(acct.account_id, f"{name} key")
     device, _ = devices.register(acct.account_id, f"{name} phone", sim_count=2)
-    sent = messages.send(acct.account_id, device, "+14155550100", f"{name} secret text").message
+    sent = sending.send(acct.account_id, device, "+14155550100", f"{name} secret text").message
     received, _ = incoming.store(device, "in-1", "+14155550101", f"{name} inbox text", 1,
                                  clock.now_ms())
     code = pairing.create(acct.account_id, f"{name} new phone", "x").code
@@ -60,6 +61,7 @@ def make_tenant(name):
     owner(acct.account_id, email)
     hook = webhooks.add(acct.account_id, f"http://127.0.0.1:9/{name.lower()}-hook",
                         ["sms.sent"])
+    opt_outs.add(acct.account_id, "+14155550177")
     return {"account": acct, "key": key, "device": device, "sent": sent, "received": received,
             "code": code, "email": email, "name": name, "hook": hook}
 
@@ -84,7 +86,9 @@ def b_state(b):
             "paces": [Device.get(d.device_uid).pace_per_hour
                       for d in devices.list_devices(acct.account_id)],
             "webhooks": [(w.webhook_id, w.url, w.state, w.secret, w.previous_secret)
-                         for w in webhooks.list_all(acct.account_id)]}
+                         for w in webhooks.list_all(acct.account_id)],
+            "opt_outs": [e.phone_number for e in opt_outs.entries(acct.account_id)],
+            "opt_out_settings": (acct.opt_out_keywords, acct.opt_out_reply)}
 
 
 # Every route, with B's identifiers where it takes any: GETs must not show B, POSTs must not
@@ -146,6 +150,12 @@ def cross_account_requests(a, b):
         ("GET", ("messages",)): (f"/dashboard/messages?phone={bd}", None),
         ("GET", ("messages", "*", "*")): (f"/dashboard/messages/outgoing/"
                                           f"{b['sent'].message_id}", None),
+        ("GET", ("opt-outs",)): ("/dashboard/opt-outs", None),
+        ("POST", ("opt-outs",)): ("/dashboard/opt-outs", {"number": "+14155550178"}),
+        ("POST", ("opt-outs", "remove")): ("/dashboard/opt-outs/remove",
+                                           {"number": "+14155550177"}),
+        ("POST", ("opt-outs", "settings")): ("/dashboard/opt-outs/settings",
+                                             {"own_out": "HALT", "reply": "Bye"}),
         ("GET", ("try",)): ("/dashboard/try", None),
         ("POST", ("try", "sms")): ("/dashboard/try/sms", {"phone": bd, "number": "+14155550100",
                                                           "text": "hi", "sim": "1"}),
@@ -404,7 +414,7 @@ def test_user_controlled_text_is_escaped(two):
     account_id = a["account"].account_id
     device, _ = devices.register(account_id, evil)
     accounts.create_key(account_id, evil)
-    sent = messages.send(account_id, device, "+14155550100", evil).message
+    sent = sending.send(account_id, device, "+14155550100", evil).message
     incoming.store(device, "evil", evil, evil, 1, clock.now_ms())
     hook = webhooks.add(account_id, "http://127.0.0.1:9/in", None, evil)
     for path in ("/dashboard/", "/dashboard/phones", "/dashboard/keys", "/dashboard/messages",

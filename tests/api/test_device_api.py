@@ -9,6 +9,7 @@ from chalicelib.domain import messages
 from chalicelib.domain.messages import history as message_history
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, IncomingMessage, Message
+from tests import sending
 
 
 def _auth(token):
@@ -28,7 +29,7 @@ def get(client, path, token):
 
 def send(account, text="Hello", **kw):
     acct, _, device, _ = account
-    return messages.send(acct.account_id, device, "+8801712345678", text, **kw).message
+    return sending.send(acct.account_id, device, "+8801712345678", text, **kw).message
 
 
 def stored(account, message_id):

@@ -10,6 +10,7 @@ from chalicelib.core import settings
 from chalicelib.domain import direct, messages
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message
+from tests import sending
 
 ROLE_PATH = settings.device_role_path()
 
@@ -26,7 +27,7 @@ def post(client, path, token, body=None):
 
 def send(account, text="Hello"):
     acct, _, device, _ = account
-    return messages.send(acct.account_id, device, "+8801712345678", text).message
+    return sending.send(acct.account_id, device, "+8801712345678", text).message
 
 
 def stored(account, message_id):

@@ -14,13 +14,14 @@ from chalicelib.core import clock, ids, settings
 from chalicelib.domain import jobs, messages, sweeps
 from chalicelib.domain.messages import first_look as first_look
 from chalicelib.storage.tables import Account, Message
+from tests import sending
 
 PHONE = "+8801712345678"
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _send(acct, device, text="Hello"):
-    return messages.send(acct.account_id, device, PHONE, text).message.message_id
+    return sending.send(acct.account_id, device, PHONE, text).message.message_id
 
 
 def _take(device, visibility=0):

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from chalicelib.domain import accounts
+from tests import sending
 
 SPOOF = {"X-Forwarded-For": "203.0.113.5", "X-Real-IP": "203.0.113.5",
          "Forwarded": "for=203.0.113.5"}
@@ -180,10 +181,9 @@ def test_whitelist_reads_the_request_context_not_headers(door, how, account):
 
 @pytest.mark.parametrize("door", sorted(FRONT_DOORS))
 def test_device_protocol_through_each_front_door(door, account):
-    from chalicelib.domain import messages
     make_event = FRONT_DOORS[door]
     acct, _, device, token = account
-    sent = messages.send(acct.account_id, device, "+8801712345678", "Hi").message.message_id
+    sent = sending.send(acct.account_id, device, "+8801712345678", "Hi").message.message_id
     auth = {"Authorization": f"Bearer {token}"}
     status, body = invoke(make_event("GET", "/device/jobs", "198.51.100.7", auth,
                                      {"wait": ["0"], "max": ["10"]}))
@@ -267,9 +267,8 @@ def test_function_url_repeated_query_keys_and_exact_values(account):
 
 
 def test_function_url_rest_v1_path_parameter_and_whitelist(account):
-    from chalicelib.domain import messages
     acct, key, device, _ = account
-    sent = messages.send(acct.account_id, device, "+8801712345678", "Hi").message.message_id
+    sent = sending.send(acct.account_id, device, "+8801712345678", "Hi").message.message_id
     auth = {"Authorization": f"Bearer {key}"}
     status, body = invoke(function_url_event("GET", f"/v1/messages/{sent}", "198.51.100.7",
                                              auth))

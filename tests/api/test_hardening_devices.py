@@ -15,6 +15,7 @@ from chalicelib.domain import devices
 from chalicelib.storage import tables
 from chalicelib.storage.tables import Message
 from chalicelib.surfaces import device_api
+from tests import sending
 
 PHONE = "+8801712345678"
 
@@ -58,9 +59,8 @@ def test_at_most_max_live_polls_per_device(account, atomic_moto):
 
 def test_a_poll_that_ends_early_gives_its_slot_back(account):
     acct, key, device, token = account
-    from chalicelib.domain import messages
     for _ in range(4):  # more polls in a row than slots: each returns a job at once
-        messages.send(acct.account_id, device, PHONE, "hi")
+        sending.send(acct.account_id, device, PHONE, "hi")
         status, _, body = poll(token, 20)
         assert status == 200 and len(body["jobs"]) == 1
     record = tables.Device.get(device.device_uid, consistent_read=True)

@@ -7,9 +7,10 @@ import threading
 import pytest
 
 from chalicelib.core import clock
-from chalicelib.domain import devices, incoming, jobs, messages
+from chalicelib.domain import devices, incoming, jobs
 from chalicelib.domain.insight import stats
 from chalicelib.storage.insight_tables import DailyCount
+from tests import sending
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def traffic(device):
     """Three messages (delivered, sent, failed) and one incoming SMS."""
     ids = []
     for text in ("one", "two", "three"):
-        accepted = messages.send(device.account_id, device, "+14155550100", text)
+        accepted = sending.send(device.account_id, device, "+14155550100", text)
         ids.append(accepted.message.message_id)
     assert len(jobs.fetch(device, 0, 10)) == 3
     jobs.report(device, ids[0], "sent")
@@ -163,7 +164,7 @@ def test_concurrent_final_invocations_count_once(account, pumps, atomic_moto):
 
 def test_a_late_sent_report_takes_a_presumed_failure_back(account, pumps):
     acct, _, device, _ = account
-    accepted = messages.send(device.account_id, device, "+14155550100", "late")
+    accepted = sending.send(device.account_id, device, "+14155550100", "late")
     message_id = accepted.message.message_id
     assert jobs.fetch(device, 0, 10)
     jobs.report(device, message_id, "failed", "Generic failure")

@@ -11,6 +11,7 @@ from chalicelib.core import clock
 from chalicelib.domain import devices, jobs, messages
 from chalicelib.domain.devices import app_phones, job_hint
 from chalicelib.storage.tables import Device, Message
+from tests import sending
 
 PHONE = "+8801712345678"
 
@@ -24,7 +25,7 @@ def app_device(account):
 
 
 def send(acct, device, text="Hello", **extra):
-    return messages.send(acct.account_id, device, PHONE, text, **extra).message.message_id
+    return sending.send(acct.account_id, device, PHONE, text, **extra).message.message_id
 
 
 def ops(aws_calls, since=0):
@@ -183,7 +184,7 @@ def test_a_failed_queue_write_rings_when_the_sweep_queues_it_again(app_device, m
             raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, name)
         return original(self, name, params)
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
-    accepted = messages.send(acct.account_id, device, PHONE, "Hello")
+    accepted = sending.send(acct.account_id, device, PHONE, "Hello")
     assert accepted.queued is False and job_hint.look(device) is None
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", original)
     message = Message.get(acct.account_id, accepted.message.message_id)

@@ -10,9 +10,10 @@ import pytest
 
 from chalicelib.core import clock
 from chalicelib.core.errors import Conflict
-from chalicelib.domain import devices, messages, pacing, pairing
+from chalicelib.domain import devices, pacing, pairing
 from chalicelib.domain.devices import app_phones
 from chalicelib.storage.tables import Device, IncomingMessage, Message
+from tests import sending
 
 UA = {"User-Agent": "me.capcom.smsgateway/1.68.0"}
 
@@ -51,7 +52,7 @@ def all_devices(account_id):
 
 
 def send(acct, device, text="Hello"):
-    return messages.send(acct.account_id, device, "+8801712345678", text).message
+    return sending.send(acct.account_id, device, "+8801712345678", text).message
 
 
 def test_register_pull_and_report_every_state(client, app_phone):

@@ -20,6 +20,7 @@ from chalicelib.domain import accounts, devices, jobs, pacing, pool
 from chalicelib.domain.pacing import log as pace_log
 from chalicelib.storage.tables import Device, Message
 from cli import main as cli_main
+from tests import sending
 from tests.pacing_replay import busiest, check_limits
 
 PHONE = "+8801712345678"
@@ -203,8 +204,7 @@ def test_expected_at_is_never_earlier_than_the_real_hand_out(account, monkeypatc
     monkeypatch.setattr(settings, "PACE_WINDOW_SECONDS", 2)
     monkeypatch.setattr(settings, "PACE_OTP_RESERVE", 0)
     acct, key, device, _ = account
-    from chalicelib.domain import messages
-    sent = [messages.send(acct.account_id, Device.get(device.device_uid), PHONE, f"n{n}")
+    sent = [sending.send(acct.account_id, Device.get(device.device_uid), PHONE, f"n{n}")
             for n in range(3)]
     expected = {a.message.message_id: a.expected_at or a.message.created_at for a in sent}
     assert sent[2].expected_at is not None and sent[2].expected_at > sent[0].message.created_at

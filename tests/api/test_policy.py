@@ -238,7 +238,36 @@ def run_flow(client, pumps, receiver, recorded):
     with acting_as(OPERATOR):
         assert Message.get(account.account_id, int(late["message_id"])).status in (
             "expired", "failed")
+    run_opt_out_flow(client, key, token, account.account_id, pumps)
     run_dashboard_flow(client, account.account_id, device.device_uid)
+
+
+def run_opt_out_flow(client, key, token, account_id, pumps):
+    """A message scheduled on a paced phone, whose number then replies STOP: the phone's
+    incoming SMS (the API handler) lists it, the opt-outs stream emits contact.opted_out, and
+    the minute sweep's release (settle_messages) reads the account's list and fails it."""
+    from chalicelib.domain import pool
+    from chalicelib.storage.tables import Message
+    with acting_as(OPERATOR):
+        pool.set_device_pace(account_id, "1", 60)
+    number, send_at = "+14155550104", clock.now_ms() + 3 * 3600 * 1000
+    response = client.http.post("/v1/messages", body=json.dumps({
+        "recipients": [number], "message": "Later", "device_id": 1, "sim_slot": 1,
+        "send_at": clock.fmt(send_at).replace(" ", "T") + "Z"}), headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert response.status_code < 300, response.body
+    later = json.loads(response.body)["messages"][0]["id"]
+    response = client.http.post("/device/incoming", body=json.dumps({"messages": [{
+        "device_message_id": "in-stop", "phone_number": number, "message": "STOP",
+        "sim_slot": 1, "received_at": clock.now_ms()}]}), headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert response.status_code == 200, response.body
+    pumps.drain()
+    clock.freeze(send_at)
+    app_module.settle_messages(SCHEDULED, None)
+    with acting_as(OPERATOR):
+        message = Message.get(account_id, int(later))
+        assert message.pace_at_release and message.status == "failed", message.status
 
 
 def receiver_webhook_id(account_id):

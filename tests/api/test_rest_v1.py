@@ -12,6 +12,7 @@ from chalicelib.core import clock, settings
 from chalicelib.domain import accounts, devices, jobs, messages, sweeps
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message
+from tests import sending
 from tests.openapi_helpers import route_of
 
 NUMBERS = [f"+49170{n:07d}" for n in range(1000)]
@@ -170,7 +171,7 @@ def test_cancel_racing_a_lease_has_one_winner(account, atomic_moto):
     acct, _, device, _ = account
     winners = Counter()
     for _ in range(15):
-        m = messages.send(acct.account_id, device, NUMBERS[0], "race").message
+        m = sending.send(acct.account_id, device, NUMBERS[0], "race").message
         outcome = _race_cancel_and_lease(acct.account_id, device, m.message_id)
         final = Message.get(acct.account_id, m.message_id, consistent_read=True).status
         assert sorted(outcome.values()) in (["cancelled", "drop"],
@@ -319,6 +320,12 @@ def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
     unchanged = v1("GET", path)[1]
     assert unchanged["status"] == "failing" and unchanged["rotation_ends"] is None  # not off
     assert [d["event_id"] for d in v1("GET", f"{path}/deliveries")[1]["deliveries"]] == [event]
+    # opt-outs: each account's own list
+    v1("POST", "/v1/opt-outs", {"phone_number": NUMBERS[5]})
+    assert theirs("GET", "/v1/opt-outs")[1]["opt_outs"] == []
+    assert theirs("DELETE", "/v1/opt-outs/%2B" + NUMBERS[5][1:])[1]["changed"] is False
+    assert theirs("POST", "/v1/opt-outs", {"phone_number": NUMBERS[6]})[1]["changed"] is True
+    assert [e["phone_number"] for e in v1("GET", "/v1/opt-outs")[1]["opt_outs"]] == [NUMBERS[5]]
     every = {(op.method, op.path) for op in schema.OPERATIONS if op.auth}
     assert called == every, every - called  # a route added later must be added here too
 

@@ -10,8 +10,9 @@ import threading
 import pytest
 
 from chalicelib.core import clock
-from chalicelib.domain import accounts, devices, messages, pool
+from chalicelib.domain import accounts, devices, outbox, pool
 from chalicelib.storage.tables import Device, Message
+from tests import sending
 
 CIPHER = ("$aes-256-cbc/pbkdf2-sha1$i=75000$" + base64.b64encode(b"s" * 16).decode() + "$"
           + base64.b64encode(b"c" * 32).decode())
@@ -151,7 +152,7 @@ def test_concurrent_twins_make_one_group(sg):
 
 
 def test_a_refused_recipient_undoes_the_group(sg, account, monkeypatch):
-    real = messages.send
+    real = outbox.submit
     calls = []
 
     def refuse_second(*args, **kw):
@@ -160,13 +161,13 @@ def test_a_refused_recipient_undoes_the_group(sg, account, monkeypatch):
             from chalicelib.core.errors import RateLimited
             raise RateLimited("At capacity.", "device_id", retry_after=5)
         return real(*args, **kw)
-    monkeypatch.setattr(messages, "send", refuse_second)
+    monkeypatch.setattr(outbox, "submit", refuse_second)
     status, answer = sg("POST", "messages", {
         "phoneNumbers": ["+8801712000001", "+8801712000002"], "id": "half",
         "textMessage": {"text": "All or nothing"}, "deviceId": account[2].device_uid})
     assert status == 429 and answer["message"].startswith("phoneNumbers[1]")
     assert [m.status for m in stored()] == ["cancelled"]
-    monkeypatch.setattr(messages, "send", real)
+    monkeypatch.setattr(outbox, "submit", real)
     assert sg("POST", "messages", {"phoneNumbers": ["+8801712000001"], "id": "half",
                                    "textMessage": {"text": "Another try"}})[0] == 202
 
@@ -231,7 +232,7 @@ def test_pool_sends_encrypted_only_to_decrypting_phones_and_failover_keeps_that(
 def test_otps_refuse_encryption(sg, account):
     from chalicelib.core.errors import BadRequest
     with pytest.raises(BadRequest) as caught:
-        messages.send(account[0].account_id, account[2], CIPHER, CIPHER, kind="otp",
+        sending.send(account[0].account_id, account[2], CIPHER, CIPHER, kind="otp",
                       encrypted=True)
     assert "OTP" in caught.value.message and stored() == []
 

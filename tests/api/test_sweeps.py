@@ -11,6 +11,7 @@ from chalicelib.domain import devices, sweeps
 from chalicelib.domain.messages import first_look as first_look
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Account, Device, Message
+from tests import sending
 
 PHONE = "+8801712345678"
 
@@ -307,10 +308,9 @@ def test_a_large_backlog_is_settled_over_bounded_runs(account, monkeypatch):
     """The first look reads at most FIRST_LOOK_PAGE of an account's messages a run, the index
     part at most PAGE due messages per shard, and a run stops taking new ones when its time
     budget is spent; what it left is still there for the next runs, each settled once."""
-    from chalicelib.domain import messages
     acct, _, device, _ = account
     clock.freeze()
-    sent = [messages.send(acct.account_id, device, PHONE, f"m{n}").message.message_id
+    sent = [sending.send(acct.account_id, device, PHONE, f"m{n}").message.message_id
             for n in range(30)]
     clock.advance(settings.OUTBOX_GRACE_SECONDS + 1)
     swept_to = Account.get(acct.account_id).swept_to

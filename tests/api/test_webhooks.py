@@ -18,6 +18,7 @@ from chalicelib.domain.webhooks import events as events
 from chalicelib.domain.webhooks import urls as webhook_urls
 from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 from clients import smsgw_webhook
+from tests import sending
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,7 @@ def hook(account, receiver, events_=None):
 
 def send_and_settle(device, number="+14155550100", text="hello", outcome="delivered"):
     """One message through a real lease and the device's reports; returns its id."""
-    accepted = messages.send(device.account_id, device, number, text)
+    accepted = sending.send(device.account_id, device, number, text)
     assert jobs.fetch(device, 0, 10)
     message_id = accepted.message.message_id
     if outcome == "failed":
@@ -143,7 +144,7 @@ def test_subscribed_types_only_and_expiry_event(pumps, receivers, monkeypatch):
     only_final = receivers()
     hook(account, only_final, ["sms.delivered", "sms.expired"])
     send_and_settle(device)
-    accepted = messages.send(account.account_id, device, "+14155550102", "late",
+    accepted = sending.send(account.account_id, device, "+14155550102", "late",
                              valid_for_seconds=60)
     clock.advance(120)
     assert sweeps.settle_due_messages()["expired"] == 1
@@ -164,7 +165,7 @@ def test_sent_and_delivered_in_one_write_emit_both_events(pumps, receivers):
     account, device = setup_account()
     receiver = receivers()
     hook(account, receiver, ["sms.sent", "sms.delivered", "sms.failed"])
-    accepted = messages.send(device.account_id, device, "+14155550100", "hello")
+    accepted = sending.send(device.account_id, device, "+14155550100", "hello")
     assert jobs.fetch(device, 0, 10)
     message_id = accepted.message.message_id
     answer = device_api.act_reports(device, [(message_id, "sent", None),
@@ -512,7 +513,7 @@ def test_emitting_an_event_costs_the_request_path_no_aws_call(pumps, receivers, 
     account, device = setup_account()
 
     def report_calls():
-        accepted = messages.send(account.account_id, device, "+14155550100", "x")
+        accepted = sending.send(account.account_id, device, "+14155550100", "x")
         jobs.fetch(device, 0, 1)
         aws_calls.clear()
         jobs.report(device, accepted.message.message_id, "sent")
@@ -541,7 +542,7 @@ def test_a_corrected_presumed_failure_orders_by_sequence_with_distinct_ids(pumps
     account, device = setup_account()
     receiver = receivers()
     hook(account, receiver)
-    accepted = messages.send(account.account_id, device, "+14155550100", "x")
+    accepted = sending.send(account.account_id, device, "+14155550100", "x")
     jobs.fetch(device, 0, 1)
     message = messages.get(account.account_id, accepted.message.message_id)
     assert messages.close(message, "failed", "The device took it 3 times without reporting.",

@@ -13,6 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests import sending
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "agent"))
 
 from smsgw_agent import config  # noqa: E402
@@ -161,9 +163,8 @@ def role_arn(aws_mock):
 
 
 def _send(account, text):
-    from chalicelib.domain import messages
     acct, _, device, _ = account
-    return messages.send(acct.account_id, device, "+8801712345678", text).message.message_id
+    return sending.send(acct.account_id, device, "+8801712345678", text).message.message_id
 
 
 def test_over_http_direct_then_gateway_then_direct(account, role_arn, monkeypatch):

@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "agent"))
 from smsgw_agent import config  # noqa: E402
 from smsgw_agent.agent import Agent  # noqa: E402
 
-from chalicelib.domain import messages  # noqa: E402
 from chalicelib.storage import aws  # noqa: E402
 from chalicelib.storage.tables import Message  # noqa: E402
+from tests import sending
 
 TOKEN = "0123456789abcdef.secret"
 JOB = {"message_id": 7, "phone_number": "+8801712345678", "message": "Hi", "sim_slot": 1,
@@ -108,7 +108,7 @@ def _post(client, token, body):
 
 def test_gateway_records_sent_and_delivered_with_one_write(client, account, aws_calls):
     acct, _, device, token = account
-    message_id = messages.send(acct.account_id, device, "+8801712345678", "Hi").message.message_id
+    message_id = sending.send(acct.account_id, device, "+8801712345678", "Hi").message.message_id
     assert client.http.get("/device/jobs?wait=0&max=10", headers={
         "Authorization": f"Bearer {token}"}).status_code == 200
     _post(client, token, {"reports": [{"message_id": 1, "status": "delivered"}]})  # warm up
@@ -132,7 +132,7 @@ def test_gateway_records_sent_and_delivered_with_one_write(client, account, aws_
 
 def test_a_batch_of_reports_deletes_its_sqs_messages_in_one_request(client, account, aws_calls):
     acct, _, device, token = account
-    sent = [messages.send(acct.account_id, device, "+8801712345678", f"m{n}").message.message_id
+    sent = [sending.send(acct.account_id, device, "+8801712345678", f"m{n}").message.message_id
             for n in range(12)]
     for _ in range(2):
         client.http.get("/device/jobs?wait=0&max=10", headers={"Authorization": f"Bearer {token}"})

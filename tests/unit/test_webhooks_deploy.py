@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.core import settings
+from tests import sending
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +112,7 @@ def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch
     """Every stream record of a busy flow: the filters let through each one that is an event,
     and drop the running phone's heartbeats and the messages' pending/processing writes."""
     from chalicelib.core import clock
-    from chalicelib.domain import accounts, devices, incoming, jobs, messages
+    from chalicelib.domain import accounts, devices, incoming, jobs
     from chalicelib.domain.webhooks import events as events
     from localgw import events as local_events
     monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
@@ -125,7 +126,7 @@ def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch
     for _ in range(3):
         devices.heartbeat(device, "running", battery=50)
     for n, outcome in enumerate(("delivered", "failed", "sent")):
-        accepted = messages.send(account.account_id, device, f"+1415555010{n}", "x")
+        accepted = sending.send(account.account_id, device, f"+1415555010{n}", "x")
         jobs.fetch(device, 0, 1)
         jobs.report(device, accepted.message.message_id,
                     "failed" if outcome == "failed" else "sent",

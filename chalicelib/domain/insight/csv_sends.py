@@ -4,7 +4,7 @@ a device (the pool's choice, paced), one idempotency key per row.
 
 Why a key per row from the file: `csv:<hash of file and template>:<line>`. A double click, a
 resubmitted form or a second upload of the same file gives the same keys, so each row is
-accepted once (messages.send answers a replay with the message it made); a row the first
+accepted once (outbox.submit answers a replay with the message it made); a row the first
 attempt could not queue is tried again. Limits: MAX_ROWS rows and MAX_BYTES bytes a file.
 """
 import csv
@@ -131,37 +131,41 @@ def parse(raw: bytes, template: str | None = None) -> Plan:
 class Forecast:
     last_at: int | None  # when the last row the pool would take is handed out, epoch ms
     refused: list[int]  # lines the pool would refuse now: beyond its backlog (split the file)
+    opted_out: list[Row] = field(default_factory=list)  # rows send refuses: the number said STOP
 
 
 def forecast(account_id: str, plan: Plan, now: int | None = None) -> Forecast:
-    """What sending the plan now would do under pacing (pacing.handouts): automatic choice
+    """What sending the plan now would do: rows to opted-out numbers refused (as
+    outbox.submit will), the others under pacing (pacing.handouts): automatic choice
     refuses a row it could not hand out within SMSGW_POOL_BACKLOG_SECONDS (send's rows carry
     no valid_for, so the default validity caps that too), so those rows are counted, never
     promised a time."""
-    from chalicelib.core import settings
-    from chalicelib.domain import devices, pacing
+    from chalicelib.domain import opt_outs, pacing, pool
     now = clock.now_ms() if now is None else now
-    running = [d for d in devices.list_devices(account_id) if d.app_state == "running"]
-    horizon = min(settings.POOL_BACKLOG_SECONDS, settings.MESSAGE_VALIDITY_SECONDS) * 1000
-    found = pacing.handouts(running, [row.segments for row in plan.rows], now, horizon)
+    stopped = opt_outs.opted_out(account_id, [row.number for row in plan.rows])
+    rows = [row for row in plan.rows if row.number not in stopped]
+    horizon = pool.horizon_ms(None)  # the send's rows carry no valid_for
+    running = pool.running(account_id, now, fresh=True)
+    found = pacing.handouts(running, [row.segments for row in rows], now, horizon) \
+        if rows else []
     taken = [at for at in found if at is not None]
     return Forecast(max(taken) if taken else None,
-                    [row.line for row, at in zip(plan.rows, found, strict=True) if at is None])
+                    [row.line for row, at in zip(rows, found, strict=True) if at is None],
+                    [row for row in plan.rows if row.number in stopped])
 
 
 def send(account_id: str, plan: Plan) -> dict:
     """Queue every valid row (POST /v1/messages's path without a device: the pool's choice).
     Returns counts: accepted (new), replayed (already sent by an earlier submit), refused
     [(line, reason)]."""
-    from chalicelib.domain import accounts, messages, pool
+    from chalicelib.domain import accounts, outbox
     events = bool(accounts.get_account(account_id).webhook_adds)
 
     def one(row: Row):
         try:
-            route = pool.choose(account_id, row.segments)
-            accepted = messages.send(account_id, route.device, row.number, row.text,
-                                     route.sim_slot, slot=route.slot, movable=True, chosen=True,
-                                     idempotency_key=plan.key(row), events=events)
+            accepted = outbox.submit(account_id, outbox.SendRequest(
+                phone_number=row.number, text=row.text, idempotency_key=plan.key(row),
+                events=events))
             return "replayed" if accepted.replayed else "accepted"
         except Exception as exc:  # one row's trouble is reported, the others still go
             error = exc if isinstance(exc, GatewayError) else from_unexpected(exc)

@@ -1,4 +1,5 @@
-"""Outgoing messages: accepting a send (write first, then queue), cancel, status.
+"""Outgoing messages: their lifecycle, queueing, cancel, status (a send is accepted by
+domain/outbox.py: write first, then queue).
 
 Lifecycle: pending -> processing -> sent -> delivered; any non-terminal state may end
 `failed` (with a reason) or `expired`. A message is written before its job is queued; if the
@@ -7,7 +8,6 @@ outbox sweep queues it later. Devices may see a job twice; the conditional lease
 """
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,23 +15,15 @@ from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import devices, idempotency, pacing
+from chalicelib.domain import devices
 from chalicelib.domain.devices import job_hint
 from chalicelib.domain.segments import SegmentCount, count
-from chalicelib.storage import aws, records
+from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
 TERMINAL = ("delivered", "failed", "expired", "cancelled")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII only: int() would also take '٢', '1_000', '+1'
-
-
-@dataclass
-class Accepted:
-    message: Message
-    queued: bool
-    replayed: bool = False
-    expected_at: int | None = None  # a paced message's expected send time (epoch ms)
 
 
 def check_text(text: str, parameter: str = "message"):
@@ -130,7 +122,7 @@ def _send_job(device: Device, message: Message, text: str, delay: int = 0) -> No
         job_hint.ring(device, delay)
 
 
-def _queue_first(device: Device, message: Message, text: str) -> bool:
+def queue_first(device: Device, message: Message, text: str) -> bool:
     """Queue the job of a message just accepted (hidden until its paced send time, or held
     for the outbox sweep beyond SQS's delay limit). A queue that no longer exists means the
     device was removed (the caller's cached lookup is older): the message ends `failed` and the
@@ -160,7 +152,7 @@ SAME_REQUEST = ("phone_number", "device_uid", "body", "sim_slot", "kind", "reque
 CHOSEN_ROUTE = ("device_uid", "sim_slot")
 
 
-def _stored_for(account_id, message_id, request, chosen: bool = False) -> Message:
+def stored_for(account_id, message_id, request, chosen: bool = False) -> Message:
     message = Message.get(account_id, message_id, consistent_read=True)
     differ = [name for name in SAME_REQUEST
               if getattr(message, name) != getattr(request, name)
@@ -169,84 +161,6 @@ def _stored_for(account_id, message_id, request, chosen: bool = False) -> Messag
         raise Conflict(f"idempotency_key was already used for a different request (it differs "
                        f"in {', '.join(differ)}).", "idempotency_key")
     return message
-
-
-def send(account_id: str, device: Device, phone_number: str, text: str, sim_slot: int = 1,
-         idempotency_key: str | None = None, kind: str = "sms", stored_text: str | None = None,
-         valid_for_seconds: int | None = None, requested_validity: str | None = None,
-         slot: pacing.Slot | None = None, movable: bool = False,
-         chosen: bool = False, send_at: int | None = None, urgent: bool = False,
-         events: bool = True, encrypted: bool = False, group_id: str | None = None,
-         key_space: str = "compat") -> Accepted:
-    """Accept one SMS: validate, take its paced send slot, write it `pending`, queue its job.
-    `stored_text` replaces the text in the stored record (OTP codes are never stored in clear).
-    `requested_validity` is how the caller asked for the validity (see `parse_validity`), kept
-    to compare retries. `slot`: already reserved (automatic choice); `movable`: failover may
-    move it (pool.py); `chosen`: the gateway chose the device (a retry may be routed elsewhere).
-    `send_at` (epoch ms): scheduled; the paced slot's offset from now is kept after send_at (so a
-    scheduled bulk keeps its pace) and validity counts from send_at. `urgent`: ahead of the
-    SIM's paced backlog, as OTPs are. `events`: its changes may be webhook events (the account
-    has had an endpoint); False spares the stream function every record of it. `encrypted`:
-    number and text are end-to-end ciphertext (domain/encryption.py), for a phone that can
-    decrypt. `group_id`: the SMSGate message this recipient belongs to (messages/groups.py).
-    `key_space`: the surface whose idempotency key this is (domain/idempotency.py: keys never
-    collide across surfaces)."""
-    if encrypted and kind == "otp":
-        from chalicelib.domain import encryption
-        encryption.refuse_otp()
-    counted = check_content(text, encrypted)
-    if encrypted and not devices.can_decrypt(device):
-        raise BadRequest(f"Device {device.device_id} ({device.device_uid}) cannot decrypt: its "
-                         "agent has no passphrase (isEncrypted needs one).", "isEncrypted")
-    check_sim_slot(device, sim_slot)
-    now = clock.now_ms()
-    validity = valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
-    later = max(0, (send_at or now) - now)
-    expires_at = now + later + validity * 1000
-    # Held until send_at on a paced phone: its slot is taken at release (scheduling.release),
-    # so a burst scheduled for tomorrow does not use up today's pace.
-    deferred = slot is None and later > settings.MAX_QUEUE_DELAY_SECONDS * 1000 and not (
-        urgent or kind == "otp") and pacing.is_paced(device)
-    if deferred:
-        slot = pacing.Slot(now)
-    elif slot is None:
-        slot = pacing.reserve(device, sim_slot, counted.segments, now,
-                              urgent=urgent or kind == "otp")
-    not_before = slot.at + later if slot.at + later > now else None
-    pool_uid = device.device_uid if movable and kind != "otp" else None
-    grace = grace_seconds(pool_uid)
-
-    # A message its phone may take within half a minute enters the sweeps' index only if it
-    # is still open at their first look from the table, a minute on (first_look.py): nearly
-    # all are reported before, and an entry costs 2 write units (in, then out at the report).
-    due = None
-    if not_before is not None and not_before - now > settings.FIRST_LOOK_SECONDS * 1000 // 2:
-        due = min(not_before - RELEASE_LEAD_SECONDS * 1000 if deferred
-                  else first_look_due(not_before, now, grace), expires_at)
-
-    def make(message_id):
-        return Message(
-            open_shard=open_shard(message_id) if due is not None else None, open_due=due,
-            pace_at_release=True if deferred else None,
-            scheduled_for=send_at if later else None,
-            account_id=account_id, message_id=message_id, device_uid=device.device_uid,
-            device_id=device.device_id, phone_number=phone_number,
-            body=stored_text if stored_text is not None else text, sim_slot=sim_slot,
-            segments=counted.segments, encoding=counted.encoding, kind=kind, status="pending",
-            created_at=now, expires_at=expires_at, attempts=0,
-            idempotency_key=idempotency_key, requested_validity=requested_validity,
-            not_before=not_before, pool_uid=pool_uid, emits_events=True if events else None,
-            encrypted=True if encrypted else None, group_id=group_id,
-            retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
-
-    claim = idempotency.claim_key(account_id, idempotency_key, key_space) \
-        if idempotency_key else None
-    message, first_id = records.save_new(make, claim)
-    if message is None:
-        return Accepted(_stored_for(account_id, first_id, make(first_id), chosen), queued=True,
-                        replayed=True)
-    return Accepted(message, queued=_queue_first(device, message, text),
-                    expected_at=not_before)
 
 
 def open_shard(message_id: int) -> str:

@@ -28,7 +28,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib.core import clock, ids, settings
 from chalicelib.core.errors import BadRequest, Conflict, GatewayError, NotFound, Unavailable
-from chalicelib.domain import devices, idempotency, messages, pool
+from chalicelib.domain import devices, idempotency, messages, outbox
 from chalicelib.domain.messages import history
 from chalicelib.storage.tables import Device, Idempotency, Message
 
@@ -98,7 +98,7 @@ def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Mess
         if request.device_uid else None
     if device is not None and request.encrypted:  # whether it can decrypt, as of now
         device = Device.get(device.device_uid, consistent_read=True)
-    segments = messages.check_content(request.text, request.encrypted).segments
+    messages.check_content(request.text, request.encrypted)
     fingerprint = request.fingerprint()
     existing = _claim(caller.account_id, group_id, fingerprint) if given else None
     if existing is not None:
@@ -112,7 +112,7 @@ def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Mess
     try:
         for index, number in enumerate(request.numbers):
             accepted.append(_send_one(caller, group_id if given else None, group_id, index,
-                                      number, request, device, segments))
+                                      number, request, device))
     except GatewayError as error:
         _undo(caller.account_id, group_id, accepted, fingerprint if given else None)
         if len(request.numbers) > 1:
@@ -136,22 +136,15 @@ def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Mess
         a.replayed for a in accepted)
 
 
-def _send_one(caller, claimed, group_id, index, number, request, device, segments):
+def _send_one(caller, claimed, group_id, index, number, request, device):
     common = {"valid_for_seconds": request.valid_for, "send_at": request.send_at,
               "requested_validity": request.requested_validity, "urgent": request.urgent,
               "idempotency_key": f"{claimed}#{index}" if claimed else None,
               "key_space": KEY_SPACE,
               "events": caller.events, "encrypted": request.encrypted, "group_id": group_id}
-    if device is not None:
-        return messages.send(caller.account_id, device, number, request.text,
-                             request.sim_slot or 1, **common)
-    held = request.send_at is not None and not request.urgent and \
-        request.send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
-    route = pool.choose(caller.account_id, segments, sim_slot=request.sim_slot,
-                        validity_seconds=request.valid_for, urgent=request.urgent,
-                        reserve=not held, e2e=request.encrypted)
-    return messages.send(caller.account_id, route.device, number, request.text, route.sim_slot,
-                         slot=route.slot, movable=True, chosen=True, **common)
+    return outbox.submit(caller.account_id, outbox.SendRequest(
+        phone_number=number, text=request.text, device=device, sim_slot=request.sim_slot,
+        **common))
 
 
 def _undo(account_id, group_id, accepted, fingerprint) -> None:

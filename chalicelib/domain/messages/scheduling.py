@@ -9,20 +9,26 @@ further than SQS's delay, leaves it to the sweep's next look, as any paced messa
 """
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core.errors import BadRequest
-from chalicelib.domain import messages, pacing
+from chalicelib.core.errors import BadRequest, OptedOut
+from chalicelib.domain import messages, opt_outs, pacing
 from chalicelib.storage.tables import Device, Message, update_if
 
 
 def release(message: Message, now: int) -> str:
     """Take the pacing slot of a due `pace_at_release` message and queue it: 'released',
     'held' (slot beyond SQS's delay, or the phone busy or full: looked at again), 'retry'
-    (the queue call failed; the sweep queues it), 'raced' or 'failed' (its device is gone, or
-    it is longer than the phone's limits now allow)."""
+    (the queue call failed; the sweep queues it), 'raced' or 'failed' (its device is gone, it
+    is longer than the phone's limits now allow, or its number has opted out since)."""
     try:
         device = Device.get(message.device_uid)
     except DoesNotExist:
         return messages.device_gone(message, now)
+    if not message.encrypted:  # the number opted out since it was accepted: it is not sent
+        try:
+            opt_outs.refuse(message.account_id, message.phone_number)
+        except OptedOut as error:
+            done = messages.close(message, "failed", error.message, failed_at=now)
+            return "failed" if done else "raced"
     start = max(now, message.not_before or now)
     # A slot taken and then lost to a race (a cancel) only spaces later messages out more.
     try:

@@ -348,6 +348,30 @@ def window_state(device: Device, now: int | None = None) -> dict:
                                if since <= e.at <= _second(now))}
 
 
+def open_sims(devices: list[Device], now: int, sim_slot: int | None = None):
+    """(device, SIM) pairs that may take a message: every SIM of these devices (or only
+    `sim_slot`, where the device has it) that is not paused."""
+    for device in devices:
+        for sim in SIMS[:device.sim_count or 1] if sim_slot is None else (sim_slot,):
+            if sim <= (device.sim_count or 2) and not is_paused(device, sim, now):
+                yield device, sim
+
+
+def ranked(devices: list[Device], segments: int, now: int, sim_slot: int | None = None,
+           urgent: bool = False, logs: dict | None = None, dice=None) -> list[tuple]:
+    """The pool's ranking, in one place: (at, load, device, sim) for every open SIM that can
+    take `segments` parts, soonest first, then least loaded (plus `dice()`, which breaks ties
+    at random for a real choice). `logs`: pace logs by device uid, as a forecast books them."""
+    options = []
+    for device, sim in open_sims(devices, now, sim_slot):
+        entries = logs[device.device_uid] if logs is not None else None
+        at = earliest(device, sim, segments, now, urgent, entries=entries)
+        if at is not None:  # None: longer than this phone's limits allow at all
+            options.append((at, load(device, sim, now, entries) + (dice() if dice else 0),
+                            device, sim))
+    return sorted(options, key=lambda o: o[:2])
+
+
 def estimate(devices: list[Device], parts: list[int], now: int) -> int:
     """For the dashboard's CSV preview: the epoch-ms time at which the last of these messages
     (in order, each with its number of parts) would be handed out if sent now with automatic
@@ -365,23 +389,17 @@ def handouts(devices: list[Device], parts: list[int], now: int,
     refused message books nothing, so a later one may still fit)."""
     from chalicelib.domain import devices as device_rules
     logs = {d.device_uid: entries_of(d) for d in devices}
-    sims = [(d, s) for d in devices if device_rules.is_running(d, now)
-            for s in SIMS[:d.sim_count or 1] if not is_paused(d, s, now)]
-    if not sims:
+    running = [d for d in devices if device_rules.is_running(d, now)]
+    if not any(open_sims(running, now)):
         raise Unavailable("No device running: none of these phones can take messages now.",
                           "device_id", retry_after=60, code="no_device_running")
     found = []
     for count in parts:
-        options = []
-        for device, sim in sims:
-            at = earliest(device, sim, count, now, entries=logs[device.device_uid])
-            if at is not None:  # as choice orders them, less its random share
-                options.append((at, load(device, sim, now, logs[device.device_uid]), device,
-                                sim))
+        options = ranked(running, count, now, logs=logs)  # as choice ranks, less its dice
         if not options:  # longer than any limit allows: automatic choice refuses it too
             raise BadRequest(f"A message of {count} parts is more than these phones' limits "
                              "allow at once.", "message")
-        at, _, device, sim = min(options, key=lambda o: o[:2])
+        at, _, device, sim = options[0]
         if horizon_ms is not None and at > now + horizon_ms:
             found.append(None)
             continue

@@ -1,5 +1,5 @@
-"""Events for webhooks, read from the DynamoDB streams of the messages, incoming and devices
-tables.
+"""Events for webhooks, read from the DynamoDB streams of the messages, incoming, devices and
+opt-outs tables.
 
 Why streams: a state change and its event are the same write. The request path makes no extra
 AWS call to emit an event, and an event cannot be lost between the write and an enqueue,
@@ -29,7 +29,7 @@ MESSAGE_TYPES = {"sent": "sms.sent", "delivered": "sms.delivered", "failed": "sm
 STATUS_STAMP = {"sent": "processed_at", "delivered": "delivered_at", "failed": "failed_at",
                 "expired": None, "cancelled": None}
 TYPES = (*MESSAGE_TYPES.values(), "sms.received", "device.online", "device.offline",
-         "sim.paused", "webhook.disabled")
+         "sim.paused", "webhook.disabled", "contact.opted_out", "contact.opted_in")
 TEST_TYPE = "webhook.test"
 SEQUENCE_DIGITS = 40
 
@@ -165,12 +165,26 @@ def _app_state_event(record, old, new) -> list[Event]:
                   kind, _record_ms(record), _sequence(record), data)]
 
 
+def _opt_out_event(record, old, new) -> list[Event]:
+    """A number put on the account's opt-out list, or taken off (domain/opt_outs.py)."""
+    if not new or bool(old.get("opted_out")) == bool(new.get("opted_out")):
+        return []  # a confirmation reply's stamp, or no change
+    kind = "contact.opted_out" if new.get("opted_out") else "contact.opted_in"
+    data = {"phone_number": new["phone_number"], "source": new.get("source"),
+            "keyword": new.get("keyword"), "device_uid": new.get("device_uid"),
+            "changed_at": clock.fmt(new.get("changed_at"))}
+    return [Event(new["account_id"], event_id(new["account_id"], kind, new["phone_number"],
+                                              new.get("changed_at")),
+                  kind, new.get("changed_at") or _record_ms(record), _sequence(record), data)]
+
+
 def _record_ms(record: dict) -> int:
     at = record["dynamodb"].get("ApproximateCreationDateTime")
     return int(float(at) * 1000) if at else clock.now_ms()
 
 
-READERS = {"messages": _message_event, "incoming": _incoming_event, "devices": _device_event}
+READERS = {"messages": _message_event, "incoming": _incoming_event, "devices": _device_event,
+           "opt-outs": _opt_out_event}
 
 
 def from_stream_record(record: dict) -> list[Event]:
@@ -193,6 +207,8 @@ def stream_filters(short: str) -> list[dict]:
                                                "emits_events": {"BOOL": [True]}}}}]
     elif short == "incoming":
         patterns = [{"eventName": ["INSERT"]}]
+    elif short == "opt-outs":
+        patterns = [{"eventName": ["INSERT", "MODIFY"]}]
     else:  # devices: anything but "running before and after", and a pause not yet read
         patterns = [{"dynamodb": {image: {"app_state": {"S": [condition]}}}}
                     for image in ("OldImage", "NewImage")

@@ -1,9 +1,10 @@
 """Dashboard pages of CSV sends (chalicelib/domain/insight/csv_sends.py): upload a file, see
 its preview (rows, every invalid line and why, segments, when the last one goes out), send it
 (one idempotency key per row, so a second submit sends nothing more), follow its progress."""
-from chalicelib.core import clock, settings
+from chalicelib.core import clock
 from chalicelib.core.errors import GatewayError
 from chalicelib.core.text import ascii_int
+from chalicelib.domain import pool
 from chalicelib.domain.insight import csv_sends
 from chalicelib.surfaces.dashboard import web
 
@@ -28,8 +29,9 @@ def _plan(request, raw: bytes, template: str):
         segments[row.segments] = segments.get(row.segments, 0) + 1
     ahead = csv_sends.forecast(request.session.account_id, plan) if plan.rows else None
     last = ahead.last_at if ahead else None
-    return plan, {"refused": ahead.refused if ahead else [], "backlog_minutes":
-                  min(settings.POOL_BACKLOG_SECONDS, settings.MESSAGE_VALIDITY_SECONDS) // 60,
+    return plan, {"refused": ahead.refused if ahead else [],
+                  "opted_out": ahead.opted_out if ahead else [], "backlog_minutes":
+                  pool.horizon_ms(None) // 60000,
                   "plan": plan, "template": template, "csv_text": raw.decode("utf-8-sig"),
                   "segments": sorted(segments.items()), "shown": plan.rows[:PREVIEW_ROWS],
                   "last_at": clock.fmt(last) if last else None,

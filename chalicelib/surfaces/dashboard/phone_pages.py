@@ -3,7 +3,7 @@ one, the message lists and a message's timeline, and "Try it" (test SMS, OTP, ve
 from chalicelib.core import clock
 from chalicelib.core.errors import BadRequest, GatewayError, NotFound
 from chalicelib.core.text import ascii_int
-from chalicelib.domain import devices, messages, otp, pacing, pairing, phone, pool
+from chalicelib.domain import devices, messages, otp, outbox, pacing, pairing, phone, pool
 from chalicelib.domain.messages import search as message_search
 from chalicelib.surfaces.dashboard import web
 from chalicelib.surfaces.dashboard.account_pages import notice
@@ -143,9 +143,9 @@ def try_sms(request):
             sim_slot = ascii_int(request.form.get("sim") or 1)
         except ValueError:
             sim_slot = 0
-        accepted = messages.send(request.session.account_id, device, number,
-                                 request.form.get("text"), messages.check_sim_slot(
-                                     device, sim_slot))
+        accepted = outbox.submit(request.session.account_id, outbox.SendRequest(
+            phone_number=number, text=request.form.get("text"), device=device,
+            sim_slot=messages.check_sim_slot(device, sim_slot)))
     except GatewayError as error:
         return try_page(request, error.message, form, status=400)
     return web.redirect(request, f"/messages/outgoing/{accepted.message.message_id}")

@@ -9,7 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
-from chalicelib.domain import devices, encryption, idempotency, messages, phone, pool, webhooks
+from chalicelib.domain import (
+    devices,
+    encryption,
+    idempotency,
+    messages,
+    opt_outs,
+    outbox,
+    phone,
+    pool,
+    webhooks,
+)
 from chalicelib.domain.messages import history as message_history
 from chalicelib.domain.webhooks import delivery_log
 from chalicelib.surfaces import compat_api
@@ -52,7 +62,7 @@ def _recipients(raw: list) -> list[str]:
 
 
 def _send_at(raw: str | None) -> int | None:
-    """send_at in epoch ms (a time already past means now: messages.send sends it at once)."""
+    """send_at in epoch ms (a time already past means now: outbox.submit sends it at once)."""
     if raw is None:
         return None
     at = epoch_ms(raw)
@@ -64,7 +74,7 @@ def _send_at(raw: str | None) -> int | None:
 
 def _requested_timing(valid_for: int | None, send_at: int | None) -> str | None:
     """How the caller asked for timing, in a form a retry reproduces whenever it comes (what
-    messages.send compares under an idempotency key)."""
+    outbox.submit compares under an idempotency key)."""
     parts = [f"for:{valid_for}" if valid_for else None, f"at:{send_at}" if send_at else None]
     return " ".join(p for p in parts if p) or None
 
@@ -93,9 +103,8 @@ def _when(entry: dict) -> dict:
 def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     text = body["message"]
     sealed = body.get("is_encrypted", False)
-    segments = messages.check_content(text, sealed).segments
+    messages.check_content(text, sealed)
     numbers = _sealed(body["recipients"]) if sealed else _recipients(body["recipients"])
-    sim_slot = body.get("sim_slot", 1)
     send_at = _send_at(body.get("send_at"))
     named = "device_id" in body
     device = devices.resolve(caller.account_id, str(body["device_id"])) if named else None
@@ -110,28 +119,16 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
         if claimed.answer is not None:
             return 202, {"messages": [{**_when(entry), "replayed": True} if entry.get("id")
                                       else entry for entry in claimed.answer]}
-    # held beyond SQS's delay: the pool picks a SIM now, its pace is reserved at release
-    held = send_at is not None and not urgent and \
-        send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
-
     def one(index_number):
         index, number = index_number
         timing = {"valid_for_seconds": body.get("valid_for"), "send_at": send_at,
                   "requested_validity": _requested_timing(body.get("valid_for"), send_at),
                   "idempotency_key": f"{key}#{index}" if key else None, "key_space": "v1"}
-        try:
-            if named:  # paced on that phone (pacing.reserve inside send), stays on it
-                accepted = messages.send(caller.account_id, device, number, text, sim_slot,
-                                         urgent=urgent, events=caller.events, encrypted=sealed,
-                                         **timing)
-            else:  # the pool's choice, recipient by recipient: spread at the pool's pace
-                route = pool.choose(caller.account_id, segments, sim_slot=body.get("sim_slot"),
-                                    validity_seconds=body.get("valid_for"), urgent=urgent,
-                                    reserve=not held, e2e=sealed)
-                accepted = messages.send(caller.account_id, route.device, number, text,
-                                         route.sim_slot, slot=route.slot, movable=True,
-                                         chosen=True, events=caller.events, encrypted=sealed,
-                                         **timing)
+        try:  # named: paced on that phone, stays on it; else the pool's choice, recipient by
+            # recipient (spread at the pool's pace), a far send_at paced at release
+            accepted = outbox.submit(caller.account_id, outbox.SendRequest(
+                phone_number=number, text=text, device=device, sim_slot=body.get("sim_slot"),
+                urgent=urgent, events=caller.events, encrypted=sealed, **timing))
         except Exception as exc:  # one recipient's trouble is reported, the others still go
             return exc if isinstance(exc, GatewayError) else from_unexpected(exc)
         m = accepted.message
@@ -284,6 +281,33 @@ def _delivery(d, body: bool = False) -> dict:
     if body:
         shown["body"] = d.body
     return shown
+
+
+def _opt_out(entry, changed=None) -> dict:
+    found = {"phone_number": entry.phone_number, "opted_out": entry.opted_out,
+             "source": entry.source, "keyword": entry.keyword,
+             "changed_at": rfc3339(entry.changed_at)}
+    return found if changed is None else {**found, "changed": changed}
+
+
+def listOptOuts(caller):  # noqa: N802
+    return 200, {"opt_outs": [_opt_out(e) for e in opt_outs.entries(caller.account_id)]}
+
+
+def addOptOut(caller, body):  # noqa: N802
+    number = phone.normalise(body["phone_number"])
+    changed = opt_outs.add(caller.account_id, number)
+    return 200, _opt_out(opt_outs.entry(caller.account_id, number), changed)
+
+
+def removeOptOut(caller, phone_number):  # noqa: N802
+    from urllib.parse import unquote  # a path's %2B, whether or not the front door decoded it
+    number = phone.normalise(unquote(phone_number))
+    changed = opt_outs.remove(caller.account_id, number)
+    entry = opt_outs.entry(caller.account_id, number)
+    if entry is None:
+        return 200, {"phone_number": number, "opted_out": False, "changed": False}
+    return 200, _opt_out(entry, changed)
 
 
 def listWebhooks(caller):  # noqa: N802

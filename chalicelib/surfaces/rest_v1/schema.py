@@ -238,6 +238,20 @@ STATS = _s("object", properties={
     required=["days", "totals", "phones"])
 
 
+# --- recipients' opt-outs (docs/opt-outs.md) --------------------------------------------------
+OPT_OUT = _s("object", properties={
+    "phone_number": _s("string"), "opted_out": _s("boolean"),
+    "source": _s("string", "sms: the recipient's keyword; owner: listed by the account.",
+                 enum=["sms", "owner"]),
+    "keyword": _nullable(_s("string")), "changed_at": DATE_TIME,
+    "changed": _s("boolean", "False when it already was so (nothing written).")},
+    required=["phone_number", "opted_out"])
+OPT_OUT_BODY = _s("object", properties={"phone_number": PHONE}, required=["phone_number"],
+                  additionalProperties=False)
+OPT_OUT_PATH = {"phone_number": _s("string", "The number, E.164 (+ may be %2B).", minLength=1,
+                                   maxLength=40)}
+
+
 @dataclass
 class Operation:
     op_id: str
@@ -344,6 +358,17 @@ OPERATIONS = [
               "minutes behind); one read whatever the volume.", 200, STATS,
               query={"days": _s("integer", "How many days, today included (default 30).",
                                 minimum=1, maximum=30)}),
+    Operation("listOptOuts", "GET", "/v1/opt-outs", "Numbers that opted out of the account's "
+              "messages (replied STOP, or listed by the owner), newest first: sends to them "
+              "are refused with opted_out.", 200,
+              _s("object", properties={"opt_outs": _s("array", items=OPT_OUT)},
+                 required=["opt_outs"]), errors=(400, 401, 403, 429)),
+    Operation("addOptOut", "POST", "/v1/opt-outs", "List a number (it asked elsewhere not to "
+              "be sent to).", 200, OPT_OUT, body=OPT_OUT_BODY,
+              errors=(400, 401, 403, 415, 422, 429)),
+    Operation("removeOptOut", "DELETE", "/v1/opt-outs/{phone_number}", "Take a number off "
+              "(it asked to receive again; a START from it does the same).", 200, OPT_OUT,
+              path_params=OPT_OUT_PATH, errors=(400, 401, 403, 422, 429)),
     Operation("openapi", "GET", "/v1/openapi.json", "This document.", 200, _s("object"),
               auth=False, errors=()),
     Operation("docs", "GET", "/v1/docs", "API reference page (HTML).", 200, None, auth=False,
