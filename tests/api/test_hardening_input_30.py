@@ -233,10 +233,10 @@ def test_a_pace_is_read_in_ascii_digits_only(account, raw):
 
 def test_a_message_id_is_read_in_ascii_digits_only(account):
     from chalicelib.core.errors import NotFound
-    from chalicelib.domain import messages
     from chalicelib.domain.messages import search
+    from tests import sending
     acct, _, device, _ = account
-    sent = messages.send(acct.account_id, device, "+8801712345678", "Hi").message
+    sent = sending.send(acct.account_id, device, "+8801712345678", "Hi").message
     assert search.get(acct.account_id, "outgoing", str(sent.message_id)).message_id == \
         sent.message_id
     arabic = str(sent.message_id).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))

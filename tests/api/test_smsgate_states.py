@@ -255,10 +255,10 @@ def test_sms_cancelled_webhooks_are_registered_and_delivered(sg, account, monkey
 def test_an_agent_cannot_report_cancelled(client, account):
     """Only an SMSGate app phone cancels what it took (its own queue); the agent's report
     statuses stay sent, delivered and failed."""
-    from chalicelib.domain import messages
+    from tests import sending
     from tests.api.test_device_api import post
     acct, _, device, token = account
-    message = messages.send(acct.account_id, device, "+8801712000001", "x").message
+    message = sending.send(acct.account_id, device, "+8801712000001", "x").message
     jobs.fetch(device, 0, 1)
     status, body = post(client, "/device/reports", token,
                         {"reports": [{"message_id": message.message_id, "status": "cancelled"}]})

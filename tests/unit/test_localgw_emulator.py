@@ -256,13 +256,14 @@ def test_a_restart_counts_each_change_once_handled_before_it_or_carried(emulator
     after the pump's last round (its records unhandled when the snapshot was taken): after a
     restart each is counted once. Before, the restored items were new INSERT records and both
     were counted again; without the carried records the second would never be counted."""
-    from chalicelib.domain import jobs, messages
+    from chalicelib.domain import jobs
     from chalicelib.domain.insight import stats
     from localgw import snapshot
     from localgw.events import EventPumps
+    from tests import sending
     acct, _, device, _ = account
     pumps = EventPumps(trim_streams=True)
-    ids = [messages.send(acct.account_id, device, "+14155550100", text).message.message_id
+    ids = [sending.send(acct.account_id, device, "+14155550100", text).message.message_id
            for text in ("one", "two")]
     assert len(jobs.fetch(device, 0, 10)) == 2
     jobs.report(device, ids[0], "delivered")
