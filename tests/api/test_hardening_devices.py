@@ -138,9 +138,14 @@ def test_send_to_a_removed_device_is_a_clear_error(api, account, quiet_log):
 
 def test_removal_through_the_domain_keeps_warm_call_counts(account, aws_calls):
     """The warm paths make the calls they made before removal was checked: heartbeat one
-    UpdateItem, incoming one TransactWriteItems (the existence check rides in it)."""
+    UpdateItem, incoming one TransactWriteItems (the existence check rides in it). The
+    account's opt-out keywords are read once per container and AUTH_CACHE_SECONDS (the
+    first incoming SMS below warms them)."""
     _, _, device, token = account
     devices.authenticate(token)
+    device_api.handle("incoming", auth(token), None, json.dumps({"messages": [
+        {"device_message_id": "m-1", "phone_number": PHONE, "message": "warm",
+         "received_at": 1}]}).encode())
     aws_calls.clear()
     device_api.handle("heartbeat", auth(token), None, b'{"app_state": "running"}')
     assert list(aws_calls) == [("dynamodb", "UpdateItem")]
