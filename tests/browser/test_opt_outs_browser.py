@@ -3,10 +3,11 @@ gateway (issue 32): the owner opens it from the navigation, lists a number and r
 demo phone pushes an incoming STOP and the number appears; Try it refuses a send to it with the
 opted_out error; START takes it off. The page fits at 1280 px and 390 px (screenshots under
 docs/screenshots/opt-outs-*.png)."""
+# ruff: noqa: F811 (the fixtures imported from test_dashboard_browser are parameters)
 import re
 import time
 
-from tests.browser.test_dashboard_browser import (  # noqa: F401 (fixtures)
+from tests.browser.test_dashboard_browser import (  # noqa: F401 (its fixtures)
     DESKTOP,
     PASSWORD,
     PHONE,
@@ -21,6 +22,7 @@ from tests.browser.test_dashboard_browser import (  # noqa: F401 (fixtures)
 LISTED = "+8801711111111"
 CUSTOMER = "+8801722222222"
 BOX = "el => { const r = el.getBoundingClientRect(); return [r.left, r.right]; }"
+LABEL_FONT = "el => getComputedStyle(el, '::before').fontFamily"
 
 
 def sign_in(page, gateway):
@@ -81,7 +83,10 @@ def test_stop_from_the_phone_is_listed_and_try_it_is_refused_until_start(page, g
 
 
 def test_the_page_fits_at_1280_and_390_px(page, gateway):
-    """No horizontal scroll; the table, its Remove buttons and the forms inside the viewport."""
+    """No horizontal scroll; the table, its Remove buttons and the forms inside the viewport.
+    At 1280 px the navigation shows all its links (with Opt-outs added, "Profile" was cut to
+    "Profil" under Sign out); at 390 px the Number column's label is in the other labels' font
+    (it was in the number's monospace)."""
     page.goto(url(gateway, "/opt-outs"))
     for number in (LISTED, CUSTOMER):
         page.get_by_label("Phone number").fill(number)
@@ -96,6 +101,10 @@ def test_the_page_fits_at_1280_and_390_px(page, gateway):
         for n in range(parts.count()):
             left, right = parts.nth(n).evaluate(BOX)
             assert 0 <= left and right <= width, (viewport, n, left, right)
+        cells = page.locator("#opt-outs tr").nth(1).locator("td")
+        assert cells.nth(0).evaluate(LABEL_FONT) == cells.nth(1).evaluate(LABEL_FONT)
     page.set_viewport_size(DESKTOP)
+    nav = page.get_by_role("navigation", name="Main")
+    assert nav.evaluate("el => el.scrollWidth <= el.clientWidth"), "a link is cut off"
     shoot(page, "opt-outs")
     assert page.problems == []
