@@ -152,7 +152,8 @@ def test_the_android_pairing_snippet_tells_the_phone_an_address_it_can_reach(tmp
     done, output, log = run(script_for(ROOT / "docs" / "android-app.md",
                                        only=lambda body: "app-token" in body), tmp_path)
     assert done.returncode == 0, output[-3000:] + "\n--- gateway log ---\n" + log[-3000:]
-    pairing = json.loads(output[output.index("{"):output.rindex("}") + 1])
+    block = next(b for b in output.split("::smsgw-doc-block::") if '"server_url"' in b)
+    pairing = json.loads(block[block.index("{"):block.rindex("}") + 1])
     expected = [f"https://{a}:" for a in lan_addresses()] or ["https://127.0.0.1:"]
     assert pairing["server_url"].startswith(expected[0]), pairing["server_url"]
     assert pairing["server_url"].endswith("/mobile/v1")

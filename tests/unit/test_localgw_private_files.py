@@ -51,7 +51,7 @@ def test_an_alert_mail_file_is_born_private(tmp_path, no_chmod, monkeypatch):
     from chalicelib.domain.insight import alerts
     monkeypatch.setattr(settings, "ALERT_SENDER", "")
     monkeypatch.setenv("SMSGW_MAIL_DIR", str(tmp_path / "mail"))
-    alerts._deliver("owner@example.com", "[smsgw] test", "body", "https://x/unsubscribe/t")
+    alerts.deliver("owner@example.com", "[smsgw] test", "body", "https://x/unsubscribe/t")
     [mail] = (tmp_path / "mail").glob("*.eml")
     assert mode(tmp_path / "mail") == 0o700 and mode(mail) == 0o600
 
