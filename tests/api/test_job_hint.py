@@ -51,10 +51,12 @@ def test_an_idle_pull_asks_sqs_nothing_until_a_job_is_queued(app_device, aws_cal
 
 
 def test_only_app_phones_sends_ring(app_device, account, aws_calls):
-    """The agent's send path is what it was (PutItem, SendMessage); an app phone's adds exactly
-    one UpdateItem of its device, after the SendMessage."""
+    """The agent's warm send path is what it was (PutItem, SendMessage); an app phone's adds
+    exactly one UpdateItem of its device, after the SendMessage. (A container's first send
+    reads the account's opt-out list once per AUTH_CACHE_SECONDS: warmed here.)"""
     acct, app = app_device
     agent = account[2]
+    send(acct, agent, text="warm")
     start = len(aws_calls.requests)
     send(acct, agent)
     agent_ops = ops(aws_calls, start)
