@@ -76,8 +76,7 @@ def set_password_form(request, error=None, status=200):
     try:
         user = users.link_user(token)
     except GatewayError as failure:
-        return web.render(request, "error.html", 410, title="Link not valid",
-                          message=failure.message)
+        return web.link_not_valid(request, failure)
     pre, cookie = web.pre_token(request)
     return web.render(request, "set_password.html", status, cookies=[cookie], pre=pre,
                       token=token, email=user.email, error=error, title="Set your password",
@@ -90,8 +89,7 @@ def set_password(request):
                            request.form.get("confirm"))
     except GatewayError as error:
         if error.parameter == "token":
-            return web.render(request, "error.html", 410, title="Link not valid",
-                              message=error.message)
+            return web.link_not_valid(request, error)
         return set_password_form(request, error.message, 400)
     return web.redirect(request, "/signin", done="password-set")
 

@@ -56,8 +56,7 @@ def verify_form(request):
     try:
         link = signup.pending(token)
     except GatewayError as failure:
-        return web.render(request, "error.html", 410, title="Link not valid",
-                          message=failure.message)
+        return web.link_not_valid(request, failure)
     pre, cookie = web.pre_token(request)
     return web.render(request, "verify.html", cookies=[cookie], pre=pre, token=token,
                       email=link.email, account_name=link.account_name,
@@ -68,8 +67,7 @@ def verify_submit(request):
     try:
         user = signup.verify(request.form.get("token"))
     except GatewayError as failure:
-        return web.render(request, "error.html", 410, title="Link not valid",
-                          message=failure.message)
+        return web.link_not_valid(request, failure)
     if request.session is not None:
         sessions.end(request.session)
     token = sessions.start(user)

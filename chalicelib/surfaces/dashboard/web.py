@@ -182,6 +182,11 @@ def render(request: Request, template: str, status: int = 200, cookies=(), **val
     return status, headers, body
 
 
+def link_not_valid(request: Request, error) -> tuple:
+    """The page for a mailed or printed one-time link that is spent, expired or unknown (410)."""
+    return render(request, "error.html", 410, title="Link not valid", message=error.message)
+
+
 def redirect(request: Request, path: str, cookies=(), **query):
     location = request.root + path + (("?" + urlencode(query)) if query else "")
     headers = security_headers(request, "text/plain; charset=utf-8")
