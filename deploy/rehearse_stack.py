@@ -277,6 +277,17 @@ def delete_stack(aws: Aws, stack: str) -> str:
     return f"deleted ({status} before)"
 
 
+def _delete(aws: Aws, command: list[str], *, absent: str) -> str:
+    """Run a delete command: "deleted", or "none" if AWS says `absent` (nothing was there)."""
+    try:
+        aws(*command)
+    except CommandFailed as error:
+        if not _absent(error, absent):
+            raise
+        return "none"
+    return "deleted"
+
+
 def teardown(plan: Plan, aws: Aws, report: Report) -> None:
     """Everything the stage may have left, each step on its own."""
     with report.step("teardown: device queues") as note:
@@ -290,24 +301,12 @@ def teardown(plan: Plan, aws: Aws, report: Report) -> None:
     with report.step(f"teardown: stack {plan.receiver_stack}") as note:
         note.detail = delete_stack(aws, plan.receiver_stack)
     with report.step("teardown: OTP secret") as note:
-        try:
-            aws("ssm", "delete-parameter", "--name", plan.secret_name)
-            note.detail = "deleted"
-        except CommandFailed as error:
-            if not _absent(error, "ParameterNotFound"):
-                raise
-            note.detail = "none"
+        note.detail = _delete(aws, ["ssm", "delete-parameter", "--name", plan.secret_name],
+                              absent="ParameterNotFound")
     with report.step("teardown: code in S3") as note:
-        try:
-            if plan.own_bucket:
-                aws("s3", "rb", f"s3://{plan.code_bucket}", "--force")
-            else:
-                aws("s3", "rm", f"s3://{plan.code_bucket}/{plan.stack}", "--recursive")
-            note.detail = "deleted"
-        except CommandFailed as error:
-            if not _absent(error, "NoSuchBucket"):
-                raise
-            note.detail = "none"
+        code = (["s3", "rb", f"s3://{plan.code_bucket}", "--force"] if plan.own_bucket else
+                ["s3", "rm", f"s3://{plan.code_bucket}/{plan.stack}", "--recursive"])
+        note.detail = _delete(aws, code, absent="NoSuchBucket")
     with report.step("teardown: log groups left") as note:
         groups = aws("logs", "describe-log-groups", "--log-group-name-prefix",
                      f"/aws/lambda/{plan.stack}", "--query", "logGroups[].logGroupName",
