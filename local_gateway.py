@@ -166,7 +166,7 @@ class LocalGateway:
         # The settings are read at their first use, after this; when tests or a bench used them
         # before, the values this start sets are read again (names stay: tables were named).
         from chalicelib.core import settings
-        settings.refresh("mail_dir", "signup", "webhook_allow_private")
+        settings.refresh("mail_dir", "signup")
 
         from chalicelib.storage import tables
         tables.create_all(wait=True)
@@ -199,7 +199,7 @@ class LocalGateway:
         An explicit SMSGW_WEBHOOK_ALLOW_PRIVATE is the owner's choice and wins."""
         explicit = os.environ.get("SMSGW_WEBHOOK_ALLOW_PRIVATE", "").strip().lower()
         if explicit:
-            self.private_webhooks = explicit in ("1", "true", "yes")
+            self.private_webhooks = explicit in ("1", "true", "yes", "on")
         if self.private_webhooks:
             return
         os.environ["SMSGW_WEBHOOK_ALLOW_PRIVATE"] = "0"

@@ -64,7 +64,8 @@ API_GATEWAY_TIMEOUT_SECONDS = 29
 
 
 def _load(stage: str):
-    """Import the gateway with `stage`'s names (settings read the environment at import)."""
+    """Import the gateway with `stage`'s names (settings read the environment once, at first
+    use)."""
     if "chalicelib.core.settings" in sys.modules:
         from chalicelib.core import settings
         if settings.current().stage != stage or settings.current().prefix != f"smsgw-{stage}":

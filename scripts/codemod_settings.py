@@ -69,6 +69,7 @@ def rewrite(source: str) -> tuple[str, list[str]]:
                   f"{m['value']})){m['tail'] or ''}"), source, flags=re.M)
         if patched_at:
             source = _add_fixture(source, patched_at)
+            source = _merge_overrides(source)
         source = re.sub(rf"\b{n}\.(mail_dir|signup_mode)\(\)",
                         lambda m, n=name: f"{n}.current().{RENAMED_CALLS[m[1]]}", source)
         source = re.sub(rf"\b{n}\.({'|'.join(METHODS)})\(",
@@ -81,6 +82,22 @@ def rewrite(source: str) -> tuple[str, list[str]]:
                          line) or re.search(r"setenv\([\"']SMSGW_", line):
                 manual.append(f"{number}: {line.strip()}")
     return source, manual
+
+
+def _merge_overrides(source: str) -> str:
+    """Consecutive `settings_override(a=1)` lines (the first without a comment) as one call."""
+    call = re.compile(r"^(?P<indent>[ \t]*)settings_override\((?P<args>[^#\n]*)\)(?P<tail>.*)$")
+    merged = []
+    for line in source.split("\n"):
+        this, last = call.match(line), call.match(merged[-1]) if merged else None
+        joined = (last and this and last["indent"] == this["indent"] and not last["tail"].strip()
+                  and f"{this['indent']}settings_override({last['args']}, {this['args']})"
+                  f"{this['tail']}")
+        if joined and len(joined) <= LINE:
+            merged[-1] = joined
+        else:
+            merged.append(line)
+    return "\n".join(merged)
 
 
 def _balanced(text: str) -> bool:

@@ -162,8 +162,7 @@ def webhook_receiver(aws_mock, settings_override):
     from chalicelib.domain import webhooks
     from chalicelib.domain.webhooks import dispatch as webhook_delivery
     from localgw import events as local_events
-    settings_override(webhook_allow_private=True)
-    settings_override(webhook_cache_seconds=0)
+    settings_override(webhook_allow_private=True, webhook_cache_seconds=0)
     settings_override(webhook_retry_scale=0.001)
     webhooks.forget_cached()
     webhook_delivery.forget_cached()

@@ -134,8 +134,7 @@ def test_preview_says_which_rows_the_pool_would_refuse_and_sending_agrees(
     from chalicelib.core import clock
     from chalicelib.domain import pool
     settings_override(pace_window_parts=30)  # the deployed defaults
-    settings_override(default_pace_per_hour=60)
-    settings_override(pool_backlog_seconds=3600)
+    settings_override(default_pace_per_hour=60, pool_backlog_seconds=3600)
     monkeypatch.setattr(pool.random, "random", lambda: 0.5)
     pool.forget_cached()
     clock.freeze()

@@ -298,8 +298,7 @@ def test_secret_from_ssm_is_fetched_once(account, settings_override, aws_calls):
     acct, _, device, _ = account
     boto3.client("ssm", region_name=settings.current().region).put_parameter(
         Name="/smsgw/test/otp-secret", Value="s" * 48, Type="SecureString")
-    settings_override(otp_secret="")
-    settings_override(otp_secret_param="/smsgw/test/otp-secret")
+    settings_override(otp_secret="", otp_secret_param="/smsgw/test/otp-secret")
     otp.forget_secret()
     try:
         _, code = issue(acct.account_id, device)
@@ -314,8 +313,7 @@ def test_secret_from_ssm_is_fetched_once(account, settings_override, aws_calls):
 
 def test_no_secret_refuses_otp(account, settings_override):
     acct, _, device, _ = account
-    settings_override(otp_secret="")
-    settings_override(otp_secret_param="")
+    settings_override(otp_secret="", otp_secret_param="")
     with pytest.raises(Unavailable) as err:
         otp.send(acct.account_id, device, NUMBER)
     assert err.value.code == "not_configured"

@@ -29,8 +29,7 @@ PHONE = "+8801712345678"
 @pytest.fixture
 def defaults(settings_override):
     """The deployed defaults (the tests' environment turns pacing off)."""
-    settings_override(pace_window_parts=30)
-    settings_override(default_pace_per_hour=60)
+    settings_override(pace_window_parts=30, default_pace_per_hour=60)
 
 
 @pytest.fixture
@@ -113,8 +112,7 @@ def test_window_and_rate_hold_under_real_threads(account, atomic_moto, monkeypat
     random lengths and kinds on one phone at once. Every booking is one conditional write on
     the log's version; losers retry with the item DynamoDB returns. Replaying what was handed
     out, every window of the phone and of each SIM holds and nothing was lost."""
-    settings_override(pace_window_parts=10)
-    settings_override(default_pace_per_hour=7)
+    settings_override(pace_window_parts=10, default_pace_per_hour=7)
     monkeypatch.setattr(pacing, "PACE_TRIES", 100)  # a 16-way pile-up on moto may lose often
     acct, _, device, _ = account
     now = clock.now_ms()
@@ -175,11 +173,8 @@ def test_random_arrivals_keep_every_window(shared_phone, settings_override, arri
     """Random arrivals, lengths and OTP mixes, each sent from a copy of the device read up to
     three bookings ago (another container's cache): replaying the hand-outs, every window holds,
     each booking is at or after its arrival, and an OTP inside the reserve never waited."""
-    settings_override(pace_window_parts=8)
-    settings_override(pace_window_seconds=60)
-    settings_override(default_pace_per_hour=6)
-    settings_override(pace_rate_seconds=120)
-    settings_override(pace_otp_reserve=2)
+    settings_override(pace_window_parts=8, pace_window_seconds=60, default_pace_per_hour=6)
+    settings_override(pace_rate_seconds=120, pace_otp_reserve=2)
     uid = shared_phone.device_uid
     Device(device_uid=uid).update(actions=[Device.pace_log.remove(), Device.pace_ver.add(1)])
     copies = [Device.get(uid)]
@@ -203,9 +198,7 @@ def test_expected_at_is_never_earlier_than_the_real_hand_out(account, settings_o
     """Real time, real SQS delays (moto honours them): a window of 2 parts per 2 s; the third
     of three SMS is announced for when the first leaves the window, and the phone cannot get
     its job any earlier."""
-    settings_override(pace_window_parts=2)
-    settings_override(pace_window_seconds=2)
-    settings_override(pace_otp_reserve=0)
+    settings_override(pace_window_parts=2, pace_window_seconds=2, pace_otp_reserve=0)
     acct, key, device, _ = account
     sent = [sending.send(acct.account_id, Device.get(device.device_uid), PHONE, f"n{n}")
             for n in range(3)]

@@ -449,8 +449,7 @@ def flow(client, recorded, settings_override):
     from chalicelib.domain import otp
     from localgw import events as local_events
     settings_override(webhook_allow_private=True)  # the receiver is local
-    settings_override(alert_sender=SENDER)
-    settings_override(otp_secret="")  # read from SSM, as deployed
+    settings_override(alert_sender=SENDER, otp_secret="")  # read from SSM, as deployed
     settings_override(otp_secret_param=f"/smsgw/{settings.current().stage}/otp-secret")
     otp.forget_secret()
     import boto3

@@ -500,9 +500,7 @@ def test_each_message_says_when_it_will_go_and_the_phone_gets_it_no_earlier(v1, 
     third recipient is announced for later, and the phone cannot get any job before its
     expected_at (nor is one announced later than the phone could have it, beyond a second)."""
     import time
-    settings_override(pace_window_parts=2)
-    settings_override(pace_window_seconds=2)
-    settings_override(pace_otp_reserve=0)
+    settings_override(pace_window_parts=2, pace_window_seconds=2, pace_otp_reserve=0)
     device = account[2]
     before = clock.now_ms()
     status, body, _ = v1("POST", "/v1/messages", {"recipients": NUMBERS[:3], "message": "Hi",

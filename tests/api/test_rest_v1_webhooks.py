@@ -145,8 +145,7 @@ def test_bad_input_is_a_problem_and_changes_nothing(v1, account, settings_overri
 
 def test_an_account_has_at_most_the_configured_endpoints(v1, account,
                                                          settings_override):  # noqa: F811
-    settings_override(webhook_max_per_account=2)
-    settings_override(webhook_allow_private=True)
+    settings_override(webhook_max_per_account=2, webhook_allow_private=True)
     for _ in range(2):
         assert v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})[0] == 201
     status, problem, _ = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})

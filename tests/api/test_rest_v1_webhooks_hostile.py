@@ -180,8 +180,7 @@ def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(settings_override,
     import time
 
     from chalicelib.domain.webhooks import sender as webhook_sender
-    settings_override(webhook_allow_private=True)
-    settings_override(webhook_timeout_seconds=1.0)
+    settings_override(webhook_allow_private=True, webhook_timeout_seconds=1.0)
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 

@@ -230,8 +230,7 @@ def test_a_malformed_number_in_a_report_is_400_and_changes_nothing(sg, client, a
 def test_sms_cancelled_webhooks_are_registered_and_delivered(sg, account, settings_override):
     from bench.webhook_receiver import Receiver
     from localgw import events as local_events
-    settings_override(webhook_allow_private=True)
-    settings_override(webhook_cache_seconds=0)
+    settings_override(webhook_allow_private=True, webhook_cache_seconds=0)
     webhooks.forget_cached()
     webhook_delivery.forget_cached()
     pumps = local_events.EventPumps()

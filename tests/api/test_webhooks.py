@@ -361,8 +361,7 @@ def test_dead_letter_record_then_redeliver(pumps, receivers, monkeypatch):
 
 
 def test_auto_disable_after_a_failure_stretch_and_back(pumps, receivers, settings_override):
-    settings_override(webhook_disable_min_failures=4)
-    settings_override(webhook_disable_after_seconds=1)
+    settings_override(webhook_disable_min_failures=4, webhook_disable_after_seconds=1)
     account, device = setup_account()
     receiver = receivers(status=500)
     webhook = hook(account, receiver, ["sms.received"])
