@@ -7,6 +7,10 @@ from chalicelib.core import settings
 from chalicelib.domain import devices, pool, sweeps
 from chalicelib.surfaces import compat_api, device_api, function_url
 
+# The environment, read and checked once (the models' table names read it first): a bad
+# variable fails the function's start with a SettingsError naming it.
+settings.current()
+
 
 class Gateway(Chalice):
     """Chalice, plus the Lambda function URL front door: its payload 2.0 requests are routed
@@ -329,7 +333,7 @@ def stop_silent_devices(event):
 # Webhooks (docs/webhooks.md). Their modules are imported inside the handlers, so the API's
 # cold start does not load them. The stream ARN here is a placeholder: the deployment template
 # points this function at the messages, incoming and devices streams.
-@app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=100,
+@app.on_dynamodb_record(stream_arn=settings.current().events_stream_placeholder, batch_size=100,
                         starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=1)
 def emit_events(event):
     """Turn message, incoming-SMS and device changes into webhook deliveries, and phones that
@@ -342,7 +346,7 @@ def emit_events(event):
 
 # The owner's insight (chalicelib/domain/insight): every outcome and incoming SMS counted into
 # daily counters, a tumbling window at a time (deploy/ sets the window and the filter).
-@app.on_dynamodb_record(stream_arn=settings.EVENTS_STREAM_PLACEHOLDER, batch_size=1000,
+@app.on_dynamodb_record(stream_arn=settings.current().events_stream_placeholder, batch_size=1000,
                         starting_position="TRIM_HORIZON", maximum_batching_window_in_seconds=300)
 def count_outcomes(event):
     """Add a stream window's outcomes to the daily counters, once per window."""
@@ -350,7 +354,8 @@ def count_outcomes(event):
     return stats.count_window(event.to_dict())
 
 
-@app.on_sqs_message(queue=settings.webhook_queue_name(), batch_size=10, maximum_concurrency=20)
+@app.on_sqs_message(queue=settings.current().webhook_queue_name(), batch_size=10,
+                    maximum_concurrency=20)
 def deliver_webhooks(event):
     """Send queued webhook deliveries; failed ones go back on the queue with a delay."""
     from chalicelib.domain.webhooks import dispatch as webhook_delivery

@@ -21,6 +21,12 @@ from localgw.data import use_local_gateway
 LOCAL = use_local_gateway()
 
 from chalicelib.core import clock, settings  # noqa: E402
+
+try:  # read once, before any command: a bad variable stops here, named, without a traceback
+    settings.current()
+except settings.SettingsError as _error:
+    sys.exit(f"Error: {_error}")
+
 from chalicelib.core.errors import GatewayError  # noqa: E402
 from chalicelib.domain import accounts, devices, pool  # noqa: E402
 
@@ -30,7 +36,7 @@ NO_STAGE = ("no local gateway is running (start one with ./run-local); for an AW
 
 def _unreachable(error: Exception) -> str:
     """One line for a failure to reach the stage's AWS (never a traceback)."""
-    where = f"stage '{settings.STAGE}'" + (f" at {os.environ['AWS_ENDPOINT_URL']}"
+    where = f"stage '{settings.current().stage}'" + (f" at {os.environ['AWS_ENDPOINT_URL']}"
                                            if os.environ.get("AWS_ENDPOINT_URL") else "")
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     if "ResourceNotFound" in text or "does not exist" in text or "non-existent" in text:
@@ -55,7 +61,8 @@ class Cli(click.Group):
 
 def takes_effect() -> str:
     """When a warm gateway honours a key or whitelist change (its auth cache)."""
-    return f"takes effect within {settings.AUTH_CACHE_SECONDS} s (SMSGW_AUTH_CACHE_SECONDS)"
+    return (f"takes effect within {settings.current().auth_cache_seconds} s "
+            "(SMSGW_AUTH_CACHE_SECONDS)")
 
 
 def emit(as_json: bool, data, text: str) -> None:
@@ -264,8 +271,8 @@ def _public_url(url: str | None) -> str | None:
     gateway's (its LAN address first, HTTPS when started with --tls)."""
     if url:
         return url.rstrip("/")
-    if settings.PUBLIC_URL:
-        return settings.PUBLIC_URL
+    if settings.current().public_url:
+        return settings.current().public_url
     if LOCAL:
         return (LOCAL.get("lan_urls") or [LOCAL.get("url")])[0]
     return None

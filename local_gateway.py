@@ -163,6 +163,10 @@ class LocalGateway:
             self.data.remember(moto_port=moto_port)
         if not os.environ.get("SMSGW_DEVICE_ROLE_ARN"):
             os.environ["SMSGW_DEVICE_ROLE_ARN"] = create_device_role()
+        # The settings are read at their first use, after this; when tests or a bench used them
+        # before, the values this start sets are read again (names stay: tables were named).
+        from chalicelib.core import settings
+        settings.refresh("mail_dir", "signup")
 
         from chalicelib.storage import tables
         tables.create_all(wait=True)
@@ -195,13 +199,12 @@ class LocalGateway:
         An explicit SMSGW_WEBHOOK_ALLOW_PRIVATE is the owner's choice and wins."""
         explicit = os.environ.get("SMSGW_WEBHOOK_ALLOW_PRIVATE", "").strip().lower()
         if explicit:
-            self.private_webhooks = explicit in ("1", "true", "yes")
+            self.private_webhooks = explicit in ("1", "true", "yes", "on")
         if self.private_webhooks:
             return
         os.environ["SMSGW_WEBHOOK_ALLOW_PRIVATE"] = "0"
-        settings = sys.modules.get("chalicelib.core.settings")
-        if settings is not None:  # imported already (tests): read at import otherwise
-            settings.WEBHOOK_ALLOW_PRIVATE = False
+        from chalicelib.core import settings
+        settings.refresh("webhook_allow_private")  # read already (tests): else at the first use
 
     def _otp_secret(self) -> str:
         if self.data and self.data.config.get("otp_secret"):
@@ -277,7 +280,8 @@ class LocalGateway:
         self.url = self.url.replace("http://", "https://", 1)
         self.lan_urls = [u.replace("http://", "https://", 1) for u in self.lan_urls]
         public = (self.lan_urls or [self.url])[0]
-        os.environ["SMSGW_PUBLIC_URL"] = settings.PUBLIC_URL = public
+        os.environ["SMSGW_PUBLIC_URL"] = public
+        settings.refresh("public_url")
 
     def _start_schedules(self):
         from chalice.app import ScheduledEventConfig
@@ -528,8 +532,13 @@ Ctrl-C stops everything.
 def main(host, port, no_agent, extra_devices, data_dir, memory, snapshot_seconds, quiet,
          as_json, allow_private_webhooks, tls):
     """Start the local SMS gateway with a demo account and device."""
+    from chalicelib.core.settings import Settings, SettingsError
     from localgw.data import DataDirBusy
     from localgw.data import data_dir as resolve_data_dir
+    try:  # a bad variable stops the start, named, before anything runs
+        Settings.from_environ({**os.environ, **LOCAL_ENV})
+    except SettingsError as exc:
+        raise click.ClickException(str(exc))
     memory = memory or (os.environ.get("SMSGW_LOCAL_MEMORY") == "1" and not data_dir)
     data = None if memory else str(resolve_data_dir(data_dir))
     gw = LocalGateway(port=port, agent=not no_agent, extra_devices=extra_devices, host=host,

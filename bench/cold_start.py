@@ -17,6 +17,11 @@ from bench import _env  # noqa: E402
 
 TIMER = ("import time as _t; _s = _t.perf_counter(); import {module}; "
          "print(_t.perf_counter() - _s)")
+# The settings alone: define the frozen Settings and read the environment once (dataclasses and
+# re are loaded by app's other imports anyway).
+SETTINGS_TIMER = ("import dataclasses, re, time as _t; _s = _t.perf_counter(); "
+                  "from chalicelib.core import settings; settings.current(); "
+                  "print(_t.perf_counter() - _s)")
 
 
 def _env_vars():
@@ -27,8 +32,8 @@ def _env_vars():
     return env
 
 
-def import_seconds(module: str) -> float:
-    out = subprocess.run([sys.executable, "-c", TIMER.format(module=module)], cwd=_env.ROOT,
+def import_seconds(module: str, timer: str = TIMER) -> float:
+    out = subprocess.run([sys.executable, "-c", timer.format(module=module)], cwd=_env.ROOT,
                          env=_env_vars(), capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -50,10 +55,11 @@ def importtime(module: str = "app") -> list[dict]:
 def measure(quick: bool = False) -> dict:
     runs = 3 if quick else 9
     import_seconds("app")  # compile .pyc files once, as a deployed package ships them
-    app_s, boto_s = [], []
+    app_s, boto_s, settings_s = [], [], []
     for _ in range(runs):  # interleaved, so machine load hits both alike
         app_s.append(import_seconds("app"))
         boto_s.append(import_seconds("boto3"))
+        settings_s.append(import_seconds("", SETTINGS_TIMER))
     rows = importtime("app")
     top = sorted(rows, key=lambda r: -r["cumulative_us"])[:10]
     # What `import app` loads that a bare `import boto3` does not, by top-level package.
@@ -67,6 +73,7 @@ def measure(quick: bool = False) -> dict:
     app_ms, boto_ms = statistics.median(app_s) * 1000, statistics.median(boto_s) * 1000
     return {"runs": runs, "app_ms": app_ms, "boto3_ms": boto_ms, "ratio": app_ms / boto_ms,
             "app_runs_ms": [s * 1000 for s in app_s], "top_cumulative": top,
+            "settings_ms": statistics.median(settings_s) * 1000,
             "beyond_boto3_ms": [(k, v / 1000) for k, v in beyond]}
 
 
@@ -75,6 +82,8 @@ def markdown(r: dict) -> str:
     lines = [f"Median of {r['runs']} fresh interpreters: `import app` **{r['app_ms']:.0f} ms**, "
              f"bare `import boto3` **{r['boto3_ms']:.0f} ms**, ratio **{r['ratio']:.2f}×** "
              f"(goal ≤ 1.3×: {verdict}).\n",
+             f"The settings (the frozen `Settings` defined, the environment read and checked "
+             f"once): **{r['settings_ms']:.1f} ms** of it.\n",
              "Top 10 by cumulative import time (`python -X importtime -c 'import app'`):\n",
              "| module | cumulative ms | self ms |", "|---|---:|---:|"]
     for row in r["top_cumulative"]:

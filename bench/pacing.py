@@ -61,7 +61,8 @@ def simulated(count: int = 200) -> dict:
         clock.freeze(1_800_000_000_000)
         devices.heartbeat(device, "running")
         pool.forget_cached()
-        settings.POOL_BACKLOG_SECONDS = 10**7  # take them all: the run measures the schedule
+        # take them all: the run measures the schedule
+        settings.install(settings.current().replace(pool_backlog_seconds=10**7))
         now = clock.now_ms()
         handed = []
         for _ in range(count):
@@ -69,8 +70,9 @@ def simulated(count: int = 200) -> dict:
             handed.append(((route.slot.at - now) / 1000, route.sim_slot))
         clock.reset()
         aws.reset()
-    window_s, parts = settings.PACE_WINDOW_SECONDS, settings.PACE_WINDOW_PARTS
-    bulk = parts - min(settings.PACE_OTP_RESERVE, parts // 2)
+    window_s, parts = (settings.current().pace_window_seconds,
+                       settings.current().pace_window_parts)
+    bulk = parts - min(settings.current().pace_otp_reserve, parts // 2)
     # the most bulk a window may hold, each batch as soon as the last leaves the closed window
     minimum = (math.ceil(count / bulk) - 1) * (window_s + 1)
     old = old_rule(count, 2)
@@ -78,7 +80,7 @@ def simulated(count: int = 200) -> dict:
             "busiest_window": busiest([t for t, _ in handed], window_s),
             "busiest_sim_hour": max(busiest([t for t, s in handed if s == sim], 3600)
                                     for sim in (1, 2)),
-            "rate": settings.DEFAULT_PACE_PER_HOUR,
+            "rate": settings.current().default_pace_per_hour,
             "total_s": max(t for t, _ in handed), "minimum_s": minimum,
             "old_busiest_window": busiest(old, window_s), "old_total_s": max(old)}
 

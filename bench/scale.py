@@ -92,9 +92,10 @@ def one_size(n: int, backlog: int, deploy: dict, latency: dict) -> dict:
         accounts.forget_cached()
         clock.reset()
         tables.create_all()
-        settings.DEVICE_ROLE_ARN = boto3.client("iam", region_name=settings.REGION).create_role(
-            RoleName="ScaleDeviceRole", Path=settings.device_role_path(),
+        role = boto3.client("iam", region_name=settings.current().region).create_role(
+            RoleName="ScaleDeviceRole", Path=settings.current().device_role_path(),
             AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        settings.install(settings.current().replace(device_role_arn=role))
         account = accounts.create_account("Scale")
         start = time.perf_counter()
         phones = [devices.register(account.account_id, f"phone {i}", sim_count=1)
@@ -132,7 +133,7 @@ def one_size(n: int, backlog: int, deploy: dict, latency: dict) -> dict:
                     device=device, phone_number=PHONE, text=f"Backlog {i}"))
         row["backlog_write_s"] = time.perf_counter() - start
         clock.freeze()
-        clock.advance(settings.OUTBOX_GRACE_SECONDS + 1)
+        clock.advance(settings.current().outbox_grace_seconds + 1)
         runs = []
         while len(runs) < 50:
             with awsrec.recording() as calls:
@@ -148,11 +149,11 @@ def one_size(n: int, backlog: int, deploy: dict, latency: dict) -> dict:
                          "by_op": summary["by_op"],
                          "aws_estimate_s": _aws_seconds(summary, latency)})
         row["sweep_runs"] = runs
-        row["sweep_budget_s"] = settings.SWEEP_BUDGET_SECONDS
-        row["first_look_page"] = settings.FIRST_LOOK_PAGE
+        row["sweep_budget_s"] = settings.current().sweep_budget_seconds
+        row["first_look_page"] = settings.current().first_look_page
         row["function_timeout_s"] = FUNCTION_TIMEOUT_SECONDS
         # Every phone falls silent: the device sweep marks them stopped.
-        clock.advance(settings.HEARTBEAT_WINDOW_SECONDS + 1)
+        clock.advance(settings.current().heartbeat_window_seconds + 1)
         with awsrec.recording() as calls:
             start = time.perf_counter()
             stopped = devices.stop_silent()
@@ -161,7 +162,7 @@ def one_size(n: int, backlog: int, deploy: dict, latency: dict) -> dict:
         row["stop_silent"] = {"stopped": stopped, "local_s": spent, "aws_calls": summary["calls"],
                               "aws_estimate_s": _aws_seconds(summary, latency)}
         clock.reset()
-        settings.DEVICE_ROLE_ARN = ""
+        settings.install(settings.current().replace(device_role_arn=""))
         aws.reset()
     return row
 

@@ -323,11 +323,12 @@ def _heartbeat(fx, inv):
 def _direct_on(fx) -> None:
     """The stack's device role (in moto's IAM) and SMSGW_DEVICE_ROLE_ARN, as deployed."""
     from chalicelib.core import settings
-    if not settings.DEVICE_ROLE_ARN:
+    if not settings.current().device_role_arn:
         import boto3
-        settings.DEVICE_ROLE_ARN = boto3.client("iam", region_name=settings.REGION).create_role(
-            RoleName="BenchDeviceRole", Path=settings.device_role_path(),
+        role = boto3.client("iam", region_name=settings.current().region).create_role(
+            RoleName="BenchDeviceRole", Path=settings.current().device_role_path(),
             AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        settings.install(settings.current().replace(device_role_arn=role))
 
 
 def _credentials(fx, inv):
@@ -341,7 +342,8 @@ def _received(fx, n: int) -> None:
     for _ in range(n):
         _queue_job(fx)
     got = aws.sqs().receive_message(QueueUrl=fx.dev["proto"].queue_url, MaxNumberOfMessages=n,
-                                    VisibilityTimeout=settings.LEASE_SECONDS).get("Messages", [])
+                                    VisibilityTimeout=settings.current().lease_seconds
+                                    ).get("Messages", [])
     if len(got) != n:
         raise RuntimeError(f"received {len(got)} of {n} jobs")
     fx.claims = [{"message_id": json.loads(m["Body"])["message_id"],
@@ -406,7 +408,8 @@ def _look(fx, inv):
 
     from chalicelib.core import clock, settings
     from chalicelib.domain.messages import first_look as first_look
-    now = clock.now_ms() + settings.FIRST_LOOK_SECONDS * 1000  # the sends are a minute old
+    # the sends are a minute old
+    now = clock.now_ms() + settings.current().first_look_seconds * 1000
     entered = list(first_look.look(now, time.monotonic() + 60, accounts=[fx.look]))
     return Reply(200 if not entered else 500, {"entered": len(entered)}, "")
 
@@ -438,7 +441,8 @@ def _stats_page(fx, inv):
 def _prepare_window(fx, inv):
     from chalicelib.core import clock, settings
     now = clock.now_ms()
-    arn = f"arn:aws:dynamodb:{settings.REGION}:0:table/{settings.table_name('messages')}/stream/x"
+    names = settings.current()
+    arn = f"arn:aws:dynamodb:{names.region}:0:table/{names.table_name('messages')}/stream/x"
     image = {"account_id": {"S": fx.account_id}, "device_id": {"N": str(fx.dev["send"].device_id)},
              "created_at": {"N": str(now - 1500)}, "processed_at": {"N": str(now - 1000)},
              "delivered_at": {"N": str(now)}}

@@ -355,8 +355,9 @@ def _create_on_emulator(template: dict, stage: str) -> list[str]:
                     "StreamSpecification", {}).get("StreamEnabled"):
                 problems.append(f"{model.Meta.table_name}: no stream")
         sqs = boto3.client("sqs")
-        for name in (settings.webhook_queue_name(), settings.webhook_queue_name(True),
-                     settings.stream_failure_queue_name()):
+        for name in (settings.current().webhook_queue_name(),
+                     settings.current().webhook_queue_name(True),
+                     settings.current().stream_failure_queue_name()):
             try:
                 sqs.get_queue_url(QueueName=name)
             except sqs.exceptions.QueueDoesNotExist:

@@ -64,12 +64,13 @@ API_GATEWAY_TIMEOUT_SECONDS = 29
 
 
 def _load(stage: str):
-    """Import the gateway with `stage`'s names (settings read the environment at import)."""
+    """Import the gateway with `stage`'s names (settings read the environment once, at first
+    use)."""
     if "chalicelib.core.settings" in sys.modules:
         from chalicelib.core import settings
-        if settings.STAGE != stage or settings.PREFIX != f"smsgw-{stage}":
-            raise SystemExit(f"chalicelib already imported for stage {settings.STAGE}; run "
-                             "this script in its own process")
+        if settings.current().stage != stage or settings.current().prefix != f"smsgw-{stage}":
+            raise SystemExit(f"chalicelib already imported for stage "
+                             f"{settings.current().stage}; run this script in its own process")
     os.environ["SMSGW_STAGE"] = stage
     os.environ.pop("SMSGW_PREFIX", None)
     sys.path.insert(0, str(ROOT))
@@ -172,7 +173,8 @@ def policy(stage: str, function: str) -> dict:
     """The least-privilege policy of one function's role (region and account left open)."""
     settings, tables, _ = _load(stage)
     grants = GRANTS[function]
-    models = {model.Meta.table_name[len(settings.PREFIX) + 1:]: model for model in tables.MODELS}
+    cut = len(settings.current().prefix) + 1
+    models = {model.Meta.table_name[cut:]: model for model in tables.MODELS}
     by_actions: dict[tuple, list[str]] = {}
     for short, actions in grants["tables"].items():
         for name in (sorted(models) if short == ALL_TABLES else [short]):
@@ -181,14 +183,16 @@ def policy(stage: str, function: str) -> dict:
     for n, (actions, shorts) in enumerate(sorted(by_actions.items())):
         statements.append({"Sid": "Tables" + (str(n + 1) if len(by_actions) > 1 else ""),
                            "Effect": "Allow", "Action": list(actions),
-                           "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}")
+                           "Resource": [_arn("dynamodb",
+                                             f"table/{settings.current().table_name(short)}")
                                         for short in sorted(shorts)]})
     if grants.get("scan"):
         statements.append({"Sid": "Scan", "Effect": "Allow", "Action": ["dynamodb:Scan"],
-                           "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}")
+                           "Resource": [_arn("dynamodb",
+                                             f"table/{settings.current().table_name(short)}")
                                         for short in grants["scan"]]})
     wanted = grants.get("indexes", [])
-    index_arns = [_arn("dynamodb", f"table/{settings.table_name(short)}/index/"
+    index_arns = [_arn("dynamodb", f"table/{settings.current().table_name(short)}/index/"
                                    f"{index['index_name']}")
                   for short in sorted(models)
                   for index in models[short]._get_schema()["global_secondary_indexes"]
@@ -204,32 +208,33 @@ def policy(stage: str, function: str) -> dict:
     if grants.get("device_queues"):
         statements.append({"Sid": "DeviceQueues", "Effect": "Allow",
                            "Action": grants["device_queues"],
-                           "Resource": [_arn("sqs", settings.queue_name("*"))]})
+                           "Resource": [_arn("sqs", settings.current().queue_name("*"))]})
     if grants.get("device_role"):
         # Direct polling: vend device credentials (chalicelib/domain/direct.py). The stack's
         # DeviceRole is the one role under this path; the merge template names it exactly.
         statements.append({"Sid": DEVICE_ROLE_SID, "Effect": "Allow",
                            "Action": ["sts:AssumeRole"],
-                           "Resource": [_arn("iam", f"role{settings.device_role_path()}*")]})
+                           "Resource": [_arn("iam",
+                                             f"role{settings.current().device_role_path()}*")]})
     if grants.get("streams"):
         # The mapping reads the tables' streams (ListStreams has no resource-level
         # permission) and records a batch it gives up on in the stream-failure queue.
         statements += [
             {"Sid": "EventStreams", "Effect": "Allow", "Action": STREAM_ACTIONS,
-             "Resource": [_arn("dynamodb", f"table/{settings.table_name(short)}/stream/*")
+             "Resource": [_arn("dynamodb", f"table/{settings.current().table_name(short)}/stream/*")
                           for short in _stream_tables(settings, grants["streams"])]},
             {"Sid": "ListEventStreams", "Effect": "Allow", "Action": ["dynamodb:ListStreams"],
              "Resource": ["*"]},
             {"Sid": "StreamFailures", "Effect": "Allow", "Action": ["sqs:SendMessage"],
-             "Resource": [_arn("sqs", settings.stream_failure_queue_name())]}]
+             "Resource": [_arn("sqs", settings.current().stream_failure_queue_name())]}]
     if grants.get("webhook_queue"):
         statements.append({"Sid": "WebhookQueue", "Effect": "Allow",
                            "Action": sorted(grants["webhook_queue"]),
-                           "Resource": [_arn("sqs", settings.webhook_queue_name())]})
+                           "Resource": [_arn("sqs", settings.current().webhook_queue_name())]})
     if grants.get("webhook_dead_letters"):
         statements.append({"Sid": "WebhookDeadLetters", "Effect": "Allow",
                            "Action": sorted(grants["webhook_dead_letters"]),
-                           "Resource": [_arn("sqs", settings.webhook_queue_name(
+                           "Resource": [_arn("sqs", settings.current().webhook_queue_name(
                                dead_letter=True))]})
     if grants.get("alert_mail"):
         # Alert mails (chalicelib/domain/insight/alerts.py): SES authorises a send against
@@ -242,8 +247,8 @@ def policy(stage: str, function: str) -> dict:
         statements.append({"Sid": "OtpSecret", "Effect": "Allow",
                            "Action": ["ssm:GetParameter"],
                            "Resource": [_arn("ssm", "parameter" + otp_secret_parameter(stage))]})
-    function_name = settings.PREFIX if function == "api_handler" \
-        else f"{settings.PREFIX}-{function}"
+    function_name = settings.current().prefix if function == "api_handler" \
+        else f"{settings.current().prefix}-{function}"
     statements.append({"Sid": "Logs", "Effect": "Allow",
                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                        "Resource": [_arn("logs", f"log-group:/aws/lambda/{function_name}"
@@ -394,11 +399,11 @@ def device_role(settings) -> dict:
     account may assume it whose own policy allows it: only the gateway's functions' roles do.
     Each session is narrowed further to one device's queue by the gateway's session policy."""
     queues = f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:" \
-             f"{settings.queue_name('*')}"
+             f"{settings.current().queue_name('*')}"
     return {"Type": "AWS::IAM::Role", "Properties": {
-        "Path": settings.device_role_path(),
+        "Path": settings.current().device_role_path(),
         "MaxSessionDuration": 3600,
-        "Description": f"{settings.PREFIX}: devices long-polling their own SQS queue",
+        "Description": f"{settings.current().prefix}: devices long-polling their own SQS queue",
         "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Action": "sts:AssumeRole",
             "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
@@ -493,10 +498,10 @@ def webhook_resources(settings, tables, stage: str) -> dict:
     visibility = 6 * _function_timeout("deliver_webhooks", stage)
     resources = {
         "WebhookDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {
-            "QueueName": settings.webhook_queue_name(dead_letter=True),
+            "QueueName": settings.current().webhook_queue_name(dead_letter=True),
             "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},
         "WebhookQueue": {"Type": "AWS::SQS::Queue", "Properties": {
-            "QueueName": settings.webhook_queue_name(), "VisibilityTimeout": visibility,
+            "QueueName": settings.current().webhook_queue_name(), "VisibilityTimeout": visibility,
             "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True,
             "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["WebhookDeadLetterQueue",
                                                                      "Arn"]},
@@ -511,7 +516,7 @@ def webhook_resources(settings, tables, stage: str) -> dict:
         # recorded (which shard, which sequence numbers), to replay from the stream within
         # its 24 hours (docs/deploy.md).
         "StreamFailureQueue": {"Type": "AWS::SQS::Queue", "Properties": {
-            "QueueName": settings.stream_failure_queue_name(),
+            "QueueName": settings.current().stream_failure_queue_name(),
             "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},
         "StreamFailureAlarm": _alarm(
             "Stream batches a stream function gave up on (retries or record age exhausted).",
@@ -523,7 +528,7 @@ def webhook_resources(settings, tables, stage: str) -> dict:
     models = {model.Meta.table_name: model for model in tables.MODELS}
     sources = {}
     for short in settings.EVENT_SOURCE_TABLES:
-        model = models[settings.table_name(short)]
+        model = models[settings.current().table_name(short)]
         name = ("emit_events-dynamodb-event-source" if short == "messages"
                 else f"emit_events-{short}-stream")
         sources[to_cfn_resource_name(name)] = {"Type": "DynamoDB", "Properties": {
@@ -555,7 +560,7 @@ def counting_sources(settings, models) -> dict:
     from chalicelib.domain.insight import stats
     sources = {}
     for short in stats.COUNTED_TABLES:
-        model = models[settings.table_name(short)]
+        model = models[settings.current().table_name(short)]
         name = ("count_outcomes-dynamodb-event-source" if short == "messages"
                 else f"count_outcomes-{short}-stream")
         sources[to_cfn_resource_name(name)] = {"Type": "DynamoDB", "Properties": {
@@ -628,12 +633,12 @@ def template(stage: str) -> dict:
                          for name in ("emit_events", "count_outcomes", "deliver_webhooks")}
     resources.update(webhook_parts)
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
-                               "Properties": {"TopicName": f"{settings.PREFIX}-alarms"}}
+                               "Properties": {"TopicName": f"{settings.current().prefix}-alarms"}}
     resources["AlarmEmailSubscription"] = {
         "Type": "AWS::SNS::Subscription", "Condition": "HasAlarmEmail",
         "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
                        "Endpoint": {"Ref": "AlarmEmail"}}}
-    for name, logical_id, function_name in functions(app, settings.PREFIX):
+    for name, logical_id, function_name in functions(app, settings.current().prefix):
         log_group = to_cfn_resource_name(f"{name}_log_group")
         resources[logical_id] = {"DependsOn": [log_group],
                                  "Properties": {"FunctionName": function_name}}
@@ -664,7 +669,7 @@ def template(stage: str) -> dict:
             f"{function_name}: a Lambda invocation failed (exception or timeout).",
             {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
              "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": logical_id}}]})
-    resources.update(http_api(app, stage, settings.PREFIX))
+    resources.update(http_api(app, stage, settings.current().prefix))
     resources.update(function_url())
     resources["StuckMessagesAlarm"] = _alarm(
         "Messages the cleanup sweeps found stuck (never queued, or leased and never reported).",

@@ -28,7 +28,7 @@ def _streams_client():
 
     from chalicelib.core import settings
     # botocore >= 1.38 sends stream calls to account-scoped endpoints that moto does not serve.
-    return boto3.session.Session().client("dynamodbstreams", region_name=settings.REGION,
+    return boto3.session.Session().client("dynamodbstreams", region_name=settings.current().region,
                                           config=Config(account_id_endpoint_mode="disabled"))
 
 
@@ -37,7 +37,7 @@ def stream_arns(streams=None):
     from chalicelib.core import settings
     streams = streams or _streams_client()
     for short in settings.EVENT_SOURCE_TABLES:
-        found = streams.list_streams(TableName=settings.table_name(short))
+        found = streams.list_streams(TableName=settings.current().table_name(short))
         if found["Streams"]:
             yield max(found["Streams"], key=lambda s: s["StreamLabel"])["StreamArn"]
 
@@ -181,7 +181,8 @@ class EventPumps:
         change.setdefault("StreamViewType", "NEW_AND_OLD_IMAGES")
         return {"eventID": record.get("eventID", ""), "eventName": record["eventName"],
                 "eventVersion": "1.1", "eventSource": "aws:dynamodb",
-                "awsRegion": self.settings.REGION, "eventSourceARN": arn, "dynamodb": change}
+                "awsRegion": self.settings.current().region, "eventSourceARN": arn,
+                "dynamodb": change}
 
     # --- queue -> deliver_webhooks ---------------------------------------------------------
 
@@ -196,7 +197,7 @@ class EventPumps:
             "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
             "attributes": m.get("Attributes", {}), "messageAttributes": {},
             "md5OfBody": m.get("MD5OfBody", ""), "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn, "awsRegion": self.settings.REGION}
+            "eventSourceARN": self.queue_arn, "awsRegion": self.settings.current().region}
             for m in messages]}, None)
         self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])

@@ -33,8 +33,8 @@ def _clients():
 
     from chalicelib.core import settings
     session = boto3.session.Session()
-    return (session.client("dynamodb", region_name=settings.REGION),
-            session.client("sqs", region_name=settings.REGION))
+    return (session.client("dynamodb", region_name=settings.current().region),
+            session.client("sqs", region_name=settings.current().region))
 
 
 def _table_names() -> list[str]:
@@ -44,7 +44,7 @@ def _table_names() -> list[str]:
 
 def _queue_prefix() -> str:
     from chalicelib.core import settings
-    return f"{settings.PREFIX}-"
+    return f"{settings.current().prefix}-"
 
 
 def _copy_queue(sqs, url: str) -> dict:

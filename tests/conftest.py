@@ -27,6 +27,21 @@ from tests.openapi_helpers import route_of  # noqa: E402
 
 
 @pytest.fixture
+def settings_override():
+    """settings_override(lease_seconds=5, ...): the gateway's settings with these fields changed
+    for the rest of the test (chalicelib/core/settings.py), all restored after it. The one way
+    tests change a setting; tests that start a process set its environment instead."""
+    from chalicelib.core import settings
+    before = settings.current()
+
+    def override(**changes):
+        settings.install(settings.current().replace(**changes))
+        return settings.current()
+    yield override
+    settings.install(before)
+
+
+@pytest.fixture
 def aws_mock():
     """A fresh in-process moto backend with the gateway's tables."""
     with moto.mock_aws():
@@ -139,18 +154,16 @@ def atomic_moto(monkeypatch):
 
 
 @pytest.fixture
-def webhook_receiver(aws_mock, monkeypatch):
+def webhook_receiver(aws_mock, settings_override):
     """A real receiver on 127.0.0.1 (bench.webhook_receiver) fed by the app's stream and queue
     functions, run by local_events.EventPumps as on the local gateway; local URLs allowed,
     no endpoint cache, retries 1,000 times faster."""
     from bench.webhook_receiver import Receiver
-    from chalicelib.core import settings
     from chalicelib.domain import webhooks
     from chalicelib.domain.webhooks import dispatch as webhook_delivery
     from localgw import events as local_events
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
-    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
-    monkeypatch.setattr(settings, "WEBHOOK_RETRY_SCALE", 0.001)
+    settings_override(webhook_allow_private=True, webhook_cache_seconds=0)
+    settings_override(webhook_retry_scale=0.001)
     webhooks.forget_cached()
     webhook_delivery.forget_cached()
     pumps = local_events.EventPumps().start()

@@ -22,7 +22,7 @@ def emit(name: str, value: float, unit: str = "Count") -> str:
         "_aws": {"Timestamp": clock.now_ms(),
                  "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Stage"]],
                                         "Metrics": [{"Name": name, "Unit": unit}]}]},
-        "Stage": settings.STAGE,
+        "Stage": settings.current().stage,
         name: value,
     }, separators=(",", ":"))
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):

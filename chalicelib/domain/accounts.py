@@ -26,7 +26,7 @@ from chalicelib.storage.tables import Account, ApiKey, update_if
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\Z")
 LAST_USE_STEP_MS = 3600 * 1000
 log = logging.getLogger("smsgw")
-_auth_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
+_auth_cache = TTLCache(lambda: settings.current().auth_cache_seconds)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ DEVICE_ACTIONS = ["sqs:ReceiveMessage"]
 def queue_arn(queue_url: str, partition: str = "aws") -> str:
     """ARN of a queue from its URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`)."""
     account, name = urlparse(queue_url).path.strip("/").split("/")[-2:]
-    return f"arn:{partition}:sqs:{settings.REGION}:{account}:{name}"
+    return f"arn:{partition}:sqs:{settings.current().region}:{account}:{name}"
 
 
 def session_policy(device: Device, role_arn: str) -> dict:
@@ -36,13 +36,13 @@ def session_policy(device: Device, role_arn: str) -> dict:
 
 def credentials(device: Device) -> dict:
     """Temporary credentials for `device` (one STS AssumeRole call)."""
-    role_arn = settings.DEVICE_ROLE_ARN
+    role_arn = settings.current().device_role_arn
     if not role_arn:
         raise Conflict("Direct polling is not enabled on this stage (SMSGW_DEVICE_ROLE_ARN is "
                        "not set): poll GET /device/jobs.", None, code="direct_polling_disabled")
     answer = aws.sts().assume_role(
         RoleArn=role_arn, RoleSessionName=device.device_uid,
-        DurationSeconds=settings.DEVICE_CREDENTIALS_SECONDS,
+        DurationSeconds=settings.current().device_credentials_seconds,
         Policy=json.dumps(session_policy(device, role_arn), separators=(",", ":")))
     granted = answer["Credentials"]
     return {"access_key_id": granted["AccessKeyId"],
@@ -50,9 +50,9 @@ def credentials(device: Device) -> dict:
             "session_token": granted["SessionToken"],
             "expiration": int(granted["Expiration"].timestamp() * 1000),
             "queue_url": device.queue_url,
-            "region": settings.REGION,
+            "region": settings.current().region,
             # Only where the gateway itself talks to a stand-in for AWS (the local gateway).
             "endpoint_url": os.environ.get("AWS_ENDPOINT_URL_SQS")
             or os.environ.get("AWS_ENDPOINT_URL") or None,
-            "lease_seconds": settings.LEASE_SECONDS,
-            "wait_seconds": settings.MAX_POLL_WAIT_SECONDS}
+            "lease_seconds": settings.current().lease_seconds,
+            "wait_seconds": settings.current().max_poll_wait_seconds}

@@ -74,9 +74,9 @@ def segments_bound(cipher_bytes: int) -> int:
 def check_text(value, parameter: str = "message") -> int:
     """An encrypted SMS text: its form, and its segment bound within the gateway's limit."""
     bound = segments_bound(check(value, parameter))
-    if bound > settings.MAX_SEGMENTS:
+    if bound > settings.current().max_segments:
         raise BadRequest(f"Message too long: the ciphertext may need {bound} SMS segments; at "
-                         f"most {settings.MAX_SEGMENTS} are allowed.", parameter)
+                         f"most {settings.current().max_segments} are allowed.", parameter)
     return bound
 
 

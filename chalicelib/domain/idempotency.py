@@ -63,7 +63,7 @@ def claim(account_id: str, key: str, space: str, parts: dict) -> Request:
     now = clock.now_ms()
     record = Idempotency(key=_request_key(account_id, key, space), message_id=0,
                          created_at=now, request=json.dumps(digests, sort_keys=True),
-                         expires=clock.at(now + settings.IDEMPOTENCY_SECONDS * 1000))
+                         expires=clock.at(now + settings.current().idempotency_seconds * 1000))
     try:
         record.save(condition=Idempotency.key.does_not_exist()
                     | (Idempotency.expires < clock.at(now)))

@@ -20,7 +20,7 @@ def sender(raw: str) -> str:
 
     text = raw.strip()
     try:
-        number = phonenumbers.parse(text, settings.DEFAULT_REGION)
+        number = phonenumbers.parse(text, settings.current().default_region)
         if phonenumbers.is_valid_number(number):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException:
@@ -39,7 +39,7 @@ def store(device: Device, device_message_id: str, phone_number: str, text: str,
             device_id=device.device_id, device_message_id=device_message_id,
             phone_number=sender(phone_number), body=text, sim_slot=sim_slot,
             received_at=received_at, created_at=now,
-            retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
+            retain_until=clock.at(now + settings.current().retention_days * 86400 * 1000))
 
     try:  # stored only while the device exists: a removed device's token stores nothing
         item, first_id = records.save_new(

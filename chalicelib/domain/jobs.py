@@ -50,9 +50,9 @@ def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> st
     """Try to lease one received job. Returns what happened: 'leased', 'skip' (someone holds a live
     lease: leave the SQS message alone) or 'drop' (settled or unknown: delete the SQS message)."""
     message = Message(account_id=device.account_id, message_id=message_id)
-    lease_until = now + settings.LEASE_SECONDS * 1000
+    lease_until = now + settings.current().lease_seconds * 1000
     leasable = (Message.device_uid == device.device_uid) & (Message.expires_at > now) & (
-        Message.attempts < settings.MAX_ATTEMPTS) & (
+        Message.attempts < settings.current().max_attempts) & (
         (Message.status == "pending")
         | ((Message.status == "processing") & (Message.lease_until < now)))
     if update_if(message, [Message.status.set("processing"), Message.attempts.add(1),
@@ -74,7 +74,7 @@ def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> st
         return "drop"
     if current.status == "processing" and (current.lease_until or 0) >= now:
         return "skip"
-    if current.attempts >= settings.MAX_ATTEMPTS:
+    if current.attempts >= settings.current().max_attempts:
         messages.close(current, "failed", presumed=True, failed_at=now, reason=(
             f"The device took it {current.attempts} times without reporting a result."))
         return "drop"
@@ -114,7 +114,7 @@ def receive(device: Device, wait_seconds: int, max_jobs: int) -> tuple[list[dict
     visible (with wait_seconds >= 1, which asks every SQS server)."""
     answer = aws.sqs().receive_message(
         QueueUrl=device.queue_url, MaxNumberOfMessages=max_jobs, WaitTimeSeconds=wait_seconds,
-        VisibilityTimeout=settings.LEASE_SECONDS)
+        VisibilityTimeout=settings.current().lease_seconds)
     jobs = []
     for sqs_message in answer.get("Messages", []):
         job = parse_job(sqs_message["Body"])

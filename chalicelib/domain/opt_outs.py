@@ -81,7 +81,7 @@ def forget_cached() -> None:
 
 def _listing(account_id: str) -> Listing:
     """The account's list as of an account read at most AUTH_CACHE_SECONDS old."""
-    now, window = clock.now_ms(), settings.AUTH_CACHE_SECONDS * 1000
+    now, window = clock.now_ms(), settings.current().auth_cache_seconds * 1000
     found = _lists.get(account_id)
     if found is not None and now - found.read_at <= window:
         return found

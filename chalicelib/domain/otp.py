@@ -58,12 +58,13 @@ def _secret() -> bytes:
     """SMSGW_OTP_SECRET if set (local runs, tests); else the SecureString named by
     SMSGW_OTP_SECRET_PARAM, fetched once per container on first use."""
     global _secret_from_ssm
-    value = settings.OTP_SECRET
-    if not value and settings.OTP_SECRET_PARAM:
+    value = settings.current().otp_secret
+    if not value and settings.current().otp_secret_param:
         with _secret_lock:
             if _secret_from_ssm is None:
                 _secret_from_ssm = aws.ssm().get_parameter(
-                    Name=settings.OTP_SECRET_PARAM, WithDecryption=True)["Parameter"]["Value"]
+                    Name=settings.current().otp_secret_param,
+                    WithDecryption=True)["Parameter"]["Value"]
         value = _secret_from_ssm
     if not value or len(value) < MIN_SECRET_CHARS:
         log.error("OTP secret missing or shorter than %d characters: set SMSGW_OTP_SECRET or "
@@ -118,7 +119,7 @@ def _send_wait_ms(item: Otp | None, now: int) -> tuple[int, str | None]:
     if item is None:
         return 0, None
     times = [getattr(item, name) or 0 for name in OTP_SEND_SLOTS]
-    cooldown = times[-1] + settings.OTP_COOLDOWN_SECONDS * 1000 - now
+    cooldown = times[-1] + settings.current().otp_cooldown_seconds * 1000 - now
     hourly = times[0] + HOUR_MS - now
     if hourly > 0 and hourly >= cooldown:
         return hourly, "hourly"
@@ -147,7 +148,7 @@ def _claim(key: str, code_hmac: str, now: int, expiry_minutes: int) -> Otp | Non
     ]
     condition = ((slots[0].does_not_exist() | (slots[0] <= now - HOUR_MS))
                  & (slots[-1].does_not_exist()
-                    | (slots[-1] <= now - settings.OTP_COOLDOWN_SECONDS * 1000)))
+                    | (slots[-1] <= now - settings.current().otp_cooldown_seconds * 1000)))
     try:
         data = Otp._get_connection().update_item(
             key, actions=actions, condition=condition, return_values=ALL_OLD)
@@ -167,11 +168,11 @@ def _raise_send_limited(key: str, now: int):
     wait, which = _send_wait_ms(item, now)
     if which == "hourly":
         raise RateLimited(f"Too many OTPs for this phone number: at most "
-                          f"{settings.OTP_HOURLY_CAP} per hour.", "phone_number",
+                          f"{settings.current().otp_hourly_cap} per hour.", "phone_number",
                           retry_after=_seconds(wait))
     if which == "cooldown":
         raise RateLimited(f"An OTP was just sent to this phone number: wait "
-                          f"{settings.OTP_COOLDOWN_SECONDS} seconds between sends.",
+                          f"{settings.current().otp_cooldown_seconds} seconds between sends.",
                           "phone_number", retry_after=_seconds(wait))
     raise RateLimited("Another OTP for this phone number is being sent; retry shortly.",
                       "phone_number", retry_after=1)
@@ -276,7 +277,7 @@ def verify(account_id: str, phone_number: str, code: str) -> None:
     guess = _hmac(key, code)
     now = clock.now_ms()
     condition = (Otp.code_hmac.exists() & (Otp.expires_at > now)
-                 & (Otp.tries < settings.OTP_MAX_TRIES) & ~Otp.guesses.contains(guess))
+                 & (Otp.tries < settings.current().otp_max_tries) & ~Otp.guesses.contains(guess))
     try:
         data = Otp._get_connection().update_item(
             key, actions=[Otp.tries.add(1), Otp.guesses.add({guess})], condition=condition,
@@ -297,10 +298,10 @@ def _raise_refused(key: str, now: int):
     except DoesNotExist:
         raise InvalidOtp()
     blocked = (item.code_hmac and not _used(item) and (item.expires_at or 0) > now
-               and item.tries >= settings.OTP_MAX_TRIES)
+               and item.tries >= settings.current().otp_max_tries)
     if blocked:
         wait, _ = _send_wait_ms(item, now)
         raise RateLimited(f"Too many wrong attempts: this OTP is blocked after "
-                          f"{settings.OTP_MAX_TRIES} wrong codes. Request a new one with "
+                          f"{settings.current().otp_max_tries} wrong codes. Request a new one with "
                           "send_otp.", "otp_code", retry_after=_seconds(wait))
     raise InvalidOtp()

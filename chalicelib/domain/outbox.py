@@ -92,7 +92,7 @@ def submit(account_id: str, request: SendRequest) -> SendResult:
 def _held(request: SendRequest) -> bool:
     """Scheduled beyond SQS's delay: its pace is booked at release, not now."""
     return request.send_at is not None and not (request.urgent or request.kind == "otp") and \
-        request.send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
+        request.send_at - clock.now_ms() > settings.current().max_queue_delay_seconds * 1000
 
 
 def _named(account_id: str, request: SendRequest) -> Device:
@@ -111,12 +111,12 @@ def _write(account_id: str, device: Device, request: SendRequest, counted: Segme
     """Book the pace (unless the pool did), write the message `pending`, queue its job."""
     kind, now = request.kind, clock.now_ms()
     urgent = request.urgent or kind == "otp"
-    validity = request.valid_for_seconds or settings.MESSAGE_VALIDITY_SECONDS
+    validity = request.valid_for_seconds or settings.current().message_validity_seconds
     later = max(0, (request.send_at or now) - now)
     expires_at = now + later + validity * 1000
     # Held until send_at on a paced phone: its slot is taken at release (scheduling.release),
     # so a burst scheduled for tomorrow does not use up today's pace.
-    deferred = slot is None and later > settings.MAX_QUEUE_DELAY_SECONDS * 1000 and \
+    deferred = slot is None and later > settings.current().max_queue_delay_seconds * 1000 and \
         not urgent and pacing.is_paced(device)
     if deferred:
         slot = pacing.Slot(now)
@@ -131,7 +131,8 @@ def _write(account_id: str, device: Device, request: SendRequest, counted: Segme
     # is still open at their first look from the table, a minute on (first_look.py): nearly
     # all are reported before, and an entry costs 2 write units (in, then out at the report).
     due = None
-    if not_before is not None and not_before - now > settings.FIRST_LOOK_SECONDS * 1000 // 2:
+    half_look = settings.current().first_look_seconds * 1000 // 2
+    if not_before is not None and not_before - now > half_look:
         due = min(not_before - messages.RELEASE_LEAD_SECONDS * 1000 if deferred
                   else messages.first_look_due(not_before, now, grace), expires_at)
 
@@ -149,7 +150,7 @@ def _write(account_id: str, device: Device, request: SendRequest, counted: Segme
             requested_validity=request.requested_validity, not_before=not_before,
             pool_uid=pool_uid, emits_events=True if request.events else None,
             encrypted=True if request.encrypted else None, group_id=request.group_id,
-            retain_until=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
+            retain_until=clock.at(now + settings.current().retention_days * 86400 * 1000))
 
     claim = idempotency.claim_key(account_id, request.idempotency_key, request.key_space) \
         if request.idempotency_key else None

@@ -19,7 +19,7 @@ def normalise(raw: str, parameter: str = "phone_number") -> str:
         raise BadRequest(f"Invalid {parameter}: too long.", parameter)
     import phonenumbers
 
-    region = settings.DEFAULT_REGION
+    region = settings.current().default_region
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

@@ -27,16 +27,16 @@ from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
 log = logging.getLogger("smsgw")
-_cache = TTLCache(lambda: settings.POOL_CACHE_SECONDS)
+_cache = TTLCache(lambda: settings.current().pool_cache_seconds)
 FAILOVER_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 STALL_REASON = "not taking jobs (messages moved to other devices)"
 # Failure reasons (as the agent reports Android's result codes, or free text) that mean the SIM
 # itself is in trouble: (pattern, pause seconds setting, kind shown in device_status)
 SIM_TROUBLE = (
     (re.compile(r"limit.?exceeded|too many (sms|messages)", re.I),
-     "SIM_PAUSE_LIMIT_SECONDS", "limit exceeded"),
+     "sim_pause_limit_seconds", "limit exceeded"),
     (re.compile(r"no.?service|radio.?off|airplane|out of service|no signal", re.I),
-     "SIM_PAUSE_SERVICE_SECONDS", "no service"),
+     "sim_pause_service_seconds", "no service"),
 )
 
 
@@ -74,8 +74,8 @@ def horizon_ms(validity_seconds: int | None, urgent: bool = False) -> int | None
     capacity): the backlog limit, or the message's validity when shorter."""
     if urgent:
         return None
-    validity = validity_seconds or settings.MESSAGE_VALIDITY_SECONDS
-    return min(settings.POOL_BACKLOG_SECONDS, validity) * 1000
+    validity = validity_seconds or settings.current().message_validity_seconds
+    return min(settings.current().pool_backlog_seconds, validity) * 1000
 
 
 def running(account_id: str, now: int | None = None, fresh: bool = False) -> list[Device]:
@@ -161,7 +161,7 @@ def movable(message: Message, now: int) -> bool:
     return (message.pool_uid is not None and message.status == "pending"
             and not message.attempts and message.kind != "otp"
             and now >= (message.not_before or message.created_at)
-            + settings.POOL_GRACE_SECONDS * 1000)
+            + settings.current().pool_grace_seconds * 1000)
 
 
 def move(message: Message, now: int, why: str = "grace") -> str:
@@ -181,7 +181,8 @@ def move(message: Message, now: int, why: str = "grace") -> str:
     not_before = message.not_before if held else max(route.slot.at,
                                                      message.scheduled_for or 0)  # unpaced
     due = message.open_due if held else min(
-        messages.first_look_due(not_before, now, settings.POOL_GRACE_SECONDS), message.expires_at)
+        messages.first_look_due(not_before, now,
+                                settings.current().pool_grace_seconds), message.expires_at)
     moved = update_if(message, [
         Message.device_uid.set(target.device_uid), Message.device_id.set(target.device_id),
         Message.sim_slot.set(route.sim_slot), Message.pool_uid.set(target.device_uid),
@@ -213,8 +214,9 @@ def stall(device_uid: str, now: int) -> None:
         return
     for sim in pacing.SIMS[:device.sim_count or 1]:
         if not pacing.is_paused(device, sim, now):
-            pacing.pause(device, sim, settings.SIM_PAUSE_SERVICE_SECONDS, STALL_REASON, now)
-    _stalled[device_uid] = now + settings.SIM_PAUSE_SERVICE_SECONDS * 1000
+            pacing.pause(device, sim, settings.current().sim_pause_service_seconds, STALL_REASON,
+                         now)
+    _stalled[device_uid] = now + settings.current().sim_pause_service_seconds * 1000
     _cache.clear()
 
 
@@ -251,7 +253,7 @@ def on_failure(device: Device, message: Message, reason: str | None,
         if reason and pattern.search(reason):
             now = clock.now_ms() if now is None else now
             sim = message.sim_slot if message.sim_slot in pacing.SIMS else 1
-            pacing.pause(device, sim, getattr(settings, setting), kind, now)
+            pacing.pause(device, sim, getattr(settings.current(), setting), kind, now)
             _cache.clear()
             devices.forget_cached()
             return kind

@@ -33,7 +33,7 @@ CONFLICT_RETRIES = 3
 
 def is_open() -> bool:
     """`invite` is closed until invitations exist (docs/dashboard.md)."""
-    return settings.signup_mode() == "open"
+    return settings.current().signup == "open"
 
 
 def sign_up(email: str | None, password: str | None, confirm: str | None,

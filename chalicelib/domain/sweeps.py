@@ -26,7 +26,7 @@ PAGE = 200
 def due_messages(now_ms: int):
     """The due messages, read in full (the index gives keys only), at most PAGE per shard, in
     due order. Consistent reads: each decision below starts from the item's latest state."""
-    for shard in range(settings.OPEN_SHARDS):
+    for shard in range(settings.current().open_shards):
         keys = [(entry.account_id, entry.message_id) for entry in Message.open_messages.query(
             f"open#{shard}", Message.open_due <= now_ms, limit=PAGE)]
         if keys:
@@ -51,11 +51,12 @@ def _requeue(message: Message, now: int) -> str:
         device = Device.get(message.device_uid)
     except DoesNotExist:
         return messages.device_gone(message, now)
-    backoff = settings.OUTBOX_GRACE_SECONDS * 1000 * 2 ** (message.requeues + 1)
+    backoff = settings.current().outbox_grace_seconds * 1000 * 2 ** (message.requeues + 1)
     if message.pool_uid:  # it may move as soon as another phone can take it: look again soon
-        backoff = min(backoff, 2 * settings.POOL_GRACE_SECONDS * 1000)
+        backoff = min(backoff, 2 * settings.current().pool_grace_seconds * 1000)
     # a paced job is looked at again only after its send time (held ones are released now)
-    due = max(now + backoff, (message.not_before or 0) + settings.OUTBOX_GRACE_SECONDS * 1000)
+    due = max(now + backoff,
+              (message.not_before or 0) + settings.current().outbox_grace_seconds * 1000)
     if not _reschedule(message, min(due, message.expires_at),
                        Message.requeues.add(1)):
         return "raced"
@@ -81,18 +82,18 @@ def settle(message: Message, now: int) -> str:
     if not lease_over:  # a phone holds it: look again when its lease ends (if it died, then)
         _reschedule(message, message.lease_until)
         return "leased"
-    if message.attempts >= settings.MAX_ATTEMPTS:
+    if message.attempts >= settings.current().max_attempts:
         done = messages.close(message, "failed", presumed=True, failed_at=now, reason=(
             f"The device took it {message.attempts} times without reporting a result."))
         return "failed" if done else "raced"
     if message.cancel_asked_at:  # its app phone was asked to cancel it (messages/cancelling.py)
         # and may still answer: no other phone may take it meanwhile; it ends by the phone's
         # answer, its validity, or its attempts
-        _reschedule(message, min(now + settings.LEASE_SECONDS * 1000, message.expires_at))
+        _reschedule(message, min(now + settings.current().lease_seconds * 1000, message.expires_at))
         return "cancelling"
     # Lease ran out: SQS makes the job visible again by itself; show it as waiting once more.
     released = update_if(message, [Message.status.set("pending"), Message.open_due.set(
-        min(now + settings.OUTBOX_GRACE_SECONDS * 1000, message.expires_at))],
+        min(now + settings.current().outbox_grace_seconds * 1000, message.expires_at))],
         (Message.status == "processing") & (Message.lease_until == message.lease_until))
     return "released" if released else "raced"
 
@@ -107,7 +108,7 @@ def settle_due_messages(now_ms: int | None = None, budget_seconds: float | None 
     whatever the backlog; what is left is still due and the next run (a minute later) takes it
     (counted as `deferred`)."""
     now = clock.now_ms() if now_ms is None else now_ms
-    budget = settings.SWEEP_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    budget = settings.current().sweep_budget_seconds if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
     done = Counter()
     for message in list(due_messages(now)):

@@ -15,24 +15,27 @@ RETRY_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"},
 
 @functools.cache
 def sqs():
-    return boto3.session.Session().client("sqs", region_name=settings.REGION, config=RETRY_CONFIG)
+    return boto3.session.Session().client("sqs", region_name=settings.current().region,
+                                          config=RETRY_CONFIG)
 
 
 @functools.cache
 def ssm():
-    return boto3.session.Session().client("ssm", region_name=settings.REGION, config=RETRY_CONFIG)
+    return boto3.session.Session().client("ssm", region_name=settings.current().region,
+                                          config=RETRY_CONFIG)
 
 
 @functools.cache
 def sts():
     """STS at the regional endpoint (botocore's default), for device credentials."""
-    return boto3.session.Session().client("sts", region_name=settings.REGION, config=RETRY_CONFIG)
+    return boto3.session.Session().client("sts", region_name=settings.current().region,
+                                          config=RETRY_CONFIG)
 
 
 @functools.cache
 def ses():
     """SES v2, for alert mails (chalicelib/domain/insight/alerts.py)."""
-    return boto3.session.Session().client("sesv2", region_name=settings.REGION,
+    return boto3.session.Session().client("sesv2", region_name=settings.current().region,
                                           config=RETRY_CONFIG)
 
 

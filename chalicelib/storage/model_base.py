@@ -7,7 +7,7 @@ from chalicelib.core import settings
 
 
 class _Meta:
-    region = settings.REGION
+    region = settings.current().region
     billing_mode = "PAY_PER_REQUEST"
 
 
@@ -15,7 +15,7 @@ def table_meta(short, stream: bool = False):
     """The `Meta` of the model whose table is `short` in this stage. `stream`: the table has a
     DynamoDB stream (new and old images), which feeds the webhook events."""
     extra = {"stream_view_type": "NEW_AND_OLD_IMAGES"} if stream else {}
-    return type("Meta", (_Meta,), {"table_name": settings.table_name(short), **extra})
+    return type("Meta", (_Meta,), {"table_name": settings.current().table_name(short), **extra})
 
 
 def update_if(item: Model, actions, condition) -> bool:

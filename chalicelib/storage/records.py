@@ -29,7 +29,7 @@ _connection = None
 def transaction_connection() -> Connection:
     global _connection
     if _connection is None:
-        _connection = Connection(region=settings.REGION)
+        _connection = Connection(region=settings.current().region)
     return _connection
 
 
@@ -57,7 +57,7 @@ def save_new(make_record, idempotency_key: str | None = None, require=None):
                     continue  # same-millisecond id clash: draw another
                 raise
         claim = Idempotency(key=idempotency_key, message_id=record.message_id, created_at=now,
-                            expires=clock.at(now + settings.IDEMPOTENCY_SECONDS * 1000))
+                            expires=clock.at(now + settings.current().idempotency_seconds * 1000))
         try:
             with TransactWrite(connection=transaction_connection()) as tx:
                 tx.save(claim, condition=Idempotency.key.does_not_exist()

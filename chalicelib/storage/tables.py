@@ -65,7 +65,7 @@ class ApiKey(Model):
     by_account = KeysByAccount()
 
 
-POLL_SLOTS = tuple(f"poll_{i}" for i in range(settings.MAX_LIVE_POLLS))
+POLL_SLOTS = tuple(f"poll_{i}" for i in range(settings.current().max_live_polls))
 
 
 class DevicesByAccount(GlobalSecondaryIndex):
@@ -268,7 +268,7 @@ class OptOut(Model):
     replied_at = NumberAttribute(null=True)  # the last confirmation reply (one a day)
 
 
-OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.OTP_HOURLY_CAP))
+OTP_SEND_SLOTS = tuple(f"sent_{i}" for i in range(settings.current().otp_hourly_cap))
 
 
 class Otp(Model):

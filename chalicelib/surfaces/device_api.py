@@ -45,11 +45,11 @@ def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None)
                 if unknown:
                     raise BadRequest(f"Unknown parameter: {unknown[0]}. Allowed: wait, max.",
                                      unknown[0])
-                wait = _int_param(query, "wait", settings.MAX_POLL_WAIT_SECONDS, 0,
-                                  settings.MAX_POLL_WAIT_SECONDS)
+                wait = _int_param(query, "wait", settings.current().max_poll_wait_seconds, 0,
+                                  settings.current().max_poll_wait_seconds)
                 max_jobs = _int_param(query, "max", 1, 1, MAX_JOBS)
                 return 200, {}, {"jobs": _poll(device, wait, max_jobs),
-                                 "lease_seconds": settings.LEASE_SECONDS}
+                                 "lease_seconds": settings.current().lease_seconds}
             if query:
                 name = sorted(query)[0]
                 raise BadRequest(f"Unknown parameter: {name} (send a JSON body).", name)
@@ -245,7 +245,7 @@ def act_heartbeat(device, work) -> dict:
     devices.heartbeat(device, **work)
     return {"status": "running" if devices.is_running(device) else "stopped",
             "server_time": clock.now_ms(),
-            "heartbeat_seconds": settings.HEARTBEAT_SECONDS,
+            "heartbeat_seconds": settings.current().heartbeat_seconds,
             # the gap agents keep between parts on one SIM: none since the gateway's hand-out
             # times carry the phone's window and the SIM's rate (docs/pool.md, issue 21)
             "pace_ms": 0}
@@ -281,7 +281,7 @@ def parse_claims(document: dict) -> list:
 
 def act_claims(device, work) -> dict:
     devices.seen(device)
-    return {"results": jobs.claim(device, work), "lease_seconds": settings.LEASE_SECONDS}
+    return {"results": jobs.claim(device, work), "lease_seconds": settings.current().lease_seconds}
 
 
 ENDPOINTS = {"reports": (parse_reports, act_reports),

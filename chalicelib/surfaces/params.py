@@ -82,7 +82,7 @@ def _json_value(name, value):
 
 
 def _json(body: bytes) -> list:
-    document = jsonbody.parse(body, settings.MAX_BODY_BYTES)
+    document = jsonbody.parse(body, settings.current().max_body_bytes)
     if not isinstance(document, dict):
         raise BadRequest("The JSON body must be an object of parameters.", None)
     return [(name, _json_value(name, value)) for name, value in document.items()]
@@ -99,7 +99,7 @@ def collect(query: dict | None, headers: dict, body: bytes | None) -> dict:
                              "query string).", name)
         _add(params, name, values[0], "in the query string")
     if body:
-        jsonbody.check_size(body, settings.MAX_BODY_BYTES)
+        jsonbody.check_size(body, settings.current().max_body_bytes)
         content_type = headers.get("content-type", "")
         kind = content_type.split(";")[0].strip().lower()
         if kind == "application/json" or (not kind and body.lstrip()[:1] == b"{"):

@@ -14,9 +14,8 @@ from tests import sending
 
 
 @pytest.fixture
-def mailbox(aws_mock, tmp_path, monkeypatch):
-    monkeypatch.setenv("SMSGW_MAIL_DIR", str(tmp_path / "mail"))
-    monkeypatch.setattr(settings, "ALERT_SENDER", "")
+def mailbox(aws_mock, tmp_path, settings_override):
+    settings_override(mail_dir=str(tmp_path / "mail"), alert_sender="")
 
     def read():
         folder = tmp_path / "mail"
@@ -32,7 +31,7 @@ def pumps(aws_mock):
 
 
 def stop_and_pump(device, pumps):
-    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS + 1)
+    clock.advance(settings.current().heartbeat_window_seconds + 1)
     assert devices.stop_silent() == 1
     pumps.pump_streams()
 
@@ -61,7 +60,7 @@ def test_a_stopped_phone_mails_once_and_its_recovery_once(account, mailbox, pump
         pumps.pump_streams()
     assert len(mailbox()) == 2
     # An hour on, it mails again.
-    clock.advance(settings.ALERT_MIN_SECONDS)
+    clock.advance(settings.current().alert_min_seconds)
     stop_and_pump(device, pumps)
     assert len(mailbox()) == 3
 
@@ -104,7 +103,7 @@ def test_unsubscribed_users_get_nothing_and_the_link_works(account, mailbox, cli
     assert client.http.post(path, body=b"List-Unsubscribe=One-Click",
                             headers=one_click).status_code == 404  # used
     assert client.http.get(path).status_code == 404
-    clock.advance(settings.ALERT_MIN_SECONDS + 1)
+    clock.advance(settings.current().alert_min_seconds + 1)
     assert alerts.expired(acct.account_id, 1) is False and len(mailbox()) == 1
 
 
@@ -148,9 +147,9 @@ def test_racing_unsubscribes_end_one_subscription_once(account, atomic_moto, mon
     assert alerts.subscribed(acct.account_id, "owner@example.com")
 
 
-def test_on_aws_the_mail_goes_through_ses(account, monkeypatch, aws_calls):
+def test_on_aws_the_mail_goes_through_ses(account, settings_override, aws_calls):
     acct = account[0]
-    monkeypatch.setattr(settings, "ALERT_SENDER", "alerts@example.com")
+    settings_override(alert_sender="alerts@example.com")
     from chalicelib.storage import aws
     aws.ses().create_email_identity(EmailIdentity="alerts@example.com")
     alerts.subscribe(acct.account_id, "owner@example.com")
@@ -169,7 +168,7 @@ def test_a_paused_sim_mails_once_an_hour(account, mailbox):
     for _ in range(3):
         alerts.sim_paused(acct.account_id, device.device_uid, "Phone 1", 2, "No service", until)
     assert [m["Subject"] for m in mailbox()] == ["[smsgw] SIM 2 of Phone 1 is paused"]
-    clock.advance(settings.ALERT_MIN_SECONDS)
+    clock.advance(settings.current().alert_min_seconds)
     alerts.sim_paused(acct.account_id, device.device_uid, "Phone 1", 2, "No service", until)
     assert len(mailbox()) == 2
 

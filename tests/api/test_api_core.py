@@ -247,8 +247,8 @@ def test_queue_failure_keeps_the_message_and_does_not_claim_it_queued(api, accou
     # the sweeps' first look, a minute later, finds it and hands it to the outbox sweep
     from chalicelib.core import clock
     from chalicelib.domain import sweeps
-    done = sweeps.settle_due_messages(now_ms=clock.now_ms() + settings.OUTBOX_GRACE_SECONDS
-                                      * 1000 + 1)
+    grace = settings.current().outbox_grace_seconds * 1000
+    done = sweeps.settle_due_messages(now_ms=clock.now_ms() + grace + 1)
     assert done["entered"] == 1 and done["retry"] == 1  # its queue is gone: still pending
     [stored] = stored_messages(acct.account_id)
     assert stored.status == "pending" and stored.open_shard and stored.requeues == 1

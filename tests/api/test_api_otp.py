@@ -30,7 +30,7 @@ def post(client, **params):
 
 
 def jobs(device):
-    sqs = boto3.client("sqs", region_name=settings.REGION)
+    sqs = boto3.client("sqs", region_name=settings.current().region)
     found = []
     while got := sqs.receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
                                      VisibilityTimeout=600).get("Messages", []):
@@ -97,15 +97,15 @@ def test_tries_cap_is_a_rate_limit_error(client, account):
     clock.freeze(1_767_225_600_000)
     send(client, key, device, length=6)
     code = re.search(r"\d{6}", jobs(device)[0]["message"])[0]
-    for k in range(1, settings.OTP_MAX_TRIES + 1):
+    for k in range(1, settings.current().otp_max_tries + 1):
         assert post(client, api_key=key, action="verify_otp", phone_number=NUMBER,
                     otp_code=str((int(code) + k) % 10 ** 6).zfill(6)) == INVALID
     response, answer = get(client, api_key=key, action="verify_otp", phone_number=NUMBER,
                            otp_code=code)
     assert answer["status"] == "error" and answer["response"] is False
     assert answer["data"] == {"error_code": "rate_limited", "parameter": "otp_code",
-                              "retry_after": settings.OTP_COOLDOWN_SECONDS}
-    assert response.headers["Retry-After"] == str(settings.OTP_COOLDOWN_SECONDS)
+                              "retry_after": settings.current().otp_cooldown_seconds}
+    assert response.headers["Retry-After"] == str(settings.current().otp_cooldown_seconds)
 
 
 def test_cooldown_and_hourly_cap_answers(client, account):
@@ -115,16 +115,16 @@ def test_cooldown_and_hourly_cap_answers(client, account):
     clock.advance(5)
     answer = send(client, key, device)
     assert answer["data"] == {"error_code": "rate_limited", "parameter": "phone_number",
-                              "retry_after": settings.OTP_COOLDOWN_SECONDS - 5}
-    for _ in range(settings.OTP_HOURLY_CAP - 1):
-        clock.advance(settings.OTP_COOLDOWN_SECONDS)
+                              "retry_after": settings.current().otp_cooldown_seconds - 5}
+    for _ in range(settings.current().otp_hourly_cap - 1):
+        clock.advance(settings.current().otp_cooldown_seconds)
         assert send(client, key, device)["status"] == "success"
-    clock.advance(settings.OTP_COOLDOWN_SECONDS)
+    clock.advance(settings.current().otp_cooldown_seconds)
     answer = send(client, key, device)
     assert answer["data"]["error_code"] == "rate_limited" and "per hour" in answer["message"]
-    assert answer["data"]["retry_after"] == 3600 - 5 - settings.OTP_HOURLY_CAP * \
-        settings.OTP_COOLDOWN_SECONDS
-    assert len(jobs(device)) == settings.OTP_HOURLY_CAP
+    assert answer["data"]["retry_after"] == 3600 - 5 - settings.current().otp_hourly_cap * \
+        settings.current().otp_cooldown_seconds
+    assert len(jobs(device)) == settings.current().otp_hourly_cap
 
 
 def test_other_account_cannot_verify(client, account):
@@ -234,8 +234,8 @@ def test_storage_failure_after_claim_restores_the_otp(client, account):
     retryable error and may retry at once, no cooldown charged."""
     from chalicelib.storage.tables import Message, Otp
     acct, key, device, _ = account
-    boto3.client("dynamodb", region_name=settings.REGION).delete_table(
-        TableName=settings.table_name("messages"))
+    boto3.client("dynamodb", region_name=settings.current().region).delete_table(
+        TableName=settings.current().table_name("messages"))
     answer = send(client, key, device)
     assert answer["status"] == "error" and answer["data"]["error_code"] == "internal_error"
     assert list(Otp.scan()) == [] and jobs(device) == []

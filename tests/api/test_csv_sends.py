@@ -126,16 +126,15 @@ def test_dashboard_upload_preview_send_and_resend(client, running):
     assert "Nothing was sent" in text(refused)
 
 
-def test_preview_says_which_rows_the_pool_would_refuse_and_sending_agrees(running, atomic_moto,
-                                                                        monkeypatch, client):
+def test_preview_says_which_rows_the_pool_would_refuse_and_sending_agrees(
+        running, atomic_moto, monkeypatch, client, settings_override):
     """Automatic sends refuse a message the pool could not hand out within
     SMSGW_POOL_BACKLOG_SECONDS; the preview counts those rows instead of promising a time the
     send will not honour, and sending the file refuses exactly that many."""
-    from chalicelib.core import clock, settings
+    from chalicelib.core import clock
     from chalicelib.domain import pool
-    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 30)  # the deployed defaults
-    monkeypatch.setattr(settings, "DEFAULT_PACE_PER_HOUR", 60)
-    monkeypatch.setattr(settings, "POOL_BACKLOG_SECONDS", 3600)
+    settings_override(pace_window_parts=30)  # the deployed defaults
+    settings_override(default_pace_per_hour=60, pool_backlog_seconds=3600)
     monkeypatch.setattr(pool.random, "random", lambda: 0.5)
     pool.forget_cached()
     clock.freeze()

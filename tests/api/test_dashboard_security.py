@@ -67,8 +67,8 @@ def make_tenant(name):
 
 
 @pytest.fixture
-def two(client, monkeypatch):
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)  # as on the local gateway
+def two(client, settings_override):
+    settings_override(webhook_allow_private=True)  # as on the local gateway
     a, b = make_tenant("Alpha"), make_tenant("Bravo")
     visitor = Visitor(client)
     assert visitor.sign_in(a["email"]).status_code == 303
@@ -376,7 +376,7 @@ def test_signin_throttle_holds_under_concurrent_guesses(aws_mock, atomic_moto):
     assert outcomes.count("throttled") == 16 - users.SIGNIN_PER_EMAIL
 
 
-def test_cookies_headers_and_csp_on_every_page(client, two, monkeypatch):
+def test_cookies_headers_and_csp_on_every_page(client, two, settings_override):
     a, b, visitor = two
     for route, req in cross_account_requests(a, b).items():
         if route[0] == "GET" and req:
@@ -399,7 +399,7 @@ def test_cookies_headers_and_csp_on_every_page(client, two, monkeypatch):
     assert {c.split("=")[0] for c in cookies} == {"smsgw_session", "smsgw_browser"}
     for cookie in cookies:
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
-    monkeypatch.setattr(settings, "PUBLIC_URL", "https://sms.example.com")
+    settings_override(public_url="https://sms.example.com")
     secure = Visitor(client, origin="https://sms.example.com")
     secure.get("/dashboard/signin")
     answer = secure.post("/dashboard/signin", {"csrf": secure.cookies["smsgw_pre"],
@@ -509,7 +509,7 @@ def test_the_pace_form_sets_resets_and_refuses_bad_values(two):
     uid = a["device"].device_uid
     for form, words in (({"pace": "0"}, "0 or less"), ({"pace": "-5"}, "0 or less"),
                         ({"pace": "fast"}, "whole number"),
-                        ({"pace": str(settings.MAX_PACE_PER_HOUR + 1)}, "1-36,000"),
+                        ({"pace": str(settings.current().max_pace_per_hour + 1)}, "1-36,000"),
                         ({"pace": ""}, "Give a pace"), ({"window": "0"}, "Invalid window"),
                         ({"pace": "10", "window": "many"}, "Invalid window")):
         response = visitor.submit(f"/dashboard/phones/{uid}/pace", form)
@@ -532,7 +532,7 @@ def test_the_pace_form_sets_resets_and_refuses_bad_values(two):
                           {"pace": "5"}).status_code == 404
 
 
-def test_the_webhook_pages_manage_the_accounts_endpoints(two, monkeypatch):
+def test_the_webhook_pages_manage_the_accounts_endpoints(two, settings_override):
     a, _, visitor = two
     webhooks.ensure_queue()  # made by the stage's template / the local gateway
     account_id = a["account"].account_id
@@ -564,7 +564,7 @@ def test_the_webhook_pages_manage_the_accounts_endpoints(two, monkeypatch):
     assert visitor.get(f"{base}").status_code == 200
     assert visitor.submit(f"{base}/remove").status_code == 303
     assert made.webhook_id not in [w.webhook_id for w in webhooks.list_all(account_id)]
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)  # as on an AWS stage
+    settings_override(webhook_allow_private=False)  # as on an AWS stage
     refused = visitor.submit("/dashboard/webhooks", {"url": "http://127.0.0.1:9/x"})
     assert refused.status_code == 400 and "must be https" in text(refused)
     assert [w.url for w in webhooks.list_all(account_id)] == [a["hook"].url]

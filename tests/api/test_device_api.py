@@ -98,8 +98,8 @@ def test_a_job_received_twice_is_handed_out_once(client, account):
     assert stored(account, message.message_id).attempts == 1
 
 
-def test_live_lease_is_skipped_expired_lease_is_taken_again(client, account, monkeypatch):
-    monkeypatch.setattr(settings, "LEASE_SECONDS", 0)  # SQS shows it again at once
+def test_live_lease_is_skipped_expired_lease_is_taken_again(client, account, settings_override):
+    settings_override(lease_seconds=0)  # SQS shows it again at once
     message = send(account)
     _, first = get(client, "/device/jobs?wait=0", account[3])
     assert len(first["jobs"]) == 1
@@ -113,10 +113,10 @@ def test_live_lease_is_skipped_expired_lease_is_taken_again(client, account, mon
     assert stored(account, message.message_id).attempts == 2
 
 
-def test_too_many_attempts_fail_the_message(client, account, monkeypatch):
-    monkeypatch.setattr(settings, "LEASE_SECONDS", 0)
+def test_too_many_attempts_fail_the_message(client, account, settings_override):
+    settings_override(lease_seconds=0)
     message = send(account)
-    for _ in range(settings.MAX_ATTEMPTS):
+    for _ in range(settings.current().max_attempts):
         _, body = get(client, "/device/jobs?wait=0", account[3])
         assert len(body["jobs"]) == 1
         clock.advance(1)
@@ -190,7 +190,7 @@ def test_heartbeat_and_poll_make_the_device_running(client, account):
     assert devices.describe(Device.get(account[2].device_uid))["status"] == "stopped"
     get(client, "/device/jobs?wait=0", account[3])
     assert devices.describe(Device.get(account[2].device_uid))["status"] == "running"
-    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS + 1)
+    clock.advance(settings.current().heartbeat_window_seconds + 1)
     assert devices.describe(Device.get(account[2].device_uid))["status"] == "stopped"
 
 
@@ -235,8 +235,8 @@ def test_bad_fetch_parameters(client, account, query, parameter):
     assert stored(account, message.message_id).status == "pending"
 
 
-def test_large_wait_and_max_are_capped(client, account, monkeypatch):
-    monkeypatch.setattr(settings, "MAX_POLL_WAIT_SECONDS", 0)
+def test_large_wait_and_max_are_capped(client, account, settings_override):
+    settings_override(max_poll_wait_seconds=0)
     send(account)
     status, body = get(client, "/device/jobs?wait=999&max=500", account[3])
     assert status == 200 and len(body["jobs"]) == 1
@@ -339,10 +339,10 @@ def test_bad_heartbeat(client, account, body, parameter):
 
 
 def test_late_sent_report_corrects_a_presumed_failure_but_not_a_reported_one(
-        client, account, monkeypatch):
-    monkeypatch.setattr(settings, "LEASE_SECONDS", 0)
+        client, account, settings_override):
+    settings_override(lease_seconds=0)
     slow = send(account, text="slow phone")
-    for _ in range(settings.MAX_ATTEMPTS + 1):
+    for _ in range(settings.current().max_attempts + 1):
         get(client, "/device/jobs?wait=0", account[3])
         clock.advance(1)
     presumed = stored(account, slow.message_id)

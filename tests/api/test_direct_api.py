@@ -12,7 +12,7 @@ from chalicelib.storage import aws
 from chalicelib.storage.tables import Message
 from tests import sending
 
-ROLE_PATH = settings.device_role_path()
+ROLE_PATH = settings.current().device_role_path()
 
 
 def _auth(token):
@@ -38,7 +38,8 @@ def receive(device, n=10):
     """What a device in direct mode does on its queue (the gateway's credentials are moto's)."""
     return aws.sqs().receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=n,
                                      WaitTimeSeconds=0,
-                                     VisibilityTimeout=settings.LEASE_SECONDS).get("Messages", [])
+                                     VisibilityTimeout=settings.current().lease_seconds
+                                     ).get("Messages", [])
 
 
 def queue_counts(device):
@@ -49,7 +50,7 @@ def queue_counts(device):
 
 
 @pytest.fixture
-def role(aws_mock, monkeypatch):
+def role(aws_mock, settings_override):
     """The stage's device role, as the stack creates it (in moto's IAM), and direct mode on."""
     iam = boto3.client("iam", region_name="us-east-1")
     arn = iam.create_role(RoleName="DeviceRole", Path=ROLE_PATH,
@@ -58,7 +59,7 @@ def role(aws_mock, monkeypatch):
                                   "Effect": "Allow", "Action": "sts:AssumeRole",
                                   "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}),
                           )["Role"]["Arn"]
-    monkeypatch.setattr(settings, "DEVICE_ROLE_ARN", arn)
+    settings_override(device_role_arn=arn)
     return arn
 
 
@@ -71,7 +72,7 @@ def sts_only(aws_calls):
 # --- credentials -----------------------------------------------------------------------------
 
 def test_credentials_when_direct_mode_is_off_is_a_clear_409(client, account, aws_calls):
-    assert settings.DEVICE_ROLE_ARN == ""
+    assert settings.current().device_role_arn == ""
     status, body = post(client, "/device/credentials", account[3])
     assert status == 409
     assert body["error"]["code"] == "direct_polling_disabled"
@@ -85,8 +86,8 @@ def test_credentials_are_scoped_to_this_devices_queue(client, account, role, aws
     other, _ = devices.register(account[0].account_id, "Phone 2")
     status, body = post(client, "/device/credentials", token, {})
     assert status == 200, body
-    assert body["queue_url"] == device.queue_url and body["region"] == settings.REGION
-    assert body["lease_seconds"] == settings.LEASE_SECONDS
+    assert body["queue_url"] == device.queue_url and body["region"] == settings.current().region
+    assert body["lease_seconds"] == settings.current().lease_seconds
     assert body["access_key_id"] and body["secret_access_key"] and body["session_token"]
     assert isinstance(body["expiration"], int)
 
@@ -97,11 +98,13 @@ def test_credentials_are_scoped_to_this_devices_queue(client, account, role, aws
     assert params["DurationSeconds"] == 3600
     policy = json.loads(params["Policy"])
     [statement] = policy["Statement"]
-    queue_name = settings.queue_name(device.device_uid)
+    queue_name = settings.current().queue_name(device.device_uid)
     assert statement == {"Effect": "Allow", "Action": ["sqs:ReceiveMessage"],
-                         "Resource": f"arn:aws:sqs:{settings.REGION}:123456789012:{queue_name}"}
+                         "Resource": f"arn:aws:sqs:{settings.current().region}:123456789012:"
+                                     f"{queue_name}"}
     assert other.device_uid not in params["Policy"]
-    assert direct.queue_arn(other.queue_url).endswith(settings.queue_name(other.device_uid))
+    assert direct.queue_arn(other.queue_url).endswith(
+        settings.current().queue_name(other.device_uid))
 
 
 def test_credentials_reach_the_queue(client, account, role):
@@ -159,7 +162,7 @@ def test_claim_leases_and_report_deletes_with_the_devices_receipt_handle(client,
     status, body = claim(client, token, (message.message_id, received["ReceiptHandle"]))
     assert status == 200, body
     assert body == {"results": [{"message_id": message.message_id, "result": "leased"}],
-                    "lease_seconds": settings.LEASE_SECONDS}
+                    "lease_seconds": settings.current().lease_seconds}
     # Warm: one conditional UpdateItem (the device record is cached, last_seen fresh or set).
     assert aws_calls.count(("dynamodb", "UpdateItem")) in (1, 2)
     assert ("sqs", "DeleteMessage") not in aws_calls

@@ -52,7 +52,7 @@ def test_a_message_reported_in_time_never_enters_the_open_index(account, aws_cal
     assert len(writes) == 3  # send, lease, report
     assert not any("open_shard" in json.dumps(params) and "REMOVE" not in json.dumps(params)
                    for params in writes)
-    clock.advance(settings.FIRST_LOOK_SECONDS)
+    clock.advance(settings.current().first_look_seconds)
     aws_calls.clear()
     assert sweeps.settle_due_messages() == {}
     stored = _stored(acct, mid)
@@ -73,7 +73,7 @@ def test_the_first_look_enters_only_open_messages_due_as_before(account):
     jobs.report(device, delivered, "delivered")
     waiting, cancelled = _send(acct, device, "w"), _send(acct, device, "c")
     messages.cancel(acct.account_id, cancelled)
-    clock.advance(settings.FIRST_LOOK_SECONDS - 1)
+    clock.advance(settings.current().first_look_seconds - 1)
     assert sweeps.settle_due_messages() == {}  # not a minute old yet: not read
     clock.advance(1)
     assert sweeps.settle_due_messages() == {"entered": 2}  # due at created + grace, later
@@ -81,11 +81,11 @@ def test_the_first_look_enters_only_open_messages_due_as_before(account):
     for mid in (leased, waiting):
         stored = _stored(acct, mid)
         assert stored.open_shard == messages.open_shard(mid)
-        assert stored.open_due == created + settings.OUTBOX_GRACE_SECONDS * 1000
+        assert stored.open_due == created + settings.current().outbox_grace_seconds * 1000
     assert _stored(acct, delivered).open_shard is None
     assert _stored(acct, cancelled).open_shard is None
     assert sweeps.settle_due_messages() == {}  # read once
-    clock.advance(settings.OUTBOX_GRACE_SECONDS - settings.FIRST_LOOK_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds - settings.current().first_look_seconds)
     # from the index now, as before: the phone holding one died (its lease ran out at 60 s)
     assert sweeps.settle_due_messages() == {"released": 1, "requeued": 1}
 
@@ -99,14 +99,14 @@ def test_a_write_that_lands_within_the_lag_is_read_by_a_later_run(account):
     early = _send(acct, device)
     assert _take(device) == {early: "leased"}
     jobs.report(device, early, "delivered")
-    clock.advance(settings.FIRST_LOOK_SECONDS + 30)
+    clock.advance(settings.current().first_look_seconds + 30)
     assert sweeps.settle_due_messages() == {}
     assert Account.get(acct.account_id).swept_to == ids.message_id_floor(t0 + 30_001) - 1
     clock.freeze(t0 + 31_000)  # a send that chose its id 30 s before this run...
     late = _send(acct, device)
-    clock.freeze(t0 + (settings.FIRST_LOOK_SECONDS + 30) * 1000)  # ...and wrote only now
+    clock.freeze(t0 + (settings.current().first_look_seconds + 30) * 1000)  # ...and wrote only now
     assert sweeps.settle_due_messages() == {}  # not a minute old by its id yet
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     assert sweeps.settle_due_messages() == {"entered": 1, "requeued": 1}
     assert _stored(acct, late).open_shard
 
@@ -118,7 +118,7 @@ def test_the_api_timeout_leaves_the_first_look_its_margin():
     timeout = config["lambda_functions"]["api_handler"]["lambda_timeout"]
     for stage in config["stages"].values():
         lag = int(stage.get("environment_variables", {}).get(
-            "SMSGW_FIRST_LOOK_SECONDS", settings.FIRST_LOOK_SECONDS))
+            "SMSGW_FIRST_LOOK_SECONDS", settings.current().first_look_seconds))
         assert 2 * timeout <= lag, (timeout, lag)
 
 
@@ -144,7 +144,7 @@ def test_first_looks_racing_a_phone_leave_no_open_message_unseen(account, atomic
     acct, _, device, _ = account
     clock.freeze()
     mids = [_send(acct, device, f"m{n}") for n in range(24)]
-    clock.advance(settings.FIRST_LOOK_SECONDS)
+    clock.advance(settings.current().first_look_seconds)
     entered, original = [], first_look.enter
 
     def recording(message):
@@ -173,7 +173,7 @@ def test_first_looks_racing_a_phone_leave_no_open_message_unseen(account, atomic
     assert all(m.open_shard for m in stored if m.status in messages.OPEN)
     assert not any(m.open_shard for m in stored if m.status not in messages.OPEN)
     assert Account.get(acct.account_id).swept_to >= max(mids)
-    clock.advance(24 * 3600 + settings.LEASE_SECONDS)
+    clock.advance(24 * 3600 + settings.current().lease_seconds)
     while sweeps.settle_due_messages():
         pass
     assert not {m.status for m in (_stored(acct, mid) for mid in mids)} & set(messages.OPEN)
@@ -185,7 +185,7 @@ def test_a_run_cut_by_its_budget_leaves_the_rest_after_the_watermark(account, mo
     acct, _, device, _ = account
     clock.freeze()
     mids = [_send(acct, device, f"m{n}") for n in range(5)]
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     start, ticks = time.monotonic(), iter(range(1000))
     # first_look's clock only: its account check and two messages come before the run's
     # deadline (its start + 4 s), the third after it

@@ -226,7 +226,7 @@ def test_function_url_compat_send_then_device_claim_and_report(account):
     sent = body["data"]["message_id"]
     [received] = aws.sqs().receive_message(
         QueueUrl=device.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-        VisibilityTimeout=settings.LEASE_SECONDS)["Messages"]
+        VisibilityTimeout=settings.current().lease_seconds)["Messages"]
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     status, body = invoke(function_url_event("POST", "/device/claims", "198.51.100.7", auth,
                                              body=json.dumps({"claims": [{
@@ -283,10 +283,9 @@ def test_function_url_rest_v1_path_parameter_and_whitelist(account):
 
 
 def test_function_url_rest_v1_webhook_routes_two_path_parameters_and_patch(account,
-                                                                           monkeypatch):
-    from chalicelib.core import settings
+                                                                           settings_override):
     from chalicelib.domain import webhooks
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     webhooks.ensure_queue()
     auth = {"Authorization": f"Bearer {account[1]}", "Content-Type": "application/json"}
     status, made = invoke(function_url_event("POST", "/v1/webhooks", "198.51.100.7", auth,

@@ -47,7 +47,8 @@ def test_at_most_max_live_polls_per_device(account, atomic_moto):
     for t in threads:
         t.join()
     statuses = Counter(status for status, *_ in results)
-    assert statuses == Counter({200: settings.MAX_LIVE_POLLS, 429: 6 - settings.MAX_LIVE_POLLS})
+    assert statuses == Counter({200: settings.current().max_live_polls,
+                                429: 6 - settings.current().max_live_polls})
     for status, took, headers, body in results:
         if status == 429:
             assert took < 1.5 and 1 <= int(headers["Retry-After"]) <= 3
@@ -80,9 +81,11 @@ def test_idle_poll_costs_one_write_and_one_receive(account, aws_calls):
 def remove_elsewhere(device):
     """Remove the device as the admin CLI in another process does: this process's caches keep
     the device (a warm Lambda container)."""
-    boto3.client("dynamodb", region_name=settings.REGION).delete_item(
-        TableName=settings.table_name("devices"), Key={"device_uid": {"S": device.device_uid}})
-    boto3.client("sqs", region_name=settings.REGION).delete_queue(QueueUrl=device.queue_url)
+    boto3.client("dynamodb", region_name=settings.current().region).delete_item(
+        TableName=settings.current().table_name("devices"),
+        Key={"device_uid": {"S": device.device_uid}})
+    boto3.client("sqs",
+                 region_name=settings.current().region).delete_queue(QueueUrl=device.queue_url)
 
 
 @pytest.fixture

@@ -364,9 +364,8 @@ def test_a_claim_left_by_a_dead_registration_is_taken_over(account):
 
 
 def test_a_held_events_request_rings_on_a_job_and_leaves_it_for_the_pull(client, app_phone,
-                                                                         monkeypatch):
-    from chalicelib.core import settings
-    monkeypatch.setattr(settings, "MOBILE_EVENTS_HOLD_SECONDS", 1)
+                                                                         settings_override):
+    settings_override(mobile_events_hold_seconds=1)
     acct, _, reg = app_phone
     auth = f"Bearer {reg['token']}"
     started = time.monotonic()

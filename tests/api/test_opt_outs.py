@@ -110,7 +110,7 @@ def test_compat_send_otp_refused_unless_the_owner_allows(gw, client):
     assert compat(client, key, action="send_otp", phone_number=NUMBER)["status"] == "success"
     phone_says(client, token, "STOP")
     opt_outs.configure(acct.account_id, otp_allowed=True)
-    clock.advance(settings.OTP_COOLDOWN_SECONDS + 1)
+    clock.advance(settings.current().otp_cooldown_seconds + 1)
     assert compat(client, key, action="send_otp", phone_number=NUMBER)["status"] == "success"
 
 
@@ -255,7 +255,7 @@ def test_another_containers_change_is_seen_within_the_auth_cache_window(gw, clie
     opt_outs.add(acct.account_id, NUMBER)
     opt_outs._lists.update(stale)
     opt_outs._noted.update(noted)
-    clock.advance(settings.AUTH_CACHE_SECONDS + 1)
+    clock.advance(settings.current().auth_cache_seconds + 1)
     answer = compat(client, key, action="send_sms", phone_number=NUMBER, message="Hi")
     assert answer["data"]["error_code"] == "opted_out"
 
@@ -267,8 +267,8 @@ def test_webhook_events_from_the_stream():
         old_image = {k: ({"BOOL": v} if isinstance(v, bool) else {"N": str(v)}
                          if isinstance(v, int) else {"S": v}) for k, v in (old or {}).items()}
         return {"eventName": "MODIFY" if old else "INSERT",
-                "eventSourceARN": f"arn:aws:dynamodb:x:0:table/{settings.table_name('opt-outs')}"
-                                  "/stream/1",
+                "eventSourceARN": "arn:aws:dynamodb:x:0:table/"
+                                  f"{settings.current().table_name('opt-outs')}/stream/1",
                 "dynamodb": {"SequenceNumber": "7", "NewImage": image, "OldImage": old_image}}
     base = {"account_id": "acc_1", "phone_number": NUMBER, "source": "sms", "changed_at": 5}
     out, = events.from_stream_record(record(None, {**base, "opted_out": True}))

@@ -21,7 +21,7 @@ NUMBER = "+8801712345678"
 
 def jobs(device):
     """Every job on the device's queue (as the device would receive them)."""
-    sqs = boto3.client("sqs", region_name=settings.REGION)
+    sqs = boto3.client("sqs", region_name=settings.current().region)
     found = []
     while True:
         got = sqs.receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
@@ -65,7 +65,8 @@ def test_send_queues_the_code_and_stores_it_only_redacted(account, frozen):
     record = item(acct.account_id)
     raw = json.dumps(record.attribute_values, default=str)
     assert code not in raw
-    expected = hmac.new(settings.OTP_SECRET.encode(), f"{acct.account_id}#{NUMBER}\n{code}"
+    expected = hmac.new(settings.current().otp_secret.encode(),
+                        f"{acct.account_id}#{NUMBER}\n{code}"
                         .encode(), hashlib.sha256).hexdigest()
     assert record.code_hmac == expected
 
@@ -82,8 +83,8 @@ def test_default_template_and_code_alphabet():
 
 
 def test_tables_have_ttl_on_the_otp_expiry(aws_mock):
-    ttl = boto3.client("dynamodb", region_name=settings.REGION).describe_time_to_live(
-        TableName=settings.table_name("otps"))["TimeToLiveDescription"]
+    ttl = boto3.client("dynamodb", region_name=settings.current().region).describe_time_to_live(
+        TableName=settings.current().table_name("otps"))["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
 
 
@@ -99,7 +100,7 @@ def test_verify_once_then_never_again(account, frozen):
     acct, _, device, _ = account
     _, code = issue(acct.account_id, device)
     otp.verify(acct.account_id, NUMBER, code)
-    for _ in range(settings.OTP_MAX_TRIES + 2):
+    for _ in range(settings.current().otp_max_tries + 2):
         with pytest.raises(InvalidOtp):
             otp.verify(acct.account_id, NUMBER, code)
     assert item(acct.account_id).tries == 1  # the right guess counted; its repeats burn nothing
@@ -118,15 +119,16 @@ def test_expiry_follows_the_clock(account, frozen):
 def test_wrong_tries_cap_kills_the_code(account, frozen):
     acct, _, device, _ = account
     _, code = issue(acct.account_id, device, length=8)
-    for k in range(1, settings.OTP_MAX_TRIES + 1):
+    for k in range(1, settings.current().otp_max_tries + 1):
         with pytest.raises(InvalidOtp):
             otp.verify(acct.account_id, NUMBER, str((int(code) + k) % 10 ** 8).zfill(8))
-    assert item(acct.account_id).tries == settings.OTP_MAX_TRIES
+    assert item(acct.account_id).tries == settings.current().otp_max_tries
     with pytest.raises(RateLimited) as err:
         otp.verify(acct.account_id, NUMBER, code)
     assert err.value.code == "rate_limited" and err.value.parameter == "otp_code"
-    assert err.value.retry_after == settings.OTP_COOLDOWN_SECONDS  # when a new send is allowed
-    clock.advance(settings.OTP_COOLDOWN_SECONDS)
+    # when a new send is allowed:
+    assert err.value.retry_after == settings.current().otp_cooldown_seconds
+    clock.advance(settings.current().otp_cooldown_seconds)
     _, fresh = issue(acct.account_id, device)  # a new code starts with its own tries
     otp.verify(acct.account_id, NUMBER, fresh)
 
@@ -136,7 +138,7 @@ def test_a_repeated_wrong_guess_is_counted_once(account, frozen):
     acct, _, device, _ = account
     _, code = issue(acct.account_id, device, length=8)
     wrong = str((int(code) + 1) % 10 ** 8).zfill(8)
-    for _ in range(settings.OTP_MAX_TRIES + 3):
+    for _ in range(settings.current().otp_max_tries + 3):
         with pytest.raises(InvalidOtp):
             otp.verify(acct.account_id, NUMBER, wrong)
     assert item(acct.account_id).tries == 1
@@ -149,9 +151,9 @@ def test_cooldown_between_sends(account, frozen):
     clock.advance(10)
     with pytest.raises(RateLimited) as err:
         otp.send(acct.account_id, device, NUMBER)
-    assert err.value.retry_after == settings.OTP_COOLDOWN_SECONDS - 10
+    assert err.value.retry_after == settings.current().otp_cooldown_seconds - 10
     assert len(jobs(device)) == 0  # refused sends queue nothing
-    clock.advance(settings.OTP_COOLDOWN_SECONDS - 10)
+    clock.advance(settings.current().otp_cooldown_seconds - 10)
     issue(acct.account_id, device)
     # the cooldown is per number: another number is not held back
     issue(acct.account_id, device, number="+8801712345679")
@@ -159,13 +161,13 @@ def test_cooldown_between_sends(account, frozen):
 
 def test_hourly_cap_per_number(account, frozen):
     acct, _, device, _ = account
-    step = settings.OTP_COOLDOWN_SECONDS + 1
-    for _ in range(settings.OTP_HOURLY_CAP):
+    step = settings.current().otp_cooldown_seconds + 1
+    for _ in range(settings.current().otp_hourly_cap):
         issue(acct.account_id, device)
         clock.advance(step)
     with pytest.raises(RateLimited) as err:
         otp.send(acct.account_id, device, NUMBER)
-    wait = 3600 - settings.OTP_HOURLY_CAP * step
+    wait = 3600 - settings.current().otp_hourly_cap * step
     assert err.value.retry_after == wait and "per hour" in err.value.message
     clock.advance(wait - 1)
     with pytest.raises(RateLimited):
@@ -177,7 +179,7 @@ def test_hourly_cap_per_number(account, frozen):
 def test_new_send_replaces_the_previous_code(account, frozen):
     acct, _, device, _ = account
     _, first = issue(acct.account_id, device, length=10)
-    clock.advance(settings.OTP_COOLDOWN_SECONDS)
+    clock.advance(settings.current().otp_cooldown_seconds)
     _, second = issue(acct.account_id, device, length=10)
     assert first != second
     with pytest.raises(InvalidOtp):
@@ -189,7 +191,7 @@ def test_another_account_cannot_verify(account, frozen):
     acct, _, device, _ = account
     _, code = issue(acct.account_id, device)
     other = accounts.create_account("Other")
-    for _ in range(settings.OTP_MAX_TRIES + 1):
+    for _ in range(settings.current().otp_max_tries + 1):
         with pytest.raises(InvalidOtp):
             otp.verify(other.account_id, NUMBER, code)
     otp.verify(acct.account_id, NUMBER, code)  # A's code neither used nor burnt by B
@@ -235,7 +237,7 @@ def test_fifty_concurrent_wrong_codes_count_exactly_the_cap(account, atomic_moto
         otp.verify(acct.account_id, NUMBER, value)
     outcomes = _race(50, guess)
     assert outcomes["invalid_otp"] + outcomes["rate_limited"] == 50
-    assert item(acct.account_id).tries == settings.OTP_MAX_TRIES
+    assert item(acct.account_id).tries == settings.current().otp_max_tries
     with pytest.raises(RateLimited):
         otp.verify(acct.account_id, NUMBER, code)
 
@@ -251,15 +253,15 @@ def test_failed_queueing_changes_nothing_and_costs_no_cooldown(account, frozen):
     acct, _, device, _ = account
     _, code = issue(acct.account_id, device, length=10)
     before = item(acct.account_id).attribute_values
-    clock.advance(settings.OTP_COOLDOWN_SECONDS)
-    sqs = boto3.client("sqs", region_name=settings.REGION)
+    clock.advance(settings.current().otp_cooldown_seconds)
+    sqs = boto3.client("sqs", region_name=settings.current().region)
     sqs.delete_queue(QueueUrl=device.queue_url)
     with pytest.raises(Unavailable):
         otp.send(acct.account_id, device, NUMBER)
     assert item(acct.account_id).attribute_values == before  # old code, old send times
     failed = [m for m in Message.query(acct.account_id) if m.status == "failed"]
     assert [(m.kind, m.reason) for m in failed] == [("otp", "otp_not_queued")]
-    sqs.create_queue(QueueName=settings.queue_name(device.device_uid))
+    sqs.create_queue(QueueName=settings.current().queue_name(device.device_uid))
     otp.send(acct.account_id, device, NUMBER, length=10)  # no cooldown charged for the failure
     new = sent_code(device)
     assert new != code
@@ -270,7 +272,8 @@ def test_failed_queueing_changes_nothing_and_costs_no_cooldown(account, frozen):
 
 def test_failed_first_send_leaves_no_item(account, frozen):
     acct, _, device, _ = account
-    boto3.client("sqs", region_name=settings.REGION).delete_queue(QueueUrl=device.queue_url)
+    boto3.client("sqs",
+                 region_name=settings.current().region).delete_queue(QueueUrl=device.queue_url)
     with pytest.raises(Unavailable):
         otp.send(acct.account_id, device, NUMBER)
     assert list(Otp.scan()) == []
@@ -291,12 +294,11 @@ def test_bad_parameters_change_nothing(account):
     assert list(Otp.scan()) == [] and jobs(device) == []
 
 
-def test_secret_from_ssm_is_fetched_once(account, monkeypatch, aws_calls):
+def test_secret_from_ssm_is_fetched_once(account, settings_override, aws_calls):
     acct, _, device, _ = account
-    boto3.client("ssm", region_name=settings.REGION).put_parameter(
+    boto3.client("ssm", region_name=settings.current().region).put_parameter(
         Name="/smsgw/test/otp-secret", Value="s" * 48, Type="SecureString")
-    monkeypatch.setattr(settings, "OTP_SECRET", "")
-    monkeypatch.setattr(settings, "OTP_SECRET_PARAM", "/smsgw/test/otp-secret")
+    settings_override(otp_secret="", otp_secret_param="/smsgw/test/otp-secret")
     otp.forget_secret()
     try:
         _, code = issue(acct.account_id, device)
@@ -309,14 +311,13 @@ def test_secret_from_ssm_is_fetched_once(account, monkeypatch, aws_calls):
         otp.forget_secret()
 
 
-def test_no_secret_refuses_otp(account, monkeypatch):
+def test_no_secret_refuses_otp(account, settings_override):
     acct, _, device, _ = account
-    monkeypatch.setattr(settings, "OTP_SECRET", "")
-    monkeypatch.setattr(settings, "OTP_SECRET_PARAM", "")
+    settings_override(otp_secret="", otp_secret_param="")
     with pytest.raises(Unavailable) as err:
         otp.send(acct.account_id, device, NUMBER)
     assert err.value.code == "not_configured"
-    monkeypatch.setattr(settings, "OTP_SECRET", "too-short")
+    settings_override(otp_secret="too-short")
     with pytest.raises(Unavailable):
         otp.send(acct.account_id, device, NUMBER)
     assert list(Otp.scan()) == [] and jobs(device) == []
@@ -327,7 +328,7 @@ def test_code_never_logged(account, frozen, caplog):
     caplog.set_level(logging.INFO)
     _, code = issue(acct.account_id, device)
     otp.verify(acct.account_id, NUMBER, code)
-    clock.advance(settings.OTP_COOLDOWN_SECONDS)
+    clock.advance(settings.current().otp_cooldown_seconds)
     aws.sqs().delete_queue(QueueUrl=device.queue_url)
     with pytest.raises(Unavailable):
         otp.send(acct.account_id, device, NUMBER)

@@ -21,7 +21,7 @@ NUMBER = "+8801712345678"
 
 def _issue(acct, device, length):
     otp.send(acct.account_id, device, NUMBER, length=length)
-    sqs = boto3.client("sqs", region_name=gateway_settings.REGION)
+    sqs = boto3.client("sqs", region_name=gateway_settings.current().region)
     got = sqs.receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
                               VisibilityTimeout=600)["Messages"]
     [job] = [json.loads(m["Body"]) for m in got]
@@ -77,7 +77,7 @@ def test_all_at_once_schedule_cannot_reach_the_right_code(monkeypatch, account, 
     code = _issue(acct, device, 4)
     guesses = [f"{(int(code) + k) % 10_000:04d}" for k in range(1, 100)] + [code]
     verdicts = _guess_all(acct, Scheduler(monkeypatch, breadth_first), guesses)
-    max_tries = gateway_settings.OTP_MAX_TRIES
+    max_tries = gateway_settings.current().otp_max_tries
     assert verdicts[99] == "rate_limited"
     assert Counter(verdicts.values()) == Counter(
         {"invalid_otp": max_tries, "rate_limited": 100 - max_tries})
@@ -108,7 +108,7 @@ def test_burst_of_100_guesses_compares_at_most_the_cap(account, atomic_moto, com
         t.start()
     for t in threads:
         t.join()
-    max_tries = gateway_settings.OTP_MAX_TRIES
+    max_tries = gateway_settings.current().otp_max_tries
     assert _tries(acct) == max_tries  # every one of the cap's guesses was counted...
     assert outcomes["ok"] <= 1 and sum(outcomes.values()) == 100
     assert 1 <= compares["compared"] <= max_tries  # ...and nothing beyond them compared
@@ -183,7 +183,7 @@ class Scheduler:
 @given(data=st.data(), cap=st.integers(1, 4), n=st.integers(2, 9),
        mode=st.sampled_from(["any", "breadth_first"]))
 def test_any_interleaving_compares_at_most_the_cap(monkeypatch, account, compares, data, cap, n,
-                                                  mode):
+                                                  mode, settings_override):
     """For any interleaving of n concurrent guesses (repeats and the right code among them):
     at most `cap` guesses are compared, the code is accepted at most once, and only if fewer
     than `cap` other distinct guesses reached DynamoDB before it."""
@@ -203,7 +203,7 @@ def test_any_interleaving_compares_at_most_the_cap(monkeypatch, account, compare
         return data.draw(st.integers(0, len(waiting) - 1))
 
     with monkeypatch.context() as patch:
-        patch.setattr(gateway_settings, "OTP_MAX_TRIES", cap)
+        settings_override(otp_max_tries=cap)
         scheduler = Scheduler(patch, choose)
         verdicts = _guess_all(acct, scheduler, guesses)
     accepted = [i for i, v in verdicts.items() if v == "ok"]

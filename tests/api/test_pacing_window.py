@@ -27,10 +27,9 @@ PHONE = "+8801712345678"
 
 
 @pytest.fixture
-def defaults(monkeypatch):
+def defaults(settings_override):
     """The deployed defaults (the tests' environment turns pacing off)."""
-    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 30)
-    monkeypatch.setattr(settings, "DEFAULT_PACE_PER_HOUR", 60)
+    settings_override(pace_window_parts=30, default_pace_per_hour=60)
 
 
 @pytest.fixture
@@ -73,7 +72,8 @@ def test_the_window_is_full_for_bulk_but_an_otp_goes_at_once(api, phone, aws_cal
     assert "DelaySeconds" not in job
     replay = [(m.not_before or m.created_at, m.sim_slot, m.segments, m.kind == "otp")
               for m in Message.query(acct.account_id)]
-    assert busiest(replay, settings.PACE_WINDOW_SECONDS) == 26  # 25 bulk + the OTP, at now
+    assert busiest(replay,
+                   settings.current().pace_window_seconds) == 26  # 25 bulk + the OTP, at now
 
 
 def test_a_three_part_sms_counts_three(api, phone):
@@ -88,13 +88,13 @@ def test_a_three_part_sms_counts_three(api, phone):
     assert send(api, key, device_id="1", sim_slot="2")["data"]["expected_in"] > 0
 
 
-def test_a_named_send_too_long_or_beyond_a_full_log_is_a_clear_error(api, phone, monkeypatch):
+def test_a_named_send_too_long_or_beyond_a_full_log_is_a_clear_error(api, phone, settings_override):
     acct, key, device = phone
     pool.set_device_limits(acct.account_id, "1", pace="1")  # one part an hour per SIM
     body = send(api, key, device_id="1", message="x" * 200)  # 2 parts
     assert body["status"] == "error" and body["data"]["parameter"] == "message", body
     assert "too long for this phone's pacing" in body["message"]
-    monkeypatch.setattr(settings, "PACE_LOG_ENTRIES", 2)
+    settings_override(pace_log_entries=2)
     pool.set_device_limits(acct.account_id, "1", pace="default")
     clock.freeze()
     for sim in ("1", "2"):  # two entries: the log is full, nothing settled to compact
@@ -106,13 +106,13 @@ def test_a_named_send_too_long_or_beyond_a_full_log_is_a_clear_error(api, phone,
     assert len(list(Message.query(acct.account_id))) == 2  # nothing written
 
 
-def test_window_and_rate_hold_under_real_threads(account, atomic_moto, monkeypatch):
+def test_window_and_rate_hold_under_real_threads(account, atomic_moto, monkeypatch,
+                                                 settings_override):
     """Sixteen threads, each with its own copy of the device (as separate Lambdas have), book
     random lengths and kinds on one phone at once. Every booking is one conditional write on
     the log's version; losers retry with the item DynamoDB returns. Replaying what was handed
     out, every window of the phone and of each SIM holds and nothing was lost."""
-    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 10)
-    monkeypatch.setattr(settings, "DEFAULT_PACE_PER_HOUR", 7)
+    settings_override(pace_window_parts=10, default_pace_per_hour=7)
     monkeypatch.setattr(pacing, "PACE_TRIES", 100)  # a 16-way pile-up on moto may lose often
     acct, _, device, _ = account
     now = clock.now_ms()
@@ -137,7 +137,8 @@ def test_window_and_rate_hold_under_real_threads(account, atomic_moto, monkeypat
         thread.join()
     assert errors == []
     assert len(booked) == 48
-    check_limits(booked, 10, settings.PACE_WINDOW_SECONDS, 7, settings.PACE_RATE_SECONDS, 5, 3)
+    check_limits(booked, 10, settings.current().pace_window_seconds, 7,
+                 settings.current().pace_rate_seconds, 5, 3)
     logged = pace_log.decode(Device.get(device.device_uid).pace_log)
     assert sum(e.parts for e in logged) == sum(b[2] for b in booked)  # every booking is logged
 
@@ -168,15 +169,12 @@ arrivals = st.lists(st.tuples(st.integers(0, 30),  # seconds after the previous 
 @hypothesis_settings(max_examples=40, deadline=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(arrivals=arrivals)
-def test_random_arrivals_keep_every_window(shared_phone, monkeypatch, arrivals):
+def test_random_arrivals_keep_every_window(shared_phone, settings_override, arrivals):
     """Random arrivals, lengths and OTP mixes, each sent from a copy of the device read up to
     three bookings ago (another container's cache): replaying the hand-outs, every window holds,
     each booking is at or after its arrival, and an OTP inside the reserve never waited."""
-    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 8)
-    monkeypatch.setattr(settings, "PACE_WINDOW_SECONDS", 60)
-    monkeypatch.setattr(settings, "DEFAULT_PACE_PER_HOUR", 6)
-    monkeypatch.setattr(settings, "PACE_RATE_SECONDS", 120)
-    monkeypatch.setattr(settings, "PACE_OTP_RESERVE", 2)
+    settings_override(pace_window_parts=8, pace_window_seconds=60, default_pace_per_hour=6)
+    settings_override(pace_rate_seconds=120, pace_otp_reserve=2)
     uid = shared_phone.device_uid
     Device(device_uid=uid).update(actions=[Device.pace_log.remove(), Device.pace_ver.add(1)])
     copies = [Device.get(uid)]
@@ -196,13 +194,11 @@ def test_random_arrivals_keep_every_window(shared_phone, monkeypatch, arrivals):
     check_limits(handouts, 8, 60, 6, 120, 2, 2)
 
 
-def test_expected_at_is_never_earlier_than_the_real_hand_out(account, monkeypatch):
+def test_expected_at_is_never_earlier_than_the_real_hand_out(account, settings_override):
     """Real time, real SQS delays (moto honours them): a window of 2 parts per 2 s; the third
     of three SMS is announced for when the first leaves the window, and the phone cannot get
     its job any earlier."""
-    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 2)
-    monkeypatch.setattr(settings, "PACE_WINDOW_SECONDS", 2)
-    monkeypatch.setattr(settings, "PACE_OTP_RESERVE", 0)
+    settings_override(pace_window_parts=2, pace_window_seconds=2, pace_otp_reserve=0)
     acct, key, device, _ = account
     sent = [sending.send(acct.account_id, Device.get(device.device_uid), PHONE, f"n{n}")
             for n in range(3)]
@@ -281,7 +277,7 @@ def test_a_moved_message_counts_on_its_new_phone(api, phone):
     pool.forget_cached()
     clock.freeze()
     body = send(api, key)["data"]
-    clock.advance(settings.POOL_GRACE_SECONDS)
+    clock.advance(settings.current().pool_grace_seconds)
     for phone_ in (device, other):
         devices.heartbeat(Device.get(phone_.device_uid), "running")
     message = Message.get(acct.account_id, body["message_id"])

@@ -168,7 +168,8 @@ def run_flow(client, pumps, receiver, recorded):
         webhooks.add(account.account_id, receiver.url)
         alerts.subscribe(account.account_id, "owner@example.com")
         aws.ses().create_email_identity(EmailIdentity=SENDER)
-        aws.ssm().put_parameter(Name=f"/smsgw/{settings.STAGE}/otp-secret", Type="SecureString",
+        aws.ssm().put_parameter(Name=f"/smsgw/{settings.current().stage}/otp-secret",
+                                Type="SecureString",
                                 Value="s" * 64)
     clock.freeze()
     sent = api(client, action="send_sms", api_key=key, device_uid=device.device_uid,
@@ -189,7 +190,7 @@ def run_flow(client, pumps, receiver, recorded):
     assert response.status_code == 200, response.body
     with acting_as("device"):
         received = aws.sqs().receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
-                                             VisibilityTimeout=settings.LEASE_SECONDS)["Messages"]
+                                             VisibilityTimeout=settings.current().lease_seconds)["Messages"]
     bodies = [json.loads(m["Body"]) for m in received]
     claims = [{"message_id": b["message_id"], "receipt_handle": m["ReceiptHandle"]}
               for b, m in zip(bodies, received, strict=True)]
@@ -224,14 +225,15 @@ def run_flow(client, pumps, receiver, recorded):
     recorded.fail_once.add("SendMessage")
     late = api(client, action="send_sms", api_key=key, device_uid=device.device_uid,
                phone_number="+14155550103", message="never reported")
-    clock.advance(max(settings.FIRST_LOOK_SECONDS, settings.OUTBOX_GRACE_SECONDS) + 1)
+    clock.advance(max(settings.current().first_look_seconds,
+                      settings.current().outbox_grace_seconds) + 1)
     assert app_module.settle_messages(SCHEDULED, None).get("entered") == 1
     response = client.http.get("/device/jobs?wait=0", headers={"Authorization":
                                                               f"Bearer {token}"})
     assert json.loads(response.body)["jobs"], response.body
-    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS + 1)
+    clock.advance(settings.current().heartbeat_window_seconds + 1)
     assert app_module.stop_silent_devices(SCHEDULED, None)["stopped"] == 1
-    clock.advance(settings.MESSAGE_VALIDITY_SECONDS + 1)
+    clock.advance(settings.current().message_validity_seconds + 1)
     app_module.settle_messages(SCHEDULED, None)
     pumps.drain()
     from chalicelib.storage.tables import Message
@@ -305,9 +307,9 @@ def run_dashboard_flow(client, account_id, device_uid):
 
 def _for_stage(name: str, stage: str) -> str:
     """A name the tests' stage produced, as `stage` would spell it."""
-    for ours, theirs in ((settings.PREFIX + "-", f"smsgw-{stage}-"),
-                         (f"role{settings.device_role_path()}", f"role/smsgw-{stage}/"),
-                         (f"/smsgw/{settings.STAGE}/", f"/smsgw/{stage}/")):
+    for ours, theirs in ((settings.current().prefix + "-", f"smsgw-{stage}-"),
+                         (f"role{settings.current().device_role_path()}", f"role/smsgw-{stage}/"),
+                         (f"/smsgw/{settings.current().stage}/", f"/smsgw/{stage}/")):
         if name.startswith(ours):
             return theirs + name[len(ours):]
     raise AssertionError(f"resource {name!r} is not named from settings")
@@ -442,21 +444,20 @@ def requests_of(calls, stage):
 # --- the checks -----------------------------------------------------------------------------
 
 @pytest.fixture
-def flow(client, recorded, monkeypatch):
+def flow(client, recorded, settings_override):
     from bench.webhook_receiver import Receiver
     from chalicelib.domain import otp
     from localgw import events as local_events
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)  # the receiver is local
-    monkeypatch.setattr(settings, "ALERT_SENDER", SENDER)
-    monkeypatch.setattr(settings, "OTP_SECRET", "")  # read from SSM, as deployed
-    monkeypatch.setattr(settings, "OTP_SECRET_PARAM", f"/smsgw/{settings.STAGE}/otp-secret")
+    settings_override(webhook_allow_private=True)  # the receiver is local
+    settings_override(alert_sender=SENDER, otp_secret="")  # read from SSM, as deployed
+    settings_override(otp_secret_param=f"/smsgw/{settings.current().stage}/otp-secret")
     otp.forget_secret()
     import boto3
     with acting_as(OPERATOR):
         arn = boto3.client("iam", region_name=REGION).create_role(
-            RoleName="smsgw-DeviceRole-X1", Path=settings.device_role_path(),
+            RoleName="smsgw-DeviceRole-X1", Path=settings.current().device_role_path(),
             AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        monkeypatch.setattr(settings, "DEVICE_ROLE_ARN", arn)
+        settings_override(device_role_arn=arn)
         pumps = local_events.EventPumps()  # the template makes the webhook queue
         receiver = Receiver()
     recorded.clear()  # table creation by the fixture is the deployment's job, not the code's
@@ -612,7 +613,7 @@ def test_stage_config(stage):
             f"policy-{stage}-{function}.json"
     assert env["SMSGW_STAGE"] == stage and "SMSGW_PREFIX" not in env  # names the policy grants
     assert env["SMSGW_OTP_SECRET_PARAM"] == f"/smsgw/{stage}/otp-secret"
-    poll = int(env.get("SMSGW_MAX_POLL_WAIT_SECONDS", settings.MAX_POLL_WAIT_SECONDS))
+    poll = int(env.get("SMSGW_MAX_POLL_WAIT_SECONDS", settings.current().max_poll_wait_seconds))
     # chalice's lookup: the stage's function entry, the stage, the global function entry, global
     chain = [stage_config["lambda_functions"]["api_handler"], stage_config,
              config["lambda_functions"]["api_handler"], config]
@@ -627,7 +628,8 @@ def test_offline_detection_of_the_deployed_stage_is_within_ten_minutes(stage):
     `stopped` by the next run of the one-minute sweep; the suggested heartbeat leaves room for
     one lost heartbeat inside the window."""
     env = load_config()["stages"][stage]["environment_variables"]
-    window = int(env.get("SMSGW_HEARTBEAT_WINDOW_SECONDS", settings.HEARTBEAT_WINDOW_SECONDS))
+    window = int(env.get("SMSGW_HEARTBEAT_WINDOW_SECONDS",
+                         settings.current().heartbeat_window_seconds))
     beat = int(env.get("SMSGW_HEARTBEAT_SECONDS", window // 3))
     assert window + 60 <= 600
     assert 2 * beat <= window

@@ -53,9 +53,10 @@ def test_default_pace_is_safe_for_a_stock_android_phone():
     defaults): the default window is that, with an OTP reserve; the SIM rate is inside
     carriers' usual 30-200 an hour."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_") or "PACE" not in k}
-    out = subprocess.run([sys.executable, "-c", "from chalicelib.core import settings as s; "
-                          "print(s.PACE_WINDOW_PARTS, s.PACE_WINDOW_SECONDS, s.PACE_OTP_RESERVE,"
-                          " s.DEFAULT_PACE_PER_HOUR, s.PACE_RATE_SECONDS)"], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-c", "from chalicelib.core import settings; "
+                          "s = settings.current(); print(s.pace_window_parts, "
+                          "s.pace_window_seconds, s.pace_otp_reserve, s.default_pace_per_hour, "
+                          "s.pace_rate_seconds)"], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
     window, seconds, reserve, rate, rate_seconds = map(int, out.split())
     assert window <= 30 and seconds >= 30 * 60 and 0 < reserve < window
@@ -93,7 +94,7 @@ def test_automatic_send_sms_costs_three_aws_calls_warm(api, fleet, aws_calls):
     assert send(api, key)["status"] == "success"
     assert sorted(aws_calls) == sorted([("dynamodb", "UpdateItem"), ("dynamodb", "PutItem"),
                                         ("sqs", "SendMessage")])
-    settings_pace = settings.DEFAULT_PACE_PER_HOUR  # unpaced devices skip the slot write
+    settings_pace = settings.current().default_pace_per_hour  # unpaced devices skip the slot write
     assert settings_pace == 0
     for phone in phones:
         pool.set_device_pace(acct.account_id, phone.device_id, "default")
@@ -130,9 +131,9 @@ def test_choice_errors_say_why(api, account):
         "message"
 
 
-def test_named_device_keeps_todays_answer_and_is_paced(api, account, aws_calls, monkeypatch):
+def test_named_device_keeps_todays_answer_and_is_paced(api, account, aws_calls, settings_override):
     acct, key, device, _ = account
-    monkeypatch.setattr(settings, "PACE_RATE_SECONDS", 10)  # a SIM rate of N parts per 10 s
+    settings_override(pace_rate_seconds=10)  # a SIM rate of N parts per 10 s
     clock.freeze(1_800_000_000_000)
     plain = send(api, key, device_id=str(device.device_id))
     assert set(plain["data"]) == {"message_id", "status", "sim_slot"}  # not paced: as before
@@ -148,7 +149,8 @@ def test_named_device_keeps_todays_answer_and_is_paced(api, account, aws_calls, 
     stored = Message.get(acct.account_id, second["data"]["message_id"])
     assert stored.pool_uid is None  # named: stays on its device
     assert stored.open_shard is None  # taken within half a minute: the first look decides
-    assert first_look.due_at(stored) == stored.not_before + settings.OUTBOX_GRACE_SECONDS * 1000
+    grace = settings.current().outbox_grace_seconds * 1000
+    assert first_look.due_at(stored) == stored.not_before + grace
 
 
 def test_held_beyond_sqs_delay_then_released_by_the_sweep(api, account, aws_calls):
@@ -159,12 +161,12 @@ def test_held_beyond_sqs_delay_then_released_by_the_sweep(api, account, aws_call
     second = send(api, key, device_id=str(device.device_id))
     assert second["data"]["expected_in"] == 3601
     assert queued(device) == 1  # the second is held: SQS cannot delay it that long
-    clock.advance(3601 - settings.MAX_QUEUE_DELAY_SECONDS + 1)
+    clock.advance(3601 - settings.current().max_queue_delay_seconds + 1)
     aws_calls.clear()
     assert sweeps.settle_due_messages()["requeued"] == 2  # the first (untaken) one, too
     bodies = {json.loads(p["MessageBody"])["message_id"]: p.get("DelaySeconds")
               for _, op, p in aws_calls.requests if op == "SendMessage"}
-    assert 0 < bodies[second["data"]["message_id"]] <= settings.MAX_QUEUE_DELAY_SECONDS
+    assert 0 < bodies[second["data"]["message_id"]] <= settings.current().max_queue_delay_seconds
     stored = Message.get(acct.account_id, second["data"]["message_id"])
     assert stored.open_due > stored.not_before  # next look only after its send time
 
@@ -176,7 +178,7 @@ def test_untaken_message_moves_and_the_old_phones_late_lease_fails(api, fleet):
     message_id = body["data"]["message_id"]
     silent = next(p for p in phones if p.device_uid == body["data"]["device_uid"])
     assert sweeps.settle_due_messages() == {}  # within its grace
-    clock.advance(settings.POOL_GRACE_SECONDS)
+    clock.advance(settings.current().pool_grace_seconds)
     assert sweeps.settle_due_messages()["moved"] == 1
     moved = Message.get(acct.account_id, message_id)
     assert moved.device_uid != silent.device_uid and moved.moves == 1
@@ -200,7 +202,7 @@ def test_move_and_lease_race_one_winner_either_order(api, fleet):
     first = send(api, key)["data"]
     owner = next(p for p in phones if p.device_uid == first["device_uid"])
     [job] = jobs.fetch(owner, 0, 10)  # the phone takes it first...
-    clock.advance(settings.POOL_GRACE_SECONDS)
+    clock.advance(settings.current().pool_grace_seconds)
     message = Message.get(acct.account_id, first["message_id"])
     assert pool.move(message, clock.now_ms()) == "raced"  # ...so it may have sent it: stays
     assert Message.get(acct.account_id, first["message_id"]).device_uid == owner.device_uid
@@ -216,7 +218,7 @@ def test_concurrent_failover_moves_each_message_once(api, fleet, atomic_moto):
     acct, key, phones = fleet
     clock.freeze()
     ids = [send(api, key)["data"]["message_id"] for _ in range(6)]
-    clock.advance(settings.POOL_GRACE_SECONDS)
+    clock.advance(settings.current().pool_grace_seconds)
     results = []
     threads = [threading.Thread(target=lambda: results.append(sweeps.settle_due_messages()))
                for _ in range(3)]
@@ -243,7 +245,7 @@ def test_stopped_device_messages_move_at_once(api, fleet):
     for phone in phones:
         if phone.device_uid != dead_uid:
             devices.heartbeat(phone, "running")  # the others keep beating
-    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS + 1)
+    clock.advance(settings.current().heartbeat_window_seconds + 1)
     for phone in phones:
         if phone.device_uid != dead_uid:
             devices.heartbeat(phone, "running")
@@ -259,7 +261,7 @@ def test_named_message_stays_unless_it_opts_in(api, fleet):
     clock.freeze()
     named = send(api, key, device_id=str(phones[0].device_id))["data"]
     opted = send(api, key, device_id=str(phones[0].device_id), failover="1")["data"]
-    clock.advance(settings.POOL_GRACE_SECONDS)
+    clock.advance(settings.current().pool_grace_seconds)
     sweeps.settle_due_messages()
     assert Message.get(acct.account_id, named["message_id"]).device_uid == phones[0].device_uid
     assert Message.get(acct.account_id, opted["message_id"]).device_uid != phones[0].device_uid
@@ -367,9 +369,9 @@ def test_a_pool_message_with_nowhere_to_go_is_looked_at_again_soon(api, account)
     pool.forget_cached()
     clock.freeze()
     message_id = send(api, key)["data"]["message_id"]
-    grace_ms = settings.POOL_GRACE_SECONDS * 1000
+    grace_ms = settings.current().pool_grace_seconds * 1000
     for _ in range(4):
-        clock.advance(2 * settings.POOL_GRACE_SECONDS)
+        clock.advance(2 * settings.current().pool_grace_seconds)
         devices.heartbeat(Device.get(device.device_uid), "running")
         assert sweeps.settle_due_messages()["requeued"] == 1
         stored = Message.get(acct.account_id, message_id)
@@ -377,7 +379,7 @@ def test_a_pool_message_with_nowhere_to_go_is_looked_at_again_soon(api, account)
     other, _ = devices.register(acct.account_id, "Phone 2", sim_count=1)
     devices.heartbeat(other, "running")
     pool.forget_cached()
-    clock.advance(2 * settings.POOL_GRACE_SECONDS)
+    clock.advance(2 * settings.current().pool_grace_seconds)
     devices.heartbeat(Device.get(device.device_uid), "running")
     assert sweeps.settle_due_messages()["moved"] == 1
     assert Message.get(acct.account_id, message_id).device_uid == other.device_uid

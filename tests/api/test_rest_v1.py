@@ -209,8 +209,8 @@ def test_scheduled_send_is_held_and_released_on_time_never_early(v1, account, aw
                 ids[0]
             visible_at = now + sends[0]["DelaySeconds"] * 1000
             assert send_at <= visible_at < send_at + 1000  # never early, on time
-    assert release is not None and release <= send_at - (settings.MAX_QUEUE_DELAY_SECONDS - 60) \
-        * 1000
+    longest = settings.current().max_queue_delay_seconds
+    assert release is not None and release <= send_at - (longest - 60) * 1000
 
 
 def test_list_filters_and_cursor_pagination(v1, account):
@@ -258,7 +258,7 @@ def test_otp_send_and_verify(v1, account):
     assert otp.PLACEHOLDER not in job["message"]
 
 
-def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
+def test_every_route_is_scoped_to_the_callers_account(v1, account, settings_override):
     from chalicelib.domain import webhooks
     from chalicelib.domain.webhooks import dispatch as webhook_delivery
     from chalicelib.surfaces.rest_v1 import schema
@@ -297,7 +297,7 @@ def test_every_route_is_scoped_to_the_callers_account(v1, account, monkeypatch):
     assert Message.get(account[0].account_id, mine).status == "pending"
 
     # webhooks: a delivery of ours in the log (its real attempt fails: nothing listens there)
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     webhooks.ensure_queue()
     hook = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"})[1]
     event = v1("POST", f"/v1/webhooks/{hook['webhook_id']}/test")[1]["event_id"]
@@ -352,8 +352,8 @@ def test_aws_calls_of_a_keyed_v1_send(v1, account, aws_calls):
     # the request's claim (PutItem), the message with its recipient's key claim in one
     # transaction (instead of the unkeyed PutItem), its job, the kept answer (UpdateItem)
     assert [(op, p.get("TableName", "")) for _, op, p in aws_calls.requests] == [
-        ("PutItem", settings.table_name("idempotency")), ("TransactWriteItems", ""),
-        ("SendMessage", ""), ("UpdateItem", settings.table_name("idempotency"))]
+        ("PutItem", settings.current().table_name("idempotency")), ("TransactWriteItems", ""),
+        ("SendMessage", ""), ("UpdateItem", settings.current().table_name("idempotency"))]
 
 
 def test_idempotent_scheduled_send_is_the_same_request_whenever_retried(v1, account):
@@ -494,15 +494,13 @@ def test_a_scheduled_message_moved_off_a_stopped_phone_keeps_its_send_time(v1, a
 
 
 def test_each_message_says_when_it_will_go_and_the_phone_gets_it_no_earlier(v1, account,
-                                                                            monkeypatch):
+                                                                            settings_override):
     """Issue 21: POST /v1/messages answers expected_at / expected_in per message, as send_sms
     does. Real time, real SQS delays (moto honours them): a window of 2 parts per 2 s, so the
     third recipient is announced for later, and the phone cannot get any job before its
     expected_at (nor is one announced later than the phone could have it, beyond a second)."""
     import time
-    monkeypatch.setattr(settings, "PACE_WINDOW_PARTS", 2)
-    monkeypatch.setattr(settings, "PACE_WINDOW_SECONDS", 2)
-    monkeypatch.setattr(settings, "PACE_OTP_RESERVE", 0)
+    settings_override(pace_window_parts=2, pace_window_seconds=2, pace_otp_reserve=0)
     device = account[2]
     before = clock.now_ms()
     status, body, _ = v1("POST", "/v1/messages", {"recipients": NUMBERS[:3], "message": "Hi",

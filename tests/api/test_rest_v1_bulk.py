@@ -38,7 +38,8 @@ def test_thousand_recipients_spread_over_the_pool_each_delivered_once(client, ac
         per_sim[(m.device_uid, m.sim_slot)].append(m.not_before or m.created_at)
     assert len(per_sim) == 8  # every SIM of every phone took a share
     for times in per_sim.values():  # within each SIM's rate (a burst that fits goes at once)
-        assert busiest([(t, 1, 1, False) for t in times], settings.PACE_RATE_SECONDS) <= PACE
+        assert busiest([(t, 1, 1, False) for t in times],
+                       settings.current().pace_rate_seconds) <= PACE
     assert min(len(t) for t in per_sim.values()) >= 1000 // 8 // 2  # no SIM starved
 
     handed, deadline = Counter(), time.monotonic() + 180

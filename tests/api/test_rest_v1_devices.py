@@ -20,7 +20,7 @@ def test_a_phone_with_its_pacing(v1, account):
     assert status == 200
     assert body["device_uid"] == account[2].device_uid and body["sim_count"] == 2
     assert body["pace_default"] is True and body["window_default"] is True
-    assert body["window_parts"] == (settings.PACE_WINDOW_PARTS or None)  # tests: none
+    assert body["window_parts"] == (settings.current().pace_window_parts or None)  # tests: none
     assert body["window_used"] == 0 and [s["sim_slot"] for s in body["sims"]] == [1, 2]
 
 
@@ -48,12 +48,12 @@ def test_setting_pace_and_window_then_back_to_the_defaults(v1, account):
     ({}, "pace_per_hour"),
     ({"pace_per_hour": 0}, "pace_per_hour"),
     ({"pace_per_hour": -5}, "pace_per_hour"),
-    ({"pace_per_hour": settings.MAX_PACE_PER_HOUR + 1}, "pace_per_hour"),
+    ({"pace_per_hour": settings.current().max_pace_per_hour + 1}, "pace_per_hour"),
     ({"pace_per_hour": "12"}, "pace_per_hour"),
     ({"pace_per_hour": 1.5}, "pace_per_hour"),
     ({"window_parts": -1}, "window_parts"),
     ({"window_parts": "none"}, "window_parts"),
-    ({"window_parts": settings.MAX_WINDOW_PARTS + 1}, "window_parts"),
+    ({"window_parts": settings.current().max_window_parts + 1}, "window_parts"),
     ({"pace_per_hour": 10, "pace": 3}, "pace"),
 ])
 def test_bad_limits_are_400_naming_the_field_and_change_nothing(v1, account, patch, parameter):

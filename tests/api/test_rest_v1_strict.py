@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from chalicelib.core import settings
 from chalicelib.storage import tables
 
 PHONE = "+8801712345678"
@@ -27,8 +26,8 @@ def _state():
     return [model.count() for model in tables.MODELS]
 
 
-def _webhook(call, monkeypatch):
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+def _webhook(call, settings_override):
+    settings_override(webhook_allow_private=True)
     status, made, _ = call("POST", "/v1/webhooks", json.dumps({"url": "http://127.0.0.1:9/h"}))
     assert status == 201, made
     return made["webhook_id"]

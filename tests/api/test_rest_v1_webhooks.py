@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chalicelib.core import clock, settings
+from chalicelib.core import clock
 from chalicelib.domain import webhooks
 from chalicelib.domain.webhooks import delivery_log
 from clients import smsgw_webhook
@@ -133,18 +133,19 @@ def test_delivery_log_pages_with_a_cursor(v1, account, receiver):  # noqa: F811
     ("POST", "/v1/webhooks/wh_0000000000000000/redeliver", {"since": "yesterday"}, 400, "since"),
     ("POST", "/v1/webhooks/wh_0000000000000000/redeliver", {}, 400, "since"),
 ])
-def test_bad_input_is_a_problem_and_changes_nothing(v1, account, monkeypatch, method, path,  # noqa: F811
+def test_bad_input_is_a_problem_and_changes_nothing(v1, account, settings_override, method, path,
+                                                     # noqa: F811
                                                     body, status, parameter):
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)
+    settings_override(webhook_allow_private=False)
     answer, problem, headers = v1(method, path, body)
     assert (answer, problem.get("parameter")) == (status, parameter), problem
     assert headers["Content-Type"] == "application/problem+json"
     assert webhooks.list_all(account[0].account_id) == []
 
 
-def test_an_account_has_at_most_the_configured_endpoints(v1, account, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(settings, "WEBHOOK_MAX_PER_ACCOUNT", 2)
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+def test_an_account_has_at_most_the_configured_endpoints(v1, account,
+                                                         settings_override):  # noqa: F811
+    settings_override(webhook_max_per_account=2, webhook_allow_private=True)
     for _ in range(2):
         assert v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})[0] == 201
     status, problem, _ = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})
@@ -152,13 +153,13 @@ def test_an_account_has_at_most_the_configured_endpoints(v1, account, monkeypatc
     assert len(webhooks.list_all(account[0].account_id)) == 2
 
 
-def test_concurrent_rotations_are_a_409_never_a_503(account, atomic_moto, monkeypatch):
+def test_concurrent_rotations_are_a_409_never_a_503(account, atomic_moto, settings_override):
     """Real threads: a rotation writes on condition that the secret it read is still there, so
     of two racing rotations one may lose; it is told so (Conflict), never internal_error."""
     import threading
 
     from chalicelib.core.errors import Conflict
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     hook = webhooks.add(account[0].account_id, "http://127.0.0.1:9/h")
     outcomes = []
     for _ in range(8):

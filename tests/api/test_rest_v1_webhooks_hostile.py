@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from chalicelib.core import settings
 from chalicelib.domain import accounts
 from chalicelib.domain.webhooks import urls as webhook_urls
 
@@ -28,8 +27,9 @@ INSIDE = [
 
 
 @pytest.mark.parametrize("url", INSIDE)
-def test_receivers_inside_the_network_are_refused_on_aws_stages(v1, url, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)
+def test_receivers_inside_the_network_are_refused_on_aws_stages(v1, url,
+                                                                settings_override):  # noqa: F811
+    settings_override(webhook_allow_private=False)
     status, problem, _ = v1("POST", "/v1/webhooks", {"url": url})
     assert status in (400, 422) and problem["parameter"] == "url", problem
     assert v1("GET", "/v1/webhooks")[1]["webhooks"] == []
@@ -48,8 +48,8 @@ def cursor(position):
 
 
 @pytest.fixture
-def hook(v1, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+def hook(v1, settings_override):  # noqa: F811
+    settings_override(webhook_allow_private=True)
     return lambda: v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})[1]["webhook_id"]
 
 
@@ -134,14 +134,14 @@ def test_a_non_ascii_url_is_delivered_not_an_endless_error(v1, webhook_receiver)
         "GET", f"/v1/webhooks/{made['webhook_id']}/deliveries/{event_id}")[0] == 200, 10)
 
 
-def test_an_ipv6_receiver_gets_a_valid_host_header(monkeypatch):
+def test_an_ipv6_receiver_gets_a_valid_host_header(settings_override):
     """RFC 9110: an IPv6 literal in Host is bracketed ("::1:8080" names no host)."""
     import http.server
     import socket
     import threading
 
     from chalicelib.domain.webhooks import sender as webhook_sender
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     hosts = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -171,7 +171,7 @@ def test_an_ipv6_receiver_gets_a_valid_host_header(monkeypatch):
 @pytest.mark.parametrize("scheme, drip", [
     ("http", b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100),
     ("https", b"\x16\x03\x03\x00\x7f" + b"\x00" * 110)])  # a TLS record, never complete
-def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(monkeypatch, scheme, drip):
+def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(settings_override, scheme, drip):
     """A receiver that sends its answer (or its TLS handshake) a byte at a time, each byte
     well within the socket timeout, must not hold the queue function beyond
     WEBHOOK_TIMEOUT_SECONDS."""
@@ -180,8 +180,7 @@ def test_a_receiver_dripping_its_answer_is_cut_at_the_timeout(monkeypatch, schem
     import time
 
     from chalicelib.domain.webhooks import sender as webhook_sender
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
-    monkeypatch.setattr(settings, "WEBHOOK_TIMEOUT_SECONDS", 1.0)
+    settings_override(webhook_allow_private=True, webhook_timeout_seconds=1.0)
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from chalicelib.core import clock
+from chalicelib.core import clock, settings
 from chalicelib.core.errors import Forbidden, RateLimited, Unauthorized
 from chalicelib.domain import (
     account_mails,
@@ -35,11 +35,10 @@ def quick_hashes(monkeypatch):
 
 
 @pytest.fixture
-def mailbox(tmp_path, monkeypatch):
+def mailbox(tmp_path, settings_override):
     """Mails as the local gateway writes them (.eml files); mailbox() -> parsed, oldest first."""
     folder = tmp_path / "mail"
-    monkeypatch.setenv("SMSGW_MAIL_DIR", str(folder))
-    monkeypatch.delenv("SMSGW_ALERT_SENDER", raising=False)
+    settings_override(mail_dir=str(folder), alert_sender="")
 
     def read():
         return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
@@ -48,8 +47,8 @@ def mailbox(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def open_signup(monkeypatch, aws_mock):
-    monkeypatch.setenv("SMSGW_SIGNUP", "open")
+def open_signup(settings_override, aws_mock):
+    settings_override(signup="open")
 
 
 def link_in(message, page):
@@ -71,12 +70,10 @@ def forgot(visitor, address):
 
 # --- the stage setting ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", [None, "closed", "invite", "nonsense"])
-def test_signup_is_closed_unless_the_stage_opens_it(client, mailbox, monkeypatch, mode):
-    if mode is None:
-        monkeypatch.delenv("SMSGW_SIGNUP", raising=False)
-    else:
-        monkeypatch.setenv("SMSGW_SIGNUP", mode)
+@pytest.mark.parametrize("mode", [None, "closed", "invite"])
+def test_signup_is_closed_unless_the_stage_opens_it(client, mailbox, settings_override, mode):
+    # None: the default; a mode not known stops the start (tests/unit/test_settings.py)
+    settings_override(signup=mode or settings.Settings.from_environ({}).signup)
     visitor = Visitor(client)
     signin = text(visitor.get("/dashboard/signin"))
     assert "Create an account" not in signin and "Forgot password?" in signin
@@ -253,10 +250,9 @@ def test_account_mails_are_plain_text_without_tracking(open_signup, mailbox):
     assert subject == mailbox()[0]["Subject"] and "L" in body
 
 
-def test_ses_sends_account_mails_without_unsubscribe_headers(aws_mock, monkeypatch,
+def test_ses_sends_account_mails_without_unsubscribe_headers(aws_mock, settings_override,
                                                              aws_calls):
-    from chalicelib.core import settings
-    monkeypatch.setattr(settings, "ALERT_SENDER", "gw@example.com")
+    settings_override(alert_sender="gw@example.com")
     from chalicelib.storage import aws
     aws.ses().create_email_identity(EmailIdentity="gw@example.com")
     password_reset.request_reset("nobody@example.com", "192.0.2.1", DASHBOARD)
@@ -437,10 +433,10 @@ def test_a_signin_checked_before_a_reset_gets_no_session_after_it(aws_mock, mail
 
 
 def test_a_verification_link_creates_nothing_once_signup_is_closed(open_signup, mailbox,
-                                                                    monkeypatch):
+                                                                    settings_override):
     signup.sign_up("late@example.com", PASSWORD, PASSWORD, "Late", "192.0.2.1", DASHBOARD)
     token = link_in(mailbox()[0], "verify")
-    monkeypatch.setenv("SMSGW_SIGNUP", "closed")
+    settings_override(signup="closed")
     with pytest.raises(Forbidden, match="closed"):
         signup.verify(token)
     assert list(Account.scan()) == [] and list(User.scan()) == []

@@ -227,11 +227,10 @@ def test_a_malformed_number_in_a_report_is_400_and_changes_nothing(sg, client, a
         "processing"
 
 
-def test_sms_cancelled_webhooks_are_registered_and_delivered(sg, account, monkeypatch):
+def test_sms_cancelled_webhooks_are_registered_and_delivered(sg, account, settings_override):
     from bench.webhook_receiver import Receiver
     from localgw import events as local_events
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
-    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
+    settings_override(webhook_allow_private=True, webhook_cache_seconds=0)
     webhooks.forget_cached()
     webhook_delivery.forget_cached()
     pumps = local_events.EventPumps()
@@ -279,7 +278,8 @@ def test_a_cancelling_message_is_not_released_to_another_phone(sg, client, app, 
     pool.forget_cached()
     assert sg("DELETE", "messages/silent")[1]["state"] == "Cancelling"
     for _ in range(3):  # past its lease, and its sweep's look
-        clock.advance(max(settings.LEASE_SECONDS, settings.OUTBOX_GRACE_SECONDS) + 5)
+        clock.advance(max(settings.current().lease_seconds,
+                          settings.current().outbox_grace_seconds) + 5)
         sweeps.settle_due_messages()
     stored = Message.get(device.account_id, int(job["id"]), consistent_read=True)
     assert (stored.status, stored.device_uid) == ("processing", device.device_uid)

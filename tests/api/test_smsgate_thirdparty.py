@@ -337,9 +337,8 @@ def test_a_retry_later_with_valid_until_is_the_same_request(sg):
     assert len(stored()) == 1
 
 
-def test_webhooks_are_added_replaced_filtered_and_refused(sg, account, monkeypatch):
-    from chalicelib.core import settings
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+def test_webhooks_are_added_replaced_filtered_and_refused(sg, account, settings_override):
+    settings_override(webhook_allow_private=True)
     status, made = sg("POST", "webhooks", {"url": "http://127.0.0.1:9/a", "event": "sms:sent",
                                            "deviceId": account[2].device_uid})
     assert status == 201 and made["deviceId"] == account[2].device_uid

@@ -51,7 +51,7 @@ def test_lost_queue_call_is_queued_by_the_sweep(send, account):
     restore()
     assert "delayed" in body["message"] and jobs_in(device) == []
     assert sweeps.settle_due_messages()["requeued"] == 0  # not due yet
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     assert sweeps.settle_due_messages()["requeued"] == 1
     [job] = jobs_in(device)
     assert job["message_id"] == body["data"]["message_id"] and job["message"] == "Hello"
@@ -62,7 +62,7 @@ def test_sweep_requeue_backs_off(send, account):
     _, _, device, _ = account
     clock.freeze()
     send()
-    grace = settings.OUTBOX_GRACE_SECONDS
+    grace = settings.current().outbox_grace_seconds
     clock.advance(grace)
     assert sweeps.settle_due_messages()["requeued"] == 1
     clock.advance(grace)  # next look is 2x grace later, not yet
@@ -107,7 +107,7 @@ def test_message_of_a_removed_device_fails_with_a_reason(send, account):
     clock.freeze()
     body = send()
     devices.remove(acct.account_id, device.device_uid)
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     assert sweeps.settle_due_messages()["failed"] == 1
     stored = Message.get(acct.account_id, body["data"]["message_id"])
     assert stored.status == "failed" and "removed" in stored.reason
@@ -145,8 +145,8 @@ def test_dead_lease_is_released_then_failed_after_the_attempt_limit(send, accoun
     clock.advance((due - clock.now_ms()) // 1000)
     assert sweeps.settle_due_messages()["released"] == 1
     assert Message.get(acct.account_id, mid).status == "pending"
-    _lease(acct.account_id, mid, settings.MAX_ATTEMPTS, 60)
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    _lease(acct.account_id, mid, settings.current().max_attempts, 60)
+    clock.advance(settings.current().outbox_grace_seconds)
     assert sweeps.settle_due_messages()["failed"] == 1
     stored = Message.get(acct.account_id, mid)
     assert stored.status == "failed" and "without reporting" in stored.reason
@@ -181,17 +181,18 @@ def test_a_message_leased_by_a_phone_that_died_is_settled(send, account):
     clock.advance(10)
     assert sweeps.settle_due_messages() == {"entered": 1, "leased": 1}
     assert Message.get(acct.account_id, mid).open_due == lease_until  # the rare path's move
-    clock.advance(settings.LEASE_SECONDS - 20)
+    clock.advance(settings.current().lease_seconds - 20)
     assert sweeps.settle_due_messages() == {}  # the lease still runs
     clock.advance(11)
     assert sweeps.settle_due_messages() == {"released": 1}
     assert Message.get(acct.account_id, mid).status == "pending"
-    for attempt in range(2, settings.MAX_ATTEMPTS + 1):  # SQS shows the job again; it dies again
+    attempts = settings.current().max_attempts
+    for attempt in range(2, attempts + 1):  # SQS shows the job again; it dies again
         assert _take(device) == ["leased"]
         assert Message.get(acct.account_id, mid).attempts == attempt
-        clock.advance(settings.LEASE_SECONDS + settings.OUTBOX_GRACE_SECONDS)
+        clock.advance(settings.current().lease_seconds + settings.current().outbox_grace_seconds)
         done = sweeps.settle_due_messages()
-        assert done == ({"failed": 1} if attempt == settings.MAX_ATTEMPTS else {"released": 1})
+        assert done == ({"failed": 1} if attempt == attempts else {"released": 1})
     stored = Message.get(acct.account_id, mid)
     assert stored.status == "failed" and stored.presumed is True and stored.open_due is None
 
@@ -201,12 +202,12 @@ def test_a_lost_requeue_is_queued_again_at_the_next_look(send, account):
     clock.freeze()
     restore = fail_sqs_sends()
     mid = send()["data"]["message_id"]
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     # the first look enters it; the requeue's SendMessage was lost too
     assert sweeps.settle_due_messages() == {"entered": 1, "retry": 1}
     restore()
     assert jobs_in(device) == []
-    clock.advance(2 * settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(2 * settings.current().outbox_grace_seconds)
     assert sweeps.settle_due_messages() == {"requeued": 1}
     assert [job["message_id"] for job in jobs_in(device)] == [mid]
 
@@ -219,7 +220,7 @@ def test_a_sweep_racing_leases_and_reports_changes_each_message_once(send, accou
     acct, _, device, _ = account
     clock.freeze()
     mids = [send()["data"]["message_id"] for _ in range(6)]
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     results = []
 
     def phone():
@@ -240,7 +241,7 @@ def test_a_sweep_racing_leases_and_reports_changes_each_message_once(send, accou
     assert all(m.open_due is None for m in stored[:3])
     for m in stored[3:]:  # leased or waiting: still open, and due again later
         assert m.status in ("pending", "processing") and m.open_due is not None
-    clock.advance(24 * 3600 + settings.LEASE_SECONDS)
+    clock.advance(24 * 3600 + settings.current().lease_seconds)
     while sweeps.settle_due_messages():
         pass
     assert {Message.get(acct.account_id, m).status for m in mids[3:]} <= {"expired", "failed"}
@@ -251,7 +252,7 @@ def test_two_sweeps_at_once_requeue_each_message_once(send, account, atomic_moto
     clock.freeze()
     for _ in range(5):
         send()
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     results = []
     threads = [threading.Thread(target=lambda: results.append(sweeps.settle_due_messages()))
                for _ in range(2)]
@@ -274,7 +275,7 @@ def test_silent_devices_become_stopped_and_a_fresh_heartbeat_wins(account, api):
     devices.heartbeat(other, "running")
     assert [d["status"] for d in api("query", api_key=key, action="device_status")[0]
             ["data"]] == ["running", "running"]
-    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS - 1)
+    clock.advance(settings.current().heartbeat_window_seconds - 1)
     assert devices.stop_silent() == 0
     devices.heartbeat(Device.get(other.device_uid), "running")
     clock.advance(2)
@@ -285,7 +286,7 @@ def test_silent_devices_become_stopped_and_a_fresh_heartbeat_wins(account, api):
     assert stored[other.device_uid].app_state == "running"
     assert devices.stop_silent() == 0  # idempotent: it left the live index
     devices.heartbeat(stored[device.device_uid], "stopped")
-    clock.advance(settings.HEARTBEAT_WINDOW_SECONDS * 2)
+    clock.advance(settings.current().heartbeat_window_seconds * 2)
     assert devices.stop_silent() == 1  # `other` went silent too
 
 
@@ -297,14 +298,14 @@ def test_sweep_reports_stuck_messages_as_a_metric(send, monkeypatch, capsys):
     sweeps.settle_due_messages()
     quiet = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert quiet["StuckMessages"] == 0
-    clock.advance(settings.OUTBOX_GRACE_SECONDS)
+    clock.advance(settings.current().outbox_grace_seconds)
     sweeps.settle_due_messages()
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["StuckMessages"] == 2 and line["Stage"] == settings.STAGE
+    assert line["StuckMessages"] == 2 and line["Stage"] == settings.current().stage
     assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == "StuckMessages"
 
 
-def test_a_large_backlog_is_settled_over_bounded_runs(account, monkeypatch):
+def test_a_large_backlog_is_settled_over_bounded_runs(account, monkeypatch, settings_override):
     """The first look reads at most FIRST_LOOK_PAGE of an account's messages a run, the index
     part at most PAGE due messages per shard, and a run stops taking new ones when its time
     budget is spent; what it left is still there for the next runs, each settled once."""
@@ -312,12 +313,12 @@ def test_a_large_backlog_is_settled_over_bounded_runs(account, monkeypatch):
     clock.freeze()
     sent = [sending.send(acct.account_id, device, PHONE, f"m{n}").message.message_id
             for n in range(30)]
-    clock.advance(settings.OUTBOX_GRACE_SECONDS + 1)
+    clock.advance(settings.current().outbox_grace_seconds + 1)
     swept_to = Account.get(acct.account_id).swept_to
     assert sweeps.settle_due_messages(budget_seconds=0) == {}  # nothing done
     assert Account.get(acct.account_id).swept_to == swept_to
     assert {Message.get(acct.account_id, m).requeues for m in sent} == {0}
-    monkeypatch.setattr(settings, "FIRST_LOOK_PAGE", 7)
+    settings_override(first_look_page=7)
     runs = []
     while done := sweeps.settle_due_messages():
         assert done["entered"] == done["requeued"] <= 7
@@ -325,11 +326,11 @@ def test_a_large_backlog_is_settled_over_bounded_runs(account, monkeypatch):
     assert len(runs) == 5 and Account.get(acct.account_id).swept_to >= max(sent)
     assert {Message.get(acct.account_id, m).requeues for m in sent} == {1}
     # due again (the requeue's backoff): now from the index, at most PAGE per shard a run
-    clock.advance(4 * settings.OUTBOX_GRACE_SECONDS + 1)
+    clock.advance(4 * settings.current().outbox_grace_seconds + 1)
     monkeypatch.setattr(sweeps, "PAGE", 2)
     runs = []
     while done := sweeps.settle_due_messages():
-        assert sum(done.values()) <= 2 * settings.OPEN_SHARDS and not done["entered"]
+        assert sum(done.values()) <= 2 * settings.current().open_shards and not done["entered"]
         runs.append(done)
     assert sum(run["requeued"] for run in runs) == 30 and len(runs) >= 2
     assert {Message.get(acct.account_id, m).requeues for m in sent} == {2}

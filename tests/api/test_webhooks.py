@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def local_settings(monkeypatch):
+def local_settings(settings_override):
     """The local gateway's settings: http and loopback receivers allowed, quick retries."""
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
-    monkeypatch.setattr(settings, "WEBHOOK_RETRY_SCALE", 0.001)  # 1 s, 1 s, 1 s, 1 s, 2 s...
-    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
+    settings_override(webhook_allow_private=True)
+    settings_override(webhook_retry_scale=0.001)  # 1 s, 1 s, 1 s, 1 s, 2 s...
+    settings_override(webhook_cache_seconds=0)
 
 
 @pytest.fixture
@@ -360,9 +360,8 @@ def test_dead_letter_record_then_redeliver(pumps, receivers, monkeypatch):
     assert list(receiver.events) == [dead.event_id]  # the same id as the failed attempts
 
 
-def test_auto_disable_after_a_failure_stretch_and_back(pumps, receivers, monkeypatch):
-    monkeypatch.setattr(settings, "WEBHOOK_DISABLE_MIN_FAILURES", 4)
-    monkeypatch.setattr(settings, "WEBHOOK_DISABLE_AFTER_SECONDS", 1)
+def test_auto_disable_after_a_failure_stretch_and_back(pumps, receivers, settings_override):
+    settings_override(webhook_disable_min_failures=4, webhook_disable_after_seconds=1)
     account, device = setup_account()
     receiver = receivers(status=500)
     webhook = hook(account, receiver, ["sms.received"])
@@ -402,9 +401,9 @@ def test_auto_disable_after_a_failure_stretch_and_back(pumps, receivers, monkeyp
         "status"] == "enabled"
 
 
-def test_timeout_redirect_and_capped_read(pumps, receivers, monkeypatch):
+def test_timeout_redirect_and_capped_read(pumps, receivers, settings_override):
     from chalicelib.domain.webhooks import sender as webhook_sender
-    monkeypatch.setattr(settings, "WEBHOOK_TIMEOUT_SECONDS", 0.5)
+    settings_override(webhook_timeout_seconds=0.5)
     slow = receivers(delay=1.5)
     started = time.monotonic()
     outcome = webhook_sender.post(slow.url, b"{}", {})
@@ -423,8 +422,9 @@ def test_timeout_redirect_and_capped_read(pumps, receivers, monkeypatch):
                                  "https://localhost/hook", "https://[::1]/",
                                  "https://[::ffff:127.0.0.1]/", "https://100.64.0.1/",
                                  "https://0.0.0.0/", "http://example.com/"])
-def test_aws_stages_refuse_private_addresses_and_http_at_add(aws_mock, url, monkeypatch):
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)
+def test_aws_stages_refuse_private_addresses_and_http_at_add(aws_mock, url, monkeypatch,
+                                                             settings_override):
+    settings_override(webhook_allow_private=False)
     account, _ = setup_account()
     connected = []
     monkeypatch.setattr("socket.create_connection", lambda *a, **k: connected.append(a))
@@ -434,12 +434,12 @@ def test_aws_stages_refuse_private_addresses_and_http_at_add(aws_mock, url, monk
     assert list(Webhook.query(account.account_id)) == [] and connected == []
 
 
-def test_aws_stages_refuse_at_send_time_too(pumps, receivers, monkeypatch):
+def test_aws_stages_refuse_at_send_time_too(pumps, receivers, settings_override):
     """Added while allowed (or resolving elsewhere), refused when sending: nothing connects."""
     account, device = setup_account()
     receiver = receivers()
     webhook = hook(account, receiver, ["sms.sent"])
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)
+    settings_override(webhook_allow_private=False)
     send_and_settle(device, outcome="sent")
     pumps.drain()
     [item] = delivery_log.deliveries(account.account_id, webhook.webhook_id)
@@ -448,12 +448,12 @@ def test_aws_stages_refuse_at_send_time_too(pumps, receivers, monkeypatch):
     assert receiver.requests == []
 
 
-def test_dns_rebinding_is_refused_before_connecting(aws_mock, monkeypatch):
+def test_dns_rebinding_is_refused_before_connecting(aws_mock, monkeypatch, settings_override):
     """A name that resolved to a public address at `add` and to 127.0.0.1 at send time."""
     import socket
 
     from chalicelib.domain.webhooks import sender as webhook_sender
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)
+    settings_override(webhook_allow_private=False)
     answers = {"now": "93.184.216.34"}
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers["now"], port))])
@@ -598,8 +598,8 @@ def test_a_job_that_errors_does_not_hold_back_its_batch(pumps, receivers, monkey
         "error"]
 
 
-def test_https_goes_to_the_checked_address_with_the_names_certificate(aws_mock, tmp_path,
-                                                                       monkeypatch):
+def test_https_goes_to_the_checked_address_with_the_names_certificate(
+        aws_mock, tmp_path, monkeypatch, settings_override):
     """TLS to the pinned address still verifies the certificate for the URL's host name: an
     untrusted certificate is refused, a trusted one for the name works."""
     import shutil
@@ -610,7 +610,7 @@ def test_https_goes_to_the_checked_address_with_the_names_certificate(aws_mock, 
     from chalicelib.domain.webhooks import sender as webhook_sender
     if not shutil.which("openssl"):
         pytest.skip("openssl is not installed")
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
@@ -650,7 +650,8 @@ def test_https_goes_to_the_checked_address_with_the_names_certificate(aws_mock, 
         server.server_close()
 
 
-def test_concurrent_adds_never_pass_the_per_account_cap(aws_mock, monkeypatch, atomic_moto):
+def test_concurrent_adds_never_pass_the_per_account_cap(aws_mock, monkeypatch, atomic_moto,
+                                                        settings_override):
     """Eight real threads add at once, and each counts the endpoints before any of them writes
     (the interleaving a count-then-save lets through: all eight were saved). The add's
     transaction is conditional on the account's add counter being unchanged since the count,
@@ -658,7 +659,7 @@ def test_concurrent_adds_never_pass_the_per_account_cap(aws_mock, monkeypatch, a
     import threading
 
     from chalicelib.core.errors import Conflict
-    monkeypatch.setattr(settings, "WEBHOOK_MAX_PER_ACCOUNT", 3)
+    settings_override(webhook_max_per_account=3)
     monkeypatch.setattr(webhook_urls, "check", lambda url: None)  # no DNS in this test
     acct = accounts.create_account("Racers")
     everyone_counted = threading.Barrier(8)
@@ -689,12 +690,12 @@ def test_concurrent_adds_never_pass_the_per_account_cap(aws_mock, monkeypatch, a
 
 
 def test_endpoints_from_before_the_counter_get_their_events_after_a_restore(api, account,
-                                                                           monkeypatch):
+                                                                           settings_override):
     """An account whose endpoint was stored before `Account.webhook_adds` existed (old local
     data) would send unstamped messages, i.e. no sms.* events; the local gateway's restore step
     sets the counter, and the next sends are stamped again."""
     from chalicelib.storage.tables import Account, Message
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     acct, key, device, _ = account
     webhooks.add(acct.account_id, "https://127.0.0.1:9/hook")
     Account(account_id=acct.account_id).update(actions=[Account.webhook_adds.remove()])

@@ -6,7 +6,6 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.core import settings
 from chalicelib.domain import accounts
 from cli import main
 from clients import smsgw_webhook
@@ -70,9 +69,9 @@ def test_add_list_test_deliveries_rotate_redeliver_remove(running):
     assert json.loads(run("webhook", "list", account_id, "--json").output) == []
 
 
-def test_cli_webhook_errors_are_messages(running, monkeypatch):
+def test_cli_webhook_errors_are_messages(running, settings_override):
     account_id = accounts.create_account("Shop").account_id
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", False)
+    settings_override(webhook_allow_private=False)
     bad = run("webhook", "add", account_id, "http://169.254.169.254/latest/")
     assert bad.exit_code == 1 and "Refused url" in bad.output and "Traceback" not in bad.output
     bogus = run("webhook", "add", account_id, "https://x.example/", "--events", "sms.bogus")

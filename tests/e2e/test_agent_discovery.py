@@ -157,7 +157,7 @@ def _serve(chalice_app):
 def role_arn(aws_mock):
     from chalicelib.core import settings
     return boto3.client("iam", region_name="us-east-1").create_role(
-        RoleName="DeviceRole", Path=settings.device_role_path(),
+        RoleName="DeviceRole", Path=settings.current().device_role_path(),
         AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
     )["Role"]["Arn"]
 
@@ -167,10 +167,9 @@ def _send(account, text):
     return sending.send(acct.account_id, device, "+8801712345678", text).message.message_id
 
 
-def test_over_http_direct_then_gateway_then_direct(account, role_arn, monkeypatch):
+def test_over_http_direct_then_gateway_then_direct(account, role_arn, settings_override):
     from app import app
-    from chalicelib.core import settings
-    monkeypatch.setattr(settings, "DEVICE_ROLE_ARN", role_arn)
+    settings_override(device_role_arn=role_arn)
     server, url = _serve(app)
     try:
         now = [0.0]
@@ -180,12 +179,12 @@ def test_over_http_direct_then_gateway_then_direct(account, role_arn, monkeypatc
         assert [j["message_id"] for j in poller.jobs(0, 10)] == [first]
         assert poller.mode == "direct"
         # The stage stops offering direct polling; the credentials come up for renewal.
-        monkeypatch.setattr(settings, "DEVICE_ROLE_ARN", "")
+        settings_override(device_role_arn="")
         poller.direct.credentials = None
         second = _send(account, "two")
         assert [j["message_id"] for j in poller.jobs(0, 10)] == [second]
         assert poller.mode == "gateway"
-        monkeypatch.setattr(settings, "DEVICE_ROLE_ARN", role_arn)
+        settings_override(device_role_arn=role_arn)
         now[0] += PROBE_SECONDS
         third = _send(account, "three")
         assert [j["message_id"] for j in poller.jobs(0, 10)] == [third]
@@ -194,13 +193,12 @@ def test_over_http_direct_then_gateway_then_direct(account, role_arn, monkeypatc
         server.server.shutdown()
 
 
-def test_over_http_an_older_gateway_without_the_route_gets_gateway_polls(account, role_arn,
-                                                                        monkeypatch):
+def test_over_http_an_older_gateway_without_the_route_gets_gateway_polls(
+        account, role_arn, monkeypatch, settings_override):
     """A gateway from before direct polling: the same handlers without /device/credentials and
     /device/claims."""
     from app import app
-    from chalicelib.core import settings
-    monkeypatch.setattr(settings, "DEVICE_ROLE_ARN", role_arn)
+    settings_override(device_role_arn=role_arn)
     monkeypatch.setattr(app, "routes", {
         path: methods for path, methods in app.routes.items()
         if path not in ("/device/credentials", "/device/claims")})

@@ -12,11 +12,11 @@ from chalicelib.domain import messages
 from tests.localgw_helpers import load_soak
 
 
-def test_minimum_validity_is_a_setting(monkeypatch):
-    assert settings.MIN_VALIDITY_SECONDS == 60  # the default callers see
+def test_minimum_validity_is_a_setting(settings_override):
+    assert settings.current().min_validity_seconds == 60  # the default callers see
     with pytest.raises(BadRequest, match="between 60 and"):
         messages.parse_validity("59", None)
-    monkeypatch.setattr(settings, "MIN_VALIDITY_SECONDS", 5)
+    settings_override(min_validity_seconds=5)
     assert messages.parse_validity("5", None) == 5
     with pytest.raises(BadRequest, match="between 5 and") as error:
         messages.parse_validity("4", None)

@@ -107,9 +107,9 @@ def emulated_template(stage, drop=None):
     from deploy import make_template
     resources = {f"{m.__name__}Table": make_template.table_resource(m, stage)
                  for m in tables.MODELS if m.__name__ != drop}
-    for logical, name in (("Q1", settings.webhook_queue_name()),
-                          ("Q2", settings.webhook_queue_name(True)),
-                          ("Q3", settings.stream_failure_queue_name())):
+    for logical, name in (("Q1", settings.current().webhook_queue_name()),
+                          ("Q2", settings.current().webhook_queue_name(True)),
+                          ("Q3", settings.current().stream_failure_queue_name())):
         resources[logical] = {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": name}}
     resources["Api"] = {"Type": "AWS::ApiGatewayV2::Api", "Properties": {"Name": "x"}}
     return {"Resources": resources}
@@ -119,7 +119,8 @@ def test_the_emulator_creates_the_stack_and_finds_the_codes_tables():
     """The tables, indexes, streams and queues the code names, created by moto's CloudFormation
     from the template (what it does not emulate, here the API, is left out)."""
     from chalicelib.core import settings
-    stage = settings.STAGE
+    stage = settings.current().stage
     assert ct.create_on_emulator(emulated_template(stage), stage) == []
     problems = ct.create_on_emulator(emulated_template(stage, drop="Message"), stage)
-    assert problems == [f"table {settings.table_name('messages')} (the code's) is not created"]
+    messages = settings.current().table_name("messages")
+    assert problems == [f"table {messages} (the code's) is not created"]

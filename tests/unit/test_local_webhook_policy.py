@@ -19,16 +19,16 @@ def test_private_receivers_are_allowed_only_on_a_loopback_gateway(host, allowed)
     assert private_webhooks_allowed(host, opted_in=True) is True
 
 
-def test_a_gateway_on_the_network_refuses_them_when_added(account, monkeypatch):
+def test_a_gateway_on_the_network_refuses_them_when_added(account, monkeypatch, settings_override):
     from chalicelib.domain import webhooks
     from local_gateway import LocalGateway
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)  # the local stage's default
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_HTTP", True)
+    settings_override(webhook_allow_private=True)  # the local stage's default
+    settings_override(webhook_allow_http=True)
     monkeypatch.setenv("SMSGW_WEBHOOK_ALLOW_PRIVATE", "")  # restored after the test
     webhooks.ensure_queue()
     gateway = LocalGateway(port=8000, host="0.0.0.0")  # nothing listens: policy only
     gateway._webhook_policy()
-    assert settings.WEBHOOK_ALLOW_PRIVATE is False and gateway.private_webhooks is False
+    assert settings.current().webhook_allow_private is False and gateway.private_webhooks is False
     for url in ("http://127.0.0.1:4566/", "http://192.168.1.1/hook", "http://[fd00::1]/h"):
         with pytest.raises(BadRequest) as refused:
             webhooks.add(account[0].account_id, url)
@@ -36,13 +36,13 @@ def test_a_gateway_on_the_network_refuses_them_when_added(account, monkeypatch):
     assert webhooks.add(account[0].account_id, "http://93.184.216.34/hook")  # public: fine
 
 
-def test_the_owner_can_opt_in(monkeypatch):
+def test_the_owner_can_opt_in(monkeypatch, settings_override):
     from local_gateway import LocalGateway
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     monkeypatch.setenv("SMSGW_WEBHOOK_ALLOW_PRIVATE", "")
     gateway = LocalGateway(port=8000, host="192.168.1.20", allow_private_webhooks=True)
     gateway._webhook_policy()
-    assert settings.WEBHOOK_ALLOW_PRIVATE is True and gateway.private_webhooks is True
+    assert settings.current().webhook_allow_private is True and gateway.private_webhooks is True
     loopback = LocalGateway(port=8000, host="127.0.0.1")
     loopback._webhook_policy()
-    assert settings.WEBHOOK_ALLOW_PRIVATE is True and loopback.private_webhooks is True
+    assert settings.current().webhook_allow_private is True and loopback.private_webhooks is True

@@ -21,19 +21,19 @@ def emulator(aws_mock, atomic_moto, monkeypatch):
 
 def _table(backend, short):
     from chalicelib.core import settings
-    return backend.tables[settings.table_name(short)]
+    return backend.tables[settings.current().table_name(short)]
 
 
 def _put_claim_and_message(key, message_id, claim_condition=True):
     """A send's transaction: the idempotency claim, then the message (records.save_new)."""
     from chalicelib.core import settings
     client = boto3.client("dynamodb", region_name="us-east-1")
-    claim = {"Put": {"TableName": settings.table_name("idempotency"),
+    claim = {"Put": {"TableName": settings.current().table_name("idempotency"),
                      "Item": {"key": {"S": key}, "message_id": {"N": str(message_id)}}}}
     if claim_condition:
         claim["Put"]["ConditionExpression"] = "attribute_not_exists(#k)"
         claim["Put"]["ExpressionAttributeNames"] = {"#k": "key"}
-    message = {"Put": {"TableName": settings.table_name("messages"),
+    message = {"Put": {"TableName": settings.current().table_name("messages"),
                        "Item": {"account_id": {"S": "acc"}, "message_id": {"N": str(message_id)},
                                 "status": {"S": "pending"}},
                        "ConditionExpression": "attribute_not_exists(message_id)"}}

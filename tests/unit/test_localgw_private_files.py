@@ -46,11 +46,9 @@ def test_tls_material_snapshot_state_and_lock_are_born_private(tmp_path, no_chmo
         folder.close()
 
 
-def test_an_alert_mail_file_is_born_private(tmp_path, no_chmod, monkeypatch):
-    from chalicelib.core import settings
+def test_an_alert_mail_file_is_born_private(tmp_path, no_chmod, settings_override):
     from chalicelib.domain.insight import alerts
-    monkeypatch.setattr(settings, "ALERT_SENDER", "")
-    monkeypatch.setenv("SMSGW_MAIL_DIR", str(tmp_path / "mail"))
+    settings_override(alert_sender="", mail_dir=str(tmp_path / "mail"))
     alerts.deliver("owner@example.com", "[smsgw] test", "body", "https://x/unsubscribe/t")
     [mail] = (tmp_path / "mail").glob("*.eml")
     assert mode(tmp_path / "mail") == 0o700 and mode(mail) == 0o600

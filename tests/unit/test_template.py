@@ -49,10 +49,10 @@ def test_tables_match_what_the_models_create(generated, aws_mock):
     stage, template = generated
     declared = _table_defs(template, stage)
     assert set(declared) == set(settings.TABLES)
-    client = boto3.client("dynamodb", region_name=settings.REGION)
+    client = boto3.client("dynamodb", region_name=settings.current().region)
     for model in tables.MODELS:
         live = client.describe_table(TableName=model.Meta.table_name)["Table"]
-        props = declared[_short(model.Meta.table_name, settings.PREFIX)]["Properties"]
+        props = declared[_short(model.Meta.table_name, settings.current().prefix)]["Properties"]
         assert _key_schema(props["KeySchema"]) == _key_schema(live["KeySchema"])
         assert sorted(map(tuple, (d.values() for d in props["AttributeDefinitions"]))) == \
             sorted(map(tuple, (d.values() for d in live["AttributeDefinitions"])))
@@ -185,7 +185,7 @@ def test_stuck_metric_line_is_embedded_metric_format(capsys, monkeypatch):
     spec = line["_aws"]["CloudWatchMetrics"][0]
     assert spec["Namespace"] == metrics.NAMESPACE
     assert spec["Metrics"] == [{"Name": metrics.STUCK_MESSAGES, "Unit": "Count"}]
-    assert line[metrics.STUCK_MESSAGES] == 3 and line["Stage"] == settings.STAGE
+    assert line[metrics.STUCK_MESSAGES] == 3 and line["Stage"] == settings.current().stage
 
 
 def test_device_role_allows_receiving_from_the_stages_device_queues_only(generated):
@@ -208,7 +208,7 @@ def test_device_role_allows_receiving_from_the_stages_device_queues_only(generat
     assert pattern == f"arn:aws:sqs:eu-west-1:123456789012:smsgw-{stage}-device-*"
     # The gateway's session policy for a device of this stage lies inside the role's grant.
     mine = f"https://sqs.eu-west-1.amazonaws.com/123456789012/smsgw-{stage}-device-0123456789abcdef"
-    arn = direct.queue_arn(mine).replace(f":{direct.settings.REGION}:", ":eu-west-1:")
+    arn = direct.queue_arn(mine).replace(f":{direct.settings.current().region}:", ":eu-west-1:")
     assert fnmatch.fnmatchcase(arn, pattern)
     assert not fnmatch.fnmatchcase(arn.replace(f"smsgw-{stage}-", "smsgw-other-"), pattern)
     env = resources["APIHandler"]["Properties"]["Environment"]["Variables"]

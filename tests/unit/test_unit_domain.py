@@ -23,9 +23,8 @@ def test_invalid_numbers_rejected(raw):
     assert err.value.parameter == "phone_number"
 
 
-def test_default_region_applies_when_configured(monkeypatch):
-    from chalicelib.core import settings
-    monkeypatch.setattr(settings, "DEFAULT_REGION", "BD")
+def test_default_region_applies_when_configured(settings_override):
+    settings_override(default_region="BD")
     assert phone.normalise("01712345678") == "+8801712345678"
 
 

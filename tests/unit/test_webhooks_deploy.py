@@ -69,7 +69,7 @@ def test_webhook_queue_dead_letter_queue_and_alarm(generated):
 def test_the_app_names_the_queue_the_template_makes(aws_mock):
     from app import app
     [sqs] = [s for s in app.event_sources if type(s).__name__ == "SQSEventConfig"]
-    assert sqs.queue == settings.webhook_queue_name() and sqs.batch_size == 10
+    assert sqs.queue == settings.current().webhook_queue_name() and sqs.batch_size == 10
 
 
 def test_event_source_filters_are_in_the_template(generated):
@@ -108,14 +108,15 @@ def matches(pattern: dict, record) -> bool:
     return True
 
 
-def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch):
+def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch,
+                                                           settings_override):
     """Every stream record of a busy flow: the filters let through each one that is an event,
     and drop the running phone's heartbeats and the messages' pending/processing writes."""
     from chalicelib.core import clock
     from chalicelib.domain import accounts, devices, incoming, jobs
     from chalicelib.domain.webhooks import events as events
     from localgw import events as local_events
-    monkeypatch.setattr(settings, "WEBHOOK_CACHE_SECONDS", 0)
+    settings_override(webhook_cache_seconds=0)
     pumps = local_events.EventPumps()
     records = []
     monkeypatch.setattr(pumps.app, "emit_events",
@@ -149,7 +150,7 @@ def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch
     spared = []
     for index, record in enumerate(records):
         short = record["eventSourceARN"].split(":table/")[1].split("/")[0][
-            len(settings.PREFIX) + 1:]
+            len(settings.current().prefix) + 1:]
         kinds[short] += 1
         passed = any(matches(json.loads(f["Pattern"]), record)
                      for f in events.stream_filters(short))
@@ -182,14 +183,14 @@ def _stream_of_sends(monkeypatch, api, key, device, token, n=2):
 
 
 def test_an_account_without_endpoints_invokes_no_stream_function(api, account, client,
-                                                                   monkeypatch):
+                                                                   monkeypatch, settings_override):
     """The default deployment's lone SMS: for an account that never had a webhook endpoint, no
     record of its messages passes the event filter (so Lambda never invokes the stream
     function for them), and the code makes no event of them either. After its first endpoint
     the next sends are events."""
     from chalicelib.domain import webhooks
     from chalicelib.domain.webhooks import events as events
-    monkeypatch.setattr(settings, "WEBHOOK_ALLOW_PRIVATE", True)
+    settings_override(webhook_allow_private=True)
     acct, key, device, token = account
 
     def run():
@@ -205,7 +206,7 @@ def test_an_account_without_endpoints_invokes_no_stream_function(api, account, c
         pumps.drain()
         mine = [r for r in records if ":table/" in r["eventSourceARN"]
                 and r["eventSourceARN"].split(":table/")[1].split("/")[0]
-                == settings.table_name("messages")]
+                == settings.current().table_name("messages")]
         assert len(mine) >= 4  # the puts and the reports
         passed = [r for r in mine if any(matches(json.loads(f["Pattern"]), r)
                                          for f in events.stream_filters("messages"))]

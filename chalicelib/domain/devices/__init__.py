@@ -25,7 +25,7 @@ log = logging.getLogger("smsgw")
 UID_PATTERN = re.compile(r"^[0-9a-f]{16}\Z")
 ID_PATTERN = re.compile(r"^[0-9]{1,9}\Z")  # \Z: "$" would accept a trailing newline
 LIVE = "live"
-_cache = TTLCache(lambda: settings.AUTH_CACHE_SECONDS)
+_cache = TTLCache(lambda: settings.current().auth_cache_seconds)
 
 
 def _hash(secret: str) -> str:
@@ -44,8 +44,8 @@ def register(account_id: str, name: str, sim_count: int | None = None) -> tuple[
     uid = secrets.token_hex(8)
     secret = secrets.token_hex(24)
     queue_url = aws.sqs().create_queue(
-        QueueName=settings.queue_name(uid),
-        Attributes={"VisibilityTimeout": str(settings.LEASE_SECONDS),
+        QueueName=settings.current().queue_name(uid),
+        Attributes={"VisibilityTimeout": str(settings.current().lease_seconds),
                     "MessageRetentionPeriod": "1209600"},
         tags={"account_id": account_id},
     )["QueueUrl"]
@@ -160,7 +160,7 @@ def _load(uid: str) -> Device:
 def is_running(device: Device, now_ms: int | None = None) -> bool:
     now_ms = clock.now_ms() if now_ms is None else now_ms
     return (device.app_state == "running" and device.last_seen is not None
-            and now_ms - device.last_seen <= settings.HEARTBEAT_WINDOW_SECONDS * 1000)
+            and now_ms - device.last_seen <= settings.current().heartbeat_window_seconds * 1000)
 
 
 def describe(device: Device) -> dict:
@@ -261,7 +261,7 @@ APP_STATES = ("running", "stopped")
 # heartbeat interval after the last of them), so `last_seen` may lag their last call by this
 # much: at most half the interval keeps interval + lag inside the heartbeat window (1/3 + 1/6 of
 # it by default; 240 + 30 s of 540 s deployed).
-SEEN_REFRESH_SECONDS = min(30, settings.HEARTBEAT_SECONDS / 2)
+SEEN_REFRESH_SECONDS = min(30, settings.current().heartbeat_seconds / 2)
 
 
 def heartbeat(device: Device, app_state: str, battery: int | None = None,
@@ -309,7 +309,7 @@ def stop_silent(now_ms: int | None = None, on_stop=None) -> int:
     `on_stop(device)` runs for each device this call stopped (failover, pool.py); it gets the
     index's keys-only entry (device_uid, last_seen), which is all failover needs."""
     now = clock.now_ms() if now_ms is None else now_ms
-    cutoff = now - settings.HEARTBEAT_WINDOW_SECONDS * 1000
+    cutoff = now - settings.current().heartbeat_window_seconds * 1000
     stopped = 0
     for device in list(Device.live_devices.query(LIVE, Device.last_seen < cutoff)):
         if update_if(device, [Device.app_state.set("stopped"), Device.live.remove()],

@@ -43,7 +43,7 @@ def problem(account_id: str, cause: str, subject: str, text: str, now: int | Non
             AlertState.problem.set(True), AlertState.episode_mailed.set(False)],
             AlertState.problem.does_not_exist() | (AlertState.problem == False)):  # noqa: E712
         return False  # already a problem: mailed (or held back) when it began
-    slot = now - settings.ALERT_MIN_SECONDS * 1000
+    slot = now - settings.current().alert_min_seconds * 1000
     if not update_if(_state(account_id, cause), [AlertState.mailed_at.set(now),
                                                AlertState.episode_mailed.set(True)],
                    AlertState.mailed_at.does_not_exist() | (AlertState.mailed_at <= slot)):
@@ -133,7 +133,7 @@ def mail(account_id: str, subject: str, text: str) -> bool:
     subject = one_line(f"[smsgw] {subject}")[:200]  # a name stored before names were checked
     sent = failed = 0
     for sub in AlertSubscription.query(account_id):
-        link = f"{settings.PUBLIC_URL}/dashboard/unsubscribe/{account_id}/{sub.token}"
+        link = f"{settings.current().public_url}/dashboard/unsubscribe/{account_id}/{sub.token}"
         body = f"{text}\n\nStop these mails: {link}\n"
         if _deliver_retried(sub.email, subject, body, link):
             sent += 1
@@ -171,15 +171,15 @@ def deliver(to: str, subject: str, body: str, unsubscribe: str | None = None) ->
     link; account mails (domain/account_mails.py: sign-up, reset) do not."""
     headers = [("List-Unsubscribe", f"<{unsubscribe}>"),
                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")] if unsubscribe else []
-    if settings.ALERT_SENDER:
+    if settings.current().alert_sender:
         from chalicelib.storage import aws
         simple = {"Subject": {"Data": subject}, "Body": {"Text": {"Data": body}}}
         if headers:
             simple["Headers"] = [{"Name": name, "Value": value} for name, value in headers]
-        aws.ses().send_email(FromEmailAddress=settings.ALERT_SENDER,
+        aws.ses().send_email(FromEmailAddress=settings.current().alert_sender,
                              Destination={"ToAddresses": [to]}, Content={"Simple": simple})
         return
-    if settings.mail_dir():
+    if settings.current().mail_dir:
         from email.message import EmailMessage
         from pathlib import Path
         message = EmailMessage()
@@ -187,7 +187,7 @@ def deliver(to: str, subject: str, body: str, unsubscribe: str | None = None) ->
         for name, value in headers:
             message[name] = value
         message.set_content(body)
-        folder = Path(settings.mail_dir())
+        folder = Path(settings.current().mail_dir)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         # its unsubscribe token is the reader's: born 0600, for its owner only
         name = folder / f"{time.time_ns()}-{secrets.token_hex(4)}.eml"
@@ -231,7 +231,7 @@ def _offline_or_back(old: dict, new: dict) -> bool:
         return False
     name = new.get("name") or new.get("device_uid")
     cause = f"device_offline#{new['device_uid']}"
-    minutes = settings.HEARTBEAT_WINDOW_SECONDS // 60
+    minutes = settings.current().heartbeat_window_seconds // 60
     if now:
         return recovered(new["account_id"], cause, f"Phone {name} is back online",
                          f"Your phone {name} is running again.")

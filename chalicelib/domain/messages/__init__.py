@@ -31,10 +31,10 @@ def check_text(text: str, parameter: str = "message"):
         raise BadRequest(f"Missing required parameter: {parameter} (the SMS text must not be "
                          "empty).", parameter)
     counted = count(text)
-    if counted.segments > settings.MAX_SEGMENTS:
+    if counted.segments > settings.current().max_segments:
         raise BadRequest(
             f"Message too long: {counted.segments} SMS segments ({counted.encoding}); at most "
-            f"{settings.MAX_SEGMENTS} are allowed.", parameter)
+            f"{settings.current().max_segments} are allowed.", parameter)
     return counted
 
 
@@ -75,7 +75,7 @@ def queue_delay(message: Message, now: int) -> int | None:
     """Seconds SQS should hide a paced message's job (0 for now), or None while its send time
     is beyond SQS's longest delay: the outbox sweep releases it nearer the time."""
     wait_ms = (message.not_before or 0) - now
-    if wait_ms > settings.MAX_QUEUE_DELAY_SECONDS * 1000:
+    if wait_ms > settings.current().max_queue_delay_seconds * 1000:
         return None
     return max(0, -(-wait_ms // 1000))
 
@@ -87,15 +87,16 @@ def first_look_due(not_before: int | None, now: int, grace_seconds: int) -> int:
     """When the sweeps should first look at a message to be sent at `not_before`."""
     if not_before is None:
         return now + grace_seconds * 1000
-    if not_before - now > settings.MAX_QUEUE_DELAY_SECONDS * 1000:
-        return not_before - settings.MAX_QUEUE_DELAY_SECONDS * 1000 + 1000
+    if not_before - now > settings.current().max_queue_delay_seconds * 1000:
+        return not_before - settings.current().max_queue_delay_seconds * 1000 + 1000
     return not_before + grace_seconds * 1000
 
 
 def grace_seconds(pool_uid: str | None) -> int:
     """How long a message may wait untaken before the sweeps look at it: shorter for one the
     pool may move to another phone."""
-    return settings.POOL_GRACE_SECONDS if pool_uid else settings.OUTBOX_GRACE_SECONDS
+    limits = settings.current()
+    return limits.pool_grace_seconds if pool_uid else limits.outbox_grace_seconds
 
 
 def enqueue(device: Device, message: Message, text: str) -> bool:
@@ -164,7 +165,7 @@ def stored_for(account_id, message_id, request, chosen: bool = False) -> Message
 
 
 def open_shard(message_id: int) -> str:
-    return f"open#{message_id % settings.OPEN_SHARDS}"
+    return f"open#{message_id % settings.current().open_shards}"
 
 
 def close(message: Message, status: str, reason: str | None = None, **stamps) -> bool:
@@ -223,7 +224,8 @@ def parse_validity_request(valid_for: str | None, expires_at: str | None):
     same instant, and a retry later on asks for the same instant, not the same duration."""
     if valid_for and expires_at:
         raise BadRequest("Give valid_for or expires_at, not both.", "expires_at")
-    shortest, limit = settings.MIN_VALIDITY_SECONDS, settings.MAX_VALIDITY_SECONDS
+    shortest = settings.current().min_validity_seconds
+    limit = settings.current().max_validity_seconds
     if valid_for:
         if not DIGITS.fullmatch(valid_for.strip()):
             raise BadRequest("Invalid valid_for: a whole number of seconds (digits 0-9).",

@@ -59,7 +59,7 @@ def _unseen(account: Account, upto: int, now: int):
     if start >= upto:
         return []
     return Message.query(account.account_id, Message.message_id.between(start + 1, upto),
-                         consistent_read=True, limit=settings.FIRST_LOOK_PAGE)
+                         consistent_read=True, limit=settings.current().first_look_page)
 
 
 def look(now: int, deadline: float, accounts=None):
@@ -67,7 +67,8 @@ def look(now: int, deadline: float, accounts=None):
     settles those due now). An account's watermark moves past what was read; an account the
     budget (`deadline`, monotonic) left unread keeps its messages for the next run.
     `accounts`: these only (the bench), instead of every account."""
-    upto = ids.message_id_floor(now - settings.FIRST_LOOK_SECONDS * 1000 + 1) - 1  # inclusive
+    age = settings.current().first_look_seconds * 1000
+    upto = ids.message_id_floor(now - age + 1) - 1  # inclusive
     accounts = list(Account.scan()) if accounts is None else list(accounts)
     random.shuffle(accounts)  # a run cut short by its budget does not always starve the same
     for account in accounts:

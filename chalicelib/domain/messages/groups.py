@@ -78,7 +78,7 @@ def _claim(account_id: str, group_id: str, fingerprint: str) -> Idempotency | No
     now = clock.now_ms()
     record = Idempotency(key=_key(account_id, group_id), message_id=0, created_at=now,
                          fingerprint=fingerprint,
-                         expires=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000))
+                         expires=clock.at(now + settings.current().retention_days * 86400 * 1000))
     try:
         record.save(Idempotency.key.does_not_exist() | (Idempotency.expires < clock.at(now)))
         return None
@@ -131,7 +131,7 @@ def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Mess
         now = clock.now_ms()
         Idempotency(key=_key(caller.account_id, group_id), message_id=0, created_at=now,
                     fingerprint=fingerprint, members=members,
-                    expires=clock.at(now + settings.RETENTION_DAYS * 86400 * 1000)).save()
+                    expires=clock.at(now + settings.current().retention_days * 86400 * 1000)).save()
     return group_id, [a.message for a in accepted], existing is not None or any(
         a.replayed for a in accepted)
 

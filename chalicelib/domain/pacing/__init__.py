@@ -61,24 +61,24 @@ class AtCapacity(RateLimited):
 def window_of(device: Device) -> int:
     """Parts per PACE_WINDOW_SECONDS this phone may be handed (0: no window)."""
     own = getattr(device, "pace_window", None)
-    return int(own) if own is not None else settings.PACE_WINDOW_PARTS
+    return int(own) if own is not None else settings.current().pace_window_parts
 
 
 def pace_of(device: Device) -> int:
     """Parts per PACE_RATE_SECONDS each SIM of this phone may send (0: no rate)."""
     if device.pace_per_hour is not None:
         return int(device.pace_per_hour)
-    return settings.DEFAULT_PACE_PER_HOUR
+    return settings.current().default_pace_per_hour
 
 
 def _reserve(parts: int) -> int:
-    return min(settings.PACE_OTP_RESERVE, parts // 2)
+    return min(settings.current().pace_otp_reserve, parts // 2)
 
 
 def limits(device: Device, sim: int) -> list[pace_log.Limit]:
     window, rate = window_of(device), pace_of(device)
-    return [pace_log.Limit(window, settings.PACE_WINDOW_SECONDS, _reserve(window)),
-            pace_log.Limit(rate, settings.PACE_RATE_SECONDS, _reserve(rate), sim)]
+    return [pace_log.Limit(window, settings.current().pace_window_seconds, _reserve(window)),
+            pace_log.Limit(rate, settings.current().pace_rate_seconds, _reserve(rate), sim)]
 
 
 def is_paced(device: Device) -> bool:
@@ -150,7 +150,7 @@ def _settled(entries, device: Device, sim: int, now: int) -> list[pace_log.Entry
     scheduled release), and what lies before it may still matter to other bookings."""
     floor = _second(min(now, clock.now_ms()))
     entries = pace_log.prune(entries, floor - 1, limits(device, sim))
-    return pace_log.compact(entries, floor, settings.PACE_LOG_ENTRIES)
+    return pace_log.compact(entries, floor, settings.current().pace_log_entries)
 
 
 def too_long(device: Device, sim: int, segments: int, urgent: bool = False) -> bool:
@@ -168,7 +168,7 @@ def earliest(device: Device, sim: int, segments: int, now: int, urgent: bool = F
     entries = _settled(entries_of(device) if entries is None else entries, device, sim, now)
     start = _start(device, sim, now, urgent)
     at = pace_log.place(entries, limits(device, sim), sim, max(1, segments), urgent,
-                        _second(start), settings.PACE_LOG_ENTRIES)
+                        _second(start), settings.current().pace_log_entries)
     return None if at is None else _handout(at, start)
 
 
@@ -191,14 +191,14 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
         raw, version = _state(device)
         entries = _settled(pace_log.decode(raw), device, sim, now)
         at_s = pace_log.place(entries, limits(device, sim), sim, parts, urgent,
-                              _second(start), settings.PACE_LOG_ENTRIES)
+                              _second(start), settings.current().pace_log_entries)
         if at_s is None and pace_log.earliest(entries, limits(device, sim), parts, urgent,
                                               _second(start)) is None:
             raise BadRequest(f"Message too long for this phone's pacing: {parts} parts are "
                              "more than its window or SIM rate allows at once.", "message",
                              code="pool_too_long")
         if at_s is None:  # the log is full of later bookings: one of them must pass first
-            raise AtCapacity(now + settings.PACE_WINDOW_SECONDS * 1000, now)
+            raise AtCapacity(now + settings.current().pace_window_seconds * 1000, now)
         at = _handout(at_s, start)
         if horizon_ms is not None and at > now + horizon_ms:
             raise AtCapacity(at - horizon_ms, now)
@@ -274,14 +274,14 @@ def _whole(raw, what: str, parameter: str, top: int, words: dict) -> int | None:
 
 def check_pace(raw) -> int | None:
     """The owner's SIM rate: parts per hour per SIM, or 'default' (None)."""
-    return _whole(raw, "per hour per SIM", "pace", settings.MAX_PACE_PER_HOUR,
+    return _whole(raw, "per hour per SIM", "pace", settings.current().max_pace_per_hour,
                   {"default": None})
 
 
 def check_window(raw) -> int | None:
     """The owner's phone window: parts per 30 minutes, 'none' (0: no window, for a phone whose
     Android limit was raised) or 'default' (None)."""
-    return _whole(raw, "per 30 minutes", "window", settings.MAX_WINDOW_PARTS,
+    return _whole(raw, "per 30 minutes", "window", settings.current().max_window_parts,
                   {"default": None, "none": 0})
 
 
@@ -341,9 +341,9 @@ def window_state(device: Device, now: int | None = None) -> dict:
     """The phone's window for the dashboard: its parts, minutes and parts used now (the compat
     API's device_status keeps its fields as they were)."""
     now = clock.now_ms() if now is None else now
-    since = _second(now) - settings.PACE_WINDOW_SECONDS
+    since = _second(now) - settings.current().pace_window_seconds
     return {"window_parts": window_of(device) or None,
-            "window_minutes": math.ceil(settings.PACE_WINDOW_SECONDS / 60),
+            "window_minutes": math.ceil(settings.current().pace_window_seconds / 60),
             "window_used": sum(e.parts for e in entries_of(device)
                                if since <= e.at <= _second(now))}
 

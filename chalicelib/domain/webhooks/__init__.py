@@ -39,7 +39,7 @@ log = logging.getLogger("smsgw")
 ID_PATTERN = re.compile(r"^wh_[0-9a-f]{16}$")
 SQS_BATCH = 10
 MAX_OVERLAP_SECONDS = 7 * 86400
-_endpoints = TTLCache(lambda: settings.WEBHOOK_CACHE_SECONDS)
+_endpoints = TTLCache(lambda: settings.current().webhook_cache_seconds)
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -97,8 +97,8 @@ def _saved_within_cap(account_id: str, webhook: Webhook) -> bool:
     so for every interleaving DynamoDB allows, a write that succeeds saw every other endpoint:
     the cap holds. (Removals only free room: they need not bump.) False: another add won."""
     seen = get_account(account_id, consistent=True).webhook_adds
-    if len(list_all(account_id)) >= settings.WEBHOOK_MAX_PER_ACCOUNT:
-        raise Conflict(f"An account may have at most {settings.WEBHOOK_MAX_PER_ACCOUNT} "
+    if len(list_all(account_id)) >= settings.current().webhook_max_per_account:
+        raise Conflict(f"An account may have at most {settings.current().webhook_max_per_account} "
                        "webhook endpoints.", "url")
     unchanged = (Account.webhook_adds.does_not_exist() if seen is None
                  else Account.webhook_adds == seen)
@@ -231,15 +231,15 @@ def signature_header(webhook: Webhook, timestamp: int, body: bytes) -> str:
 
 @functools.cache
 def queue_url(dead_letter: bool = False) -> str:
-    name = settings.webhook_queue_name(dead_letter)
+    name = settings.current().webhook_queue_name(dead_letter)
     return aws.sqs().get_queue_url(QueueName=name)["QueueUrl"]
 
 
 def ensure_queue() -> str:
     """Create the webhook queue if missing (local gateway and tests; AWS has the template's)."""
     queue_url.cache_clear()
-    aws.sqs().create_queue(QueueName=settings.webhook_queue_name(dead_letter=True))
-    return aws.sqs().create_queue(QueueName=settings.webhook_queue_name())["QueueUrl"]
+    aws.sqs().create_queue(QueueName=settings.current().webhook_queue_name(dead_letter=True))
+    return aws.sqs().create_queue(QueueName=settings.current().webhook_queue_name())["QueueUrl"]
 
 
 def job(webhook: Webhook, event_id: str, event_type: str, body: str, attempt: int = 1,

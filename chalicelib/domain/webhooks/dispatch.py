@@ -31,14 +31,14 @@ log = logging.getLogger("smsgw")
 RETRY_DELAYS = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 36000)
 MAX_HOP_SECONDS = 900  # SQS's maximum DelaySeconds
 JITTER = 0.1
-_webhooks = TTLCache(lambda: settings.WEBHOOK_CACHE_SECONDS)
+_webhooks = TTLCache(lambda: settings.current().webhook_cache_seconds)
 
 
 def retry_delay_ms(attempt: int) -> int | None:
     """Milliseconds before the attempt after failed `attempt` (None: no more attempts)."""
     if attempt > len(RETRY_DELAYS):
         return None
-    seconds = RETRY_DELAYS[attempt - 1] * settings.WEBHOOK_RETRY_SCALE
+    seconds = RETRY_DELAYS[attempt - 1] * settings.current().webhook_retry_scale
     return int(seconds * 1000 * random.uniform(1 - JITTER, 1 + JITTER))
 
 
@@ -67,7 +67,7 @@ def _record(job: dict, state: str, outcome, next_at: int | None) -> None:
                WebhookDelivery.state.set(state), WebhookDelivery.last_at.set(now),
                WebhookDelivery.created_at.set(WebhookDelivery.created_at | job["f"]),
                WebhookDelivery.retain_until.set(clock.at(
-                   now + settings.WEBHOOK_LOG_DAYS * 86400 * 1000))]
+                   now + settings.current().webhook_log_days * 86400 * 1000))]
     if outcome is not None:
         entry = Attempt(at=now, status_code=outcome.status_code, latency_ms=outcome.latency_ms,
                         error=outcome.error)
@@ -92,8 +92,9 @@ def _failed(webhook: Webhook, outcome) -> None:
     except UpdateError:
         return
     stretch = now - (webhook.failing_since or now)
-    if webhook.state == "enabled" and webhook.failures >= settings.WEBHOOK_DISABLE_MIN_FAILURES \
-            and stretch >= settings.WEBHOOK_DISABLE_AFTER_SECONDS * 1000:
+    limits = settings.current()
+    if webhook.state == "enabled" and webhook.failures >= limits.webhook_disable_min_failures \
+            and stretch >= limits.webhook_disable_after_seconds * 1000:
         reason = (f"Disabled automatically: {webhook.failures} failed attempts in a row since "
                   f"{clock.fmt(webhook.failing_since)} UTC; last error: {outcome.error}")
         try:

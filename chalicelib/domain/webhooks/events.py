@@ -75,7 +75,7 @@ def _table(record: dict) -> str:
     arn = record.get("eventSourceARN", "")
     name = arn.split(":table/", 1)[-1].split("/", 1)[0]
     for short in settings.EVENT_SOURCE_TABLES:
-        if name == settings.table_name(short):
+        if name == settings.current().table_name(short):
             return short
     return ""
 

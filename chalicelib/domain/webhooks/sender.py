@@ -68,7 +68,7 @@ def post(url: str, body: bytes, headers: dict) -> Outcome:
         return done(error=f"refused: {refused}")
     except Exception as exc:  # a URL that became invalid (e.g. settings changed)
         return done(error=f"refused: {getattr(exc, 'message', exc)}")
-    timeout = settings.WEBHOOK_TIMEOUT_SECONDS
+    timeout = settings.current().webhook_timeout_seconds
     if scheme == "https":
         connection = _PinnedHTTPS(address, host, port, timeout, ssl.create_default_context())
     else:

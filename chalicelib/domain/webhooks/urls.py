@@ -6,8 +6,8 @@ On AWS stages a receiver must be `https` and every address its name resolves to 
 global unicast address: no private, loopback, link-local (instance metadata), CGNAT, multicast,
 reserved or unspecified ones, IPv4-mapped and 6to4 IPv6 included. The request then goes to the
 very address that was checked (see webhook_sender), so a second DNS answer cannot slip in.
-The local gateway allows `http` (settings.WEBHOOK_ALLOW_HTTP) and local receivers
-(settings.WEBHOOK_ALLOW_PRIVATE); listening beyond loopback, it refuses local receivers unless
+The local gateway allows `http` (settings' webhook_allow_http) and local receivers
+(webhook_allow_private); listening beyond loopback, it refuses local receivers unless
 its owner opts in: anyone with an account on that network could otherwise make it POST to the
 AWS emulator on 127.0.0.1, which asks for no signature.
 """
@@ -100,9 +100,9 @@ def resolve(host: str, port: int) -> list[str]:
 def check(url: str, allow_private: bool | None = None) -> tuple[tuple, str]:
     """Resolve and check `url`; returns (parse(url), the address to connect to) or raises
     Refused (nothing is sent). Called at `add` and before every attempt."""
-    allow = settings.WEBHOOK_ALLOW_PRIVATE if allow_private is None else allow_private
+    allow = settings.current().webhook_allow_private if allow_private is None else allow_private
     scheme, host, port, path = parse(url)
-    if scheme != "https" and not (allow or settings.WEBHOOK_ALLOW_HTTP):
+    if scheme != "https" and not (allow or settings.current().webhook_allow_http):
         raise Refused("the URL must be https")
     addresses = resolve(host, port)
     if not addresses:

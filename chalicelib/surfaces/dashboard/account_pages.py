@@ -29,7 +29,7 @@ NOTICES = {
 
 def notice(request) -> str | None:
     text = NOTICES.get(request.query.get("done", ""))
-    return text.format(cache=settings.AUTH_CACHE_SECONDS) if text else None
+    return text.format(cache=settings.current().auth_cache_seconds) if text else None
 
 
 # --- signed out ----------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def keys_page(request, new_key=None, new_label=None, error=None, status=200, rep
     return web.render(request, "keys.html", status, title="API keys",
                       rows=_key_rows(request.session.account_id), new_key=new_key,
                       new_label=new_label, error=error, overlaps=OVERLAPS, replaced=replaced,
-                      notice=notice(request), cache=settings.AUTH_CACHE_SECONDS)
+                      notice=notice(request), cache=settings.current().auth_cache_seconds)
 
 
 def key_create(request):
@@ -163,7 +163,8 @@ def _whitelist_view(request, error=None, entry="", status=200):
     you = request.source_ip or ""
     return web.render(request, "whitelist.html", status, title="IP whitelist", entries=entries,
                       you=you, you_allowed=accounts.ip_allowed(you, entries), error=error,
-                      entry=entry, notice=notice(request), cache=settings.AUTH_CACHE_SECONDS)
+                      entry=entry, notice=notice(request),
+                      cache=settings.current().auth_cache_seconds)
 
 
 def whitelist_page(request):

@@ -15,7 +15,7 @@ def _dashboard_url(request) -> str:
 
 
 def _closed(request):
-    invite = "invite" if settings.signup_mode() == "invite" else ""
+    invite = "invite" if settings.current().signup == "invite" else ""
     return web.render(request, "error.html", 403, title="Sign-up is closed",
                       message="This gateway does not take sign-ups: its operator creates "
                               "accounts" + (" and invites people (invitation links are not "

@@ -45,8 +45,8 @@ class Request:
     def base_url(self) -> str:
         """This gateway's public URL, without a trailing slash: SMSGW_PUBLIC_URL if set, else
         API Gateway's domain and stage, else (local) the Host the browser used."""
-        if settings.PUBLIC_URL:
-            return settings.PUBLIC_URL
+        if settings.current().public_url:
+            return settings.current().public_url
         domain = self.context.get("domainName") or ""
         if domain and domain != "localhost" and not domain.startswith("127."):
             on_execute_api = ".execute-api." in domain
@@ -66,8 +66,8 @@ class Request:
     def root(self) -> str:
         """The path prefix of the dashboard's links: the public URL's path, or the stage on an
         execute-api domain; never taken from the Host header."""
-        if settings.PUBLIC_URL:
-            path = settings.PUBLIC_URL.split("://", 1)[-1].partition("/")[2]
+        if settings.current().public_url:
+            path = settings.current().public_url.split("://", 1)[-1].partition("/")[2]
         else:
             domain = self.context.get("domainName") or ""
             path = self._stage if ".execute-api." in domain else ""

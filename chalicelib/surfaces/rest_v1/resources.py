@@ -66,9 +66,9 @@ def _send_at(raw: str | None) -> int | None:
     if raw is None:
         return None
     at = epoch_ms(raw)
-    if at - clock.now_ms() > settings.MAX_SCHEDULE_SECONDS * 1000:
-        raise BadRequest(f"Invalid send_at: at most {settings.MAX_SCHEDULE_SECONDS // 86400} "
-                         "days ahead.", "send_at")
+    ahead = settings.current().max_schedule_seconds
+    if at - clock.now_ms() > ahead * 1000:
+        raise BadRequest(f"Invalid send_at: at most {ahead // 86400} days ahead.", "send_at")
     return at
 
 

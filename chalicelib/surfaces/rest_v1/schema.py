@@ -34,7 +34,8 @@ def _nullable(schema):
 DATE_TIME = _s("string", "RFC 3339 time, e.g. 2026-01-31T09:30:00Z", format="date-time")
 PHONE = _s("string", "Phone number, E.164 (+491701234567) or national with the gateway's default "
            "region; with is_encrypted, its ciphertext.", minLength=1, maxLength=256)
-TEXT = _s("string", f"The SMS text (at most {settings.MAX_SEGMENTS} segments).", minLength=1,
+TEXT = _s("string", f"The SMS text (at most {settings.current().max_segments} segments).",
+          minLength=1,
           maxLength=4000)
 DEVICE_ID = _s("integer", "A device of the account (GET /v1/devices).", minimum=1,
                maximum=999999999)
@@ -48,8 +49,9 @@ SEND_BODY = _s("object", properties={
     "send_at": _s("string", "Send no earlier than this RFC 3339 time (at most 30 days ahead). "
                   "Cancellable until then.", format="date-time"),
     "valid_for": _s("integer", "Seconds the message may wait to be sent (from send_at when "
-                    "scheduled); then it ends expired.", minimum=settings.MIN_VALIDITY_SECONDS,
-                    maximum=settings.MAX_VALIDITY_SECONDS),
+                    "scheduled); then it ends expired.",
+                    minimum=settings.current().min_validity_seconds,
+                    maximum=settings.current().max_validity_seconds),
     "priority": _s("string", "urgent: sent at once, ahead of the phone's paced backlog (as "
                    "OTPs are), still counted in its pace; normal (default): paced.",
                    enum=["normal", "urgent"]),
@@ -122,11 +124,11 @@ DEVICE_DETAIL = _s("object", properties={
 DEVICE_PATCH = _s("object", properties={
     "pace_per_hour": _nullable(_s("integer", "SMS parts per hour each SIM may send; null: the "
                                   "gateway's default.", minimum=1,
-                                  maximum=settings.MAX_PACE_PER_HOUR)),
+                                  maximum=settings.current().max_pace_per_hour)),
     "window_parts": _nullable(_s("integer", "SMS parts per 30 minutes for the whole phone "
                                  "(Android's limit; docs/pool.md); 0: no window (the phone's "
                                  "limit was raised); null: the gateway's default.", minimum=0,
-                                 maximum=settings.MAX_WINDOW_PARTS))},
+                                 maximum=settings.current().max_window_parts))},
     additionalProperties=False)
 OTP_BODY = _s("object", properties={
     "phone_number": PHONE, "device_id": DEVICE_ID,

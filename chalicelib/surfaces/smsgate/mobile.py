@@ -175,7 +175,8 @@ def events(request: Request):
     """GET /events: answered whole (see the module's docstring); a sign of life either way."""
     request.no_query()
     device = request.device()
-    hold = min(max(settings.MOBILE_EVENTS_HOLD_SECONDS, 0), settings.MAX_POLL_WAIT_SECONDS)
+    hold = min(max(settings.current().mobile_events_hold_seconds, 0),
+               settings.current().max_poll_wait_seconds)
     if hold <= 0:
         devices.seen(device)
         return 200, dict(EVENT_STREAM), ": connected\n\n"

@@ -48,8 +48,8 @@ def app_version(headers: dict) -> str | None:
 def base_url(headers: dict, context: dict | None) -> str:
     """This gateway's public URL (no trailing slash): SMSGW_PUBLIC_URL if set, else API
     Gateway's or the function URL's domain (and a REST API's stage), else the Host asked for."""
-    if settings.PUBLIC_URL:
-        return settings.PUBLIC_URL
+    if settings.current().public_url:
+        return settings.current().public_url
     context = context or {}
     domain = context.get("domainName") or ""
     if domain and domain != "localhost" and not domain.startswith("127."):

@@ -136,9 +136,9 @@ def send_request(body) -> tuple[str | None, groups.Request]:
         send_at = parse_time(body["scheduleAt"], "scheduleAt")
         if send_at <= clock.now_ms():
             raise BadRequest("Invalid scheduleAt: must be in the future.", "scheduleAt")
-        if send_at - clock.now_ms() > settings.MAX_SCHEDULE_SECONDS * 1000:
+        if send_at - clock.now_ms() > settings.current().max_schedule_seconds * 1000:
             raise BadRequest(f"Invalid scheduleAt: at most "
-                             f"{settings.MAX_SCHEDULE_SECONDS // 86400} days ahead.",
+                             f"{settings.current().max_schedule_seconds // 86400} days ahead.",
                              "scheduleAt")
         asked = f"{asked or ''} at:{send_at}".strip()
     device = _field(body, "deviceId", str, "a device id (GET /devices)")
