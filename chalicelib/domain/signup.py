@@ -32,7 +32,8 @@ CONFLICT_RETRIES = 3
 
 
 def is_open() -> bool:
-    """`invite` is closed until invitations exist (docs/dashboard.md)."""
+    """Open to anyone; `invite`: people join only through an owner's invitation
+    (domain/members.py)."""
     return settings.signup_mode() == "open"
 
 
