@@ -57,10 +57,10 @@ def invite(account_id: str, inviter: str, email: str | None, role: str | None, *
             raise Conflict(f"{email} is a member of this account already.", "email")
     except DoesNotExist:
         pass
-    throttle.take(f"invite-account#{account_id}", PER_ACCOUNT, WINDOW_SECONDS,
-                  "invitations from this account")
     throttle.take(f"invite-email#{email}", PER_EMAIL, WINDOW_SECONDS,
                   "invitations to this email")
+    throttle.take(f"invite-account#{account_id}", PER_ACCOUNT, WINDOW_SECONDS,
+                  "invitations from this account")
     token = secrets.token_urlsafe(32)
     now = clock.now_ms()
     expires_at = now + LINK_DAYS * 86400 * 1000
