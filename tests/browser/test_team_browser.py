@@ -7,7 +7,7 @@ Saves docs/screenshots/team-*.png (desktop and 390 px)."""
 import re
 
 from tests.browser import test_signup_browser as signup_journey
-from tests.browser.test_dashboard_browser import ARGS, CHROMIUM, DESKTOP, shoot, url
+from tests.browser.test_dashboard_browser import DESKTOP, shoot, url
 from tests.browser.test_signup_browser import mails_to, only_link
 
 gateway, page = signup_journey.gateway, signup_journey.page  # its fixtures: a gateway, a tab
@@ -44,30 +44,28 @@ def test_invite_a_viewer_who_joins_and_cannot_make_keys(page, gateway):
     link = only_link(mail)
     assert link.startswith(gateway["url"] + "/dashboard/join?token=")
 
-    from playwright.sync_api import sync_playwright  # a second browser: the viewer's
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        viewer = browser.new_context(viewport=DESKTOP).new_page()
-        viewer.goto(link)
-        assert "as viewer" in viewer.inner_text("main")
-        shoot(viewer, "team-join")
-        viewer.get_by_label("Password").fill(PASSWORD)
-        viewer.get_by_label("Repeat it").fill(PASSWORD)
-        viewer.get_by_role("button", name="Join").click()
-        viewer.wait_for_url(re.compile(r"/dashboard/\?done=joined"))
-        viewer.goto(url(gateway, "/keys"))
-        assert viewer.get_by_role("button", name="Create key").count() == 0
-        assert "You are a viewer" in viewer.inner_text("main")
-        shoot(viewer, "team-viewer-keys")
-        csrf = viewer.locator("input[name=csrf]").first.input_value()
-        forced = viewer.request.post(url(gateway, "/keys"), form={"csrf": csrf,
-                                                                   "label": "sneaky"},
-                                     headers={"Origin": gateway["url"]})
-        assert forced.status == 403
-        assert "needs the developer role" in forced.text()
-        viewer.goto(url(gateway, "/team"))
-        assert viewer.get_by_role("button", name="Invite").count() == 0
-        browser.close()
+    viewer_context = page.context.browser.new_context(viewport=DESKTOP)  # another browser
+    viewer = viewer_context.new_page()
+    viewer.goto(link)
+    assert "as viewer" in viewer.inner_text("main")
+    shoot(viewer, "team-join")
+    viewer.get_by_label("Password").fill(PASSWORD)
+    viewer.get_by_label("Repeat it").fill(PASSWORD)
+    viewer.get_by_role("button", name="Join").click()
+    viewer.wait_for_url(re.compile(r"/dashboard/\?done=joined"))
+    viewer.goto(url(gateway, "/keys"))
+    assert viewer.get_by_role("button", name="Create key").count() == 0
+    assert "You are a viewer" in viewer.inner_text("main")
+    shoot(viewer, "team-viewer-keys")
+    csrf = viewer.locator("input[name=csrf]").first.input_value()
+    forced = viewer.request.post(url(gateway, "/keys"), form={"csrf": csrf,
+                                                               "label": "sneaky"},
+                                 headers={"Origin": gateway["url"]})
+    assert forced.status == 403
+    assert "needs the developer role" in forced.text()
+    viewer.goto(url(gateway, "/team"))
+    assert viewer.get_by_role("button", name="Invite").count() == 0
+    viewer_context.close()
 
     page.goto(url(gateway, "/keys"))
     assert "sneaky" not in page.inner_text("main")
