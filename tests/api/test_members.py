@@ -250,6 +250,16 @@ def test_users_without_a_role_are_owners_and_the_cli_takes_a_role(team):
     assert bad.exit_code != 0 and "boss" in bad.output
 
 
+def test_in_invite_mode_signup_is_refused_and_a_reset_mail_says_invitations(
+        client, team, mailbox):
+    page = Visitor(client).get("/dashboard/signup")
+    assert page.status_code == 403 and "by invitation only" in text(page)
+    from chalicelib.domain import password_reset
+    password_reset.request_reset("nobody@example.com", "192.0.2.1", DASHBOARD)
+    [mail] = mailbox()
+    assert "when an account's owner invites them" in mail.get_content()
+
+
 def _race(count, call, numbered=False):
     """Run `call` on `count` threads released together; their results or exceptions."""
     start = threading.Barrier(count)
