@@ -13,9 +13,12 @@ DESCRIPTIONS = {VIEWER: "reads every page; changes nothing",
 
 
 def of(item) -> str:
-    """The role of a user or session item (absent: owner)."""
+    """The role of a user or session item: absent, owner; a value this code does not know
+    (another branch's, a typo) is read as the least, viewer, never as more."""
     role = getattr(item, "role", None)
-    return role if role in RANK else OWNER
+    if role is None:
+        return OWNER
+    return role if role in RANK else VIEWER
 
 
 def allows(role: str | None, needed: str) -> bool:

@@ -239,6 +239,7 @@ def test_users_without_a_role_are_owners_and_the_cli_takes_a_role(team):
     legacy = User(email="old@example.com", account_id=team, created_at=1)
     legacy.save()
     assert roles.of(User.get("old@example.com")) == "owner"
+    assert roles.of(User(email="odd@example.com", role="operator")) == "viewer"
     from click.testing import CliRunner
 
     import cli
