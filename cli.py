@@ -530,16 +530,19 @@ def _link(url: str, token: str) -> str:
 @user.command("add")
 @click.argument("account_id")
 @click.argument("email")
+@click.option("--role", type=click.Choice(["owner", "developer", "viewer"]), default="owner",
+              show_default=True, help="What the user may do in the dashboard (docs/dashboard.md, "
+                                      "Team members).")
 @url_option
 @json_option
-def user_add(account_id, email, url, as_json):
+def user_add(account_id, email, role, url, as_json):
     """Add EMAIL as a user of ACCOUNT_ID; prints a one-time set-password link (24 h)."""
     from chalicelib.domain import users
-    added, token = users.add(account_id, email)
+    added, token = users.add(account_id, email, role=role)
     link = _link(url, token)
-    emit(as_json, {"email": added.email, "account_id": account_id, "set_password_link": link,
-                   "expires_in_hours": users.LINK_HOURS},
-         f"added {added.email} to {account_id}\nset-password link (once, within "
+    emit(as_json, {"email": added.email, "account_id": account_id, "role": role,
+                   "set_password_link": link, "expires_in_hours": users.LINK_HOURS},
+         f"added {added.email} to {account_id} as {role}\nset-password link (once, within "
          f"{users.LINK_HOURS} h): {link}")
 
 
@@ -560,10 +563,10 @@ def user_link(email, url, as_json):
 @json_option
 def user_list(account_id, as_json):
     """List the dashboard users of ACCOUNT_ID."""
-    from chalicelib.domain import users
-    rows = [{"email": u.email, "created_at": clock.fmt(u.created_at),
+    from chalicelib.domain import roles, users
+    rows = [{"email": u.email, "role": roles.of(u), "created_at": clock.fmt(u.created_at),
              "password_set": u.password_hash is not None} for u in users.list_users(account_id)]
-    emit(as_json, rows, "\n".join(f"{r['email']}  created {r['created_at']}"
+    emit(as_json, rows, "\n".join(f"{r['email']}  {r['role']}  created {r['created_at']}"
                                   + ("" if r["password_set"] else "  (no password yet)")
                                   for r in rows) or "no users")
 

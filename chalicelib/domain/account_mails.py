@@ -1,4 +1,5 @@
-"""The mails a person gets about their own account (sign-up, password reset), with every word
+"""The mails a person gets about their own account (sign-up, password reset, an invitation
+into a team), with every word
 of them here, in one catalog per language, so they can be translated without touching code.
 
 They are plain text with no tracking: no HTML, no images, no redirecting or tagged links, no
@@ -46,6 +47,20 @@ CATALOGS = {
             "If you did not ask for this, ignore this mail.\n"),
         "signup_hint_open": "To create one: {signup}",
         "signup_hint_closed": "Accounts there are created by its operator.",
+        "signup_hint_invite": "People join accounts there when an account's owner invites "
+                              "them.",
+        "invite": (
+            "You are invited to the SMS gateway account \"{account_name}\"",
+            "Hello,\n\n"
+            "{inviter} invites you to join the account \"{account_name}\" on the SMS gateway "
+            "at {base_url}, as {role}: {role_means}.\n\n"
+            "To accept, choose your password by following this link within {days} days. It "
+            "works once:\n\n{link}\n\n"
+            "If you did not expect this, ignore this mail: nothing happens without this "
+            "link.\n"),
+        "role_owner": "you may do everything, including managing the team",
+        "role_developer": "you may manage API keys, webhooks, phones and opt-outs, and send",
+        "role_viewer": "you may see everything, and change nothing",
     },
 }
 

@@ -14,7 +14,7 @@ import secrets
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core import clock
+from chalicelib.core import clock, settings
 from chalicelib.domain import account_mails, signup, throttle, users
 from chalicelib.storage.dashboard_tables import PasswordLink, User
 
@@ -48,7 +48,8 @@ def request_reset(email: str | None, source_ip: str | None, dashboard_url: str) 
                            link=f"{dashboard_url}/set-password?token={token}")
     else:
         hint = (account_mails.text("signup_hint_open", signup=f"{dashboard_url}/signup")
-                if signup.is_open() else account_mails.text("signup_hint_closed"))
+                if signup.is_open() else account_mails.text(
+                    f"signup_hint_{settings.current().signup}"))
         account_mails.send(email, "reset_unknown", email=email, base_url=base,
                            signup_hint=hint)
     return email

@@ -1,5 +1,5 @@
 """Sign-up: a person creates an account and its first user from the sign-in page, when the
-stage's SMSGW_SIGNUP is `open` (settings.signup_mode).
+stage's SMSGW_SIGNUP is `open` (settings.current().signup).
 
 Nothing exists until the email is verified: sign-up stores only a pending link (PasswordLink,
 purpose `signup`: the token's SHA-256, the account's id and name, the argon2 hash of the chosen
@@ -32,7 +32,8 @@ CONFLICT_RETRIES = 3
 
 
 def is_open() -> bool:
-    """`invite` is closed until invitations exist (docs/dashboard.md)."""
+    """Open to anyone; `invite`: people join only through an owner's invitation
+    (domain/members.py)."""
     return settings.current().signup == "open"
 
 

@@ -60,11 +60,14 @@ def normalise_email(email: str | None) -> str:
     return email
 
 
-def add(account_id: str, email: str) -> tuple[User, str]:
-    """Add a user to an account; returns it and its set-password link token (shown once)."""
+def add(account_id: str, email: str, role: str = "owner") -> tuple[User, str]:
+    """Add a user to an account with `role` (domain/roles.py); returns it and its
+    set-password link token (shown once)."""
+    from chalicelib.domain import roles
     email = normalise_email(email)
+    role = roles.parse(role)
     get_account(account_id)
-    user = User(email=email, account_id=account_id, created_at=clock.now_ms())
+    user = User(email=email, account_id=account_id, created_at=clock.now_ms(), role=role)
     try:
         user.save(User.email.does_not_exist())
     except PutError as error:
@@ -128,7 +131,8 @@ def _link_and_user(token: str | None) -> tuple[PasswordLink, User]:
 
 _ASK_AGAIN = {None: "Ask your operator for a new one.",
               "reset": "Ask for a new one: Forgot password? on the sign-in page.",
-              "signup": "Sign up again."}
+              "signup": "Sign up again.",
+              "invite": "Ask the account's owner to invite you again."}
 
 
 def live_link(token: str | None, purpose: str | None = None) -> PasswordLink:

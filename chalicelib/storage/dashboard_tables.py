@@ -25,7 +25,17 @@ class User(Model):
     created_at = NumberAttribute()
     password_hash = UnicodeAttribute(null=True)
     password_set_at = NumberAttribute(null=True)
+    role = UnicodeAttribute(null=True)  # domain/roles.py: absent means owner
     by_account = UsersByAccount()
+
+
+class InvitationsByAccount(GlobalSecondaryIndex):
+    """An account's invitations (domain/members.py); sparse: only they have `invited_to`."""
+    class Meta:
+        index_name = "invitations"
+        projection = AllProjection()
+    invited_to = UnicodeAttribute(hash_key=True)
+    created_at = NumberAttribute(range_key=True)
 
 
 class PasswordLink(Model):
@@ -33,7 +43,8 @@ class PasswordLink(Model):
     `purpose`: absent for the operator's set-password link, `reset` for a forgotten password
     (domain/password_reset.py), `signup` for a sign-up's verification (domain/signup.py), which
     also holds the account to create (`account_id`, `account_name`) and the chosen
-    `password_hash` until the email is verified."""
+    `password_hash` until the email is verified, `invite` for an owner's invitation into
+    `account_id` (and `invited_to`, the same, for the index) with `role`, made `by`."""
     Meta = table_meta("password-links")
     token_hash = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute()
@@ -45,6 +56,10 @@ class PasswordLink(Model):
     purpose = UnicodeAttribute(null=True)
     account_name = UnicodeAttribute(null=True)
     password_hash = UnicodeAttribute(null=True)
+    invited_to = UnicodeAttribute(null=True)
+    role = UnicodeAttribute(null=True)
+    by = UnicodeAttribute(null=True)
+    invitations = InvitationsByAccount()
 
 
 class SessionsByUser(GlobalSecondaryIndex):
@@ -66,6 +81,7 @@ class Session(Model):
     created_at = NumberAttribute()
     expires_at = NumberAttribute()
     expires = TTLAttribute()
+    role = UnicodeAttribute(null=True)  # the user's when it started (absent: owner)
     by_user = SessionsByUser()
 
 

@@ -192,7 +192,8 @@ def test_cli_user_add_prints_a_one_time_link(account, monkeypatch):
     # created a moment ago on the real clock: within a few seconds on a loaded machine
     assert listed[0]["created_at"] in {clock.fmt(clock.now_ms() - back * 1000)
                                        for back in range(5)}
-    assert listed == [{"email": "boss@example.com", "created_at": listed[0]["created_at"],
+    assert listed == [{"email": "boss@example.com", "role": "owner",
+                       "created_at": listed[0]["created_at"],
                        "password_set": False}]
     fresh = json.loads(run("user", "link", "boss@example.com", "--json").output)
     assert fresh["set_password_link"].startswith("/dashboard/set-password?token=")

@@ -156,6 +156,16 @@ def cross_account_requests(a, b):
                                            {"number": "+14155550177"}),
         ("POST", ("opt-outs", "settings")): ("/dashboard/opt-outs/settings",
                                              {"own_out": "HALT", "reply": "Bye"}),
+        ("GET", ("team",)): ("/dashboard/team", None),
+        ("POST", ("team", "invite")): ("/dashboard/team/invite", {"email": b["email"],
+                                                                   "role": "owner"}),
+        ("POST", ("team", "role")): ("/dashboard/team/role", {"email": b["email"],
+                                                               "role": "viewer"}),
+        ("POST", ("team", "remove")): ("/dashboard/team/remove", {"email": b["email"]}),
+        ("POST", ("team", "revoke")): ("/dashboard/team/revoke", {"invitation": "x"}),
+        ("POST", ("team", "leave")): None,  # the caller's own membership: test_members.py
+        ("GET", ("join",)): None,  # link-based: tests/api/test_members.py
+        ("POST", ("join",)): None,
         ("GET", ("try",)): ("/dashboard/try", None),
         ("POST", ("try", "sms")): ("/dashboard/try/sms", {"phone": bd, "number": "+14155550100",
                                                           "text": "hi", "sim": "1"}),

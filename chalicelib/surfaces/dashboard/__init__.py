@@ -2,23 +2,26 @@
 
 Imported only by dashboard routes (app.py imports it inside them), so the public API's cold
 start never loads it, Jinja2, argon2 or segno. `handle` maps (method, path parts) to a page;
-every page but the signed-out ones (PUBLIC: sign-in, sign-up, verify, forgot, set-password)
-and static files needs a live session, and every POST must carry the session's CSRF token
-(or, signed out, the double-submit token) and, when the browser sends one, this gateway's
-Origin.
+every page but the signed-out ones (access.PUBLIC: sign-in, sign-up, verify, forgot,
+set-password, join) and static files needs a live session whose role is at least the one the
+access table (access.py) names for the route, and every POST must carry the session's CSRF
+token (or, signed out, the double-submit token) and, when the browser sends one, this
+gateway's Origin.
 """
 import logging
 import re
 
 from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
-from chalicelib.domain import sessions
+from chalicelib.domain import roles, sessions
 from chalicelib.surfaces.dashboard import (
+    access,
     account_pages,
     csv_pages,
     insight_pages,
     opt_out_pages,
     phone_pages,
     signup_pages,
+    team_pages,
     web,
     webhook_pages,
 )
@@ -28,7 +31,6 @@ log = logging.getLogger("smsgw")
 
 # (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
 ROUTES = {}
-PUBLIC = {"signin", "set-password", "static", "unsubscribe", "signup", "verify", "forgot"}
 # Public forms whose proof is a secret in the path, not the signed-out form token nor the
 # Origin: a mail client's one-click unsubscribe POST (RFC 8058) has no cookie, and a webmail
 # may send it with its own Origin.
@@ -48,14 +50,16 @@ _register(insight_pages)
 _register(csv_pages)
 _register(signup_pages)
 _register(opt_out_pages)
+_register(team_pages)
 
 
 def _match(method: str, parts: tuple):
     for (route_method, pattern), page in ROUTES.items():
         if route_method == method and len(pattern) == len(parts) and all(
                 p == "*" or p == part for p, part in zip(pattern, parts, strict=True)):
-            return page, [part for p, part in zip(pattern, parts, strict=True) if p == "*"]
-    return None, None
+            return page, pattern, [part for p, part in zip(pattern, parts, strict=True)
+                                   if p == "*"]
+    return None, None, None
 
 
 def not_found(request: Request):
@@ -65,6 +69,16 @@ def not_found(request: Request):
 
 def refused(request: Request, message: str):
     return web.render(request, "error.html", 403, title="Refused", message=message)
+
+
+def role_refused(request: Request, needed: str):
+    """A member whose role is below the route's: nothing ran; say which role it needs."""
+    return web.render(request, "error.html", 403, title="Your role does not allow this",
+                      message=f"This needs the {needed} role"
+                              + (" or higher" if needed != roles.OWNER else "")
+                              + f"; you are a {request.session.role} of this account. Ask an "
+                                "owner of the account (see Team) if you need it. Nothing "
+                                "was changed.")
 
 
 def handle(method: str, parts: tuple, query: dict | None, headers: dict, body: bytes | None,
@@ -92,9 +106,10 @@ def _handle(request: Request):
         return web.static(request, request.parts[1])
     if not all(PART.match(part) for part in request.parts):
         return not_found(request)
-    page, args = _match(request.method, request.parts)
+    page, pattern, args = _match(request.method, request.parts)
     if page is None:
         return not_found(request)
+    needed = access.needed(request.method, pattern)
     request.session = sessions.find(request.cookie(web.SESSION_COOKIE))
     if request.method == "POST":
         if not web.same_origin(request) and request.parts[0] not in TOKEN_IN_PATH:
@@ -104,8 +119,7 @@ def _handle(request: Request):
         except (ValueError, UnicodeDecodeError):
             return web.render(request, "error.html", 400, title="Bad form",
                               message="The form could not be read.")
-    public = request.parts and request.parts[0] in PUBLIC
-    if not public:
+    if needed != access.PUBLIC:
         if request.session is None:
             if request.method == "GET":
                 return web.redirect(request, "/signin")
@@ -114,6 +128,8 @@ def _handle(request: Request):
                                                              request.form.get("csrf")):
             return refused(request, "This form has expired (missing or wrong security "
                                     "token). Go back, reload the page and try again.")
+        if not roles.allows(request.session.role, needed):
+            return role_refused(request, needed)
     elif request.method == "POST" and request.parts[0] not in TOKEN_IN_PATH \
             and not web.token_equal(request.cookie(web.PRE_COOKIE), request.form.get("csrf")):
         return refused(request, "This form has expired (missing or wrong security token). "

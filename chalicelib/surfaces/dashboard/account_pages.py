@@ -13,6 +13,8 @@ OVERLAPS = [(0, "none: the old key stops now"), (3600, "1 hour"), (86400, "24 ho
 NOTICES = {
     "signed-out": "You are signed out.",
     "signed-out-everywhere": "You are signed out on every device.",
+    "left": "You left the account, and are signed out.",
+    "joined": "Welcome: you joined the account. Your role shows under Team.",
     "password-set": "Your password is set. Sign in with it.",
     "email-verified": "Your email is verified and your account created. Make an API key to "
                       "start.",

@@ -15,11 +15,14 @@ def _dashboard_url(request) -> str:
 
 
 def _closed(request):
-    invite = "invite" if settings.current().signup == "invite" else ""
+    if settings.current().signup == "invite":
+        return web.render(request, "error.html", 403, title="Sign-up by invitation only",
+                          message="This gateway takes new people by invitation only: ask an "
+                                  "owner of an account to invite you (Team in their "
+                                  "dashboard); the mailed link lets you join.")
     return web.render(request, "error.html", 403, title="Sign-up is closed",
                       message="This gateway does not take sign-ups: its operator creates "
-                              "accounts" + (" and invites people (invitation links are not "
-                                            "available yet)" if invite else "") + ".")
+                              "accounts.")
 
 
 def signup_form(request, error=None, status=200, **values):

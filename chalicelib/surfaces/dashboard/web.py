@@ -169,11 +169,19 @@ def _multipart(content_type: str, body: bytes) -> dict:
     return form
 
 
+def _can(request: Request):
+    """For templates: whether the signed-in member's role allows what needs `role` (so a page
+    offers only the actions the router would run; dashboard/access.py decides)."""
+    from chalicelib.domain import roles
+    return lambda role: request.session is not None and roles.allows(request.session.role, role)
+
+
 def render(request: Request, template: str, status: int = 200, cookies=(), **values):
     values.setdefault("session", request.session)
     values.setdefault("root", request.root)
     values.setdefault("csrf", getattr(request.session, "csrf_token", ""))
     values.setdefault("page", request.parts[0] if request.parts else "home")
+    values.setdefault("can", _can(request))
     body = _env.get_template(template).render(**values)
     headers = security_headers(request, "text/html; charset=utf-8")
     cookies = [c for c in cookies if c]
