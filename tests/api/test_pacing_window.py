@@ -211,7 +211,7 @@ def test_expected_at_is_never_earlier_than_the_real_hand_out(account, monkeypatc
     seen = {}
     deadline = time.time() + 15
     while len(seen) < 3 and time.time() < deadline:
-        for job in jobs.fetch(Device.get(device.device_uid), 0, 10):
+        for job in jobs.lease_from_queue(Device.get(device.device_uid), 0, 10):
             seen.setdefault(job["message_id"], clock.now_ms())
         time.sleep(0.2)
     assert set(seen) == set(expected)
