@@ -208,7 +208,8 @@ def test_move_and_lease_race_one_winner_either_order(api, fleet):
     message = Message.get(acct.account_id, second["message_id"])
     old = next(p for p in phones if p.device_uid == second["device_uid"])
     assert pool.move(message, clock.now_ms()) == "moved"  # moved first...
-    assert jobs.lease_received(old, second["message_id"], "stale-handle") == "drop"  # ...late lease fails
+    # ...the late lease fails
+    assert jobs.lease_received(old, second["message_id"], "stale-handle") == "drop"
     assert Message.get(acct.account_id, second["message_id"]).attempts == 0
 
 

@@ -156,7 +156,7 @@ def _race_cancel_and_lease(account_id, device, message_id) -> dict:
 
     def lease():
         start.wait()
-        handed = jobs.lease_from_queue(device, 0, 10)  # receive from SQS and lease, as GET /device/jobs
+        handed = jobs.lease_from_queue(device, 0, 10)  # as GET /device/jobs
         outcome["lease"] = "leased" if [j["message_id"] for j in handed] == [message_id] \
             else "drop"
     threads = [threading.Thread(target=cancel), threading.Thread(target=lease)]
