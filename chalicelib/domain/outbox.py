@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest
-from chalicelib.domain import devices, idempotency, messages, opt_outs, pacing, pool
+from chalicelib.domain import devices, idempotency, messages, opt_outs, pacing, pool, segments
 from chalicelib.domain.segments import SegmentCount
 from chalicelib.storage import records
 from chalicelib.storage.tables import Device, Message
@@ -74,12 +74,12 @@ def submit(account_id: str, request: SendRequest) -> SendResult:
     if request.encrypted and request.kind == "otp":
         from chalicelib.domain import encryption
         encryption.refuse_otp()
-    counted = messages.check_content(request.text, request.encrypted)
+    counted = segments.check(request.text, encrypted=request.encrypted)
     if not (request.encrypted or request.despite_opt_out):
         opt_outs.refuse(account_id, request.phone_number, otp=request.kind == "otp")
     if request.named:
         device = _named(account_id, request)
-        sim_slot = messages.check_sim_slot(device, request.sim_slot or 1)
+        sim_slot = devices.check_sim_slot(device, request.sim_slot or 1)
         return _write(account_id, device, request, counted, sim_slot=sim_slot, booking=None,
                       chosen=False)
     route = pool.choose(account_id, counted.segments, request.kind, sim_slot=request.sim_slot,

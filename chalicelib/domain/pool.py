@@ -47,9 +47,11 @@ class Route:
     booking: pacing.Booking | None  # its place in the SIM's pace; None: booked at release
 
 
-def parse_failover(raw: str | None) -> bool:
+def parse_failover(raw: str | None) -> bool | None:
+    """The compat API's `failover` parameter: True, False, or None when not given (then the
+    send decides: yes for the pool's choice, no for a named device)."""
     if raw is None or raw.strip() == "":
-        return False
+        return None
     value = FAILOVER_VALUES.get(raw.strip().lower())
     if value is None:
         raise BadRequest(f"Invalid failover: '{raw[:20]}'; use 1 (may move to another device "

@@ -17,42 +17,12 @@ from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain import devices
 from chalicelib.domain.devices import job_hint
-from chalicelib.domain.segments import SegmentCount, count
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
 TERMINAL = ("delivered", "failed", "expired", "cancelled")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII only: int() would also take '٢', '1_000', '+1'
-
-
-def check_text(text: str, parameter: str = "message"):
-    if text is None or not text.strip():
-        raise BadRequest(f"Missing required parameter: {parameter} (the SMS text must not be "
-                         "empty).", parameter)
-    counted = count(text)
-    if counted.segments > settings.MAX_SEGMENTS:
-        raise BadRequest(
-            f"Message too long: {counted.segments} SMS segments ({counted.encoding}); at most "
-            f"{settings.MAX_SEGMENTS} are allowed.", parameter)
-    return counted
-
-
-def check_sim_slot(device: Device, sim_slot: int) -> int:
-    if sim_slot not in (1, 2):
-        raise BadRequest("Invalid sim_slot: must be 1 or 2.", "sim_slot")
-    if device.sim_count is not None and sim_slot > device.sim_count:
-        raise BadRequest(f"Invalid sim_slot: device {device.device_id} has only "
-                         f"{device.sim_count} SIM.", "sim_slot")
-    return sim_slot
-
-
-def check_content(text: str, encrypted: bool = False) -> SegmentCount:
-    """A text's segments; for an end-to-end encrypted one, a safe bound from its ciphertext."""
-    if encrypted:  # imported on use: `import app` does not load it
-        from chalicelib.domain import encryption
-        return SegmentCount("encrypted", encryption.check_text(text), 0)
-    return check_text(text)
 
 
 def job_payload(message: Message, text: str) -> dict:
