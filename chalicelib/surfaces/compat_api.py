@@ -152,7 +152,7 @@ def send_sms(caller, request, headers):
 
 @action("check_status", {"message_id"})
 def check_status(caller, request, headers):
-    message = messages.get(caller.account_id, params.require(request, "message_id"))
+    message = messages.lookup(caller.account_id, params.require(request, "message_id"))
     return "Status found.", messages.status_of(message)
 
 

@@ -174,7 +174,7 @@ def test_sent_and_delivered_in_one_write_emit_both_events(pumps, receivers):
     assert pump_until(pumps, receiver, lambda r: len(r.events) == 2), receiver.events
     pumps.drain()
     assert sum(receiver.arrivals.values()) == 2  # once each, nothing doubled
-    stored = messages.get(account.account_id, message_id)
+    stored = messages.lookup(account.account_id, message_id)
     by_type = {e["type"]: e for e in receiver.events.values()}
     assert sorted(by_type) == ["sms.delivered", "sms.sent"]
     sent = by_type["sms.sent"]
@@ -544,7 +544,7 @@ def test_a_corrected_presumed_failure_orders_by_sequence_with_distinct_ids(pumps
     hook(account, receiver)
     accepted = sending.send(account.account_id, device, "+14155550100", "x")
     jobs.lease_from_queue(device, 0, 1)
-    message = messages.get(account.account_id, accepted.message.message_id)
+    message = messages.lookup(account.account_id, accepted.message.message_id)
     assert messages.close(message, "failed", "The device took it 3 times without reporting.",
                           presumed=True, failed_at=clock.now_ms())
     clock.advance(1)

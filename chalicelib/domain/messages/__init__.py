@@ -164,7 +164,7 @@ def cancel(account_id: str, message_id, *, again_ok: bool = True) -> Message:
     that races a device's lease, so exactly one of them wins. Raises Conflict carrying the
     current status when the message was already taken or is final (also when it was already
     cancelled, unless `again_ok`: then a repeated cancel answers the same)."""
-    message = get(account_id, message_id)
+    message = lookup(account_id, message_id)
     taken = Message(account_id=account_id, message_id=message.message_id)
     if update_if(taken, [Message.status.set("cancelled"), Message.reason.set("Cancelled by the "
                          "sender."), Message.open_shard.remove(), Message.open_due.remove()],
@@ -222,7 +222,9 @@ def parse_validity_request(valid_for: str | None, expires_at: str | None):
     return None, None
 
 
-def get(account_id: str, message_id) -> Message:
+def lookup(account_id: str, message_id) -> Message:
+    """The caller's message by the id it gave (digits, checked), or NotFound: what the
+    surfaces' status and cancel calls read; Message.get is the storage read."""
     text = str(message_id).strip()
     if not DIGITS.fullmatch(text) or int(text) >= 2 ** 53:
         raise BadRequest("Invalid message_id: expected a positive integer (digits 0-9).",

@@ -157,7 +157,7 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
 
 
 def getMessage(caller, message_id):  # noqa: N802
-    return 200, render(messages.get(caller.account_id, message_id))
+    return 200, render(messages.lookup(caller.account_id, message_id))
 
 
 def cancelMessage(caller, message_id):  # noqa: N802
