@@ -157,5 +157,5 @@ def _write(account_id: str, device: Device, request: SendRequest, counted: Segme
     if message is None:
         return SendResult(messages.stored_for(account_id, first_id, make(first_id), chosen),
                           queued=True, replayed=True, chosen=chosen)
-    return SendResult(message, queued=messages.queue_first(device, message, request.text),
-                      expected_at=not_before, chosen=chosen)
+    queued = messages.enqueue(device, message, request.text, just_accepted=True)
+    return SendResult(message, queued=queued, expected_at=not_before, chosen=chosen)

@@ -68,46 +68,30 @@ def grace_seconds(pool_uid: str | None) -> int:
     return settings.POOL_GRACE_SECONDS if pool_uid else settings.OUTBOX_GRACE_SECONDS
 
 
-def enqueue(device: Device, message: Message, text: str) -> bool:
-    """Put the job on the device's queue, hidden until its paced send time; False (and nothing
-    recorded) if SQS refused. A job paced beyond SQS's delay limit is held (True)."""
+def enqueue(device: Device, message: Message, text: str, *, just_accepted: bool = False) -> bool:
+    """Put the job on the device's queue, hidden until its paced send time (a job paced beyond
+    SQS's delay limit is held for the outbox sweep: True). False, and nothing recorded, if it
+    could not be queued: the outbox sweep queues it later. An app phone's hint is rung once the
+    job is on the queue (job_hint.py says why after, not before); a failed ring counts as a
+    failed queue write (a copy is harmless: a job is leased before it is sent).
+    `just_accepted` (outbox.submit): a queue that no longer exists means the device was removed
+    (the caller's cached lookup is older): the message ends `failed` and the caller gets a
+    clear error instead of a promise to retry."""
     delay = queue_delay(message, clock.now_ms())
     if delay is None:
         return True
     try:
-        _send_job(device, message, text, delay)
-        return True
-    except (BotoCoreError, ClientError, PynamoDBException):
-        return False
-
-
-def _send_job(device: Device, message: Message, text: str, delay: int = 0) -> None:
-    """Queue the job; an app phone's hint is rung once it is on the queue (job_hint.py says why
-    after, not before). A failed ring raises as a failed queue write does: the outbox sweep
-    queues the job again (a copy is harmless: a job is leased before it is sent)."""
-    aws.sqs().send_message(QueueUrl=device.queue_url,
-                           MessageBody=json.dumps(job_payload(message, text)),
-                           **({"DelaySeconds": delay} if delay else {}))
-    if job_hint.rings(device):
-        job_hint.ring(device, delay)
-
-
-def queue_first(device: Device, message: Message, text: str) -> bool:
-    """Queue the job of a message just accepted (hidden until its paced send time, or held
-    for the outbox sweep beyond SQS's delay limit). A queue that no longer exists means the
-    device was removed (the caller's cached lookup is older): the message ends `failed` and the
-    caller gets a clear error instead of a promise to retry."""
-    delay = queue_delay(message, clock.now_ms())
-    if delay is None:
-        return True
-    try:
-        _send_job(device, message, text, delay)
+        aws.sqs().send_message(QueueUrl=device.queue_url,
+                               MessageBody=json.dumps(job_payload(message, text)),
+                               **({"DelaySeconds": delay} if delay else {}))
+        if job_hint.rings(device):
+            job_hint.ring(device, delay)
         return True
     except PynamoDBException:
-        return False  # the hint could not be rung: the outbox sweep queues it later
+        return False  # the hint could not be rung
     except (BotoCoreError, ClientError) as exc:
-        if not aws.queue_missing(exc) or devices.exists(device.device_uid):
-            return False  # the outbox sweep queues it later
+        if not (just_accepted and aws.queue_missing(exc)) or devices.exists(device.device_uid):
+            return False
     close(message, "failed", "device_removed", failed_at=clock.now_ms())
     devices.forget_cached()
     raise NotFound(f"Device {device.device_id} ({device.device_uid}) was removed: message "
