@@ -78,11 +78,11 @@ def submit(account_id: str, request: SendRequest) -> SendResult:
     if not (request.encrypted or request.despite_opt_out):
         opt_outs.refuse(account_id, request.phone_number, otp=request.kind == "otp")
     if request.named:
-        device = _named(account_id, request)
+        device = _named_device(account_id, request)
         sim_slot = devices.check_sim_slot(device, request.sim_slot or 1)
         return _write(account_id, device, request, counted, sim_slot=sim_slot, booking=None,
                       chosen=False)
-    route = pool.choose(account_id, counted.segments, request.kind, sim_slot=request.sim_slot,
+    route = pool.choose(account_id, counted.segments, kind=request.kind, sim_slot=request.sim_slot,
                         validity_seconds=request.valid_for_seconds, urgent=request.urgent,
                         book=not _held(request), e2e=request.encrypted)
     return _write(account_id, route.device, request, counted, sim_slot=route.sim_slot,
@@ -95,7 +95,8 @@ def _held(request: SendRequest) -> bool:
         request.send_at - clock.now_ms() > settings.MAX_QUEUE_DELAY_SECONDS * 1000
 
 
-def _named(account_id: str, request: SendRequest) -> Device:
+def _named_device(account_id: str, request: SendRequest) -> Device:
+    """The device the request names, resolved; for an encrypted message, one that can decrypt."""
     device = request.device or devices.resolve(account_id, request.device_id, request.device_uid)
     if request.encrypted and not devices.can_decrypt(device):
         device = Device.get(device.device_uid, consistent_read=True)  # as of now, not cached

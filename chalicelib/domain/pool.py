@@ -86,7 +86,7 @@ def running(account_id: str, now: int | None = None, fresh: bool = False) -> lis
     return [d for d in account_devices(account_id, fresh) if devices.is_running(d, now)]
 
 
-def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
+def choose(account_id: str, segments: int, *, kind: str = "sms", sim_slot: int | None = None,
            validity_seconds: int | None = None, exclude: str | None = None,
            now: int | None = None, urgent: bool = False, book: bool = True,
            start: int | None = None, e2e: bool = False) -> Route:
@@ -172,7 +172,7 @@ def move(message: Message, now: int, why: str = "grace") -> str:
     old_uid = message.device_uid
     held = bool(message.pace_at_release)  # scheduled, paced at release: keep its send time
     try:
-        route = choose(message.account_id, message.segments, message.kind,
+        route = choose(message.account_id, message.segments, kind=message.kind,
                        validity_seconds=max(1, (message.expires_at - now) // 1000),
                        exclude=old_uid, now=now, book=not held,
                        start=message.scheduled_for,  # never earlier than asked for
