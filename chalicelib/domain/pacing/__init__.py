@@ -114,7 +114,7 @@ def entries_of(device: Device) -> list[pace_log.Entry]:
     return pace_log.decode(_state(device)[0])
 
 
-def load(device: Device, sim: int, now: int, entries: list | None = None) -> float:
+def fullness(device: Device, sim: int, now: int, entries: list | None = None) -> float:
     """How full the phone's window and this SIM's rate are (0-1, the fuller of the two, bulk
     parts booked from a window ago on over what bulk may use). Choice breaks ties between SIMs
     that can send equally soon by this plus a random 0-1, so a burst mostly goes to the
@@ -361,7 +361,7 @@ def open_sims(devices: list[Device], now: int, sim_slot: int | None = None):
 
 def ranked(devices: list[Device], segments: int, now: int, sim_slot: int | None = None,
            urgent: bool = False, logs: dict | None = None, dice=None) -> list[tuple]:
-    """The pool's ranking, in one place: (at, load, device, sim) for every open SIM that can
+    """The pool's ranking, in one place: (at, fullness, device, sim) for every open SIM that can
     take `segments` parts, soonest first, then least loaded (plus `dice()`, which breaks ties
     at random for a real choice). `logs`: pace logs by device uid, as a forecast books them."""
     options = []
@@ -369,7 +369,7 @@ def ranked(devices: list[Device], segments: int, now: int, sim_slot: int | None 
         entries = logs[device.device_uid] if logs is not None else None
         at = earliest(device, sim, segments, now, urgent, entries=entries)
         if at is not None:  # None: longer than this phone's limits allow at all
-            options.append((at, load(device, sim, now, entries) + (dice() if dice else 0),
+            options.append((at, fullness(device, sim, now, entries) + (dice() if dice else 0),
                             device, sim))
     return sorted(options, key=lambda o: o[:2])
 
