@@ -396,7 +396,7 @@ def _prepare_look(n):
         for i in range(n):
             mid = outbox.submit(account_id, outbox.SendRequest(
                 device=fx.look_device, phone_number=PHONE, text=f"look {i}")).message.message_id
-            jobs.take(fx.look_device, mid, "bench-receipt")
+            jobs.lease_received(fx.look_device, mid, "bench-receipt")
             jobs.report(fx.look_device, mid, "delivered", deletes=[])
         fx.look = Account.get(account_id, consistent_read=True)
     return prepare

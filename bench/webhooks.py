@@ -60,7 +60,7 @@ def count_calls(messages: int = MESSAGES) -> dict:
             for n in range(messages):
                 accepted = outbox.submit(account.account_id, outbox.SendRequest(
                     device=device, phone_number=f"+1415555{n:04d}", text="hi"))
-                jobs.fetch(device, 0, 1)
+                jobs.lease_from_queue(device, 0, 1)
                 jobs.report(device, accepted.message.message_id, "sent")
                 jobs.report(device, accepted.message.message_id, "delivered")
             webhooks.subscribers(account.account_id)  # a warm container's cache

@@ -5,8 +5,9 @@ waits. In direct mode the device waits on SQS itself, with temporary credentials
 AssumeRole on the stage's device role (SMSGW_DEVICE_ROLE_ARN) narrowed by a session policy to
 sqs:ReceiveMessage on this device's queue alone: the effective permissions are the intersection
 of the role's policy and the session policy. It then claims what it received through
-POST /device/claims, which leases each job exactly as GET /device/jobs does (jobs.take), and
-reports as before. The device can neither delete, send nor read another queue.
+POST /device/claims, which leases each job exactly as GET /device/jobs does
+(jobs.lease_received), and reports as before. The device can neither delete, send nor read
+another queue.
 """
 import json
 import os

@@ -81,10 +81,11 @@ def _lease(device: Device, message_id: int, receipt_handle: str, now: int) -> st
     return "skip"  # changed under us; the next receive decides again
 
 
-def take(device: Device, message_id: int | None, receipt_handle: str) -> str:
-    """Decide one SQS message received from the device's queue, by the gateway (GET /device/jobs)
-    or by the device itself (POST /device/claims): lease it, leave it ('skip') or delete it
-    ('drop'; `message_id` None means its body was not a job). The one place jobs are leased."""
+def lease_received(device: Device, message_id: int | None, receipt_handle: str) -> str:
+    """Decide one SQS message received from the device's queue, whoever received it (the
+    gateway's long-poll, lease_from_queue, or the device itself, lease_claimed): lease it,
+    leave it ('skip') or delete it ('drop'; `message_id` None means its body was not a job).
+    The one place jobs are leased, so every way of polling hands a job out on the same terms."""
     outcome = "drop" if message_id is None else _lease(device, message_id, receipt_handle,
                                                        clock.now_ms())
     if outcome == "drop":
@@ -104,14 +105,15 @@ def parse_job(body: str) -> dict | None:
     return job
 
 
-def fetch(device: Device, wait_seconds: int, max_jobs: int) -> list[dict]:
-    """Long-poll the device's queue and lease what arrives; returns the job payloads."""
-    return receive(device, wait_seconds, max_jobs)[0]
+def lease_from_queue(device: Device, wait_seconds: int, max_jobs: int) -> list[dict]:
+    """The gateway polls for the device (GET /device/jobs): long-poll its queue and lease what
+    arrives; returns the job payloads the device may send."""
+    return _receive(device, wait_seconds, max_jobs)[0]
 
 
-def receive(device: Device, wait_seconds: int, max_jobs: int) -> tuple[list[dict], int]:
-    """fetch(), and how many SQS messages arrived (leased or not): 0 means the queue had none
-    visible (with wait_seconds >= 1, which asks every SQS server)."""
+def _receive(device: Device, wait_seconds: int, max_jobs: int) -> tuple[list[dict], int]:
+    """lease_from_queue(), and how many SQS messages arrived (leased or not): 0 means the queue
+    had none visible (with wait_seconds >= 1, which asks every SQS server)."""
     answer = aws.sqs().receive_message(
         QueueUrl=device.queue_url, MaxNumberOfMessages=max_jobs, WaitTimeSeconds=wait_seconds,
         VisibilityTimeout=settings.current().lease_seconds)
@@ -126,16 +128,19 @@ def receive(device: Device, wait_seconds: int, max_jobs: int) -> tuple[list[dict
             else:
                 _delete(device.queue_url, sqs_message["ReceiptHandle"])
             continue
-        if take(device, job and job["message_id"], sqs_message["ReceiptHandle"]) == "leased":
+        if lease_received(device, job and job["message_id"],
+                          sqs_message["ReceiptHandle"]) == "leased":
             jobs.append(job)
     return jobs, len(answer.get("Messages", []))
 
 
-def claim(device: Device, claims: list[tuple[int | None, str]]) -> list[dict]:
-    """Direct polling: the device received these SQS messages itself, as (message_id or None for
-    a body that is no job, receipt handle). Each is leased exactly as fetch() leases; the
-    device sends only those answered 'leased'."""
-    return [{"message_id": message_id, "result": take(device, message_id, receipt_handle)}
+def lease_claimed(device: Device, claims: list[tuple[int | None, str]]) -> list[dict]:
+    """Direct polling (POST /device/claims): the device received these SQS messages itself, as
+    (message_id or None for a body that is no job, receipt handle), and asks for their leases.
+    Each is leased exactly as lease_from_queue leases; the device sends only those answered
+    'leased'."""
+    return [{"message_id": message_id, "result": lease_received(device, message_id,
+                                                                 receipt_handle)}
             for message_id, receipt_handle in claims]
 
 
@@ -203,14 +208,15 @@ def report(device: Device, message_id: int, outcome: str, reason: str | None = N
     return {"message_id": message_id, "result": "ignored", "status": current.status}
 
 
-def pull_hinted(device: Device, max_jobs: int) -> list[dict]:
-    """An app phone's pull: lease its waiting jobs (receive), or none without asking SQS when
-    its "jobs may be waiting" hint is clear (job_hint.py); clears the hint after a receive that
-    got nothing."""
+def lease_if_hinted(device: Device, max_jobs: int) -> list[dict]:
+    """An SMSGate app phone's pull (GET /mobile/v1/message): lease its waiting jobs as
+    lease_from_queue does, or none without asking SQS when its "jobs may be waiting" hint is
+    clear (job_hint.py), so an idle phone's frequent pulls cost no SQS request; clears the hint
+    after a receive that got nothing."""
     rung = job_hint.look(device)
     if rung is None:
         return []
-    found, received = receive(device, job_hint.RECEIVE_SECONDS, max_jobs)
+    found, received = _receive(device, job_hint.RECEIVE_SECONDS, max_jobs)
     if not received:
         job_hint.clear(device, rung)
     return found

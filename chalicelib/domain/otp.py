@@ -26,7 +26,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, InvalidOtp, RateLimited, Unavailable
-from chalicelib.domain import messages, outbox
+from chalicelib.domain import devices, messages, outbox, segments
 from chalicelib.storage import aws
 from chalicelib.storage.tables import OTP_SEND_SLOTS, Device, Message, Otp
 
@@ -213,9 +213,9 @@ def send(account_id: str, device: Device | None, phone_number: str,
     template = render_template(template, expiry_minutes)
     code = new_code(length)
     text = template.replace(PLACEHOLDER, code)
-    messages.check_text(text)
+    segments.check(text)
     if device is not None:
-        messages.check_sim_slot(device, 1)
+        devices.check_sim_slot(device, 1)
     key = _key(account_id, phone_number)
     code_hmac = _hmac(key, code)
     now = clock.now_ms()

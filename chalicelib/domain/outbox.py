@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest
-from chalicelib.domain import devices, idempotency, messages, opt_outs, pacing, pool
+from chalicelib.domain import devices, idempotency, messages, opt_outs, pacing, pool, segments
 from chalicelib.domain.segments import SegmentCount
 from chalicelib.storage import records
 from chalicelib.storage.tables import Device, Message
@@ -27,7 +27,7 @@ class SendRequest:
     phone; None is yes for the pool's choice, no for a named device. `stored_text` replaces
     the text in the stored record (OTP codes are never stored in clear). `requested_validity`
     is how the caller asked for the validity, compared on retries. `send_at` (epoch ms):
-    scheduled; the paced slot's offset from now is kept after it, and validity counts from it.
+    scheduled; the pace booking's offset from now is kept after it, and validity counts from it.
     `urgent`: ahead of the SIM's paced backlog, as OTPs always are. `events`: its changes may
     be webhook events. `encrypted`: number and text are end-to-end ciphertext
     (domain/encryption.py). `group_id`: its SMSGate message (messages/groups.py). `key_space`:
@@ -74,19 +74,19 @@ def submit(account_id: str, request: SendRequest) -> SendResult:
     if request.encrypted and request.kind == "otp":
         from chalicelib.domain import encryption
         encryption.refuse_otp()
-    counted = messages.check_content(request.text, request.encrypted)
+    counted = segments.check(request.text, encrypted=request.encrypted)
     if not (request.encrypted or request.despite_opt_out):
         opt_outs.refuse(account_id, request.phone_number, otp=request.kind == "otp")
     if request.named:
-        device = _named(account_id, request)
-        sim_slot = messages.check_sim_slot(device, request.sim_slot or 1)
-        return _write(account_id, device, request, counted, sim_slot=sim_slot, slot=None,
+        device = _named_device(account_id, request)
+        sim_slot = devices.check_sim_slot(device, request.sim_slot or 1)
+        return _write(account_id, device, request, counted, sim_slot=sim_slot, booking=None,
                       chosen=False)
-    route = pool.choose(account_id, counted.segments, request.kind, sim_slot=request.sim_slot,
+    route = pool.choose(account_id, counted.segments, kind=request.kind, sim_slot=request.sim_slot,
                         validity_seconds=request.valid_for_seconds, urgent=request.urgent,
-                        reserve=not _held(request), e2e=request.encrypted)
+                        book=not _held(request), e2e=request.encrypted)
     return _write(account_id, route.device, request, counted, sim_slot=route.sim_slot,
-                  slot=route.slot, chosen=True)
+                  booking=route.booking, chosen=True)
 
 
 def _held(request: SendRequest) -> bool:
@@ -95,7 +95,8 @@ def _held(request: SendRequest) -> bool:
         request.send_at - clock.now_ms() > settings.current().max_queue_delay_seconds * 1000
 
 
-def _named(account_id: str, request: SendRequest) -> Device:
+def _named_device(account_id: str, request: SendRequest) -> Device:
+    """The device the request names, resolved; for an encrypted message, one that can decrypt."""
     device = request.device or devices.resolve(account_id, request.device_id, request.device_uid)
     if request.encrypted and not devices.can_decrypt(device):
         device = Device.get(device.device_uid, consistent_read=True)  # as of now, not cached
@@ -107,22 +108,22 @@ def _named(account_id: str, request: SendRequest) -> Device:
 
 
 def _write(account_id: str, device: Device, request: SendRequest, counted: SegmentCount, *,
-           sim_slot: int, slot: pacing.Slot | None, chosen: bool) -> SendResult:
+           sim_slot: int, booking: pacing.Booking | None, chosen: bool) -> SendResult:
     """Book the pace (unless the pool did), write the message `pending`, queue its job."""
     kind, now = request.kind, clock.now_ms()
     urgent = request.urgent or kind == "otp"
     validity = request.valid_for_seconds or settings.current().message_validity_seconds
     later = max(0, (request.send_at or now) - now)
     expires_at = now + later + validity * 1000
-    # Held until send_at on a paced phone: its slot is taken at release (scheduling.release),
+    # Held until send_at on a paced phone: its pace is booked at release (scheduling.release),
     # so a burst scheduled for tomorrow does not use up today's pace.
-    deferred = slot is None and later > settings.current().max_queue_delay_seconds * 1000 and \
+    deferred = booking is None and later > settings.current().max_queue_delay_seconds * 1000 and \
         not urgent and pacing.is_paced(device)
     if deferred:
-        slot = pacing.Slot(now)
-    elif slot is None:
-        slot = pacing.reserve(device, sim_slot, counted.segments, now, urgent=urgent)
-    not_before = slot.at + later if slot.at + later > now else None
+        booking = pacing.Booking(now)
+    elif booking is None:
+        booking = pacing.book(device, sim_slot, counted.segments, now, urgent=urgent)
+    not_before = booking.at + later if booking.at + later > now else None
     movable = request.failover if request.failover is not None else chosen
     pool_uid = device.device_uid if movable and kind != "otp" else None
     grace = messages.grace_seconds(pool_uid)
@@ -158,5 +159,5 @@ def _write(account_id: str, device: Device, request: SendRequest, counted: Segme
     if message is None:
         return SendResult(messages.stored_for(account_id, first_id, make(first_id), chosen),
                           queued=True, replayed=True, chosen=chosen)
-    return SendResult(message, queued=messages.queue_first(device, message, request.text),
-                      expected_at=not_before, chosen=chosen)
+    queued = messages.enqueue(device, message, request.text, just_accepted=True)
+    return SendResult(message, queued=queued, expected_at=not_before, chosen=chosen)

@@ -44,12 +44,14 @@ SIM_TROUBLE = (
 class Route:
     device: Device
     sim_slot: int
-    slot: pacing.Slot | None
+    booking: pacing.Booking | None  # its place in the SIM's pace; None: booked at release
 
 
-def parse_failover(raw: str | None) -> bool:
+def parse_failover(raw: str | None) -> bool | None:
+    """The compat API's `failover` parameter: True, False, or None when not given (then the
+    send decides: yes for the pool's choice, no for a named device)."""
     if raw is None or raw.strip() == "":
-        return False
+        return None
     value = FAILOVER_VALUES.get(raw.strip().lower())
     if value is None:
         raise BadRequest(f"Invalid failover: '{raw[:20]}'; use 1 (may move to another device "
@@ -84,15 +86,15 @@ def running(account_id: str, now: int | None = None, fresh: bool = False) -> lis
     return [d for d in account_devices(account_id, fresh) if devices.is_running(d, now)]
 
 
-def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | None = None,
+def choose(account_id: str, segments: int, *, kind: str = "sms", sim_slot: int | None = None,
            validity_seconds: int | None = None, exclude: str | None = None,
-           now: int | None = None, urgent: bool = False, reserve: bool = True,
+           now: int | None = None, urgent: bool = False, book: bool = True,
            start: int | None = None, e2e: bool = False) -> Route:
-    """Pick and reserve a device and SIM for one message, or say why none can take it.
+    """Pick a device and SIM and book its pace for one message, or say why none can take it.
     `urgent` (OTPs always): goes at once, ahead of the SIM's backlog, and is never refused for
-    capacity; its segments still count against the pace. `reserve=False` (a message scheduled
-    far ahead, paced at release): any running SIM at random, no slot (Route.slot None).
-    `start`: the slot may not begin before then (a scheduled message's time). `e2e`: only
+    capacity; its segments still count against the pace. `book=False` (a message scheduled
+    far ahead, paced at release): any running SIM at random, no booking (Route.booking
+    None). `start`: the booking may not begin before then (a scheduled message's time). `e2e`: only
     phones whose agent can decrypt (an end-to-end encrypted message)."""
     urgent = urgent or kind == "otp"
     now = clock.now_ms() if now is None else now
@@ -133,16 +135,16 @@ def choose(account_id: str, segments: int, kind: str = "sms", sim_slot: int | No
         raise RateLimited(f"All SIMs of the running devices are paused (carrier trouble) until "
                           f"{clock.fmt(until)} UTC.", "device_id",
                           retry_after=max(1, (until - now) // 1000), code="pool_paused")
-    if not reserve:  # at random, so a scheduled burst is spread over the pool's SIMs
+    if not book:  # at random, so a scheduled burst is spread over the pool's SIMs
         *_, device, sim = random.choice(options)
         return Route(device, sim, None)
     horizon = horizon_ms(validity_seconds, urgent)
     soonest, busy = None, None
     for *_, device, sim in options[:4]:
         try:
-            slot = pacing.reserve(device, sim, segments, max(now, start or now), horizon,
+            booking = pacing.book(device, sim, segments, max(now, start or now), horizon,
                                   urgent=urgent)
-            return Route(device, sim, slot)
+            return Route(device, sim, booking)
         except (pacing.AtCapacity, pacing.Busy, NotFound) as error:
             if isinstance(error, pacing.AtCapacity):
                 soonest = error.free_at if soonest is None else min(soonest, error.free_at)
@@ -170,15 +172,15 @@ def move(message: Message, now: int, why: str = "grace") -> str:
     old_uid = message.device_uid
     held = bool(message.pace_at_release)  # scheduled, paced at release: keep its send time
     try:
-        route = choose(message.account_id, message.segments, message.kind,
+        route = choose(message.account_id, message.segments, kind=message.kind,
                        validity_seconds=max(1, (message.expires_at - now) // 1000),
-                       exclude=old_uid, now=now, reserve=not held,
+                       exclude=old_uid, now=now, book=not held,
                        start=message.scheduled_for,  # never earlier than asked for
                        e2e=bool(message.encrypted))
     except (NotFound, Unavailable, RateLimited, BadRequest):
         return "stay"
     target = route.device
-    not_before = message.not_before if held else max(route.slot.at,
+    not_before = message.not_before if held else max(route.booking.at,
                                                      message.scheduled_for or 0)  # unpaced
     due = message.open_due if held else min(
         messages.first_look_due(not_before, now,

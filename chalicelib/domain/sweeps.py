@@ -76,7 +76,7 @@ def settle(message: Message, now: int) -> str:
                               presumed=message.attempts > 0 or None)
         return "expired" if done else "raced"
     if message.status == "pending":
-        if message.pace_at_release:  # scheduled: its paced slot is taken now (scheduling.py)
+        if message.pace_at_release:  # scheduled: its pace is booked now (scheduling.py)
             return scheduling.release(message, now)
         return pool.settle(message, now) or _requeue(message, now)
     if not lease_over:  # a phone holds it: look again when its lease ends (if it died, then)

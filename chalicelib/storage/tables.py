@@ -69,7 +69,7 @@ POLL_SLOTS = tuple(f"poll_{i}" for i in range(settings.current().max_live_polls)
 
 
 class DevicesByAccount(GlobalSecondaryIndex):
-    """An account's devices by id. Keys only: pacing slots, poll slots and heartbeats change the
+    """An account's devices by id. Keys only: pace bookings, poll slots and heartbeats change the
     device item all the time and would rewrite an entry that projected them
     (devices.list_devices reads the items themselves)."""
     class Meta:
@@ -82,7 +82,7 @@ class DevicesByAccount(GlobalSecondaryIndex):
 class LiveDevices(GlobalSecondaryIndex):
     """Sparse index of devices whose app said it is running: the liveness sweep Queries those
     silent past the heartbeat window instead of scanning all devices. Keys only (the sweep's
-    conditional write needs only `device_uid` and `last_seen`), so a send's pacing slot or a
+    conditional write needs only `device_uid` and `last_seen`), so a send's pace booking or a
     poll slot does not rewrite the entry; a heartbeat moves it (`last_seen` is its key)."""
     class Meta:
         index_name = "live"
@@ -204,7 +204,7 @@ class Message(Model):
     pool_uid = UnicodeAttribute(null=True)
     moves = NumberAttribute(null=True)
     # Scheduled: the requested send time (a failover never moves it earlier); far ahead on a
-    # paced phone its pacing slot is taken at release (scheduling.py).
+    # paced phone its pace is booked at release (scheduling.py).
     scheduled_for = NumberAttribute(null=True)
     pace_at_release = BooleanAttribute(null=True)
     pool_messages = PoolMessages()

@@ -130,24 +130,20 @@ def _routing_data(accepted, chosen: bool) -> dict:
                      "idempotency_key", "valid_for", "expires_at", "failover"})
 def send_sms(caller, request, headers):
     number = phone.normalise(request.get("phone_number"))
-    sim_slot = params.integer(request, "sim_slot", 1, 1, 2)
-    text = request.get("message")
-    messages.check_text(text)
+    sim_slot = params.integer(request, "sim_slot", None, 1, 2)  # None: not given
     idempotency_key = _idempotency_key(request, headers)
     validity, requested = messages.parse_validity_request(request.get("valid_for"),
                                                           request.get("expires_at"))
-    chosen = not _names_device(request)
-    given_sim = (request.get("sim_slot") or "").strip()
-    given_failover = (request.get("failover") or "").strip()
+    # the text is checked and its segments counted once, by submit
     accepted = outbox.submit(caller.account_id, outbox.SendRequest(
-        phone_number=number, text=text, device_id=request.get("device_id"),
-        device_uid=request.get("device_uid"), sim_slot=sim_slot if given_sim else None,
-        failover=pool.parse_failover(request.get("failover")) if given_failover
-        else None, idempotency_key=idempotency_key, valid_for_seconds=validity,
+        phone_number=number, text=request.get("message"), device_id=request.get("device_id"),
+        device_uid=request.get("device_uid"), sim_slot=sim_slot,
+        failover=pool.parse_failover(request.get("failover")),
+        idempotency_key=idempotency_key, valid_for_seconds=validity,
         requested_validity=requested, events=caller.events))
     m = accepted.message
     data = {"message_id": m.message_id, "status": m.status, "sim_slot": m.sim_slot,
-            **_routing_data(accepted, chosen)}
+            **_routing_data(accepted, accepted.chosen)}
     if not accepted.queued:
         return "SMS accepted; queueing it to the device was delayed and will be retried " \
                "automatically.", data
@@ -156,7 +152,7 @@ def send_sms(caller, request, headers):
 
 @action("check_status", {"message_id"})
 def check_status(caller, request, headers):
-    message = messages.get(caller.account_id, params.require(request, "message_id"))
+    message = messages.lookup(caller.account_id, params.require(request, "message_id"))
     return "Status found.", messages.status_of(message)
 
 

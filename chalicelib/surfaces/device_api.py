@@ -77,7 +77,7 @@ def _poll(device, wait: int, max_jobs: int) -> list:
     """One long-poll in one of the device's poll slots (the slot's write also marks it seen)."""
     lease = devices.start_poll(device, wait)
     try:
-        return jobs.fetch(device, wait, max_jobs)
+        return jobs.lease_from_queue(device, wait, max_jobs)
     except Exception as exc:
         if aws.queue_missing(exc):  # removed between the slot write and the receive
             devices.removed(device)
@@ -281,7 +281,8 @@ def parse_claims(document: dict) -> list:
 
 def act_claims(device, work) -> dict:
     devices.seen(device)
-    return {"results": jobs.claim(device, work), "lease_seconds": settings.current().lease_seconds}
+    return {"results": jobs.lease_claimed(device, work),
+            "lease_seconds": settings.current().lease_seconds}
 
 
 ENDPOINTS = {"reports": (parse_reports, act_reports),

@@ -195,7 +195,8 @@ def test_a_sim_paused_for_limit_exceeded_mails_once_and_is_one_event(account, ma
     monkeypatch.setattr(pumps.app, "emit_events", seen)
     accepted = sending.send(acct.account_id, Device.get(device.device_uid), "+14155550100",
                              "x")
-    assert [j["message_id"] for j in jobs.fetch(device, 0, 1)] == [accepted.message.message_id]
+    handed = jobs.lease_from_queue(device, 0, 1)
+    assert [j["message_id"] for j in handed] == [accepted.message.message_id]
     jobs.report(device, accepted.message.message_id, "failed", "RESULT_ERROR_LIMIT_EXCEEDED")
     assert mailbox() == []  # not on the phone's request: the stream function mails
     for _ in range(3):

@@ -25,11 +25,11 @@ def _send(acct, device, text="Hello"):
 
 
 def _take(device, visibility=0):
-    """The phone receives its queue's jobs and leases them (the real path, jobs.take)."""
+    """The phone receives its queue's jobs and leases them (the real path, jobs.lease_received)."""
     sqs = boto3.client("sqs", region_name="us-east-1")
     got = sqs.receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
                               VisibilityTimeout=visibility)
-    return {json.loads(m["Body"])["message_id"]: jobs.take(
+    return {json.loads(m["Body"])["message_id"]: jobs.lease_received(
         device, json.loads(m["Body"])["message_id"], m["ReceiptHandle"])
         for m in got.get("Messages", [])}
 

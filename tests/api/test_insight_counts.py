@@ -25,7 +25,7 @@ def traffic(device):
     for text in ("one", "two", "three"):
         accepted = sending.send(device.account_id, device, "+14155550100", text)
         ids.append(accepted.message.message_id)
-    assert len(jobs.fetch(device, 0, 10)) == 3
+    assert len(jobs.lease_from_queue(device, 0, 10)) == 3
     jobs.report(device, ids[0], "sent")
     jobs.report(device, ids[0], "delivered")
     jobs.report(device, ids[1], "sent")
@@ -166,7 +166,7 @@ def test_a_late_sent_report_takes_a_presumed_failure_back(account, pumps):
     acct, _, device, _ = account
     accepted = sending.send(device.account_id, device, "+14155550100", "late")
     message_id = accepted.message.message_id
-    assert jobs.fetch(device, 0, 10)
+    assert jobs.lease_from_queue(device, 0, 10)
     jobs.report(device, message_id, "failed", "Generic failure")
     pumps.pump_streams()
     assert today(acct.account_id)["totals"]["failed"] == 1

@@ -19,7 +19,7 @@ def test_stats_match_the_messages_sent(client, account, aws_calls):
                             body=json.dumps({"recipients": ["+14155550100", "+14155550101"],
                                              "message": "Hi", "device_id": 1}))
     ids = [m["id"] for m in json.loads(sent.body)["messages"]]
-    assert len(jobs.fetch(device, 0, 10)) == 2
+    assert len(jobs.lease_from_queue(device, 0, 10)) == 2
     jobs.report(device, ids[0], "sent")
     jobs.report(device, ids[0], "delivered")
     jobs.report(device, ids[1], "failed", "No service")

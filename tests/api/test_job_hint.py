@@ -37,16 +37,16 @@ def ops(aws_calls, since=0):
 def test_an_idle_pull_asks_sqs_nothing_until_a_job_is_queued(app_device, aws_calls):
     acct, device = app_device
     start = len(aws_calls.requests)
-    assert jobs.pull_hinted(device, 10) == []
+    assert jobs.lease_if_hinted(device, 10) == []
     assert ops(aws_calls, start) == [("GetItem", "devices")]  # one consistent read, no SQS
     message_id = send(acct, device)
-    assert [job["message_id"] for job in jobs.pull_hinted(device, 10)] == [message_id]
+    assert [job["message_id"] for job in jobs.lease_if_hinted(device, 10)] == [message_id]
     start = len(aws_calls.requests)
-    assert jobs.pull_hinted(device, 10) == []  # the jobs were taken: one empty receive clears
+    assert jobs.lease_if_hinted(device, 10) == []  # the jobs were taken: one empty receive clears
     assert ops(aws_calls, start) == [("GetItem", "devices"), ("ReceiveMessage", "sqs"),
                                      ("UpdateItem", "devices")]
     start = len(aws_calls.requests)
-    assert jobs.pull_hinted(device, 10) == []
+    assert jobs.lease_if_hinted(device, 10) == []
     assert ops(aws_calls, start) == [("GetItem", "devices")]
 
 
@@ -83,8 +83,8 @@ def test_a_delayed_job_keeps_the_hint_until_it_shows(app_device):
     acct, device = app_device
     first = send(acct, device)
     second = send(acct, device, send_at=clock.now_ms() + 60_000)  # hidden a minute on SQS
-    assert [job["message_id"] for job in jobs.pull_hinted(device, 10)] == [first]
-    assert jobs.pull_hinted(device, 10) == []  # the second is hidden: nothing received...
+    assert [job["message_id"] for job in jobs.lease_if_hinted(device, 10)] == [first]
+    assert jobs.lease_if_hinted(device, 10) == []  # the second is hidden: nothing received...
     assert job_hint.look(device) is not None  # ...and the hint stays
     until = Device.get(device.device_uid).jobs_until
     assert until >= Message.get(acct.account_id, second).not_before + job_hint.VISIBLE_MARGIN_MS
@@ -112,7 +112,7 @@ def _drain(device) -> list[int]:
     """Pulls as the app makes them once sends stop, obeying the hint, until it is clear."""
     taken = []
     for _ in range(5):
-        taken += [job["message_id"] for job in jobs.pull_hinted(device, 10)]
+        taken += [job["message_id"] for job in jobs.lease_if_hinted(device, 10)]
         if job_hint.look(device) is None:
             return taken
     raise AssertionError("the hint never cleared")
@@ -125,13 +125,13 @@ def test_a_pull_inside_a_send_misses_nothing(app_device, monkeypatch, atomic_mot
     job taken): the job is taken by that pull or by the next ones."""
     acct, device = app_device
     send(acct, device)
-    taken = [job["message_id"] for job in jobs.pull_hinted(device, 10)]
+    taken = [job["message_id"] for job in jobs.lease_if_hinted(device, 10)]
     reached, proceed, sent = threading.Event(), threading.Event(), []
     _pause_in(monkeypatch, pause_at, reached, proceed)
     sender = threading.Thread(target=lambda: sent.append(send(acct, device)), name="sender")
     sender.start()
     assert reached.wait(10)
-    taken += [job["message_id"] for job in jobs.pull_hinted(device, 10)]
+    taken += [job["message_id"] for job in jobs.lease_if_hinted(device, 10)]
     proceed.set()
     sender.join()
     taken += _drain(device)
@@ -156,7 +156,7 @@ def test_racing_sends_and_idle_pulls_never_miss_a_job(app_device, monkeypatch, a
         def puller(done=done):
             while True:
                 finished = done.is_set()
-                got = [job["message_id"] for job in jobs.pull_hinted(device, 10)]
+                got = [job["message_id"] for job in jobs.lease_if_hinted(device, 10)]
                 with lock:
                     taken.extend(got)
                 if finished:
@@ -191,4 +191,4 @@ def test_a_failed_queue_write_rings_when_the_sweep_queues_it_again(app_device, m
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", original)
     message = Message.get(acct.account_id, accepted.message.message_id)
     assert messages.enqueue(device, message, message.body) is True
-    assert [job["message_id"] for job in jobs.pull_hinted(device, 10)] == [message.message_id]
+    assert [job["message_id"] for job in jobs.lease_if_hinted(device, 10)] == [message.message_id]

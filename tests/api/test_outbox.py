@@ -97,3 +97,22 @@ def test_no_module_but_outbox_builds_a_sent_message():
                     and any(k.arg == "body" for k in node.keywords):
                 builders.append(path.relative_to(ROOT).as_posix())
     assert builders == ["chalicelib/domain/outbox.py"]
+
+
+def test_send_sms_checks_and_counts_its_text_once(api, account, monkeypatch):
+    """send_sms's text is checked and its segments counted once, by submit (issue 32 item 4:
+    the compat API counted it, then messages counted it again)."""
+    from chalicelib.domain import messages, segments
+    acct, key, device, _ = account
+    counted = []
+    for module in (segments, messages):  # messages counted it before; absent since
+        real = getattr(module, "count", None)
+        if real is not None:
+            monkeypatch.setattr(module, "count",
+                                lambda text, real=real: counted.append(text) or real(text))
+    body, _ = api(api_key=key, action="send_sms", device_id=str(device.device_id),
+                  phone_number="+14155550100", message="héllo €")
+    assert body["status"] == "success", body
+    assert counted == ["héllo €"]
+    stored = Message.get(acct.account_id, body["data"]["message_id"])
+    assert (stored.segments, stored.encoding) == (1, "GSM-7")  # € costs two septets

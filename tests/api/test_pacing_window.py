@@ -126,8 +126,8 @@ def test_window_and_rate_hold_under_real_threads(account, atomic_moto, monkeypat
         for _ in range(3):
             sim, parts, otp = rng.choice((1, 2)), rng.randint(1, 3), rng.random() < 0.3
             try:
-                slot = pacing.reserve(mine, sim, parts, now, urgent=otp)
-                booked.append((slot.at, sim, parts, otp))
+                booking = pacing.book(mine, sim, parts, now, urgent=otp)
+                booked.append((booking.at, sim, parts, otp))
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
     threads = [threading.Thread(target=book, args=(n,)) for n in range(16)]
@@ -185,11 +185,11 @@ def test_random_arrivals_keep_every_window(shared_phone, settings_override, arri
         otp_used = max(busiest([h for h in handouts if h[3] and abs(h[0] - now) <= 60_000], 60),
                        busiest([h for h in handouts if h[3] and abs(h[0] - now) <= 120_000],
                                120, sim))
-        slot = pacing.reserve(copy, sim, parts, now, urgent=otp)
-        assert slot.at >= now
+        booking = pacing.book(copy, sim, parts, now, urgent=otp)
+        assert booking.at >= now
         if otp and otp_used + parts <= 2:
-            assert slot.at == now
-        handouts.append((slot.at, sim, parts, otp))
+            assert booking.at == now
+        handouts.append((booking.at, sim, parts, otp))
         copies.append(Device.get(uid))
     check_limits(handouts, 8, 60, 6, 120, 2, 2)
 
@@ -207,7 +207,7 @@ def test_expected_at_is_never_earlier_than_the_real_hand_out(account, settings_o
     seen = {}
     deadline = time.time() + 15
     while len(seen) < 3 and time.time() < deadline:
-        for job in jobs.fetch(Device.get(device.device_uid), 0, 10):
+        for job in jobs.lease_from_queue(Device.get(device.device_uid), 0, 10):
             seen.setdefault(job["message_id"], clock.now_ms())
         time.sleep(0.2)
     assert set(seen) == set(expected)
@@ -264,8 +264,8 @@ def test_estimate_reads_only_and_matches_what_sending_does(api, phone, aws_calls
     assert aws_calls == []  # read-only: from the devices as given
     last = 0
     for parts in lengths:
-        route = pool.choose(acct.account_id, parts, reserve=True)
-        last = max(last, route.slot.at)
+        route = pool.choose(acct.account_id, parts, book=True)
+        last = max(last, route.booking.at)
     assert estimated == last
     assert estimated > clock.now_ms()  # 48 messages do not fit two phones' windows at once
 

@@ -184,10 +184,10 @@ def test_untaken_message_moves_and_the_old_phones_late_lease_fails(api, fleet):
     assert moved.device_uid != silent.device_uid and moved.moves == 1
     assert moved.pool_uid == moved.device_uid and moved.status == "pending"
     # the silent phone wakes up: its stale job is dropped, not leased
-    assert jobs.fetch(silent, 0, 10) == []
+    assert jobs.lease_from_queue(silent, 0, 10) == []
     assert queued(silent) == 0
     target = next(p for p in phones if p.device_uid == moved.device_uid)
-    [job] = jobs.fetch(target, 0, 10)
+    [job] = jobs.lease_from_queue(target, 0, 10)
     assert job["message_id"] == message_id
     assert jobs.report(target, message_id, "delivered")["result"] == "ok"
     # the stalled phone rests, so choice routes around it
@@ -201,7 +201,7 @@ def test_move_and_lease_race_one_winner_either_order(api, fleet):
     clock.freeze()
     first = send(api, key)["data"]
     owner = next(p for p in phones if p.device_uid == first["device_uid"])
-    [job] = jobs.fetch(owner, 0, 10)  # the phone takes it first...
+    [job] = jobs.lease_from_queue(owner, 0, 10)  # the phone takes it first...
     clock.advance(settings.current().pool_grace_seconds)
     message = Message.get(acct.account_id, first["message_id"])
     assert pool.move(message, clock.now_ms()) == "raced"  # ...so it may have sent it: stays
@@ -210,7 +210,8 @@ def test_move_and_lease_race_one_winner_either_order(api, fleet):
     message = Message.get(acct.account_id, second["message_id"])
     old = next(p for p in phones if p.device_uid == second["device_uid"])
     assert pool.move(message, clock.now_ms()) == "moved"  # moved first...
-    assert jobs.take(old, second["message_id"], "stale-handle") == "drop"  # ...late lease fails
+    # ...the late lease fails
+    assert jobs.lease_received(old, second["message_id"], "stale-handle") == "drop"
     assert Message.get(acct.account_id, second["message_id"]).attempts == 0
 
 
@@ -274,7 +275,7 @@ def test_sim_trouble_pauses_that_sim_and_status_shows_it(api, fleet):
     devices.forget_cached()
     body = send(api, key, device_id=str(phones[0].device_id), sim_slot="2")["data"]
     phone = devices.authenticate_uid = Device.get(phones[0].device_uid)
-    jobs.fetch(phone, 0, 10)
+    jobs.lease_from_queue(phone, 0, 10)
     result = jobs.report(phone, body["message_id"], "failed",
                          "limit exceeded: termux-sms-send failed (exit 1): "
                          "RESULT_ERROR_LIMIT_EXCEEDED")

@@ -156,7 +156,7 @@ def _race_cancel_and_lease(account_id, device, message_id) -> dict:
 
     def lease():
         start.wait()
-        handed = jobs.fetch(device, 0, 10)  # receive from SQS and lease, as GET /device/jobs
+        handed = jobs.lease_from_queue(device, 0, 10)  # as GET /device/jobs
         outcome["lease"] = "leased" if [j["message_id"] for j in handed] == [message_id] \
             else "drop"
     threads = [threading.Thread(target=cancel), threading.Thread(target=lease)]
@@ -514,7 +514,7 @@ def test_each_message_says_when_it_will_go_and_the_phone_gets_it_no_earlier(v1, 
     seen = {}
     deadline = time.time() + 15
     while len(seen) < 3 and time.time() < deadline:
-        for job in jobs.fetch(device, 0, 10):
+        for job in jobs.lease_from_queue(device, 0, 10):
             seen.setdefault(job["message_id"], clock.now_ms())
         time.sleep(0.2)
     assert set(seen) == set(expected)

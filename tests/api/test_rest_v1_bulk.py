@@ -45,7 +45,7 @@ def test_thousand_recipients_spread_over_the_pool_each_delivered_once(client, ac
     handed, deadline = Counter(), time.monotonic() + 180
     while sum(handed.values()) < 1000 and time.monotonic() < deadline:
         for phone in phones:  # jobs become visible at their paced time (SQS delay)
-            for job in jobs.fetch(phone, 0, 10):
+            for job in jobs.lease_from_queue(phone, 0, 10):
                 handed[job["message_id"]] += 1
                 assert jobs.report(phone, job["message_id"], "delivered")["result"] == "ok"
     assert set(handed) == ids and set(handed.values()) == {1}

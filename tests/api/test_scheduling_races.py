@@ -32,8 +32,8 @@ def _race(account_id, device, message):
         start.wait()
         handed = []
         while not handed and ("cancel" not in outcome or "release" not in outcome):
-            handed = [j["message_id"] for j in jobs.fetch(device, 0, 10)]
-        handed = handed or [j["message_id"] for j in jobs.fetch(device, 0, 10)]
+            handed = [j["message_id"] for j in jobs.lease_from_queue(device, 0, 10)]
+        handed = handed or [j["message_id"] for j in jobs.lease_from_queue(device, 0, 10)]
         outcome["lease"] = "leased" if handed == [message.message_id] else "none"
     threads = [threading.Thread(target=f) for f in (cancel, release, lease)]
     [t.start() for t in threads]
@@ -66,6 +66,7 @@ def test_cancel_racing_the_release_and_a_poll(v1, account, atomic_moto):  # noqa
             assert final.status == "processing", outcome
         seen.add((outcome["cancel"], outcome["release"]))
         # later polls never hand out a cancelled message
-        assert message.message_id not in [j["message_id"] for j in jobs.fetch(device, 0, 10)]
+        handed = jobs.lease_from_queue(device, 0, 10)
+        assert message.message_id not in [j["message_id"] for j in handed]
     assert queued(device) == []
     print("outcomes seen:", sorted(seen))

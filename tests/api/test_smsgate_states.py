@@ -110,7 +110,7 @@ def test_a_message_that_left_pending_is_409_and_unchanged(sg, account):
     acct, _, device, _ = account
     sg("POST", "messages", {"phoneNumbers": ["+8801712000001"], "textMessage": {"text": "x"},
                             "id": "taken"})
-    [job] = jobs.fetch(device, 0, 1)  # an agent took it: it sends at once
+    [job] = jobs.lease_from_queue(device, 0, 1)  # an agent took it: it sends at once
     status, answer = sg("DELETE", "messages/taken")
     assert status == 409 and answer["data"]["code"] == "not_cancellable"
     assert sg("GET", "messages/taken")[1]["state"] == "Processed"
@@ -125,7 +125,7 @@ def test_a_message_that_left_pending_is_409_and_unchanged(sg, account):
 def test_a_messages_state_follows_the_apps_rule(sg, account, outcomes, state):
     device = account[2]
     sg("POST", "messages", two(id="pair"))
-    for job, outcome in zip(jobs.fetch(device, 0, 2), outcomes, strict=True):
+    for job, outcome in zip(jobs.lease_from_queue(device, 0, 2), outcomes, strict=True):
         jobs.report(device, job["message_id"], outcome, "x" if outcome == "failed" else None)
     assert sg("GET", "messages/pair")[1]["state"] == state
     assert [m["id"] for m in sg("GET", "messages", query=f"?state={state}")[1]] == ["pair"]
@@ -258,7 +258,7 @@ def test_an_agent_cannot_report_cancelled(client, account):
     from tests.api.test_device_api import post
     acct, _, device, token = account
     message = sending.send(acct.account_id, device, "+8801712000001", "x").message
-    jobs.fetch(device, 0, 1)
+    jobs.lease_from_queue(device, 0, 1)
     status, body = post(client, "/device/reports", token,
                         {"reports": [{"message_id": message.message_id, "status": "cancelled"}]})
     assert status == 400 and "status" in json.dumps(body), body

@@ -121,14 +121,14 @@ def _lease(account_id, message_id, attempts, lease_seconds):
 
 
 def _take(device):
-    """The phone receives its queue's jobs and leases them (the real path, jobs.take). SQS's
-    visibility runs on real time, not the test's frozen clock: 0 shows the job again at once,
-    as the lease's end would."""
+    """The phone receives its queue's jobs and leases them (the real path,
+    jobs.lease_received). SQS's visibility runs on real time, not the test's frozen clock: 0
+    shows the job again at once, as the lease's end would."""
     from chalicelib.domain import jobs
     sqs = boto3.client("sqs", region_name="us-east-1")
     got = sqs.receive_message(QueueUrl=device.queue_url, MaxNumberOfMessages=10,
                               VisibilityTimeout=0)
-    return [jobs.take(device, json.loads(m["Body"])["message_id"], m["ReceiptHandle"])
+    return [jobs.lease_received(device, json.loads(m["Body"])["message_id"], m["ReceiptHandle"])
             for m in got.get("Messages", [])]
 
 

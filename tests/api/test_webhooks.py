@@ -66,7 +66,7 @@ def hook(account, receiver, events_=None):
 def send_and_settle(device, number="+14155550100", text="hello", outcome="delivered"):
     """One message through a real lease and the device's reports; returns its id."""
     accepted = sending.send(device.account_id, device, number, text)
-    assert jobs.fetch(device, 0, 10)
+    assert jobs.lease_from_queue(device, 0, 10)
     message_id = accepted.message.message_id
     if outcome == "failed":
         jobs.report(device, message_id, "failed", "No credit.")
@@ -129,7 +129,7 @@ def test_otp_code_is_never_in_an_event(pumps, receivers, api, account):
     envelope, _ = api(action="send_otp", api_key=key, device_uid=device.device_uid,
                       phone_number="+14155550123")
     assert envelope["status"] == "success", envelope
-    [job] = jobs.fetch(device, 0, 1)
+    [job] = jobs.lease_from_queue(device, 0, 1)
     code = "".join(ch for ch in job["message"] if ch.isdigit())
     assert len(code) >= 4
     jobs.report(device, job["message_id"], "sent")
@@ -166,7 +166,7 @@ def test_sent_and_delivered_in_one_write_emit_both_events(pumps, receivers):
     receiver = receivers()
     hook(account, receiver, ["sms.sent", "sms.delivered", "sms.failed"])
     accepted = sending.send(device.account_id, device, "+14155550100", "hello")
-    assert jobs.fetch(device, 0, 10)
+    assert jobs.lease_from_queue(device, 0, 10)
     message_id = accepted.message.message_id
     answer = device_api.act_reports(device, [(message_id, "sent", None),
                                              (message_id, "delivered", None)])
@@ -174,7 +174,7 @@ def test_sent_and_delivered_in_one_write_emit_both_events(pumps, receivers):
     assert pump_until(pumps, receiver, lambda r: len(r.events) == 2), receiver.events
     pumps.drain()
     assert sum(receiver.arrivals.values()) == 2  # once each, nothing doubled
-    stored = messages.get(account.account_id, message_id)
+    stored = messages.lookup(account.account_id, message_id)
     by_type = {e["type"]: e for e in receiver.events.values()}
     assert sorted(by_type) == ["sms.delivered", "sms.sent"]
     sent = by_type["sms.sent"]
@@ -514,7 +514,7 @@ def test_emitting_an_event_costs_the_request_path_no_aws_call(pumps, receivers, 
 
     def report_calls():
         accepted = sending.send(account.account_id, device, "+14155550100", "x")
-        jobs.fetch(device, 0, 1)
+        jobs.lease_from_queue(device, 0, 1)
         aws_calls.clear()
         jobs.report(device, accepted.message.message_id, "sent")
         return list(aws_calls)
@@ -543,8 +543,8 @@ def test_a_corrected_presumed_failure_orders_by_sequence_with_distinct_ids(pumps
     receiver = receivers()
     hook(account, receiver)
     accepted = sending.send(account.account_id, device, "+14155550100", "x")
-    jobs.fetch(device, 0, 1)
-    message = messages.get(account.account_id, accepted.message.message_id)
+    jobs.lease_from_queue(device, 0, 1)
+    message = messages.lookup(account.account_id, accepted.message.message_id)
     assert messages.close(message, "failed", "The device took it 3 times without reporting.",
                           presumed=True, failed_at=clock.now_ms())
     clock.advance(1)

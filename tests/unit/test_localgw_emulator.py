@@ -265,7 +265,7 @@ def test_a_restart_counts_each_change_once_handled_before_it_or_carried(emulator
     pumps = EventPumps(trim_streams=True)
     ids = [sending.send(acct.account_id, device, "+14155550100", text).message.message_id
            for text in ("one", "two")]
-    assert len(jobs.fetch(device, 0, 10)) == 2
+    assert len(jobs.lease_from_queue(device, 0, 10)) == 2
     jobs.report(device, ids[0], "delivered")
     pumps.pump_streams()
     jobs.report(device, ids[1], "delivered")  # not yet handled when the snapshot is taken

@@ -128,7 +128,7 @@ def test_filters_pass_every_event_and_spare_the_heartbeats(aws_mock, monkeypatch
         devices.heartbeat(device, "running", battery=50)
     for n, outcome in enumerate(("delivered", "failed", "sent")):
         accepted = sending.send(account.account_id, device, f"+1415555010{n}", "x")
-        jobs.fetch(device, 0, 1)
+        jobs.lease_from_queue(device, 0, 1)
         jobs.report(device, accepted.message.message_id,
                     "failed" if outcome == "failed" else "sent",
                     "No credit." if outcome == "failed" else None)

@@ -282,6 +282,16 @@ def heartbeat(device: Device, app_state: str, battery: int | None = None,
     return device
 
 
+def check_sim_slot(device: Device, sim_slot: int) -> int:
+    """A SIM this device has (1 or 2, at most its sim_count when known): what a send names."""
+    if sim_slot not in (1, 2):
+        raise BadRequest("Invalid sim_slot: must be 1 or 2.", "sim_slot")
+    if device.sim_count is not None and sim_slot > device.sim_count:
+        raise BadRequest(f"Invalid sim_slot: device {device.device_id} has only "
+                         f"{device.sim_count} SIM.", "sim_slot")
+    return sim_slot
+
+
 def can_decrypt(device: Device) -> bool:
     """Can this phone take end-to-end encrypted messages? Our agent says so in its heartbeat;
     SMSGate's app (kind "app") decrypts with its own passphrase setting, which the gateway

@@ -72,7 +72,7 @@ def _column(header: list[str], names: tuple, what: str) -> int:
 def parse(raw: bytes, template: str | None = None) -> Plan:
     """Check a whole file. A file that cannot be read raises BadRequest (nothing is sent);
     rows that cannot be sent are listed in `invalid` with their line number and reason."""
-    from chalicelib.domain import messages, phone
+    from chalicelib.domain import phone, segments
     text = _text(raw)
     template = (template or "").replace("\r\n", "\n").strip() or None
     first = text.split("\n", 1)[0]
@@ -114,7 +114,7 @@ def parse(raw: bytes, template: str | None = None) -> Plan:
                 refuse_controls(body, parameter="message", what="the message",
                                      allowed=SMS_CONTROLS)
                 number = phone.normalise(values[number_at].strip(), "number")
-                counted = messages.check_text(body, "message")
+                counted = segments.check(body, "message")
             except GatewayError as error:
                 plan.invalid.append((line, error.message))
                 continue

@@ -17,42 +17,12 @@ from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.domain import devices
 from chalicelib.domain.devices import job_hint
-from chalicelib.domain.segments import SegmentCount, count
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
 TERMINAL = ("delivered", "failed", "expired", "cancelled")
 OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
 DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII only: int() would also take '٢', '1_000', '+1'
-
-
-def check_text(text: str, parameter: str = "message"):
-    if text is None or not text.strip():
-        raise BadRequest(f"Missing required parameter: {parameter} (the SMS text must not be "
-                         "empty).", parameter)
-    counted = count(text)
-    if counted.segments > settings.current().max_segments:
-        raise BadRequest(
-            f"Message too long: {counted.segments} SMS segments ({counted.encoding}); at most "
-            f"{settings.current().max_segments} are allowed.", parameter)
-    return counted
-
-
-def check_sim_slot(device: Device, sim_slot: int) -> int:
-    if sim_slot not in (1, 2):
-        raise BadRequest("Invalid sim_slot: must be 1 or 2.", "sim_slot")
-    if device.sim_count is not None and sim_slot > device.sim_count:
-        raise BadRequest(f"Invalid sim_slot: device {device.device_id} has only "
-                         f"{device.sim_count} SIM.", "sim_slot")
-    return sim_slot
-
-
-def check_content(text: str, encrypted: bool = False) -> SegmentCount:
-    """A text's segments; for an end-to-end encrypted one, a safe bound from its ciphertext."""
-    if encrypted:  # imported on use: `import app` does not load it
-        from chalicelib.domain import encryption
-        return SegmentCount("encrypted", encryption.check_text(text), 0)
-    return check_text(text)
 
 
 def job_payload(message: Message, text: str) -> dict:
@@ -99,46 +69,30 @@ def grace_seconds(pool_uid: str | None) -> int:
     return limits.pool_grace_seconds if pool_uid else limits.outbox_grace_seconds
 
 
-def enqueue(device: Device, message: Message, text: str) -> bool:
-    """Put the job on the device's queue, hidden until its paced send time; False (and nothing
-    recorded) if SQS refused. A job paced beyond SQS's delay limit is held (True)."""
+def enqueue(device: Device, message: Message, text: str, *, just_accepted: bool = False) -> bool:
+    """Put the job on the device's queue, hidden until its paced send time (a job paced beyond
+    SQS's delay limit is held for the outbox sweep: True). False, and nothing recorded, if it
+    could not be queued: the outbox sweep queues it later. An app phone's hint is rung once the
+    job is on the queue (job_hint.py says why after, not before); a failed ring counts as a
+    failed queue write (a copy is harmless: a job is leased before it is sent).
+    `just_accepted` (outbox.submit): a queue that no longer exists means the device was removed
+    (the caller's cached lookup is older): the message ends `failed` and the caller gets a
+    clear error instead of a promise to retry."""
     delay = queue_delay(message, clock.now_ms())
     if delay is None:
         return True
     try:
-        _send_job(device, message, text, delay)
-        return True
-    except (BotoCoreError, ClientError, PynamoDBException):
-        return False
-
-
-def _send_job(device: Device, message: Message, text: str, delay: int = 0) -> None:
-    """Queue the job; an app phone's hint is rung once it is on the queue (job_hint.py says why
-    after, not before). A failed ring raises as a failed queue write does: the outbox sweep
-    queues the job again (a copy is harmless: a job is leased before it is sent)."""
-    aws.sqs().send_message(QueueUrl=device.queue_url,
-                           MessageBody=json.dumps(job_payload(message, text)),
-                           **({"DelaySeconds": delay} if delay else {}))
-    if job_hint.rings(device):
-        job_hint.ring(device, delay)
-
-
-def queue_first(device: Device, message: Message, text: str) -> bool:
-    """Queue the job of a message just accepted (hidden until its paced send time, or held
-    for the outbox sweep beyond SQS's delay limit). A queue that no longer exists means the
-    device was removed (the caller's cached lookup is older): the message ends `failed` and the
-    caller gets a clear error instead of a promise to retry."""
-    delay = queue_delay(message, clock.now_ms())
-    if delay is None:
-        return True
-    try:
-        _send_job(device, message, text, delay)
+        aws.sqs().send_message(QueueUrl=device.queue_url,
+                               MessageBody=json.dumps(job_payload(message, text)),
+                               **({"DelaySeconds": delay} if delay else {}))
+        if job_hint.rings(device):
+            job_hint.ring(device, delay)
         return True
     except PynamoDBException:
-        return False  # the hint could not be rung: the outbox sweep queues it later
+        return False  # the hint could not be rung
     except (BotoCoreError, ClientError) as exc:
-        if not aws.queue_missing(exc) or devices.exists(device.device_uid):
-            return False  # the outbox sweep queues it later
+        if not (just_accepted and aws.queue_missing(exc)) or devices.exists(device.device_uid):
+            return False
     close(message, "failed", "device_removed", failed_at=clock.now_ms())
     devices.forget_cached()
     raise NotFound(f"Device {device.device_id} ({device.device_uid}) was removed: message "
@@ -195,7 +149,7 @@ def cancel(account_id: str, message_id, *, again_ok: bool = True) -> Message:
     that races a device's lease, so exactly one of them wins. Raises Conflict carrying the
     current status when the message was already taken or is final (also when it was already
     cancelled, unless `again_ok`: then a repeated cancel answers the same)."""
-    message = get(account_id, message_id)
+    message = lookup(account_id, message_id)
     taken = Message(account_id=account_id, message_id=message.message_id)
     if update_if(taken, [Message.status.set("cancelled"), Message.reason.set("Cancelled by the "
                          "sender."), Message.open_shard.remove(), Message.open_due.remove()],
@@ -254,7 +208,9 @@ def parse_validity_request(valid_for: str | None, expires_at: str | None):
     return None, None
 
 
-def get(account_id: str, message_id) -> Message:
+def lookup(account_id: str, message_id) -> Message:
+    """The caller's message by the id it gave (digits, checked), or NotFound: what the
+    surfaces' status and cancel calls read; Message.get is the storage read."""
     text = str(message_id).strip()
     if not DIGITS.fullmatch(text) or int(text) >= 2 ** 53:
         raise BadRequest("Invalid message_id: expected a positive integer (digits 0-9).",

@@ -28,7 +28,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib.core import clock, ids, settings
 from chalicelib.core.errors import BadRequest, Conflict, GatewayError, NotFound, Unavailable
-from chalicelib.domain import devices, idempotency, messages, outbox
+from chalicelib.domain import devices, idempotency, messages, outbox, segments
 from chalicelib.domain.messages import history
 from chalicelib.storage.tables import Device, Idempotency, Message
 
@@ -98,7 +98,7 @@ def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Mess
         if request.device_uid else None
     if device is not None and request.encrypted:  # whether it can decrypt, as of now
         device = Device.get(device.device_uid, consistent_read=True)
-    messages.check_content(request.text, request.encrypted)
+    segments.check(request.text, encrypted=request.encrypted)
     fingerprint = request.fingerprint()
     existing = _claim(caller.account_id, group_id, fingerprint) if given else None
     if existing is not None:

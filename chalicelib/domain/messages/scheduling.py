@@ -1,11 +1,11 @@
-"""Releasing a scheduled message whose pacing slot was left for its send time.
+"""Releasing a scheduled message whose pace booking was left for its send time.
 
-A message scheduled beyond SQS's longest delay on a paced phone is stored without a slot
+A message scheduled beyond SQS's longest delay on a paced phone is stored without a booking
 (`pace_at_release`): reserving one at accept would count tomorrow's burst against today's
 pace, so live traffic at send_at could exceed it. The outbox sweep looks at such a message
-RELEASE_LEAD_SECONDS before send_at; `release` then takes its slot from send_at onwards with
-pacing's ordinary reservation and queues the job hidden until that slot (or, when the slot is
-further than SQS's delay, leaves it to the sweep's next look, as any paced message).
+RELEASE_LEAD_SECONDS before send_at; `release` then books its pace from send_at onwards with
+pacing's ordinary booking and queues the job hidden until then (or, when the booking is further
+than SQS's delay, leaves it to the sweep's next look, as any paced message).
 """
 from pynamodb.exceptions import DoesNotExist
 
@@ -15,8 +15,8 @@ from chalicelib.storage.tables import Device, Message, update_if
 
 
 def release(message: Message, now: int) -> str:
-    """Take the pacing slot of a due `pace_at_release` message and queue it: 'released',
-    'held' (slot beyond SQS's delay, or the phone busy or full: looked at again), 'retry'
+    """Book the pace of a due `pace_at_release` message and queue it: 'released',
+    'held' (booking beyond SQS's delay, or the phone busy or full: looked at again), 'retry'
     (the queue call failed; the sweep queues it), 'raced' or 'failed' (its device is gone, it
     is longer than the phone's limits now allow, or its number has opted out since)."""
     try:
@@ -30,16 +30,16 @@ def release(message: Message, now: int) -> str:
             done = messages.close(message, "failed", error.message, failed_at=now)
             return "failed" if done else "raced"
     start = max(now, message.not_before or now)
-    # A slot taken and then lost to a race (a cancel) only spaces later messages out more.
+    # A booking made and then lost to a race (a cancel) only spaces later messages out more.
     try:
-        slot = pacing.reserve(device, message.sim_slot, message.segments, start)
+        booking = pacing.book(device, message.sim_slot, message.segments, start)
     except (pacing.AtCapacity, pacing.Busy):
         return "held"  # still due: the sweep's next run books it
     except BadRequest as error:  # longer than the phone's limits, lowered since it was accepted
         done = messages.close(message, "failed", error.message, failed_at=now)
         return "failed" if done else "raced"
     grace = messages.grace_seconds(message.pool_uid)
-    not_before = slot.at if slot.at > now else None
+    not_before = booking.at if booking.at > now else None
     due = min(messages.first_look_due(not_before, now, grace), message.expires_at)
     if not update_if(message, [
             Message.not_before.set(not_before) if not_before else Message.not_before.remove(),

@@ -39,7 +39,8 @@ PACE_TRIES = 8
 
 
 @dataclass
-class Slot:
+class Booking:
+    """A message's place in its phone's pace (book): not the SIM it goes on (sim_slot)."""
     at: int  # when the message may be handed to the phone (epoch ms)
 
 
@@ -71,14 +72,15 @@ def pace_of(device: Device) -> int:
     return settings.current().default_pace_per_hour
 
 
-def _reserve(parts: int) -> int:
+def _otp_reserve(parts: int) -> int:
+    """Of a limit of `parts`, how many only OTPs may use."""
     return min(settings.current().pace_otp_reserve, parts // 2)
 
 
 def limits(device: Device, sim: int) -> list[pace_log.Limit]:
     window, rate = window_of(device), pace_of(device)
-    return [pace_log.Limit(window, settings.current().pace_window_seconds, _reserve(window)),
-            pace_log.Limit(rate, settings.current().pace_rate_seconds, _reserve(rate), sim)]
+    return [pace_log.Limit(window, settings.current().pace_window_seconds, _otp_reserve(window)),
+            pace_log.Limit(rate, settings.current().pace_rate_seconds, _otp_reserve(rate), sim)]
 
 
 def is_paced(device: Device) -> bool:
@@ -112,7 +114,7 @@ def entries_of(device: Device) -> list[pace_log.Entry]:
     return pace_log.decode(_state(device)[0])
 
 
-def load(device: Device, sim: int, now: int, entries: list | None = None) -> float:
+def fullness(device: Device, sim: int, now: int, entries: list | None = None) -> float:
     """How full the phone's window and this SIM's rate are (0-1, the fuller of the two, bulk
     parts booked from a window ago on over what bulk may use). Choice breaks ties between SIMs
     that can send equally soon by this plus a random 0-1, so a burst mostly goes to the
@@ -172,8 +174,8 @@ def earliest(device: Device, sim: int, segments: int, now: int, urgent: bool = F
     return None if at is None else _handout(at, start)
 
 
-def reserve(device: Device, sim: int, segments: int, now: int | None = None,
-            horizon_ms: int | None = None, urgent: bool = False) -> Slot:
+def book(device: Device, sim: int, segments: int, now: int | None = None,
+         horizon_ms: int | None = None, urgent: bool = False) -> Booking:
     """Book a message of `segments` parts on the device's SIM at the earliest time both limits
     allow (`urgent`: an OTP's, which may use the reserve and does not wait for a pause). Raises
     AtCapacity if that is beyond `horizon_ms` from now or the log is full of later bookings,
@@ -181,7 +183,7 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
     device is gone, Busy if the log kept changing under it. An unpaced device costs no AWS
     call."""
     if not is_paced(device):  # at once: the caller's `now`, not a later read of the clock
-        return Slot(now or clock.now_ms())
+        return Booking(now or clock.now_ms())
     # never before the real clock: a job cannot be handed out in the past (a sweep's `now` is
     # its run's start), and compaction may have moved settled parts up to it
     now = max(now or 0, clock.now_ms())
@@ -210,7 +212,7 @@ def reserve(device: Device, sim: int, segments: int, now: int | None = None,
             [Device.pace_log.set(log), Device.pace_ver.set((version or 0) + 1)], condition)
         if done:
             _keep(device, log, (version or 0) + 1)
-            return Slot(at)
+            return Booking(at)
         if not current:
             raise NotFound(f"Unknown device: device {device.device_id} was removed.",
                            "device_id")
@@ -359,7 +361,7 @@ def open_sims(devices: list[Device], now: int, sim_slot: int | None = None):
 
 def ranked(devices: list[Device], segments: int, now: int, sim_slot: int | None = None,
            urgent: bool = False, logs: dict | None = None, dice=None) -> list[tuple]:
-    """The pool's ranking, in one place: (at, load, device, sim) for every open SIM that can
+    """The pool's ranking, in one place: (at, fullness, device, sim) for every open SIM that can
     take `segments` parts, soonest first, then least loaded (plus `dice()`, which breaks ties
     at random for a real choice). `logs`: pace logs by device uid, as a forecast books them."""
     options = []
@@ -367,7 +369,7 @@ def ranked(devices: list[Device], segments: int, now: int, sim_slot: int | None 
         entries = logs[device.device_uid] if logs is not None else None
         at = earliest(device, sim, segments, now, urgent, entries=entries)
         if at is not None:  # None: longer than this phone's limits allow at all
-            options.append((at, load(device, sim, now, entries) + (dice() if dice else 0),
+            options.append((at, fullness(device, sim, now, entries) + (dice() if dice else 0),
                             device, sim))
     return sorted(options, key=lambda o: o[:2])
 

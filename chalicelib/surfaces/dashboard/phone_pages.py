@@ -145,7 +145,7 @@ def try_sms(request):
             sim_slot = 0
         accepted = outbox.submit(request.session.account_id, outbox.SendRequest(
             phone_number=number, text=request.form.get("text"), device=device,
-            sim_slot=messages.check_sim_slot(device, sim_slot)))
+            sim_slot=devices.check_sim_slot(device, sim_slot)))
     except GatewayError as error:
         return try_page(request, error.message, form, status=400)
     return web.redirect(request, f"/messages/outgoing/{accepted.message.message_id}")

@@ -1,7 +1,7 @@
 """The REST v1 operations, one function per schema.OPERATIONS entry: `fn(caller, **parsed) ->
 (http_status, answer)`. Bodies and queries arrive validated against their schema; the values
 are then checked by the same domain functions the compat API uses (phone.normalise,
-messages.check_text, devices.resolve, ...), and OTPs and device listings go through the compat
+segments.check, devices.resolve, ...), and OTPs and device listings go through the compat
 actions themselves, so the two surfaces cannot disagree."""
 import hashlib
 import json
@@ -18,6 +18,7 @@ from chalicelib.domain import (
     outbox,
     phone,
     pool,
+    segments,
     webhooks,
 )
 from chalicelib.domain.messages import history as message_history
@@ -103,7 +104,7 @@ def _when(entry: dict) -> dict:
 def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
     text = body["message"]
     sealed = body.get("is_encrypted", False)
-    messages.check_content(text, sealed)
+    segments.check(text, encrypted=sealed)
     numbers = _sealed(body["recipients"]) if sealed else _recipients(body["recipients"])
     send_at = _send_at(body.get("send_at"))
     named = "device_id" in body
@@ -156,7 +157,7 @@ def sendMessages(caller, body):  # noqa: N802 (operation ids are the OpenAPI's)
 
 
 def getMessage(caller, message_id):  # noqa: N802
-    return 200, render(messages.get(caller.account_id, message_id))
+    return 200, render(messages.lookup(caller.account_id, message_id))
 
 
 def cancelMessage(caller, message_id):  # noqa: N802

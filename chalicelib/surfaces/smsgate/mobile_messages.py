@@ -1,9 +1,9 @@
 """GET and PATCH /mobile/v1/message: the SMSGate app takes its jobs and reports their states.
 
-GET leases jobs from the device's queue exactly as an agent's poll does (jobs.fetch), unless the
-device's "jobs may be waiting" hint is clear (job_hint.py: then no SQS receive); each job is
-one SMSGate message whose id is our message id, so the app's own duplicate check (it skips an id
-it already has) and ours (the lease) agree. PATCH maps the app's per-recipient states through
+GET leases jobs from the device's queue exactly as an agent's poll does (jobs.lease_from_queue),
+unless the device's "jobs may be waiting" hint is clear (job_hint.py: then no SQS receive); each
+job is one SMSGate message whose id is our message id, so the app's own duplicate check (it skips
+an id it already has) and ours (the lease) agree. PATCH maps the app's per-recipient states through
 states.py, the one translation, into the domain's report path (jobs.report: conditional
 forward-only writes, SIM pause on "limit exceeded", webhooks from the stream).
 
@@ -66,7 +66,7 @@ def get_messages(request: Request):
         raise BadRequest("Invalid order: lifo or fifo.", "order")
     devices.seen(device)
     try:
-        found = jobs.pull_hinted(device, MAX_JOBS)
+        found = jobs.lease_if_hinted(device, MAX_JOBS)
     except Exception as exc:
         if aws.queue_missing(exc):
             devices.removed(device)

@@ -2,7 +2,7 @@
 and many recipients (domain/messages/groups.py), with states from states.py."""
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, NotFound
-from chalicelib.domain import encryption, messages, phone
+from chalicelib.domain import encryption, messages, phone, segments
 from chalicelib.domain.messages import groups
 from chalicelib.surfaces import jsonbody
 from chalicelib.surfaces.smsgate import states
@@ -105,10 +105,7 @@ def send_request(body) -> tuple[str | None, groups.Request]:
         raise BadRequest(f"Unknown field: {unknown[0][:40]}.", unknown[0][:64])
     encrypted = bool(_field(body, "isEncrypted", bool, "true or false"))
     text = _text(body)
-    if encrypted:
-        encryption.check_text(text, "textMessage.text")
-    else:
-        messages.check_text(text, "textMessage.text")
+    segments.check(text, "textMessage.text", encrypted=encrypted)
     numbers = _numbers(body.get("phoneNumbers"), encrypted)
     sim = _field(body, "simNumber", int, "a SIM number, 1-3")
     if sim is not None and not 1 <= sim <= 2:
