@@ -198,3 +198,14 @@ def signup_mode() -> str:
     not built yet) or `open` (the local gateway's default). Read when asked, like mail_dir."""
     mode = os.environ.get("SMSGW_SIGNUP", "closed").strip().lower()
     return mode if mode in SIGNUP_MODES else "closed"
+
+# Leaving with the data (docs/export.md). The dashboard and REST v1 answer an export zip of at
+# most EXPORT_MAX_BYTES (Lambda's response limit is 6 MB, and a binary answer is base64: 4/3)
+# made within EXPORT_BUDGET_SECONDS (the API function's timeout is 25 s); a bigger one is the
+# CLI's (`smsgw account export`). A deleted account is purged from PURGE_AFTER_SECONDS after
+# its deletion: by then every credential a warm container cached has expired
+# (AUTH_CACHE_SECONDS), every request it allowed has ended (25 s), and the stream windows
+# counting its last outcomes (300 s) are written (domain/purge.py).
+EXPORT_MAX_BYTES = _int("SMSGW_EXPORT_MAX_BYTES", 4 * 1024 * 1024)
+EXPORT_BUDGET_SECONDS = _int("SMSGW_EXPORT_BUDGET_SECONDS", 20)
+PURGE_AFTER_SECONDS = _int("SMSGW_PURGE_AFTER_SECONDS", 420)

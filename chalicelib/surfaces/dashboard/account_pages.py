@@ -14,6 +14,8 @@ NOTICES = {
     "signed-out": "You are signed out.",
     "signed-out-everywhere": "You are signed out on every device.",
     "password-set": "Your password is set. Sign in with it.",
+    "account-deleted": "The account is deleted: its keys, phones and sessions no longer work, "
+                       "and its data is being purged.",
     "email-verified": "Your email is verified and your account created. Make an API key to "
                       "start.",
     "key-revoked": "The key is revoked: the API refuses it within {cache} seconds.",
