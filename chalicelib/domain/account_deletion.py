@@ -41,14 +41,16 @@ def delete(account_id: str, typed_name: str | None) -> Account:
     if not update_if(account, [Account.deleted.set(DELETED), Account.deleted_at.set(now)],
                      Account.account_id.exists() & Account.deleted_at.does_not_exist()):
         raise NotFound(f"Unknown account: {account_id}.", "account_id")
-    revoke_credentials(account_id)
+    uids = revoke_credentials(account_id)["uids"]
+    if uids:  # the purge deletes what is keyed by them (purge.py)
+        update_if(account, [Account.purge_uids.set(uids)], Account.deleted_at.exists())
     return account
 
 
 def revoke_credentials(account_id: str) -> dict:
     """Delete the account's API keys, users (and their sessions) and devices (and their queues);
     forget this container's cached keys and devices. Counts what it deleted."""
-    done = {"api_keys": 0, "users": 0, "sessions": 0, "devices": 0}
+    done = {"api_keys": 0, "users": 0, "sessions": 0, "devices": 0, "uids": []}
     for key in ApiKey.by_account.query(account_id):
         key.delete()
         done["api_keys"] += 1
@@ -59,6 +61,7 @@ def revoke_credentials(account_id: str) -> dict:
     for entry in Device.by_account.query(account_id):
         delete_device(entry.device_uid, account_id)
         done["devices"] += 1
+        done["uids"].append(entry.device_uid)
     accounts.forget_cached()
     devices.forget_cached()
     return done

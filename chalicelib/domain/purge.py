@@ -56,46 +56,68 @@ def _delete_all(items, done: Counter, table: str, deadline: float) -> None:
 
 
 def _keyed(model, table: str):
-    def step(account_id, done, deadline, cursor=None):
-        _delete_all(model.query(account_id), done, table, deadline)
+    def step(account, done, deadline, cursor=None):
+        _delete_all(model.query(account.account_id), done, table, deadline)
     return step
 
 
-def _devices(account_id, done, deadline, cursor=None):
-    for entry in Device.by_account.query(account_id):
+def _devices(account, done, deadline, cursor=None):
+    """Devices registered while the account was being deleted: their uids are kept first."""
+    for entry in Device.by_account.query(account.account_id):
+        if entry.device_uid not in (account.purge_uids or []):
+            account.update(actions=[Account.purge_uids.set(
+                [*(account.purge_uids or []), entry.device_uid])])
+        account_deletion.delete_device(entry.device_uid, account.account_id)
+        done["devices"] += 1
         if time.monotonic() > deadline:
             raise OutOfTime()
-        account_deletion.delete_device(entry.device_uid, account_id)
-        done["devices"] += 1
 
 
-def _api_keys(account_id, done, deadline, cursor=None):
-    _delete_all(ApiKey.by_account.query(account_id), done, "api-keys", deadline)
+def _api_keys(account, done, deadline, cursor=None):
+    _delete_all(ApiKey.by_account.query(account.account_id), done, "api-keys", deadline)
 
 
-def _users(account_id, done, deadline, cursor=None):
-    for user in User.by_account.query(account_id):
+def _users(account, done, deadline, cursor=None):
+    for user in User.by_account.query(account.account_id):
         _delete_all((Session(session_hash=s.session_hash) for s in Session.by_user.query(
             user.email)), done, "sessions", deadline)
         _delete_all([user], done, "users", deadline)
 
 
-def _webhooks(account_id, done, deadline, cursor=None):
-    for webhook in Webhook.query(account_id):
+def _webhooks(account, done, deadline, cursor=None):
+    for webhook in Webhook.query(account.account_id):
         _delete_all(WebhookDelivery.query(webhook.webhook_id), done, "webhook-deliveries",
                     deadline)
         _delete_all([webhook], done, "webhooks", deadline)
 
 
-def _scanned(model, table: str, condition_of):
-    def step(account_id, done, deadline, cursor=None):
-        results = model.scan(condition_of(account_id), last_evaluated_key=cursor,
-                             page_size=SCAN_PAGE)
+def _scanned(model, table: str, condition_of=None, prefixes_of=None):
+    """A Scan of a table with no index by account, resumable from `cursor`: the items whose
+    attribute `condition_of(account)` matches, or whose key starts with one of
+    `prefixes_of(account)` (checked here: a Scan costs the items read whatever it returns)."""
+    def step(account, done, deadline, cursor=None):
+        if condition_of is not None:
+            results = model.scan(condition_of(account.account_id), last_evaluated_key=cursor,
+                                 page_size=SCAN_PAGE)
+            items = results
+        else:
+            prefixes = prefixes_of(account)
+            results = model.scan(last_evaluated_key=cursor, page_size=SCAN_PAGE,
+                                 attributes_to_get=["key"])
+            items = (item for item in results if item.key.startswith(prefixes))
         try:
-            _delete_all(results, done, table, deadline)
+            _delete_all(items, done, table, deadline)
         except OutOfTime:
             raise OutOfTime(results.last_evaluated_key)
     return step
+
+
+def _claims(account) -> tuple:
+    """The idempotency keys of the account's sends and requests, its SMSGate messages, and its
+    devices' incoming SMS and app webhooks."""
+    a = account.account_id
+    return (f"{a}#", f"smsgate-group#{a}#", *(f"{kind}#{uid}#" for uid in account.purge_uids
+                                              or [] for kind in ("in", "appwh")))
 
 
 STEPS = {
@@ -109,9 +131,8 @@ STEPS = {
     "daily-counts": _keyed(DailyCount, "daily-counts"),
     "alert-states": _keyed(AlertState, "alert-states"),
     "alert-subscriptions": _keyed(AlertSubscription, "alert-subscriptions"),
-    "idempotency": _scanned(Idempotency, "idempotency", lambda a: Idempotency.key.startswith(
-        f"{a}#") | Idempotency.key.startswith(f"smsgate-group#{a}#")),
-    "otps": _scanned(Otp, "otps", lambda a: Otp.key.startswith(f"{a}#")),
+    "idempotency": _scanned(Idempotency, "idempotency", prefixes_of=_claims),
+    "otps": _scanned(Otp, "otps", prefixes_of=lambda account: (f"{account.account_id}#",)),
     "password-links": _scanned(PasswordLink, "password-links",
                                lambda a: PasswordLink.account_id == a),
     "pairing-codes": _scanned(PairingCode, "pairing-codes",
@@ -130,7 +151,7 @@ def purge(account: Account, deadline: float, done: Counter) -> bool:
         if name in finished:
             continue
         try:
-            step(account.account_id, done, deadline, saved.get(name))
+            step(account, done, deadline, saved.get(name))
         except OutOfTime as stop:
             cursor = {name: stop.args[0]} if stop.args and stop.args[0] else {}
             update_if(account, [Account.purge_done.set(finished),
@@ -165,12 +186,14 @@ def purge_deleted(now_ms: int | None = None, budget_seconds: float | None = None
     deadline = time.monotonic() + budget
     done = Counter()
     ready = now - settings.PURGE_AFTER_SECONDS * 1000
+    started = False  # every run deletes at least one item, whatever its budget
     for entry in Account.deleted_accounts.query(account_deletion.DELETED,
                                                 Account.deleted_at <= ready):
         try:
             account = Account.get(entry.account_id, consistent_read=True)
         except DoesNotExist:
             continue
-        if time.monotonic() > deadline or not purge(account, deadline, done):
+        if (started and time.monotonic() > deadline) or not purge(account, deadline, done):
             done["accounts_left"] += 1
+        started = True
     return done

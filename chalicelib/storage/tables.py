@@ -54,11 +54,13 @@ class Account(Model):
     otp_to_opted_out = BooleanAttribute(null=True)  # OTPs still go to opted-out numbers
     # Deleted by its owner (domain/account_deletion.py): every credential refused from then on;
     # `deleted` ("deleted") enters the sparse index the purge reads; purge_done / purge_cursor:
-    # the purge's steps done and where its current table Scan stands (JSON), so it resumes.
+    # the purge's steps done and where its current table Scan stands (JSON), so it resumes;
+    # purge_uids: its devices' uids (idempotency claims of their incoming SMS are keyed so).
     deleted = UnicodeAttribute(null=True)
     deleted_at = NumberAttribute(null=True)
     purge_done = ListAttribute(of=UnicodeAttribute, null=True)
     purge_cursor = UnicodeAttribute(null=True)
+    purge_uids = ListAttribute(of=UnicodeAttribute, null=True)  # its devices: their claims
     deleted_accounts = DeletedAccounts()
 
 
