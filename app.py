@@ -232,6 +232,11 @@ def v1_stats():
     return _v1("/v1/stats")
 
 
+@app.route("/v1/export", **V1_METHODS)
+def v1_export():
+    return _v1("/v1/export")
+
+
 @app.route("/v1/openapi.json", **V1_METHODS)
 def v1_openapi():
     return _v1("/v1/openapi.json")
@@ -328,6 +333,14 @@ def settle_messages(event):
 def stop_silent_devices(event):
     """Devices silent past the heartbeat window become `stopped`; their pool messages move."""
     return {"stopped": devices.stop_silent(on_stop=pool.failover_device)}
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def purge_accounts(event):
+    """Purge the accounts their owners deleted, from PURGE_AFTER_SECONDS after (domain/purge.py):
+    its own role, the only one that deletes from every table."""
+    from chalicelib.domain import purge
+    return dict(purge.purge_deleted())
 
 
 # Webhooks (docs/webhooks.md). Their modules are imported inside the handlers, so the API's

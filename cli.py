@@ -117,6 +117,39 @@ def account_list(as_json):
                                   for r in rows) or "no accounts")
 
 
+@account.command("export")
+@click.argument("account_id")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+              help="The zip to write (default: smsgw-export-ACCOUNT_ID-DATE.zip here).")
+@json_option
+def account_export(account_id, output, as_json):
+    """Export ACCOUNT_ID's messages, phones, webhooks and opt-outs as a zip of CSV and JSON
+    (read straight from DynamoDB: no size bound, unlike the dashboard and REST v1)."""
+    from chalicelib.domain import export
+    path = output or export.filename(account_id)
+    with open(path, "wb") as out:
+        counts = export.write_zip(account_id, out)
+    emit(as_json, {"account_id": account_id, "path": path, "rows": counts},
+         f"exported {account_id} to {path}: " + ", ".join(f"{n} {kind.replace('_', '-')}"
+                                                           for kind, n in counts.items()))
+
+
+@account.command("delete")
+@click.argument("account_id")
+@click.option("--confirm", "confirm_name", metavar="NAME", required=True,
+              help="The account's name, typed out: nothing is deleted unless it matches.")
+@json_option
+def account_delete(account_id, confirm_name, as_json):
+    """Delete ACCOUNT_ID: its keys, sessions, device and app tokens stop working at once; all
+    its data is purged within minutes (export it first)."""
+    from chalicelib.domain import account_deletion
+    acct = account_deletion.delete(account_id, confirm_name)
+    emit(as_json, {"account_id": acct.account_id, "name": acct.name, "deleted": True,
+                   "purge_after_seconds": settings.current().purge_after_seconds},
+         f"deleted account {acct.account_id} ({acct.name}): its credentials no longer work; "
+         f"its data is purged from {settings.current().purge_after_seconds // 60} minutes from now")
+
+
 @main.group()
 def key():
     """API keys (64 characters, shown once at creation)."""

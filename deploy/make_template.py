@@ -144,6 +144,23 @@ GRANTS = {
         "streams": "count_outcomes",
         "alert_mail": True,
     },
+    "purge_accounts": {
+        # deleted accounts (domain/purge.py): the only role that deletes from every table
+        "tables": {"accounts": ["dynamodb:DeleteItem", "dynamodb:GetItem",
+                                "dynamodb:UpdateItem"],
+                   "devices": ["dynamodb:DeleteItem", "dynamodb:GetItem"],
+                   **{short: ["dynamodb:DeleteItem", "dynamodb:Query"] for short in (
+                       "messages", "incoming", "opt-outs", "webhooks", "webhook-deliveries",
+                       "daily-counts", "alert-states", "alert-subscriptions")},
+                   **{short: ["dynamodb:DeleteItem"] for short in (
+                       "api-keys", "users", "sessions", "idempotency", "otps",
+                       "password-links", "pairing-codes")}},
+        # the tables with no index by account (their keys or an attribute name it)
+        "scan": ["idempotency", "otps", "password-links", "pairing-codes"],
+        "indexes": ["accounts/deleted", "devices/by-account", "api-keys/by-account",
+                    "users/by-account", "sessions/by-user"],
+        "device_queues": ["sqs:DeleteQueue"],
+    },
     "deliver_webhooks": {
         "tables": {"webhooks": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
                    "webhook-deliveries": ["dynamodb:PutItem", "dynamodb:UpdateItem"],

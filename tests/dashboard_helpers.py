@@ -15,7 +15,8 @@ class Visitor:
         self.client, self.cookies, self.origin = client, {}, origin
 
     def _headers(self, extra=None):
-        headers = {"host": "localhost"}
+        headers = {"host": "localhost",  # as a browser asks (a download needs */*)
+                   "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
         if self.cookies:
             headers["cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         headers.update(extra or {})
@@ -62,4 +63,10 @@ def owner(account_id, email):
 
 
 def text(response) -> str:
+    """The body as text; a zip (the account's export) as its members' text, one after another."""
+    if response.body[:4] == b"PK\x03\x04":
+        import io
+        import zipfile
+        archive = zipfile.ZipFile(io.BytesIO(response.body))
+        return "\n".join(archive.read(name).decode() for name in archive.namelist())
     return response.body.decode()

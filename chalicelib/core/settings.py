@@ -255,6 +255,17 @@ class Settings:
     # default: the operator's CLI only), `invite` (for now the same as closed: invitations are
     # not built yet) or `open` (the local gateway's default).
     signup: str = _choice("SMSGW_SIGNUP", "closed", SIGNUP_MODES)
+    # Leaving with the data (docs/export.md). The dashboard and REST v1 answer an export zip of
+    # at most export_max_bytes (Lambda's response limit is 6 MB, and a binary answer is base64:
+    # 4/3) made within export_budget_seconds (the API function's timeout is 25 s); a bigger one
+    # is the CLI's (`smsgw account export`). A deleted account is purged from
+    # purge_after_seconds after its deletion: by then every credential a warm container cached
+    # has expired (auth_cache_seconds), every request it allowed has ended (25 s), and the
+    # stream windows counting its last outcomes (300 s) are written (domain/purge.py).
+    export_max_bytes: int = _whole("SMSGW_EXPORT_MAX_BYTES", 4 * 1024 * 1024, 1024, 4718592,
+                                   unit="bytes")
+    export_budget_seconds: int = _whole("SMSGW_EXPORT_BUDGET_SECONDS", 20, 1, 25)
+    purge_after_seconds: int = _whole("SMSGW_PURGE_AFTER_SECONDS", 420, 0)
 
     @classmethod
     def from_environ(cls, environ=None) -> "Settings":

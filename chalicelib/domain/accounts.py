@@ -59,10 +59,14 @@ def new_account(name: str) -> Account:
 
 
 def get_account(account_id: str, consistent: bool = False) -> Account:
+    """The account; a deleted one (being purged) is unknown to every caller but the purge."""
     try:
-        return Account.get(account_id, consistent_read=consistent)
+        account = Account.get(account_id, consistent_read=consistent)
     except DoesNotExist:
+        account = None
+    if account is None or account.deleted_at is not None:
         raise NotFound(f"Unknown account: {account_id}.", "account_id")
+    return account
 
 
 def list_accounts() -> list[Account]:
@@ -204,7 +208,10 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
             raise Unauthorized("Invalid API key.", "api_key")
         if not hmac.compare_digest(record.key_hash, key_hash) or key_revoked(record):
             raise Unauthorized("Invalid API key.", "api_key")
-        account = get_account(record.account_id)
+        try:
+            account = get_account(record.account_id)
+        except NotFound:  # deleted: its keys are deleted too, this one is being
+            raise Unauthorized("Invalid API key.", "api_key")
         from chalicelib.domain import opt_outs  # the same read says if its list moved
         opt_outs.note(account)
         whitelist = tuple(account.ip_whitelist or ())

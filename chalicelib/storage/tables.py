@@ -19,6 +19,16 @@ from chalicelib.core import settings
 from chalicelib.storage.model_base import table_meta, update_if  # noqa: F401 (re-exported)
 
 
+class DeletedAccounts(GlobalSecondaryIndex):
+    """Sparse index of accounts their owner deleted, by when: the purge (domain/purge.py)
+    Queries those past the settling time instead of scanning the accounts."""
+    class Meta:
+        index_name = "deleted"
+        projection = KeysOnlyProjection()
+    deleted = UnicodeAttribute(hash_key=True)
+    deleted_at = NumberAttribute(range_key=True)
+
+
 class Account(Model):
     Meta = table_meta("accounts")
     account_id = UnicodeAttribute(hash_key=True)
@@ -42,6 +52,16 @@ class Account(Model):
     opt_in_keywords = ListAttribute(of=UnicodeAttribute, null=True)
     opt_out_reply = UnicodeAttribute(null=True)  # the confirmation sent back; None: none
     otp_to_opted_out = BooleanAttribute(null=True)  # OTPs still go to opted-out numbers
+    # Deleted by its owner (domain/account_deletion.py): every credential refused from then on;
+    # `deleted` ("deleted") enters the sparse index the purge reads; purge_done / purge_cursor:
+    # the purge's steps done and where its current table Scan stands (JSON), so it resumes;
+    # purge_uids: its devices' uids (idempotency claims of their incoming SMS are keyed so).
+    deleted = UnicodeAttribute(null=True)
+    deleted_at = NumberAttribute(null=True)
+    purge_done = ListAttribute(of=UnicodeAttribute, null=True)
+    purge_cursor = UnicodeAttribute(null=True)
+    purge_uids = ListAttribute(of=UnicodeAttribute, null=True)  # its devices: their claims
+    deleted_accounts = DeletedAccounts()
 
 
 class KeysByAccount(GlobalSecondaryIndex):

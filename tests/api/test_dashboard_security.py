@@ -131,6 +131,11 @@ def cross_account_requests(a, b):
                                                                  "+14155550100,x\n"}),
         ("GET", ("csv", "*")): ("/dashboard/csv/" + "0" * 32 + "?last=3", None),
         ("POST", ("account", "alerts")): ("/dashboard/account/alerts", {"alerts": "on"}),
+        # A's export (its members are read: nothing of B's in them); B's name typed in A's
+        # session deletes nothing (A's own deletion: tests/api/test_account_deletion.py)
+        ("GET", ("account", "export")): ("/dashboard/account/export", None),
+        ("GET", ("account", "delete")): ("/dashboard/account/delete", None),
+        ("POST", ("account", "delete")): ("/dashboard/account/delete", {"name": b["name"]}),
         ("GET", ("unsubscribe", "*", "*")): (
             f"/dashboard/unsubscribe/{b['account'].account_id}/{'f' * 32}", None),
         ("POST", ("unsubscribe", "*", "*")): (

@@ -33,11 +33,11 @@ STAGES = ("dev", "prod")
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 SENDER = "alerts@example.com"
 FUNCTIONS = ("api_handler", "settle_messages", "stop_silent_devices", "emit_events",
-             "count_outcomes", "deliver_webhooks")
+             "count_outcomes", "deliver_webhooks", "purge_accounts")
 ROLES = {"api_handler": "ApiHandlerRole", "settle_messages": "SettleMessagesRole",
          "stop_silent_devices": "StopSilentDevicesRole", "emit_events": "EmitEventsRole",
          "count_outcomes": "CountOutcomesRole", "deliver_webhooks": "DeliverWebhooksRole",
-         "device": "DeviceRole"}
+         "purge_accounts": "PurgeAccountsRole", "device": "DeviceRole"}
 # Who else calls AWS in the flow, and is not a function: the operator (admin CLI, deploy).
 OPERATOR = "operator"
 # Actions AWS gives no resource-level permission for, that may therefore use "Resource": "*".
@@ -70,6 +70,18 @@ EXPECTED_UNCALLED = {
     ("settle_messages", "dynamodb:GetItem"): "a message whose queue send failed, queued again",
     ("api_handler", "ses:SendEmail"): "a paused SIM's alert mail, from a device report "
                                       "(tests/api/test_alerts.py)",
+    # The deletion deletes the account's keys, users (sessions) and devices (queues) itself;
+    # the purge finds some only when they were made while the account was being deleted
+    # (tests/api/test_account_deletion.py, the racing registrations).
+    ("purge_accounts", "dynamodb:DeleteItem@api-keys"): "a key made during the deletion",
+    ("purge_accounts", "dynamodb:DeleteItem@users"): "a user added during the deletion",
+    ("purge_accounts", "dynamodb:DeleteItem@sessions"): "the same user's session",
+    ("purge_accounts", "dynamodb:Query@sessions/index/by-user"): "the same",
+    ("purge_accounts", "dynamodb:DeleteItem@devices"): "a phone registered during the deletion",
+    ("purge_accounts", "dynamodb:GetItem@devices"): "the same",
+    ("purge_accounts", "sqs:DeleteQueue"): "the same phone's queue",
+    ("purge_accounts", "dynamodb:UpdateItem@accounts"): "the same phone's uid kept, or a run "
+                                                        "out of budget (test_account_deletion)",
     ("api_handler", "*"): "the API handler may use every table with the item actions; the "
                           "flow exercises each action on some table",
 }
@@ -242,6 +254,26 @@ def run_flow(client, pumps, receiver, recorded):
             "expired", "failed")
     run_opt_out_flow(client, key, token, account.account_id, pumps)
     run_dashboard_flow(client, account.account_id, device.device_uid)
+    run_leaving_flow(client, key, account.account_id)
+
+
+def run_leaving_flow(client, key, account_id):
+    """Leaving with the data: the export (REST v1 and the dashboard), the deletion by the owner
+    in the dashboard, and past PURGE_AFTER_SECONDS the purge of every table (purge_accounts)."""
+    from tests.dashboard_helpers import Visitor, owner
+    response = client.http.get("/v1/export", headers={"Authorization": f"Bearer {key}",
+                                                      "Accept": "application/zip"})
+    assert response.status_code == 200, response.body
+    with acting_as(OPERATOR):
+        owner(account_id, "leaving@example.com")
+    visitor = Visitor(client)
+    assert visitor.sign_in("leaving@example.com").status_code == 303
+    assert visitor.get("/dashboard/account/export").status_code == 200
+    account_name = "Policy check"
+    assert visitor.submit("/dashboard/account/delete", {"name": account_name},
+                          page="/dashboard/account/delete").status_code == 303
+    clock.advance(settings.current().purge_after_seconds + 1)
+    assert app_module.purge_accounts(SCHEDULED, None)["accounts"] == 1
 
 
 def run_opt_out_flow(client, key, token, account_id, pumps):

@@ -258,7 +258,8 @@ def test_otp_send_and_verify(v1, account):
     assert otp.PLACEHOLDER not in job["message"]
 
 
-def test_every_route_is_scoped_to_the_callers_account(v1, account, settings_override):
+def test_every_route_is_scoped_to_the_callers_account(v1, account, settings_override, monkeypatch,
+                                                      client):
     from chalicelib.domain import webhooks
     from chalicelib.domain.webhooks import dispatch as webhook_delivery
     from chalicelib.surfaces.rest_v1 import schema
@@ -326,6 +327,18 @@ def test_every_route_is_scoped_to_the_callers_account(v1, account, settings_over
     assert theirs("DELETE", "/v1/opt-outs/%2B" + NUMBERS[5][1:])[1]["changed"] is False
     assert theirs("POST", "/v1/opt-outs", {"phone_number": NUMBERS[6]})[1]["changed"] is True
     assert [e["phone_number"] for e in v1("GET", "/v1/opt-outs")[1]["opt_outs"]] == [NUMBERS[5]]
+    # the export (a zip, not JSON): theirs holds nothing of ours
+    import io
+    import zipfile
+    called.add(("GET", "/v1/export"))
+    response = client.http.get("/v1/export", headers={"Authorization": f"Bearer {other_key}",
+                                                      "Accept": "application/zip"})
+    archive = zipfile.ZipFile(io.BytesIO(response.body))
+    exported = "".join(archive.read(name).decode() for name in archive.namelist())
+    assert other.account_id in exported and "Theirs" in exported
+    for ours in (account[0].account_id, account[2].device_uid, hook["webhook_id"], "Mine",
+                 NUMBERS[5]):
+        assert ours not in exported, ours
     every = {(op.method, op.path) for op in schema.OPERATIONS if op.auth}
     assert called == every, every - called  # a route added later must be added here too
 

@@ -14,5 +14,6 @@ def test_the_doc_lists_what_the_template_grants():
     assert printed.splitlines()[0] in doc, "the markers are missing from docs/deploy.md"
     assert printed in doc, "docs/deploy.md is stale: run python deploy/permissions_doc.py --write"
     for role in ("ApiHandlerRole", "SettleMessagesRole", "StopSilentDevicesRole",
-                 "EmitEventsRole", "CountOutcomesRole", "DeliverWebhooksRole", "DeviceRole"):
+                 "EmitEventsRole", "CountOutcomesRole", "DeliverWebhooksRole", "PurgeAccountsRole",
+                 "DeviceRole"):
         assert f"`{role}`" in printed, role

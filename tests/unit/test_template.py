@@ -128,7 +128,8 @@ def test_prod_data_outlives_the_stack(generated):
 
 ROLES = {"api_handler": "ApiHandlerRole", "settle_messages": "SettleMessagesRole",
          "stop_silent_devices": "StopSilentDevicesRole", "emit_events": "EmitEventsRole",
-         "count_outcomes": "CountOutcomesRole", "deliver_webhooks": "DeliverWebhooksRole"}
+         "count_outcomes": "CountOutcomesRole", "deliver_webhooks": "DeliverWebhooksRole",
+         "purge_accounts": "PurgeAccountsRole"}
 
 
 @pytest.mark.parametrize("function", sorted(ROLES))

@@ -39,8 +39,11 @@ def register(account_id: str, name: str, sim_count: int | None = None) -> tuple[
         raise BadRequest("sim_count must be 1 or 2.", "sim_count")
     get_account(account_id)
     counter = Account(account_id=account_id)
-    counter.update(actions=[Account.next_device_id.add(1)],
-                   condition=Account.account_id.exists())
+    # not deleted: a registration racing the account's deletion either counts before the mark
+    # (its device is then purged) or fails here, before its queue exists
+    if not update_if(counter, [Account.next_device_id.add(1)],
+                     Account.account_id.exists() & Account.deleted_at.does_not_exist()):
+        raise NotFound(f"Unknown account: {account_id}.", "account_id")
     uid = secrets.token_hex(8)
     secret = secrets.token_hex(24)
     queue_url = aws.sqs().create_queue(

@@ -18,6 +18,7 @@ from chalicelib.surfaces.dashboard import (
     account_pages,
     csv_pages,
     insight_pages,
+    leaving_pages,
     opt_out_pages,
     phone_pages,
     signup_pages,
@@ -51,6 +52,7 @@ _register(csv_pages)
 _register(signup_pages)
 _register(opt_out_pages)
 _register(team_pages)
+_register(leaving_pages)
 
 
 def _match(method: str, parts: tuple):

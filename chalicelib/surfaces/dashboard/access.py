@@ -57,6 +57,8 @@ NEEDS = {
     ("POST", ("whitelist",)): OWNER,
     ("POST", ("team", "invite")): OWNER, ("POST", ("team", "revoke")): OWNER,
     ("POST", ("team", "role")): OWNER, ("POST", ("team", "remove")): OWNER,
+    ("GET", ("account", "export")): OWNER,
+    ("GET", ("account", "delete")): OWNER, ("POST", ("account", "delete")): OWNER,
 }
 
 

@@ -16,6 +16,8 @@ NOTICES = {
     "left": "You left the account, and are signed out.",
     "joined": "Welcome: you joined the account. Your role shows under Team.",
     "password-set": "Your password is set. Sign in with it.",
+    "account-deleted": "The account is deleted: its keys, phones and sessions no longer work, "
+                       "and its data is being purged.",
     "email-verified": "Your email is verified and your account created. Make an API key to "
                       "start.",
     "key-revoked": "The key is revoked: the API refuses it within {cache} seconds.",

@@ -27,7 +27,8 @@ STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "no_d
                   "pool_paused": 429, "invalid_request": 400, "method_not_allowed": 405,
                   "unsupported_media_type": 415, "invalid_cursor": 400,
                   "temporarily_unavailable": 503, "internal_error": 503,
-                  "no_device_running": 503, "invalid_otp": 422, "invalid_parameter": 422}
+                  "no_device_running": 503, "invalid_otp": 422, "invalid_parameter": 422,
+                  "export_too_large": 413}
 
 
 class Shape(BadRequest):
@@ -164,6 +165,11 @@ def handle(method: str, route: str, path_params: dict | None, query: dict | None
             if op.body:
                 args["body"] = parse_body(op, headers, body) if body or op.body_required \
                     else {}
+            if op.op_id == "exportAccount":
+                from chalicelib.domain import export
+                return 200, {"Content-Type": "application/zip", "Content-Disposition":
+                             f'attachment; filename="{export.filename(caller.account_id)}"'}, \
+                    export.bounded_zip(caller.account_id)
             if op.op_id == "sendMessages":
                 _header_key(headers, args["body"])
             status, answer = getattr(resources, op.op_id)(caller, **args)

@@ -14,6 +14,8 @@ ERROR_TEXT = {400: "Malformed request: not strict JSON (duplicate key, NaN/Infin
                    "or unknown, an integer not in plain ASCII digits, a cursor that does not "
                    "fit the query.",
               401: "Missing or invalid API key.", 403: "Caller's IP is not whitelisted.",
+              413: "The answer would be too large: the error names the bound and the way "
+                   "around it.",
               404: "No such resource in this account.",
               405: "Method not served on this path (Allow lists the ones that are).",
               409: "Conflict (idempotency key reused, message already taken).",

@@ -371,6 +371,13 @@ OPERATIONS = [
     Operation("removeOptOut", "DELETE", "/v1/opt-outs/{phone_number}", "Take a number off "
               "(it asked to receive again; a START from it does the same).", 200, OPT_OUT,
               path_params=OPT_OUT_PATH, errors=(400, 401, 403, 422, 429)),
+    # Leaving with the data (chalicelib/domain/export.py): a zip of CSV and JSON files.
+    Operation("exportAccount", "GET", "/v1/export", "The account's data as a zip: outgoing and "
+              "incoming messages, phones, webhook endpoints (without secrets) and opt-outs, "
+              "each as CSV and JSON. An export past the answer's bound is refused with 413 "
+              "(export_too_large): export it with the CLI, `smsgw account export`.", 200,
+              {"type": "string", "format": "binary"}, media="application/zip",
+              errors=(400, 401, 403, 413, 429)),
     Operation("openapi", "GET", "/v1/openapi.json", "This document.", 200, _s("object"),
               auth=False, errors=()),
     Operation("docs", "GET", "/v1/docs", "API reference page (HTML).", 200, None, auth=False,

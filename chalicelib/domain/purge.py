@@ -1,0 +1,199 @@
+"""The purge of deleted accounts (domain/account_deletion.py): every item of every table that
+holds the account's data, and its devices' queues, then the account item itself.
+
+A scheduled function (app.py `purge_accounts`) Queries the sparse `deleted` index for accounts
+deleted at least PURGE_AFTER_SECONDS ago. By then nothing can write for the account any more:
+every credential was deleted at the deletion and any copy a warm container cached has expired
+(AUTH_CACHE_SECONDS), every request it let in has ended (the API function's 25 s timeout), and
+the stream windows counting its last outcomes are written. A registration or send racing the
+deletion has therefore landed before the purge reads (tests/api/test_account_deletion.py).
+
+Tables keyed by the account are Queried; tables whose key merely starts with the account id or
+that hold it in an attribute (idempotency, otps, password-links, pairing-codes) have no index
+by account and are Scanned with a filter, which reads the whole table: paid once per deleted
+account. A run stops after SWEEP_BUDGET_SECONDS; the steps done and the position of a Scan are
+kept on the account item, so the next run resumes where this one stopped. Every step deletes by
+key, so doing one twice (two runs at once, a run cut off) deletes nothing twice.
+"""
+import json
+import time
+from collections import Counter
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.core import clock, settings
+from chalicelib.domain import account_deletion
+from chalicelib.storage.dashboard_tables import PairingCode, PasswordLink, Session, User
+from chalicelib.storage.insight_tables import AlertState, AlertSubscription, DailyCount
+from chalicelib.storage.tables import (
+    Account,
+    ApiKey,
+    Device,
+    Idempotency,
+    IncomingMessage,
+    Message,
+    OptOut,
+    Otp,
+    update_if,
+)
+from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
+
+SCAN_PAGE = 500
+
+
+class OutOfTime(Exception):
+    """The run's budget is spent: the account item records where to resume."""
+
+
+def _delete_all(items, done: Counter, table: str, deadline: float) -> None:
+    """Delete each item; past the deadline, stop after the one just deleted (a Scan resumes after
+    the last item it returned)."""
+    for item in items:
+        item.delete()
+        done[table] += 1
+        if time.monotonic() > deadline:
+            raise OutOfTime()
+
+
+def _keyed(model, table: str):
+    def step(account, done, deadline, cursor=None):
+        _delete_all(model.query(account.account_id), done, table, deadline)
+    return step
+
+
+def _devices(account, done, deadline, cursor=None):
+    """Devices registered while the account was being deleted: their uids are kept first."""
+    for entry in Device.by_account.query(account.account_id):
+        if entry.device_uid not in (account.purge_uids or []):
+            account.update(actions=[Account.purge_uids.set(
+                [*(account.purge_uids or []), entry.device_uid])])
+        account_deletion.delete_device(entry.device_uid, account.account_id)
+        done["devices"] += 1
+        if time.monotonic() > deadline:
+            raise OutOfTime()
+
+
+def _api_keys(account, done, deadline, cursor=None):
+    _delete_all(ApiKey.by_account.query(account.account_id), done, "api-keys", deadline)
+
+
+def _users(account, done, deadline, cursor=None):
+    for user in User.by_account.query(account.account_id):
+        _delete_all((Session(session_hash=s.session_hash) for s in Session.by_user.query(
+            user.email)), done, "sessions", deadline)
+        _delete_all([user], done, "users", deadline)
+
+
+def _webhooks(account, done, deadline, cursor=None):
+    for webhook in Webhook.query(account.account_id):
+        _delete_all(WebhookDelivery.query(webhook.webhook_id), done, "webhook-deliveries",
+                    deadline)
+        _delete_all([webhook], done, "webhooks", deadline)
+
+
+def _scanned(model, table: str, condition_of=None, prefixes_of=None):
+    """A Scan of a table with no index by account, resumable from `cursor`: the items whose
+    attribute `condition_of(account)` matches, or whose key starts with one of
+    `prefixes_of(account)` (checked here: a Scan costs the items read whatever it returns)."""
+    def step(account, done, deadline, cursor=None):
+        if condition_of is not None:
+            results = model.scan(condition_of(account.account_id), last_evaluated_key=cursor,
+                                 page_size=SCAN_PAGE)
+            items = results
+        else:
+            prefixes = prefixes_of(account)
+            results = model.scan(last_evaluated_key=cursor, page_size=SCAN_PAGE,
+                                 attributes_to_get=["key"])
+            items = (item for item in results if item.key.startswith(prefixes))
+        try:
+            _delete_all(items, done, table, deadline)
+        except OutOfTime:
+            raise OutOfTime(results.last_evaluated_key)
+    return step
+
+
+def _claims(account) -> tuple:
+    """The idempotency keys of the account's sends and requests, its SMSGate messages, and its
+    devices' incoming SMS and app webhooks."""
+    a = account.account_id
+    return (f"{a}#", f"smsgate-group#{a}#", *(f"{kind}#{uid}#" for uid in account.purge_uids
+                                              or [] for kind in ("in", "appwh")))
+
+
+STEPS = {
+    "devices": _devices,  # first: their queues (the account's jobs) and device tokens
+    "api-keys": _api_keys,
+    "users": _users,  # and sessions
+    "webhooks": _webhooks,  # and webhook-deliveries
+    "messages": _keyed(Message, "messages"),
+    "incoming": _keyed(IncomingMessage, "incoming"),
+    "opt-outs": _keyed(OptOut, "opt-outs"),
+    "daily-counts": _keyed(DailyCount, "daily-counts"),
+    "alert-states": _keyed(AlertState, "alert-states"),
+    "alert-subscriptions": _keyed(AlertSubscription, "alert-subscriptions"),
+    "idempotency": _scanned(Idempotency, "idempotency", prefixes_of=_claims),
+    "otps": _scanned(Otp, "otps", prefixes_of=lambda account: (f"{account.account_id}#",)),
+    "password-links": _scanned(PasswordLink, "password-links",
+                               lambda a: PasswordLink.account_id == a),
+    "pairing-codes": _scanned(PairingCode, "pairing-codes",
+                              lambda a: PairingCode.account_id == a),
+}
+# What holds no account data, or only through the tables above: throttles (keyed by address or
+# email), counted-windows (stream positions); the account item goes last.
+NOT_PURGED = {"throttles", "counted-windows", "accounts"}
+
+
+def purge(account: Account, deadline: float, done: Counter) -> bool:
+    """Purge one deleted account as far as the budget allows; True once it is gone."""
+    finished = list(account.purge_done or [])
+    saved = json.loads(account.purge_cursor) if account.purge_cursor else {}
+    for name, step in STEPS.items():
+        if name in finished:
+            continue
+        try:
+            step(account, done, deadline, saved.get(name))
+        except OutOfTime as stop:
+            cursor = {name: stop.args[0]} if stop.args and stop.args[0] else {}
+            update_if(account, [Account.purge_done.set(finished),
+                                Account.purge_cursor.set(json.dumps(cursor) if cursor
+                                                         else None)],
+                      Account.deleted_at.exists())
+            return False
+        finished.append(name)
+    try:
+        account.delete(Account.deleted_at.exists())
+    except Exception:  # noqa: BLE001 - another run deleted it first
+        if _exists(account.account_id):
+            raise
+    done["accounts"] += 1
+    return True
+
+
+def _exists(account_id: str) -> bool:
+    try:
+        Account.get(account_id, consistent_read=True)
+        return True
+    except DoesNotExist:
+        return False
+
+
+def purge_deleted(now_ms: int | None = None, budget_seconds: float | None = None) -> Counter:
+    """One run: the accounts deleted PURGE_AFTER_SECONDS ago or earlier, oldest first, until
+    the budget (SWEEP_BUDGET_SECONDS) is spent. Counts the items deleted per table, and
+    `accounts_left` for accounts the next run goes on with."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    budget = settings.current().sweep_budget_seconds if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    done = Counter()
+    ready = now - settings.current().purge_after_seconds * 1000
+    started = False  # every run deletes at least one item, whatever its budget
+    for entry in Account.deleted_accounts.query(account_deletion.DELETED,
+                                                Account.deleted_at <= ready):
+        try:
+            account = Account.get(entry.account_id, consistent_read=True)
+        except DoesNotExist:
+            continue
+        if (started and time.monotonic() > deadline) or not purge(account, deadline, done):
+            done["accounts_left"] += 1
+        started = True
+    return done
