@@ -107,6 +107,8 @@ GRANTS = {
                           "sqs:TagQueue"],
         "webhook_queue": ["sqs:GetQueueUrl", "sqs:SendMessage"],
         "device_role": True, "otp_secret": True, "alert_mail": True,
+        # the operator's console lists every account, a Scan page at a time (operators.py)
+        "scan": ["accounts"],
     },
     "settle_messages": {
         # the account's opt-out list, read when a scheduled message is released
@@ -312,7 +314,7 @@ EPHEMERAL_TABLES = {
     "otps": "codes valid for minutes",
     "password-links": "sign-in links valid for minutes",
     "sessions": "dashboard sessions: a restore would only sign people in again",
-    "throttles": "sign-in attempt counters",
+    "throttles": "sign-in attempt counters and quotas' daily counters",
     "pairing-codes": "pairing codes valid for minutes",
     "counted-windows": "marks of stream windows counted (kept a few days)",
     "alert-states": "when an alert was last mailed (at worst one mail again)",

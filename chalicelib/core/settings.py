@@ -16,7 +16,9 @@ TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotenc
           # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
           "users", "password-links", "sessions", "throttles", "pairing-codes",
           # the owner's insight (chalicelib/storage/insight_tables.py)
-          "daily-counts", "counted-windows", "alert-states", "alert-subscriptions")
+          "daily-counts", "counted-windows", "alert-states", "alert-subscriptions",
+          # the operator's console (chalicelib/domain/operators.py)
+          "operator-log")
 
 
 def table_name(short: str) -> str:
@@ -134,7 +136,7 @@ WEBHOOK_LOG_DAYS = _int("SMSGW_WEBHOOK_LOG_DAYS", 30)
 # Seconds a warm function may reuse an account's endpoint list (a new endpoint gets events
 # within this).
 WEBHOOK_CACHE_SECONDS = _int("SMSGW_WEBHOOK_CACHE_SECONDS", 10)
-WEBHOOK_MAX_PER_ACCOUNT = _int("SMSGW_WEBHOOK_MAX_PER_ACCOUNT", 10)
+WEBHOOK_MAX_PER_ACCOUNT = _int("SMSGW_WEBHOOK_MAX_PER_ACCOUNT", 10)  # quotas.WEBHOOKS' default
 
 
 # Phones as a pool (docs/pool.md, "Pacing"): two limits, each in SMS parts. Per phone, a sliding
@@ -198,3 +200,11 @@ def signup_mode() -> str:
     not built yet) or `open` (the local gateway's default). Read when asked, like mail_dir."""
     mode = os.environ.get("SMSGW_SIGNUP", "closed").strip().lower()
     return mode if mode in SIGNUP_MODES else "closed"
+
+
+# The operator's quotas per account (chalicelib/domain/quotas.py, docs/operator.md): the stage's
+# defaults, which an operator may change per account (`smsgw operator quota`); 0 is no limit.
+# Webhook endpoints: WEBHOOK_MAX_PER_ACCOUNT above is that quota's default.
+QUOTA_MESSAGES_PER_DAY = max(0, _int("SMSGW_QUOTA_MESSAGES_PER_DAY", 0))  # UTC days
+QUOTA_PHONES = max(0, _int("SMSGW_QUOTA_PHONES", 0))
+QUOTA_REQUESTS_PER_MINUTE = max(0, _int("SMSGW_QUOTA_REQUESTS_PER_MINUTE", 0))  # per API key
