@@ -17,6 +17,7 @@ from chalicelib.domain.devices import app_phones
 from chalicelib.domain.webhooks import urls as webhook_urls
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Account, Message
+from tests.api.test_mobile_api import register as mobile_register
 
 NUMBER = "+14155550123"
 DAY_MS = 86_400_000
@@ -171,14 +172,12 @@ def test_phones_quota_in_every_registration(client, gw):
     assert refused.value.http_status == 403 and refused.value.extra["quota"] == "phones"
     # an SMSGate app registering with its token is refused the same way, as SMSGate answers
     token = app_phones.make_token(account.account_id)
-    answer = client.http.post("/mobile/v1/device", headers={
-        "authorization": f"Bearer {token}", "content-type": "application/json",
-        "user-agent": "SMSGate/1.0"}, body=json.dumps({"name": "App", "pushToken": None}))
-    assert answer.status_code == 403 and "phones" in json.loads(answer.body)["message"]
+    status, body, _ = mobile_register(client, token)
+    assert status == 403 and "2 phones" in body["message"], body
     assert len(devices.list_devices(account.account_id)) == 2
-    # removing one frees its place
+    # removing one frees its place, and the same token may try again
     devices.remove(account.account_id, str(device.device_id))
-    devices.register(account.account_id, "Third")
+    assert mobile_register(client, token)[0] == 201
     assert Account.get(account.account_id).phone_count == 2
 
 
