@@ -60,7 +60,7 @@ def new_account(name: str) -> Account:
     name = text.name(name, parameter="name", what="Account name")
     now = clock.now_ms()
     account = Account(account_id="acc_" + secrets.token_hex(6), name=name, created_at=now,
-                      ip_whitelist=[], next_device_id=0,
+                      ip_whitelist=[], next_device_id=0, phone_count=0,
                       swept_to=ids.message_id_floor(now) - 1)  # first_look starts here
     return account
 

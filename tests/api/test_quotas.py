@@ -44,10 +44,10 @@ def compat(client, key, action="send_sms", **values):
         body=urlencode(params)).body)
 
 
-def v1_send(client, key):
+def v1_send(client, key, recipients=(NUMBER,)):
     answer = client.http.post("/v1/messages", headers={
         "authorization": f"Bearer {key}", "content-type": "application/json"},
-        body=json.dumps({"phone_number": NUMBER, "message": "Hi"}))
+        body=json.dumps({"recipients": list(recipients), "message": "Hi"}))
     return answer.status_code, json.loads(answer.body), answer.headers
 
 
@@ -102,8 +102,21 @@ def test_messages_per_day_on_every_surface(client, gw):
     # a refused send wrote nothing and queued nothing
     assert len(messages(account.account_id)) == before and queued(device) == in_queue
     # the next UTC day, the count starts again
-    clock.advance((tomorrow() - clock.now_ms()) / 1000 + 1)
-    assert compat(client, key)["status"] == "success"
+    clock.advance((tomorrow() - clock.now_ms()) / 1000 + 1)  # (the phone is silent by then)
+    assert compat(client, key, device_uid=device.device_uid)["status"] == "success"
+
+
+def test_a_bulk_send_past_the_quota_is_accepted_up_to_it(client, gw):
+    """REST v1 writes a bulk's recipients from 8 threads: exactly the quota's are accepted, the
+    rest are rejected one by one with the quota named."""
+    account, key, _, _ = gw
+    quota(account.account_id, "messages_per_day", 3)
+    numbers = [f"+1415555{n:04d}" for n in range(10)]
+    status, answer, _ = v1_send(client, key, numbers)
+    assert status == 202
+    rejected = [m for m in answer["messages"] if m["status"] == "rejected"]
+    assert len(answer["messages"]) - len(rejected) == 3 == len(messages(account.account_id))
+    assert {m["error"]["quota"] for m in rejected} == {"messages_per_day"}
 
 
 def test_an_idempotent_retry_is_not_counted_twice(client, gw):
