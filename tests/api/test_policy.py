@@ -572,7 +572,8 @@ def test_a_denied_call_is_reported():
     assert iam_eval.allows(api_role, "dynamodb:GetItem", table + "dev-accounts")
     assert not iam_eval.allows(api_role, "dynamodb:GetItem", table + "prod-accounts")
     assert not iam_eval.allows(api_role, "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:x")
-    assert not iam_eval.allows(api_role, "dynamodb:Scan", table + "dev-accounts")
+    assert iam_eval.allows(api_role, "dynamodb:Scan", table + "dev-accounts")  # the console
+    assert not iam_eval.allows(api_role, "dynamodb:Scan", table + "dev-messages")
     assert iam_eval.allows(sweep, "dynamodb:Scan", table + "dev-accounts")
     assert not iam_eval.allows(sweep, "dynamodb:Scan", table + "dev-messages")
     device_role = f"arn:aws:iam::{ACCOUNT}:role/smsgw-dev/smsgw-DeviceRole-X1"
