@@ -615,6 +615,96 @@ def user_remove(account_id, email, as_json):
     emit(as_json, {"email": removed.email, "removed": True}, f"removed {removed.email}")
 
 
+@main.group()
+def operator():
+    """The gateway's operators: the console at /dashboard/operator/ (docs/operator.md)."""
+
+
+@operator.command("add")
+@click.argument("email")
+@url_option
+@json_option
+def operator_add(email, url, as_json):
+    """Make EMAIL an operator (a new user in no account if EMAIL has none); prints a one-time
+    set-password link when they have no password yet."""
+    from chalicelib.domain import operators, users
+    added, token = operators.grant(email)
+    link = _link(url, token) if token else None
+    emit(as_json, {"email": added.email, "operator": True, "set_password_link": link,
+                   "expires_in_hours": users.LINK_HOURS if link else None},
+         f"{added.email} is an operator\n" + (
+             f"set-password link (once, within {users.LINK_HOURS} h): {link}" if link else
+             "they sign in with their password; the console is at /dashboard/operator/"))
+
+
+@operator.command("remove")
+@click.argument("email")
+@json_option
+def operator_remove(email, as_json):
+    """Take the operator role from EMAIL (a user in no account is removed)."""
+    from chalicelib.domain import operators
+    operators.revoke(email)
+    emit(as_json, {"email": email.strip().lower(), "operator": False},
+         f"{email.strip().lower()} is no longer an operator")
+
+
+def _suspension(account_id, as_json, suspend: bool):
+    from chalicelib.domain import operators
+    changed = (operators.suspend if suspend else operators.resume)(operators.CLI, account_id)
+    state = "suspended" if suspend else "active"
+    emit(as_json, {"account_id": account_id, "state": state, "changed": changed},
+         f"{account_id} is {state}" + ("" if changed else " (it already was)") + (
+             "; for API keys and phones it " + takes_effect()
+             if changed else ""))
+
+
+@operator.command("suspend")
+@click.argument("account_id")
+@json_option
+def operator_suspend(account_id, as_json):
+    """Suspend ACCOUNT_ID: its keys, phones and dashboard are refused; nothing is deleted."""
+    _suspension(account_id, as_json, True)
+
+
+@operator.command("resume")
+@click.argument("account_id")
+@json_option
+def operator_resume(account_id, as_json):
+    """Resume a suspended ACCOUNT_ID."""
+    _suspension(account_id, as_json, False)
+
+
+@operator.command("quota")
+@click.argument("account_id")
+@click.argument("quota", required=False)
+@click.argument("value", required=False)
+@json_option
+def operator_quota(account_id, quota, value, as_json):
+    """Show ACCOUNT_ID's quotas, or set QUOTA (messages_per_day, phones, webhook_endpoints,
+    api_requests_per_minute) to VALUE (0: no limit; default: the stage's)."""
+    from chalicelib.domain import accounts, operators, quotas
+    if quota is not None:
+        if value is None:
+            raise click.UsageError("give the quota's VALUE (a number, 0 or default)")
+        operators.set_quota(operators.CLI, account_id, quota, value)
+    rows = quotas.describe(accounts.get_account(account_id, consistent=True))
+    emit(as_json, rows, "\n".join(
+        f"{r['name']}: {r['limit'] or 'no limit'}" + ("" if r["own"] else " (stage default)")
+        for r in rows))
+
+
+@operator.command("log")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+def operator_log(limit, as_json):
+    """The operators' audit log, newest first."""
+    from chalicelib.domain import operators
+    rows = operators.log(limit)
+    emit(as_json, rows, "\n".join(
+        f"{r['at']}  {r['operator']}  {r['action']}  {r['account_id'] or ''}  {r['detail'] or ''}"
+        .rstrip() for r in rows) or "no operator actions yet")
+
+
 @main.group("local")
 def local_group():
     """The local gateway (./run-local) this CLI found."""

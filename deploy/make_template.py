@@ -108,6 +108,8 @@ GRANTS = {
                           "sqs:TagQueue"],
         "webhook_queue": ["sqs:GetQueueUrl", "sqs:SendMessage"],
         "device_role": True, "otp_secret": True, "alert_mail": True,
+        # the operator's console lists every account, a Scan page at a time (operators.py)
+        "scan": ["accounts"],
     },
     "settle_messages": {
         # the account's opt-out list, read when a scheduled message is released
@@ -154,7 +156,7 @@ GRANTS = {
                        "daily-counts", "alert-states", "alert-subscriptions")},
                    **{short: ["dynamodb:DeleteItem"] for short in (
                        "api-keys", "users", "sessions", "idempotency", "otps",
-                       "password-links", "pairing-codes")}},
+                       "password-links", "pairing-codes", "throttles")}},
         # the tables with no index by account (their keys or an attribute name it)
         "scan": ["idempotency", "otps", "password-links", "pairing-codes"],
         "indexes": ["accounts/deleted", "devices/by-account", "api-keys/by-account",
@@ -334,7 +336,7 @@ EPHEMERAL_TABLES = {
     "otps": "codes valid for minutes",
     "password-links": "sign-in links valid for minutes",
     "sessions": "dashboard sessions: a restore would only sign people in again",
-    "throttles": "sign-in attempt counters",
+    "throttles": "sign-in attempt counters and quotas' daily counters",
     "pairing-codes": "pairing codes valid for minutes",
     "counted-windows": "marks of stream windows counted (kept a few days)",
     "alert-states": "when an alert was last mailed (at worst one mail again)",

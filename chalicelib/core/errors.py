@@ -52,6 +52,25 @@ class RateLimited(GatewayError):
     http_status = 429
 
 
+class QuotaExceeded(GatewayError):
+    """An operator's quota refused the request (domain/quotas.py). `quota` names it; a quota of
+    a period (messages per day, requests per minute) is 429 with `resets_at` (epoch ms) and
+    retry_after, one of a count (phones, webhook endpoints) is 403 until one is removed."""
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, quota: str, limit: int, resets_at: int | None = None,
+                 retry_after: int | None = None, parameter: str | None = None):
+        super().__init__(message, parameter, retry_after, quota=quota, limit=limit,
+                         resets_at=resets_at)
+        self.http_status = 429 if resets_at is not None else 403
+
+
+class Suspended(Forbidden):
+    """The operator suspended the account (domain/operators.py): nothing of it works until
+    resumed, and nothing of it is deleted."""
+    code = "account_suspended"
+
+
 class Unavailable(GatewayError):
     """Storage or queue trouble the client should retry after `retry_after` seconds."""
     code = "temporarily_unavailable"

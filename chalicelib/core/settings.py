@@ -18,7 +18,9 @@ TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotenc
           # the owner's dashboard (chalicelib/storage/dashboard_tables.py)
           "users", "password-links", "sessions", "throttles", "pairing-codes",
           # the owner's insight (chalicelib/storage/insight_tables.py)
-          "daily-counts", "counted-windows", "alert-states", "alert-subscriptions")
+          "daily-counts", "counted-windows", "alert-states", "alert-subscriptions",
+          # the operator's console (chalicelib/domain/operators.py)
+          "operator-log")
 # Webhooks (docs/webhooks.md). Events come from the DynamoDB streams of these tables.
 EVENT_SOURCE_TABLES = ("messages", "incoming", "devices", "opt-outs")
 SIGNUP_MODES = ("closed", "invite", "open")
@@ -266,6 +268,14 @@ class Settings:
                                    unit="bytes")
     export_budget_seconds: int = _whole("SMSGW_EXPORT_BUDGET_SECONDS", 20, 1, 25)
     purge_after_seconds: int = _whole("SMSGW_PURGE_AFTER_SECONDS", 420, 0)
+    # Quotas per account (docs/operator.md): the stage's defaults, which an operator may change
+    # per account (`smsgw operator quota`); 0 is no limit. Webhook endpoints:
+    # webhook_max_per_account is that quota's default.
+    quota_messages_per_day: int = _whole("SMSGW_QUOTA_MESSAGES_PER_DAY", 0, 0,
+                                         unit="messages")  # UTC days
+    quota_phones: int = _whole("SMSGW_QUOTA_PHONES", 0, 0, unit="phones")
+    quota_requests_per_minute: int = _whole("SMSGW_QUOTA_REQUESTS_PER_MINUTE", 0, 0,
+                                            unit="requests")  # per API key
 
     @classmethod
     def from_environ(cls, environ=None) -> "Settings":

@@ -20,7 +20,14 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, ids, settings, text
 from chalicelib.core.cache import TTLCache
-from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from chalicelib.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Suspended,
+    Unauthorized,
+)
 from chalicelib.storage.tables import Account, ApiKey, update_if
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\Z")
@@ -53,7 +60,7 @@ def new_account(name: str) -> Account:
     name = text.name(name, parameter="name", what="Account name")
     now = clock.now_ms()
     account = Account(account_id="acc_" + secrets.token_hex(6), name=name, created_at=now,
-                      ip_whitelist=[], next_device_id=0,
+                      ip_whitelist=[], next_device_id=0, phone_count=0,
                       swept_to=ids.message_id_floor(now) - 1)  # first_look starts here
     return account
 
@@ -67,6 +74,14 @@ def get_account(account_id: str, consistent: bool = False) -> Account:
     if account is None or account.deleted_at is not None:
         raise NotFound(f"Unknown account: {account_id}.", "account_id")
     return account
+
+
+def refuse_suspended(account: Account) -> None:
+    """Raise Suspended if the operator suspended the account (domain/operators.py)."""
+    if account.suspended_at is not None:
+        raise Suspended(f"Account '{account.name}' ({account.account_id}) is suspended by this "
+                        "gateway's operator: its API keys, phones and dashboard are refused "
+                        "until it is resumed. Nothing was deleted.", "account")
 
 
 def list_accounts() -> list[Account]:
@@ -215,16 +230,23 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
         from chalicelib.domain import opt_outs  # the same read says if its list moved
         opt_outs.note(account)
         whitelist = tuple(account.ip_whitelist or ())
+        from chalicelib.domain import quotas
+        # the account as read: suspended or not, and its requests quota, for AUTH_CACHE_SECONDS
         cached = (Caller(record.account_id, record.key_id, bool(account.webhook_adds)),
-                  whitelist, record.revoked_at)
+                  whitelist, record.revoked_at, account,
+                  quotas.limit(account, quotas.REQUESTS_PER_MINUTE))
         _auth_cache.put(key_hash, cached)
         fresh = record
-    caller, whitelist, revoked_at = cached
+    caller, whitelist, revoked_at, account, per_minute = cached
     if revoked_at is not None and revoked_at <= clock.now_ms():  # a rotation's overlap ended
         _auth_cache.drop(key_hash)
         raise Unauthorized("Invalid API key.", "api_key")
+    refuse_suspended(account)
     if not ip_allowed(source_ip, whitelist):
         raise Forbidden(f"IP address {source_ip} is not whitelisted for this account.", "ip")
+    if per_minute:
+        from chalicelib.domain import quotas
+        quotas.take_request(caller.account_id, per_minute)
     if fresh is not None:
         _note_use(fresh)
     return caller

@@ -73,6 +73,12 @@ def note(account: Account) -> None:
     _noted[account.account_id] = (account, clock.now_ms())
 
 
+def account(account_id: str) -> Account:
+    """The account item as read at most AUTH_CACHE_SECONDS ago (authenticate's read, or one
+    GetItem): what the send checks its suspension and quotas on (outbox.submit)."""
+    return _listing(account_id).account
+
+
 def forget_cached() -> None:
     with _lock:
         _lists.clear()

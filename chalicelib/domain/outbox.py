@@ -13,7 +13,17 @@ from dataclasses import dataclass
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest
-from chalicelib.domain import devices, idempotency, messages, opt_outs, pacing, pool, segments
+from chalicelib.domain import (
+    accounts,
+    devices,
+    idempotency,
+    messages,
+    opt_outs,
+    pacing,
+    pool,
+    quotas,
+    segments,
+)
 from chalicelib.domain.segments import SegmentCount
 from chalicelib.storage import records
 from chalicelib.storage.tables import Device, Message
@@ -75,18 +85,22 @@ def submit(account_id: str, request: SendRequest) -> SendResult:
         from chalicelib.domain import encryption
         encryption.refuse_otp()
     counted = segments.check(request.text, encrypted=request.encrypted)
+    account = opt_outs.account(account_id)  # warm: as authenticate read it, no AWS call
+    accounts.refuse_suspended(account)
+    tally = quotas.day_count(account)
+    quotas.check_spent(account)
     if not (request.encrypted or request.despite_opt_out):
         opt_outs.refuse(account_id, request.phone_number, otp=request.kind == "otp")
     if request.named:
         device = _named_device(account_id, request)
         sim_slot = devices.check_sim_slot(device, request.sim_slot or 1)
         return _write(account_id, device, request, counted, sim_slot=sim_slot, booking=None,
-                      chosen=False)
+                      chosen=False, tally=tally)
     route = pool.choose(account_id, counted.segments, kind=request.kind, sim_slot=request.sim_slot,
                         validity_seconds=request.valid_for_seconds, urgent=request.urgent,
                         book=not _held(request), e2e=request.encrypted)
     return _write(account_id, route.device, request, counted, sim_slot=route.sim_slot,
-                  booking=route.booking, chosen=True)
+                  booking=route.booking, chosen=True, tally=tally)
 
 
 def _held(request: SendRequest) -> bool:
@@ -108,8 +122,10 @@ def _named_device(account_id: str, request: SendRequest) -> Device:
 
 
 def _write(account_id: str, device: Device, request: SendRequest, counted: SegmentCount, *,
-           sim_slot: int, booking: pacing.Booking | None, chosen: bool) -> SendResult:
-    """Book the pace (unless the pool did), write the message `pending`, queue its job."""
+           sim_slot: int, booking: pacing.Booking | None, chosen: bool,
+           tally: quotas.DayCount | None) -> SendResult:
+    """Book the pace (unless the pool did), write the message `pending` (counted against the
+    account's messages per day in the same transaction, if it has that quota), queue it."""
     kind, now = request.kind, clock.now_ms()
     urgent = request.urgent or kind == "otp"
     validity = request.valid_for_seconds or settings.current().message_validity_seconds
@@ -155,7 +171,12 @@ def _write(account_id: str, device: Device, request: SendRequest, counted: Segme
 
     claim = idempotency.claim_key(account_id, request.idempotency_key, request.key_space) \
         if request.idempotency_key else None
-    message, first_id = records.save_new(make, claim)
+    try:
+        message, first_id = records.save_new(
+            make, claim, count=(tally.item, tally.actions, tally.condition) if tally else None)
+    except records.CountRefused:
+        quotas.note_spent(account_id, tally)
+        raise tally.refused
     if message is None:
         return SendResult(messages.stored_for(account_id, first_id, make(first_id), chosen),
                           queued=True, replayed=True, chosen=chosen)

@@ -91,6 +91,18 @@ def _webhooks(account, done, deadline, cursor=None):
         _delete_all([webhook], done, "webhooks", deadline)
 
 
+def _quota_counters(account, done, deadline, cursor=None):
+    """The messages-per-day counters (domain/quotas.py) of the days a send could still count
+    in: the deletion's and the day before (older ones have expired by TTL). Deleted by key."""
+    from chalicelib.domain import quotas
+    from chalicelib.storage.dashboard_tables import Throttle
+    days = {quotas.day_of(at) for at in (account.deleted_at, account.deleted_at - quotas.DAY_MS,
+                                         clock.now_ms())}
+    for day in sorted(days):  # two or three deletes: not worth a cursor, done whole
+        Throttle(key=quotas.day_counter(account.account_id, day).key).delete()
+        done["throttles"] += 1
+
+
 def _scanned(model, table: str, condition_of=None, prefixes_of=None):
     """A Scan of a table with no index by account, resumable from `cursor`: the items whose
     attribute `condition_of(account)` matches, or whose key starts with one of
@@ -137,10 +149,12 @@ STEPS = {
                                lambda a: PasswordLink.account_id == a),
     "pairing-codes": _scanned(PairingCode, "pairing-codes",
                               lambda a: PairingCode.account_id == a),
+    "throttles": _quota_counters,
 }
-# What holds no account data, or only through the tables above: throttles (keyed by address or
-# email), counted-windows (stream positions); the account item goes last.
-NOT_PURGED = {"throttles", "counted-windows", "accounts"}
+# What holds no account data, or only through the tables above: counted-windows (stream
+# positions); operator-log (the operator's own record of what operators did, kept as an audit
+# trail: it names an account only if an operator acted on it); the account item goes last.
+NOT_PURGED = {"counted-windows", "operator-log", "accounts"}
 
 
 def purge(account: Account, deadline: float, done: Counter) -> bool:

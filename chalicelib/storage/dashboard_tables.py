@@ -1,7 +1,7 @@
 """Storage of the owner's dashboard: its users, their set-password links and sessions, the
 sign-in throttle counters, and the pairing codes that add a phone. Every item that only time
 must remove carries a TTL attribute; reads check expiry themselves (TTL deletion is lazy)."""
-from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -26,6 +26,8 @@ class User(Model):
     password_hash = UnicodeAttribute(null=True)
     password_set_at = NumberAttribute(null=True)
     role = UnicodeAttribute(null=True)  # domain/roles.py: absent means owner
+    # May use the operator's console (domain/operators.py): a stage-wide role, not a member's.
+    operator = BooleanAttribute(null=True)
     by_account = UsersByAccount()
 
 
@@ -108,4 +110,18 @@ class PairingCode(Model):
     expires = TTLAttribute()
 
 
-MODELS = (User, PasswordLink, Session, Throttle, PairingCode)
+class OperatorAction(Model):
+    """One entry of the operators' audit log (domain/operators.py): who did what to which
+    account, when. One partition (`log` = "operator"): operators act a few times a day, and the
+    console reads it newest first with one Query. Never changed, never expired."""
+    Meta = table_meta("operator-log")
+    log = UnicodeAttribute(hash_key=True)
+    entry_id = NumberAttribute(range_key=True)  # time-ordered (ids.new_message_id)
+    at = NumberAttribute()
+    operator = UnicodeAttribute()  # the operator's email, or "cli" for the operator's CLI
+    action = UnicodeAttribute()
+    account_id = UnicodeAttribute(null=True)
+    detail = UnicodeAttribute(null=True)
+
+
+MODELS = (User, PasswordLink, Session, Throttle, PairingCode, OperatorAction)

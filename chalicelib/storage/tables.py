@@ -62,6 +62,16 @@ class Account(Model):
     purge_cursor = UnicodeAttribute(null=True)
     purge_uids = ListAttribute(of=UnicodeAttribute, null=True)  # its devices: their claims
     deleted_accounts = DeletedAccounts()
+    # The operator's console (domain/operators.py, domain/quotas.py): when the account was
+    # suspended (absent: active), its own quotas (absent: the stage's default; 0: no limit) and
+    # its phones, counted by registration and removal so concurrent registrations cannot pass
+    # the phones quota (absent on accounts older than the counter: counted once, then kept).
+    suspended_at = NumberAttribute(null=True)
+    quota_messages_per_day = NumberAttribute(null=True)
+    quota_phones = NumberAttribute(null=True)
+    quota_webhooks = NumberAttribute(null=True)
+    quota_requests_per_minute = NumberAttribute(null=True)
+    phone_count = NumberAttribute(null=True)
 
 
 class KeysByAccount(GlobalSecondaryIndex):

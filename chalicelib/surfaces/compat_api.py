@@ -43,6 +43,8 @@ def error_envelope(error: GatewayError) -> dict:
         data["parameter"] = error.parameter
     if error.retry_after is not None:
         data["retry_after"] = error.retry_after
+    if error.code == "quota_exceeded":  # which quota, its limit, when it resets (epoch ms)
+        data.update({k: v for k, v in error.extra.items() if v is not None})
     return {"status": "error", "message": error.message, "response": False, "data": data}
 
 

@@ -67,6 +67,10 @@ def _api(client, **params):
 def _fill(client, account_id, key, device, token, settings_override):
     """Something of the account in every table that can hold it."""
     settings_override(webhook_allow_private=True, webhook_allow_http=True)
+    # a messages-per-day quota: its counter in throttles (set directly: an operator's action
+    # would also be in the operator-log, which keeps its audit trail)
+    tables.Account(account_id=account_id).update(
+        actions=[tables.Account.quota_messages_per_day.set(100)])
     assert _api(client, action="send_sms", api_key=key, device_uid=device.device_uid,
                 phone_number="+14155550100", message="hello",
                 idempotency_key="once")["status"] == "success"
@@ -192,7 +196,7 @@ def test_the_purge_leaves_nothing_of_the_account_in_any_table_or_queue(two):
                                          "incoming", "idempotency", "otps", "opt-outs",
                                          "webhooks", "webhook-deliveries", "users",
                                          "password-links", "pairing-codes", "daily-counts",
-                                         "alert-states", "alert-subscriptions"}
+                                         "alert-states", "alert-subscriptions", "throttles"}
     clock.freeze()
     account_deletion.delete(a.account_id, "Alpha")
     # credentials went at once; the data waits for the purge, which starts PURGE_AFTER_SECONDS on

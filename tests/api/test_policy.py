@@ -253,6 +253,7 @@ def run_flow(client, pumps, receiver, recorded):
         assert Message.get(account.account_id, int(late["message_id"])).status in (
             "expired", "failed")
     run_opt_out_flow(client, key, token, account.account_id, pumps)
+    run_operator_flow(client, key, account.account_id, device.device_uid)
     run_dashboard_flow(client, account.account_id, device.device_uid)
     run_leaving_flow(client, key, account.account_id)
 
@@ -274,6 +275,32 @@ def run_leaving_flow(client, key, account_id):
                           page="/dashboard/account/delete").status_code == 303
     clock.advance(settings.current().purge_after_seconds + 1)
     assert app_module.purge_accounts(SCHEDULED, None)["accounts"] == 1
+
+
+def run_operator_flow(client, key, account_id, device_uid):
+    """The operator's console: an operator made by the CLI signs in, lists the accounts (a Scan
+    page of the accounts table), sets a messages-per-day quota (it counts today's messages; a
+    send's transaction then raises the day's counter), suspends the account (its key is
+    refused) and resumes it."""
+    from chalicelib.domain import operators, users
+    from tests.dashboard_helpers import PASSWORD, Visitor
+    with acting_as(OPERATOR):
+        _, link = operators.grant("ops@example.com")
+        users.set_password(link, PASSWORD, PASSWORD)
+    visitor = Visitor(client)
+    assert visitor.sign_in("ops@example.com").status_code == 303
+    page = "/dashboard/operator"
+    assert visitor.get(page).status_code == 200
+    quota = {"quota": "messages_per_day", "value": "1000"}
+    assert visitor.submit(f"{page}/{account_id}/quota", quota, page=page).status_code == 200
+    api(client, action="send_sms", api_key=key, device_uid=device_uid,
+        phone_number="+14155550107", message="counted")
+    assert visitor.submit(f"{page}/{account_id}/suspend", page=page).status_code == 200
+    refused = json.loads(client.http.post("/myAPI.php", body=json.dumps(
+        {"action": "device_status", "api_key": key}),
+        headers={"Content-Type": "application/json"}).body)
+    assert refused["data"]["error_code"] == "account_suspended", refused
+    assert visitor.submit(f"{page}/{account_id}/resume", page=page).status_code == 200
 
 
 def run_opt_out_flow(client, key, token, account_id, pumps):
@@ -578,7 +605,8 @@ def test_a_denied_call_is_reported():
     assert iam_eval.allows(api_role, "dynamodb:GetItem", table + "dev-accounts")
     assert not iam_eval.allows(api_role, "dynamodb:GetItem", table + "prod-accounts")
     assert not iam_eval.allows(api_role, "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:x")
-    assert not iam_eval.allows(api_role, "dynamodb:Scan", table + "dev-accounts")
+    assert iam_eval.allows(api_role, "dynamodb:Scan", table + "dev-accounts")  # the console
+    assert not iam_eval.allows(api_role, "dynamodb:Scan", table + "dev-messages")
     assert iam_eval.allows(sweep, "dynamodb:Scan", table + "dev-accounts")
     assert not iam_eval.allows(sweep, "dynamodb:Scan", table + "dev-messages")
     device_role = f"arn:aws:iam::{ACCOUNT}:role/smsgw-dev/smsgw-DeviceRole-X1"

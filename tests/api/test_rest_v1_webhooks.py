@@ -149,7 +149,8 @@ def test_an_account_has_at_most_the_configured_endpoints(v1, account,
     for _ in range(2):
         assert v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})[0] == 201
     status, problem, _ = v1("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/h"})
-    assert (status, problem["code"]) == (409, "conflict")
+    assert (status, problem["code"], problem["quota"]) == (403, "quota_exceeded",
+                                                           "webhook_endpoints")
     assert len(webhooks.list_all(account[0].account_id)) == 2
 
 

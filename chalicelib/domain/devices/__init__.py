@@ -16,7 +16,8 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib.core import clock, settings, text
 from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, NotFound, RateLimited, Unauthorized
-from chalicelib.domain.accounts import get_account
+from chalicelib.domain import quotas
+from chalicelib.domain.accounts import get_account, refuse_suspended
 from chalicelib.storage import aws
 from chalicelib.storage.tables import POLL_SLOTS, Account, Device, update_if
 
@@ -37,26 +38,54 @@ def register(account_id: str, name: str, sim_count: int | None = None) -> tuple[
     name = text.name(name, parameter="name", what="Device name")
     if sim_count is not None and sim_count not in (1, 2):
         raise BadRequest("sim_count must be 1 or 2.", "sim_count")
-    get_account(account_id)
-    counter = Account(account_id=account_id)
+    counter = _count_in(account_id)
+    try:
+        uid = secrets.token_hex(8)
+        secret = secrets.token_hex(24)
+        queue_url = aws.sqs().create_queue(
+            QueueName=settings.current().queue_name(uid),
+            Attributes={"VisibilityTimeout": str(settings.current().lease_seconds),
+                        "MessageRetentionPeriod": "1209600"},
+            tags={"account_id": account_id},
+        )["QueueUrl"]
+        device = Device(device_uid=uid, account_id=account_id,
+                        device_id=counter.next_device_id, name=name, secret_hash=_hash(secret),
+                        queue_url=queue_url, created_at=clock.now_ms(), sim_count=sim_count)
+        device.save(Device.device_uid.does_not_exist())
+    except Exception:
+        _count_out(account_id)  # the phone was not made: its place in the quota is free
+        raise
+    return device, f"{uid}.{secret}"
+
+
+def _count_in(account_id: str) -> Account:
+    """Take the account's next device id and a place in its phones quota, in one conditional
+    UpdateItem of the account (also refused while the account is suspended): concurrent
+    registrations are applied one at a time, so at most `limit` phones exist at any moment."""
+    account = get_account(account_id, consistent=True)
+    refuse_suspended(account)
+    if account.phone_count is None:  # an account older than the counter: count it once
+        phones = sum(1 for _ in Device.by_account.query(account_id))
+        update_if(Account(account_id=account_id), [Account.phone_count.set(phones)],
+                  Account.phone_count.does_not_exist())
+    cap = quotas.limit(account, quotas.PHONES)
     # not deleted: a registration racing the account's deletion either counts before the mark
     # (its device is then purged) or fails here, before its queue exists
-    if not update_if(counter, [Account.next_device_id.add(1)],
-                     Account.account_id.exists() & Account.deleted_at.does_not_exist()):
-        raise NotFound(f"Unknown account: {account_id}.", "account_id")
-    uid = secrets.token_hex(8)
-    secret = secrets.token_hex(24)
-    queue_url = aws.sqs().create_queue(
-        QueueName=settings.current().queue_name(uid),
-        Attributes={"VisibilityTimeout": str(settings.current().lease_seconds),
-                    "MessageRetentionPeriod": "1209600"},
-        tags={"account_id": account_id},
-    )["QueueUrl"]
-    device = Device(device_uid=uid, account_id=account_id, device_id=counter.next_device_id,
-                    name=name, secret_hash=_hash(secret), queue_url=queue_url,
-                    created_at=clock.now_ms(), sim_count=sim_count)
-    device.save(Device.device_uid.does_not_exist())
-    return device, f"{uid}.{secret}"
+    condition = Account.account_id.exists() & Account.suspended_at.does_not_exist() & \
+        Account.deleted_at.does_not_exist()
+    if cap > 0:
+        condition &= Account.phone_count < cap
+    counter = Account(account_id=account_id)
+    if not update_if(counter, [Account.next_device_id.add(1), Account.phone_count.add(1)],
+                     condition):
+        refuse_suspended(get_account(account_id, consistent=True))  # NotFound if deleted
+        raise quotas.refuse_count(quotas.PHONES, cap, "name")
+    return counter
+
+
+def _count_out(account_id: str) -> None:
+    update_if(Account(account_id=account_id), [Account.phone_count.add(-1)],
+              Account.phone_count > 0)
 
 
 def list_devices(account_id: str) -> list[Device]:
@@ -125,6 +154,7 @@ def remove(account_id: str, device_ref: str) -> Device:
     ref = str(device_ref)
     device = resolve(account_id, device_id=ref)
     device.delete(Device.account_id == account_id)
+    _count_out(account_id)
     try:
         aws.sqs().delete_queue(QueueUrl=device.queue_url)
     except aws.sqs().exceptions.QueueDoesNotExist:
@@ -145,9 +175,14 @@ def authenticate(token: str | None) -> Device:
     if device is None:
         device = _load(uid)
     if not hmac.compare_digest(device.secret_hash, _hash(secret)) and cached:
-        device = _load(uid)  # the secret may be newer than the cache (new_secret)
+        device, cached = _load(uid), False  # the secret may be newer than the cache
     if not hmac.compare_digest(device.secret_hash, _hash(secret)):
         raise Unauthorized("Invalid device token.", "authorization")
+    if not cached:
+        # Once per AUTH_CACHE_SECONDS per container: a suspended account's phones are refused
+        # (domain/operators.py), within that time, like a revoked key.
+        refuse_suspended(get_account(device.account_id))
+        _cache.put(("token", uid), device)
     return device
 
 
@@ -156,7 +191,6 @@ def _load(uid: str) -> Device:
         device = Device.get(uid)
     except DoesNotExist:
         raise Unauthorized("Invalid device token.", "authorization")
-    _cache.put(("token", uid), device)
     return device
 
 

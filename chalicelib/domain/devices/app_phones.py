@@ -18,7 +18,7 @@ import secrets
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import clock, text
-from chalicelib.core.errors import Conflict, NotFound, Unauthorized
+from chalicelib.core.errors import Conflict, GatewayError, NotFound, Unauthorized
 from chalicelib.domain import devices, pairing, throttle
 from chalicelib.domain.accounts import get_account
 from chalicelib.storage.dashboard_tables import PairingCode
@@ -141,7 +141,11 @@ def _first_registration(item: PairingCode, app_name: str, sims: int | None,
         PairingCode.used_at.does_not_exist() | (PairingCode.used_at < now - CLAIM_SECONDS * 1000))
     if not update_if(item, [PairingCode.used_at.set(now)], free):
         return None
-    device, device_token = devices.register(item.account_id, item.name or app_name, sims)
+    try:
+        device, device_token = devices.register(item.account_id, item.name or app_name, sims)
+    except GatewayError:  # refused (suspended, phones quota): the token may try again later
+        update_if(item, [PairingCode.used_at.remove()], PairingCode.used_at == now)
+        raise
     bound = now + BOUND_YEARS * 365 * DAY_MS
     if not update_if(item, [PairingCode.device_uid.set(device.device_uid),
                             PairingCode.expires_at.set(bound),

@@ -26,7 +26,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.core import clock, settings, text
 from chalicelib.core.cache import TTLCache
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
-from chalicelib.domain import accounts
+from chalicelib.domain import accounts, quotas
 from chalicelib.domain.accounts import get_account
 from chalicelib.domain.webhooks import events as events_
 from chalicelib.domain.webhooks import urls as webhook_urls
@@ -96,10 +96,10 @@ def _saved_within_cap(account_id: str, webhook: Webhook) -> bool:
     committed after that read changed it, and any add before it is in the (consistent) count,
     so for every interleaving DynamoDB allows, a write that succeeds saw every other endpoint:
     the cap holds. (Removals only free room: they need not bump.) False: another add won."""
-    seen = get_account(account_id, consistent=True).webhook_adds
-    if len(list_all(account_id)) >= settings.current().webhook_max_per_account:
-        raise Conflict(f"An account may have at most {settings.current().webhook_max_per_account} "
-                       "webhook endpoints.", "url")
+    account = get_account(account_id, consistent=True)
+    seen, cap = account.webhook_adds, quotas.limit(account, quotas.WEBHOOKS)
+    if cap > 0 and len(list_all(account_id)) >= cap:
+        raise quotas.refuse_count(quotas.WEBHOOKS, cap, "url")
     unchanged = (Account.webhook_adds.does_not_exist() if seen is None
                  else Account.webhook_adds == seen)
     try:

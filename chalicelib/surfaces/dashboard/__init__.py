@@ -19,6 +19,7 @@ from chalicelib.surfaces.dashboard import (
     csv_pages,
     insight_pages,
     leaving_pages,
+    operator_pages,
     opt_out_pages,
     phone_pages,
     signup_pages,
@@ -53,6 +54,10 @@ _register(signup_pages)
 _register(opt_out_pages)
 _register(team_pages)
 _register(leaving_pages)
+_register(operator_pages)
+# Pages a signed-in user reaches whatever their account's state (domain/operators.py): the
+# operator's console, and signing out. Every other page of a suspended account is refused.
+ACCOUNTLESS = {"operator", "signout"}
 
 
 def _match(method: str, parts: tuple):
@@ -102,6 +107,20 @@ def handle(method: str, parts: tuple, query: dict | None, headers: dict, body: b
                           title="Something went wrong", message=error.message)
 
 
+def _account_stop(request: Request):
+    """An operator in no account goes to the console; a suspended account's pages are refused
+    (one GetItem of the account per page: at once, not after a cache)."""
+    from chalicelib.domain import accounts, operators
+    if request.session.account_id == operators.NO_ACCOUNT:
+        return web.redirect(request, "/operator")
+    try:
+        accounts.refuse_suspended(accounts.get_account(request.session.account_id))
+    except GatewayError as error:
+        return web.render(request, "error.html", 403, title="Account suspended",
+                          message=error.message)
+    return None
+
+
 def _handle(request: Request):
     if request.parts and request.parts[0] == "static" and len(request.parts) == 2 \
             and request.method == "GET":
@@ -130,6 +149,10 @@ def _handle(request: Request):
                                                              request.form.get("csrf")):
             return refused(request, "This form has expired (missing or wrong security "
                                     "token). Go back, reload the page and try again.")
+        if not request.parts or request.parts[0] not in ACCOUNTLESS:
+            stop = _account_stop(request)
+            if stop is not None:
+                return stop
         if not roles.allows(request.session.role, needed):
             return role_refused(request, needed)
     elif request.method == "POST" and request.parts[0] not in TOKEN_IN_PATH \

@@ -57,6 +57,10 @@ NEEDS = {
     ("POST", ("whitelist",)): OWNER,
     ("POST", ("team", "invite")): OWNER, ("POST", ("team", "revoke")): OWNER,
     ("POST", ("team", "role")): OWNER, ("POST", ("team", "remove")): OWNER,
+    # the operator's console: any member role, then the page asks for the stage-wide operator
+    # flag (domain/operators.py), which is no member's role
+    ("GET", ("operator",)): VIEWER, ("POST", ("operator", "*", "suspend")): VIEWER,
+    ("POST", ("operator", "*", "resume")): VIEWER, ("POST", ("operator", "*", "quota")): VIEWER,
     ("GET", ("account", "export")): OWNER,
     ("GET", ("account", "delete")): OWNER, ("POST", ("account", "delete")): OWNER,
 }

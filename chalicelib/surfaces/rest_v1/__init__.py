@@ -28,7 +28,7 @@ STATUS_OF_CODE = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "no_d
                   "unsupported_media_type": 415, "invalid_cursor": 400,
                   "temporarily_unavailable": 503, "internal_error": 503,
                   "no_device_running": 503, "invalid_otp": 422, "invalid_parameter": 422,
-                  "export_too_large": 413}
+                  "export_too_large": 413, "account_suspended": 403}
 
 
 class Shape(BadRequest):
@@ -38,11 +38,21 @@ class Shape(BadRequest):
 
 
 def http_status(error: GatewayError) -> int:
+    if error.code == "quota_exceeded":  # 429 for a quota of a period, 403 for one of a count
+        return error.http_status
     if error.code in STATUS_OF_CODE:
         return STATUS_OF_CODE[error.code]
     name = type(error).__name__
     return {"Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "Conflict": 409,
             "RateLimited": 429, "Unavailable": 503}.get(name, 422)
+
+
+def quota_facts(error: GatewayError) -> dict:
+    """A refused quota's name, limit and reset time (epoch ms), for the answer's body."""
+    if error.code != "quota_exceeded":
+        return {}
+    return {name: error.extra[name] for name in ("quota", "limit", "resets_at")
+            if error.extra.get(name) is not None}
 
 
 def problem(error: GatewayError) -> tuple[int, dict]:
@@ -56,6 +66,7 @@ def problem(error: GatewayError) -> tuple[int, dict]:
         body["retry_after"] = error.retry_after
     if getattr(error, "extra", {}).get("status"):
         body["current_status"] = error.extra["status"]
+    body.update(quota_facts(error))
     return status, body
 
 

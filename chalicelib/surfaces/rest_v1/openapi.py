@@ -13,7 +13,9 @@ ERROR_TEXT = {400: "Malformed request: not strict JSON (duplicate key, NaN/Infin
                    "surrogate, nested or large beyond the limits), a field of the wrong type "
                    "or unknown, an integer not in plain ASCII digits, a cursor that does not "
                    "fit the query.",
-              401: "Missing or invalid API key.", 403: "Caller's IP is not whitelisted.",
+              401: "Missing or invalid API key.",
+              403: "Caller's IP is not whitelisted, the account is suspended "
+                   "(account_suspended), or a quota of a count is full (quota_exceeded).",
               413: "The answer would be too large: the error names the bound and the way "
                    "around it.",
               404: "No such resource in this account.",
@@ -21,7 +23,8 @@ ERROR_TEXT = {400: "Malformed request: not strict JSON (duplicate key, NaN/Infin
               409: "Conflict (idempotency key reused, message already taken).",
               415: "The body is not application/json.",
               422: "Well-formed but refused (invalid number, text too long, unknown device).",
-              429: "Rate limited; retry after Retry-After seconds.",
+              429: "Rate limited, or a quota of a period exceeded (quota_exceeded: quota, "
+                   "resets_at); retry after Retry-After seconds.",
               503: "Temporarily unavailable; retry after Retry-After seconds."}
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 

@@ -67,6 +67,9 @@ PROBLEM = _s("object", "RFC 9457 problem details.", properties={
     "detail": _s("string"), "code": _s("string", "The error code (as the compat API's)."),
     "parameter": _s("string"), "retry_after": _s("integer"),
     "current_status": _s("string"),
+    "quota": _s("string", "quota_exceeded: the operator's quota that refused the request."),
+    "limit": _s("integer"),
+    "resets_at": _s("integer", "When a quota of a period resets (epoch ms)."),
 }, required=["type", "title", "status", "detail", "code"])
 
 MESSAGE = _s("object", properties={

@@ -31,6 +31,10 @@ def error_answer(error: GatewayError) -> tuple[int, dict]:
         data["parameter"] = THEIR_NAMES.get(error.parameter, error.parameter)
     if error.retry_after is not None:
         data["retryAfter"] = error.retry_after
+    if error.code == "quota_exceeded":
+        data.update({"quota": error.extra["quota"], "limit": error.extra["limit"]})
+        if error.extra.get("resets_at") is not None:
+            data["resetsAt"] = iso(error.extra["resets_at"])
     return status, {"message": error.message, "code": status, "data": data}
 
 
