@@ -8,7 +8,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
-from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
+from chalicelib.core.errors import BadRequest, GatewayError, Malformed, from_unexpected
 from chalicelib.domain import (
     devices,
     encryption,
@@ -22,7 +22,7 @@ from chalicelib.domain import (
 )
 from chalicelib.domain.messages import history as message_history
 from chalicelib.domain.webhooks import delivery_log
-from chalicelib.surfaces import compat_api
+from chalicelib.surfaces import answers, compat_api
 from chalicelib.surfaces.rest_v1.validation import epoch_ms, rfc3339
 
 SEND_WORKERS = 8  # botocore keeps 10 connections per client
@@ -80,9 +80,8 @@ def _requested_timing(valid_for: int | None, send_at: int | None) -> str | None:
 
 
 def _error_entry(number: str, error: GatewayError) -> dict:
-    from chalicelib.surfaces.rest_v1 import problem
     return {"id": None, "phone_number": number, "status": "rejected", "queued": False,
-            "error": problem(error)[1]}
+            "error": answers.problem_document(error)[1]}
 
 
 def _sealed(raw: list) -> list[str]:
@@ -172,7 +171,7 @@ class _CursorFits:
 
     def __exit__(self, kind, error, _):
         if isinstance(error, BadRequest) and error.parameter == "cursor":
-            raise BadRequest("Invalid cursor: it does not fit this query. Pass the next_cursor "
+            raise Malformed("Invalid cursor: it does not fit this query. Pass the next_cursor "
                              "of the previous page with the same filters, or no cursor to "
                              "start again.", "cursor", code="invalid_cursor")
         return False

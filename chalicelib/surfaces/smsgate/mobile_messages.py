@@ -23,7 +23,7 @@ from chalicelib.domain.messages import DIGITS, cancelling
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message, update_if
 from chalicelib.surfaces.smsgate import states
-from chalicelib.surfaces.smsgate.mobile_request import Request, answer
+from chalicelib.surfaces.smsgate.mobile_request import AppRequest, answer
 
 MAX_JOBS = 10  # one SQS receive
 MAX_PATCH = 100
@@ -33,7 +33,7 @@ FORWARD = {"processing": 1, "sent": 2, "delivered": 3}  # our states a report ma
 OTP_PRIORITY = 100  # SMSGate: priority >= 100 skips the app's own send delays and limits
 
 
-def handle(request: Request):
+def handle(request: AppRequest):
     return get_messages(request) if request.method == "GET" else patch_messages(request)
 
 
@@ -56,7 +56,7 @@ def to_app(job: dict) -> dict:
             if cancelling.is_notice(job) else "Pending"}
 
 
-def get_messages(request: Request):
+def get_messages(request: AppRequest):
     device = request.device()
     unknown = sorted(set(request.query) - {"order"})
     if unknown:
@@ -175,7 +175,7 @@ def _processed(device, message_id: int) -> None:
         _check_one(device, message_id)  # raises NotFound
 
 
-def patch_messages(request: Request):
+def patch_messages(request: AppRequest):
     device = request.device()
     request.no_query()
     document = request.json()
