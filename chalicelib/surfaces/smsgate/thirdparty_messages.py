@@ -96,7 +96,7 @@ def _numbers(raw, encrypted: bool) -> tuple:
     return tuple(numbers)
 
 
-def send_request(body) -> tuple[str | None, groups.Request]:
+def send_request(body) -> tuple[str | None, groups.GroupSend]:
     """A POST /messages body, checked: (client id or None, the request)."""
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object (a Message).", None)
@@ -145,7 +145,7 @@ def send_request(body) -> tuple[str | None, groups.Request]:
     client_id = _field(body, "id", str, "a string")
     if client_id is not None:
         groups.check_id(client_id)
-    return client_id, groups.Request(
+    return client_id, groups.GroupSend(
         numbers=numbers, text=text, encrypted=encrypted, sim_slot=sim,
         device_uid=device or None, valid_for=valid_for, requested_validity=asked,
         send_at=send_at, urgent=priority >= BYPASS_PRIORITY)
