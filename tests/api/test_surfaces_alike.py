@@ -1,17 +1,26 @@
 """Issue 32, item 2: every surface's handle() takes the one request value app.py builds, and its
 errors are answered by its style's one mapper, from the error's `http_status` and `code`."""
+import ast
 import base64
 import inspect
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from chalicelib.core import errors
-from chalicelib.domain import pacing
+from chalicelib.domain import messages, pacing
 from chalicelib.surfaces import answers, compat_api, dashboard, device_api, pairing_api, rest_v1
 from chalicelib.surfaces.dashboard.web import PageRequest
 from chalicelib.surfaces.request import HttpRequest
-from chalicelib.surfaces.smsgate import mobile, mobile_request, thirdparty, thirdparty_request
+from chalicelib.surfaces.smsgate import (
+    mobile,
+    mobile_request,
+    states,
+    thirdparty,
+    thirdparty_request,
+)
 from tests.api import test_faults
 
 dynamodb_fault = test_faults.dynamodb_fault  # the fixture: DynamoDB calls fail as AWS's would
@@ -141,3 +150,43 @@ def test_each_surface_answers_its_errors_through_its_styles_one_mapper(
     assert len(seen) == 1 and answer == mapper(seen[0], None if surface is not dashboard
                                                else PageRequest.of(request_))
     assert answer[0] == status
+
+
+SMSGATE_WORDS = re.compile(r"^(Pending|Cancelling|Cancelled|Processed|Sent|Delivered|Failed"
+                           r"|(sms|mms|system|app):[a-z:-]+)$")
+
+
+def _string_literals(path: Path):
+    """The string constants of a module, but docstrings and keys read from an AWS answer
+    (SQS's batch answers have a `Failed` list: `answer.get("Failed")`, `answer["Failed"]`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(node.body[0].value) for node in ast.walk(tree)
+               if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+               and node.body and isinstance(node.body[0], ast.Expr)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            skipped.add(id(node.slice))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get":
+            skipped.update(id(arg) for arg in node.args[:1])
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in skipped]
+
+
+def test_smsgate_vocabulary_lives_only_in_its_surface():
+    """SMSGate's state and event names are spelled in surfaces/smsgate/ alone: the layers below
+    the surfaces speak our lifecycle (messages.Status) and our event types."""
+    root = Path(__file__).resolve().parents[2] / "chalicelib"
+    found = [(str(path.relative_to(root)), line, value)
+             for layer in ("core", "storage", "domain") for path in (root / layer).rglob("*.py")
+             for line, value in _string_literals(path) if SMSGATE_WORDS.match(value)]
+    assert found == []
+
+
+def test_the_domain_status_is_an_enum_stored_as_its_text():
+    assert [str(s) for s in messages.Status] == ["pending", "processing", "sent", "delivered",
+                                                 "failed", "expired", "cancelled"]
+    assert json.dumps({"status": messages.Status.SENT}) == '{"status": "sent"}'
+    assert states.to_smsgate("processing") is states.State.PROCESSED  # a stored string maps
+    assert states.from_smsgate("Delivered") is messages.Status.DELIVERED
+    assert set(states.TO_SMSGATE) == set(messages.Status)

@@ -37,7 +37,8 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_SKEW_SECONDS = 300
 SEEN_SECONDS = 2 * MAX_SKEW_SECONDS  # an event id is remembered past the window it can replay in
 MAX_TEXT = 5000
-REPORTS = {"sms:sent": "Sent", "sms:delivered": "Delivered", "sms:failed": "Failed"}
+REPORTS = {"sms:sent": states.State.SENT, "sms:delivered": states.State.DELIVERED,
+           "sms:failed": states.State.FAILED}
 IGNORED = ("sms:cancelled", "mms:received", "mms:downloaded", "app:started")
 
 

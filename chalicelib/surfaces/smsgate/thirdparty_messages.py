@@ -27,9 +27,7 @@ def render(group_id: str, found: list, content: bool = False) -> dict:
     """A group as SMSGate's MessageState."""
     first = found[0]
     history = {}
-    for state, name in (("Pending", "created_at"), ("Processed", "leased_at"),
-                        ("Sent", "processed_at"), ("Delivered", "delivered_at"),
-                        ("Failed", "failed_at")):
+    for state, name in states.STAMPS:
         stamps = [getattr(m, name) for m in found if getattr(m, name)]
         if stamps:
             history[state] = iso(min(stamps))
