@@ -238,8 +238,7 @@ def updateDevice(caller, device_id, body):  # noqa: N802
     """The CLI's `device pace` (pool.set_device_limits): null is the default, a window of 0 is
     none."""
     if not body:
-        raise BadRequest("Give pace_per_hour, window_parts or both.", "pace_per_hour",
-                         code="invalid_request")
+        raise Malformed("Give pace_per_hour, window_parts or both.", "pace_per_hour")
     limits = {}
     if "pace_per_hour" in body:
         limits["pace"] = "default" if body["pace_per_hour"] is None else body["pace_per_hour"]
