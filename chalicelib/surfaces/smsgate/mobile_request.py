@@ -71,29 +71,14 @@ class AppRequest:
     version: str | None
 
     @property
-    def method(self) -> str:
-        return self.http.method
-
-    @property
     def route(self) -> str:
         """The route below /mobile/v1, e.g. /device."""
         return self.http.route.removeprefix(PREFIX)
 
-    @property
-    def headers(self):
-        return self.http.headers
-
-    @property
-    def body(self) -> bytes | None:
-        return self.http.body
-
-    @property
-    def path_params(self):
-        return self.http.path_params
-
-    @property
-    def source_ip(self) -> str | None:
-        return self.http.source_ip
+    def __getattr__(self, name):  # method, headers, body, path_params, source_ip: the HTTP's
+        if name == "http":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.http, name)
 
     def authorization(self) -> tuple[str, str]:
         scheme, _, value = self.headers.get("authorization", "").strip().partition(" ")
