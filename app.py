@@ -1,11 +1,11 @@
-"""Routes and schedules of the SMS gateway. The logic lives in chalicelib/."""
-import json
-
+"""Routes and schedules of the SMS gateway. The logic lives in chalicelib/: every route hands
+the one request value (chalicelib/surfaces/request.py) to its surface's `handle(request)`."""
 from chalice import Chalice, Rate, Response
 
 from chalicelib.core import settings
 from chalicelib.domain import devices, pool, sweeps
 from chalicelib.surfaces import compat_api, device_api, function_url
+from chalicelib.surfaces.request import HttpRequest
 
 # The environment, read and checked once (the models' table names read it first): a bad
 # variable fails the function's start with a SettingsError naming it.
@@ -32,80 +32,70 @@ app = Gateway(app_name="smsgw")
 ANY_BODY = ["*/*"]
 
 
-def _source_ip():
-    return app.current_request.context.get("identity", {}).get("sourceIp")
+def _request() -> HttpRequest:
+    """The request as every surface takes it, built once here from chalice's."""
+    current = app.current_request
+    context = current.context or {}
+    return HttpRequest.of(
+        current.method, current.path, path_params=current.uri_params,
+        query=current.to_original_event().get("multiValueQueryStringParameters"),
+        headers=dict(current.headers), body=current.raw_body,
+        source_ip=context.get("identity", {}).get("sourceIp"), context=context)
 
 
-def _query():
-    return app.current_request.to_original_event().get("multiValueQueryStringParameters")
-
-
-def _json_response(status, headers, body):
-    return Response(json.dumps(body), status_code=status,
-                    headers={"Content-Type": "application/json", **headers})
+def _answer(surface):
+    """Chalice's response for `surface.handle`'s (status, headers, body text)."""
+    status, headers, body = surface.handle(_request())
+    return Response(body, status_code=status, headers=headers)
 
 
 @app.route("/myAPI.php", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
            content_types=ANY_BODY)
 def my_api():
-    request = app.current_request
-    return _json_response(*compat_api.handle(_query(), dict(request.headers), request.raw_body,
-                                             _source_ip(), request.method))
-
-
-def _device_route(endpoint):
-    request = app.current_request
-    return _json_response(*device_api.handle(endpoint, dict(request.headers), _query(),
-                                             request.raw_body))
+    return _answer(compat_api)
 
 
 @app.route("/device/jobs", methods=["GET"])
 def device_jobs():
-    return _device_route("jobs")
+    return _answer(device_api)
 
 
 @app.route("/device/reports", methods=["POST"], content_types=ANY_BODY)
 def device_reports():
-    return _device_route("reports")
+    return _answer(device_api)
 
 
 @app.route("/device/incoming", methods=["POST"], content_types=ANY_BODY)
 def device_incoming():
-    return _device_route("incoming")
+    return _answer(device_api)
 
 
 @app.route("/device/heartbeat", methods=["POST"], content_types=ANY_BODY)
 def device_heartbeat():
-    return _device_route("heartbeat")
+    return _answer(device_api)
 
 
 @app.route("/device/credentials", methods=["POST"], content_types=ANY_BODY)
 def device_credentials():
-    return _device_route("credentials")
+    return _answer(device_api)
 
 
 @app.route("/device/claims", methods=["POST"], content_types=ANY_BODY)
 def device_claims():
-    return _device_route("claims")
+    return _answer(device_api)
 
 
 @app.route("/device/pair", methods=["POST"], content_types=ANY_BODY)
 def device_pair():
     from chalicelib.surfaces import pairing_api  # lazy: only pairing phones need it
-    request = app.current_request
-    return _json_response(*pairing_api.handle(dict(request.headers), request.raw_body,
-                                              _source_ip()))
+    return _answer(pairing_api)
 
 
 # The owner's dashboard (chalicelib/surfaces/dashboard): every page goes through one handler,
 # imported on first use so the public API's cold start never loads it.
-def _dashboard(*parts):
+def _dashboard():
     from chalicelib.surfaces import dashboard
-    request = app.current_request
-    status, headers, body = dashboard.handle(request.method, parts, request.query_params,
-                                             dict(request.headers), request.raw_body,
-                                             _source_ip(), request.context)
-    return Response(body, status_code=status, headers=headers)
+    return _answer(dashboard)
 
 
 PAGE_METHODS = {"methods": ["GET", "POST"], "content_types": ANY_BODY}
@@ -118,17 +108,17 @@ def dashboard_home():
 
 @app.route("/dashboard/{page}", **PAGE_METHODS)
 def dashboard_page(page):
-    return _dashboard(page)
+    return _dashboard()
 
 
 @app.route("/dashboard/{page}/{item}", **PAGE_METHODS)
 def dashboard_item(page, item):
-    return _dashboard(page, item)
+    return _dashboard()
 
 
 @app.route("/dashboard/{page}/{item}/{action}", **PAGE_METHODS)
 def dashboard_action(page, item, action):
-    return _dashboard(page, item, action)
+    return _dashboard()
 
 
 # Every method reaches REST v1, which answers one it does not serve with 405 problem+json and
@@ -136,126 +126,117 @@ def dashboard_action(page, item, action):
 V1_METHODS = {"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"], "content_types": ANY_BODY}
 
 
-def _v1(route, **path_params):
+def _v1():
     # imported on first use: the compat API's cold start does not pay for REST v1
     from chalicelib.surfaces import rest_v1
-    request = app.current_request
-    status, headers, body = rest_v1.handle(request.method, route, path_params, _query(),
-                                           dict(request.headers), request.raw_body, _source_ip())
-    return Response(body, status_code=status, headers=headers)
+    return _answer(rest_v1)
 
 
 @app.route("/v1/messages", **V1_METHODS)
 def v1_messages():
-    return _v1("/v1/messages")
+    return _v1()
 
 
 @app.route("/v1/messages/{message_id}", **V1_METHODS)
 def v1_message(message_id):
-    return _v1("/v1/messages/{message_id}", message_id=message_id)
+    return _v1()
 
 
 @app.route("/v1/otp", **V1_METHODS)
 def v1_otp():
-    return _v1("/v1/otp")
+    return _v1()
 
 
 @app.route("/v1/otp/verify", **V1_METHODS)
 def v1_otp_verify():
-    return _v1("/v1/otp/verify")
+    return _v1()
 
 
 @app.route("/v1/devices", **V1_METHODS)
 def v1_devices():
-    return _v1("/v1/devices")
+    return _v1()
 
 
 @app.route("/v1/devices/{device_id}", **V1_METHODS)
 def v1_device(device_id):
-    return _v1("/v1/devices/{device_id}", device_id=device_id)
+    return _v1()
 
 
 @app.route("/v1/opt-outs", **V1_METHODS)
 def v1_opt_outs():
-    return _v1("/v1/opt-outs")
+    return _v1()
 
 
 @app.route("/v1/opt-outs/{phone_number}", **V1_METHODS)
 def v1_opt_out(phone_number):
-    return _v1("/v1/opt-outs/{phone_number}", phone_number=phone_number)
+    return _v1()
 
 
 @app.route("/v1/webhooks", **V1_METHODS)
 def v1_webhooks():
-    return _v1("/v1/webhooks")
+    return _v1()
 
 
 @app.route("/v1/webhooks/{webhook_id}", **V1_METHODS)
 def v1_webhook(webhook_id):
-    return _v1("/v1/webhooks/{webhook_id}", webhook_id=webhook_id)
+    return _v1()
 
 
 @app.route("/v1/webhooks/{webhook_id}/test", **V1_METHODS)
 def v1_webhook_test(webhook_id):
-    return _v1("/v1/webhooks/{webhook_id}/test", webhook_id=webhook_id)
+    return _v1()
 
 
 @app.route("/v1/webhooks/{webhook_id}/rotate-secret", **V1_METHODS)
 def v1_webhook_rotate(webhook_id):
-    return _v1("/v1/webhooks/{webhook_id}/rotate-secret", webhook_id=webhook_id)
+    return _v1()
 
 
 @app.route("/v1/webhooks/{webhook_id}/deliveries", **V1_METHODS)
 def v1_webhook_deliveries(webhook_id):
-    return _v1("/v1/webhooks/{webhook_id}/deliveries", webhook_id=webhook_id)
+    return _v1()
 
 
 @app.route("/v1/webhooks/{webhook_id}/redeliver", **V1_METHODS)
 def v1_webhook_redeliver_failed(webhook_id):
-    return _v1("/v1/webhooks/{webhook_id}/redeliver", webhook_id=webhook_id)
+    return _v1()
 
 
 @app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}", **V1_METHODS)
 def v1_webhook_delivery(webhook_id, event_id):
-    return _v1("/v1/webhooks/{webhook_id}/deliveries/{event_id}", webhook_id=webhook_id,
-               event_id=event_id)
+    return _v1()
 
 
 @app.route("/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver", **V1_METHODS)
 def v1_webhook_redeliver(webhook_id, event_id):
-    return _v1("/v1/webhooks/{webhook_id}/deliveries/{event_id}/redeliver",
-               webhook_id=webhook_id, event_id=event_id)
+    return _v1()
 
 
 @app.route("/v1/stats", **V1_METHODS)
 def v1_stats():
-    return _v1("/v1/stats")
+    return _v1()
 
 
 @app.route("/v1/export", **V1_METHODS)
 def v1_export():
-    return _v1("/v1/export")
+    return _v1()
 
 
 @app.route("/v1/openapi.json", **V1_METHODS)
 def v1_openapi():
-    return _v1("/v1/openapi.json")
+    return _v1()
 
 
 @app.route("/v1/docs", **V1_METHODS)
 def v1_docs():
-    return _v1("/v1/docs")
+    return _v1()
 
 
 # SMSGate's client API (chalicelib/surfaces/smsgate/thirdparty*.py): one handler, imported on
 # first use; the surface has its own route table, so these four routes cover every depth.
-def _smsgate_client_api(*parts):
+def _smsgate_client_api():
     from chalicelib.surfaces.smsgate import thirdparty
-    request = app.current_request
-    status, headers, body = thirdparty.handle(request.method, parts, _query(),
-                                              dict(request.headers), request.raw_body,
-                                              _source_ip())
-    return Response(body, status_code=status, headers=headers)
+    return _answer(thirdparty)
 
 
 SMSGATE_METHODS = {"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
@@ -264,63 +245,59 @@ SMSGATE_METHODS = {"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
 
 @app.route("/3rdparty/v1/{a}", **SMSGATE_METHODS)
 def smsgate_client_1(a):
-    return _smsgate_client_api(a)
+    return _smsgate_client_api()
 
 
 @app.route("/3rdparty/v1/{a}/{b}", **SMSGATE_METHODS)
 def smsgate_client_2(a, b):
-    return _smsgate_client_api(a, b)
+    return _smsgate_client_api()
 
 
 @app.route("/3rdparty/v1/{a}/{b}/{c}", **SMSGATE_METHODS)
 def smsgate_client_3(a, b, c):
-    return _smsgate_client_api(a, b, c)
+    return _smsgate_client_api()
 
 
 @app.route("/3rdparty/v1/{a}/{b}/{c}/{d}", **SMSGATE_METHODS)
 def smsgate_client_4(a, b, c, d):
-    return _smsgate_client_api(a, b, c, d)
+    return _smsgate_client_api()
 
 
 # SMSGate's Android app as a phone (chalicelib/surfaces/smsgate/mobile.py, docs/android-app.md):
 # its private-server device API, imported on first use like REST v1.
-def _mobile(route, **path_params):
+def _mobile():
     from chalicelib.surfaces.smsgate import mobile
-    request = app.current_request
-    status, headers, body = mobile.handle(request.method, route, path_params, _query(),
-                                          dict(request.headers), request.raw_body, _source_ip(),
-                                          request.context)
-    return Response(body, status_code=status, headers=headers)
+    return _answer(mobile)
 
 
 @app.route("/mobile/v1/device", methods=["GET", "POST", "PATCH"], content_types=ANY_BODY)
 def mobile_device():
-    return _mobile("/device")
+    return _mobile()
 
 
 @app.route("/mobile/v1/message", methods=["GET", "PATCH"], content_types=ANY_BODY)
 def mobile_message():
-    return _mobile("/message")
+    return _mobile()
 
 
 @app.route("/mobile/v1/events", methods=["GET"])
 def mobile_events():
-    return _mobile("/events")
+    return _mobile()
 
 
 @app.route("/mobile/v1/settings", methods=["GET"])
 def mobile_settings():
-    return _mobile("/settings")
+    return _mobile()
 
 
 @app.route("/mobile/v1/webhooks", methods=["GET"])
 def mobile_webhooks():
-    return _mobile("/webhooks")
+    return _mobile()
 
 
 @app.route("/mobile/v1/app-webhooks/{device_uid}", methods=["POST"], content_types=ANY_BODY)
 def mobile_app_webhook(device_uid):
-    return _mobile("/app-webhooks/{device_uid}", device_uid=device_uid)
+    return _mobile()
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

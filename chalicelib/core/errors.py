@@ -1,11 +1,12 @@
 """Domain errors. Each says what was wrong and, where it applies, which parameter and when to retry;
-handlers turn them into the error envelope."""
+each surface answers them in its style (surfaces/answers.py), from `http_status` and `code`."""
 
 
 class GatewayError(Exception):
     code = "error"
-    http_status = 400  # what the HTTP surfaces answer (REST v1 maps its own codes)
+    http_status = 400  # what the HTTP surfaces answer (the compat API's is always 200)
     bare = False  # True: the envelope's data stays null (answers the reference fixes exactly)
+    malformed = False  # True: the request's form is wrong, not its values (REST v1: 400, not 422)
 
     def __init__(self, message: str, parameter: str | None = None, retry_after: int | None = None,
                  code: str | None = None, **extra):
@@ -20,6 +21,24 @@ class GatewayError(Exception):
 
 class BadRequest(GatewayError):
     code = "invalid_parameter"
+
+
+class Malformed(BadRequest):
+    """The request's form is wrong (not JSON, a field of the wrong type or unknown); a
+    well-formed request whose values are refused is a plain BadRequest."""
+    code = "invalid_request"
+    malformed = True
+
+
+class MethodNotAllowed(Malformed):
+    """The route does not serve this method; `allow=` (extra) lists those it serves."""
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class UnsupportedMediaType(Malformed):
+    code = "unsupported_media_type"
+    http_status = 415
 
 
 class OptedOut(BadRequest):
@@ -81,6 +100,7 @@ class InvalidOtp(GatewayError):
     """verify_otp's one answer for a wrong, expired, used or unknown code, as the reference has
     it: `data` is null, so the answer tells a guesser nothing more."""
     code = "invalid_otp"
+    http_status = 422  # well-formed, refused (the compat API answers 200, `data` null)
     bare = True
 
     def __init__(self):

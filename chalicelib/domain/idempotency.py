@@ -39,7 +39,7 @@ def _digests(parts: dict) -> dict:
             .hexdigest()[:32] for name, value in parts.items()}
 
 
-class Request:
+class Claim:
     """The request claimed under a key: `answer` is the kept answer (None until kept)."""
 
     def __init__(self, record: Idempotency, answer):
@@ -55,7 +55,7 @@ class Request:
         self.record.delete(condition=Idempotency.answer.does_not_exist())
 
 
-def claim(account_id: str, key: str, space: str, parts: dict) -> Request:
+def claim(account_id: str, key: str, space: str, parts: dict) -> Claim:
     """Claim `key` for the request made of `parts` (name -> value, compared as digests).
     Returns the claim; `.answer` is set when the same request was answered before. Raises
     Conflict naming the parts that differ when the key was used for another request."""
@@ -67,7 +67,7 @@ def claim(account_id: str, key: str, space: str, parts: dict) -> Request:
     try:
         record.save(condition=Idempotency.key.does_not_exist()
                     | (Idempotency.expires < clock.at(now)))
-        return Request(record, None)
+        return Claim(record, None)
     except PutError as error:
         if error.cause_response_code != "ConditionalCheckFailedException":
             raise
@@ -79,4 +79,4 @@ def claim(account_id: str, key: str, space: str, parts: dict) -> Request:
         raise Conflict(f"idempotency_key was already used for a different request (it differs "
                        f"in {', '.join(differ)}); nothing was sent.", "idempotency_key")
     answer = json.loads(zlib.decompress(kept.answer)) if kept.answer else None
-    return Request(kept, answer)
+    return Claim(kept, answer)

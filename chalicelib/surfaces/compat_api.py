@@ -8,16 +8,14 @@ errors carry `data.error_code`, `data.parameter` and, when retrying helps, `data
 (also sent as a `Retry-After` header, with `X-Error-Code`). Errors flagged `bare` (verify_otp's
 "Invalid or Expired OTP.") keep the reference's exact answer, `data` null.
 """
-import logging
 import re
 
 from chalicelib.core import clock
-from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
+from chalicelib.core.errors import BadRequest
 from chalicelib.domain import accounts, devices, messages, otp, outbox, phone, pool
 from chalicelib.domain.messages import history as message_history
-from chalicelib.surfaces import params
-
-log = logging.getLogger("smsgw")
+from chalicelib.surfaces import answers, params
+from chalicelib.surfaces.request import HttpRequest
 
 COMMON = {"api_key", "action"}
 ACTIONS = {}
@@ -35,19 +33,6 @@ def success(message: str, data=None) -> dict:
     return {"status": "success", "message": message, "response": True, "data": data}
 
 
-def error_envelope(error: GatewayError) -> dict:
-    if error.bare:
-        return {"status": "error", "message": error.message, "response": False, "data": None}
-    data = {"error_code": error.code}
-    if error.parameter:
-        data["parameter"] = error.parameter
-    if error.retry_after is not None:
-        data["retry_after"] = error.retry_after
-    if error.code == "quota_exceeded":  # which quota, its limit, when it resets (epoch ms)
-        data.update({k: v for k, v in error.extra.items() if v is not None})
-    return {"status": "error", "message": error.message, "response": False, "data": data}
-
-
 def _api_key(query_params: dict, headers: dict) -> str | None:
     candidates = set()
     if query_params.get("api_key"):
@@ -63,41 +48,30 @@ def _api_key(query_params: dict, headers: dict) -> str | None:
     return candidates.pop() if candidates else None
 
 
-def handle(query: dict | None, headers: dict, body: bytes | None, source_ip: str | None,
-           method: str = "GET"):
-    """Answer one request: returns (http_status, extra_headers, envelope)."""
-    headers = {k.lower(): v for k, v in (headers or {}).items()}
-    try:
-        try:
-            if method not in ("GET", "POST"):
-                raise BadRequest(f"Method {method} is not supported: use GET or POST.", None,
-                                 code="method_not_allowed")
-            request = params.collect(query, headers, body)
-            name = request.get("action", "").strip()
-            if name not in ACTIONS:
-                valid = ", ".join(sorted(ACTIONS))
-                what = f"Unknown action '{name[:40]}'" if name else "Missing parameter: action"
-                raise BadRequest(f"{what}. Valid actions: {valid}.", "action")
-            handler, allowed = ACTIONS[name]
-            unknown = sorted(set(request) - allowed)
-            if unknown:
-                raise BadRequest(f"Unknown parameter for {name}: {', '.join(unknown)}. Allowed: "
-                                 f"{', '.join(sorted(allowed))}.", unknown[0])
-            caller = accounts.authenticate(_api_key(request, headers), source_ip)
-            message, data = handler(caller, request, headers)
-            return 200, {}, success(message, data)
-        except GatewayError:
-            raise
-        except Exception as exc:  # storage trouble: say so, retryably, without internals
-            error = from_unexpected(exc)
-            if error.code == "internal_error":
-                log.exception("unexpected error in /myAPI.php")
-            raise error
-    except GatewayError as error:
-        extra = {"X-Error-Code": error.code}
-        if error.retry_after is not None:
-            extra["Retry-After"] = str(error.retry_after)
-        return 200, extra, error_envelope(error)
+def handle(request: HttpRequest):
+    """Answer one request: (200, headers, the envelope as JSON text)."""
+    return answers.guarded(_answer, request, answers.compat)
+
+
+def _answer(request: HttpRequest):
+    method, headers = request.method, request.headers
+    if method not in ("GET", "POST"):
+        raise BadRequest(f"Method {method} is not supported: use GET or POST.", None,
+                         code="method_not_allowed")
+    given = params.collect(request.query, headers, request.body)
+    name = given.get("action", "").strip()
+    if name not in ACTIONS:
+        valid = ", ".join(sorted(ACTIONS))
+        what = f"Unknown action '{name[:40]}'" if name else "Missing parameter: action"
+        raise BadRequest(f"{what}. Valid actions: {valid}.", "action")
+    handler, allowed = ACTIONS[name]
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise BadRequest(f"Unknown parameter for {name}: {', '.join(unknown)}. Allowed: "
+                         f"{', '.join(sorted(allowed))}.", unknown[0])
+    caller = accounts.authenticate(_api_key(given, headers), request.source_ip)
+    message, data = handler(caller, given, headers)
+    return answers.json_answer(200, success(message, data))
 
 
 def _idempotency_key(request: dict, headers: dict) -> str | None:

@@ -5,21 +5,14 @@ Unlike the compatibility API, devices are our own clients, so errors use real st
 401 bad token, 400 bad input (nothing changed), 503 storage trouble (retry). Every input is
 checked before anything is written, so a bad item in a batch changes nothing.
 """
-import logging
 import re
 
 from chalicelib.core import clock, settings
-from chalicelib.core.errors import (
-    BadRequest,
-    GatewayError,
-    Unauthorized,
-    from_unexpected,
-)
+from chalicelib.core.errors import BadRequest, Unauthorized
 from chalicelib.domain import devices, direct, incoming, jobs
 from chalicelib.storage import aws
-from chalicelib.surfaces import jsonbody, params
-
-log = logging.getLogger("smsgw")
+from chalicelib.surfaces import answers, jsonbody, params
+from chalicelib.surfaces.request import HttpRequest
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_BATCH = 50
@@ -28,49 +21,32 @@ MAX_REASON = 500
 MAX_TEXT = 5000
 MAX_RECEIPT_HANDLE = 4096
 DEVICE_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,128}\Z")
-def error_body(error: GatewayError) -> dict:
-    return {"error": {"code": error.code, "message": error.message,
-                      "parameter": error.parameter}}
+def handle(request: HttpRequest):
+    """Answer one device request (/device/<endpoint>): (http_status, headers, JSON text)."""
+    return answers.guarded(_answer, request, answers.device)
 
 
-def handle(endpoint: str, headers: dict, query: dict | None, body: bytes | None):
-    """Answer one device request: returns (http_status, extra_headers, json_body)."""
-    headers = {k.lower(): v for k, v in (headers or {}).items()}
-    try:
-        try:
-            query = params.single_values(query)
-            device = _device(headers)
-            if endpoint == "jobs":
-                unknown = sorted(set(query) - {"wait", "max"})
-                if unknown:
-                    raise BadRequest(f"Unknown parameter: {unknown[0]}. Allowed: wait, max.",
-                                     unknown[0])
-                wait = _int_param(query, "wait", settings.current().max_poll_wait_seconds, 0,
-                                  settings.current().max_poll_wait_seconds)
-                max_jobs = _int_param(query, "max", 1, 1, MAX_JOBS)
-                return 200, {}, {"jobs": _poll(device, wait, max_jobs),
-                                 "lease_seconds": settings.current().lease_seconds}
-            if query:
-                name = sorted(query)[0]
-                raise BadRequest(f"Unknown parameter: {name} (send a JSON body).", name)
-            parse, act = ENDPOINTS[endpoint]
-            document = {} if not body and endpoint in EMPTY_BODY_OK else _json(headers, body)
-            work = parse(document)
-            return 200, {}, act(device, work)
-        except GatewayError:
-            raise
-        except Exception as exc:  # storage trouble: retryable, without internals
-            error = from_unexpected(exc)
-            if error.code == "internal_error":
-                log.exception("unexpected error in /device/%s", endpoint)
-            raise error
-    except GatewayError as error:
-        extra = {}
-        if isinstance(error, Unauthorized):
-            extra["WWW-Authenticate"] = 'Bearer realm="smsgw-device"'
-        if error.retry_after is not None:
-            extra["Retry-After"] = str(error.retry_after)
-        return error.http_status, extra, error_body(error)
+def _answer(request: HttpRequest):
+    endpoint, headers, body = request.endpoint, request.headers, request.body
+    query = params.single_values(request.query)
+    device = _device(headers)
+    if endpoint == "jobs":
+        unknown = sorted(set(query) - {"wait", "max"})
+        if unknown:
+            raise BadRequest(f"Unknown parameter: {unknown[0]}. Allowed: wait, max.",
+                             unknown[0])
+        wait = _int_param(query, "wait", settings.current().max_poll_wait_seconds, 0,
+                          settings.current().max_poll_wait_seconds)
+        max_jobs = _int_param(query, "max", 1, 1, MAX_JOBS)
+        return answers.json_answer(200, {"jobs": _poll(device, wait, max_jobs),
+                                         "lease_seconds": settings.current().lease_seconds})
+    if query:
+        name = sorted(query)[0]
+        raise BadRequest(f"Unknown parameter: {name} (send a JSON body).", name)
+    parse, act = ENDPOINTS[endpoint]
+    document = {} if not body and endpoint in EMPTY_BODY_OK else json_body(headers, body)
+    work = parse(document)
+    return answers.json_answer(200, act(device, work))
 
 
 def _poll(device, wait: int, max_jobs: int) -> list:
@@ -106,7 +82,7 @@ def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int
     return min(value, high)
 
 
-def _json(headers: dict, body: bytes | None, max_bytes: int = MAX_BODY_BYTES):
+def json_body(headers: dict, body: bytes | None, max_bytes: int = MAX_BODY_BYTES):
     jsonbody.check_size(body, max_bytes)
     if not body:
         raise BadRequest("Missing JSON body.", None)

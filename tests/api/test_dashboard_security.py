@@ -21,6 +21,7 @@ from chalicelib.domain import (
 from chalicelib.storage.dashboard_tables import Session
 from chalicelib.storage.tables import ApiKey, Device, Message
 from chalicelib.surfaces import dashboard
+from chalicelib.surfaces.request import HttpRequest
 from tests import sending
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
 
@@ -494,15 +495,21 @@ def test_device_rows_unchanged_by_cross_account_remove(two):
     assert ApiKey.count() >= 2
 
 
+def page(part, context, headers=None):
+    """GET /dashboard/<part> as app.py hands it over, from 1.2.3.4."""
+    return dashboard.handle(HttpRequest.of("GET", "/dashboard/{page}", path_params={"page": part},
+                                           headers=headers, source_ip="1.2.3.4",
+                                           context=context))
+
+
 def test_links_follow_the_stage_and_never_the_host_header(aws_mock):
     on_aws = {"domainName": "abc123.execute-api.eu-west-1.amazonaws.com", "stage": "api"}
-    status, headers, _ = dashboard.handle("GET", ("keys",), None, {}, None, "1.2.3.4", on_aws)
+    status, headers, _ = page("keys", on_aws)
     assert status == 303 and headers["Location"] == "/api/dashboard/signin"
-    _, headers, body = dashboard.handle("GET", ("signin",), None, {}, None, "1.2.3.4", on_aws)
+    _, headers, body = page("signin", on_aws)
     assert 'action="/api/dashboard/signin"' in body
     assert headers["Set-Cookie"].endswith("; Secure; Max-Age=3600")  # https on API Gateway
-    status, headers, _ = dashboard.handle("GET", ("keys",), None, {"Host": "evil.example//x"},
-                                          None, "1.2.3.4", {})
+    status, headers, _ = page("keys", {}, {"Host": "evil.example//x"})
     assert headers["Location"] == "/dashboard/signin"
 
 
@@ -510,11 +517,9 @@ def test_links_on_the_http_apis_default_stage_have_no_stage_prefix(aws_mock):
     """The HTTP API (the default front door) serves its `$default` stage at the root."""
     on_http_api = {"domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
                    "stage": "$default"}
-    status, headers, _ = dashboard.handle("GET", ("keys",), None, {}, None, "1.2.3.4",
-                                          on_http_api)
+    status, headers, _ = page("keys", on_http_api)
     assert status == 303 and headers["Location"] == "/dashboard/signin"
-    _, headers, body = dashboard.handle("GET", ("signin",), None, {}, None, "1.2.3.4",
-                                        on_http_api)
+    _, headers, body = page("signin", on_http_api)
     assert 'action="/dashboard/signin"' in body and "$default" not in body
     assert headers["Set-Cookie"].endswith("; Secure; Max-Age=3600")
 

@@ -15,6 +15,7 @@ from chalicelib.domain import devices
 from chalicelib.storage import tables
 from chalicelib.storage.tables import Message
 from chalicelib.surfaces import device_api
+from chalicelib.surfaces.request import HttpRequest
 from tests import sending
 
 PHONE = "+8801712345678"
@@ -24,8 +25,16 @@ def auth(token):
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
+def device_call(endpoint, headers, query, body):
+    """/device/<endpoint> as app.py hands it over; the JSON body decoded."""
+    method = "GET" if endpoint == "jobs" else "POST"
+    status, answer_headers, text = device_api.handle(HttpRequest.of(
+        method, f"/device/{endpoint}", headers=headers, query=query, body=body))
+    return status, answer_headers, json.loads(text)
+
+
 def poll(token, wait):
-    return device_api.handle("jobs", auth(token), {"wait": [str(wait)]}, None)
+    return device_call("jobs", auth(token), {"wait": [str(wait)]}, None)
 
 
 def test_at_most_max_live_polls_per_device(account, atomic_moto):
@@ -116,7 +125,7 @@ def test_removed_device_is_refused_on_its_next_request(client, account, quiet_lo
     if endpoint == "jobs":
         assert_removed(poll(token, 0))
     else:
-        assert_removed(device_api.handle(endpoint, auth(token), None,
+        assert_removed(device_call(endpoint, auth(token), None,
                                          json.dumps(body).encode()))
     assert tables.IncomingMessage.count() == 0
     assert tables.Device.count() == 0  # nothing wrote the device back
@@ -146,14 +155,14 @@ def test_removal_through_the_domain_keeps_warm_call_counts(account, aws_calls):
     first incoming SMS below warms them)."""
     _, _, device, token = account
     devices.authenticate(token)
-    device_api.handle("incoming", auth(token), None, json.dumps({"messages": [
+    device_call("incoming", auth(token), None, json.dumps({"messages": [
         {"device_message_id": "m-1", "phone_number": PHONE, "message": "warm",
          "received_at": 1}]}).encode())
     aws_calls.clear()
-    device_api.handle("heartbeat", auth(token), None, b'{"app_state": "running"}')
+    device_call("heartbeat", auth(token), None, b'{"app_state": "running"}')
     assert list(aws_calls) == [("dynamodb", "UpdateItem")]
     aws_calls.clear()
-    device_api.handle("incoming", auth(token), None, json.dumps({"messages": [
+    device_call("incoming", auth(token), None, json.dumps({"messages": [
         {"device_message_id": "m-2", "phone_number": PHONE, "message": "hi",
          "received_at": 1}]}).encode())
     assert list(aws_calls) == [("dynamodb", "TransactWriteItems")]

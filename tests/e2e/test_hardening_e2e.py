@@ -179,10 +179,12 @@ def test_poll_limit_and_removed_device(gateway):
 POLL_IN_ITS_OWN_PROCESS = """
 import json, sys
 from chalicelib.surfaces import device_api
+from chalicelib.surfaces.request import HttpRequest
 print("ready", flush=True)
 sys.stdin.readline()  # all processes start their poll together
-status, headers, body = device_api.handle(
-    "jobs", {"Authorization": "Bearer " + sys.argv[1]}, {"wait": ["3"]}, None)
+status, headers, body = device_api.handle(HttpRequest.of(
+    "GET", "/device/jobs", headers={"Authorization": "Bearer " + sys.argv[1]},
+    query={"wait": ["3"]}))
 print(json.dumps([status, headers.get("Retry-After")]))
 """
 

@@ -11,6 +11,7 @@ from chalicelib.core.errors import BadRequest
 from chalicelib.domain.webhooks import smsgate
 from chalicelib.domain.webhooks.events import Event
 from chalicelib.storage.webhook_tables import Webhook
+from chalicelib.surfaces.smsgate import webhook_events
 
 
 def event(kind, **data):
@@ -22,12 +23,12 @@ def event(kind, **data):
 
 def hook(name="sms:failed", device=None):
     return Webhook(account_id="acc_1", webhook_id="wh_0123456789abcdef", url="https://x",
-                   events=smsgate.our_events(name), secret="k", style="smsgate",
+                   events=webhook_events.our_events(name), secret="k", style="smsgate",
                    smsgate_event=name, device_uid=device, created_at=0)
 
 
 def test_failed_and_expired_are_their_sms_failed():
-    assert smsgate.our_events("sms:failed") == ["sms.failed", "sms.expired"]
+    assert webhook_events.our_events("sms:failed") == ["sms.failed", "sms.expired"]
     sent = json.loads(smsgate.body(hook(), event("sms.expired")))
     assert set(sent) == {"id", "webhookId", "event", "deviceId", "payload"}
     assert (sent["event"], sent["deviceId"]) == ("sms:failed", "a" * 16)
@@ -44,7 +45,7 @@ def test_the_device_filter():
 @pytest.mark.parametrize("name", ["system:ping", "mms:received", "nonsense"])
 def test_events_we_never_produce_are_refused(name):
     with pytest.raises(BadRequest):
-        smsgate.our_events(name)
+        webhook_events.our_events(name)
 
 
 def test_signature_is_hmac_sha256_of_body_then_timestamp():

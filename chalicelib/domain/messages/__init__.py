@@ -9,6 +9,7 @@ outbox sweep queues it later. Devices may see a job twice; the conditional lease
 import json
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
@@ -20,8 +21,22 @@ from chalicelib.domain.devices import job_hint
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Device, Message, update_if
 
-TERMINAL = ("delivered", "failed", "expired", "cancelled")
-OPEN = ("pending", "processing")  # what the sweeps must still settle; `sent` awaits only a receipt
+
+class Status(StrEnum):
+    """A message's lifecycle state. Its values are the stored text, so a Status and the string
+    read from the table compare and hash alike; other APIs' names for them live with those
+    surfaces (SMSGate's: surfaces/smsgate/states.py)."""
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = (Status.DELIVERED, Status.FAILED, Status.EXPIRED, Status.CANCELLED)
+OPEN = (Status.PENDING, Status.PROCESSING)  # the sweeps must settle these; `sent` awaits a receipt
 DIGITS = re.compile(r"[0-9]{1,16}")  # ASCII only: int() would also take '٢', '1_000', '+1'
 
 
@@ -225,7 +240,7 @@ def lookup(account_id: str, message_id) -> Message:
 def status_of(message: Message) -> dict:
     """`check_status` data: the reference's four fields first, then our extras."""
     return {
-        "status": message.status,
+        "status": Status(message.status),
         "created_at": clock.fmt(message.created_at),
         "processed_at": clock.fmt(message.processed_at),
         "phone_number": message.phone_number,

@@ -38,7 +38,7 @@ MAX_SCAN = 2000  # messages read at most for one page of groups
 
 
 @dataclass(frozen=True)
-class Request:
+class GroupSend:
     """One send, checked: numbers are E.164, or ciphertext when `encrypted`."""
     numbers: tuple
     text: str
@@ -88,7 +88,7 @@ def _claim(account_id: str, group_id: str, fingerprint: str) -> Idempotency | No
     return Idempotency.get(record.key, consistent_read=True)
 
 
-def send(caller, group_id: str | None, request: Request) -> tuple[str, list[Message], bool]:
+def send(caller, group_id: str | None, request: GroupSend) -> tuple[str, list[Message], bool]:
     """Accept one group: (group id, its messages in recipient order, replayed). Without a
     client id nobody can repeat the request, so nothing is claimed: the messages are written,
     then the group record (a crash between leaves them listed under the id, never lost)."""

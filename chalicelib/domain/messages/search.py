@@ -14,10 +14,11 @@ from chalicelib.core import clock, ids
 from chalicelib.core.errors import BadRequest, NotFound
 from chalicelib.core.text import ascii_int
 from chalicelib.domain import phone
+from chalicelib.domain.messages import Status
 from chalicelib.storage.tables import IncomingMessage, Message
 
 KINDS = {"outgoing": Message, "incoming": IncomingMessage}
-STATUSES = ("pending", "processing", "sent", "delivered", "failed", "expired", "cancelled")
+STATUSES = tuple(Status)
 PAGE, MAX_PAGES = 100, 5
 
 

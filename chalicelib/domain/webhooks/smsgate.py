@@ -7,6 +7,8 @@ timestamp))` and `X-Timestamp: <unix seconds>`. The signing key is the account's
 (`Account.smsgate_signing_key`, as SMSGate's `webhooks.signing_key` setting is the phone's):
 made on first use, replaceable through the client API's settings, copied to every SMSGate-style
 endpoint so the queue function signs without another read. Imported only by webhook code.
+SMSGate's event names (an endpoint stores the one it was made for, `smsgate_event`) are the
+client API's: surfaces/smsgate/webhook_events.py.
 """
 import hashlib
 import hmac
@@ -19,24 +21,7 @@ from chalicelib.storage.model_base import update_if
 from chalicelib.storage.tables import Account
 from chalicelib.storage.webhook_tables import Webhook
 
-# SMSGate's event -> ours. An SMSGate `sms:failed` is also our `sms.expired` (it has no such).
-EVENTS = {"sms:received": ["sms.received"], "sms:sent": ["sms.sent"],
-          "sms:delivered": ["sms.delivered"], "sms:failed": ["sms.failed", "sms.expired"],
-          "sms:cancelled": ["sms.cancelled"]}
-NOT_SENT = ("sms:data-received", "mms:received", "mms:downloaded", "system:ping",
-            "app:started", "sms:batch:received", "sms:batch:data-received",
-            "mms:batch:received", "mms:batch:downloaded")
 MIN_KEY, MAX_KEY = 16, 256
-
-
-def our_events(event: str) -> list[str]:
-    if event in EVENTS:
-        return EVENTS[event]
-    if event in NOT_SENT:  # SMSGate has it; this gateway never produces it
-        raise BadRequest(f"Event {event} is not supported: this gateway never produces it; "
-                         f"supported: {', '.join(EVENTS)}.", "event", code="not_supported")
-    raise BadRequest(f"Invalid event {str(event)[:40]}: unknown event; supported: "
-                     f"{', '.join(EVENTS)}.", "event")
 
 
 def signing_key(account_id: str) -> str:
@@ -114,10 +99,3 @@ def signature(key: str, timestamp: int, body_bytes: bytes) -> str:
 def headers(key: str, timestamp: int, body_bytes: bytes) -> dict:
     return {"X-Signature": signature(key, timestamp, body_bytes),
             "X-Timestamp": str(timestamp)}
-
-
-def describe(webhook: Webhook) -> dict:
-    """An endpoint as SMSGate's client API shows it."""
-    return {"id": webhook.webhook_id, "url": webhook.url, "event": webhook.smsgate_event,
-            "deviceId": webhook.device_uid}
-

@@ -8,11 +8,11 @@ access table (access.py) names for the route, and every POST must carry the sess
 token (or, signed out, the double-submit token) and, when the browser sends one, this
 gateway's Origin.
 """
-import logging
 import re
 
-from chalicelib.core.errors import GatewayError, NotFound, from_unexpected
+from chalicelib.core.errors import GatewayError, NotFound
 from chalicelib.domain import roles, sessions
+from chalicelib.surfaces import answers
 from chalicelib.surfaces.dashboard import (
     access,
     account_pages,
@@ -27,9 +27,8 @@ from chalicelib.surfaces.dashboard import (
     web,
     webhook_pages,
 )
-from chalicelib.surfaces.dashboard.web import Request
-
-log = logging.getLogger("smsgw")
+from chalicelib.surfaces.dashboard.web import PageRequest
+from chalicelib.surfaces.request import HttpRequest
 
 # (method, path pattern) -> page; "*" matches one path part, passed to the page in order.
 ROUTES = {}
@@ -69,16 +68,16 @@ def _match(method: str, parts: tuple):
     return None, None, None
 
 
-def not_found(request: Request):
+def not_found(request: PageRequest):
     return web.render(request, "error.html", 404, title="Not found",
                       message="There is no such page in your dashboard.")
 
 
-def refused(request: Request, message: str):
+def refused(request: PageRequest, message: str):
     return web.render(request, "error.html", 403, title="Refused", message=message)
 
 
-def role_refused(request: Request, needed: str):
+def role_refused(request: PageRequest, needed: str):
     """A member whose role is below the route's: nothing ran; say which role it needs."""
     return web.render(request, "error.html", 403, title="Your role does not allow this",
                       message=f"This needs the {needed} role"
@@ -88,26 +87,21 @@ def role_refused(request: Request, needed: str):
                                 "was changed.")
 
 
-def handle(method: str, parts: tuple, query: dict | None, headers: dict, body: bytes | None,
-           source_ip: str | None, context: dict | None):
+def handle(request: HttpRequest):
     """Answer one dashboard request: (http_status, headers, body text)."""
-    request = Request(method=method, parts=tuple(p for p in parts if p), query={
-        k: (v[0] if isinstance(v, list) else v) for k, v in (query or {}).items()},
-        headers={k.lower(): v for k, v in (headers or {}).items()}, body=body,
-        source_ip=source_ip, context=context or {})
-    try:
-        return _handle(request)
-    except NotFound:  # the same answer whether it is another account's or nobody's
+    return answers.guarded(_handle, PageRequest.of(request), error_page)
+
+
+def error_page(error: GatewayError, request: PageRequest):
+    """The dashboard's one error answer: a page, never a traceback. Not found is the same page
+    whether it is another account's or nobody's."""
+    if isinstance(error, NotFound):
         return not_found(request)
-    except Exception as exc:  # never a traceback: a plain error page
-        error = exc if isinstance(exc, GatewayError) else from_unexpected(exc)
-        if not isinstance(exc, GatewayError):
-            log.exception("unexpected error in the dashboard")
-        return web.render(request, "error.html", 503 if error.retry_after else 400,
-                          title="Something went wrong", message=error.message)
+    return web.render(request, "error.html", 503 if error.retry_after else 400,
+                      title="Something went wrong", message=error.message)
 
 
-def _account_stop(request: Request):
+def _account_stop(request: PageRequest):
     """An operator in no account goes to the console; a suspended account's pages are refused
     (one GetItem of the account per page: at once, not after a cache)."""
     from chalicelib.domain import accounts, operators
@@ -121,7 +115,7 @@ def _account_stop(request: Request):
     return None
 
 
-def _handle(request: Request):
+def _handle(request: PageRequest):
     if request.parts and request.parts[0] == "static" and len(request.parts) == 2 \
             and request.method == "GET":
         return web.static(request, request.parts[1])

@@ -26,7 +26,9 @@ _env.filters["when"] = lambda ms: clock.fmt(ms) or "—"
 
 
 @dataclass
-class Request:
+class PageRequest:
+    """A dashboard page's request: the HTTP request's parts, plus what the dashboard learns of
+    it on the way (the form, the session)."""
     method: str
     parts: tuple
     query: dict
@@ -34,8 +36,16 @@ class Request:
     body: bytes | None
     source_ip: str | None
     context: dict
+    route: str = "/dashboard"
     form: dict = field(default_factory=dict)
     session: object = None
+
+    @classmethod
+    def of(cls, http) -> "PageRequest":
+        """From the one request value (surfaces/request.py): the query one value a name."""
+        return cls(method=http.method, parts=http.parts, query=http.last_values(),
+                   headers=http.headers, body=http.body, source_ip=http.source_ip,
+                   context=http.context, route=http.route)
 
     @property
     def secure(self) -> bool:
@@ -87,7 +97,7 @@ class Request:
         return found
 
 
-def parse_form(request: Request) -> dict:
+def parse_form(request: PageRequest) -> dict:
     body = request.body or b""
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
@@ -103,7 +113,7 @@ def parse_form(request: Request) -> dict:
     return form
 
 
-def same_origin(request: Request) -> bool:
+def same_origin(request: PageRequest) -> bool:
     """A POST's Origin (browsers send it) must be this gateway: a second line behind CSRF tokens
     and SameSite=Strict."""
     origin = request.headers.get("origin")
@@ -117,7 +127,7 @@ def token_equal(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a, b)
 
 
-def set_cookie(request: Request, name: str, value: str, max_age: int | None = None) -> str:
+def set_cookie(request: PageRequest, name: str, value: str, max_age: int | None = None) -> str:
     parts = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Strict"]
     if request.secure:
         parts.append("Secure")
@@ -126,7 +136,7 @@ def set_cookie(request: Request, name: str, value: str, max_age: int | None = No
     return "; ".join(parts)
 
 
-def security_headers(request: Request | None, content_type: str) -> dict:
+def security_headers(request: PageRequest | None, content_type: str) -> dict:
     headers = {"Content-Type": content_type, "Content-Security-Policy": CSP,
                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
@@ -136,7 +146,7 @@ def security_headers(request: Request | None, content_type: str) -> dict:
     return headers
 
 
-def pre_token(request: Request) -> tuple[str, str | None]:
+def pre_token(request: PageRequest) -> tuple[str, str | None]:
     """The double-submit token of the signed-out forms (sign in, set password): the cookie's
     value, or a new one with the Set-Cookie that stores it."""
     existing = request.cookie(PRE_COOKIE)
@@ -169,14 +179,14 @@ def _multipart(content_type: str, body: bytes) -> dict:
     return form
 
 
-def _can(request: Request):
+def _can(request: PageRequest):
     """For templates: whether the signed-in member's role allows what needs `role` (so a page
     offers only the actions the router would run; dashboard/access.py decides)."""
     from chalicelib.domain import roles
     return lambda role: request.session is not None and roles.allows(request.session.role, role)
 
 
-def render(request: Request, template: str, status: int = 200, cookies=(), **values):
+def render(request: PageRequest, template: str, status: int = 200, cookies=(), **values):
     values.setdefault("session", request.session)
     values.setdefault("root", request.root)
     values.setdefault("csrf", getattr(request.session, "csrf_token", ""))
@@ -190,12 +200,12 @@ def render(request: Request, template: str, status: int = 200, cookies=(), **val
     return status, headers, body
 
 
-def link_not_valid(request: Request, error) -> tuple:
+def link_not_valid(request: PageRequest, error) -> tuple:
     """The page for a mailed or printed one-time link that is spent, expired or unknown (410)."""
     return render(request, "error.html", 410, title="Link not valid", message=error.message)
 
 
-def redirect(request: Request, path: str, cookies=(), **query):
+def redirect(request: PageRequest, path: str, cookies=(), **query):
     location = request.root + path + (("?" + urlencode(query)) if query else "")
     headers = security_headers(request, "text/plain; charset=utf-8")
     headers["Location"] = location
@@ -209,7 +219,7 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
                 ".svg": "image/svg+xml"}
 
 
-def static(request: Request, name: str):
+def static(request: PageRequest, name: str):
     path = (HERE / "static" / name)
     if path.suffix not in STATIC_TYPES or path.parent != HERE / "static" or not path.is_file():
         return render(request, "error.html", 404, title="Not found",

@@ -7,7 +7,22 @@ import hashlib
 import html
 import json
 
+from chalicelib.core import errors
 from chalicelib.surfaces.rest_v1 import schema
+
+# The error codes the docs page lists, each with the error class that carries it (its status
+# is the one surfaces/answers.py gives a problem document).
+ERROR_CODES = {
+    "unauthorized": errors.Unauthorized, "forbidden": errors.Forbidden,
+    "not_found": errors.NotFound, "no_device": errors.NotFound, "conflict": errors.Conflict,
+    "not_cancellable": errors.Conflict, "rate_limited": errors.RateLimited,
+    "otp_cooldown": errors.RateLimited, "otp_hourly_cap": errors.RateLimited,
+    "pool_at_capacity": errors.RateLimited, "pool_paused": errors.RateLimited,
+    "invalid_request": errors.Malformed, "method_not_allowed": errors.MethodNotAllowed,
+    "unsupported_media_type": errors.UnsupportedMediaType, "invalid_cursor": errors.Malformed,
+    "temporarily_unavailable": errors.Unavailable, "internal_error": errors.Unavailable,
+    "no_device_running": errors.Unavailable, "invalid_otp": errors.InvalidOtp,
+    "invalid_parameter": errors.BadRequest}
 
 ERROR_TEXT = {400: "Malformed request: not strict JSON (duplicate key, NaN/Infinity, lone "
                    "surrogate, nested or large beyond the limits), a field of the wrong type "
@@ -144,11 +159,11 @@ def docs_page() -> str:
             parts.append(f"<h3>Answer {op.ok}</h3>" + _fields(op.answer))
         if op.errors:
             parts.append("<p>Errors: " + ", ".join(map(str, op.errors)) + "</p>")
-    from chalicelib.surfaces.rest_v1 import STATUS_OF_CODE
+    from chalicelib.surfaces.answers import problem_status
     parts.append("<h2 id=errors>Errors</h2><p>Every error is a problem document: "
                  "<code>type</code> links here, <code>code</code> is the compat API's error "
                  "code, <code>parameter</code> names the field at fault, 429/503 carry "
                  "<code>Retry-After</code>.</p><table><tr><th>code</th><th>status</th></tr>")
     parts += [f"<tr id=error-{code.replace('_', '-')}><td><code>{code}</code></td>"
-              f"<td>{status}</td></tr>" for code, status in sorted(STATUS_OF_CODE.items())]
+              f"<td>{problem_status(kind)}</td></tr>" for code, kind in sorted(ERROR_CODES.items())]
     return "".join(parts) + "</table></html>"

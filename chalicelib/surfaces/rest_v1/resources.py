@@ -8,7 +8,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.core import clock, settings
-from chalicelib.core.errors import BadRequest, GatewayError, from_unexpected
+from chalicelib.core.errors import BadRequest, GatewayError, Malformed, from_unexpected
 from chalicelib.domain import (
     devices,
     encryption,
@@ -23,7 +23,7 @@ from chalicelib.domain import (
 )
 from chalicelib.domain.messages import history as message_history
 from chalicelib.domain.webhooks import delivery_log
-from chalicelib.surfaces import compat_api
+from chalicelib.surfaces import answers, compat_api
 from chalicelib.surfaces.rest_v1.validation import epoch_ms, rfc3339
 
 SEND_WORKERS = 8  # botocore keeps 10 connections per client
@@ -81,9 +81,8 @@ def _requested_timing(valid_for: int | None, send_at: int | None) -> str | None:
 
 
 def _error_entry(number: str, error: GatewayError) -> dict:
-    from chalicelib.surfaces.rest_v1 import problem
     return {"id": None, "phone_number": number, "status": "rejected", "queued": False,
-            "error": problem(error)[1]}
+            "error": answers.problem_document(error)[1]}
 
 
 def _sealed(raw: list) -> list[str]:
@@ -173,7 +172,7 @@ class _CursorFits:
 
     def __exit__(self, kind, error, _):
         if isinstance(error, BadRequest) and error.parameter == "cursor":
-            raise BadRequest("Invalid cursor: it does not fit this query. Pass the next_cursor "
+            raise Malformed("Invalid cursor: it does not fit this query. Pass the next_cursor "
                              "of the previous page with the same filters, or no cursor to "
                              "start again.", "cursor", code="invalid_cursor")
         return False
@@ -240,8 +239,7 @@ def updateDevice(caller, device_id, body):  # noqa: N802
     """The CLI's `device pace` (pool.set_device_limits): null is the default, a window of 0 is
     none."""
     if not body:
-        raise BadRequest("Give pace_per_hour, window_parts or both.", "pace_per_hour",
-                         code="invalid_request")
+        raise Malformed("Give pace_per_hour, window_parts or both.", "pace_per_hour")
     limits = {}
     if "pace_per_hour" in body:
         limits["pace"] = "default" if body["pace_per_hour"] is None else body["pace_per_hour"]

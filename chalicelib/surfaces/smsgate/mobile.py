@@ -13,67 +13,38 @@ app pull GET /message. By default (SMSGW_MOBILE_EVENTS_HOLD_SECONDS=0) /events a
 and that pull is the doorbell; a hold > 0 long-polls the device's queue first (SQS as doorbell,
 the job left visible) and answers one MessageEnqueued event as soon as a job is there.
 """
-import json
-import logging
-
 from chalicelib.core import settings, text
-from chalicelib.core.errors import (
-    BadRequest,
-    Forbidden,
-    GatewayError,
-    NotFound,
-    Unauthorized,
-    from_unexpected,
-)
+from chalicelib.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from chalicelib.domain import devices
 from chalicelib.domain.devices import app_phones
-from chalicelib.surfaces import params
+from chalicelib.surfaces import answers, params
+from chalicelib.surfaces.request import HttpRequest
 from chalicelib.surfaces.smsgate.mobile_request import (
     HANDED_OUT,
-    JSON_HEADERS,
     MAX_SIM_CARDS,
-    UPGRADE,
-    Request,
-    TooOld,
+    AppRequest,
     answer,
     app_version,
+    error_answer,
 )
 
-log = logging.getLogger("smsgw")
 # Registration is read before anyone is known: its body (a name, a push token, two SIM cards)
 # is a few hundred bytes, so a larger one is refused before it is parsed.
 REGISTER_BODY_BYTES = 8 * 1024
 
 
-def handle(method: str, route: str, path_params: dict, query: dict | None, headers: dict,
-           body: bytes | None, source_ip: str | None, context: dict | None = None):
+def handle(request: HttpRequest):
     """Answer one request of the app: (status, headers, body text)."""
-    headers = {k.lower(): v for k, v in (headers or {}).items()}
-    try:
-        try:
-            version = app_version(headers)
-            request = Request(method, route, path_params or {}, params.single_values(query),
-                              headers, body, source_ip, context or {}, version)
-            handler = ROUTES.get((method, route))
-            if handler is None:
-                raise NotFound(f"No {method} {route}.", None)
-            return handler(request)
-        except GatewayError:
-            raise
-        except Exception as exc:  # storage trouble: retryable, without internals
-            error = from_unexpected(exc)
-            if error.code == "internal_error":
-                log.exception("unexpected error in %s %s", method, route)
-            raise error
-    except GatewayError as error:
-        status = UPGRADE if isinstance(error, TooOld) else error.http_status
-        extra = {**JSON_HEADERS, "X-Error-Code": error.code}  # as our other APIs give it
-        if status == 401:
-            extra["WWW-Authenticate"] = 'Bearer realm="smsgw-mobile"'
-        if error.retry_after is not None:
-            extra["Retry-After"] = str(error.retry_after)
-        return status, extra, json.dumps({"message": error.message, "code": error.code,
-                                          "parameter": error.parameter})
+    return answers.guarded(_answer, request, error_answer)
+
+
+def _answer(http: HttpRequest):
+    version = app_version(http.headers)  # an app too old is told so before anything else
+    request = AppRequest(http, params.single_values(http.query), version)
+    handler = ROUTES.get((request.method, request.route))
+    if handler is None:
+        raise NotFound(f"No {request.method} {request.route}.", None)
+    return handler(request)
 
 
 def _object(document, allowed: set, where: str) -> dict:
@@ -97,7 +68,7 @@ def _sims(document: dict) -> int | None:
 # --- /device ----------------------------------------------------------------------------------
 
 
-def register(request: Request):
+def register(request: AppRequest):
     """POST /device: a new device of the account the private token or pairing code names."""
     request.no_query()
     scheme, value = request.authorization()
@@ -120,7 +91,7 @@ def register(request: Request):
                         "login": f"device-{device.device_id}"})
 
 
-def patch_device(request: Request):
+def patch_device(request: AppRequest):
     """PATCH /device: the app's SIM cards (and version) after a start or a SIM change."""
     request.no_query()
     device = request.device()
@@ -131,7 +102,7 @@ def patch_device(request: Request):
     return answer(204)
 
 
-def get_device(request: Request):
+def get_device(request: AppRequest):
     """GET /device: the address the gateway sees (the app shows it); the token is optional."""
     request.no_query()
     if request.headers.get("authorization"):
@@ -142,7 +113,7 @@ def get_device(request: Request):
 # --- /settings, /webhooks ---------------------------------------------------------------------
 
 
-def get_settings(request: Request):
+def get_settings(request: AppRequest):
     """GET /settings: only the key the app signs its webhooks to us with (the app keeps its
     other settings; SettingsService.update imports the sections given)."""
     request.no_query()
@@ -155,7 +126,7 @@ def receiver_url(server_url: str, device_uid: str) -> str:
     return f"{server_url}/app-webhooks/{device_uid}"
 
 
-def get_webhooks(request: Request):
+def get_webhooks(request: AppRequest):
     """GET /webhooks: our own receiver for each event the app reports by webhook."""
     request.no_query()
     device = request.device()
@@ -171,7 +142,7 @@ def get_webhooks(request: Request):
 EVENT_STREAM = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
-def events(request: Request):
+def events(request: AppRequest):
     """GET /events: answered whole (see the module's docstring); a sign of life either way."""
     request.no_query()
     device = request.device()
@@ -186,12 +157,12 @@ def events(request: Request):
     return 200, dict(EVENT_STREAM), body
 
 
-def _messages(request: Request):
+def _messages(request: AppRequest):
     from chalicelib.surfaces.smsgate import mobile_messages
     return mobile_messages.handle(request)
 
 
-def _app_webhook(request: Request):
+def _app_webhook(request: AppRequest):
     from chalicelib.surfaces.smsgate import mobile_webhooks
     return mobile_webhooks.handle(request)
 

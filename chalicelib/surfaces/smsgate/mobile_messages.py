@@ -23,17 +23,16 @@ from chalicelib.domain.messages import DIGITS, cancelling
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Message, update_if
 from chalicelib.surfaces.smsgate import states
-from chalicelib.surfaces.smsgate.mobile_request import Request, answer
+from chalicelib.surfaces.smsgate.mobile_request import AppRequest, answer
 
 MAX_JOBS = 10  # one SQS receive
 MAX_PATCH = 100
 MAX_ERROR = 500
-APP_STATES = ("Pending", "Cancelling", "Cancelled", "Processed", "Sent", "Delivered", "Failed")
 FORWARD = {"processing": 1, "sent": 2, "delivered": 3}  # our states a report may only advance
 OTP_PRIORITY = 100  # SMSGate: priority >= 100 skips the app's own send delays and limits
 
 
-def handle(request: Request):
+def handle(request: AppRequest):
     return get_messages(request) if request.method == "GET" else patch_messages(request)
 
 
@@ -52,11 +51,11 @@ def to_app(job: dict) -> dict:
             "withDeliveryReport": True, "isEncrypted": bool(job.get("is_encrypted")),
             "validUntil": iso(job.get("expires_at")),
             "priority": OTP_PRIORITY if job.get("kind") == "otp" else 0,
-            "state": states.to_smsgate("processing", cancelling=True)
-            if cancelling.is_notice(job) else "Pending"}
+            "state": states.State.CANCELLING if cancelling.is_notice(job)
+            else states.State.PENDING}
 
 
-def get_messages(request: Request):
+def get_messages(request: AppRequest):
     device = request.device()
     unknown = sorted(set(request.query) - {"order"})
     if unknown:
@@ -85,9 +84,9 @@ def _text(value, name: str, max_chars: int, required: bool = True):
 
 
 def _state(value, name: str) -> str:
-    if value not in APP_STATES:
+    if value not in states.STATES:
         raise BadRequest(f"Invalid {name}: {str(value)[:20]!r} is not one of "
-                         f"{', '.join(APP_STATES)}.", name)
+                         f"{', '.join(states.STATES)}.", name)
     return value
 
 
@@ -119,7 +118,7 @@ def parse_item(item) -> tuple[int, str, str | None]:
         _number(recipient.get("phoneNumber"))
         state = _state(recipient.get("state"), "recipients.state")
         error = _text(recipient.get("error"), "error", MAX_ERROR, required=False)
-    if state == "Cancelling":
+    if state == states.State.CANCELLING:
         raise BadRequest("state Cancelling is not a report: send Cancelled once it is.", "state")
     if item.get("states") is not None and not isinstance(item["states"], dict):
         raise BadRequest("states must be an object of state -> time.", "states")
@@ -175,7 +174,7 @@ def _processed(device, message_id: int) -> None:
         _check_one(device, message_id)  # raises NotFound
 
 
-def patch_messages(request: Request):
+def patch_messages(request: AppRequest):
     device = request.device()
     request.no_query()
     document = request.json()

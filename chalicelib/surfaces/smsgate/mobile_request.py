@@ -4,11 +4,13 @@ for events. A module of its own so the handlers import it and mobile.py imports 
 """
 import json
 import re
+from dataclasses import dataclass
 
 from chalicelib.core import settings
 from chalicelib.core.errors import BadRequest, GatewayError, Unauthorized
 from chalicelib.domain import devices
 from chalicelib.surfaces import jsonbody
+from chalicelib.surfaces.request import HttpRequest
 
 PREFIX = "/mobile/v1"
 MIN_VERSION = (1, 53, 0)
@@ -27,6 +29,7 @@ HANDED_OUT = ("sms:received", "sms:data-received", "system:ping")
 
 class TooOld(GatewayError):
     code = "app_too_old"
+    http_status = UPGRADE
 
 
 def app_version(headers: dict) -> str | None:
@@ -59,12 +62,23 @@ def base_url(headers: dict, context: dict | None) -> str:
     return f"http://{headers.get('host') or 'localhost'}"
 
 
-class Request:
-    def __init__(self, method, route, path_params, query, headers, body, source_ip, context,
-                 version):
-        self.method, self.route, self.path_params = method, route, path_params
-        self.query, self.headers, self.body = query, headers, body
-        self.source_ip, self.context, self.version = source_ip, context, version
+@dataclass(frozen=True)
+class AppRequest:
+    """A request of SMSGate's app: the HTTP request, its query one value a name, and the app
+    version its User-Agent gives (None: not the app's ktor client)."""
+    http: HttpRequest
+    query: dict
+    version: str | None
+
+    @property
+    def route(self) -> str:
+        """The route below /mobile/v1, e.g. /device."""
+        return self.http.route.removeprefix(PREFIX)
+
+    def __getattr__(self, name):  # method, headers, body, path_params, source_ip: the HTTP's
+        if name == "http":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.http, name)
 
     def authorization(self) -> tuple[str, str]:
         scheme, _, value = self.headers.get("authorization", "").strip().partition(" ")
@@ -94,7 +108,19 @@ class Request:
 
     @property
     def server_url(self) -> str:
-        return base_url(self.headers, self.context) + PREFIX
+        return base_url(self.headers, self.http.context) + PREFIX
+
+
+def error_answer(error: GatewayError, request=None) -> tuple[int, dict, str]:
+    """SMSGate's app reads `{"message"}`; our code and parameter ride along (and X-Error-Code,
+    as our other APIs give it). An app too old is 426."""
+    headers = {**JSON_HEADERS, "X-Error-Code": error.code}
+    if error.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="smsgw-mobile"'
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return error.http_status, headers, json.dumps({"message": error.message, "code": error.code,
+                                                    "parameter": error.parameter})
 
 
 def answer(status: int, body=None):

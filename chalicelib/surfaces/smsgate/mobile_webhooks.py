@@ -31,13 +31,14 @@ from chalicelib.domain.messages import DIGITS
 from chalicelib.storage.tables import Device, Idempotency
 from chalicelib.surfaces import jsonbody
 from chalicelib.surfaces.smsgate import states
-from chalicelib.surfaces.smsgate.mobile_request import APP_EVENTS, Request, answer
+from chalicelib.surfaces.smsgate.mobile_request import APP_EVENTS, AppRequest, answer
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_SKEW_SECONDS = 300
 SEEN_SECONDS = 2 * MAX_SKEW_SECONDS  # an event id is remembered past the window it can replay in
 MAX_TEXT = 5000
-REPORTS = {"sms:sent": "Sent", "sms:delivered": "Delivered", "sms:failed": "Failed"}
+REPORTS = {"sms:sent": states.State.SENT, "sms:delivered": states.State.DELIVERED,
+           "sms:failed": states.State.FAILED}
 IGNORED = ("sms:cancelled", "mms:received", "mms:downloaded", "app:started")
 
 
@@ -46,7 +47,7 @@ DENIED = ("Unknown device or invalid X-Signature: the URL and key are those GET 
 STAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes '²' and '٣'
 
 
-def handle(request: Request):
+def handle(request: AppRequest):
     body = request.body or b""
     jsonbody.check_size(body, MAX_BODY_BYTES)
     stamp, signature = _signed_headers(request.headers)

@@ -8,58 +8,78 @@ cancelled. SMSGate has no expired state: ours is `Failed`, with our reason as th
 `cancelling` mark (a cancel asked of a message an app phone holds, waiting for the phone to
 confirm) shows as `Cancelling`.
 """
+from enum import StrEnum
+
+from chalicelib.domain.messages import Status
+
+
+class State(StrEnum):
+    """SMSGate's ProcessingState: the only place this gateway spells its names."""
+    PENDING = "Pending"
+    CANCELLING = "Cancelling"
+    CANCELLED = "Cancelled"
+    PROCESSED = "Processed"
+    SENT = "Sent"
+    DELIVERED = "Delivered"
+    FAILED = "Failed"
+
+
 TO_SMSGATE = {
-    "pending": "Pending",
-    "processing": "Processed",
-    "sent": "Sent",
-    "delivered": "Delivered",
-    "failed": "Failed",
-    "expired": "Failed",
-    "cancelled": "Cancelled",
+    Status.PENDING: State.PENDING,
+    Status.PROCESSING: State.PROCESSED,
+    Status.SENT: State.SENT,
+    Status.DELIVERED: State.DELIVERED,
+    Status.FAILED: State.FAILED,
+    Status.EXPIRED: State.FAILED,
+    Status.CANCELLED: State.CANCELLED,
 }
-STATES = ("Pending", "Cancelling", "Cancelled", "Processed", "Sent", "Delivered", "Failed")
+STATES = tuple(State)
 
 # What a state the app reports means for us; `Pending` changes nothing (the app has not
 # taken the message yet), so it has no entry.
 FROM_SMSGATE = {
-    "Processed": "processing",
-    "Sent": "sent",
-    "Delivered": "delivered",
-    "Failed": "failed",
+    State.PROCESSED: Status.PROCESSING,
+    State.SENT: Status.SENT,
+    State.DELIVERED: Status.DELIVERED,
+    State.FAILED: Status.FAILED,
     # The app cancelled it (its own cancel, or ours confirmed): it will not send it.
-    "Cancelled": "cancelled",
+    State.CANCELLED: Status.CANCELLED,
 }
+# When a message entered each state, as SMSGate's `states` history shows it: our field.
+STAMPS = ((State.PENDING, "created_at"), (State.PROCESSED, "leased_at"),
+          (State.SENT, "processed_at"), (State.DELIVERED, "delivered_at"),
+          (State.FAILED, "failed_at"))
 
 
-def to_smsgate(status: str, cancelling: bool = False) -> str:
+def to_smsgate(status: str, cancelling: bool = False) -> State:
     """Our status as SMSGate's state; `cancelling`: a cancel waits for the phone's answer."""
-    if cancelling and status == "processing":
-        return "Cancelling"
+    if cancelling and status == Status.PROCESSING:
+        return State.CANCELLING
     return TO_SMSGATE[status]
 
 
-def from_smsgate(state: str) -> str | None:
+def from_smsgate(state: str) -> Status | None:
     """The status an SMSGate state moves a message to; None for `Pending` (no change).
     Raises KeyError for a state SMSGate does not have (the surface answers 400)."""
-    if state == "Pending":
+    if state == State.PENDING:
         return None
     return FROM_SMSGATE[state]
 
 
-def message_state(recipient_states) -> str:
+def message_state(recipient_states) -> State:
     """SMSGate's state of a message from its recipients' SMSGate states, by the app's rule
     (MessageWithRecipients.kt `state`): Pending if any is, then Cancelling, Cancelled,
     Processed if any is; Failed if all failed, Delivered if all were delivered; else Sent."""
     found = list(recipient_states)
-    for state in ("Pending", "Cancelling", "Cancelled", "Processed"):
+    for state in (State.PENDING, State.CANCELLING, State.CANCELLED, State.PROCESSED):
         if state in found:
             return state
-    for state in ("Failed", "Delivered"):
+    for state in (State.FAILED, State.DELIVERED):
         if found and all(s == state for s in found):
             return state
-    return "Sent"
+    return State.SENT
 
 
-def group_state(statuses) -> str:
+def group_state(statuses) -> State:
     """SMSGate's state of a message from its recipients' statuses (ours)."""
     return message_state(to_smsgate(s) for s in statuses)

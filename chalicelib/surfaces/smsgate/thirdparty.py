@@ -8,39 +8,18 @@ every other surface. Errors are SMSGate's `{"message", "code", "data"}` with our
 `data`. An SMSGate message with several recipients is a group (domain/messages/groups.py);
 states come from surfaces/smsgate/states.py, the one translation both SMSGate faces share.
 """
-import logging
-
-from chalicelib.core.errors import GatewayError, from_unexpected
+from chalicelib.surfaces import answers
+from chalicelib.surfaces.request import HttpRequest
 from chalicelib.surfaces.smsgate import thirdparty_routes
-from chalicelib.surfaces.smsgate.thirdparty_request import (
-    answer,
-    caller_of,
-    error_answer,
-)
-
-log = logging.getLogger("smsgw")
+from chalicelib.surfaces.smsgate.thirdparty_request import answer, caller_of, error_answer
 
 
-def handle(method: str, parts: tuple, query: dict | None, headers: dict, body: bytes | None,
-           source_ip: str | None) -> tuple[int, dict, str]:
+def handle(request: HttpRequest) -> tuple[int, dict, str]:
     """Answer one /3rdparty/v1 request: (http status, headers, body text)."""
-    headers = {k.lower(): v for k, v in (headers or {}).items()}
-    try:
-        try:
-            action, args, public = thirdparty_routes.find(method, parts)
-            caller = None if public else caller_of(headers, source_ip)
-            return answer(*action(caller, query, body, *args))
-        except GatewayError:
-            raise
-        except Exception as exc:  # storage trouble: retryable, without internals
-            error = from_unexpected(exc)
-            if error.code == "internal_error":
-                log.exception("unexpected error in %s /3rdparty/v1/%s", method, "/".join(parts))
-            raise error
-    except GatewayError as error:
-        status, shown = error_answer(error)
-        extra = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
-        extra["X-Error-Code"] = error.code  # as our other APIs (and logs) give it
-        if status == 401:
-            extra["WWW-Authenticate"] = 'Basic realm="smsgw"'
-        return answer(status, extra, shown)
+    return answers.guarded(_answer, request, error_answer)
+
+
+def _answer(request: HttpRequest):
+    action, args, public = thirdparty_routes.find(request.method, request.parts)
+    caller = None if public else caller_of(request.headers, request.source_ip)
+    return answer(*action(caller, request.query_lists(), request.body, *args))

@@ -27,9 +27,7 @@ def render(group_id: str, found: list, content: bool = False) -> dict:
     """A group as SMSGate's MessageState."""
     first = found[0]
     history = {}
-    for state, name in (("Pending", "created_at"), ("Processed", "leased_at"),
-                        ("Sent", "processed_at"), ("Delivered", "delivered_at"),
-                        ("Failed", "failed_at")):
+    for state, name in states.STAMPS:
         stamps = [getattr(m, name) for m in found if getattr(m, name)]
         if stamps:
             history[state] = iso(min(stamps))
@@ -96,7 +94,7 @@ def _numbers(raw, encrypted: bool) -> tuple:
     return tuple(numbers)
 
 
-def send_request(body) -> tuple[str | None, groups.Request]:
+def send_request(body) -> tuple[str | None, groups.GroupSend]:
     """A POST /messages body, checked: (client id or None, the request)."""
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object (a Message).", None)
@@ -142,7 +140,7 @@ def send_request(body) -> tuple[str | None, groups.Request]:
     client_id = _field(body, "id", str, "a string")
     if client_id is not None:
         groups.check_id(client_id)
-    return client_id, groups.Request(
+    return client_id, groups.GroupSend(
         numbers=numbers, text=text, encrypted=encrypted, sim_slot=sim,
         device_uid=device or None, valid_for=valid_for, requested_validity=asked,
         send_at=send_at, urgent=priority >= BYPASS_PRIORITY)

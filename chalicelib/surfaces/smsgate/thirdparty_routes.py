@@ -7,6 +7,7 @@ from chalicelib.domain.messages import history
 from chalicelib.domain.webhooks import smsgate as smsgate_webhooks
 from chalicelib.surfaces import jsonbody
 from chalicelib.surfaces.smsgate import thirdparty_messages as messages_api
+from chalicelib.surfaces.smsgate import webhook_events
 from chalicelib.surfaces.smsgate.thirdparty_request import (
     Refused,
     iso,
@@ -43,7 +44,7 @@ def list_webhooks(caller, query, body):
     one_query(query, set())
     found = sorted((w for w in webhooks.list_all(caller.account_id) if w.style == "smsgate"),
                    key=lambda w: w.created_at)
-    return 200, {}, [smsgate_webhooks.describe(w) for w in found]
+    return 200, {}, [webhook_events.describe(w) for w in found]
 
 
 def post_webhook(caller, query, body):
@@ -59,7 +60,7 @@ def post_webhook(caller, query, body):
         raise BadRequest("Missing url: the address events are POSTed to.", "url")
     if not isinstance(event, str):
         raise BadRequest("Missing event: e.g. sms:received.", "event")
-    ours = smsgate_webhooks.our_events(event)
+    ours = webhook_events.our_events(event)
     device = document.get("deviceId")
     if device is not None:
         if not isinstance(device, str):
@@ -76,7 +77,7 @@ def post_webhook(caller, query, body):
                         secret=smsgate_webhooks.signing_key(caller.account_id))
     if given not in (None, ""):
         webhooks.remove(caller.account_id, given)
-    return 201, {}, smsgate_webhooks.describe(made)
+    return 201, {}, webhook_events.describe(made)
 
 
 def delete_webhook(caller, query, body, webhook_id):
