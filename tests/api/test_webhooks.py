@@ -575,13 +575,13 @@ def test_a_job_that_errors_does_not_hold_back_its_batch(pumps, receivers, monkey
         return real_post(url, body, headers)
     monkeypatch.setattr(webhook_sender, "post", post)
     incoming.store(device, "in-1", "+14155550199", "hello", 1, clock.now_ms())
-    records = []
+    records, messages = [], settings.current().table_name("messages")
     original = pumps.app.emit_events
     monkeypatch.setattr(pumps.app, "emit_events", lambda event, context: records.extend(
         event["Records"]) or original({"Records": [{"eventName": "MODIFY", "dynamodb": {
             "NewImage": {"status": {"S": "sent"}}, "SequenceNumber": "1"},  # no ids: unreadable
-                                                    "eventSourceARN": ":table/" + settings
-                                                    .table_name("messages") + "/stream/x"},
+                                                    "eventSourceARN": ":table/" + messages
+                                                    + "/stream/x"},
                                                    *event["Records"]]}, context))
     assert pump_until(pumps, good, lambda r: len(r.events) == 1)
     assert bad.requests == [] and records
