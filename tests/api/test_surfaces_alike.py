@@ -40,6 +40,9 @@ def _make(kind):
         return kind()
     if kind is pacing.AtCapacity:
         return kind(free_at=61_000, now=1_000)
+    if kind is errors.QuotaExceeded:  # a quota of a period: 429, when it resets
+        return kind("Something was wrong.", quota="messages_per_day", limit=5,
+                    resets_at=86_400_000, retry_after=7, parameter="phone_number")
     return kind("Something was wrong.", "phone_number", retry_after=7)
 
 
