@@ -102,7 +102,7 @@ def page(cursor: str | None = None, size: int = PAGE) -> tuple[list[dict], str |
 
 def overview(account: Account) -> dict:
     """Name, owner, created, phones, messages in the last 30 days (the insight counters), last
-    activity (newest message, key use or phone contact), suspension and quotas."""
+    activity (newest message, key use or phone contact), suspension, deletion and quotas."""
     from chalicelib.domain import devices
     from chalicelib.domain.insight import stats
     counted = stats.read(account.account_id)["totals"]
@@ -119,7 +119,9 @@ def overview(account: Account) -> dict:
             "phones": len(phones),
             "messages_30d": sum(counted[k] for k in ("sent", "failed", "expired", "cancelled")),
             "received_30d": counted["received"], "last_activity": clock.fmt(last),
-            "suspended": clock.fmt(account.suspended_at), "quotas": quotas.describe(account)}
+            "suspended": clock.fmt(account.suspended_at), "quotas": quotas.describe(account),
+            # deleted by its owner, waiting for its purge: shown, never acted on
+            "deleted": clock.fmt(getattr(account, "deleted_at", None))}
 
 
 def _forget_cached() -> None:
