@@ -20,6 +20,10 @@ import jsonschema  # noqa: E402
 import moto  # noqa: E402
 import pytest  # noqa: E402
 
+from localgw.botocore_models import share_loader  # noqa: E402
+
+share_loader()  # botocore's JSON parsed once per test process, not for each new client
+
 from chalicelib.core import clock  # noqa: E402
 from chalicelib.domain import accounts, devices, pool  # noqa: E402
 from chalicelib.storage import aws, tables  # noqa: E402
