@@ -143,6 +143,8 @@ class LocalGateway:
         lazy_queue_attributes()  # a send does not count the queue (localgw/queues.py)
         from localgw.dispatch import remember_backends
         remember_backends()  # a request's service found once per host (localgw/dispatch.py)
+        from localgw.botocore_models import share_loader
+        share_loader()  # botocore's JSON parsed once, not per session (localgw/botocore_models.py)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         os.environ.update(LOCAL_ENV)

@@ -20,6 +20,10 @@ import jsonschema  # noqa: E402
 import moto  # noqa: E402
 import pytest  # noqa: E402
 
+from localgw.botocore_models import share_loader  # noqa: E402
+
+share_loader()  # botocore's JSON parsed once per test process, not for each new client
+
 from chalicelib.core import clock  # noqa: E402
 from chalicelib.domain import accounts, devices, pool  # noqa: E402
 from chalicelib.storage import aws, tables  # noqa: E402
@@ -200,3 +204,33 @@ def v1(client, account, atomic_moto):
         jsonschema.validate(decoded, found)
         return response.status_code, decoded, response.headers
     return call
+
+
+# Scheduling on CI's cores (./run-tests: `-n auto --dist loadgroup --no-loadscope-reorder`):
+# xdist hands tests out in collection order, so the long ones go first (a long test last is a
+# tail with one core idle), and a module whose tests share a module-scoped fixture (a gateway, a
+# browser, a packaged template) is one unit of work: one worker starts that fixture once,
+# instead of every worker that gets one of its tests.
+SLOW_FIRST = (  # the longest tests of the last CI runs, longest first (measured with --durations)
+    "tests/e2e/test_local_restarts.py", "tests/unit/test_bench_cost.py",
+    "tests/e2e/test_rehearse_e2e.py", "tests/e2e/test_local_data_at_rest.py",
+    "tests/e2e/test_soak.py", "tests/browser/", "tests/e2e/test_local_lan_webhooks.py",
+    "tests/e2e/test_alerts_e2e.py", "tests/e2e/test_local_tls.py", "tests/e2e/test_docs.py",
+    "tests/e2e/test_pool_e2e.py", "tests/e2e/", "tests/unit/test_template.py",
+    "tests/unit/test_webhooks_deploy.py", "tests/unit/test_bench_", "tests/unit/test_rehearse.py")
+
+
+def _rank(item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return next((n for n, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)),
+                len(SLOW_FIRST))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)  # stable: a module's tests stay together and in order
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info else ()
+        if any(d[-1].scope == "module" for d in defs if d):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
