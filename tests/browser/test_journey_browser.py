@@ -286,7 +286,40 @@ def test_a4_send_an_sms_through_the_api(step, gateway):
 
 
 def test_a5_invite_a_viewer_who_cannot_make_keys(step, gateway):
-    pytest.fail("step 5 (invitations, branch roles) is not built yet")
+    """The owner invites a viewer from the Team page; the viewer follows the mailed link in
+    their own browser, joins, finds no "Create key", and a forced key POST (with their
+    session's own CSRF token) is refused naming the role."""
+    page = step["owner"]
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Team").click()
+    page.get_by_label("Email").fill(VIEWER)
+    page.get_by_label("Role").select_option("viewer")
+    page.get_by_role("button", name="Invite").click()
+    assert f"Invitation mailed to {VIEWER}" in page.inner_text("main")
+    mail, link = the_mail(gateway, VIEWER, "invited")
+    assert ACCOUNT in mail["Subject"] and link.startswith(url(gateway, "/join?token="))
+    viewer = step.tab("viewer")
+    viewer.goto(link)
+    assert "as viewer" in viewer.inner_text("main")
+    snap(viewer, 7, "join-as-viewer")
+    viewer.get_by_label("Password").fill(VIEWER_PASSWORD)
+    viewer.get_by_label("Repeat it").fill(VIEWER_PASSWORD)
+    viewer.get_by_role("button", name="Join").click()
+    viewer.wait_for_url(re.compile(r"/dashboard/\?done=joined"))
+    assert viewer.locator("h1").inner_text() == ACCOUNT
+    viewer.goto(url(gateway, "/keys"))
+    assert viewer.get_by_role("button", name="Create key").count() == 0
+    assert "You are a viewer" in viewer.inner_text("main")
+    assert "shop server" in viewer.inner_text("main")  # they see the keys, read-only
+    snap(viewer, 8, "viewer-keys", narrow=True)
+    csrf = viewer.locator("input[name=csrf]").first.input_value()
+    forced = viewer.request.post(url(gateway, "/keys"), form={"csrf": csrf, "label": "sneaky"},
+                                 headers={"Origin": gateway["url"]})
+    assert forced.status == 403 and "needs the developer role" in forced.text()
+    page.goto(url(gateway, "/team"))
+    members = page.locator("tr", has_text=VIEWER).inner_text()
+    assert "viewer" in members and "(no password yet)" not in members
+    page.goto(url(gateway, "/keys"))
+    assert "sneaky" not in page.inner_text("main")
 
 
 def test_a6_forget_the_password_and_reset_it_by_mail(step, gateway):
