@@ -17,13 +17,16 @@ naming the step that broke the journey. Screenshots: docs/screenshots/journey-NN
 wide; a few also at 390 px, *-390px.png).
 """
 # ruff: noqa: F811 (the browser fixture imported from test_dashboard_browser is a parameter)
+import csv
 import email
 import email.policy
+import io
 import json
 import re
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -52,9 +55,9 @@ AGENT_ENV = {"PYTHONPATH": str(ROOT / "agent"), "SMSGW_DEFAULT_PACE_PER_HOUR": "
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    """One local gateway for both journeys (the demo phone's agent off: the public journey
-    pairs its own phone, the operator journey's sends only need to be accepted)."""
-    process = GatewayProcess("--no-agent", user=True, env=AGENT_ENV)
+    """One local gateway for both journeys, as ./run-local starts it (its demo phone takes the
+    demo account's messages, used by the operator journey; the public journey pairs its own)."""
+    process = GatewayProcess(user=True, env=AGENT_ENV)
     info = dict(process.info, dir=tmp_path_factory.mktemp("journey"), agent=None)
     yield info
     if info["agent"] is not None and info["agent"].poll() is None:
@@ -344,14 +347,139 @@ def test_a6_forget_the_password_and_reset_it_by_mail(step, gateway):
 
 
 def test_a7_export_the_account(step, gateway):
-    pytest.fail("step 7 (export, branch export) is not built yet")
+    """The owner downloads the export from the Account page: a zip with the message sent in
+    step 4 (delivered), the paired phone and the account's name; the viewer may not export."""
+    page = step["owner"]
+    page.goto(url(gateway, "/account"))
+    snap(page, 10, "account-leaving")
+    with page.expect_download() as download:
+        page.locator("#export-download").click()
+    zipped = download.value
+    assert re.fullmatch(r"smsgw-export-\w+-\d{4}-\d\d-\d\d\.zip", zipped.suggested_filename)
+    archive = zipfile.ZipFile(io.BytesIO(Path(zipped.path()).read_bytes()))
+    kinds = ("messages", "incoming", "phones", "webhooks", "opt_outs")
+    assert sorted(archive.namelist()) == sorted(
+        ["account.json"] + [f"{k}.{ext}" for k in kinds for ext in ("csv", "json")])
+    account = json.loads(archive.read("account.json"))
+    assert account["name"] == ACCOUNT
+    assert account["rows"] == {"messages": 1, "incoming": 0, "phones": 1, "webhooks": 0,
+                               "opt_outs": 0}
+    [message] = json.loads(archive.read("messages.json"))
+    assert (message["message_id"], message["body"], message["status"], message["phone_number"]
+            ) == (step["message_id"], "Your bread is ready", "delivered", CUSTOMER)
+    [phone] = csv.DictReader(io.StringIO(archive.read("phones.csv").decode()))
+    assert phone["name"] == "Shop phone"
+    refused = step["viewer"].request.get(url(gateway, "/account/export"))
+    assert refused.status == 403 and refused.headers["content-type"].startswith("text/html")
 
 
 def test_a8_delete_the_account_then_the_key_fails(step, gateway):
-    pytest.fail("step 8 (deletion, branch export) is not built yet")
+    """A wrong name deletes nothing; the account's name deletes it: the owner lands signed
+    out, the key that worked a moment before is refused, the phone's agent is refused and
+    stops, the viewer's session is over, and the owner's password no longer signs in."""
+    page, key = step["owner"], step["key"]
+    page.goto(url(gateway, "/account"))
+    page.locator("#delete-link").click()
+    page.wait_for_url(re.compile(r"/dashboard/account/delete$"))
+    page.get_by_label("Type the account's name").fill("Journey Bakery!")
+    page.get_by_role("button", name="Delete the account").click()
+    assert page.locator(".error").count() == 1
+    assert rest(gateway, "GET", "/v1/devices", key)[0] == 200  # a wrong name deleted nothing
+    page.get_by_label("Type the account's name").fill(ACCOUNT)
+    snap(page, 11, "delete-account", narrow=True)
+    page.get_by_role("button", name="Delete the account").click()
+    page.wait_for_url(re.compile(r"/dashboard/signin\?done=account-deleted"))
+    snap(page, 12, "account-deleted")
+    status, refused = rest(gateway, "GET", "/v1/devices", key)
+    assert (status, refused["code"]) == (401, "unauthorized"), refused
+    answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER, message="After")
+    assert (answer["status"], answer["data"]["error_code"]) == ("error", "unauthorized")
+    step["viewer"].goto(url(gateway, "/keys"))
+    assert "/dashboard/signin" in step["viewer"].url
+    agent = gateway["agent"]
+    agent.wait(timeout=30)  # the device token is refused: the agent stops by itself
+    assert agent.returncode == 1
+    sign_in(page, gateway, OWNER, NEW_PASSWORD)
+    assert "Wrong email or password" in page.inner_text("main")
 
 
 # --- B. the operator journey -----------------------------------------------------------------
 
 def test_b1_operator_add_prints_a_set_password_link(step, gateway):
-    pytest.fail("journey B (branch operator) is not built yet")
+    done = cli(gateway, "operator", "add", OPERATOR, "--url", gateway["url"])
+    assert done.returncode == 0, done.stderr
+    [link] = re.findall(r"http://\S+", done.stdout)
+    assert link.startswith(url(gateway, "/set-password?token=")), done.stdout
+    step["link"] = link
+
+
+def test_b2_the_operator_sets_a_password_and_signs_in(step, gateway):
+    page = step.tab("operator")
+    set_password_by_link(page, step["link"], OPERATOR_PASSWORD)
+    sign_in(page, gateway, OPERATOR, OPERATOR_PASSWORD)
+    page.wait_for_url(re.compile(r"/dashboard/"))
+    page.goto(url(gateway, "/operator/"))
+    assert page.locator("h1").inner_text() == "Operator"
+
+
+def demo_row(page):
+    return page.locator("#accounts tr", has_text="demo@example.com")
+
+
+def test_b3_the_operator_sees_the_account(step, gateway):
+    page = step["operator"]
+    row = demo_row(page)
+    assert row.count() == 1
+    text = row.inner_text()
+    assert "Demo" in text and gateway["account_id"] in text and "active" in text
+    snap(page, 13, "operator-console", narrow=True)
+
+
+def test_b4_suspend_then_the_key_says_suspended(step, gateway):
+    page, key = step["operator"], gateway["api_key"]
+    assert myapi(gateway, key, action="device_status")["status"] == "success"
+    demo_row(page).get_by_role("button", name="Suspend").click()
+    assert page.locator("#operator-done").inner_text() == "Demo is suspended."
+    assert page.dialogs and page.dialogs[-1][0] == "confirm"
+    assert "suspended" in demo_row(page).locator(".state").inner_text()
+    snap(page, 14, "operator-suspended")
+    answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER, message="Hi")
+    assert answer["status"] == "error" and "suspended" in answer["data"]["message"], answer
+    status, refused = rest(gateway, "GET", "/v1/devices", key)
+    assert status == 403 and "suspended" in refused["detail"], refused
+
+
+def test_b5_resume_then_the_key_works(step, gateway):
+    page, key = step["operator"], gateway["api_key"]
+    demo_row(page).get_by_role("button", name="Resume").click()
+    assert page.locator("#operator-done").inner_text() == "Demo is active again."
+    assert myapi(gateway, key, action="device_status")["status"] == "success"
+
+
+def test_b6_a_messages_per_day_quota_refuses_the_send_past_it(step, gateway):
+    """The demo account sent nothing today: with a quota of 2, two sends are accepted and
+    the third is refused naming the quota and when it resets; the audit log lists the
+    operator's actions."""
+    page, key = step["operator"], gateway["api_key"]
+    row = demo_row(page)
+    row.locator("summary", has_text="Quotas").click()
+    row.get_by_label("Quota", exact=True).select_option("messages_per_day")
+    row.get_by_label("Limit").fill("2")
+    row.get_by_role("button", name="Set quota").click()
+    assert page.locator("#operator-done").inner_text() == "Demo: messages per day set to 2."
+    for n in (1, 2):
+        answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER,
+                       message=f"Within the quota {n}")
+        assert answer["status"] == "success", answer
+    answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER,
+                   message="Past the quota")
+    assert answer["status"] == "error", answer
+    refusal = answer["data"]["message"]
+    assert "2 messages per day" in refusal and "resets at" in refusal, refusal
+    status, refused = rest(gateway, "POST", "/v1/messages", key, {
+        "recipients": [CUSTOMER], "message": "Past the quota too"})
+    assert status == 429 and "messages per day" in json.dumps(refused), refused
+    log = page.locator("#audit-log").inner_text()
+    for action in ("suspend", "resume", "set quota", "messages_per_day = 2"):
+        assert action in log, log
+    snap(page, 15, "operator-quota", narrow=True)
