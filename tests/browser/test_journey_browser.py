@@ -125,10 +125,18 @@ def step(request):
 
 # --- helpers: screenshots, mails, HTTP ------------------------------------------------------
 
-def snap(page, number: int, name: str, narrow: bool = False):
-    """docs/screenshots/journey-NN-name.png at 1280 px (and -390px.png when `narrow`)."""
+# The journey's screenshots in order: docs/screenshots/journey-NN-NAME.png (docs/dashboard.md).
+JOURNEY_SHOTS = ("signup", "check-mail", "verify-email", "dashboard", "key", "phone-paired",
+                 "message-delivered", "team-invited", "join-as-viewer", "viewer-keys",
+                 "password-reset", "account-leaving", "delete-account", "account-deleted",
+                 "operator-console", "operator-suspended", "operator-quota")
+
+
+def snap(page, name: str, narrow: bool = False):
+    """docs/screenshots/journey-NN-name.png at 1280 px (and -390px.png when `narrow`, after
+    checking the page has no horizontal scroll at 390 px)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    stem = f"journey-{number:02d}-{name}"
+    stem = f"journey-{JOURNEY_SHOTS.index(name) + 1:02d}-{name}"
     page.screenshot(path=str(SHOTS / f"{stem}.png"), full_page=True)
     if narrow:
         page.set_viewport_size(PHONE)
@@ -204,10 +212,10 @@ def test_a1_sign_up(step, gateway):
     page.get_by_label("Account name").fill(ACCOUNT)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Repeat it").fill(PASSWORD)
-    snap(page, 1, "signup", narrow=True)
+    snap(page, "signup", narrow=True)
     page.get_by_role("button", name="Create account").click()
     assert f"We sent a mail to {OWNER}" in page.inner_text("main")
-    snap(page, 2, "check-mail")
+    snap(page, "check-mail")
 
 
 def test_a2_open_the_verification_link(step, gateway):
@@ -216,12 +224,12 @@ def test_a2_open_the_verification_link(step, gateway):
     assert link.startswith(url(gateway, "/verify?token="))
     page.goto(link)
     assert ACCOUNT in page.inner_text("main")
-    snap(page, 3, "verify-email")
+    snap(page, "verify-email")
     page.get_by_role("button", name="Verify and open my dashboard").click()
     page.wait_for_url(re.compile(r"/dashboard/\?done=email-verified"))
     assert page.locator("h1").inner_text() == ACCOUNT
     assert "Your email is verified" in page.inner_text("main")
-    snap(page, 4, "dashboard", narrow=True)
+    snap(page, "dashboard", narrow=True)
 
 
 def test_a3_make_a_key(step, gateway):
@@ -231,7 +239,7 @@ def test_a3_make_a_key(step, gateway):
     page.get_by_role("button", name="Create key").click()
     key = page.locator("#new-key-value").input_value()
     assert re.fullmatch(r"[0-9a-f]{64}", key)
-    snap(page, 5, "key")
+    snap(page, "key")
     status, devices = rest(gateway, "GET", "/v1/devices", key)
     assert status == 200 and devices["devices"] == [], devices  # a new account: no phone yet
     step["key"] = key
@@ -259,7 +267,9 @@ def test_a4_send_an_sms_through_the_api(step, gateway):
          "--journal", str(phone_dir / "journal.sqlite3"), "--poll-wait", "1",
          "--delivery-delay", "0.2", "--ledger", str(ledger)], cwd=ROOT,
         env={**env, "SMSGW_HEARTBEAT_SECONDS": "2"})
-    page.wait_for_selector("text=Paired", timeout=30000)  # the pair page refreshes by itself
+    page.reload()  # (it also reloads by itself every 3 s: test_dashboard_browser.py)
+    assert page.get_by_role("heading", name="Paired").is_visible()
+    snap(page, "phone-paired")
 
     def phone_running():
         status, answer = rest(gateway, "GET", "/v1/devices", step["key"])
@@ -284,7 +294,7 @@ def test_a4_send_an_sms_through_the_api(step, gateway):
     wait_for(delivered, 30, "the message to be delivered")
     page.goto(url(gateway, f"/messages/outgoing/{message['id']}"))
     assert page.locator("#status").inner_text() == "delivered"
-    snap(page, 6, "message-delivered", narrow=True)
+    snap(page, "message-delivered", narrow=True)
     step["message_id"] = message["id"]
 
 
@@ -298,12 +308,14 @@ def test_a5_invite_a_viewer_who_cannot_make_keys(step, gateway):
     page.get_by_label("Role").select_option("viewer")
     page.get_by_role("button", name="Invite").click()
     assert f"Invitation mailed to {VIEWER}" in page.inner_text("main")
+    assert "viewer" in page.locator("tr", has_text=VIEWER).inner_text()  # pending
+    snap(page, "team-invited")
     mail, link = the_mail(gateway, VIEWER, "invited")
     assert ACCOUNT in mail["Subject"] and link.startswith(url(gateway, "/join?token="))
     viewer = step.tab("viewer")
     viewer.goto(link)
     assert "as viewer" in viewer.inner_text("main")
-    snap(viewer, 7, "join-as-viewer")
+    snap(viewer, "join-as-viewer")
     viewer.get_by_label("Password").fill(VIEWER_PASSWORD)
     viewer.get_by_label("Repeat it").fill(VIEWER_PASSWORD)
     viewer.get_by_role("button", name="Join").click()
@@ -313,7 +325,7 @@ def test_a5_invite_a_viewer_who_cannot_make_keys(step, gateway):
     assert viewer.get_by_role("button", name="Create key").count() == 0
     assert "You are a viewer" in viewer.inner_text("main")
     assert "shop server" in viewer.inner_text("main")  # they see the keys, read-only
-    snap(viewer, 8, "viewer-keys", narrow=True)
+    snap(viewer, "viewer-keys", narrow=True)
     csrf = viewer.locator("input[name=csrf]").first.input_value()
     forced = viewer.request.post(url(gateway, "/keys"), form={"csrf": csrf, "label": "sneaky"},
                                  headers={"Origin": gateway["url"]})
@@ -334,7 +346,7 @@ def test_a6_forget_the_password_and_reset_it_by_mail(step, gateway):
     assert f"We sent a mail to {OWNER}" in page.inner_text("main")
     _, link = the_mail(gateway, OWNER, "Reset")
     set_password_by_link(page, link, NEW_PASSWORD)
-    snap(page, 9, "password-reset")
+    snap(page, "password-reset")
     sign_in(page, gateway, OWNER, PASSWORD)
     assert "Wrong email or password" in page.inner_text("main")
     sign_in(page, gateway, OWNER, NEW_PASSWORD)
@@ -351,7 +363,7 @@ def test_a7_export_the_account(step, gateway):
     step 4 (delivered), the paired phone and the account's name; the viewer may not export."""
     page = step["owner"]
     page.goto(url(gateway, "/account"))
-    snap(page, 10, "account-leaving")
+    snap(page, "account-leaving")
     with page.expect_download() as download:
         page.locator("#export-download").click()
     zipped = download.value
@@ -383,13 +395,14 @@ def test_a8_delete_the_account_then_the_key_fails(step, gateway):
     page.wait_for_url(re.compile(r"/dashboard/account/delete$"))
     page.get_by_label("Type the account's name").fill("Journey Bakery!")
     page.get_by_role("button", name="Delete the account").click()
-    assert page.locator(".error").count() == 1
+    assert page.get_by_role("alert").all_inner_texts() == [
+        f"To delete the account, type its name exactly: {ACCOUNT}"]
     assert rest(gateway, "GET", "/v1/devices", key)[0] == 200  # a wrong name deleted nothing
     page.get_by_label("Type the account's name").fill(ACCOUNT)
-    snap(page, 11, "delete-account", narrow=True)
+    snap(page, "delete-account", narrow=True)
     page.get_by_role("button", name="Delete the account").click()
     page.wait_for_url(re.compile(r"/dashboard/signin\?done=account-deleted"))
-    snap(page, 12, "account-deleted")
+    snap(page, "account-deleted")
     status, refused = rest(gateway, "GET", "/v1/devices", key)
     assert (status, refused["code"]) == (401, "unauthorized"), refused
     answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER, message="After")
@@ -432,7 +445,7 @@ def test_b3_the_operator_sees_the_account(step, gateway):
     assert row.count() == 1
     text = row.inner_text()
     assert "Demo" in text and gateway["account_id"] in text and "active" in text
-    snap(page, 13, "operator-console", narrow=True)
+    snap(page, "operator-console", narrow=True)
 
 
 def test_b4_suspend_then_the_key_says_suspended(step, gateway):
@@ -442,9 +455,10 @@ def test_b4_suspend_then_the_key_says_suspended(step, gateway):
     assert page.locator("#operator-done").inner_text() == "Demo is suspended."
     assert page.dialogs and page.dialogs[-1][0] == "confirm"
     assert "suspended" in demo_row(page).locator(".state").inner_text()
-    snap(page, 14, "operator-suspended")
+    snap(page, "operator-suspended")
     answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER, message="Hi")
-    assert answer["status"] == "error" and "suspended" in answer["data"]["message"], answer
+    assert answer["data"]["error_code"] == "account_suspended", answer
+    assert "Account 'Demo'" in answer["message"] and "is suspended" in answer["message"]
     status, refused = rest(gateway, "GET", "/v1/devices", key)
     assert status == 403 and "suspended" in refused["detail"], refused
 
@@ -474,12 +488,13 @@ def test_b6_a_messages_per_day_quota_refuses_the_send_past_it(step, gateway):
     answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER,
                    message="Past the quota")
     assert answer["status"] == "error", answer
-    refusal = answer["data"]["message"]
-    assert "2 messages per day" in refusal and "resets at" in refusal, refusal
+    quota = {k: answer["data"].get(k) for k in ("error_code", "quota", "limit")}
+    assert quota == {"error_code": "quota_exceeded", "quota": "messages_per_day", "limit": 2}
+    assert "2 messages per day" in answer["message"] and "resets at" in answer["message"]
     status, refused = rest(gateway, "POST", "/v1/messages", key, {
         "recipients": [CUSTOMER], "message": "Past the quota too"})
     assert status == 429 and "messages per day" in json.dumps(refused), refused
     log = page.locator("#audit-log").inner_text()
     for action in ("suspend", "resume", "set quota", "messages_per_day = 2"):
         assert action in log, log
-    snap(page, 15, "operator-quota", narrow=True)
+    snap(page, "operator-quota", narrow=True)
