@@ -403,10 +403,14 @@ def test_a8_delete_the_account_then_the_key_fails(step, gateway):
     page.get_by_role("button", name="Delete the account").click()
     page.wait_for_url(re.compile(r"/dashboard/signin\?done=account-deleted"))
     snap(page, "account-deleted")
+    # The account's keys are deleted with it: its key gets the unknown key's answer (not a
+    # suspension's, nor a phone's or a whitelist's), where it worked a moment before.
     status, refused = rest(gateway, "GET", "/v1/devices", key)
-    assert (status, refused["code"]) == (401, "unauthorized"), refused
+    assert (status, refused["code"], refused["detail"]) == (
+        401, "unauthorized", "Invalid API key."), refused
     answer = myapi(gateway, key, action="send_sms", phone_number=CUSTOMER, message="After")
-    assert (answer["status"], answer["data"]["error_code"]) == ("error", "unauthorized")
+    assert (answer["data"]["error_code"], answer["message"]) == (
+        "unauthorized", "Invalid API key."), answer
     step["viewer"].goto(url(gateway, "/keys"))
     assert "/dashboard/signin" in step["viewer"].url
     agent = gateway["agent"]
