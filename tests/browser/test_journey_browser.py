@@ -265,8 +265,7 @@ def test_a4_send_an_sms_through_the_api(step, gateway):
     gateway["agent"] = subprocess.Popen(
         [sys.executable, "-m", "smsgw_agent", "--config", str(config), "--backend", "simulator",
          "--journal", str(phone_dir / "journal.sqlite3"), "--poll-wait", "1",
-         "--delivery-delay", "0.2", "--ledger", str(ledger)], cwd=ROOT,
-        env={**env, "SMSGW_HEARTBEAT_SECONDS": "2"})
+         "--delivery-delay", "0.2", "--ledger", str(ledger)], cwd=ROOT, env=env)
     page.reload()  # (it also reloads by itself every 3 s: test_dashboard_browser.py)
     assert page.get_by_role("heading", name="Paired").is_visible()
     snap(page, "phone-paired")
