@@ -262,10 +262,12 @@ def test_a4_send_an_sms_through_the_api(step, gateway):
                             capture_output=True, text=True, timeout=60)
     assert paired.returncode == 0, paired.stderr
     ledger = phone_dir / "ledger.jsonl"
+    step["agent_log"] = open(phone_dir / "agent.log", "w")  # closed when the agent has stopped
     gateway["agent"] = subprocess.Popen(
         [sys.executable, "-m", "smsgw_agent", "--config", str(config), "--backend", "simulator",
          "--journal", str(phone_dir / "journal.sqlite3"), "--poll-wait", "1",
-         "--delivery-delay", "0.2", "--ledger", str(ledger)], cwd=ROOT, env=env)
+         "--delivery-delay", "0.2", "--ledger", str(ledger)], cwd=ROOT, env=env,
+        stderr=step["agent_log"])
     page.reload()  # (it also reloads by itself every 3 s: test_dashboard_browser.py)
     assert page.get_by_role("heading", name="Paired").is_visible()
     snap(page, "phone-paired")
@@ -415,6 +417,8 @@ def test_a8_delete_the_account_then_the_key_fails(step, gateway):
     agent = gateway["agent"]
     agent.wait(timeout=30)  # the device token is refused: the agent stops by itself
     assert agent.returncode == 1
+    step["agent_log"].close()
+    assert "the gateway refused this device" in (gateway["dir"] / "agent.log").read_text()
     sign_in(page, gateway, OWNER, NEW_PASSWORD)
     assert "Wrong email or password" in page.inner_text("main")
     assert len(refusal) == 1, f"the delete page showed its error {len(refusal)} times"
