@@ -87,7 +87,7 @@ class Journey(dict):
 
     def __init__(self, browser):
         super().__init__()
-        self.browser, self.problems, self.broken, self.shots = browser, [], None, []
+        self.browser, self.problems, self.broken = browser, [], None
 
     def tab(self, who):
         """Each person has their own browser context (own cookies)."""
