@@ -10,7 +10,7 @@ zip's files checked), delete it by typing its name; the key is then refused.
 The operator journey (test_b*): `smsgw operator add` prints a set-password link; the operator
 signs in, sees the demo account at /dashboard/operator/, suspends it (its key is refused with
 "suspended"), resumes it, and sets a messages-per-day quota (the send past it is refused with the
-quota named).
+quota named); the account the public journey deleted is not offered to it as active.
 
 Each step is one test, in order, sharing the journey's state; a step after a failed one fails
 naming the step that broke the journey. Screenshots: docs/screenshots/journey-NN-*.png (1280 px
@@ -422,6 +422,7 @@ def test_a8_delete_the_account_then_the_key_fails(step, gateway):
     sign_in(page, gateway, OWNER, NEW_PASSWORD)
     assert "Wrong email or password" in page.inner_text("main")
     assert len(refusal) == 1, f"the delete page showed its error {len(refusal)} times"
+    step["deleted"] = True
 
 
 # --- B. the operator journey -----------------------------------------------------------------
@@ -506,3 +507,17 @@ def test_b6_a_messages_per_day_quota_refuses_the_send_past_it(step, gateway):
     for action in ("suspend", "resume", "set quota", "messages_per_day = 2"):
         assert action in log, log
     snap(page, "operator-quota", narrow=True)
+
+
+def test_b7_the_deleted_account_is_not_offered_as_active(step, gateway, public):
+    """The public journey's account, deleted in step 8 and waiting for its purge, is not shown
+    to the operator as an active account to suspend (absent, or marked deleted)."""
+    if not public.get("deleted"):
+        pytest.fail(f"the public journey did not delete its account (broke at {public.broken})")
+    page = step["operator"]
+    page.goto(url(gateway, "/operator/"))
+    row = page.locator("#accounts tr", has_text=ACCOUNT)
+    if row.count():
+        state = row.locator(".state").inner_text()
+        assert "deleted" in state and row.get_by_role("button", name="Suspend").count() == 0, (
+            f"the deleted account {ACCOUNT} is listed as {state!r}")
