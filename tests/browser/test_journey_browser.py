@@ -268,8 +268,19 @@ def test_a4_send_an_sms_through_the_api(step, gateway):
          "--journal", str(phone_dir / "journal.sqlite3"), "--poll-wait", "1",
          "--delivery-delay", "0.2", "--ledger", str(ledger)], cwd=ROOT, env=env,
         stderr=step["agent_log"])
-    page.reload()  # (it also reloads by itself every 3 s: test_dashboard_browser.py)
-    assert page.get_by_role("heading", name="Paired").is_visible()
+    # The page reloads by itself every 3 s (test_dashboard_browser.py); here it is reloaded
+    # until it says so, a reload racing the page's own being retried.
+    from playwright.sync_api import Error as PlaywrightError
+    pair_page = page.url
+
+    def says_paired():
+        try:
+            page.goto(pair_page)
+        except PlaywrightError:  # net::ERR_ABORTED: the page's own reload came first
+            return False
+        return page.get_by_role("heading", name="Paired").is_visible()
+
+    wait_for(says_paired, 30, "the pairing page to say Paired", every=1)
     snap(page, "phone-paired")
 
     def phone_running():
