@@ -55,8 +55,8 @@ def _bodies(device_id, hook):
 
 
 def test_a_lone_surrogate_anywhere_in_any_body_is_400_and_changes_nothing(
-        call, account, monkeypatch):
-    hook = _webhook(call, monkeypatch)
+        call, account, settings_override):
+    hook = _webhook(call, settings_override)
     for path, template in _bodies(account[2].device_id, hook):
         before = _state()
         status, problem, headers = call("POST", path, template.replace("{S}", SURROGATE))
