@@ -170,6 +170,10 @@ def cross_account_requests(a, b):
         ("POST", ("team", "remove")): ("/dashboard/team/remove", {"email": b["email"]}),
         ("POST", ("team", "revoke")): ("/dashboard/team/revoke", {"invitation": "x"}),
         ("POST", ("team", "leave")): None,  # the caller's own membership: test_members.py
+        # operators only, any account: tests/api/test_operator.py
+        ("POST", ("operator", "*", "suspend")): None,
+        ("POST", ("operator", "*", "resume")): None,
+        ("POST", ("operator", "*", "quota")): None, ("GET", ("operator",)): None,
         ("GET", ("join",)): None,  # link-based: tests/api/test_members.py
         ("POST", ("join",)): None,
         ("GET", ("try",)): ("/dashboard/try", None),
