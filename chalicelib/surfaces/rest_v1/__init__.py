@@ -128,6 +128,11 @@ def _answer(request: HttpRequest):
         args["body"] = parse_body(op, headers, body) if body or op.body_required else {}
     if op.op_id == "exportAccount":
         from chalicelib.domain import export
+        accept = request.headers.get("accept", "")
+        if "application/zip" not in accept and "*/*" not in accept:
+            # a binary answer reaches only a caller that accepts it (Chalice refuses it bare)
+            raise Shape("The export is a zip: send Accept: application/zip.", "accept",
+                        code="not_acceptable")
         return 200, {"Content-Type": "application/zip", "Content-Disposition":
                      f'attachment; filename="{export.filename(caller.account_id)}"'}, \
             export.bounded_zip(caller.account_id)
