@@ -67,7 +67,7 @@ def simulated(count: int = 200) -> dict:
         handed = []
         for _ in range(count):
             route = pool.choose(acct.account_id, 1, validity_seconds=10**7, now=now)
-            handed.append(((route.slot.at - now) / 1000, route.sim_slot))
+            handed.append(((route.booking.at - now) / 1000, route.sim_slot))
         clock.reset()
         aws.reset()
     window_s, parts = (settings.current().pace_window_seconds,
