@@ -12,7 +12,7 @@ import threading
 import time
 
 from smsgw_agent import backends, e2e
-from smsgw_agent.client import GatewayClient, Rejected, Retryable
+from smsgw_agent.client import GatewayClient, Rejected, Retryable, Suspended
 from smsgw_agent.journal import Journal
 
 log = logging.getLogger("smsgw_agent")
@@ -249,7 +249,9 @@ class Agent:
                     self._failures += 1
                     delay = min(MAX_BACKOFF, 2 ** min(self._failures - 1, 6))
                     delay = exc.retry_after or delay * (0.5 + random.random() / 2)
-                    log.warning("gateway unreachable (%s); retrying in %.1f s", exc, delay)
+                    trouble = ("the account is suspended" if isinstance(exc, Suspended)
+                               else "gateway unreachable")
+                    log.warning("%s (%s); retrying in %.1f s", trouble, exc, delay)
                     self.stopping.wait(delay)
         except KeyboardInterrupt:
             pass

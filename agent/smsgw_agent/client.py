@@ -1,5 +1,5 @@
 """HTTP calls of the device protocol. Raises Retryable for what waiting fixes (network errors,
-429, 5xx) and Rejected for what it does not (401 bad token, other 4xx)."""
+429, 5xx, a suspended account) and Rejected for what it does not (401 bad token, other 4xx)."""
 import time
 
 import requests
@@ -20,6 +20,12 @@ class Rejected(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+
+
+class Suspended(Retryable):
+    """The operator suspended the device's account: nothing is wrong with the phone, and the
+    account may be resumed at any time, so the agent keeps asking (backing off) and keeps
+    every unsent report and received SMS for then, instead of stopping as for a revoked token."""
 
 
 class GatewayClient:
@@ -51,6 +57,9 @@ class GatewayClient:
             raise Retryable(f"{method} {path}: HTTP {answer.status_code}, not JSON")
         if answer.status_code >= 400:
             error = body.get("error", {}) if isinstance(body, dict) else {}
+            error = error if isinstance(error, dict) else {}
+            if answer.status_code == 403 and error.get("code") == "account_suspended":
+                raise Suspended(f"{method} {path}: {error.get('message') or 'suspended'}")
             raise Rejected(answer.status_code, error.get("message") or answer.text[:200])
         if path in ALIVE_PATHS:
             self.last_alive = time.monotonic()

@@ -142,7 +142,7 @@ class AutoPoller:
         self._next_probe = self.clock() + PROBE_SECONDS
 
     def jobs(self, wait: int, max_jobs: int) -> list:
-        from smsgw_agent.client import Rejected
+        from smsgw_agent.client import Rejected, Suspended
         if self._boto3 and self.mode != "direct" and self.clock() >= self._next_probe:
             self.mode = "direct"  # probe: the direct poller fetches credentials first
             log.info("direct polling: asking the gateway for credentials")
@@ -155,6 +155,8 @@ class AutoPoller:
                 if exc.status not in NOT_OFFERED:
                     raise
                 self._fall_back(f"HTTP {exc.status}")
+            except Suspended:
+                raise  # not the direct path's trouble: polling the gateway is refused as well
             except Retryable as exc:
                 self._failures += 1
                 if self._failures < DIRECT_FAILURES_BEFORE_FALLBACK:

@@ -487,7 +487,12 @@ def test_b5_resume_then_the_key_works(step, gateway):
     page, key = step["operator"], gateway["api_key"]
     demo_row(page).get_by_role("button", name="Resume").click()
     assert page.locator("#operator-done").inner_text() == "Demo is active again."
-    assert myapi(gateway, key, action="device_status")["status"] == "success"
+    resumed = myapi(gateway, key, action="device_status")
+    assert resumed["status"] == "success", resumed
+    # The demo phone waited out the suspension (backing off, not exiting) and is heard again.
+    heard_before = resumed["data"][0]["last_seen"]
+    wait_for(lambda: myapi(gateway, key, action="device_status")["data"][0]["last_seen"]
+             > heard_before, 90, "the demo phone to be heard again after the resume", every=1)
 
 
 def test_b6_a_messages_per_day_quota_refuses_the_send_past_it(step, gateway):

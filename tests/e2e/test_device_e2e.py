@@ -249,3 +249,47 @@ def test_a_device_token_cannot_report_for_another_devices_message(bare_gateway):
     code, body = device(bare_gateway, owner["device_token"], "POST", "/device/reports",
                         {"reports": [{"message_id": message_id, "status": "sent"}]})
     assert body["results"][0]["result"] == "ok"
+
+
+def operator_cli(gw, *args):
+    """`smsgw operator ...` against this gateway's emulated AWS, as an operator runs it."""
+    env = {**os.environ, "AWS_ENDPOINT_URL": gw["aws_endpoint"], "SMSGW_STAGE": "local",
+           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    done = subprocess.run([sys.executable, "cli.py", "operator", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_suspended_accounts_phone_waits_and_loses_nothing(bare_gateway, tmp_path):
+    """Suspension is the operator's pause, not a revoked token: the agent keeps asking instead
+    of exiting, keeps the `delivered` report and the SMS it received meanwhile, and hands them
+    over once the account is resumed."""
+    dev = bare_gateway["devices"][0]
+    agent = AgentProcess(bare_gateway, dev["device_token"], tmp_path, "--delivery-delay", "4")
+    message_id = send_sms(bare_gateway, dev["device_uid"], "Before the pause")
+    try:
+        until(lambda: agent.sends(message_id), what="the phone sent it")
+        operator_cli(bare_gateway, "suspend", bare_gateway["account_id"])
+        try:
+            with open(tmp_path / "inbox.jsonl", "a") as inbox:
+                inbox.write(json.dumps({"phone_number": "+8801912345670",
+                                        "message": "Received while suspended"}) + "\n")
+            time.sleep(8)  # the delivery report fell due and the inbox was read meanwhile
+            assert agent.proc.poll() is None, agent.proc.stderr.read()
+            refused = api(bare_gateway, action="check_status", message_id=str(message_id))
+            assert refused["data"]["error_code"] == "account_suspended", refused
+        finally:
+            operator_cli(bare_gateway, "resume", bare_gateway["account_id"])
+        # the gateway's warm account cache may still say suspended for a few seconds
+        until(lambda: status(bare_gateway, message_id).get("status") == "delivered",
+              what="the report kept through the suspension")
+
+        def in_history():
+            data = api(bare_gateway, action="get_history", type="incoming", limit="50")["data"]
+            return [m for m in data["messages"] if m["message"] == "Received while suspended"]
+        assert len(until(in_history, what="the SMS received while suspended")) == 1
+        assert len(agent.sends(message_id)) == 1
+    finally:
+        assert agent.stop() == 0
+    assert "the account is suspended" in agent.proc.stderr.read()

@@ -81,9 +81,17 @@ def _record(job: dict, state: str, outcome, next_at: int | None) -> None:
         log.exception("webhook delivery log write failed for %s/%s", job["w"], job["e"])
 
 
+def _own_copy(webhook: Webhook) -> Webhook:
+    """A record of the endpoint for this thread to update: the one `_webhook` gave may be the
+    cached one the batch's other threads are reading, and PynamoDB's update empties an item's
+    values before refilling them from the answer."""
+    return Webhook(account_id=webhook.account_id, webhook_id=webhook.webhook_id)
+
+
 def _failed(webhook: Webhook, outcome) -> None:
     """Count a failed attempt on the endpoint; disable it after a long failure stretch."""
     now = clock.now_ms()
+    webhook = _own_copy(webhook)
     try:
         webhook.update(actions=[Webhook.failing_since.set(Webhook.failing_since | now),
                                 Webhook.failures.add(1),
@@ -118,9 +126,10 @@ def _failed(webhook: Webhook, outcome) -> None:
 def _succeeded(webhook: Webhook) -> None:
     if webhook.failing_since or webhook.failures:
         try:
-            webhook.update(actions=[Webhook.failing_since.remove(), Webhook.failures.set(0),
-                                    Webhook.last_success_at.set(clock.now_ms())],
-                           condition=Webhook.webhook_id.exists())
+            _own_copy(webhook).update(
+                actions=[Webhook.failing_since.remove(), Webhook.failures.set(0),
+                         Webhook.last_success_at.set(clock.now_ms())],
+                condition=Webhook.webhook_id.exists())
         except UpdateError:
             pass
         forget_cached()
