@@ -45,10 +45,10 @@ def _recording():
 def _fill(account_id: str, device, count: int) -> None:
     from chalicelib.core import clock, ids
     from chalicelib.storage.tables import Message
-    now = clock.now_ms()
+    now, first = clock.now_ms(), ids.new_message_id()
     with Message.batch_write() as batch:
         for n in range(count):
-            batch.save(Message(account_id=account_id, message_id=ids.new_message_id() + n,
+            batch.save(Message(account_id=account_id, message_id=first + n,
                                device_uid=device.device_uid, device_id=device.device_id,
                                phone_number="+14155550100", body=f"Your order {n} has shipped "
                                "and will arrive tomorrow between 9 and 12.", sim_slot=1,
