@@ -147,14 +147,16 @@ GRANTS = {
         "alert_mail": True,
     },
     "purge_accounts": {
-        # deleted accounts (domain/purge.py): the only role that deletes from every table
+        # deleted accounts (domain/purge.py): the only role that deletes from every table;
+        # the account item and its devices one conditional DeleteItem each, every other item
+        # 25 to a BatchWriteItem
         "tables": {"accounts": ["dynamodb:DeleteItem", "dynamodb:GetItem",
                                 "dynamodb:UpdateItem"],
                    "devices": ["dynamodb:DeleteItem", "dynamodb:GetItem"],
-                   **{short: ["dynamodb:DeleteItem", "dynamodb:Query"] for short in (
+                   **{short: ["dynamodb:BatchWriteItem", "dynamodb:Query"] for short in (
                        "messages", "incoming", "opt-outs", "webhooks", "webhook-deliveries",
                        "daily-counts", "alert-states", "alert-subscriptions")},
-                   **{short: ["dynamodb:DeleteItem"] for short in (
+                   **{short: ["dynamodb:BatchWriteItem"] for short in (
                        "api-keys", "users", "sessions", "idempotency", "otps",
                        "password-links", "pairing-codes", "throttles")}},
         # the tables with no index by account (their keys or an attribute name it)

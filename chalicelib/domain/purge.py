@@ -14,6 +14,19 @@ by account and are Scanned with a filter, which reads the whole table: paid once
 account. A run stops after SWEEP_BUDGET_SECONDS; the steps done and the position of a Scan are
 kept on the account item, so the next run resumes where this one stopped. Every step deletes by
 key, so doing one twice (two runs at once, a run cut off) deletes nothing twice.
+
+Items are deleted 25 to a BatchWriteItem (`_Deletes`), not one DeleteItem each: an account of
+1,000 messages is purged in 58 calls instead of 1,019 (bench/export.py). AWS's reference
+(https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html):
+at most 25 put or delete requests and 16 MB per call (a delete sends only the key: far below
+it), each delete atomic but the batch not; the deletes DynamoDB could not do (throttling, an
+internal failure) come back in UnprocessedItems, to be sent again with exponential backoff.
+They are, until done or RETRY_ATTEMPTS are spent; then the run fails (`Unprocessed`) with the
+account's cursor where the run found it, and the next run does the step again. PynamoDB's own
+`Model.batch_write()` resends them at once, with no pause, and raises after the model's
+`max_retry_attempts` (3): not enough, so the batches are sent here. The deadline is checked
+after each item is added; a batch is always sent whole before a run stops, so the Scan
+cursor saved (the last item the Scan returned) never passes an item not yet deleted.
 """
 import json
 import time
@@ -39,25 +52,64 @@ from chalicelib.storage.tables import (
 from chalicelib.storage.webhook_tables import Webhook, WebhookDelivery
 
 SCAN_PAGE = 500
+BATCH = 25  # BatchWriteItem's most requests per call
+RETRY_ATTEMPTS = 8  # BatchWriteItem calls per batch while DynamoDB returns UnprocessedItems
+RETRY_PAUSE = 0.05  # seconds before the first resend, doubled each time (0.05 ... 3.2 s)
 
 
 class OutOfTime(Exception):
     """The run's budget is spent: the account item records where to resume."""
 
 
-def _delete_all(items, done: Counter, table: str, deadline: float) -> None:
-    """Delete each item; past the deadline, stop after the one just deleted (a Scan resumes after
-    the last item it returned)."""
+class Unprocessed(Exception):
+    """DynamoDB left deletes unprocessed RETRY_ATTEMPTS times: the run fails without moving the
+    step's cursor, and the next run sends them again."""
+
+
+class _Deletes:
+    """One table's deletes, sent BATCH to a BatchWriteItem; `done[table]` counts the items
+    DynamoDB reported deleted."""
+
+    def __init__(self, model, done: Counter, table: str):
+        self.model, self.done, self.table, self.keys = model, done, table, []
+
+    def add(self, item) -> None:
+        self.keys.append(item._get_keys())
+        if len(self.keys) == BATCH:
+            self.send()
+
+    def send(self) -> None:
+        keys, self.keys = self.keys, []
+        connection = self.model._get_connection()
+        for attempt in range(RETRY_ATTEMPTS):
+            if not keys:
+                return
+            if attempt:
+                time.sleep(RETRY_PAUSE * 2 ** (attempt - 1))
+            data = connection.batch_write_item(delete_items=keys)
+            left = (data.get("UnprocessedItems") or {}).get(connection.table_name, [])
+            self.done[self.table] += len(keys) - len(left)
+            keys = [request["DeleteRequest"]["Key"] for request in left]
+        if keys:
+            raise Unprocessed(f"{self.table}: {len(keys)} deletes left unprocessed after "
+                              f"{RETRY_ATTEMPTS} BatchWriteItem calls")
+
+
+def _delete_all(model, items, done: Counter, table: str, deadline: float) -> None:
+    """Delete each item, BATCH to a call; past the deadline, send what is pending (the item
+    just taken included) and stop: a Scan resumes after the last item it returned."""
+    batch = _Deletes(model, done, table)
     for item in items:
-        item.delete()
-        done[table] += 1
+        batch.add(item)
         if time.monotonic() > deadline:
+            batch.send()
             raise OutOfTime()
+    batch.send()
 
 
 def _keyed(model, table: str):
     def step(account, done, deadline, cursor=None):
-        _delete_all(model.query(account.account_id), done, table, deadline)
+        _delete_all(model, model.query(account.account_id), done, table, deadline)
     return step
 
 
@@ -74,33 +126,36 @@ def _devices(account, done, deadline, cursor=None):
 
 
 def _api_keys(account, done, deadline, cursor=None):
-    _delete_all(ApiKey.by_account.query(account.account_id), done, "api-keys", deadline)
+    _delete_all(ApiKey, ApiKey.by_account.query(account.account_id), done, "api-keys",
+                deadline)
 
 
 def _users(account, done, deadline, cursor=None):
     for user in User.by_account.query(account.account_id):
-        _delete_all((Session(session_hash=s.session_hash) for s in Session.by_user.query(
-            user.email)), done, "sessions", deadline)
-        _delete_all([user], done, "users", deadline)
+        _delete_all(Session, (Session(session_hash=s.session_hash) for s in
+                              Session.by_user.query(user.email)), done, "sessions", deadline)
+        _delete_all(User, [user], done, "users", deadline)
 
 
 def _webhooks(account, done, deadline, cursor=None):
     for webhook in Webhook.query(account.account_id):
-        _delete_all(WebhookDelivery.query(webhook.webhook_id), done, "webhook-deliveries",
-                    deadline)
-        _delete_all([webhook], done, "webhooks", deadline)
+        _delete_all(WebhookDelivery, WebhookDelivery.query(webhook.webhook_id), done,
+                    "webhook-deliveries", deadline)
+        _delete_all(Webhook, [webhook], done, "webhooks", deadline)
 
 
 def _quota_counters(account, done, deadline, cursor=None):
     """The messages-per-day counters (domain/quotas.py) of the days a send could still count
-    in: the deletion's and the day before (older ones have expired by TTL). Deleted by key."""
+    in: the deletion's and the day before (older ones have expired by TTL). Deleted by key, in
+    one BatchWriteItem."""
     from chalicelib.domain import quotas
     from chalicelib.storage.dashboard_tables import Throttle
     days = {quotas.day_of(at) for at in (account.deleted_at, account.deleted_at - quotas.DAY_MS,
                                          clock.now_ms())}
+    batch = _Deletes(Throttle, done, "throttles")
     for day in sorted(days):  # two or three deletes: not worth a cursor, done whole
-        Throttle(key=quotas.day_counter(account.account_id, day).key).delete()
-        done["throttles"] += 1
+        batch.add(Throttle(key=quotas.day_counter(account.account_id, day).key))
+    batch.send()
 
 
 def _scanned(model, table: str, condition_of=None, prefixes_of=None):
@@ -118,7 +173,7 @@ def _scanned(model, table: str, condition_of=None, prefixes_of=None):
                                  attributes_to_get=["key"])
             items = (item for item in results if item.key.startswith(prefixes))
         try:
-            _delete_all(items, done, table, deadline)
+            _delete_all(model, items, done, table, deadline)
         except OutOfTime:
             raise OutOfTime(results.last_evaluated_key)
     return step

@@ -4,6 +4,7 @@ any queue, and nothing of another account is touched. Races with sends and regis
 in real threads."""
 import json
 import threading
+from collections import Counter
 from urllib.parse import urlencode
 
 import boto3
@@ -294,3 +295,140 @@ def test_models_cover_every_table():
     assert purged == set(settings.TABLES)
     assert {m.Meta.table_name for m in tables.MODELS} == {
         settings.current().table_name(t) for t in settings.TABLES}
+
+
+def _many(account_id: str, count: int) -> None:
+    """`count` messages and `count` idempotency claims of the account (claims are Scanned)."""
+    from chalicelib.core import ids
+    from chalicelib.storage.tables import Idempotency
+    now, first = clock.now_ms(), ids.new_message_id()
+    with Message.batch_write() as messages, Idempotency.batch_write() as claims:
+        for n in range(count):
+            messages.save(Message(account_id=account_id, message_id=first + n,
+                                  device_uid="dev_x", device_id=1, phone_number="+14155550100",
+                                  body="hi", sim_slot=1, segments=1, encoding="GSM-7",
+                                  status="delivered", created_at=now, expires_at=now + 86400000))
+            claims.save(Idempotency(key=f"{account_id}#k{n}", message_id=first + n,
+                                    created_at=now, expires=clock.at(now + 86400000)))
+
+
+def _deleted_with_many(name: str, count: int):
+    account = accounts.create_account(name)
+    _many(account.account_id, count)
+    account_deletion.delete(account.account_id, name)
+    return account
+
+
+def test_the_purge_deletes_25_items_to_a_batch_write(aws_mock, aws_calls):
+    """60 messages and 60 claims: 3 BatchWriteItem calls each (25, 25, 10), one for the quota
+    counters, and DeleteItem for the account item only (it was one DeleteItem per item)."""
+    kept = _deleted_with_many("Kept", 60)
+    other = accounts.create_account("Other")
+    _many(other.account_id, 30)
+    clock.advance(settings.current().purge_after_seconds + 1)
+    aws_calls.clear()
+    done = purge.purge_deleted(budget_seconds=600)
+    assert done == {"messages": 60, "idempotency": 60, "throttles": 2, "accounts": 1}, done
+    assert Counter(operation for _, operation in aws_calls) == {
+        "Query": 11, "Scan": 4, "GetItem": 1, "BatchWriteItem": 7, "DeleteItem": 1}
+    sizes = sorted(len(requests) for _, operation, params in aws_calls.requests
+                   if operation == "BatchWriteItem"
+                   for requests in params["RequestItems"].values())
+    assert sizes == [2, 10, 10, 25, 25, 25, 25], sizes
+    assert not traces(kept.account_id)
+    assert len(list(Message.query(other.account_id))) == 30
+
+
+class _Ticking:
+    """The purge's `time`: each reading of the clock is one second later, so a run's budget is
+    a number of items; pauses are recorded, not slept."""
+
+    def __init__(self):
+        self.now, self.pauses = 0.0, []
+
+    def monotonic(self) -> float:
+        self.now += 1
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
+def test_a_deadline_mid_batch_sends_the_batch_before_the_scan_cursor_moves_on(
+        aws_mock, monkeypatch):
+    """Runs of 30 clock readings stop inside batches (31 items: one batch of 25 and 6 more),
+    and inside the idempotency Scan, whose pages (7 items: not a multiple of 25) end inside
+    batches too. The Scan's cursor is saved after the last item it returned: had that item's
+    batch not been sent, the next run would resume past its items and leave them behind."""
+    monkeypatch.setattr(purge, "time", _Ticking())
+    monkeypatch.setattr(purge, "SCAN_PAGE", 7)
+    gone = _deleted_with_many("Gone", 60)
+    other = accounts.create_account("Other")
+    _many(other.account_id, 60)  # its claims share the Scan's pages
+    clock.advance(settings.current().purge_after_seconds + 1)
+    total, stops = Counter(), []
+    for _ in range(20):
+        done = purge.purge_deleted(budget_seconds=30)
+        total += done
+        if not done["accounts_left"]:
+            break
+        cursor = tables.Account.get(gone.account_id, consistent_read=True).purge_cursor
+        stops.append((dict(done), json.loads(cursor) if cursor else None))
+    assert total == {"messages": 60, "idempotency": 60, "throttles": 2, "accounts": 1,
+                     "accounts_left": len(stops)}, total  # each item deleted (counted) once
+    # some runs stopped mid-batch inside the Scan, with a cursor saved
+    assert [done["idempotency"] for done, cursor in stops if cursor and "idempotency" in cursor
+            and done["idempotency"] % 25], stops
+    assert not traces(gone.account_id)
+    assert len(list(tables.Idempotency.scan())) == 60  # the other account's claims, all
+    assert len(list(Message.query(other.account_id))) == 60
+
+
+def _refusing(monkeypatch, refusals: int):
+    """BatchWriteItem leaves all but the first request unprocessed, `refusals` times (DynamoDB
+    throttling a batch); the refused deletes are not done."""
+    import botocore.client
+    original = botocore.client.BaseClient._make_api_call
+    left = [refusals]
+
+    def call(self, operation_name, api_params):
+        if operation_name != "BatchWriteItem" or not left[0]:
+            return original(self, operation_name, api_params)
+        left[0] -= 1
+        (table, requests), = api_params["RequestItems"].items()
+        answer = original(self, operation_name, {"RequestItems": {table: requests[:1]}})
+        if requests[1:]:
+            answer["UnprocessedItems"] = {table: requests[1:]}
+        return answer
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+
+
+def test_unprocessed_deletes_are_sent_again_with_backoff(aws_mock, monkeypatch):
+    ticking = _Ticking()
+    monkeypatch.setattr(purge, "time", ticking)
+    gone = _deleted_with_many("Gone", 30)
+    clock.advance(settings.current().purge_after_seconds + 1)
+    _refusing(monkeypatch, 5)
+    done = purge.purge_deleted(budget_seconds=600)
+    assert done == {"messages": 30, "idempotency": 30, "throttles": 2, "accounts": 1}, done
+    assert ticking.pauses == [0.05, 0.1, 0.2, 0.4, 0.8], ticking.pauses  # doubling, then none
+    assert not traces(gone.account_id)
+
+
+def test_deletes_left_unprocessed_fail_the_run_and_the_next_run_does_them(aws_mock, monkeypatch):
+    """Never dropped: a batch DynamoDB keeps refusing fails the run (the account and its cursor
+    as they were); the next run sends it again."""
+    ticking = _Ticking()
+    monkeypatch.setattr(purge, "time", ticking)
+    gone = _deleted_with_many("Gone", 30)
+    clock.advance(settings.current().purge_after_seconds + 1)
+    _refusing(monkeypatch, purge.RETRY_ATTEMPTS)
+    with pytest.raises(purge.Unprocessed, match="messages: 17 deletes left unprocessed"):
+        purge.purge_deleted(budget_seconds=600)
+    assert len(ticking.pauses) == purge.RETRY_ATTEMPTS - 1
+    account = tables.Account.get(gone.account_id, consistent_read=True)
+    assert not account.purge_done and not account.purge_cursor
+    assert len(list(Message.query(gone.account_id))) == 22  # 8 sent, one a call
+    done = purge.purge_deleted(budget_seconds=600)
+    assert done == {"messages": 22, "idempotency": 30, "throttles": 2, "accounts": 1}, done
+    assert not traces(gone.account_id)

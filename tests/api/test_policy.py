@@ -73,9 +73,9 @@ EXPECTED_UNCALLED = {
     # The deletion deletes the account's keys, users (sessions) and devices (queues) itself;
     # the purge finds some only when they were made while the account was being deleted
     # (tests/api/test_account_deletion.py, the racing registrations).
-    ("purge_accounts", "dynamodb:DeleteItem@api-keys"): "a key made during the deletion",
-    ("purge_accounts", "dynamodb:DeleteItem@users"): "a user added during the deletion",
-    ("purge_accounts", "dynamodb:DeleteItem@sessions"): "the same user's session",
+    ("purge_accounts", "dynamodb:BatchWriteItem@api-keys"): "a key made during the deletion",
+    ("purge_accounts", "dynamodb:BatchWriteItem@users"): "a user added during the deletion",
+    ("purge_accounts", "dynamodb:BatchWriteItem@sessions"): "the same user's session",
     ("purge_accounts", "dynamodb:Query@sessions/index/by-user"): "the same",
     ("purge_accounts", "dynamodb:DeleteItem@devices"): "a phone registered during the deletion",
     ("purge_accounts", "dynamodb:GetItem@devices"): "the same",
