@@ -24,6 +24,9 @@ TABLES = ("accounts", "api-keys", "devices", "messages", "incoming", "idempotenc
 # Webhooks (docs/webhooks.md). Events come from the DynamoDB streams of these tables.
 EVENT_SOURCE_TABLES = ("messages", "incoming", "devices", "opt-outs")
 SIGNUP_MODES = ("closed", "invite", "open")
+# The languages of the account mails' catalogs (chalicelib/domain/account_mails.py; core cannot
+# import it, so tests/unit/test_settings.py checks that the two lists agree).
+MAIL_LANGUAGES = ("en",)
 
 
 class SettingsError(ValueError):
@@ -257,6 +260,10 @@ class Settings:
     # default: the operator's CLI only), `invite` (for now the same as closed: invitations are
     # not built yet) or `open` (the local gateway's default).
     signup: str = _choice("SMSGW_SIGNUP", "closed", SIGNUP_MODES)
+    # The language of the account mails (sign-up, reset, invitation): one with a catalog. A
+    # language without one fails the start rather than mail English to people the operator
+    # meant to address in their own language.
+    mail_language: str = _choice("SMSGW_MAIL_LANGUAGE", "en", MAIL_LANGUAGES)
     # Leaving with the data (docs/export.md). The dashboard and REST v1 answer an export zip of
     # at most export_max_bytes (Lambda's response limit is 6 MB, and a binary answer is base64:
     # 4/3) made within export_budget_seconds (the API function's timeout is 25 s); a bigger one

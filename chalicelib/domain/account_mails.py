@@ -5,9 +5,10 @@ of them here, in one catalog per language, so they can be translated without tou
 They are plain text with no tracking: no HTML, no images, no redirecting or tagged links, no
 unsubscribe (a person asked for each one). They go through the alert mail path
 (domain/insight/alerts.deliver): SES on AWS, `.eml` files and a printed subject locally.
-To translate: copy the "en" catalog under another language code and set SMSGW_MAIL_LANGUAGE.
+To translate: copy the "en" catalog under another language code, add the code to
+core/settings.MAIL_LANGUAGES and set SMSGW_MAIL_LANGUAGE (settings.current().mail_language).
 """
-import os
+from chalicelib.core import settings
 
 CATALOGS = {
     "en": {
@@ -65,19 +66,14 @@ CATALOGS = {
 }
 
 
-def language() -> str:
-    chosen = os.environ.get("SMSGW_MAIL_LANGUAGE", "en").strip().lower()
-    return chosen if chosen in CATALOGS else "en"
-
-
 def text(name: str, **values) -> str:
     """One string of the catalog, filled in."""
-    return CATALOGS[language()][name].format(**values)
+    return CATALOGS[settings.current().mail_language][name].format(**values)
 
 
 def compose(name: str, **values) -> tuple[str, str]:
     """(subject, body) of the mail `name`, filled in."""
-    subject, body = CATALOGS[language()][name]
+    subject, body = CATALOGS[settings.current().mail_language][name]
     return subject.format(**values), body.format(**values)
 
 

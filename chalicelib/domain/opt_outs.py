@@ -6,10 +6,10 @@ OTPs through. docs/opt-outs.md has the rules; the consistency argument is there 
 Cost: the list lives in its own table (`opt-outs`, one item per number that ever used a
 keyword), and the account item carries `opt_outs_version`, bumped in the same transaction as
 every change. A container keeps each account's list with the version it was read at; it trusts
-it while it has seen the account item within AUTH_CACHE_SECONDS (authenticate reads that item
-anyway and notes it here), so a warm send makes no AWS call for the check, and the list is
-read again (one Query) only when the version moved. An account that never had an opt-out
-(version absent) never queries.
+it while it has seen the account item within AUTH_CACHE_SECONDS (the accounts' cache:
+accounts.cached_read, which authenticate fills anyway), so a warm send makes no AWS call for
+the check, and the list is read again (one Query) only when the version moved. An account that
+never had an opt-out (version absent) never queries.
 """
 import re
 import threading
@@ -21,6 +21,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import BadRequest, NotFound, OptedOut
+from chalicelib.domain import accounts
 from chalicelib.storage import records
 from chalicelib.storage.tables import Account, OptOut, update_if
 
@@ -32,7 +33,6 @@ MAX_KEYWORDS = 20
 MAX_REPLY = 300
 _lock = threading.Lock()
 _lists = {}  # account_id -> Listing
-_noted = {}  # account_id -> (Account as read, when): authenticate's reads
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,16 @@ def meaning(account: Account, text: str | None) -> bool | None:
     return None
 
 
-def note(account: Account) -> None:
-    """authenticate read the account item: its version is as fresh as that read."""
-    _noted[account.account_id] = (account, clock.now_ms())
-
-
-def account(account_id: str) -> Account:
-    """The account item as read at most AUTH_CACHE_SECONDS ago (authenticate's read, or one
-    GetItem): what the send checks its suspension and quotas on (outbox.submit)."""
-    return _listing(account_id).account
-
-
 def forget_cached() -> None:
     with _lock:
         _lists.clear()
-        _noted.clear()
+
+
+def _forget(account_id: str) -> None:
+    """This container changed the account's list or settings (its version moved)."""
+    with _lock:
+        _lists.pop(account_id, None)
+    accounts.forget_account(account_id)
 
 
 def _listing(account_id: str) -> Listing:
@@ -91,12 +86,7 @@ def _listing(account_id: str) -> Listing:
     found = _lists.get(account_id)
     if found is not None and now - found.read_at <= window:
         return found
-    account, read_at = _noted.get(account_id, (None, 0))
-    if account is None or now - read_at > window:
-        try:
-            account, read_at = Account.get(account_id, consistent_read=True), now
-        except DoesNotExist:
-            raise NotFound(f"Unknown account: {account_id}.", "account_id")
+    account, read_at = accounts.cached_read(account_id)
     version = account.opt_outs_version or 0
     if found is not None and found.version == version:
         numbers = found.numbers
@@ -164,9 +154,7 @@ def change(account_id: str, phone_number: str, out: bool, source: str,
             if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
                 continue  # a concurrent change: read it and decide again
             raise
-        with _lock:
-            _lists.pop(account_id, None)
-            _noted.pop(account_id, None)
+        _forget(account_id)
         return True
     return False
 
@@ -230,9 +218,7 @@ def configure(account_id: str, *, opt_out_keywords=None, opt_in_keywords=None,
     actions.append(Account.opt_outs_version.add(1))
     if not update_if(Account(account_id=account_id), actions, Account.account_id.exists()):
         raise NotFound(f"Unknown account: {account_id}.", "account_id")
-    with _lock:
-        _lists.pop(account_id, None)
-        _noted.pop(account_id, None)
+    _forget(account_id)
     return Account.get(account_id, consistent_read=True)
 
 

@@ -85,7 +85,7 @@ def submit(account_id: str, request: SendRequest) -> SendResult:
         from chalicelib.domain import encryption
         encryption.refuse_otp()
     counted = segments.check(request.text, encrypted=request.encrypted)
-    account = opt_outs.account(account_id)  # warm: as authenticate read it, no AWS call
+    account = accounts.cached_account(account_id)  # warm: as authenticate read it, no call
     accounts.refuse_suspended(account)
     tally = quotas.day_count(account)
     quotas.check_spent(account)

@@ -6,7 +6,8 @@ runs its work in. A style maps a domain error through its attributes (`http_stat
 - device: our device protocol's `{"error": {...}}` with the real status (/device/...);
 - problem: RFC 9457 problem+json (REST v1);
 - SMSGate's two shapes live with their vocabulary (smsgate/thirdparty_request.py for the client
-  API, smsgate/mobile_request.py for the app), the dashboard's error page in dashboard/web.py.
+  API, smsgate/mobile_request.py for the app), the dashboard's pages in dashboard/ (web.failed
+  answers an error page or a form shown again with the error's status).
 
 Every style answers (http status, headers, body text), as every handle() does.
 """

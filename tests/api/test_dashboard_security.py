@@ -224,7 +224,11 @@ def test_nothing_of_account_b_can_be_changed_by_a(two):
         if route[0] == "POST" and req:
             path, form = req
             response = visitor.submit(path, form)
-            assert response.status_code in (303, 200, 400, 404), (route, response.status_code)
+            # A's own errors answer their class's status, as every style answers them: 403
+            # (invitations off), 422 (a wrong OTP), 503 (A's CSV preview: no device of A
+            # running); never a 500
+            status = response.status_code
+            assert status in (200, 303, 503) or 400 <= status < 500, (route, status)
             for secret in b_secrets(b):
                 assert secret not in text(response), (route, secret)
     assert b_state(b) == before

@@ -116,3 +116,24 @@ def test_send_sms_checks_and_counts_its_text_once(api, account, monkeypatch):
     assert counted == ["héllo €"]
     stored = Message.get(acct.account_id, body["data"]["message_id"])
     assert (stored.segments, stored.encoding) == (1, "GSM-7")  # € costs two septets
+
+
+def test_the_send_reads_the_account_item_from_the_accounts_cache(account, aws_calls):
+    """The account item a send checks (suspension, quotas, opt-out version) has one cache, in
+    accounts.py: authenticate's read serves the send without an AWS call, and this container's
+    own forget (accounts.forget_cached, as after its own change of the item) drops it."""
+    from chalicelib.core import clock
+    from chalicelib.core.errors import Suspended
+    from chalicelib.domain import accounts
+    from chalicelib.storage.tables import Account
+    acct, key, device, _ = account
+    accounts.authenticate(key, None)
+    aws_calls.clear()
+    assert accounts.cached_account(acct.account_id).account_id == acct.account_id
+    assert aws_calls == []  # authenticate's read, not another GetItem
+    Account(account_id=acct.account_id).update(actions=[Account.suspended_at.set(clock.now_ms())])
+    accounts.forget_cached()
+    with pytest.raises(Suspended):  # was sent: opt_outs kept its own copy of the account
+        outbox.submit(acct.account_id, outbox.SendRequest(
+            phone_number="+14155550107", text="hi", device=device))
+    assert Message.count(acct.account_id) == 0

@@ -95,11 +95,11 @@ def test_each_style_answers_each_error_class_from_its_attributes(kind):
     assert app[0] == status and json.loads(app[2])["code"] == error.code
 
     page = dashboard.error_page(error, PageRequest.of(HttpRequest.of("GET", "/dashboard")))
-    assert page[0] == (404 if isinstance(error, errors.NotFound)
-                       else 503 if error.retry_after else 400)
-    assert page[1]["Content-Type"].startswith("text/html")
+    assert page[0] == status  # was 400 for all but not found (404) and retryable (503)
+    assert page[1]["Content-Type"].startswith("text/html") and error.message in page[2] \
+        or isinstance(error, errors.NotFound)  # one page for another account's and nobody's
 
-    for answer in (compat, device, problem, client, app):
+    for answer in (compat, device, problem, client, app, page):
         if error.retry_after is not None:
             assert answer[1]["Retry-After"] == str(error.retry_after)
 
@@ -153,6 +153,44 @@ def test_each_surface_answers_its_errors_through_its_styles_one_mapper(
     assert len(seen) == 1 and answer == mapper(seen[0], None if surface is not dashboard
                                                else PageRequest.of(request_))
     assert answer[0] == status
+
+
+def test_the_dashboard_answers_its_pages_errors_with_their_status(client, account,
+                                                                 settings_override):
+    """Through the app: a form shown again with its error, and the error page, answer the
+    error's own status (and Retry-After), as the other styles; the page keeps its content."""
+    from chalicelib.domain import devices, operators, users
+    from tests.dashboard_helpers import PASSWORD, Visitor, owner
+    acct, _, device, _ = account
+    devices.heartbeat(device, "running")
+    owner(acct.account_id, "owner@example.com")
+    visitor = Visitor(client)
+    assert visitor.sign_in("owner@example.com").status_code == 303
+    settings_override(quota_messages_per_day=1)
+
+    def try_sms():
+        return visitor.submit("/dashboard/try/sms", {
+            "phone": device.device_uid, "number": "+14155550105", "text": "hi", "sim": "1"},
+            page="/dashboard/try")
+    assert try_sms().status_code == 303
+    refused = try_sms()  # a refused action: the quota of a day (was 400, no Retry-After)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "Try it" in refused.body.decode() and "Quota exceeded" in refused.body.decode()
+    wrong = visitor.submit("/dashboard/try/verify", {"number": "+14155550105", "code": "000000"},
+                           page="/dashboard/try")
+    assert wrong.status_code == 422 and "Invalid or Expired OTP." in wrong.body.decode()
+
+    missing = visitor.get("/dashboard/messages/outgoing/nothing-here")  # a missing item
+    assert missing.status_code == 404
+    _, token = users.add(acct.account_id, "viewer@example.com", role="viewer")
+    users.set_password(token, PASSWORD, PASSWORD)
+    viewer = Visitor(client)
+    assert viewer.sign_in("viewer@example.com").status_code == 303
+    role = viewer.submit("/dashboard/keys", {"label": "x"}, page="/dashboard/keys")
+    assert role.status_code == 403 and "needs the developer role" in role.body.decode()
+    operators.suspend("op@example.com", acct.account_id)  # a suspended account
+    suspended = visitor.get("/dashboard/keys")
+    assert suspended.status_code == 403 and "Account suspended" in suspended.body.decode()
 
 
 SMSGATE_WORDS = re.compile(r"^(Pending|Cancelling|Cancelled|Processed|Sent|Delivered|Failed"

@@ -20,6 +20,7 @@ def test_the_defaults_without_any_variable():
     assert (read.stage, read.prefix, read.region) == ("dev", "smsgw-dev", "us-east-1")
     assert read.lease_seconds == 60 and read.heartbeat_seconds == 120 // 3
     assert read.signup == "closed" and read.webhook_allow_private is False
+    assert read.mail_language == "en"
     assert read.table_name("messages") == "smsgw-dev-messages"
     assert read.queue_name("abc") == "smsgw-dev-device-abc"
     assert read.webhook_queue_name(dead_letter=True) == "smsgw-dev-webhooks-dlq"
@@ -34,6 +35,7 @@ def test_derived_defaults_follow_what_they_derive_from():
     assert read.heartbeat_seconds == 1  # a third of 2 s, but at least 1
     assert read.region == "eu-west-1" and read.signup == "open"
     assert read.public_url == "https://sms.example.com"
+    assert Settings.from_environ({"SMSGW_MAIL_LANGUAGE": " EN "}).mail_language == "en"
     blank = Settings.from_environ({"SMSGW_LEASE_SECONDS": " ", "SMSGW_SIGNUP": ""})
     assert blank.lease_seconds == 60 and blank.signup == "closed"  # blank: the default
 
@@ -55,6 +57,7 @@ def test_derived_defaults_follow_what_they_derive_from():
     ("SMSGW_PUBLIC_URL", "sms.example.com", "an http:// or https:// URL"),
     ("SMSGW_DEVICE_ROLE_ARN", "DeviceRole", "an IAM role ARN"),
     ("SMSGW_ALERT_SENDER", "alerts", "an e-mail address"),
+    ("SMSGW_MAIL_LANGUAGE", "fr", "one of en"),  # no catalog: was English silently
 ])
 def test_a_bad_value_is_refused_naming_the_variable(name, value, says):
     with pytest.raises(SettingsError) as refused:
@@ -85,6 +88,26 @@ def test_the_reference_lists_every_variable():
     for f in dataclasses.fields(Settings):
         if f.metadata["env"]:
             assert f"`{f.metadata['env']}`" in reference, f.metadata["env"]
+
+
+def test_the_mail_languages_are_the_catalogs():
+    """core cannot import the domain's catalogs, so it names their languages itself."""
+    from chalicelib.domain import account_mails
+    assert tuple(account_mails.CATALOGS) == settings.MAIL_LANGUAGES
+
+
+def test_the_account_mails_speak_the_set_language(settings_override, monkeypatch):
+    from chalicelib.domain import account_mails
+    monkeypatch.setitem(account_mails.CATALOGS, "fr", {  # as a translator would add it
+        "verify": ("Vérifiez votre adresse", "Bonjour {account_name}"),
+        "signup_hint_open": "Créez"})
+    settings_override(mail_language="fr")
+    assert account_mails.compose("verify", account_name="Acme") == (
+        "Vérifiez votre adresse", "Bonjour Acme")
+    assert account_mails.text("signup_hint_open") == "Créez"
+    settings_override(mail_language="en")
+    assert account_mails.compose("verify", account_name="Acme", base_url="u", hours=1,
+                                 link="l")[0].startswith("Verify your email")
 
 
 # --- a bad variable stops each start ----------------------------------------------------------

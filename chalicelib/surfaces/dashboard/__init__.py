@@ -10,7 +10,7 @@ gateway's Origin.
 """
 import re
 
-from chalicelib.core.errors import GatewayError, NotFound
+from chalicelib.core.errors import GatewayError, NotFound, Suspended
 from chalicelib.domain import roles, sessions
 from chalicelib.surfaces import answers
 from chalicelib.surfaces.dashboard import (
@@ -93,12 +93,13 @@ def handle(request: HttpRequest):
 
 
 def error_page(error: GatewayError, request: PageRequest):
-    """The dashboard's one error answer: a page, never a traceback. Not found is the same page
-    whether it is another account's or nobody's."""
+    """The dashboard's one error answer: a page, never a traceback, with the error's status
+    (web.failed). Not found is the same page whether it is another account's or nobody's."""
     if isinstance(error, NotFound):
-        return not_found(request)
-    return web.render(request, "error.html", 503 if error.retry_after else 400,
-                      title="Something went wrong", message=error.message)
+        return web.failed(error, not_found(request))
+    title = "Account suspended" if isinstance(error, Suspended) else "Something went wrong"
+    return web.failed(error, web.render(request, "error.html", title=title,
+                                        message=error.message))
 
 
 def _account_stop(request: PageRequest):
@@ -110,8 +111,7 @@ def _account_stop(request: PageRequest):
     try:
         accounts.refuse_suspended(accounts.get_account(request.session.account_id))
     except GatewayError as error:
-        return web.render(request, "error.html", 403, title="Account suspended",
-                          message=error.message)
+        return error_page(error, request)
     return None
 
 

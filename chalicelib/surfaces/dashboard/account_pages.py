@@ -54,7 +54,7 @@ def signin(request):
                                   request.cookie(web.BROWSER_COOKIE))
         token = sessions.start(user)
     except GatewayError as error:
-        return signin_form(request, error.message, email, 429 if error.retry_after else 401)
+        return web.failed(error, signin_form(request, error.message, email))
     if request.session is not None:
         sessions.end(request.session)
     browser = users.remember_browser(user.email, request.cookie(web.BROWSER_COOKIE))
@@ -94,7 +94,7 @@ def set_password(request):
     except GatewayError as error:
         if error.parameter == "token":
             return web.link_not_valid(request, error)
-        return set_password_form(request, error.message, 400)
+        return web.failed(error, set_password_form(request, error.message))
     return web.redirect(request, "/signin", done="password-set")
 
 
@@ -189,8 +189,8 @@ def whitelist_change(request):
     try:
         [network] = accounts.parse_whitelist([entry])
     except GatewayError as error:  # (the CLI's --allow-wide has no dashboard twin)
-        return _whitelist_view(request, error.message.replace(" without --allow-wide", ""),
-                               entry, 400)
+        return web.failed(error, _whitelist_view(
+            request, error.message.replace(" without --allow-wide", ""), entry))
     if not entries and not request.form.get("understood"):
         return _whitelist_view(request, "Tick the box to confirm: once this entry is saved, "
                                         "the API refuses every other address.", entry, 400)

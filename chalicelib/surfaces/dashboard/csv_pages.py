@@ -46,7 +46,7 @@ def csv_preview(request):
     try:
         _, shown = _plan(request, upload, template)
     except GatewayError as error:
-        return _page(request, 400, error=error.message, csv_template=template)
+        return web.failed(error, _page(request, error=error.message, csv_template=template))
     return _page(request, preview=shown)
 
 
@@ -59,7 +59,7 @@ def csv_send(request):
             return _page(request, 400, error="No valid rows to send.", csv_template=template)
         done = csv_sends.send(request.session.account_id, plan)
     except GatewayError as error:
-        return _page(request, 400, error=error.message, csv_template=template)
+        return web.failed(error, _page(request, error=error.message, csv_template=template))
     refused = ",".join(str(line) for line, _ in done["refused"][:50])
     return web.redirect(request, f"/csv/{plan.batch}", last=plan.rows[-1].line,
                         accepted=done["accepted"], replayed=done["replayed"], refused=refused)
@@ -76,7 +76,7 @@ def csv_progress(request, batch):
     try:
         found = csv_sends.progress(request.session.account_id, batch, number("last"))
     except GatewayError as error:
-        return _page(request, 400, error=error.message)
+        return web.failed(error, _page(request, error=error.message))
     return web.render(request, "csv_progress.html", title="Sending a list", batch=batch,
                       found=found, accepted=number("accepted"), replayed=number("replayed"),
                       refused=(query.get("refused") or "")[:400], last=number("last"))

@@ -12,8 +12,8 @@ def export_zip(request):
     try:
         body = export.bounded_zip(account_id)
     except GatewayError as error:
-        return web.render(request, "error.html", error.http_status, title="Export too large",
-                          message=error.message)
+        return web.failed(error, web.render(request, "error.html", title="Export too large",
+                                            message=error.message))
     headers = web.security_headers(request, "application/zip")
     headers["Content-Disposition"] = f'attachment; filename="{export.filename(account_id)}"'
     return 200, headers, body
@@ -34,7 +34,7 @@ def delete(request):
     try:
         account_deletion.delete(request.session.account_id, request.form.get("name"))
     except GatewayError as error:
-        return _delete_page(request, error.message, 400)
+        return web.failed(error, _delete_page(request, error.message))
     return web.redirect(request, "/signin", cookies=[web.set_cookie(
         request, web.SESSION_COOKIE, "", max_age=0)], done="account-deleted")
 

@@ -29,7 +29,7 @@ def _act(request, account_id, action):
     except NotFound:
         return console(request, f"No account {account_id}.", status=404)
     except GatewayError as error:
-        return console(request, error.message, status=400)
+        return web.failed(error, console(request, error.message))
     return console(request, done=message)
 
 

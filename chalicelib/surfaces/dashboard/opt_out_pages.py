@@ -33,7 +33,7 @@ def _change(out: bool):
             changed = (opt_outs.add if out else opt_outs.remove)(request.session.account_id,
                                                                   number)
         except GatewayError as error:
-            return opt_outs_page(request, error.message, status=400)
+            return web.failed(error, opt_outs_page(request, error.message))
         return opt_outs_page(request, done=f"{number} {said[0] if changed else said[1]}")
     return change
 
@@ -46,7 +46,7 @@ def opt_out_settings(request):
                            opt_in_keywords=(form.get("own_in") or "").split(),
                            reply=form.get("reply") or "", otp_allowed=bool(form.get("otp")))
     except GatewayError as error:
-        return opt_outs_page(request, error.message, status=400)
+        return web.failed(error, opt_outs_page(request, error.message))
     return opt_outs_page(request, done="Settings saved.")
 
 

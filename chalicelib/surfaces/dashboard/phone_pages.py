@@ -25,7 +25,7 @@ def phone_pair_start(request):
     try:
         item = pairing.create(request.session.account_id, name, request.session.email)
     except GatewayError as error:
-        return phones_page(request, error.message, name, 400)
+        return web.failed(error, phones_page(request, error.message, name))
     return web.redirect(request, f"/pair/{item.code}")
 
 
@@ -73,7 +73,7 @@ def phone_pace(request, device_uid):
     except NotFound:
         raise
     except GatewayError as error:
-        return phones_page(request, error.message, status=400)
+        return web.failed(error, phones_page(request, error.message))
     return web.redirect(request, "/phones", done="pace-saved")
 
 
@@ -147,7 +147,7 @@ def try_sms(request):
             phone_number=number, text=request.form.get("text"), device=device,
             sim_slot=devices.check_sim_slot(device, sim_slot)))
     except GatewayError as error:
-        return try_page(request, error.message, form, status=400)
+        return web.failed(error, try_page(request, error.message, form))
     return web.redirect(request, f"/messages/outgoing/{accepted.message.message_id}")
 
 
@@ -158,7 +158,7 @@ def try_otp(request):
         number = phone.normalise(request.form.get("number"), "number")
         sent = otp.send(request.session.account_id, device, number)
     except GatewayError as error:
-        return try_page(request, error.message, form, status=400)
+        return web.failed(error, try_page(request, error.message, form))
     return try_page(request, form={"which": "verify", "number": number}, result={
         "ok": True, "text": f"OTP sent to {number}: it expires at {clock.fmt(sent.expires_at)} "
                             "UTC. Enter the code the phone received below.",
@@ -171,7 +171,7 @@ def try_verify(request):
         number = phone.normalise(request.form.get("number"), "number")
         otp.verify(request.session.account_id, number, request.form.get("code"))
     except GatewayError as error:
-        return try_page(request, error.message, form, status=400)
+        return web.failed(error, try_page(request, error.message, form))
     return try_page(request, form={"which": "verify", "number": number},
                     result={"ok": True, "text": "OTP verified: the code was right, and it is "
                                                 "now used up."})

@@ -46,9 +46,9 @@ def signup_submit(request):
     except GatewayError as error:
         if isinstance(error, Forbidden):
             return _closed(request)
-        return signup_form(request, error.message, 429 if error.retry_after else 400,
-                           email=form.get("email", ""), account_name=form.get("account_name",
-                                                                              ""))
+        return web.failed(error, signup_form(request, error.message,
+                                             email=form.get("email", ""),
+                                             account_name=form.get("account_name", "")))
     return web.render(request, "check_mail.html", title="Check your mail", email=email,
                       what="verify your email and open your dashboard",
                       within=f"{signup.LINK_HOURS} hours")
@@ -89,8 +89,8 @@ def forgot_submit(request):
         email = password_reset.request_reset(request.form.get("email"), request.source_ip,
                                              _dashboard_url(request))
     except GatewayError as error:
-        return forgot_form(request, error.message, 429 if error.retry_after else 400,
-                           request.form.get("email", ""))
+        return web.failed(error, forgot_form(request, error.message,
+                                             email=request.form.get("email", "")))
     return web.render(request, "check_mail.html", title="Check your mail", email=email,
                       what="choose a new password",
                       within=f"{password_reset.LINK_MINUTES} minutes")

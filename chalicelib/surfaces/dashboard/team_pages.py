@@ -2,7 +2,7 @@
 with a role, changes roles, removes members; every member may leave. The invitation's link
 opens the signed-out join page (domain/members.py)."""
 from chalicelib.core import clock
-from chalicelib.core.errors import Conflict, GatewayError
+from chalicelib.core.errors import GatewayError
 from chalicelib.domain import members, roles, sessions, users
 from chalicelib.surfaces.dashboard import web
 
@@ -34,8 +34,7 @@ def _answer(request, action, done, **query):
     try:
         action()
     except GatewayError as error:
-        return team_page(request, error.message, 409 if isinstance(error, Conflict) else 400,
-                         form=request.form)
+        return web.failed(error, team_page(request, error.message, form=request.form))
     return web.redirect(request, "/team", done=done, **query)
 
 
@@ -46,7 +45,7 @@ def invite(request):
                                form.get("email"), form.get("role"),
                                dashboard_url=request.base_url + "/dashboard")
     except GatewayError as error:
-        return team_page(request, error.message, 429 if error.retry_after else 400, form=form)
+        return web.failed(error, team_page(request, error.message, form=form))
     return web.redirect(request, "/team", done="invited", email=email)
 
 
@@ -72,7 +71,7 @@ def leave(request):
     try:
         members.remove(request.session.account_id, request.session.email)
     except GatewayError as error:
-        return team_page(request, error.message, 409)
+        return web.failed(error, team_page(request, error.message))
     return web.redirect(request, "/signin", cookies=[web.set_cookie(
         request, web.SESSION_COOKIE, "", max_age=0)], done="left")
 
@@ -85,8 +84,9 @@ def join_form(request, error=None, status=200):
         link = members.invitation(token)
     except GatewayError as failure:
         if failure.parameter != "token":
-            return web.render(request, "error.html", 403, title="Invitations are off",
-                              message=failure.message)
+            return web.failed(failure, web.render(request, "error.html",
+                                                  title="Invitations are off",
+                                                  message=failure.message))
         return web.link_not_valid(request, failure)
     pre, cookie = web.pre_token(request)
     return web.render(request, "join.html", status, cookies=[cookie], pre=pre, token=token,
@@ -101,7 +101,7 @@ def join(request):
                             request.form.get("confirm"))
     except GatewayError as error:
         if error.parameter in ("password", "confirm"):
-            return join_form(request, error.message, 400)
+            return web.failed(error, join_form(request, error.message))
         return join_form(request)  # the link's own answer (spent, expired, email elsewhere)
     if request.session is not None:
         sessions.end(request.session)

@@ -200,6 +200,16 @@ def render(request: PageRequest, template: str, status: int = 200, cookies=(), *
     return status, headers, body
 
 
+def failed(error, page: tuple) -> tuple:
+    """The dashboard's answer to a domain error: the page (an error page, or the form again with
+    its message) answered with the error class's `http_status`, and Retry-After when it has
+    one, as the other answer styles (surfaces/answers.py) answer it."""
+    _, headers, body = page
+    if error.retry_after is not None:
+        headers = {**headers, "Retry-After": str(error.retry_after)}
+    return error.http_status, headers, body
+
+
 def link_not_valid(request: PageRequest, error) -> tuple:
     """The page for a mailed or printed one-time link that is spent, expired or unknown (410)."""
     return render(request, "error.html", 410, title="Link not valid", message=error.message)

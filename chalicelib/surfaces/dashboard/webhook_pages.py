@@ -29,7 +29,7 @@ def webhook_add(request):
         made = webhooks.add(request.session.account_id, form["url"], form["events"],
                             form["description"])
     except GatewayError as error:
-        return webhooks_page(request, error.message, form, status=400)
+        return web.failed(error, webhooks_page(request, error.message, form))
     return webhooks_page(request, new={"webhook_id": made.webhook_id, "url": made.url,
                                        "secret": made.secret})
 
@@ -44,7 +44,7 @@ def webhook_rotate(request, webhook_id):
     except NotFound:
         raise
     except GatewayError as error:
-        return webhooks_page(request, error.message, status=400)
+        return web.failed(error, webhooks_page(request, error.message))
     return webhooks_page(request, new={
         "webhook_id": webhook_id, "url": rotated.url, "secret": rotated.secret,
         "old_until": clock.fmt(rotated.previous_until) if overlap else None})
@@ -101,7 +101,7 @@ def webhook_redeliver(request, webhook_id):
             raise
         return webhook_page(request, webhook_id, error.message, 404)
     except GatewayError as error:
-        return webhook_page(request, webhook_id, error.message, 400)
+        return web.failed(error, webhook_page(request, webhook_id, error.message))
     return web.redirect(request, f"/webhooks/{webhook_id}", done="webhook-redelivered")
 
 
