@@ -87,6 +87,16 @@ def json_option(command):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(run)
 
 
+def account_command(group, name, *arguments, **settings):
+    """Declares a command of `group` on one account: ACCOUNT_ID, then `arguments` (more positional
+    names, in order); `settings` go to click's command()."""
+    def declare(function):
+        for argument in reversed(("account_id", *arguments)):
+            function = click.argument(argument)(function)
+        return group.command(name, **settings)(function)
+    return declare
+
+
 @click.group(cls=Cli)
 def main():
     """Manage accounts, keys, whitelists and devices of an SMS gateway stage."""
@@ -117,8 +127,7 @@ def account_list(as_json):
                                   for r in rows) or "no accounts")
 
 
-@account.command("export")
-@click.argument("account_id")
+@account_command(account, "export")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="The zip to write (default: smsgw-export-ACCOUNT_ID-DATE.zip here).")
 @json_option
@@ -134,8 +143,7 @@ def account_export(account_id, output, as_json):
                                                            for kind, n in counts.items()))
 
 
-@account.command("delete")
-@click.argument("account_id")
+@account_command(account, "delete")
 @click.option("--confirm", "confirm_name", metavar="NAME", required=True,
               help="The account's name, typed out: nothing is deleted unless it matches.")
 @json_option
@@ -155,8 +163,7 @@ def key():
     """API keys (64 characters, shown once at creation)."""
 
 
-@key.command("create")
-@click.argument("account_id")
+@account_command(key, "create")
 @click.option("--label", default="", help="A note to recognise the key by.")
 @json_option
 def key_create(account_id, label, as_json):
@@ -166,8 +173,7 @@ def key_create(account_id, label, as_json):
          f"key {record.key_id}: {plain}\n(shown once: store it now)")
 
 
-@key.command("list")
-@click.argument("account_id")
+@account_command(key, "list")
 @json_option
 def key_list(account_id, as_json):
     """List the keys of ACCOUNT_ID (ids only; keys are never stored)."""
@@ -181,9 +187,7 @@ def key_list(account_id, as_json):
         for r in rows) or "no keys")
 
 
-@key.command("revoke")
-@click.argument("account_id")
-@click.argument("key_id")
+@account_command(key, "revoke", "key_id")
 @json_option
 def key_revoke(account_id, key_id, as_json):
     """Revoke KEY_ID of ACCOUNT_ID."""
@@ -196,9 +200,7 @@ def key_revoke(account_id, key_id, as_json):
                    "revoked_at": clock.fmt(record.revoked_at)}, text)
 
 
-@key.command("rotate")
-@click.argument("account_id")
-@click.argument("key_id")
+@account_command(key, "rotate", "key_id")
 @click.option("--overlap", type=click.IntRange(0, 30 * 86400), default=3600, show_default=True,
               help="Seconds the old key keeps working, while applications switch.")
 @json_option
@@ -224,8 +226,7 @@ def _show_whitelist(account_id, networks, as_json, changed=False):
          text + (f"\n(the change {takes_effect()})" if changed else ""))
 
 
-@whitelist.command("set")
-@click.argument("account_id")
+@account_command(whitelist, "set")
 @click.argument("entries", nargs=-1)
 @click.option("--allow-wide", is_flag=True,
               help="Accept ranges wider than /8 (IPv4) or /32 (IPv6), e.g. 0.0.0.0/0.")
@@ -236,16 +237,14 @@ def whitelist_set(account_id, entries, allow_wide, as_json):
                     True)
 
 
-@whitelist.command("clear")
-@click.argument("account_id")
+@account_command(whitelist, "clear")
 @json_option
 def whitelist_clear(account_id, as_json):
     """Clear the whitelist: any IP address may then use the account's keys."""
     _show_whitelist(account_id, accounts.set_whitelist(account_id, []), as_json, True)
 
 
-@whitelist.command("show")
-@click.argument("account_id")
+@account_command(whitelist, "show")
 @json_option
 def whitelist_show(account_id, as_json):
     """Show the whitelist of ACCOUNT_ID."""
@@ -258,9 +257,7 @@ def device():
     """Devices (phones) that send for an account."""
 
 
-@device.command("register")
-@click.argument("account_id")
-@click.argument("name")
+@account_command(device, "register", "name")
 @click.option("--sims", type=click.IntRange(1, 2), default=None,
               help="SIM slots the phone has (send_sms rejects other slots).")
 @json_option
@@ -272,8 +269,7 @@ def device_register(account_id, name, sims, as_json):
          f"device {dev.device_id}  uid {dev.device_uid}\ntoken (shown once): {token}")
 
 
-@device.command("list")
-@click.argument("account_id")
+@account_command(device, "list")
 @json_option
 def device_list(account_id, as_json):
     """List the devices of ACCOUNT_ID with their status."""
@@ -283,9 +279,7 @@ def device_list(account_id, as_json):
         f"{r['last_seen'] or 'never'}" for r in rows) or "no devices")
 
 
-@device.command("remove")
-@click.argument("account_id")
-@click.argument("device")
+@account_command(device, "remove", "device")
 @json_option
 def device_remove(account_id, device, as_json):
     """Remove DEVICE (its id or uid) and delete its queue."""
@@ -311,8 +305,7 @@ def _public_url(url: str | None) -> str | None:
     return None
 
 
-@device.command("app-token")
-@click.argument("account_id")
+@account_command(device, "app-token")
 @click.option("--name", default="", help="Name for the phone it pairs (default: the app's "
                                           "make and model).")
 @click.option("--url", help="The gateway's public URL (default: SMSGW_PUBLIC_URL or the running "
@@ -355,9 +348,7 @@ def _event_list(values) -> list[str]:
     return [name for value in values for name in value.split(",") if name.strip()]
 
 
-@webhook.command("add")
-@click.argument("account_id")
-@click.argument("url")
+@account_command(webhook, "add", "url")
 @click.option("--events", "event_types", multiple=True,
               help="Event types to send (repeat or comma-separate); default: all.")
 @click.option("--description", default="", help="A note to recognise the endpoint by.")
@@ -371,8 +362,7 @@ def webhook_add(account_id, url, event_types, description, as_json):
          f"secret (shown once): {made.secret}")
 
 
-@webhook.command("list")
-@click.argument("account_id")
+@account_command(webhook, "list")
 @json_option
 def webhook_list(account_id, as_json):
     """List the endpoints of ACCOUNT_ID with their status (enabled, failing, disabled)."""
@@ -385,9 +375,7 @@ def webhook_list(account_id, as_json):
            if r["status"] == "failing" else "") for r in rows) or "no webhooks")
 
 
-@webhook.command("remove")
-@click.argument("account_id")
-@click.argument("webhook_id")
+@account_command(webhook, "remove", "webhook_id")
 @json_option
 def webhook_remove(account_id, webhook_id, as_json):
     """Remove WEBHOOK_ID (queued deliveries to it are dropped)."""
@@ -395,9 +383,7 @@ def webhook_remove(account_id, webhook_id, as_json):
     emit(as_json, {"webhook_id": webhook_id, "removed": True}, f"removed {webhook_id}")
 
 
-@webhook.command("enable")
-@click.argument("account_id")
-@click.argument("webhook_id")
+@account_command(webhook, "enable", "webhook_id")
 @json_option
 def webhook_enable(account_id, webhook_id, as_json):
     """Enable WEBHOOK_ID again (e.g. after it was disabled automatically)."""
@@ -407,9 +393,7 @@ def webhook_enable(account_id, webhook_id, as_json):
                        "--since ...` sends what it missed")
 
 
-@webhook.command("disable")
-@click.argument("account_id")
-@click.argument("webhook_id")
+@account_command(webhook, "disable", "webhook_id")
 @json_option
 def webhook_disable(account_id, webhook_id, as_json):
     """Disable WEBHOOK_ID: its events are logged `skipped`, not sent."""
@@ -418,9 +402,7 @@ def webhook_disable(account_id, webhook_id, as_json):
     emit(as_json, row, f"{webhook_id} disabled")
 
 
-@webhook.command("rotate-secret")
-@click.argument("account_id")
-@click.argument("webhook_id")
+@account_command(webhook, "rotate-secret", "webhook_id")
 @click.option("--overlap", type=click.IntRange(0, 7 * 86400), default=86400, show_default=True,
               help="Seconds the old secret keeps signing too (both signatures are sent).")
 @json_option
@@ -433,9 +415,7 @@ def webhook_rotate(account_id, webhook_id, overlap, as_json):
          + (f"the old secret also signs until {ends} UTC" if ends else "old secret dropped"))
 
 
-@webhook.command("test")
-@click.argument("account_id")
-@click.argument("webhook_id")
+@account_command(webhook, "test", "webhook_id")
 @click.option("--wait", type=click.IntRange(0, 120), default=15, show_default=True,
               help="Seconds to wait for the outcome in the delivery log (0: do not wait).")
 @json_option
@@ -473,9 +453,7 @@ def _delivery_text(row: dict) -> str:
             + (f"  next try {row['next_at']}" if row.get("next_at") else ""))
 
 
-@webhook.command("deliveries")
-@click.argument("account_id")
-@click.argument("webhook_id")
+@account_command(webhook, "deliveries", "webhook_id")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--state", type=click.Choice(["retrying", "delivered", "dead", "skipped"]),
               help="Only deliveries in this state (dead: retries ran out).")
@@ -505,9 +483,7 @@ def parse_since(text: str) -> int:
                                  "such as 30m, 6h, 2d", param_hint="--since")
 
 
-@webhook.command("redeliver")
-@click.argument("account_id")
-@click.argument("webhook_id")
+@account_command(webhook, "redeliver", "webhook_id")
 @click.argument("event_id", required=False)
 @click.option("--since", help="Every event whose delivery ended dead or skipped since this "
                               "time: 'YYYY-MM-DD HH:MM:SS' (UTC), epoch seconds, or 6h / 2d.")
@@ -520,9 +496,7 @@ def webhook_redeliver(account_id, webhook_id, event_id, since, as_json):
                                        parse_since(since) if since else None)
     emit(as_json, {"webhook_id": webhook_id, "queued": queued},
          f"queued {len(queued)} event(s) again" + "".join(f"\n  {e}" for e in queued))
-@device.command("pace", context_settings={"ignore_unknown_options": True})
-@click.argument("account_id")
-@click.argument("device")
+@account_command(device, "pace", "device", context_settings={"ignore_unknown_options": True})
 @click.argument("pace", required=False)
 @click.option("--window", help="Parts per 30 minutes the phone may be handed, all SIMs and "
                                "OTPs counted (1-10000), 'none' for no window (its Android "
@@ -560,9 +534,7 @@ def _link(url: str, token: str) -> str:
     return f"{url.rstrip('/')}/dashboard/set-password?token={token}"
 
 
-@user.command("add")
-@click.argument("account_id")
-@click.argument("email")
+@account_command(user, "add", "email")
 @click.option("--role", type=click.Choice(["owner", "developer", "viewer"]), default="owner",
               show_default=True, help="What the user may do in the dashboard (docs/dashboard.md, "
                                       "Team members).")
@@ -591,8 +563,7 @@ def user_link(email, url, as_json):
                    "expires_in_hours": users.LINK_HOURS}, f"set-password link: {link}")
 
 
-@user.command("list")
-@click.argument("account_id")
+@account_command(user, "list")
 @json_option
 def user_list(account_id, as_json):
     """List the dashboard users of ACCOUNT_ID."""
@@ -604,9 +575,7 @@ def user_list(account_id, as_json):
                                   for r in rows) or "no users")
 
 
-@user.command("remove")
-@click.argument("account_id")
-@click.argument("email")
+@account_command(user, "remove", "email")
 @json_option
 def user_remove(account_id, email, as_json):
     """Remove EMAIL from ACCOUNT_ID and end all their sessions."""
@@ -658,24 +627,21 @@ def _suspension(account_id, as_json, suspend: bool):
              if changed else ""))
 
 
-@operator.command("suspend")
-@click.argument("account_id")
+@account_command(operator, "suspend")
 @json_option
 def operator_suspend(account_id, as_json):
     """Suspend ACCOUNT_ID: its keys, phones and dashboard are refused; nothing is deleted."""
     _suspension(account_id, as_json, True)
 
 
-@operator.command("resume")
-@click.argument("account_id")
+@account_command(operator, "resume")
 @json_option
 def operator_resume(account_id, as_json):
     """Resume a suspended ACCOUNT_ID."""
     _suspension(account_id, as_json, False)
 
 
-@operator.command("quota")
-@click.argument("account_id")
+@account_command(operator, "quota")
 @click.argument("quota", required=False)
 @click.argument("value", required=False)
 @json_option
@@ -776,8 +742,7 @@ def opt_out():
     """Numbers that opted out of an account's messages (replied STOP): sends to them are refused."""
 
 
-@opt_out.command("list")
-@click.argument("account_id")
+@account_command(opt_out, "list")
 @json_option
 def opt_out_list(account_id, as_json):
     """List the numbers that opted out, newest first."""

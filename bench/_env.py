@@ -34,3 +34,10 @@ def run_command(measure, markdown, doc: str, quick_help: str) -> None:
         result = measure(quick)
         click.echo(json.dumps(result) if as_json else markdown(result))
     cli()
+
+
+def markdown_table(header: list[str], rows, align: str = "---") -> str:
+    """A markdown table: `header`'s cells, then one line per row (its cells, in order)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + f"{align}|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -56,12 +56,11 @@ def measure(quick: bool = False) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| action | registered email, median ms | unknown email, median ms | "
-             "unknown / registered |", "|---|---|---|---|"]
-    for name, row in result.items():
-        lines.append(f"| {name} | {row['registered_ms']} | {row['unknown_ms']} | "
-                     f"{row['ratio']} |")
-    return "\n".join(lines)
+    return _env.markdown_table(
+        ["action", "registered email, median ms", "unknown email, median ms",
+         "unknown / registered"],
+        ([name, row["registered_ms"], row["unknown_ms"], row["ratio"]]
+         for name, row in result.items()))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ bench/run_all.py calls.
 import os
 import statistics
 import sys
-import threading
 import time
 
 import click
@@ -19,6 +18,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.phone_poller import PhonePoller  # noqa: E402
 from local_gateway import LocalGateway  # noqa: E402
 
 
@@ -26,45 +26,23 @@ def measure(count: int = 200) -> dict:
     """Latencies (ms) of `count` sends: {median_ms, p99_ms, worst_ms}."""
     with LocalGateway(agent=False, schedules=False) as gw:
         demo = gw.demo_info
-        arrived = {}
-        got_one = threading.Event()
-        stop = threading.Event()
-        headers = {"Authorization": f"Bearer {demo['device_token']}"}
-
-        def poller():
-            session = requests.Session()
-            while not stop.is_set():
-                jobs = session.get(f"{gw.url}/device/jobs", params={"wait": 20, "max": 10},
-                                   headers=headers, timeout=40).json()["jobs"]
-                now = time.perf_counter()
-                for job in jobs:
-                    arrived[job["message_id"]] = now
-                if jobs:
-                    session.post(f"{gw.url}/device/reports", headers=headers, timeout=30, json={
-                        "reports": [{"message_id": j["message_id"], "status": "sent"}
-                                    for j in jobs]})
-                    got_one.set()
-
-        thread = threading.Thread(target=poller, daemon=True)
-        thread.start()
-        time.sleep(0.5)  # let the first long poll start
         session = requests.Session()
         latencies = []
-        for n in range(count):
-            got_one.clear()
-            answer = session.post(f"{gw.url}/myAPI.php", data={
-                "api_key": demo["api_key"], "action": "send_sms",
-                "device_uid": demo["device_uid"], "phone_number": "+8801712345678",
-                "message": f"bench {n}"}, timeout=30).json()
-            returned = time.perf_counter()
-            message_id = answer["data"]["message_id"]
-            if not got_one.wait(30) or message_id not in arrived:
-                deadline = time.time() + 30
-                while message_id not in arrived and time.time() < deadline:
-                    time.sleep(0.001)
-            latencies.append((arrived[message_id] - returned) * 1000)
-            time.sleep(0.05)  # let the poller go back to its long poll
-        stop.set()
+        with PhonePoller(gw.url, demo["device_token"], wait=20) as phone:
+            for n in range(count):
+                phone.got_one.clear()
+                answer = session.post(f"{gw.url}/myAPI.php", data={
+                    "api_key": demo["api_key"], "action": "send_sms",
+                    "device_uid": demo["device_uid"], "phone_number": "+8801712345678",
+                    "message": f"bench {n}"}, timeout=30).json()
+                returned = time.perf_counter()
+                message_id = answer["data"]["message_id"]
+                if not phone.got_one.wait(30) or message_id not in phone.arrived:
+                    deadline = time.time() + 30
+                    while message_id not in phone.arrived and time.time() < deadline:
+                        time.sleep(0.001)
+                latencies.append((phone.arrived[message_id] - returned) * 1000)
+                time.sleep(0.05)  # let the poller go back to its long poll
     latencies.sort()
     return {"median_ms": statistics.median(latencies),
             "p99_ms": latencies[int(0.99 * (count - 1))], "worst_ms": latencies[-1]}

@@ -103,14 +103,15 @@ def measure(quick: bool = False) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| messages | zip bytes | export CPU s / 1,000 | export AWS calls "
-             "| purge CPU s / 1,000 | purge AWS calls / 1,000 |", "|---|---|---|---|---|---|"]
-    for size, row in result.items():
-        lines.append(f"| {size} | {row['zip_bytes']:,} | {row['export_s_per_1000']} | "
-                     f"{sum(row['export_calls'].values())} ({row['export_calls']}) | "
-                     f"{row['purge_s_per_1000']} | {row['purge_calls_per_1000']} "
-                     f"({sum(row['purge_calls'].values())}: {row['purge_calls']}) |")
-    return "\n".join(lines)
+    return _env.markdown_table(
+        ["messages", "zip bytes", "export CPU s / 1,000", "export AWS calls",
+         "purge CPU s / 1,000", "purge AWS calls / 1,000"],
+        ([size, f"{row['zip_bytes']:,}", row["export_s_per_1000"],
+          f"{sum(row['export_calls'].values())} ({row['export_calls']})",
+          row["purge_s_per_1000"],
+          f"{row['purge_calls_per_1000']} ({sum(row['purge_calls'].values())}: "
+          f"{row['purge_calls']})"]
+         for size, row in result.items()))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import click
@@ -88,6 +87,7 @@ def simulated(count: int = 200) -> dict:
 def local_bursts() -> dict:
     import requests
 
+    from bench.phone_poller import PhonePoller
     from local_gateway import LocalGateway
     with LocalGateway(agent=False, schedules=False, extra_devices=1, env=DEFAULTS) as gw:
         demo = gw.demo_info
@@ -100,29 +100,13 @@ def local_bursts() -> dict:
 
         five = [send(demo["devices"][0]["device_uid"], n)["data"].get("expected_in", 0)
                 for n in range(5)]
-        arrived, stop = {}, threading.Event()
-        headers = {"Authorization": f"Bearer {demo['device_token']}"}
-
-        def poller():
-            poll = requests.Session()
-            while not stop.is_set():
-                jobs = poll.get(f"{gw.url}/device/jobs", params={"wait": 5, "max": 10},
-                                headers=headers, timeout=40).json()["jobs"]
-                for job in jobs:
-                    arrived.setdefault(job["message_id"], time.perf_counter())
-                if jobs:
-                    poll.post(f"{gw.url}/device/reports", headers=headers, timeout=30, json={
-                        "reports": [{"message_id": j["message_id"], "status": "sent"}
-                                    for j in jobs]})
-        thread = threading.Thread(target=poller, daemon=True)
-        thread.start()
-        time.sleep(0.5)  # the first long poll is open: the phone is idle, waiting
-        first = time.perf_counter()
-        ids = [send(demo["device_uid"], n)["data"]["message_id"] for n in range(20)]
-        deadline = time.time() + 120
-        while not set(ids) <= set(arrived) and time.time() < deadline:
-            time.sleep(0.01)
-        stop.set()
+        with PhonePoller(gw.url, demo["device_token"], wait=5) as phone:
+            first = time.perf_counter()
+            ids = [send(demo["device_uid"], n)["data"]["message_id"] for n in range(20)]
+            deadline = time.time() + 120
+            while not set(ids) <= set(phone.arrived) and time.time() < deadline:
+                time.sleep(0.01)
+        arrived = phone.arrived
         last = max(arrived[i] for i in ids) if set(ids) <= set(arrived) else None
     return {"five_expected_in": five,
             "twenty_seconds": None if last is None else last - first}

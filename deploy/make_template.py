@@ -547,22 +547,11 @@ def webhook_resources(settings, tables, stage: str) -> dict:
                  "Fn::GetAtt": ["StreamFailureQueue", "QueueName"]}}]}),
     }
     models = {model.Meta.table_name: model for model in tables.MODELS}
-    sources = {}
-    for short in settings.EVENT_SOURCE_TABLES:
-        model = models[settings.current().table_name(short)]
-        name = ("emit_events-dynamodb-event-source" if short == "messages"
-                else f"emit_events-{short}-stream")
-        sources[to_cfn_resource_name(name)] = {"Type": "DynamoDB", "Properties": {
-            "Stream": {"Fn::GetAtt": [f"{model.__name__}Table", "StreamArn"]},
-            "StartingPosition": "TRIM_HORIZON", "BatchSize": 100,
-            "MaximumBatchingWindowInSeconds": 1, "BisectBatchOnFunctionError": True,
-            # Bounded: a failing batch is halved until the bad record stands alone, retried
-            # STREAM_RETRIES times, then its location (shard, sequence numbers) goes to the
-            # stream-failure queue and its alarm; the shard moves on (never silently).
-            **STREAM_RETRY,
-            "FilterCriteria": {"Filters": events.stream_filters(short)},
-            "DestinationConfig": {"OnFailure": {"Destination": {
-                "Fn::GetAtt": ["StreamFailureQueue", "Arn"]}}}}}
+    sources = stream_sources(
+        settings, models, "emit_events", settings.EVENT_SOURCE_TABLES, events.stream_filters,
+        # A failing batch is halved until the bad record stands alone, then retried as every
+        # stream source is (stream_sources).
+        BatchSize=100, MaximumBatchingWindowInSeconds=1, BisectBatchOnFunctionError=True)
     resources[to_cfn_resource_name("emit_events")] = {"Properties": {"Events": sources}}
     resources[to_cfn_resource_name("count_outcomes")] = {"Properties": {
         "Events": counting_sources(settings, models)}}
@@ -575,24 +564,31 @@ def webhook_resources(settings, tables, stage: str) -> dict:
 def counting_sources(settings, models) -> dict:
     """The stream sources of `count_outcomes` (chalicelib/domain/insight/stats.py): every
     outcome and incoming SMS, in 15-minute tumbling windows read at most every 5 minutes, so
-    a million lone SMS a month invoke it about 3,000 times instead of a million."""
-    from chalice.utils import to_cfn_resource_name
-
+    a million lone SMS a month invoke it about 3,000 times instead of a million. A window is
+    retried whole (its state is built batch by batch), so it is not bisected."""
     from chalicelib.domain.insight import stats
+    return stream_sources(settings, models, "count_outcomes", stats.COUNTED_TABLES,
+                          stats.stream_filters, BatchSize=1000,
+                          MaximumBatchingWindowInSeconds=300,
+                          TumblingWindowInSeconds=stats.WINDOW_SECONDS)
+
+
+def stream_sources(settings, models, function: str, shorts, filters, **batching) -> dict:
+    """`function`'s DynamoDB stream event sources, one per table in `shorts` (the messages
+    table's named as chalice names its own event source), each reading as `batching` says and
+    filtered by `filters(short)`. Bounded: a failing batch is retried STREAM_RETRIES times, then
+    its location (shard, sequence numbers) goes to the stream-failure queue and its alarm, and
+    the shard moves on (never silently)."""
+    from chalice.utils import to_cfn_resource_name
     sources = {}
-    for short in stats.COUNTED_TABLES:
+    for short in shorts:
         model = models[settings.current().table_name(short)]
-        name = ("count_outcomes-dynamodb-event-source" if short == "messages"
-                else f"count_outcomes-{short}-stream")
+        name = (f"{function}-dynamodb-event-source" if short == "messages"
+                else f"{function}-{short}-stream")
         sources[to_cfn_resource_name(name)] = {"Type": "DynamoDB", "Properties": {
             "Stream": {"Fn::GetAtt": [f"{model.__name__}Table", "StreamArn"]},
-            "StartingPosition": "TRIM_HORIZON", "BatchSize": 1000,
-            "MaximumBatchingWindowInSeconds": 300,
-            "TumblingWindowInSeconds": stats.WINDOW_SECONDS,
-            # Bounded as emit_events' mappings; a window is retried whole (its state is built
-            # batch by batch), so it is not bisected.
-            **STREAM_RETRY,
-            "FilterCriteria": {"Filters": stats.stream_filters(short)},
+            "StartingPosition": "TRIM_HORIZON", **batching, **STREAM_RETRY,
+            "FilterCriteria": {"Filters": filters(short)},
             "DestinationConfig": {"OnFailure": {"Destination": {
                 "Fn::GetAtt": ["StreamFailureQueue", "Arn"]}}}}}
     return sources

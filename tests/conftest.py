@@ -46,6 +46,31 @@ def settings_override():
 
 
 @pytest.fixture
+def quick_hashes(monkeypatch):
+    """argon2 at its cheapest, for tests that set many passwords (the rules are unchanged)."""
+    from argon2 import PasswordHasher
+
+    from chalicelib.domain import users
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                         parallelism=1))
+    monkeypatch.setattr(users, "_DUMMY_HASH", None)
+
+
+@pytest.fixture
+def mailbox(tmp_path, settings_override):
+    """Mails as the local gateway writes them (.eml files); mailbox() -> parsed, oldest first."""
+    import email
+    import email.policy
+    folder = tmp_path / "mail"
+    settings_override(mail_dir=str(folder), alert_sender="")
+
+    def read():
+        return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                for path in sorted(folder.glob("*.eml"))] if folder.exists() else []
+    return read
+
+
+@pytest.fixture
 def aws_mock():
     """A fresh in-process moto backend with the gateway's tables."""
     with moto.mock_aws():
@@ -67,6 +92,17 @@ def account(aws_mock):
     key, _ = accounts.create_key(acct.account_id, "test")
     device, token = devices.register(acct.account_id, "Phone 1", sim_count=2)
     return acct, key, device, token
+
+
+@pytest.fixture
+def running_account(client, account, atomic_moto):
+    """`account` with its phone running and no container cache left: (account, key, device,
+    device_token)."""
+    from chalicelib.domain import opt_outs, quotas
+    devices.heartbeat(account[2], "running")
+    for module in (pool, devices, accounts, opt_outs, quotas):
+        module.forget_cached()
+    return account
 
 
 @pytest.fixture

@@ -52,15 +52,21 @@ class GatewayProcess:
 
     def stop(self, sig=signal.SIGINT, timeout=15):
         """Stop it (Ctrl-C by default); its exit code. Killed if it does not stop in time."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                return self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return None
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
+
+
+def stop_process(proc, sig=signal.SIGINT, timeout=15):
+    """Stop a process the tests started (Ctrl-C by default): its exit code, or None if it had to
+    be killed for not stopping in time."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+    return proc.returncode
 
 
 def gateway_fixture(*args, **kwargs):

@@ -3,10 +3,20 @@ each surface answers them in its style (surfaces/answers.py), from `http_status`
 
 
 class GatewayError(Exception):
+    """A refusal the client is told about. A subclass names its `code` and `http_status` in its
+    class line: `class NotFound(GatewayError, code="not_found", http_status=404)`."""
     code = "error"
     http_status = 400  # what the HTTP surfaces answer (the compat API's is always 200)
     bare = False  # True: the envelope's data stays null (answers the reference fixes exactly)
     malformed = False  # True: the request's form is wrong, not its values (REST v1: 400, not 422)
+
+    def __init_subclass__(cls, *, code: str | None = None, http_status: int | None = None,
+                          **kwargs):
+        super().__init_subclass__(**kwargs)
+        if code:
+            cls.code = code
+        if http_status:
+            cls.http_status = http_status
 
     def __init__(self, message: str, parameter: str | None = None, retry_after: int | None = None,
                  code: str | None = None, **extra):
@@ -19,63 +29,52 @@ class GatewayError(Exception):
             self.code = code
 
 
-class BadRequest(GatewayError):
-    code = "invalid_parameter"
+class BadRequest(GatewayError, code="invalid_parameter"):
+    """A value is refused; `parameter` names it where one parameter is to blame."""
 
 
-class Malformed(BadRequest):
+class Malformed(BadRequest, code="invalid_request"):
     """The request's form is wrong (not JSON, a field of the wrong type or unknown); a
     well-formed request whose values are refused is a plain BadRequest."""
-    code = "invalid_request"
     malformed = True
 
 
-class MethodNotAllowed(Malformed):
+class MethodNotAllowed(Malformed, code="method_not_allowed", http_status=405):
     """The route does not serve this method; `allow=` (extra) lists those it serves."""
-    code = "method_not_allowed"
-    http_status = 405
 
 
-class UnsupportedMediaType(Malformed):
-    code = "unsupported_media_type"
-    http_status = 415
+class UnsupportedMediaType(Malformed, code="unsupported_media_type", http_status=415):
+    """The body's Content-Type is not one the route reads."""
 
 
-class OptedOut(BadRequest):
+class OptedOut(BadRequest, code="opted_out"):
     """The recipient replied STOP (or the owner listed them): nothing is sent until START."""
-    code = "opted_out"
 
 
-class Unauthorized(GatewayError):
-    code = "unauthorized"
-    http_status = 401
+class Unauthorized(GatewayError, code="unauthorized", http_status=401):
+    """The caller is not who it must be: no credential, or a wrong, expired or spent one."""
 
 
-class Forbidden(GatewayError):
-    code = "forbidden"
-    http_status = 403
+class Forbidden(GatewayError, code="forbidden", http_status=403):
+    """Not allowed here: the caller's role may not, or the gateway does not offer it."""
 
 
-class NotFound(GatewayError):
-    code = "not_found"
-    http_status = 404
+class NotFound(GatewayError, code="not_found", http_status=404):
+    """What the request names does not exist (or is not the caller's to see)."""
 
 
-class Conflict(GatewayError):
-    code = "conflict"
-    http_status = 409
+class Conflict(GatewayError, code="conflict", http_status=409):
+    """The request clashes with what is stored (a duplicate, a state that does not allow it)."""
 
 
-class RateLimited(GatewayError):
-    code = "rate_limited"
-    http_status = 429
+class RateLimited(GatewayError, code="rate_limited", http_status=429):
+    """Too many requests or attempts; retry after `retry_after` seconds."""
 
 
-class QuotaExceeded(GatewayError):
+class QuotaExceeded(GatewayError, code="quota_exceeded"):
     """An operator's quota refused the request (domain/quotas.py). `quota` names it; a quota of
     a period (messages per day, requests per minute) is 429 with `resets_at` (epoch ms) and
     retry_after, one of a count (phones, webhook endpoints) is 403 until one is removed."""
-    code = "quota_exceeded"
 
     def __init__(self, message: str, *, quota: str, limit: int, resets_at: int | None = None,
                  retry_after: int | None = None, parameter: str | None = None):
@@ -84,23 +83,19 @@ class QuotaExceeded(GatewayError):
         self.http_status = 429 if resets_at is not None else 403
 
 
-class Suspended(Forbidden):
+class Suspended(Forbidden, code="account_suspended"):
     """The operator suspended the account (domain/operators.py): nothing of it works until
     resumed, and nothing of it is deleted."""
-    code = "account_suspended"
 
 
-class Unavailable(GatewayError):
+class Unavailable(GatewayError, code="temporarily_unavailable", http_status=503):
     """Storage or queue trouble the client should retry after `retry_after` seconds."""
-    code = "temporarily_unavailable"
-    http_status = 503
 
 
-class InvalidOtp(GatewayError):
+class InvalidOtp(GatewayError, code="invalid_otp", http_status=422):
     """verify_otp's one answer for a wrong, expired, used or unknown code, as the reference has
-    it: `data` is null, so the answer tells a guesser nothing more."""
-    code = "invalid_otp"
-    http_status = 422  # well-formed, refused (the compat API answers 200, `data` null)
+    it: `data` is null, so the answer tells a guesser nothing more. 422: well-formed, refused
+    (the compat API answers 200, `data` null)."""
     bare = True
 
     def __init__(self):

@@ -120,9 +120,7 @@ def join(token: str | None, password: str | None, confirm: str | None) -> User:
                     password_hash=password_hash, password_set_at=now, role=roles.of(link))
         try:
             with TransactWrite(connection=records.transaction_connection()) as transaction:
-                transaction.update(link, actions=[PasswordLink.used_at.set(now)],
-                                   condition=PasswordLink.used_at.does_not_exist()
-                                   & (PasswordLink.expires_at > now))
+                users.spend_link(transaction, link, now)
                 transaction.save(user, condition=User.email.does_not_exist())
                 transaction.condition_check(Account, link.account_id,
                                             condition=Account.account_id.exists())

@@ -101,9 +101,7 @@ def verify(token: str | None) -> User:
     for attempt in range(CONFLICT_RETRIES):
         try:
             with TransactWrite(connection=records.transaction_connection()) as transaction:
-                transaction.update(link, actions=[PasswordLink.used_at.set(now)],
-                                   condition=PasswordLink.used_at.does_not_exist()
-                                   & (PasswordLink.expires_at > now))
+                users.spend_link(transaction, link, now)
                 transaction.save(user, condition=User.email.does_not_exist())
                 transaction.save(account, condition=Account.account_id.does_not_exist())
             return user

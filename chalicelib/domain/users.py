@@ -176,6 +176,14 @@ def lost_to_a_conflict(error: TransactWriteError, attempt: int) -> bool:
     return True
 
 
+def spend_link(transaction: TransactWrite, link: PasswordLink, now: int) -> None:
+    """Spend a one-time link within `transaction`, on condition that it is unspent and unexpired
+    at `now`: the transaction's other writes happen only if this one link was still live."""
+    transaction.update(link, actions=[PasswordLink.used_at.set(now)],
+                       condition=PasswordLink.used_at.does_not_exist()
+                       & (PasswordLink.expires_at > now))
+
+
 def check_password_rules(password: str | None, confirm: str | None) -> str:
     password = password or ""
     if len(password) < MIN_PASSWORD:
@@ -197,9 +205,7 @@ def set_password(token: str | None, password: str | None, confirm: str | None) -
         now = clock.now_ms()
         try:
             with TransactWrite(connection=records.transaction_connection()) as transaction:
-                transaction.update(link, actions=[PasswordLink.used_at.set(now)],
-                                   condition=PasswordLink.used_at.does_not_exist()
-                                   & (PasswordLink.expires_at > now))
+                spend_link(transaction, link, now)
                 transaction.update(user, actions=[User.password_hash.set(password_hash),
                                                   User.password_set_at.set(now)],
                                    condition=User.email.exists()

@@ -2,16 +2,14 @@
 sign-in throttle counters, and the pairing codes that add a phone. Every item that only time
 must remove carries a TTL attribute; reads check expiry themselves (TTL deletion is lazy)."""
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from chalicelib.storage.model_base import table_meta
+from chalicelib.storage.model_base import index_meta, table_meta
 
 
 class UsersByAccount(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by-account"
-        projection = AllProjection()
+    Meta = index_meta("by-account")
     account_id = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute(range_key=True)
 
@@ -33,9 +31,7 @@ class User(Model):
 
 class InvitationsByAccount(GlobalSecondaryIndex):
     """An account's invitations (domain/members.py); sparse: only they have `invited_to`."""
-    class Meta:
-        index_name = "invitations"
-        projection = AllProjection()
+    Meta = index_meta("invitations")
     invited_to = UnicodeAttribute(hash_key=True)
     created_at = NumberAttribute(range_key=True)
 
@@ -66,9 +62,7 @@ class PasswordLink(Model):
 
 class SessionsByUser(GlobalSecondaryIndex):
     """Sign out everywhere: every session of one user."""
-    class Meta:
-        index_name = "by-user"
-        projection = KeysOnlyProjection()
+    Meta = index_meta("by-user", keys_only=True)
     email = UnicodeAttribute(hash_key=True)
     created_at = NumberAttribute(range_key=True)
 

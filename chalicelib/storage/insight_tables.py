@@ -6,12 +6,7 @@ A `DailyCount` item is one day of one account (`day` = "2026-12-04") or of one o
 they count (`sent`, `failed`, `r:<reason>`, `h3`...), added by one UpdateItem each, so a
 stats page reads the account's days with one Query whatever the number of messages.
 """
-from pynamodb.attributes import (
-    BooleanAttribute,
-    NumberAttribute,
-    TTLAttribute,
-    UnicodeAttribute,
-)
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from chalicelib.storage.model_base import table_meta

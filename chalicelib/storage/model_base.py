@@ -1,6 +1,8 @@
-"""What every PynamoDB model module shares: the stage's table naming and billing, and the one
-conditional-update helper. Model modules import this, and `tables` gathers every model."""
+"""What every PynamoDB model module shares: the stage's table naming and billing, the indexes'
+settings, and the one conditional-update helper. Model modules import this, and `tables`
+gathers every model."""
 from pynamodb.exceptions import UpdateError
+from pynamodb.indexes import AllProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.core import settings
@@ -16,6 +18,13 @@ def table_meta(short, stream: bool = False):
     DynamoDB stream (new and old images), which feeds the webhook events."""
     extra = {"stream_view_type": "NEW_AND_OLD_IMAGES"} if stream else {}
     return type("Meta", (_Meta,), {"table_name": settings.current().table_name(short), **extra})
+
+
+def index_meta(name: str, *, keys_only: bool = False):
+    """The `Meta` of a global secondary index `name`: it projects every attribute, or with
+    `keys_only` only the keys (an item's writes that change no key then leave the index alone)."""
+    projection = KeysOnlyProjection() if keys_only else AllProjection()
+    return type("Meta", (), {"index_name": name, "projection": projection})
 
 
 def update_if(item: Model, actions, condition) -> bool:

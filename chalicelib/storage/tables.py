@@ -12,19 +12,17 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.core import settings
-from chalicelib.storage.model_base import table_meta, update_if  # noqa: F401 (re-exported)
+from chalicelib.storage.model_base import index_meta, table_meta, update_if  # noqa: F401 (re-exported)
 
 
 class DeletedAccounts(GlobalSecondaryIndex):
     """Sparse index of accounts their owner deleted, by when: the purge (domain/purge.py)
     Queries those past the settling time instead of scanning the accounts."""
-    class Meta:
-        index_name = "deleted"
-        projection = KeysOnlyProjection()
+    Meta = index_meta("deleted", keys_only=True)
     deleted = UnicodeAttribute(hash_key=True)
     deleted_at = NumberAttribute(range_key=True)
 
@@ -75,9 +73,7 @@ class Account(Model):
 
 
 class KeysByAccount(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by-account"
-        projection = AllProjection()
+    Meta = index_meta("by-account")
     account_id = UnicodeAttribute(hash_key=True)
     key_id = UnicodeAttribute(range_key=True)
 
@@ -102,9 +98,7 @@ class DevicesByAccount(GlobalSecondaryIndex):
     """An account's devices by id. Keys only: pace bookings, poll slots and heartbeats change the
     device item all the time and would rewrite an entry that projected them
     (devices.list_devices reads the items themselves)."""
-    class Meta:
-        index_name = "by-account"
-        projection = KeysOnlyProjection()
+    Meta = index_meta("by-account", keys_only=True)
     account_id = UnicodeAttribute(hash_key=True)
     device_id = NumberAttribute(range_key=True)
 
@@ -114,9 +108,7 @@ class LiveDevices(GlobalSecondaryIndex):
     silent past the heartbeat window instead of scanning all devices. Keys only (the sweep's
     conditional write needs only `device_uid` and `last_seen`), so a send's pace booking or a
     poll slot does not rewrite the entry; a heartbeat moves it (`last_seen` is its key)."""
-    class Meta:
-        index_name = "live"
-        projection = KeysOnlyProjection()
+    Meta = index_meta("live", keys_only=True)
     live = UnicodeAttribute(hash_key=True)
     last_seen = NumberAttribute(range_key=True)
 
@@ -173,9 +165,7 @@ class OpenMessages(GlobalSecondaryIndex):
     the sweeps' first look (first_look.py); paced, scheduled and moved messages at once. Keys
     only, and a lease does not change `open_due`: a message's writes between its entry and its
     outcome do not write this index (the sweeps read the due items themselves)."""
-    class Meta:
-        index_name = "open"
-        projection = KeysOnlyProjection()
+    Meta = index_meta("open", keys_only=True)
     open_shard = UnicodeAttribute(hash_key=True)
     open_due = NumberAttribute(range_key=True)
 
@@ -184,9 +174,7 @@ class PoolMessages(GlobalSecondaryIndex):
     """Sparse index of not-yet-final messages that may move to another device (sent without a
     named device, or with failover=1), by their current device: failover Queries a stopped
     device's messages here. Keys only, so a message's status changes do not write it."""
-    class Meta:
-        index_name = "pool"
-        projection = KeysOnlyProjection()
+    Meta = index_meta("pool", keys_only=True)
     pool_uid = UnicodeAttribute(hash_key=True)
     message_id = NumberAttribute(range_key=True)
 

@@ -13,10 +13,10 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from chalicelib.storage.model_base import table_meta
+from chalicelib.storage.model_base import index_meta, table_meta
 
 
 class Webhook(Model):
@@ -56,9 +56,7 @@ class Attempt(MapAttribute):
 class DeliveriesByTime(GlobalSecondaryIndex):
     """A webhook's deliveries by the time of their last attempt: `deliveries` lists newest
     first, `redeliver --since` finds the failed ones."""
-    class Meta:
-        index_name = "by-time"
-        projection = AllProjection()
+    Meta = index_meta("by-time")
     webhook_id = UnicodeAttribute(hash_key=True)
     last_at = NumberAttribute(range_key=True)
 

@@ -23,6 +23,7 @@ from chalicelib.storage.tables import ApiKey, Device, Message
 from chalicelib.surfaces import dashboard
 from chalicelib.surfaces.request import HttpRequest
 from tests import sending
+from tests.concurrency import run_together
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
 
 
@@ -392,10 +393,7 @@ def test_signin_throttle_holds_under_concurrent_guesses(aws_mock, atomic_moto):
             outcomes.append(result)
 
     threads = [threading.Thread(target=guess, args=(n,)) for n in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(threads)
     assert outcomes.count("checked") == users.SIGNIN_PER_EMAIL
     assert outcomes.count("throttled") == 16 - users.SIGNIN_PER_EMAIL
 

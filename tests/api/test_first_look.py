@@ -15,6 +15,7 @@ from chalicelib.domain import jobs, messages, sweeps
 from chalicelib.domain.messages import first_look as first_look
 from chalicelib.storage.tables import Account, Message
 from tests import sending
+from tests.concurrency import run_together
 
 PHONE = "+8801712345678"
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,10 +164,7 @@ def test_first_looks_racing_a_phone_leave_no_open_message_unseen(account, atomic
     threads = [threading.Thread(target=phone) for _ in range(2)] + [
         threading.Thread(target=lambda: results.append(sweeps.settle_due_messages()))
         for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(threads)
     assert len(entered) == len(set(entered))
     assert sum(r["entered"] for r in results) == len(entered)
     stored = [_stored(acct, m) for m in mids]

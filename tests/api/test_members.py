@@ -2,10 +2,7 @@
 moto: invitations mailed as .eml files, joining once under real concurrency, expiry, an email
 registered elsewhere, throttles, the last-owner rule under racing owners, and removal or a role
 change ending sessions at once."""
-import email
-import email.policy
 import re
-import threading
 
 import pytest
 
@@ -13,27 +10,13 @@ from chalicelib.core import clock
 from chalicelib.core.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from chalicelib.domain import accounts, members, roles, users
 from chalicelib.storage.dashboard_tables import PasswordLink, Session, User
+from tests.concurrency import race
 from tests.dashboard_helpers import PASSWORD, Visitor, text
 
 DASHBOARD = "http://localhost/dashboard"
 
 
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch):
-    from argon2 import PasswordHasher
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
-                                                         parallelism=1))
-
-
-@pytest.fixture
-def mailbox(tmp_path, settings_override):
-    folder = tmp_path / "mail"
-    settings_override(mail_dir=str(folder), alert_sender="")
-
-    def read():
-        return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-                for path in sorted(folder.glob("*.eml"))] if folder.exists() else []
-    return read
+pytestmark = pytest.mark.usefixtures("quick_hashes")
 
 
 @pytest.fixture
@@ -113,7 +96,7 @@ def test_an_invitation_expires_after_seven_days(team, mailbox):
 def test_racing_clicks_on_one_invitation_make_one_member(team, mailbox, atomic_moto):
     invite(team, "race@example.com", "developer")
     token = join_token(mailbox()[0])
-    outcomes = _race(8, lambda: members.join(token, PASSWORD, PASSWORD))
+    outcomes = race(8, lambda: members.join(token, PASSWORD, PASSWORD))
     assert sum(isinstance(o, User) for o in outcomes) == 1, outcomes
     assert all(isinstance(o, (User, Unauthorized)) for o in outcomes), outcomes
     assert sorted(u.email for u in User.scan()) == ["boss@example.com", "race@example.com"]
@@ -192,7 +175,7 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(team, atomic_mot
             add(team, address, "owner")
         for address in previous:
             members.remove(team, address)
-        outcomes = _race(2, lambda n, pair=pair: members.set_role(team, pair[n], "viewer"),
+        outcomes = race(2, lambda n, pair=pair: members.set_role(team, pair[n], "viewer"),
                          numbered=True)
         assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "User"], outcomes
         assert len([u for u in users.list_users(team) if roles.of(u) == "owner"]) == 1
@@ -259,21 +242,3 @@ def test_in_invite_mode_signup_is_refused_and_a_reset_mail_says_invitations(
     [mail] = mailbox()
     assert "when an account's owner invites them" in mail.get_content()
 
-
-def _race(count, call, numbered=False):
-    """Run `call` on `count` threads released together; their results or exceptions."""
-    start = threading.Barrier(count)
-    outcomes = [None] * count
-
-    def run(n):
-        start.wait()
-        try:
-            outcomes[n] = call(n) if numbered else call()
-        except Exception as error:  # noqa: BLE001 - the outcome is the assertion
-            outcomes[n] = error
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes

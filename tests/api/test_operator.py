@@ -11,19 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from chalicelib.core import clock, settings
-from chalicelib.domain import accounts, devices, operators, opt_outs, pool, quotas, users
+from chalicelib.domain import accounts, devices, operators, users
 from chalicelib.storage.tables import ApiKey, Device, Message
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
 
 NUMBER = "+14155550123"
-
-
-@pytest.fixture
-def gw(client, account, atomic_moto):
-    devices.heartbeat(account[2], "running")
-    for module in (pool, devices, accounts, opt_outs, quotas):
-        module.forget_cached()
-    return account
 
 
 def cli(*args):
@@ -61,8 +53,8 @@ def act(visitor, account_id, what, data=None):
                           page="/dashboard/operator")
 
 
-def test_the_operator_journey(client, gw, monkeypatch):
-    account, key, device, token = gw
+def test_the_operator_journey(client, running_account, monkeypatch):
+    account, key, device, token = running_account
     owner(account.account_id, "owner@example.com")
     assert send(client, key)["status"] == "success"
     visitor = operator_visitor(client)
@@ -121,8 +113,8 @@ def test_the_operator_journey(client, gw, monkeypatch):
     assert "set quota" in console(visitor) and "op@example.com" in console(visitor)
 
 
-def test_the_console_is_for_operators_only(client, gw):
-    account = gw[0]
+def test_the_console_is_for_operators_only(client, running_account):
+    account = running_account[0]
     owner(account.account_id, "owner@example.com")
     member = Visitor(client)
     member.sign_in("owner@example.com")
@@ -141,11 +133,11 @@ def test_the_console_is_for_operators_only(client, gw):
     assert member.get("/dashboard/operator").status_code == 404
 
 
-def test_suspension_from_the_cli_and_the_warm_cache(client, gw, monkeypatch):
+def test_suspension_from_the_cli_and_the_warm_cache(client, running_account, monkeypatch):
     """Another container's warm cache (here: this one's, not told) honours a suspension within
     AUTH_CACHE_SECONDS, as it does a revoked key; a send, whose check reads the same cached
     account item, too. The dashboard and registration read the account item: at once."""
-    account, key, device, token = gw
+    account, key, device, token = running_account
     assert send(client, key)["status"] == "success"  # the key and account are now cached
     monkeypatch.setattr(operators, "_forget_cached", lambda: None)  # as in another container
     result = cli("operator", "suspend", account.account_id)
@@ -164,7 +156,7 @@ def test_suspension_from_the_cli_and_the_warm_cache(client, gw, monkeypatch):
     assert json.loads(result.output)[0]["operator"] == "cli"
 
 
-def test_accounts_are_paged(client, gw, monkeypatch):
+def test_accounts_are_paged(client, running_account, monkeypatch):
     for n in range(5):
         accounts.create_account(f"Extra {n}")
     visitor = operator_visitor(client)
@@ -181,9 +173,9 @@ def test_accounts_are_paged(client, gw, monkeypatch):
     assert visitor.get("/dashboard/operator?cursor=bad!").status_code == 400
 
 
-def test_messages_in_30_days_come_from_the_insight_counters(client, gw):
+def test_messages_in_30_days_come_from_the_insight_counters(client, running_account):
     from chalicelib.storage.insight_tables import DailyCount
-    account = gw[0]
+    account = running_account[0]
     from chalicelib.storage import records
     today = clock.fmt(clock.now_ms())[:10]
     records.transaction_connection().client.update_item(

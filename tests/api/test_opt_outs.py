@@ -9,7 +9,7 @@ import pytest
 
 from chalicelib.core import clock, settings
 from chalicelib.core.errors import NotFound, OptedOut
-from chalicelib.domain import accounts, devices, opt_outs, pool
+from chalicelib.domain import accounts, devices, opt_outs
 from chalicelib.domain.webhooks import events
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Account, Device, Message, OptOut
@@ -18,17 +18,6 @@ from chalicelib.surfaces.rest_v1.validation import rfc3339
 NUMBER = "+14155550123"
 OTHER = "+14155550124"
 _ids = itertools.count(1)
-
-
-@pytest.fixture
-def gw(client, account, atomic_moto):
-    """(account, key, device, token) with the phone running and no cached state."""
-    devices.heartbeat(account[2], "running")
-    pool.forget_cached()
-    devices.forget_cached()
-    accounts.forget_cached()
-    opt_outs.forget_cached()
-    return account
 
 
 def phone_says(client, token, text, number=NUMBER):
@@ -69,19 +58,20 @@ def assert_nothing_kept(account, before_queued, before_booked, number=NUMBER):
 
 @pytest.mark.parametrize("text", ["STOP", "stop", " Stop! ", "opt out", "Opt-Out", "unsubscribe.",
                                   "QUIT", "end", "Revoke", "cancel", "STOPALL", "OptOut"])
-def test_opt_out_keywords_are_the_whole_text_any_case_and_punctuation(gw, client, text):
-    phone_says(client, gw[3], text)
-    assert [e.phone_number for e in opt_outs.entries(gw[0].account_id)] == [NUMBER]
+def test_opt_out_keywords_are_the_whole_text_any_case_and_punctuation(running_account, client,
+                                                                       text):
+    phone_says(client, running_account[3], text)
+    assert [e.phone_number for e in opt_outs.entries(running_account[0].account_id)] == [NUMBER]
 
 
 @pytest.mark.parametrize("text", ["STOP sending at night", "stopp", "please stop", "STARTED"])
-def test_other_texts_change_nothing(gw, client, text):
-    phone_says(client, gw[3], text)
-    assert opt_outs.entries(gw[0].account_id) == []
+def test_other_texts_change_nothing(running_account, client, text):
+    phone_says(client, running_account[3], text)
+    assert opt_outs.entries(running_account[0].account_id) == []
 
 
-def test_compat_send_sms_stop_send_start_send(gw, client):
-    acct, key, device, token = gw
+def test_compat_send_sms_stop_send_start_send(running_account, client):
+    acct, key, device, token = running_account
     for named in (True, False):
         where = {"device_id": str(device.device_id)} if named else {}
         phone_says(client, token, "STOP")
@@ -91,7 +81,7 @@ def test_compat_send_sms_stop_send_start_send(gw, client):
         assert answer["status"] == "error" and answer["response"] is False
         assert answer["data"] == {"error_code": "opted_out", "parameter": "phone_number"}
         assert NUMBER in answer["message"] and "START" in answer["message"]
-        assert_nothing_kept(gw, before_queued, before_booked)
+        assert_nothing_kept(running_account, before_queued, before_booked)
         phone_says(client, token, "Start")
         answer = compat(client, key, action="send_sms", phone_number=NUMBER, message="Hi",
                         **where)
@@ -100,8 +90,8 @@ def test_compat_send_sms_stop_send_start_send(gw, client):
         Message(account_id=acct.account_id, message_id=answer["data"]["message_id"]).delete()
 
 
-def test_compat_send_otp_refused_unless_the_owner_allows(gw, client):
-    acct, key, device, token = gw
+def test_compat_send_otp_refused_unless_the_owner_allows(running_account, client):
+    acct, key, device, token = running_account
     phone_says(client, token, "STOP")
     answer = compat(client, key, action="send_otp", phone_number=NUMBER)
     assert answer["data"]["error_code"] == "opted_out" and "OTP" in answer["message"]
@@ -121,13 +111,13 @@ def v1_send(client, key, body):
     return answer.status_code, json.loads(answer.body)
 
 
-def test_v1_single_and_bulk(gw, client):
-    acct, key, device, token = gw
+def test_v1_single_and_bulk(running_account, client):
+    acct, key, device, token = running_account
     phone_says(client, token, "STOP")
     before_queued, before_booked = queued(device), booked(device)
     status, problem = v1_send(client, key, {"recipients": [NUMBER], "message": "Hi"})
     assert status == 422 and problem["code"] == "opted_out" and NUMBER in problem["detail"]
-    assert_nothing_kept(gw, before_queued, before_booked)
+    assert_nothing_kept(running_account, before_queued, before_booked)
     status, answer = v1_send(client, key, {"recipients": [NUMBER, OTHER], "message": "Hi"})
     assert status == 202
     refused, sent = answer["messages"]
@@ -139,8 +129,8 @@ def test_v1_single_and_bulk(gw, client):
     assert status == 202 and len(written(acct.account_id)) == 1
 
 
-def test_smsgate_client_api(gw, client):
-    acct, key, device, token = gw
+def test_smsgate_client_api(running_account, client):
+    acct, key, device, token = running_account
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
 
     def send(numbers):
@@ -158,10 +148,10 @@ def test_smsgate_client_api(gw, client):
     assert send([NUMBER])[0] == 202 and len(written(acct.account_id)) == 1
 
 
-def test_csv_preview_and_send(gw, client):
+def test_csv_preview_and_send(running_account, client):
     from chalicelib.domain.insight import csv_sends
     from tests.api.test_csv_sends import _signed_in_preview
-    acct, key, device, token = gw
+    acct, key, device, token = running_account
     raw = f"number,message\n{NUMBER},Hi\n{OTHER},Hi\n".encode()
     phone_says(client, token, "STOP")
     _, _, preview = _signed_in_preview(client, acct.account_id, raw)
@@ -174,10 +164,11 @@ def test_csv_preview_and_send(gw, client):
     assert len(written(acct.account_id)) == 1
 
 
-def test_scheduled_release_refuses_a_number_that_opted_out_since(gw, client, monkeypatch):
+def test_scheduled_release_refuses_a_number_that_opted_out_since(running_account, client,
+                                                                 monkeypatch):
     from chalicelib.domain import pacing
     from chalicelib.domain.messages import scheduling
-    acct, key, device, token = gw
+    acct, key, device, token = running_account
     pacing.set_pace(Device.get(device.device_uid), 60)
     devices.forget_cached()
     at = clock.now_ms() + 3600 * 1000
@@ -203,8 +194,8 @@ def test_scheduled_release_refuses_a_number_that_opted_out_since(gw, client, mon
     assert scheduling.release(again, at - 60_000) in ("released", "held")
 
 
-def test_confirmation_reply_once_a_day_through_the_phone_that_got_the_stop(gw, client):
-    acct, key, device, token = gw
+def test_confirmation_reply_once_a_day_through_the_phone_that_got_the_stop(running_account, client):
+    acct, key, device, token = running_account
     opt_outs.configure(acct.account_id, reply="You will get no more messages. Reply START.")
     phone_says(client, token, "STOP")
     phone_says(client, token, "START")
@@ -217,8 +208,8 @@ def test_confirmation_reply_once_a_day_through_the_phone_that_got_the_stop(gw, c
     assert len(written(acct.account_id)) == 2
 
 
-def test_owner_keywords_list_add_remove(gw, client):
-    acct, key, device, token = gw
+def test_owner_keywords_list_add_remove(running_account, client):
+    acct, key, device, token = running_account
     opt_outs.configure(acct.account_id, opt_out_keywords=["arrêt"], opt_in_keywords=["Oui"])
     phone_says(client, token, "ARRÊT!")
     assert [e.phone_number for e in opt_outs.entries(acct.account_id)] == [NUMBER]
@@ -231,8 +222,8 @@ def test_owner_keywords_list_add_remove(gw, client):
     opt_outs.refuse(acct.account_id, OTHER)
 
 
-def test_a_warm_send_makes_no_aws_call_for_the_check(gw, client, aws_calls):
-    acct, key, device, token = gw
+def test_a_warm_send_makes_no_aws_call_for_the_check(running_account, client, aws_calls):
+    acct, key, device, token = running_account
     for n in range(5):
         opt_outs.add(acct.account_id, f"+1415555099{n}")
     for _ in range(2):
@@ -244,10 +235,10 @@ def test_a_warm_send_makes_no_aws_call_for_the_check(gw, client, aws_calls):
     assert sorted(aws_calls) == [("dynamodb", "PutItem"), ("sqs", "SendMessage")]  # unpaced
 
 
-def test_another_containers_change_is_seen_within_the_auth_cache_window(gw, client):
+def test_another_containers_change_is_seen_within_the_auth_cache_window(running_account, client):
     """A container that did not record the STOP keeps its list only while its account read
     is at most AUTH_CACHE_SECONDS old (docs/opt-outs.md: the bound)."""
-    acct, key, device, token = gw
+    acct, key, device, token = running_account
     assert compat(client, key, action="send_sms", phone_number=NUMBER,
                   message="Hi")["status"] == "success"
     stale = dict(opt_outs._lists)  # this container's list, as another container would keep it
@@ -281,8 +272,8 @@ def test_webhook_events_from_the_stream():
     assert "contact.opted_out" in events.TYPES and "contact.opted_in" in events.TYPES
 
 
-def test_an_entry_and_its_version_are_one_write(gw):
-    acct = gw[0]
+def test_an_entry_and_its_version_are_one_write(running_account):
+    acct = running_account[0]
     opt_outs.add(acct.account_id, NUMBER)
     assert Account.get(acct.account_id).opt_outs_version == 1
     assert OptOut.get(acct.account_id, NUMBER).opted_out is True
@@ -291,8 +282,8 @@ def test_an_entry_and_its_version_are_one_write(gw):
     assert list(OptOut.query("acc_missing")) == []
 
 
-def test_owners_rest_v1_list_add_remove(gw, client, v1):
-    acct, key, device, token = gw
+def test_owners_rest_v1_list_add_remove(running_account, client, v1):
+    acct, key, device, token = running_account
     phone_says(client, token, "STOP")
     status, listed, _ = v1("GET", "/v1/opt-outs")
     assert status == 200 and [(e["phone_number"], e["source"], e["keyword"])
@@ -309,9 +300,9 @@ def test_owners_rest_v1_list_add_remove(gw, client, v1):
     assert "delete" in document["paths"]["/v1/opt-outs/{phone_number}"]
 
 
-def test_owners_dashboard_page(gw, client):
+def test_owners_dashboard_page(running_account, client):
     from tests.dashboard_helpers import Visitor, owner, text
-    acct, key, device, token = gw
+    acct, key, device, token = running_account
     phone_says(client, token, "STOP")
     owner(acct.account_id, "owner@example.com")
     visitor = Visitor(client)
@@ -330,11 +321,11 @@ def test_owners_dashboard_page(gw, client):
     assert saved.otp_to_opted_out
 
 
-def test_owners_cli(gw):
+def test_owners_cli(running_account):
     from click.testing import CliRunner
 
     import cli
-    acct = gw[0]
+    acct = running_account[0]
     runner = CliRunner()
     assert runner.invoke(cli.main, ["opt-out", "add", acct.account_id, NUMBER]).exit_code == 0
     shown = runner.invoke(cli.main, ["opt-out", "list", acct.account_id, "--json"])

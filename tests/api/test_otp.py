@@ -176,15 +176,20 @@ def test_hourly_cap_per_number(account, frozen):
     issue(acct.account_id, device)
 
 
+def only_the_new_code_verifies(account_id, old, new):
+    """`new` replaced `old`: the old code is refused, the new one verifies."""
+    assert new != old
+    with pytest.raises(InvalidOtp):
+        otp.verify(account_id, NUMBER, old)
+    otp.verify(account_id, NUMBER, new)
+
+
 def test_new_send_replaces_the_previous_code(account, frozen):
     acct, _, device, _ = account
     _, first = issue(acct.account_id, device, length=10)
     clock.advance(settings.current().otp_cooldown_seconds)
     _, second = issue(acct.account_id, device, length=10)
-    assert first != second
-    with pytest.raises(InvalidOtp):
-        otp.verify(acct.account_id, NUMBER, first)
-    otp.verify(acct.account_id, NUMBER, second)
+    only_the_new_code_verifies(acct.account_id, first, second)
 
 
 def test_another_account_cannot_verify(account, frozen):
@@ -264,10 +269,7 @@ def test_failed_queueing_changes_nothing_and_costs_no_cooldown(account, frozen):
     sqs.create_queue(QueueName=settings.current().queue_name(device.device_uid))
     otp.send(acct.account_id, device, NUMBER, length=10)  # no cooldown charged for the failure
     new = sent_code(device)
-    assert new != code
-    with pytest.raises(InvalidOtp):
-        otp.verify(acct.account_id, NUMBER, code)
-    otp.verify(acct.account_id, NUMBER, new)
+    only_the_new_code_verifies(acct.account_id, code, new)
 
 
 def test_failed_first_send_leaves_no_item(account, frozen):

@@ -21,6 +21,7 @@ from chalicelib.domain.pacing import log as pace_log
 from chalicelib.storage.tables import Device, Message
 from cli import main as cli_main
 from tests import sending
+from tests.concurrency import run_together
 from tests.pacing_replay import busiest, check_limits
 
 PHONE = "+8801712345678"
@@ -131,10 +132,7 @@ def test_window_and_rate_hold_under_real_threads(account, atomic_moto, monkeypat
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
     threads = [threading.Thread(target=book, args=(n,)) for n in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(threads)
     assert errors == []
     assert len(booked) == 48
     check_limits(booked, 10, settings.current().pace_window_seconds, 7,

@@ -12,7 +12,7 @@ import pytest
 
 from chalicelib.core import clock
 from chalicelib.core.errors import QuotaExceeded
-from chalicelib.domain import accounts, devices, operators, opt_outs, outbox, pool, quotas, webhooks
+from chalicelib.domain import accounts, devices, operators, outbox, quotas, webhooks
 from chalicelib.domain.devices import app_phones
 from chalicelib.domain.webhooks import urls as webhook_urls
 from chalicelib.storage import aws
@@ -21,14 +21,6 @@ from tests.api.test_mobile_api import register as mobile_register
 
 NUMBER = "+14155550123"
 DAY_MS = 86_400_000
-
-
-@pytest.fixture
-def gw(client, account, atomic_moto):
-    devices.heartbeat(account[2], "running")
-    for module in (pool, devices, accounts, opt_outs, quotas):
-        module.forget_cached()
-    return account
 
 
 def quota(account_id, name, value):
@@ -76,8 +68,8 @@ def tomorrow():
 
 # --- messages per day -------------------------------------------------------------------------
 
-def test_messages_per_day_on_every_surface(client, gw):
-    account, key, device, _ = gw
+def test_messages_per_day_on_every_surface(client, running_account):
+    account, key, device, _ = running_account
     quota(account.account_id, "messages_per_day", 2)
     assert compat(client, key)["status"] == "success"
     assert v1_send(client, key)[0] == 202
@@ -106,10 +98,10 @@ def test_messages_per_day_on_every_surface(client, gw):
     assert compat(client, key, device_uid=device.device_uid)["status"] == "success"
 
 
-def test_a_bulk_send_past_the_quota_is_accepted_up_to_it(client, gw):
+def test_a_bulk_send_past_the_quota_is_accepted_up_to_it(client, running_account):
     """REST v1 writes a bulk's recipients from 8 threads: exactly the quota's are accepted, the
     rest are rejected one by one with the quota named."""
-    account, key, _, _ = gw
+    account, key, _, _ = running_account
     quota(account.account_id, "messages_per_day", 3)
     numbers = [f"+1415555{n:04d}" for n in range(10)]
     status, answer, _ = v1_send(client, key, numbers)
@@ -119,8 +111,8 @@ def test_a_bulk_send_past_the_quota_is_accepted_up_to_it(client, gw):
     assert {m["error"]["quota"] for m in rejected} == {"messages_per_day"}
 
 
-def test_an_idempotent_retry_is_not_counted_twice(client, gw):
-    account, key, _, _ = gw
+def test_an_idempotent_retry_is_not_counted_twice(client, running_account):
+    account, key, _, _ = running_account
     quota(account.account_id, "messages_per_day", 1)
     first = compat(client, key, idempotency_key="same-1")
     again = compat(client, key, idempotency_key="same-1")
@@ -130,8 +122,8 @@ def test_an_idempotent_retry_is_not_counted_twice(client, gw):
     assert quotas.sent_today(account.account_id) == 1
 
 
-def test_raising_the_quota_lets_sends_through_again(client, gw):
-    account, key, _, _ = gw
+def test_raising_the_quota_lets_sends_through_again(client, running_account):
+    account, key, _, _ = running_account
     quota(account.account_id, "messages_per_day", 1)
     assert compat(client, key)["status"] == "success"
     assert compat(client, key)["data"]["error_code"] == "quota_exceeded"
@@ -141,10 +133,10 @@ def test_raising_the_quota_lets_sends_through_again(client, gw):
     assert accounts.get_account(account.account_id).quota_messages_per_day is None
 
 
-def test_eight_threads_sending_past_a_quota_of_five_get_exactly_five_through(gw):
+def test_eight_threads_sending_past_a_quota_of_five_get_exactly_five_through(running_account):
     """The message's write and the day counter's conditional ADD are one transaction: whatever
     the interleaving, a message is stored if and only if it was counted below the limit."""
-    account, _, device, _ = gw
+    account, _, device, _ = running_account
     quota(account.account_id, "messages_per_day", 5)
     start = threading.Barrier(8)
     outcomes = []
@@ -165,8 +157,9 @@ def test_eight_threads_sending_past_a_quota_of_five_get_exactly_five_through(gw)
     assert quotas.sent_today(account.account_id) == 5
 
 
-def test_the_stage_default_applies_to_accounts_without_their_own(client, gw, settings_override):
-    account, key, _, _ = gw
+def test_the_stage_default_applies_to_accounts_without_their_own(client, running_account,
+                                                                 settings_override):
+    account, key, _, _ = running_account
     settings_override(quota_messages_per_day=1)
     assert compat(client, key)["status"] == "success"
     assert compat(client, key)["data"]["error_code"] == "quota_exceeded"
@@ -176,8 +169,8 @@ def test_the_stage_default_applies_to_accounts_without_their_own(client, gw, set
 
 # --- phones -----------------------------------------------------------------------------------
 
-def test_phones_quota_in_every_registration(client, gw):
-    account, _, device, _ = gw  # one phone already
+def test_phones_quota_in_every_registration(client, running_account):
+    account, _, device, _ = running_account  # one phone already
     quota(account.account_id, "phones", 2)
     devices.register(account.account_id, "Second")
     with pytest.raises(QuotaExceeded, match="2 phones") as refused:
@@ -194,8 +187,8 @@ def test_phones_quota_in_every_registration(client, gw):
     assert Account.get(account.account_id).phone_count == 2
 
 
-def test_eight_threads_registering_past_a_phones_quota_get_exactly_the_quota(gw):
-    account = gw[0]
+def test_eight_threads_registering_past_a_phones_quota_get_exactly_the_quota(running_account):
+    account = running_account[0]
     quota(account.account_id, "phones", 4)  # one exists: three more
     start = threading.Barrier(8)
     outcomes = []
@@ -214,8 +207,8 @@ def test_eight_threads_registering_past_a_phones_quota_get_exactly_the_quota(gw)
     assert len(devices.list_devices(account.account_id)) == 4
 
 
-def test_an_account_older_than_the_phone_counter_is_counted_once(gw):
-    account = gw[0]
+def test_an_account_older_than_the_phone_counter_is_counted_once(running_account):
+    account = running_account[0]
     Account(account_id=account.account_id).update(actions=[Account.phone_count.remove()])
     quota(account.account_id, "phones", 2)
     devices.register(account.account_id, "Second")
@@ -225,8 +218,8 @@ def test_an_account_older_than_the_phone_counter_is_counted_once(gw):
 
 # --- webhook endpoints ------------------------------------------------------------------------
 
-def test_webhook_endpoints_quota(client, gw, monkeypatch):
-    account, key, _, _ = gw
+def test_webhook_endpoints_quota(client, running_account, monkeypatch):
+    account, key, _, _ = running_account
     monkeypatch.setattr(webhook_urls, "check", lambda url: None)
     quota(account.account_id, "webhook_endpoints", 1)
     hooks = {"authorization": f"Bearer {key}", "content-type": "application/json"}
@@ -243,8 +236,8 @@ def test_webhook_endpoints_quota(client, gw, monkeypatch):
 
 # --- API requests per minute -------------------------------------------------------------------
 
-def test_api_requests_per_minute(client, gw):
-    account, key, _, _ = gw
+def test_api_requests_per_minute(client, running_account):
+    account, key, _, _ = running_account
     quota(account.account_id, "api_requests_per_minute", 3)
     clock.freeze(clock.now_ms() - clock.now_ms() % 60_000 + 1_000)  # early in a minute
     for _ in range(3):

@@ -14,11 +14,7 @@ ROUTES = sorted(dashboard.ROUTES, key=lambda r: (r[1], r[0]))
 REFUSED = "does not allow this"
 
 
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch):
-    from argon2 import PasswordHasher
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
-                                                         parallelism=1))
+pytestmark = pytest.mark.usefixtures("quick_hashes")
 
 
 def member(client, account_id, email, role):

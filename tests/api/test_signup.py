@@ -2,10 +2,7 @@
 real dashboard handlers on moto: the stage setting, verification before anything exists, the
 same answers and the same work for known and unknown emails, throttles per address (/64) and
 per email, links that expire and work once under real concurrency, and sessions ended."""
-import email
-import email.policy
 import re
-import threading
 
 import pytest
 
@@ -21,29 +18,13 @@ from chalicelib.domain import (
 )
 from chalicelib.storage.dashboard_tables import PasswordLink, Session, User
 from chalicelib.storage.tables import Account
+from tests.concurrency import race
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
 
 DASHBOARD = "http://localhost/dashboard"
 
 
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch):
-    from argon2 import PasswordHasher
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
-                                                         parallelism=1))
-    monkeypatch.setattr(users, "_DUMMY_HASH", None)
-
-
-@pytest.fixture
-def mailbox(tmp_path, settings_override):
-    """Mails as the local gateway writes them (.eml files); mailbox() -> parsed, oldest first."""
-    folder = tmp_path / "mail"
-    settings_override(mail_dir=str(folder), alert_sender="")
-
-    def read():
-        return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-                for path in sorted(folder.glob("*.eml"))] if folder.exists() else []
-    return read
+pytestmark = pytest.mark.usefixtures("quick_hashes")
 
 
 @pytest.fixture
@@ -157,7 +138,7 @@ def test_two_clicks_racing_on_one_verification_link_make_one_account(
         open_signup, mailbox, atomic_moto):
     signup.sign_up("race@example.com", PASSWORD, PASSWORD, "Race", "192.0.2.1", DASHBOARD)
     token = link_in(mailbox()[0], "verify")
-    outcomes = _race(8, lambda: signup.verify(token))
+    outcomes = race(8, lambda: signup.verify(token))
     assert sum(isinstance(o, User) for o in outcomes) == 1, outcomes
     assert all(isinstance(o, (User, Unauthorized)) for o in outcomes), outcomes
     assert len(list(Account.scan())) == 1 and len(list(User.scan())) == 1
@@ -185,19 +166,26 @@ def _dynamodb_ops(calls):
     return [op for service, op in calls if service == "dynamodb"]
 
 
+def _for_known_and_unknown(client, aws_calls, page, submit):
+    """`submit` the form of /dashboard/`page` for a registered email, then for an unknown one,
+    each from a new browser: their answers (status, _shape) and their DynamoDB operations."""
+    answers, ops = [], []
+    for address in ("known@example.com", "unknown@example.com"):
+        visitor = Visitor(client)
+        visitor.csrf(f"/dashboard/{page}")
+        aws_calls.clear()
+        answer = submit(visitor, address)
+        ops.append(_dynamodb_ops(aws_calls))
+        answers.append((answer.status_code, _shape(text(answer))))
+    return answers, ops
+
+
 def test_signup_answers_and_works_the_same_for_a_registered_email(
         client, open_signup, mailbox, aws_calls):
     existing = accounts.create_account("Old")
     owner(existing.account_id, "known@example.com")
     accounts_before = len(list(Account.scan()))
-    answers, ops = [], []
-    for address in ("known@example.com", "unknown@example.com"):
-        visitor = Visitor(client)
-        visitor.csrf("/dashboard/signup")
-        aws_calls.clear()
-        answer = sign_up(visitor, address)
-        ops.append(_dynamodb_ops(aws_calls))
-        answers.append((answer.status_code, _shape(text(answer))))
+    answers, ops = _for_known_and_unknown(client, aws_calls, "signup", sign_up)
     assert answers[0] == answers[1] and answers[0][0] == 200
     assert ops[0] == ops[1], ops  # the same reads and writes, in the same order
     known, unknown = mailbox()
@@ -215,14 +203,7 @@ def test_forgot_answers_and_works_the_same_for_any_email(client, aws_mock, mailb
                                                          aws_calls):
     existing = accounts.create_account("Old")
     owner(existing.account_id, "known@example.com")
-    answers, ops = [], []
-    for address in ("known@example.com", "unknown@example.com"):
-        visitor = Visitor(client)
-        visitor.csrf("/dashboard/forgot")
-        aws_calls.clear()
-        answer = forgot(visitor, address)
-        ops.append(_dynamodb_ops(aws_calls))
-        answers.append((answer.status_code, _shape(text(answer))))
+    answers, ops = _for_known_and_unknown(client, aws_calls, "forgot", forgot)
     assert answers[0] == answers[1] and answers[0][0] == 200
     assert "Check your mail" in answers[0][1]
     assert ops[0] == ops[1], ops
@@ -361,7 +342,7 @@ def test_two_clicks_racing_on_one_reset_link_set_one_password(aws_mock, mailbox,
     owner(acct.account_id, "boss@example.com")
     token = _reset_token(mailbox)
     passwords = [f"racing passphrase {n}" for n in range(8)]
-    outcomes = _race(len(passwords),
+    outcomes = race(len(passwords),
                      lambda n: users.set_password(token, passwords[n], passwords[n]),
                      numbered=True)
     winners = [n for n, o in enumerate(outcomes) if isinstance(o, User)]
@@ -393,26 +374,6 @@ def test_reset_page_links_and_unknown_link_answer(client, aws_mock):
     assert visitor.get("/dashboard/forgot").status_code == 200
     bad = visitor.get("/dashboard/set-password?token=nope")
     assert bad.status_code == 410 and "not valid" in text(bad)
-
-
-def _race(count, call, numbered=False):
-    """Run `call` on `count` threads released together; their results or exceptions."""
-    start = threading.Barrier(count)
-    outcomes = [None] * count
-
-    def run(n):
-        start.wait()
-        try:
-            outcomes[n] = call(n) if numbered else call()
-        except Exception as error:  # noqa: BLE001 - the outcome is the assertion
-            outcomes[n] = error
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
 
 
 def test_a_signin_checked_before_a_reset_gets_no_session_after_it(aws_mock, mailbox):

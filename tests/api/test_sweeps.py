@@ -12,6 +12,7 @@ from chalicelib.domain.messages import first_look as first_look
 from chalicelib.storage import aws
 from chalicelib.storage.tables import Account, Device, Message
 from tests import sending
+from tests.concurrency import run_together
 
 PHONE = "+8801712345678"
 
@@ -232,10 +233,7 @@ def test_a_sweep_racing_leases_and_reports_changes_each_message_once(send, accou
     threads = [threading.Thread(target=phone)] + [
         threading.Thread(target=lambda: results.append(sweeps.settle_due_messages()))
         for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(threads)
     stored = [Message.get(acct.account_id, m, consistent_read=True) for m in mids]
     assert [m.status for m in stored[:3]] == ["sent"] * 3
     assert all(m.open_due is None for m in stored[:3])
@@ -256,10 +254,7 @@ def test_two_sweeps_at_once_requeue_each_message_once(send, account, atomic_moto
     results = []
     threads = [threading.Thread(target=lambda: results.append(sweeps.settle_due_messages()))
                for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(threads)
     assert sum(r["requeued"] for r in results) == 5
     sqs = boto3.client("sqs", region_name="us-east-1")
     attrs = sqs.get_queue_attributes(QueueUrl=device.queue_url,

@@ -8,13 +8,7 @@ from chalicelib.core.errors import RateLimited, Unauthorized
 from chalicelib.domain import accounts, pairing, throttle, users
 from tests.dashboard_helpers import PASSWORD, Visitor, owner, text
 
-
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch):
-    from argon2 import PasswordHasher
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
-                                                         parallelism=1))
-    monkeypatch.setattr(users, "_DUMMY_HASH", None)
+pytestmark = pytest.mark.usefixtures("quick_hashes")
 
 
 def test_a_remembered_browser_still_signs_in_while_a_guesser_is_throttled(client, aws_mock):

@@ -216,13 +216,20 @@ def test_event_ids_are_stable_across_a_replayed_stream_batch(pumps, receivers):
 
 # --- signatures --------------------------------------------------------------------------------
 
-def test_signature_verification_tampering_replay_and_rotation(pumps, receivers):
+def first_signed_event(pumps, receivers):
+    """An endpoint for sms.sent, and the first such event it got: (account, device, receiver,
+    webhook, headers, body)."""
     account, device = setup_account()
     receiver = receivers()
     webhook = hook(account, receiver, ["sms.sent"])
     send_and_settle(device, outcome="sent")
     assert pump_until(pumps, receiver, lambda r: len(r.events) == 1)
     headers, body, _ = receiver.requests[0]
+    return account, device, receiver, webhook, headers, body
+
+
+def test_signature_verification_tampering_replay_and_rotation(pumps, receivers):
+    account, device, receiver, webhook, headers, body = first_signed_event(pumps, receivers)
     signature, timestamp = headers["X-Smsgw-Signature"], headers["X-Smsgw-Timestamp"]
     assert abs(int(timestamp) - time.time()) < 30
     assert smsgw_webhook.verify(body, signature, timestamp, [webhook.secret])
@@ -254,12 +261,7 @@ def test_php_helper_verifies_what_the_gateway_signs(pumps, receivers, tmp_path):
     import shutil
     if not shutil.which("php"):
         pytest.skip("php-cli is not installed (CI installs it)")
-    account, device = setup_account()
-    receiver = receivers()
-    webhook = hook(account, receiver, ["sms.sent"])
-    send_and_settle(device, outcome="sent")
-    assert pump_until(pumps, receiver, lambda r: len(r.events) == 1)
-    headers, body, _ = receiver.requests[0]
+    _, _, _, webhook, headers, body = first_signed_event(pumps, receivers)
     (tmp_path / "body").write_bytes(body)
     script = (f"require '{ROOT / 'clients' / 'smsgw_webhook.php'}';"
               "[$_, $file, $sig, $ts, $secret, $now] = $argv;"

@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.localgw_helpers import GatewayProcess, gateway_env
+from tests.localgw_helpers import GatewayProcess, gateway_env, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -49,11 +48,7 @@ def gateway(tmp_path_factory):
     info["agent"] = None
     yield info
     if info["agent"] is not None:
-        info["agent"].send_signal(signal.SIGINT)
-        try:
-            info["agent"].wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            info["agent"].kill()
+        stop_process(info["agent"])
     gateway.stop()
 
 
@@ -110,6 +105,28 @@ def api(gateway, **params):
 
 def url(gateway, path):
     return gateway["url"] + "/dashboard" + path
+
+
+def join(page, password):
+    """On an invitation's page: choose the password and join; the account's dashboard opens."""
+    page.get_by_label("Password").fill(password)
+    page.get_by_label("Repeat it").fill(password)
+    page.get_by_role("button", name="Join").click()
+    page.wait_for_url(re.compile(r"/dashboard/\?done=joined"))
+
+
+def assert_fits(page, viewport, selector, *, visible_only=False):
+    """At `viewport`: no horizontal scroll, and every element of `selector` (with
+    `visible_only`, every visible one) within the page's width."""
+    page.set_viewport_size(viewport)
+    width = viewport["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, viewport
+    parts = page.locator(selector)
+    for n in range(parts.count()):
+        if not visible_only or parts.nth(n).is_visible():
+            left, right = parts.nth(n).evaluate(
+                "el => { const r = el.getBoundingClientRect(); return [r.left, r.right]; }")
+            assert 0 <= left and right <= width, (viewport, n, left, right)
 
 
 def create_key(page, gateway, label):

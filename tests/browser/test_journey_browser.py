@@ -23,7 +23,6 @@ import email.policy
 import io
 import json
 import re
-import signal
 import subprocess
 import sys
 import zipfile
@@ -38,9 +37,10 @@ from tests.browser.test_dashboard_browser import (  # noqa: F401 (its browser fi
     ROOT,
     SHOTS,
     browser,
+    join,
     url,
 )
-from tests.localgw_helpers import GatewayProcess, gateway_env, wait_for
+from tests.localgw_helpers import GatewayProcess, gateway_env, stop_process, wait_for
 
 OWNER, VIEWER, OPERATOR = "founder@example.com", "viewer@example.com", "operator@example.com"
 ACCOUNT = "Journey Bakery"
@@ -60,12 +60,8 @@ def gateway(tmp_path_factory):
     process = GatewayProcess(user=True, env=AGENT_ENV)
     info = dict(process.info, dir=tmp_path_factory.mktemp("journey"), agent=None)
     yield info
-    if info["agent"] is not None and info["agent"].poll() is None:
-        info["agent"].send_signal(signal.SIGINT)
-        try:
-            info["agent"].wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            info["agent"].kill()
+    if info["agent"] is not None:
+        stop_process(info["agent"])
     process.stop()
 
 
@@ -328,10 +324,7 @@ def test_a5_invite_a_viewer_who_cannot_make_keys(step, gateway):
     viewer.goto(link)
     assert "as viewer" in viewer.inner_text("main")
     snap(viewer, "join-as-viewer")
-    viewer.get_by_label("Password").fill(VIEWER_PASSWORD)
-    viewer.get_by_label("Repeat it").fill(VIEWER_PASSWORD)
-    viewer.get_by_role("button", name="Join").click()
-    viewer.wait_for_url(re.compile(r"/dashboard/\?done=joined"))
+    join(viewer, VIEWER_PASSWORD)
     assert viewer.locator("h1").inner_text() == ACCOUNT
     viewer.goto(url(gateway, "/keys"))
     assert viewer.get_by_role("button", name="Create key").count() == 0

@@ -16,6 +16,7 @@ from tests.browser.test_dashboard_browser import (  # noqa: F401 (its fixtures)
     PHONE,
     ROOT,
     api,
+    assert_fits,
     browser,
     gateway,
     page,
@@ -24,7 +25,6 @@ from tests.browser.test_dashboard_browser import (  # noqa: F401 (its fixtures)
 )
 
 EMAIL = "ops@example.com"
-BOX = "el => { const r = el.getBoundingClientRect(); return [r.left, r.right]; }"
 
 
 def smsgw(gateway, *args) -> str:
@@ -91,14 +91,7 @@ def test_the_operator_journey_in_the_browser(page, gateway):
 def test_the_console_fits_at_1280_and_390_px(page, gateway):
     page.goto(url(gateway, "/operator"))
     for viewport in (DESKTOP, PHONE):
-        page.set_viewport_size(viewport)
-        width = viewport["width"]
-        assert page.evaluate("document.documentElement.scrollWidth") <= width, viewport
-        parts = page.locator("main button, #accounts td, #audit-log td")
-        for n in range(parts.count()):
-            if parts.nth(n).is_visible():
-                left, right = parts.nth(n).evaluate(BOX)
-                assert 0 <= left and right <= width, (viewport, n, left, right)
+        assert_fits(page, viewport, "main button, #accounts td, #audit-log td", visible_only=True)
     page.set_viewport_size(DESKTOP)
     shoot(page, "operator")
     assert page.problems == []

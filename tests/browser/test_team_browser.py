@@ -7,7 +7,7 @@ Saves docs/screenshots/team-*.png (desktop and 390 px)."""
 import re
 
 from tests.browser import test_signup_browser as signup_journey
-from tests.browser.test_dashboard_browser import DESKTOP, shoot, url
+from tests.browser.test_dashboard_browser import DESKTOP, join, shoot, url
 from tests.browser.test_signup_browser import mails_to, only_link
 
 gateway, page = signup_journey.gateway, signup_journey.page  # its fixtures: a gateway, a tab
@@ -49,10 +49,7 @@ def test_invite_a_viewer_who_joins_and_cannot_make_keys(page, gateway):
     viewer.goto(link)
     assert "as viewer" in viewer.inner_text("main")
     shoot(viewer, "team-join")
-    viewer.get_by_label("Password").fill(PASSWORD)
-    viewer.get_by_label("Repeat it").fill(PASSWORD)
-    viewer.get_by_role("button", name="Join").click()
-    viewer.wait_for_url(re.compile(r"/dashboard/\?done=joined"))
+    join(viewer, PASSWORD)
     viewer.goto(url(gateway, "/keys"))
     assert viewer.get_by_role("button", name="Create key").count() == 0
     assert "You are a viewer" in viewer.inner_text("main")

@@ -4,6 +4,7 @@ state, list, cancel, idempotent ids, webhooks (SMSGate's body and signature, che
 receiver on 127.0.0.1), devices; and end-to-end encryption with the client's own Encryptor:
 the phone with the passphrase sends the plaintext, a wrong passphrase fails clearly, and no
 table, queue body, log line or API answer of the gateway holds the plaintext."""
+import contextlib
 import hashlib
 import hmac
 import json
@@ -55,6 +56,16 @@ def client(gw, encryptor=None, **kw):
                      encryptor=encryptor, **kw)
 
 
+def schedule_in_an_hour(gw, number, text, message_id):
+    """Accepted for an hour from now (scheduleAt through raw JSON: the 4.3.3 client has no field
+    for it)."""
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    answer = requests.post(gw["base"] + "/messages", json={
+        "phoneNumbers": [number], "textMessage": {"text": text}, "scheduleAt": later,
+        "id": message_id}, auth=(gw["account_id"], gw["api_key"]), timeout=10)
+    assert answer.status_code == 202, answer.text
+
+
 def settled(c, message_id, states=("Delivered", "Failed")):
     return until(lambda: (lambda s: s if s.state.value in states else None)(
         c.get_state(message_id)), timeout=60, what=f"{message_id} in {states}")
@@ -100,14 +111,8 @@ def test_send_state_list_cancel_and_idempotent_ids(gw, phones):
                                 pagination=domain.QueryPagination(limit=10))
         assert "order-1001" in [m.id for m in listed]
         assert all(m.state.value == "Delivered" for m in listed)
-        # scheduled (their scheduleAt through raw JSON: the 4.3.3 client has no field for
-        # it), then cancelled before any phone takes it
-        later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-        answer = requests.post(gw["base"] + "/messages", json={
-            "phoneNumbers": ["+8801712000003"], "textMessage": {"text": "Later"},
-            "scheduleAt": later, "id": "later-1"}, auth=(gw["account_id"], gw["api_key"]),
-            timeout=10)
-        assert answer.status_code == 202, answer.text
+        # scheduled, then cancelled before any phone takes it
+        schedule_in_an_hour(gw, "+8801712000003", "Later", "later-1")
         c.cancel_message("later-1")
         cancelled = c.get_state("later-1")
         assert cancelled.state.value == "Cancelled"
@@ -169,67 +174,64 @@ def _signed_by(key, headers, body):
     return hmac.compare_digest(expected, headers["X-Signature"])
 
 
-def test_webhooks_in_their_body_and_signature(gw, phones):
+@contextlib.contextmanager
+def subscribed(gw, event):
+    """A webhook receiver subscribed to `event` through the client: (client, receiver, webhook)."""
     from bench.webhook_receiver import Receiver
     receiver = Receiver()
     try:
         with client(gw) as c:
-            made = c.create_webhook(domain.Webhook(id=None, url=receiver.url,
-                                                   event=WebhookEvent.SMS_DELIVERED))
-            assert made.event.value == "sms:delivered" and made.id
-            assert made.id in [w.id for w in c.get_webhooks()]
-            key = "receiver-key-" + "x" * 20
-            c.patch_settings(domain.DeviceSettings(webhooks=domain.SettingsWebhooks(
-                signing_key=key)))
-            assert c.get_settings().webhooks.signing_key == key
-            c.send(domain.Message(phone_numbers=["+8801712000006"], id="hooked-1",
-                                  text_message=domain.TextMessage("Watch me")))
-            settled(c, "hooked-1")
-            until(lambda: receiver.requests, timeout=60, what="a webhook")
-            headers, body, _ = receiver.requests[0]
-            event = json.loads(body)
-            assert set(event) == {"id", "webhookId", "event", "deviceId", "payload"}
-            assert (event["event"], event["webhookId"]) == ("sms:delivered", made.id)
-            assert event["payload"]["messageId"] == "hooked-1"
-            assert event["payload"]["phoneNumber"] == "+8801712000006"
-            assert _signed_by(key, headers, body)
-            assert not _signed_by("another key entirely", headers, body)
-            with pytest.raises(errors.BadRequestError):
-                c.create_webhook(domain.Webhook(id=None, url=receiver.url,
-                                                event=WebhookEvent.SYSTEM_PING))
-            c.delete_webhook(made.id)
-            assert made.id not in [w.id for w in c.get_webhooks()]
+            yield c, receiver, c.create_webhook(domain.Webhook(id=None, url=receiver.url,
+                                                               event=event))
     finally:
         receiver.close()
+
+
+def first_request(receiver, what):
+    """The first webhook request `receiver` got, once it came: (headers, body, its JSON)."""
+    until(lambda: receiver.requests, timeout=60, what=what)
+    headers, body, _ = receiver.requests[0]
+    return headers, body, json.loads(body)
+
+
+def test_webhooks_in_their_body_and_signature(gw, phones):
+    with subscribed(gw, WebhookEvent.SMS_DELIVERED) as (c, receiver, made):
+        assert made.event.value == "sms:delivered" and made.id
+        assert made.id in [w.id for w in c.get_webhooks()]
+        key = "receiver-key-" + "x" * 20
+        c.patch_settings(domain.DeviceSettings(webhooks=domain.SettingsWebhooks(
+            signing_key=key)))
+        assert c.get_settings().webhooks.signing_key == key
+        c.send(domain.Message(phone_numbers=["+8801712000006"], id="hooked-1",
+                              text_message=domain.TextMessage("Watch me")))
+        settled(c, "hooked-1")
+        headers, body, event = first_request(receiver, "a webhook")
+        assert set(event) == {"id", "webhookId", "event", "deviceId", "payload"}
+        assert (event["event"], event["webhookId"]) == ("sms:delivered", made.id)
+        assert event["payload"]["messageId"] == "hooked-1"
+        assert event["payload"]["phoneNumber"] == "+8801712000006"
+        assert _signed_by(key, headers, body)
+        assert not _signed_by("another key entirely", headers, body)
+        with pytest.raises(errors.BadRequestError):
+            c.create_webhook(domain.Webhook(id=None, url=receiver.url,
+                                            event=WebhookEvent.SYSTEM_PING))
+        c.delete_webhook(made.id)
+        assert made.id not in [w.id for w in c.get_webhooks()]
 
 
 def test_sms_cancelled_webhooks(gw, phones):
-    from bench.webhook_receiver import Receiver
-    receiver = Receiver()
-    try:
-        with client(gw) as c:
-            made = c.create_webhook(domain.Webhook(id=None, url=receiver.url,
-                                                   event=WebhookEvent.SMS_CANCELLED))
-            assert made.event.value == "sms:cancelled"
-            key = c.get_settings().webhooks.signing_key
-            later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-            answer = requests.post(gw["base"] + "/messages", json={
-                "phoneNumbers": ["+8801712000031"], "textMessage": {"text": "Never mind"},
-                "scheduleAt": later, "id": "never-1"}, auth=(gw["account_id"], gw["api_key"]),
-                timeout=10)
-            assert answer.status_code == 202, answer.text
-            c.cancel_message("never-1")
-            until(lambda: receiver.requests, timeout=60, what="an sms:cancelled webhook")
-            headers, body, _ = receiver.requests[0]
-            event = json.loads(body)
-            assert (event["event"], event["webhookId"]) == ("sms:cancelled", made.id)
-            assert event["payload"]["messageId"] == "never-1"
-            assert event["payload"]["phoneNumber"] == "+8801712000031"
-            assert event["payload"]["cancelledAt"]
-            assert _signed_by(key, headers, body)
-            c.delete_webhook(made.id)
-    finally:
-        receiver.close()
+    with subscribed(gw, WebhookEvent.SMS_CANCELLED) as (c, receiver, made):
+        assert made.event.value == "sms:cancelled"
+        key = c.get_settings().webhooks.signing_key
+        schedule_in_an_hour(gw, "+8801712000031", "Never mind", "never-1")
+        c.cancel_message("never-1")
+        headers, body, event = first_request(receiver, "an sms:cancelled webhook")
+        assert (event["event"], event["webhookId"]) == ("sms:cancelled", made.id)
+        assert event["payload"]["messageId"] == "never-1"
+        assert event["payload"]["phoneNumber"] == "+8801712000031"
+        assert event["payload"]["cancelledAt"]
+        assert _signed_by(key, headers, body)
+        c.delete_webhook(made.id)
 
 
 # Every public method of the 4.3.3 client, and what this gateway answers it (docs/smsgate.md).

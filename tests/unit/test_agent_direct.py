@@ -100,24 +100,24 @@ def test_receive_asks_for_the_lease_as_visibility_timeout(direct):
         "MaxNumberOfMessages": 10, "WaitTimeSeconds": 7, "VisibilityTimeout": 60}]
 
 
-def test_expired_credentials_are_retried_with_new_ones(direct):
-    poller, gateway, made, _ = direct
+def receive_fails_once(poller, made, code):
+    """The first receive works; the next answers the SQS error `code`: Retryable."""
     poller.jobs(0, 10)
-    made[0].error = ClientError({"Error": {"Code": "ExpiredToken", "Message": "expired"}},
-                                "ReceiveMessage")
+    made[0].error = ClientError({"Error": {"Code": code, "Message": "x"}}, "ReceiveMessage")
     with pytest.raises(Retryable):
         poller.jobs(0, 10)
+
+
+def test_expired_credentials_are_retried_with_new_ones(direct):
+    poller, gateway, made, _ = direct
+    receive_fails_once(poller, made, "ExpiredToken")
     poller.jobs(0, 10)
     assert gateway.issued == 2 and len(made) == 2
 
 
 def test_other_sqs_errors_are_retryable_and_keep_the_credentials(direct):
     poller, gateway, made, _ = direct
-    poller.jobs(0, 10)
-    made[0].error = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}},
-                                "ReceiveMessage")
-    with pytest.raises(Retryable):
-        poller.jobs(0, 10)
+    receive_fails_once(poller, made, "ServiceUnavailable")
     assert gateway.issued == 1
 
 
