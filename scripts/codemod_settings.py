@@ -3,7 +3,7 @@
     python scripts/codemod_settings.py [--check] [PATH ...]   # default: the whole repository
 
 - `settings.LEASE_SECONDS` -> `settings.current().lease_seconds` (every UPPER name but the
-  module's constants TABLES, EVENT_SOURCE_TABLES and SIGNUP_MODES);
+  module's constants TABLES, EVENT_SOURCE_TABLES, SIGNUP_MODES and MAIL_LANGUAGES);
 - `settings.table_name(...)` and the other derived names -> `settings.current().table_name(...)`;
   `settings.mail_dir()` -> `settings.current().mail_dir`; `settings.signup_mode()` ->
   `settings.current().signup`;
@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CONSTANTS = {"TABLES", "EVENT_SOURCE_TABLES", "SIGNUP_MODES"}
+CONSTANTS = {"TABLES", "EVENT_SOURCE_TABLES", "SIGNUP_MODES", "MAIL_LANGUAGES"}
 METHODS = ("table_name", "queue_name", "device_role_path", "webhook_queue_name",
            "stream_failure_queue_name")
 RENAMED_CALLS = {"mail_dir": "mail_dir", "signup_mode": "signup"}
