@@ -37,7 +37,7 @@ _auth_cache = TTLCache(lambda: settings.current().auth_cache_seconds)
 # The account items this container read, with when (ms): authenticate's reads, or
 # cached_account's own. A send checks suspension, quotas and the opt-out list's version on them
 # (outbox.submit, opt_outs.py), trusting one for AUTH_CACHE_SECONDS, so a warm send reads none.
-_items = {}  # account_id -> (Account, read_at)
+_items = TTLCache(lambda: settings.current().auth_cache_seconds)  # id -> (Account, read_at)
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,15 @@ def get_account(account_id: str, consistent: bool = False) -> Account:
 def cached_read(account_id: str) -> tuple[Account, int]:
     """(the account item, when it was read): as read at most AUTH_CACHE_SECONDS ago
     (authenticate's read), else one consistent GetItem."""
-    now, window = clock.now_ms(), settings.current().auth_cache_seconds * 1000
-    account, read_at = _items.get(account_id, (None, 0))
-    if account is None or now - read_at > window:
-        try:
-            account, read_at = Account.get(account_id, consistent_read=True), now
-        except DoesNotExist:
-            raise NotFound(f"Unknown account: {account_id}.", "account_id")
-        _items[account_id] = (account, read_at)
-    return account, read_at
+    hit = _items.get(account_id)
+    if hit is not None:
+        return hit
+    try:
+        hit = Account.get(account_id, consistent_read=True), clock.now_ms()
+    except DoesNotExist:
+        raise NotFound(f"Unknown account: {account_id}.", "account_id")
+    _items.put(account_id, hit)
+    return hit
 
 
 def cached_account(account_id: str) -> Account:
@@ -101,7 +101,7 @@ def cached_account(account_id: str) -> Account:
 
 def forget_account(account_id: str) -> None:
     """This container changed the account item: its next use reads it again."""
-    _items.pop(account_id, None)
+    _items.drop(account_id)
 
 
 def refuse_suspended(account: Account) -> None:
@@ -255,7 +255,7 @@ def authenticate(key: str | None, source_ip: str | None) -> Caller:
             account = get_account(record.account_id)
         except NotFound:  # deleted: its keys are deleted too, this one is being
             raise Unauthorized("Invalid API key.", "api_key")
-        _items[account.account_id] = (account, clock.now_ms())  # the send's, for the window
+        _items.put(account.account_id, (account, clock.now_ms()))  # the send's, for the window
         whitelist = tuple(account.ip_whitelist or ())
         from chalicelib.domain import quotas
         # the account as read: suspended or not, and its requests quota, for AUTH_CACHE_SECONDS

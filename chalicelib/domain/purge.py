@@ -67,8 +67,8 @@ class Unprocessed(Exception):
 
 
 class _Deletes:
-    """One table's deletes, sent BATCH to a BatchWriteItem; `done[table]` counts the items
-    DynamoDB reported deleted."""
+    """One table's deletes, sent BATCH to a BatchWriteItem; `done[table]` counts the deletes
+    DynamoDB processed (an item already gone counts too: BatchWriteItem does not say)."""
 
     def __init__(self, model, done: Counter, table: str):
         self.model, self.done, self.table, self.keys = model, done, table, []

@@ -242,10 +242,10 @@ def test_another_containers_change_is_seen_within_the_auth_cache_window(running_
     assert compat(client, key, action="send_sms", phone_number=NUMBER,
                   message="Hi")["status"] == "success"
     stale = dict(opt_outs._lists)  # this container's list, as another container would keep it
-    noted = dict(accounts._items)  # and its account item
+    noted = dict(accounts._items._items)  # and its account item (the TTLCache's entries)
     opt_outs.add(acct.account_id, NUMBER)
     opt_outs._lists.update(stale)
-    accounts._items.update(noted)
+    accounts._items._items.update(noted)
     clock.advance(settings.current().auth_cache_seconds + 1)
     answer = compat(client, key, action="send_sms", phone_number=NUMBER, message="Hi")
     assert answer["data"]["error_code"] == "opted_out"
